@@ -1,0 +1,87 @@
+/**
+ * Every failure code hopper-streams reports.
+ *
+ * - `ERR_HOPPER_FULL`: memory is full and a disk cap is reached; `.record` holds the refused record.
+ * - `ERR_HOPPER_RECORD_TOO_LARGE`: a record can never fit, even in an empty channel.
+ * - `ERR_HOPPER_INVALID_RECORD`: a record does not match the schema or cannot be encoded.
+ * - `ERR_HOPPER_LOCKED`: another open channel holds the channel directory.
+ * - `ERR_HOPPER_CORRUPT_SEGMENT`: a segment file does not frame or decode as written.
+ * - `ERR_HOPPER_IO`: a file operation on the channel directory failed; `.cause` is the system error.
+ * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
+ */
+export type HopperErrorCode =
+  | 'ERR_HOPPER_FULL'
+  | 'ERR_HOPPER_RECORD_TOO_LARGE'
+  | 'ERR_HOPPER_INVALID_RECORD'
+  | 'ERR_HOPPER_LOCKED'
+  | 'ERR_HOPPER_CORRUPT_SEGMENT'
+  | 'ERR_HOPPER_IO'
+  | 'ERR_STREAM_WRITE_AFTER_END'
+  | 'ERR_STREAM_DESTROYED';
+
+/** Extra facts an error carries, depending on its code. */
+export interface HopperErrorDetails {
+  /** The record that was refused (`ERR_HOPPER_FULL`, `ERR_HOPPER_INVALID_RECORD`, `ERR_HOPPER_RECORD_TOO_LARGE`). */
+  record?: unknown;
+  /** Path of the offending field inside the record (`ERR_HOPPER_INVALID_RECORD`), e.g. `['user', 'age']`. */
+  path?: string[];
+  /** Segment file concerned (`ERR_HOPPER_CORRUPT_SEGMENT`, `ERR_HOPPER_IO`). */
+  file?: string;
+  /** Byte offset in `file` where the problem was found (`ERR_HOPPER_CORRUPT_SEGMENT`). */
+  offset?: number;
+  /** The underlying error. */
+  cause?: unknown;
+}
+
+/**
+ * The one error class of hopper-streams: a message that says what went wrong and a `code` to branch on.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   hopper.send(record);
+ * } catch (err) {
+ *   if (HopperError.is(err, 'ERR_HOPPER_FULL')) retryLater(err.record);
+ *   else throw err;
+ * }
+ * ```
+ */
+export class HopperError extends Error {
+  readonly code: HopperErrorCode;
+  readonly record?: unknown;
+  readonly path?: string[];
+  readonly file?: string;
+  readonly offset?: number;
+
+  constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'HopperError';
+    this.code = code;
+    if ('record' in details) this.record = details.record;
+    if (details.path !== undefined) this.path = details.path;
+    if (details.file !== undefined) this.file = details.file;
+    if (details.offset !== undefined) this.offset = details.offset;
+  }
+
+  /** True when `err` is a HopperError, with the given code if one is named. */
+  static is(err: unknown, code?: HopperErrorCode): err is HopperError {
+    return err instanceof HopperError && (code === undefined || err.code === code);
+  }
+}
+
+export function fullError(record: unknown, reason: string): HopperError {
+  return new HopperError('ERR_HOPPER_FULL', `hopper is full: ${reason}; the record was not accepted`, { record });
+}
+
+export function writeAfterEndError(): HopperError {
+  return new HopperError('ERR_STREAM_WRITE_AFTER_END', 'write after end: the hopper no longer accepts records');
+}
+
+export function destroyedError(): HopperError {
+  return new HopperError('ERR_STREAM_DESTROYED', 'the hopper was destroyed');
+}
+
+export function ioError(operation: string, file: string, cause: unknown): HopperError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new HopperError('ERR_HOPPER_IO', `${operation} failed on ${file}: ${reason}`, { file, cause });
+}

@@ -1,0 +1,7 @@
+export { createHopperStreams, HopperStreams } from './streams.js';
+export type { HopperWritable, HopperReadable, HopperEvents } from './streams.js';
+export type { HopperStats } from './channel.js';
+export type { SegmentEvent } from './segments.js';
+export { HopperError } from './errors.js';
+export type { HopperErrorCode, HopperErrorDetails } from './errors.js';
+export type { HopperOptions, OnFull, SegmentCodec } from './options.js';

@@ -1,0 +1,169 @@
+import type { Type, Schema } from 'avsc';
+
+/** What a write does when memory is full and a disk cap is reached. */
+export type OnFull = 'block' | 'error';
+
+/** Avro block codec used in segment files. */
+export type SegmentCodec = 'null' | 'deflate';
+
+/** Options of {@link createHopperStreams}. Every option is optional. */
+export interface HopperOptions {
+  /**
+   * Channel name: the directory `<dataDir>/<name>/` that holds the segment files.
+   * Must be a single path component (no separators, not `.` or `..`), at most 255 bytes.
+   * @default 'hopper'
+   */
+  name?: string;
+  /**
+   * Directory under which the channel directory is made (created if missing).
+   * By default a fresh directory from `fs.mkdtemp(os.tmpdir())`, removed when the channel closes.
+   */
+  dataDir?: string;
+  /**
+   * Avro schema of the records: a JSON object, a JSON string or an avsc `Type`.
+   * Records are validated against it when written and Avro-encoded on disk.
+   * Without one, Buffers, strings and JSON values are accepted.
+   */
+  schema?: Schema | string | Type;
+  /**
+   * Memory budget, in bytes, for records held in memory. A record that does not fit goes to disk.
+   * @default 16 MiB
+   */
+  maxMemoryBytes?: number;
+  /**
+   * A segment file is sealed once it passes this size, and the next one is opened.
+   * @default 64 MiB
+   */
+  maxSegmentBytes?: number;
+  /**
+   * Cap on the number of segment files existing at once (hopper's `max_disk_files`).
+   * @default Infinity
+   */
+  maxSegments?: number;
+  /**
+   * Cap on the bytes of all segment files together.
+   * @default Infinity
+   */
+  maxDiskBytes?: number;
+  /**
+   * When memory is full and a disk cap is reached: `'block'` holds the write callback until the
+   * reader frees room; `'error'` fails the write with `ERR_HOPPER_FULL` carrying the record.
+   * `send()` always throws `ERR_HOPPER_FULL` when full.
+   * @default 'block'
+   */
+  onFull?: OnFull;
+  /**
+   * Avro block codec of segment files.
+   * @default 'null'
+   */
+  codec?: SegmentCodec;
+}
+
+export interface ResolvedOptions {
+  name: string;
+  dataDir: string | undefined;
+  schema: Schema | string | Type | undefined;
+  maxMemoryBytes: number;
+  maxSegmentBytes: number;
+  maxSegments: number;
+  maxDiskBytes: number;
+  onFull: OnFull;
+  codec: SegmentCodec;
+}
+
+const MiB = 1024 * 1024;
+
+export const DEFAULTS = {
+  name: 'hopper',
+  maxMemoryBytes: 16 * MiB,
+  maxSegmentBytes: 64 * MiB,
+  maxSegments: Infinity,
+  maxDiskBytes: Infinity,
+  onFull: 'block',
+  codec: 'null',
+} as const;
+
+const KNOWN = new Set([
+  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec',
+]);
+
+function describe(value: unknown): string {
+  let shown: string;
+  try {
+    shown = typeof value === 'string' ? JSON.stringify(value) : typeof value === 'bigint' ? `${value}n` : String(value);
+  } catch {
+    shown = Object.prototype.toString.call(value);
+  }
+  if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
+  return `\`${shown}\` (${value === null ? 'null' : typeof value})`;
+}
+
+function sizeOption(options: HopperOptions, key: keyof HopperOptions, fallback: number, min: number, allowInfinity: boolean): number {
+  const value = options[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new TypeError(`Expected \`${key}\` to be a number, got ${describe(value)}`);
+  }
+  const ok = (Number.isInteger(value) && value >= min) || (allowInfinity && value === Infinity);
+  if (!ok) {
+    const range = `an integer from ${min} and up${allowInfinity ? ' or Infinity' : ''}`;
+    throw new RangeError(`Expected \`${key}\` to be ${range}, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function choiceOption<T extends string>(options: HopperOptions, key: keyof HopperOptions, fallback: T, choices: readonly T[]): T {
+  const value = options[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string') {
+    throw new TypeError(`Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
+  }
+  if (!(choices as readonly string[]).includes(value)) {
+    throw new RangeError(`Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
+  }
+  return value as T;
+}
+
+/** Checks a channel name: one path component, no NUL, at most 255 bytes. */
+export function checkName(value: unknown): string {
+  if (typeof value !== 'string') throw new TypeError(`Expected \`name\` to be a string, got ${describe(value)}`);
+  const problem =
+    value === '' ? 'it is empty'
+      : value === '.' || value === '..' ? 'it names a directory link'
+        : /[/\\]/.test(value) ? 'it contains a path separator'
+          : value.includes('\0') ? 'it contains a NUL byte'
+            : Buffer.byteLength(value) > 255 ? 'it is longer than 255 bytes'
+              : undefined;
+  if (problem) throw new RangeError(`Expected \`name\` to be a single directory name, got ${describe(value)}: ${problem}`);
+  return value;
+}
+
+/** Validates user options and fills in defaults. Throws TypeError/RangeError naming the option and the value. */
+export function resolveOptions(options: HopperOptions | undefined): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`Expected options to be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw new TypeError(`Unknown option \`${key}\`; known options are ${[...KNOWN].join(', ')}`);
+  }
+  const name = options.name === undefined ? DEFAULTS.name : checkName(options.name);
+  const { dataDir, schema } = options;
+  if (dataDir !== undefined && (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0'))) {
+    throw new TypeError(`Expected \`dataDir\` to be a non-empty path string, got ${describe(dataDir)}`);
+  }
+  if (schema !== undefined && (schema === null || (typeof schema !== 'string' && typeof schema !== 'object'))) {
+    throw new TypeError(`Expected \`schema\` to be an Avro schema (object, JSON string or avsc Type), got ${describe(schema)}`);
+  }
+  return {
+    name,
+    dataDir,
+    schema,
+    maxMemoryBytes: sizeOption(options, 'maxMemoryBytes', DEFAULTS.maxMemoryBytes, 0, true),
+    maxSegmentBytes: sizeOption(options, 'maxSegmentBytes', DEFAULTS.maxSegmentBytes, 1, false),
+    maxSegments: sizeOption(options, 'maxSegments', DEFAULTS.maxSegments, 1, true),
+    maxDiskBytes: sizeOption(options, 'maxDiskBytes', DEFAULTS.maxDiskBytes, 1, true),
+    onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ['block', 'error'] as const),
+    codec: choiceOption(options, 'codec', DEFAULTS.codec, ['null', 'deflate'] as const),
+  };
+}
