@@ -127,7 +127,7 @@ export class Channel {
       this.emit('full', { record, reason: 'earlier writes are waiting for room' });
       throw fullError(record, 'earlier writes are waiting for room');
     }
-    const reason = this.place(record, size);
+    const reason = this.place(this.codec.normalize(record), size);
     if (reason !== undefined) {
       this.emit('full', { record, reason });
       throw fullError(record, reason);
@@ -150,7 +150,7 @@ export class Channel {
     let reason: string | undefined = 'earlier writes are waiting for room';
     if (this.blocked.length === 0) {
       try {
-        reason = this.place(record, size);
+        reason = this.place(this.codec.normalize(record), size);
       } catch (err) {
         callback(err as Error);
         return;
@@ -161,7 +161,7 @@ export class Channel {
       return;
     }
     this.emit('full', { record, reason });
-    if (this.options.onFull === 'block') this.blocked.push({ record, size, callback });
+    if (this.options.onFull === 'block') this.blocked.push({ record: this.codec.normalize(record), size, callback });
     else callback(fullError(record, reason));
   }
 

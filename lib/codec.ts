@@ -1,6 +1,7 @@
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError } from './errors.js';
+import type { AvroSchema } from './options.js';
 
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
@@ -12,6 +13,8 @@ export interface RecordCodec {
   readonly type: Type;
   /** Checks a record and returns its estimated in-memory size; throws `ERR_HOPPER_INVALID_RECORD`. */
   check(record: unknown): number;
+  /** The record as the channel holds it: a non-Buffer Uint8Array becomes a Buffer over the same bytes. */
+  normalize(record: unknown): unknown;
   /** Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too small. */
   encode(record: unknown, buf: Buffer, pos: number): number;
   /** Decodes the record at `pos`; `offset` is -1 when the bytes do not hold a whole record. */
@@ -137,6 +140,7 @@ function schemaCodec(type: Type): RecordCodec {
       if (!type.isValid(record)) throw describeFailure(record);
       return estimate(record, record, [], false);
     },
+    normalize: (record) => record,
     encode: (record, buf, pos) => type.encode(record, buf, pos),
     decode: (buf, pos) => type.decode(buf, pos),
   };
@@ -150,9 +154,14 @@ function envelopeCodec(): RecordCodec {
       checkTopLevel(record);
       return estimate(record, record, [], true);
     },
+    normalize(record) {
+      if (record instanceof Uint8Array && !Buffer.isBuffer(record)) {
+        return Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+      }
+      return record;
+    },
     encode(record, buf, pos) {
       if (Buffer.isBuffer(record) || typeof record === 'string') return type.encode(record, buf, pos);
-      if (ArrayBuffer.isView(record)) return type.encode(Buffer.from(record.buffer, record.byteOffset, record.byteLength), buf, pos);
       return type.encode({ json: JSON.stringify(record) }, buf, pos);
     },
     decode(buf, pos) {
@@ -165,7 +174,7 @@ function envelopeCodec(): RecordCodec {
 }
 
 /** Builds the codec for a channel: the user's schema (object, JSON string or avsc Type), or the schemaless envelope. */
-export function createCodec(schema: Schema | string | Type | undefined): RecordCodec {
+export function createCodec(schema: AvroSchema | undefined): RecordCodec {
   if (schema === undefined) return envelopeCodec();
   if (avsc.Type.isType(schema)) return schemaCodec(schema as Type);
   let parsed: unknown = schema;

@@ -1,5 +1,8 @@
 import type { Type, Schema } from 'avsc';
 
+/** An Avro schema in any form avsc takes: a schema object, its JSON text, or an avsc `Type`. */
+export type AvroSchema = Schema | Type | string | object;
+
 /** What a write does when memory is full and a disk cap is reached. */
 export type OnFull = 'block' | 'error';
 
@@ -23,8 +26,9 @@ export interface HopperOptions {
    * Avro schema of the records: a JSON object, a JSON string or an avsc `Type`.
    * Records are validated against it when written and Avro-encoded on disk.
    * Without one, Buffers, strings and JSON values are accepted.
+   * A plain object literal is accepted as is (also `as const`); avsc checks it at creation.
    */
-  schema?: Schema | string | Type;
+  schema?: AvroSchema;
   /**
    * Memory budget, in bytes, for records held in memory. A record that does not fit goes to disk.
    * @default 16 MiB
@@ -62,7 +66,7 @@ export interface HopperOptions {
 export interface ResolvedOptions {
   name: string;
   dataDir: string | undefined;
-  schema: Schema | string | Type | undefined;
+  schema: AvroSchema | undefined;
   maxMemoryBytes: number;
   maxSegmentBytes: number;
   maxSegments: number;

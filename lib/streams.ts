@@ -5,14 +5,12 @@ import { Channel, EMPTY, type ChannelEvents, type HopperStats } from './channel.
 import { writeAfterEndError } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 
-/** The objectMode Writable side of a hopper: accepts `T` without backpressure until the disk cap. */
-export interface HopperWritable<T> extends NodeWritable {
-  write(chunk: T, callback?: (error: Error | null | undefined) => void): boolean;
-  write(chunk: T, encoding: BufferEncoding, callback?: (error: Error | null | undefined) => void): boolean;
-  end(callback?: () => void): this;
-  end(chunk: T, callback?: () => void): this;
-  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
-}
+/**
+ * The objectMode Writable side of a hopper: accepts records without backpressure until the disk cap.
+ * Its `write()` keeps Node's signature so that `source.pipe(hopper.writable)` and `pipeline()`
+ * type-check; `T` is what `send()` takes and what the readable yields.
+ */
+export interface HopperWritable<T> extends NodeWritable {}
 
 /** The objectMode Readable side of a hopper: yields every accepted `T`, in order. */
 export interface HopperReadable<T> extends NodeReadable {
@@ -69,7 +67,9 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       read: () => this.pump(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         channel.close();
-        if (!writable.destroyed) writable.destroy(err ?? undefined);
+        // A consumer that stops early (break, return) aborts the readable: the producer's
+        // writes now fail with ERR_STREAM_DESTROYED, but that is no error of the writable's.
+        if (!writable.destroyed) writable.destroy(err && err.name !== 'AbortError' ? err : undefined);
         callback(err);
       },
     });

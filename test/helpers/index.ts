@@ -1,0 +1,59 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Schema } from 'avsc';
+
+/** A fresh directory for one test, and a function that lists every file left in it. */
+export function tempDataDir(): { dataDir: string; files: () => string[]; remove: () => void } {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-test-'));
+  const files = (): string[] => {
+    const found: string[] = [];
+    const walk = (dir: string): void => {
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(full);
+        else found.push(path.relative(dataDir, full));
+      }
+    };
+    walk(dataDir);
+    return found.sort();
+  };
+  return { dataDir, files, remove: () => fs.rmSync(dataDir, { recursive: true, force: true }) };
+}
+
+export async function collect<T>(readable: Readable | AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const record of readable as AsyncIterable<T>) out.push(record);
+  return out;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Avro schema of the small record most tests use. */
+export const pointSchema: Schema = {
+  type: 'record',
+  name: 'Point',
+  fields: [
+    { name: 'seq', type: 'long' },
+    { name: 'label', type: 'string' },
+    { name: 'score', type: 'double' },
+  ],
+};
+
+export interface Point {
+  seq: number;
+  label: string;
+  score: number;
+}
+
+export function point(seq: number): Point {
+  return { seq, label: `p-${seq}-${'x'.repeat(seq % 13)}`, score: seq / 7 };
+}
+
+/** Avro decodes records as instances of a generated class: compare their fields as plain objects. */
+export function plain<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}

@@ -1,0 +1,192 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { createHopperStreams, HopperError } from '../lib/index.js';
+import { collect, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+
+const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
+const sha256 = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+
+async function startChild(mode: 'hold' | 'exit', dataDir: string, name: string): Promise<{ child: ChildProcess; info: { pid: number; path: string; segments: number } }> {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', childScript, mode, dataDir, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  for await (const chunk of child.stdout!) {
+    output += String(chunk);
+    if (output.includes('\n')) break;
+  }
+  return { child, info: JSON.parse(output) };
+}
+
+test('.close() - ends the writable, resolves once everything is read, and removes the default temp directory', async (t) => {
+  const hopper = createHopperStreams<Point>({ schema: pointSchema, maxMemoryBytes: 1_000, maxSegmentBytes: 2_000 });
+  const channelDir = hopper.path;
+  const tempDir = path.dirname(channelDir);
+  for (let i = 0; i < 500; i++) hopper.send(point(i));
+  t.true(fs.existsSync(channelDir));
+  t.true(hopper.stats().segments > 0);
+  let closed = false;
+  const closing = hopper.close().then(() => {
+    closed = true;
+  });
+  t.true(hopper.writable.writableEnded);
+  t.throws(() => hopper.send(point(500)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
+  const out = await collect<Point>(hopper.readable);
+  await closing;
+  t.true(closed);
+  t.is(out.length, 500);
+  t.false(fs.existsSync(channelDir));
+  t.false(fs.existsSync(tempDir), 'the default temp dataDir is removed');
+});
+
+test('.destroy() - tears down both sides at once and removes the files, records on disk included', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 100, maxSegmentBytes: 1_000 });
+  for (let i = 0; i < 300; i++) hopper.send(point(i));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.true(dir.files().length > 2);
+  const failure = new Error('operator abort');
+  const readableError = once(hopper.readable, 'error');
+  const writableError = once(hopper.writable, 'error');
+  const closing = hopper.close();
+  hopper.destroy(failure);
+  t.is((await readableError)[0], failure);
+  t.is((await writableError)[0], failure);
+  await t.throwsAsync(closing, { is: failure });
+  t.true(hopper.readable.destroyed && hopper.writable.destroyed);
+  t.deepEqual(dir.files(), []);
+  t.throws(() => hopper.send(point(1)), { code: 'ERR_STREAM_DESTROYED' } as never);
+});
+
+test('.readable - a consumer that stops early (break) tears the channel down and removes its files', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 100, maxSegmentBytes: 1_000 });
+  for (let i = 0; i < 300; i++) hopper.send(point(i));
+  let seen = 0;
+  for await (const record of hopper.readable) {
+    t.is(record.seq, seen++);
+    if (seen === 10) break;
+  }
+  await once(hopper.writable, 'close');
+  t.true(hopper.writable.destroyed);
+  t.deepEqual(dir.files(), []);
+});
+
+test('.readable - ends after the writable ends and every record has been delivered', async (t) => {
+  const hopper = createHopperStreams<string>({ maxMemoryBytes: 10 });
+  const ended = once(hopper.readable, 'end');
+  const received: string[] = [];
+  hopper.readable.on('data', (record: string) => received.push(record));
+  hopper.writable.write('first');
+  hopper.writable.write('second, from disk');
+  hopper.writable.end('third');
+  await ended;
+  t.deepEqual(received, ['first', 'second, from disk', 'third']);
+});
+
+test('channel directory - a second open channel on the same directory fails with ERR_HOPPER_LOCKED until the first closes', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const first = createHopperStreams({ dataDir: dir.dataDir, name: 'jobs' });
+  const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'jobs' }), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_LOCKED');
+  t.regex(err!.message, new RegExp(`locked by another channel in this process \\(pid ${process.pid}\\)`));
+  const other = createHopperStreams({ dataDir: dir.dataDir, name: 'other-jobs' });
+  other.destroy();
+  const closing = first.close();
+  first.readable.resume();
+  await closing;
+  const again = createHopperStreams({ dataDir: dir.dataDir, name: 'jobs' });
+  again.destroy();
+  t.deepEqual(dir.files(), []);
+});
+
+test('channel directory - locked by another process, then taken over once that process is dead; stale segments removed, foreign files kept', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { child, info } = await startChild('hold', dir.dataDir, 'shared');
+  t.true(info.segments > 1);
+  const channelDir = path.join(dir.dataDir, 'shared');
+  // Files that are not ours: a plain Avro file under a segment-like name, and a note.
+  fs.copyFileSync(fixture('foreign.avro'), path.join(channelDir, '000000009000.avro'));
+  fs.writeFileSync(path.join(channelDir, 'notes.txt'), 'keep me');
+  const foreignHash = sha256(path.join(channelDir, '000000009000.avro'));
+
+  const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'shared' }), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_LOCKED');
+  t.regex(err!.message, new RegExp(`process ${info.pid} on `));
+
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  const stale = dir.files().filter((file) => /\d{12}\.avro$/.test(file) && !file.endsWith('000000009000.avro'));
+  t.true(stale.length > 1, 'the dead process left its segments behind');
+
+  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'shared', maxMemoryBytes: 0, maxSegmentBytes: 100 });
+  for (const file of stale) t.false(fs.existsSync(path.join(dir.dataDir, file)), `${file} was removed`);
+  for (let i = 0; i < 20; i++) hopper.send(`new ${i}`);
+  await new Promise((resolve) => setImmediate(resolve));
+  const segments = fs.readdirSync(channelDir).filter((name) => name.endsWith('.avro') && name !== '000000009000.avro');
+  t.true(segments.every((name) => Number(name.slice(0, 12)) > 9000), 'new segments are numbered past every existing name');
+  const closing = hopper.close();
+  t.deepEqual(await collect(hopper.readable), Array.from({ length: 20 }, (_, i) => `new ${i}`));
+  await closing;
+  t.deepEqual(dir.files(), [path.join('shared', '000000009000.avro'), path.join('shared', 'notes.txt')]);
+  t.is(sha256(path.join(channelDir, '000000009000.avro')), foreignHash);
+  t.is(fs.readFileSync(path.join(channelDir, 'notes.txt'), 'utf8'), 'keep me');
+});
+
+test('channel directory - segment-named files that are not ours are never overwritten', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const channelDir = path.join(dir.dataDir, 'hopper');
+  fs.mkdirSync(channelDir);
+  fs.copyFileSync(fixture('foreign.avro'), path.join(channelDir, '000000000001.avro'));
+  fs.copyFileSync(fixture('foreign.avro'), path.join(channelDir, '000000000002.avro'));
+  const hashes = [sha256(path.join(channelDir, '000000000001.avro')), sha256(path.join(channelDir, '000000000002.avro'))];
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 500 });
+  for (let i = 0; i < 100; i++) hopper.send(point(i));
+  const closing = hopper.close();
+  t.is((await collect(hopper.readable)).length, 100);
+  await closing;
+  t.deepEqual(dir.files(), [path.join('hopper', '000000000001.avro'), path.join('hopper', '000000000002.avro')]);
+  t.deepEqual([sha256(path.join(channelDir, '000000000001.avro')), sha256(path.join(channelDir, '000000000002.avro'))], hashes);
+});
+
+test('channel directory - a process that exits with a channel open leaves no files behind', async (t) => {
+  const { child, info } = await startChild('exit', '-', 'hopper');
+  const [code] = await once(child, 'exit');
+  t.is(code, 0);
+  t.true(info.segments > 0);
+  t.false(fs.existsSync(info.path));
+  t.false(fs.existsSync(path.dirname(info.path)));
+});
+
+test('channel directory - a dataDir that is a file is refused at creation, and nothing is written', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const file = path.join(dir.dataDir, 'plain-file');
+  fs.writeFileSync(file, 'x');
+  const err = t.throws(() => createHopperStreams({ dataDir: file }), { instanceOf: HopperError });
+  t.regex(err!.message, /is not a directory/);
+  t.deepEqual(dir.files(), ['plain-file']);
+});
+
+test('channel directory - a missing dataDir is created, and the channel directory removed at close', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const dataDir = path.join(dir.dataDir, 'a', 'b');
+  const hopper = createHopperStreams<string>({ dataDir, name: 'c' });
+  t.true(fs.existsSync(path.join(dataDir, 'c', 'hopper.lock')));
+  hopper.send('x');
+  const closing = hopper.close();
+  hopper.readable.resume();
+  await closing;
+  t.false(fs.existsSync(path.join(dataDir, 'c')));
+  t.true(fs.existsSync(dataDir), 'the given dataDir itself is left in place');
+});

@@ -1,0 +1,109 @@
+import test from 'ava';
+import { createHopperStreams, HopperError } from '../lib/index.js';
+import { collect, plain, tempDataDir } from './helpers/index.js';
+
+async function roundTrip(records: unknown[], maxMemoryBytes: number): Promise<unknown[]> {
+  const dir = tempDataDir();
+  try {
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes });
+    for (const record of records) hopper.send(record);
+    const closed = hopper.close();
+    const out = await collect(hopper.readable);
+    await closed;
+    return out;
+  } finally {
+    dir.remove();
+  }
+}
+
+const samples: unknown[] = [
+  Buffer.from([0, 1, 2, 3, 254, 255]),
+  Buffer.alloc(0),
+  'plain ascii',
+  'ünïcödé ✓ 𝄞',
+  '',
+  { nested: { list: [1, 2.5, 'three', null, true] }, empty: {} },
+  [1, [2, [3]]],
+  42,
+  -0.125,
+  false,
+];
+
+for (const [tier, budget] of [['memory', 1024 ** 2], ['disk', 0]] as const) {
+  test(`records without a schema - round-trip from ${tier}: Buffers byte-exact, strings as strings, the rest as JSON`, async (t) => {
+    const out = await roundTrip(samples, budget);
+    t.deepEqual(out, samples);
+    t.true(Buffer.isBuffer(out[0]));
+    t.is(typeof out[2], 'string');
+  });
+
+  test(`records without a schema - a Uint8Array comes back as a Buffer with the same bytes (${tier})`, async (t) => {
+    const backing = new Uint8Array([9, 8, 7, 6, 5, 4]);
+    const view = backing.subarray(1, 4);
+    const [out] = await roundTrip([view], budget);
+    t.true(Buffer.isBuffer(out));
+    t.deepEqual([...(out as Buffer)], [8, 7, 6]);
+  });
+}
+
+test('records without a schema - values JSON cannot carry are refused with the path to them', (t) => {
+  const hopper = createHopperStreams<unknown>();
+  t.teardown(() => hopper.destroy());
+  const circular: Record<string, unknown> = { a: { b: {} } };
+  (circular.a as Record<string, Record<string, unknown>>).b!.back = circular;
+  const cases: Array<[unknown, RegExp, string[]]> = [
+    [{ f: () => 1 }, /field `f` is a function/, ['f']],
+    [{ deep: [1, Symbol('s')] }, /field `deep.1` is a symbol/, ['deep', '1']],
+    [{ n: 10n }, /field `n` is a bigint \(10n\)/, ['n']],
+    [null, /the record is null/, []],
+    [undefined, /the record is undefined/, []],
+  ];
+  for (const [record, message, path] of cases) {
+    const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+    t.regex(err!.message, message);
+    t.deepEqual(err!.path, path);
+  }
+  const err = t.throws(() => hopper.send(circular), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+  t.regex(err!.message, /circular/);
+  t.is(hopper.stats().recordsIn, 0);
+});
+
+test('records with a schema - invalid records name the nested field path and the expected type', (t) => {
+  const schema = {
+    type: 'record',
+    name: 'Order',
+    fields: [
+      { name: 'id', type: 'long' },
+      { name: 'customer', type: { type: 'record', name: 'Customer', fields: [{ name: 'email', type: 'string' }] } },
+      { name: 'lines', type: { type: 'array', items: 'int' } },
+    ],
+  };
+  const hopper = createHopperStreams<unknown>({ schema });
+  t.teardown(() => hopper.destroy());
+  const nested = t.throws(() => hopper.send({ id: 1, customer: { email: null }, lines: [] }), { instanceOf: HopperError });
+  t.deepEqual(nested!.path, ['customer', 'email']);
+  t.regex(nested!.message, /field `customer.email` expected "string", got null \(null\)/);
+  const inArray = t.throws(() => hopper.send({ id: 1, customer: { email: 'a@b' }, lines: [1, 'two'] }), { instanceOf: HopperError });
+  t.deepEqual(inArray!.path, ['lines', '1']);
+  const missing = t.throws(() => hopper.send({ id: 1 }), { instanceOf: HopperError });
+  t.deepEqual(missing!.path, ['customer']);
+  hopper.send({ id: 1, customer: { email: 'a@b' }, lines: [1, 2] });
+  t.is(hopper.stats().recordsIn, 1);
+});
+
+test('records with a schema - records decoded from disk carry the same fields as those held in memory', async (t) => {
+  const schema = { type: 'record', name: 'Tagged', fields: [{ name: 'tag', type: ['null', 'string'], default: null }, { name: 'blob', type: 'bytes' }] };
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<{ tag: string | null; blob: Buffer }>({ dataDir: dir.dataDir, schema, maxMemoryBytes: 40 });
+  const records = [{ tag: 'a', blob: Buffer.from('one') }, { tag: null, blob: Buffer.from('two') }, { tag: 'c', blob: Buffer.alloc(100, 1) }];
+  for (const record of records) hopper.send(record);
+  t.is(hopper.stats().spilled, 2);
+  const closed = hopper.close();
+  const out = await collect<{ tag: string | null; blob: Buffer }>(hopper.readable);
+  await closed;
+  t.deepEqual(out.map((record) => ({ ...record })), records);
+  t.deepEqual(plain(out), plain(records));
+});

@@ -1,0 +1,148 @@
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import test from 'ava';
+import { createHopperStreams, HopperError } from '../lib/index.js';
+import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+
+test('.writable - write() returns true and calls back for writes far beyond the memory budget while the reader is paused', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 10_000 });
+  const total = 50_000;
+  let calledBack = 0;
+  for (let i = 0; i < total; i++) {
+    const ok = hopper.writable.write(point(i), (err) => {
+      t.falsy(err);
+      calledBack++;
+    });
+    if (!ok) t.fail(`write ${i} returned false`);
+  }
+  await nextTurn();
+  t.is(calledBack, total, 'every callback fired without the reader reading anything');
+  const stats = hopper.stats();
+  t.is(stats.recordsOut, 0);
+  t.is(stats.recordsIn, total);
+  t.true(stats.memoryBytes <= 10_000);
+  t.true(stats.spilled > total * 0.9);
+  const closed = hopper.close();
+  const out = await collect<Point>(hopper.readable);
+  await closed;
+  t.is(out.length, total);
+  t.true(out.every((record, i) => record.seq === i));
+});
+
+test('.writable - source.pipe(writable) drains a fast source at full speed', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 5_000, maxSegmentBytes: 50_000 });
+  const total = 20_000;
+  const source = Readable.from((function* () {
+    for (let i = 0; i < total; i++) yield point(i);
+  })());
+  source.pipe(hopper.writable);
+  await once(hopper.writable, 'finish');
+  t.is(hopper.stats().recordsIn, total, 'the source finished before anything was read');
+  t.is(hopper.stats().recordsOut, 0);
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(dir.files(), []);
+});
+
+test(".writable - onFull 'block' holds the callback of the write that meets the cap until the reader frees room", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({
+    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 500, maxSegmentBytes: 1_000, maxSegments: 2, onFull: 'block',
+  });
+  let fullEvents = 0;
+  hopper.on('full', () => fullEvents++);
+  const callbacks: number[] = [];
+  let i = 0;
+  // Write until write() asks us to wait: the write that met the cap is held, later ones queue in the Writable.
+  while (hopper.writable.write(point(i), () => callbacks.push(i))) i++;
+  const written = i + 1;
+  await nextTurn();
+  t.true(fullEvents >= 1);
+  t.true(callbacks.length < written, 'the write that met the cap has not called back');
+  t.is(hopper.stats().recordsIn, callbacks.length);
+  const drained = once(hopper.writable, 'drain');
+  const iterator = hopper.readable[Symbol.asyncIterator]();
+  const out: Point[] = [];
+  while (out.length < written) out.push((await iterator.next()).value as Point);
+  await drained;
+  await nextTurn();
+  t.is(callbacks.length, written, 'reading freed room for every held write');
+  t.is(hopper.stats().recordsIn, written);
+  hopper.writable.end();
+  for (let next = await iterator.next(); !next.done; next = await iterator.next()) out.push(next.value as Point);
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: written }, (_, k) => k));
+});
+
+test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying the record; accepted records are still delivered", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({
+    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 500, maxSegmentBytes: 1_000, maxSegments: 1, onFull: 'error',
+  });
+  const errored = once(hopper.writable, 'error');
+  let refused: Point | undefined;
+  let accepted = 0;
+  for (let i = 0; i < 1_000; i++) {
+    const record = point(i);
+    const more = hopper.writable.write(record, (err) => {
+      if (!err) accepted++;
+      else if (refused === undefined) refused = record;
+    });
+    if (!more) break;
+  }
+  const [err] = (await errored) as [HopperError];
+  t.is(err.code, 'ERR_HOPPER_FULL');
+  t.is(err.record, refused);
+  t.regex(err.message, /maxSegments \(1\)/);
+  const out = await collect<Point>(hopper.readable);
+  t.is(out.length, accepted);
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: accepted }, (_, k) => k));
+  t.deepEqual(dir.files(), []);
+});
+
+test('.writable - an invalid record fails its write with ERR_HOPPER_INVALID_RECORD naming the field; earlier records are delivered', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 200 });
+  for (let i = 0; i < 50; i++) hopper.writable.write(point(i));
+  hopper.writable.write({ seq: 50, label: 7, score: 1 } as unknown as Point);
+  const [err] = (await once(hopper.writable, 'error')) as [HopperError];
+  t.is(err.code, 'ERR_HOPPER_INVALID_RECORD');
+  t.deepEqual(err.path, ['label']);
+  t.regex(err.message, /field `label` expected "string", got 7 \(number\)/);
+  t.true(hopper.writable.destroyed, 'like any Node Writable, a failed write ends the writable');
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(plain(out), Array.from({ length: 50 }, (_, i) => point(i)));
+});
+
+test("events - 'spill' fires once per run of records going to disk", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 100 });
+  const spills: number[] = [];
+  hopper.on('spill', (event) => spills.push(event.recordsIn));
+  for (let i = 0; i < 20; i++) hopper.send('0123456789');
+  t.deepEqual(spills, [10], 'ten 10-byte strings fill 100 bytes; the 11th starts the one run');
+  t.is(hopper.stats().spilled, 10);
+  t.is(hopper.stats().memoryBytes, 100);
+  hopper.destroy();
+});
+
+test('.send() - an invalid record throws at once and the channel keeps working', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema });
+  hopper.send(point(0));
+  const err = t.throws(() => hopper.send({ seq: 'one' } as unknown as Point), { instanceOf: HopperError });
+  t.is(err?.code, 'ERR_HOPPER_INVALID_RECORD');
+  t.deepEqual(err?.path, ['seq']);
+  hopper.send(point(1));
+  const closed = hopper.close();
+  t.deepEqual(plain(await collect(hopper.readable)), [point(0), point(1)]);
+  await closed;
+});
