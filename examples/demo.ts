@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Readable, type Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { Schema } from 'avsc';
@@ -242,9 +242,7 @@ async function run(options: DemoOptions): Promise<{ outcome: Outcome; peaks: Pea
   const source = Readable.from(generateEvents(options.records));
   // pipe() does not pass a source error on; without this the consumer would wait for ever.
   source.once('error', (err) => hopper.destroy(err));
-  // HopperWritable<Event>'s typed write() does not satisfy pipe()'s NodeJS.WritableStream bound.
-  const sink: Writable = hopper.writable;
-  source.pipe(sink);
+  source.pipe(hopper.writable);
 
   const stopProgress = startProgress(hopper, peaks, options, startedAt);
   try {

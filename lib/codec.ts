@@ -120,15 +120,25 @@ function checkTopLevel(record: unknown): void {
   }
 }
 
+/** What a schema type expects, in words: `"string"`, `enum Kind (A|B)`, `union ["null","string"]`, `record User`. */
+function expectation(type: Type): string {
+  const schema = type.schema() as unknown;
+  if (typeof schema === 'string') return JSON.stringify(schema);
+  if (Array.isArray(schema)) {
+    const branches = JSON.stringify(schema);
+    return `union ${branches.length > 60 ? `of ${schema.length} types` : branches}`;
+  }
+  const { type: kind, name, symbols } = schema as { type: string; name?: string; symbols?: string[] };
+  if (symbols) return `enum ${name} (${symbols.join('|')})`;
+  return name ? `${kind} ${name}` : JSON.stringify(kind);
+}
+
 function schemaCodec(type: Type): RecordCodec {
   const describeFailure = (record: unknown): HopperError => {
     let failure: HopperError | undefined;
     type.isValid(record, {
       errorHook(path: string[], value: unknown, fieldType: Type) {
-        if (failure) return;
-        const expected = fieldType.typeName ?? 'value';
-        const schemaText = typeof fieldType.schema === 'function' ? JSON.stringify(fieldType.schema()) : expected;
-        failure = invalid(record, path, `expected ${schemaText.length > 60 ? expected : schemaText}, got ${shown(value)} (${typeName(value)})`);
+        failure ??= invalid(record, path, `expected ${expectation(fieldType)}, got ${shown(value)} (${typeName(value)})`);
       },
     });
     return failure ?? invalid(record, [], 'does not match the schema');

@@ -48,19 +48,21 @@ export interface HopperErrorDetails {
  */
 export class HopperError extends Error {
   readonly code: HopperErrorCode;
-  readonly record?: unknown;
-  readonly path?: string[];
-  readonly file?: string;
-  readonly offset?: number;
+  // Declared, not initialised: an error only carries the details its code has.
+  declare readonly record?: unknown;
+  declare readonly path?: string[];
+  declare readonly file?: string;
+  declare readonly offset?: number;
 
   constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'HopperError';
     this.code = code;
-    if ('record' in details) this.record = details.record;
-    if (details.path !== undefined) this.path = details.path;
-    if (details.file !== undefined) this.file = details.file;
-    if (details.offset !== undefined) this.offset = details.offset;
+    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number };
+    if ('record' in details) self.record = details.record;
+    if (details.path !== undefined) self.path = details.path;
+    if (details.file !== undefined) self.file = details.file;
+    if (details.offset !== undefined) self.offset = details.offset;
   }
 
   /** True when `err` is a HopperError, with the given code if one is named. */
