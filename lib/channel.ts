@@ -75,6 +75,8 @@ export class Channel {
   private recordsOut = 0;
   private spilled = 0;
   private readerWaiting = false;
+  /** The last error a write was called back with: the adapter tells it from errors of other origins. */
+  lastWriteError: Error | undefined;
 
   /** Called when a record (or the end) becomes available after {@link read} returned EMPTY. */
   onReadable: () => void = () => {};
@@ -144,7 +146,7 @@ export class Channel {
       this.checkOpen();
       size = this.codec.check(record);
     } catch (err) {
-      callback(err as Error);
+      this.failWrite(callback, err as Error);
       return;
     }
     let reason: string | undefined = 'earlier writes are waiting for room';
@@ -152,7 +154,7 @@ export class Channel {
       try {
         reason = this.place(this.codec.normalize(record), size);
       } catch (err) {
-        callback(err as Error);
+        this.failWrite(callback, err as Error);
         return;
       }
     }
@@ -162,7 +164,12 @@ export class Channel {
     }
     this.emit('full', { record, reason });
     if (this.options.onFull === 'block') this.blocked.push({ record: this.codec.normalize(record), size, callback });
-    else callback(fullError(record, reason));
+    else this.failWrite(callback, fullError(record, reason));
+  }
+
+  private failWrite(callback: WriteCallback, err: Error): void {
+    this.lastWriteError = err;
+    callback(err);
   }
 
   /** No more writes: the reader sees the end once everything accepted has been read. */
@@ -275,7 +282,7 @@ export class Channel {
         reason = this.place(write.record, write.size);
       } catch (err) {
         this.blocked.shift();
-        write.callback(err as Error);
+        this.failWrite(write.callback, err as Error);
         continue;
       }
       if (reason !== undefined) return;

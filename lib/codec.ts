@@ -2,6 +2,7 @@ import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError } from './errors.js';
 import type { AvroSchema } from './options.js';
+import { compileSizeOf, sizeOfSchemaless, type SizeProblem } from './size.js';
 
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
@@ -27,9 +28,6 @@ const ENVELOPE_SCHEMA = [
   { type: 'record', name: 'Json', namespace: 'hopper_streams', fields: [{ name: 'json', type: 'string' }] },
 ] as const;
 
-// Above this depth a value is checked for cycles before going on: real records are rarely this deep.
-const CYCLE_CHECK_DEPTH = 64;
-
 function invalid(record: unknown, path: string[], message: string): HopperError {
   const where = path.length > 0 ? `field \`${path.join('.')}\`` : 'the record';
   return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: ${where} ${message}`, { record, path });
@@ -50,68 +48,6 @@ function shown(value: unknown): string {
     text = Object.prototype.toString.call(value);
   }
   return text.length > 40 ? `${text.slice(0, 37)}...` : text;
-}
-
-function findCycle(value: object, ancestors: object[], path: string[]): string[] | undefined {
-  if (ancestors.includes(value)) return path;
-  ancestors.push(value);
-  for (const key of Object.keys(value)) {
-    const child = (value as Record<string, unknown>)[key];
-    if (child !== null && typeof child === 'object') {
-      const found = findCycle(child, ancestors, [...path, key]);
-      if (found) return found;
-    }
-  }
-  ancestors.pop();
-  return undefined;
-}
-
-/**
- * Estimated bytes a value holds in memory: exact byte length for Buffers and typed arrays,
- * UTF-8 byte length for strings, 8 per number, 4 per boolean, and for objects and arrays
- * 16 bytes of overhead plus 8 per slot plus their contents. With `strict`, values JSON cannot
- * carry (functions, symbols, BigInt, cycles) are refused with the path to them.
- * `path` is a shared stack: pushed before each child and popped after, copied only on failure.
- */
-function estimate(value: unknown, record: unknown, path: string[], strict: boolean): number {
-  switch (typeof value) {
-    case 'string':
-      return Buffer.byteLength(value);
-    case 'number':
-      return 8;
-    case 'boolean':
-      return 4;
-    case 'undefined':
-      return 0;
-    case 'object': {
-      if (value === null) return 0;
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
-      if (path.length === CYCLE_CHECK_DEPTH) {
-        const cycle = findCycle(value, [], [...path]);
-        if (cycle) throw invalid(record, cycle, 'refers back to itself (circular structure)');
-      }
-      let size = 16;
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) {
-          path.push(String(i));
-          size += 8 + estimate(value[i], record, path, strict);
-          path.pop();
-        }
-        return size;
-      }
-      for (const key in value) {
-        if (!Object.prototype.hasOwnProperty.call(value, key)) continue;
-        path.push(key);
-        size += 8 + estimate((value as Record<string, unknown>)[key], record, path, strict);
-        path.pop();
-      }
-      return size;
-    }
-    default:
-      // function, symbol, bigint
-      if (strict) throw invalid(record, [...path], `is a ${typeof value} (${shown(value)}), which JSON cannot carry; give a schema or convert it`);
-      return 8;
-  }
 }
 
 function checkTopLevel(record: unknown): void {
@@ -143,12 +79,13 @@ function schemaCodec(type: Type): RecordCodec {
     });
     return failure ?? invalid(record, [], 'does not match the schema');
   };
+  const sizeOf = compileSizeOf(type);
   return {
     type,
     check(record) {
       checkTopLevel(record);
       if (!type.isValid(record)) throw describeFailure(record);
-      return estimate(record, record, [], false);
+      return sizeOf(record);
     },
     normalize: (record) => record,
     encode: (record, buf, pos) => type.encode(record, buf, pos),
@@ -162,7 +99,12 @@ function envelopeCodec(): RecordCodec {
     type,
     check(record) {
       checkTopLevel(record);
-      return estimate(record, record, [], true);
+      try {
+        return sizeOfSchemaless(record);
+      } catch (err) {
+        const { path, problem } = err as SizeProblem;
+        throw invalid(record, path, problem);
+      }
     },
     normalize(record) {
       if (record instanceof Uint8Array && !Buffer.isBuffer(record)) {

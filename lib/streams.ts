@@ -33,8 +33,6 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
   private pumping = false;
-  /** The error our own write path gave the writable: it ends the input, it does not destroy the channel. */
-  private writeError: Error | undefined;
 
   constructor(options?: HopperOptions) {
     super();
@@ -46,17 +44,16 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     const writable = new Writable({
       objectMode: true,
       write: (record: unknown, _encoding: string, callback: (err?: Error | null) => void) => {
-        channel.write(record, (err) => {
-          if (err) this.writeError = err;
-          callback(err);
-        });
+        channel.write(record, callback);
       },
       final: (callback: (err?: Error | null) => void) => {
         channel.end();
         callback();
       },
       destroy: (err: Error | null, callback: (err?: Error | null) => void) => {
-        if (err && err !== this.writeError) this.teardown(err);
+        // A write we refused ends the input; any other error (a failed source in a pipeline,
+        // destroy(err)) fails the whole channel.
+        if (err && err !== channel.lastWriteError) this.teardown(err);
         else channel.end();
         callback(err);
       },

@@ -107,3 +107,34 @@ test('records with a schema - records decoded from disk carry the same fields as
   t.deepEqual(out.map((record) => ({ ...record })), records);
   t.deepEqual(plain(out), plain(records));
 });
+
+test('memory size estimate - exact for Buffers and strings, documented counts for objects', (t) => {
+  const schemaless = createHopperStreams<unknown>({ maxMemoryBytes: Infinity });
+  t.teardown(() => schemaless.destroy());
+  const sizes = (record: unknown): number => {
+    const before = schemaless.stats().memoryBytes;
+    schemaless.send(record);
+    return schemaless.stats().memoryBytes - before;
+  };
+  t.is(sizes(Buffer.alloc(1000)), 1000);
+  t.is(sizes(new Uint8Array(10)), 10);
+  t.is(sizes('héllo ✓'), Buffer.byteLength('héllo ✓'));
+  t.is(sizes({ a: 1, b: 'xyz', c: true, d: null }), 16 + 4 * 8 + 8 + 3 + 4 + 0);
+  t.is(sizes([1, 2]), 16 + 2 * (8 + 8));
+
+  const schema = {
+    type: 'record',
+    name: 'Sized',
+    fields: [
+      { name: 'n', type: 'long' },
+      { name: 's', type: 'string' },
+      { name: 'list', type: { type: 'array', items: 'int' } },
+      { name: 'inner', type: { type: 'record', name: 'Inner', fields: [{ name: 'b', type: 'bytes' }] } },
+      { name: 'maybe', type: ['null', 'string'] },
+    ],
+  };
+  const typed = createHopperStreams<unknown>({ schema, maxMemoryBytes: Infinity });
+  t.teardown(() => typed.destroy());
+  typed.send({ n: 1, s: 'abcd', list: [1, 2, 3], inner: { b: Buffer.alloc(7) }, maybe: 'xy' });
+  t.is(typed.stats().memoryBytes, 16 + 5 * 8 + 8 + 4 + (16 + 3 * (8 + 8)) + (16 + 8 + 7) + 2);
+});
