@@ -4,4 +4,5 @@ export type { HopperStats } from './channel.js';
 export type { SegmentEvent } from './segments.js';
 export { HopperError } from './errors.js';
 export type { HopperErrorCode, HopperErrorDetails } from './errors.js';
+export { ON_FULL_POLICIES, SEGMENT_CODECS } from './options.js';
 export type { AvroSchema, HopperOptions, OnFull, SegmentCodec } from './options.js';

@@ -3,11 +3,16 @@ import type { Type, Schema } from 'avsc';
 /** An Avro schema in any form avsc takes: a schema object, its JSON text, or an avsc `Type`. */
 export type AvroSchema = Schema | Type | string | object;
 
+/** The `onFull` policies, in the order the docs list them. */
+export const ON_FULL_POLICIES = ['block', 'error'] as const;
+/** The segment codecs. */
+export const SEGMENT_CODECS = ['null', 'deflate'] as const;
+
 /** What a write does when memory is full and a disk cap is reached. */
-export type OnFull = 'block' | 'error';
+export type OnFull = (typeof ON_FULL_POLICIES)[number];
 
 /** Avro block codec used in segment files. */
-export type SegmentCodec = 'null' | 'deflate';
+export type SegmentCodec = (typeof SEGMENT_CODECS)[number];
 
 /** Options of {@link createHopperStreams}. Every option is optional. */
 export interface HopperOptions {
@@ -167,7 +172,7 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
     maxSegmentBytes: sizeOption(options, 'maxSegmentBytes', DEFAULTS.maxSegmentBytes, 1, false),
     maxSegments: sizeOption(options, 'maxSegments', DEFAULTS.maxSegments, 1, true),
     maxDiskBytes: sizeOption(options, 'maxDiskBytes', DEFAULTS.maxDiskBytes, 1, true),
-    onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ['block', 'error'] as const),
-    codec: choiceOption(options, 'codec', DEFAULTS.codec, ['null', 'deflate'] as const),
+    onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ON_FULL_POLICIES),
+    codec: choiceOption(options, 'codec', DEFAULTS.codec, SEGMENT_CODECS),
   };
 }

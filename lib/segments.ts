@@ -1,11 +1,12 @@
 import crypto from 'node:crypto';
 import nodeFs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
-import avsc from 'avsc';
-import type { Schema } from 'avsc';
 import type { RecordCodec } from './codec.js';
 import { HopperError, ioError } from './errors.js';
+import {
+  BLOCK_FRAMING_BYTES, BLOCK_HEADER_MAX_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
+  decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader, type FrameProblem,
+} from './ocf.js';
 import type { SegmentCodec } from './options.js';
 
 /** The file operations the segment log uses: node:fs by default, a seam for fault injection. */
@@ -33,33 +34,12 @@ export interface SegmentEvent {
 /** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it). */
 export type AppendResult = 'ok' | 'full' | 'too-large';
 
-const MAGIC = Buffer.from('Obj\x01', 'latin1');
 const SEGMENT_NAME = /^(\d{12})\.avro$/;
-/** Metadata key that marks a segment as written by hopper-streams: only such files are ever removed. */
-const OWNER_KEY = 'hopper.streams';
 const BLOCK_TARGET_BYTES = 64 * 1024;
 const READ_AHEAD_BYTES = 256 * 1024;
-/** Two zig-zag varint longs (count, size) take at most 10 bytes each, then the 16-byte sync marker. */
-const BLOCK_FRAMING_BYTES = 36;
-
-const HEADER_TYPE = avsc.Type.forSchema({
-  type: 'record',
-  name: 'org.apache.avro.file.Header',
-  fields: [
-    { name: 'magic', type: { type: 'fixed', name: 'Magic', size: 4 } },
-    { name: 'meta', type: { type: 'map', values: 'bytes' } },
-    { name: 'sync', type: { type: 'fixed', name: 'Sync', size: 16 } },
-  ],
-} as Schema);
-const LONG_TYPE = avsc.Type.forSchema('long');
 
 export function segmentFileName(seq: number): string {
   return `${String(seq).padStart(12, '0')}.avro`;
-}
-
-/** Worst-case growth of raw deflate over its input (stored blocks: 5 bytes per 64 KiB), plus slack. */
-function deflateSlack(bytes: number): number {
-  return 5 * Math.ceil(bytes / 16_383) + 16;
 }
 
 interface Segment {
@@ -159,13 +139,13 @@ export class SegmentLog {
       this.growBlock(start - end);
       end = this.codec.encode(record, this.block, start);
     }
-    const deflate = this.options.codec === 'deflate';
-    const alone = this.headerBytes + (end - start) + BLOCK_FRAMING_BYTES + (deflate ? deflateSlack(end - start) : 0);
+    const { codec } = this.options;
+    const alone = this.headerBytes + (end - start) + BLOCK_FRAMING_BYTES + compressionSlack(end - start, codec);
     if (alone > this.options.maxDiskBytes) return 'too-large';
     // A pending block with no active segment will open one when it is written: count its header.
     const needsHeader = this.activeSegment() === undefined;
     if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return 'full';
-    const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + end + BLOCK_FRAMING_BYTES + (deflate ? deflateSlack(end) : 0);
+    const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + end + BLOCK_FRAMING_BYTES + compressionSlack(end, codec);
     if (after > this.options.maxDiskBytes) return 'full';
 
     this.blockPos = end;
@@ -192,12 +172,8 @@ export class SegmentLog {
       segment = this.openSegment();
       parts.push(this.encodeHeader(segment.sync));
     }
-    const raw = this.block.subarray(0, this.blockPos);
-    const data = this.options.codec === 'deflate' ? zlib.deflateRawSync(raw) : raw;
-    const framing = Buffer.allocUnsafe(20);
-    let pos = LONG_TYPE.encode(this.blockRecords, framing, 0);
-    pos = LONG_TYPE.encode(data.length, framing, pos);
-    parts.push(framing.subarray(0, pos), data, segment.sync);
+    const data = compress(this.block.subarray(0, this.blockPos), this.options.codec);
+    parts.push(encodeBlockHeader(this.blockRecords, data.length), data, segment.sync);
     const length = parts.reduce((sum, part) => sum + part.length, 0);
     this.writeAll(segment, parts, length);
     segment.size += length;
@@ -269,15 +245,7 @@ export class SegmentLog {
   }
 
   private encodeHeader(sync: Buffer): Buffer {
-    return HEADER_TYPE.toBuffer({
-      magic: MAGIC,
-      meta: {
-        'avro.schema': this.schemaJson,
-        'avro.codec': Buffer.from(this.options.codec),
-        [OWNER_KEY]: Buffer.from(this.options.channel),
-      },
-      sync,
-    });
+    return encodeHeader(this.schemaJson, this.options.codec, sync, { [OWNER_KEY]: this.options.channel });
   }
 
   private openSegment(): Segment {
@@ -337,29 +305,22 @@ export class SegmentLog {
     }
     const blockOffset = this.readOffset;
     this.currentBlockOffset = blockOffset;
-    let view = this.readBytes(segment, blockOffset, Math.min(20, segment.size - blockOffset));
-    const count = LONG_TYPE.decode(view, 0);
-    const size = count.offset < 0 ? count : LONG_TYPE.decode(view, count.offset);
-    if (count.offset < 0 || size.offset < 0) throw this.corrupt(blockOffset, 'the block header is cut short');
-    if (count.value < 1) throw this.corrupt(blockOffset, `the block record count is ${count.value}`);
-    const dataStart = blockOffset + size.offset;
-    const end = dataStart + size.value + 16;
-    if (size.value < 0 || end > segment.size) throw this.corrupt(blockOffset, `the block size ${size.value} runs past the end of the written data`);
-    view = this.readBytes(segment, dataStart, size.value + 16);
-    if (!view.subarray(size.value).equals(segment.sync)) throw this.corrupt(dataStart + size.value, 'the sync marker does not match the header');
-    const data = view.subarray(0, size.value);
-    if (this.options.codec === 'deflate') {
-      try {
-        this.current = zlib.inflateRawSync(data);
-      } catch (err) {
-        throw this.corrupt(dataStart, `the block does not inflate (${(err as Error).message})`);
-      }
-    } else {
-      this.current = data;
+    const available = segment.size - blockOffset;
+    const head = this.readBytes(segment, blockOffset, Math.min(BLOCK_HEADER_MAX_BYTES, available));
+    const frame = parseBlockHeader(head, 0, available);
+    if (isProblem(frame)) throw this.corrupt(blockOffset + frame.offset, frame.problem);
+    const bytes = this.readBytes(segment, blockOffset, frame.end);
+    const badSync = checkSync(bytes, frame, segment.sync);
+    if (badSync) throw this.corrupt(blockOffset + badSync.offset, badSync.problem);
+    try {
+      this.current = blockData(bytes, frame, this.options.codec);
+    } catch (err) {
+      const problem = err as FrameProblem;
+      throw this.corrupt(blockOffset + problem.offset, problem.problem);
     }
     this.currentPos = 0;
-    this.currentLeft = count.value;
-    this.readOffset = end;
+    this.currentLeft = frame.count;
+    this.readOffset = blockOffset + frame.end;
   }
 
   /** After the last record of a block: free the segment as soon as it has been read through. */
@@ -510,8 +471,7 @@ export class SegmentLog {
       fd = this.fs.openSync(file, 'r');
       const head = Buffer.alloc(64 * 1024);
       const n = this.fs.readSync(fd, head, 0, head.length, 0);
-      const { value, offset } = HEADER_TYPE.decode(head.subarray(0, n), 0);
-      return offset > 0 && (value.magic as Buffer).equals(MAGIC) && (value.meta as Record<string, Buffer>)[OWNER_KEY] !== undefined;
+      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined;
     } catch {
       return false;
     } finally {
@@ -531,18 +491,4 @@ function remainder(parts: Buffer[], skip: number): Buffer[] {
     }
   }
   return rest;
-}
-
-/** Reads the header of an Avro object container file: its schema, codec, metadata and sync marker. */
-export function readHeader(bytes: Buffer): { schema: unknown; codec: string; meta: Record<string, Buffer>; sync: Buffer; length: number } | undefined {
-  const { value, offset } = HEADER_TYPE.decode(bytes, 0);
-  if (offset < 0 || !(value.magic as Buffer).equals(MAGIC)) return undefined;
-  const meta = value.meta as Record<string, Buffer>;
-  return {
-    schema: JSON.parse(meta['avro.schema']!.toString()),
-    codec: meta['avro.codec']?.toString() ?? 'null',
-    meta,
-    sync: value.sync as Buffer,
-    length: offset,
-  };
 }

@@ -4,7 +4,8 @@ import test from 'ava';
 import avsc from 'avsc';
 import { createHopperStreams, type SegmentEvent } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
-import { SegmentLog, readHeader, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
+import { decodeHeader } from '../lib/ocf.js';
+import { SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
 import { collect, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
@@ -39,7 +40,7 @@ for (const codec of ['null', 'deflate'] as const) {
       const decoded = await decodeFile(copy);
       t.deepEqual(plain(decoded), written.slice(offset, offset + event.records));
       offset += event.records;
-      const header = readHeader(fs.readFileSync(copy))!;
+      const header = decodeHeader(fs.readFileSync(copy))!;
       t.is(header.codec, codec);
       t.deepEqual(header.schema, JSON.parse(JSON.stringify(avsc.Type.forSchema(pointSchema as never).schema({ exportAttrs: true }))));
     }
