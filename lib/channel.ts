@@ -23,6 +23,18 @@ export interface HopperStats {
   recordsOut: number;
   /** Records that went to disk since the channel opened. */
   spilled: number;
+  /** Records dropped by a `'drop-newest'` or `'drop-oldest'` policy since the channel opened. */
+  dropped: number;
+}
+
+/** Payload of the `'drop'` event. */
+export interface DropEvent {
+  /** Records dropped by this event. */
+  count: number;
+  policy: 'drop-newest' | 'drop-oldest';
+  reason: string;
+  /** With `'drop-oldest'`: the segment file deleted. */
+  file?: string;
 }
 
 /** Events a channel reports, with their payloads. */
@@ -31,33 +43,71 @@ export interface ChannelEvents {
   spill: [{ recordsIn: number; memoryBytes: number }];
   /** A write met the cap: memory full and a disk cap reached. */
   full: [{ record: unknown; reason: string }];
-  /** A segment file was sealed, or removed after being read. */
+  /** A segment file was sealed, or removed after being read (or dropped). */
   segment: [SegmentEvent];
+  /** Records were dropped by the overflow policy. */
+  drop: [DropEvent];
 }
 
 export type ChannelEmit = <K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]) => void;
 
-/** Returned by {@link Channel.read} when no record is ready. */
-export const EMPTY: unique symbol = Symbol('hopper-streams.empty');
+/** Where the channel delivers records: a stream adapter's push, end and destroy. */
+export interface ChannelReader {
+  /** Takes a record; returns false when it wants no more for now. */
+  push(record: unknown): boolean;
+  /** Every record has been delivered and every writer has ended. */
+  end(): void;
+  /** Reading failed (a corrupt segment, an I/O error): the channel cannot go on. */
+  fail(err: Error): void;
+}
 
 type WriteCallback = (err?: Error | null) => void;
 
 interface BlockedWrite {
+  writer: ChannelWriter | undefined;
   record: unknown;
   size: number;
   callback: WriteCallback;
 }
 
-/** Channel life: open; ending (no more writes, still delivering); closed (files released). */
+/** Channel life: open; ending (every writer ended, still delivering); closed (files released). */
 const OPEN = 0;
 const ENDING = 1;
 const CLOSED = 2;
 
 /**
+ * One producer of a channel (a Writable's write side). The channel ends its input when every
+ * writer it opened has ended or been aborted.
+ */
+export class ChannelWriter {
+  /** The last error a write of this writer was called back with. */
+  lastError: Error | undefined;
+  ended = false;
+
+  constructor(private readonly channel: Channel) {}
+
+  /** Accepts a record and calls back; see {@link Channel.write}. */
+  write(record: unknown, callback: WriteCallback): void {
+    this.channel.write(record, callback, this);
+  }
+
+  /** No more records from this writer. */
+  end(): void {
+    this.channel.closeWriter(this, false);
+  }
+
+  /** The writer is gone (destroyed): its held writes fail, and it counts as ended. */
+  abort(): void {
+    this.channel.closeWriter(this, true);
+  }
+}
+
+/**
  * The engine: hopper's placement queue over a memory tier and a segment log.
  * A record goes to memory while the budget allows, else to the segment log, and the queue
  * records where each went (`Disk(n)` runs collapse), so the reader follows the write order
- * across both tiers. Knows nothing of stream classes.
+ * across both tiers. Knows nothing of stream classes: writers write with callbacks, and one
+ * reader takes records through {@link ChannelReader}.
  */
 export class Channel {
   private readonly options: ResolvedOptions;
@@ -67,21 +117,19 @@ export class Channel {
   private readonly log: SegmentLog;
   private readonly queue = new PlacementQueue();
   private readonly blocked: BlockedWrite[] = [];
+  private reader: ChannelReader | undefined;
 
   private state = OPEN;
+  private openWriters = 0;
   private memoryBytes = 0;
   private memoryRecords = 0;
   private recordsIn = 0;
   private recordsOut = 0;
   private spilled = 0;
+  private dropped = 0;
+  /** The reader asked for records when there were none: the next placement wakes it. */
   private readerWaiting = false;
-  /** The last error a write was called back with: the adapter tells it from errors of other origins. */
-  lastWriteError: Error | undefined;
-
-  /** Called when a record (or the end) becomes available after {@link read} returned EMPTY. */
-  onReadable: () => void = () => {};
-  /** Called when the channel fails on its own (a write of a block in the background). */
-  onError: (err: Error) => void = () => {};
+  private draining = false;
 
   constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
     this.options = options;
@@ -93,7 +141,7 @@ export class Channel {
         this.directory.path,
         this.codec,
         { ...options, channel: options.name },
-        { onSegment: (event) => this.emit('segment', event), onError: (err) => this.onError(err) },
+        { onSegment: (event) => this.emit('segment', event), onError: (err) => this.fail(err) },
         fileSystem,
       );
     } catch (err) {
@@ -108,7 +156,7 @@ export class Channel {
     return this.directory.path;
   }
 
-  /** True once end() was called and every accepted record has been read. */
+  /** True once every writer has ended and every accepted record has been read. */
   get finished(): boolean {
     return this.state !== OPEN && this.queue.length === 0 && this.blocked.length === 0;
   }
@@ -117,78 +165,145 @@ export class Channel {
     return this.state === CLOSED;
   }
 
+  /** True while records are accepted: some writer is still open. */
+  get accepting(): boolean {
+    return this.state === OPEN;
+  }
+
+  /** Opens a writer; the input ends when every opened writer has ended. */
+  openWriter(): ChannelWriter {
+    this.checkOpen();
+    this.openWriters++;
+    return new ChannelWriter(this);
+  }
+
+  /** Sets where records go. There is one reader per channel. */
+  attachReader(reader: ChannelReader): void {
+    this.reader = reader;
+  }
+
   /**
-   * Accepts a record or throws: `ERR_HOPPER_FULL` (with `.record`) when memory is full and a
-   * disk cap is reached, `ERR_HOPPER_INVALID_RECORD`, `ERR_HOPPER_RECORD_TOO_LARGE`, or
-   * Node's write-after-end / destroyed codes.
+   * Accepts a record or throws: `ERR_HOPPER_FULL` (with `.record`) when memory is full, a disk
+   * cap is reached and the policy is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD`;
+   * `ERR_HOPPER_RECORD_TOO_LARGE`; or Node's write-after-end / destroyed codes.
+   * With a drop policy, a record that finds no room is dropped and counted instead.
    */
   send(record: unknown): void {
     this.checkOpen();
     const size = this.codec.check(record);
-    if (this.blocked.length > 0) {
-      this.emit('full', { record, reason: 'earlier writes are waiting for room' });
-      throw fullError(record, 'earlier writes are waiting for room');
-    }
-    const reason = this.place(this.codec.normalize(record), size);
-    if (reason !== undefined) {
-      this.emit('full', { record, reason });
-      throw fullError(record, reason);
-    }
+    const reason = this.blocked.length > 0 ? 'earlier writes are waiting for room' : this.place(this.codec.normalize(record), size);
+    if (reason === undefined) return;
+    this.emit('full', { record, reason });
+    if (!this.dropNewest(reason)) throw fullError(record, reason);
   }
 
   /**
    * Accepts a record and calls back at once, or, when full, as `onFull` says: `'block'` holds
-   * the callback until the reader frees room; `'error'` calls back with `ERR_HOPPER_FULL`.
+   * the callback until the reader frees room; `'error'` calls back with `ERR_HOPPER_FULL`; a drop
+   * policy drops (and counts) the record and calls back at once.
    */
-  write(record: unknown, callback: WriteCallback): void {
+  write(record: unknown, callback: WriteCallback, writer?: ChannelWriter): void {
     let size: number;
+    let reason: string | undefined;
     try {
+      if (writer?.ended) throw writeAfterEndError();
       this.checkOpen();
       size = this.codec.check(record);
+      reason = this.blocked.length > 0 ? 'earlier writes are waiting for room' : this.place(this.codec.normalize(record), size);
     } catch (err) {
-      this.failWrite(callback, err as Error);
+      this.failWrite(writer, callback, err as Error);
       return;
-    }
-    let reason: string | undefined = 'earlier writes are waiting for room';
-    if (this.blocked.length === 0) {
-      try {
-        reason = this.place(this.codec.normalize(record), size);
-      } catch (err) {
-        this.failWrite(callback, err as Error);
-        return;
-      }
     }
     if (reason === undefined) {
       callback();
       return;
     }
     this.emit('full', { record, reason });
-    if (this.options.onFull === 'block') this.blocked.push({ record: this.codec.normalize(record), size, callback });
-    else this.failWrite(callback, fullError(record, reason));
+    if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size, callback });
+    else if (this.dropNewest(reason)) callback();
+    else this.failWrite(writer, callback, fullError(record, reason));
   }
 
-  private failWrite(callback: WriteCallback, err: Error): void {
-    this.lastWriteError = err;
-    callback(err);
-  }
-
-  /** No more writes: the reader sees the end once everything accepted has been read. */
-  end(): void {
-    if (this.state !== OPEN) return;
-    this.state = ENDING;
+  /** Ends a writer (`aborted`: it was destroyed, so its held writes fail). Idempotent. */
+  closeWriter(writer: ChannelWriter, aborted: boolean): void {
+    if (writer.ended) return;
+    writer.ended = true;
+    if (aborted) {
+      for (let i = this.blocked.length - 1; i >= 0; i--) {
+        const write = this.blocked[i]!;
+        if (write.writer !== writer) continue;
+        this.blocked.splice(i, 1);
+        write.callback(destroyedError());
+      }
+    }
+    if (--this.openWriters === 0 && this.state === OPEN) this.state = ENDING;
+    // Held writes of other writers may now be first in line.
+    if (this.blocked.length > 0) this.admitBlocked();
     this.wakeReader();
   }
 
   /**
-   * The next record in write order, or {@link EMPTY} when none is ready (then `onReadable`
-   * fires when one is, or when the channel has finished). Throws on a corrupt segment or an I/O failure.
+   * Hands records to the reader, in write order, until its push() returns false or none is ready;
+   * then the next record placed (or the end) wakes it. Failures go to the reader's fail().
    */
-  read(): unknown {
-    const head = this.queue.peek();
-    if (head === undefined) {
-      this.readerWaiting = true;
-      return EMPTY;
+  drain(): void {
+    const reader = this.reader;
+    if (reader === undefined || this.draining || this.state === CLOSED) return;
+    this.draining = true;
+    try {
+      for (;;) {
+        const record = this.next();
+        if (record === undefined) {
+          if (this.finished) reader.end();
+          else this.readerWaiting = true;
+          return;
+        }
+        if (!reader.push(record) || this.state === CLOSED) return;
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    } finally {
+      this.draining = false;
     }
+  }
+
+  stats(): HopperStats {
+    return {
+      memoryRecords: this.memoryRecords,
+      memoryBytes: this.memoryBytes,
+      diskRecords: this.log.records,
+      diskBytes: this.log.bytes,
+      segments: this.log.segmentCount,
+      recordsIn: this.recordsIn,
+      recordsOut: this.recordsOut,
+      spilled: this.spilled,
+      dropped: this.dropped,
+    };
+  }
+
+  /**
+   * Releases everything: drops records still held, removes the segment files and the lock,
+   * then the directories this channel made. Held writes are called back with `ERR_STREAM_DESTROYED`.
+   */
+  close(): void {
+    if (this.state === CLOSED) return;
+    this.state = CLOSED;
+    this.queue.clear();
+    this.memoryBytes = 0;
+    this.memoryRecords = 0;
+    this.directory.release();
+    for (const write of this.blocked.splice(0)) write.callback(destroyedError());
+  }
+
+  /** The next record in write order, or undefined when none is ready. Records are never undefined. */
+  private next(): unknown {
+    let head = this.queue.peek();
+    // Runs emptied by 'drop-oldest' stay in the queue with a count of 0 until they reach the head.
+    while (head instanceof DiskRun && head.count === 0) {
+      this.queue.shift();
+      head = this.queue.peek();
+    }
+    if (head === undefined) return undefined;
     let record: unknown;
     if (head instanceof DiskRun) {
       record = this.log.next();
@@ -204,36 +319,28 @@ export class Channel {
     return record;
   }
 
-  stats(): HopperStats {
-    return {
-      memoryRecords: this.memoryRecords,
-      memoryBytes: this.memoryBytes,
-      diskRecords: this.log.records,
-      diskBytes: this.log.bytes,
-      segments: this.log.segmentCount,
-      recordsIn: this.recordsIn,
-      recordsOut: this.recordsOut,
-      spilled: this.spilled,
-    };
+  private fail(err: Error): void {
+    if (this.reader) this.reader.fail(err);
+    else this.close();
   }
 
-  /**
-   * Releases everything: drops records still held, removes the segment files and the lock,
-   * then the directories this channel made. Blocked writes are called back with `ERR_STREAM_DESTROYED`.
-   */
-  close(): void {
-    if (this.state === CLOSED) return;
-    this.state = CLOSED;
-    this.queue.clear();
-    this.memoryBytes = 0;
-    this.memoryRecords = 0;
-    this.directory.release();
-    for (const write of this.blocked.splice(0)) write.callback(destroyedError());
+  private failWrite(writer: ChannelWriter | undefined, callback: WriteCallback, err: Error): void {
+    if (writer) writer.lastError = err;
+    callback(err);
   }
 
   private checkOpen(): void {
     if (this.state === OPEN) return;
     throw this.state === CLOSED ? destroyedError() : writeAfterEndError();
+  }
+
+  /** With `'drop-newest'` (or `'drop-oldest'` that found nothing to delete), counts the record as dropped. */
+  private dropNewest(reason: string): boolean {
+    const policy = this.options.onFull;
+    if (policy !== 'drop-newest' && policy !== 'drop-oldest') return false;
+    this.dropped++;
+    this.emit('drop', { count: 1, policy, reason });
+    return true;
   }
 
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
@@ -243,7 +350,10 @@ export class Channel {
       this.memoryBytes += size;
       this.memoryRecords++;
     } else {
-      const result = this.log.append(record);
+      let result = this.log.append(record);
+      while (result === 'full' && this.options.onFull === 'drop-oldest' && this.dropOldestSegment()) {
+        result = this.log.append(record);
+      }
       if (result === 'too-large') {
         if (size > this.options.maxMemoryBytes) {
           throw new HopperError(
@@ -274,6 +384,27 @@ export class Channel {
     return undefined;
   }
 
+  /**
+   * Deletes the oldest sealed segment the reader is not in, and takes its records out of the
+   * disk runs that held them: the runs cover consecutive log indexes from the reader's position.
+   */
+  private dropOldestSegment(): boolean {
+    const gone = this.log.dropOldest();
+    if (gone === undefined) return false;
+    const goneEnd = gone.first + gone.count;
+    let position = this.log.readIndex;
+    this.queue.forEach((item) => {
+      if (!(item instanceof DiskRun)) return;
+      const start = position;
+      position += item.count;
+      const overlap = Math.min(position, goneEnd) - Math.max(start, gone.first);
+      if (overlap > 0) item.count -= overlap;
+    });
+    this.dropped += gone.count;
+    this.emit('drop', { count: gone.count, policy: 'drop-oldest', reason: 'the disk cap was reached', file: gone.file });
+    return true;
+  }
+
   private admitBlocked(): void {
     while (this.blocked.length > 0) {
       const write = this.blocked[0]!;
@@ -282,19 +413,18 @@ export class Channel {
         reason = this.place(write.record, write.size);
       } catch (err) {
         this.blocked.shift();
-        this.failWrite(write.callback, err as Error);
+        this.failWrite(write.writer, write.callback, err as Error);
         continue;
       }
       if (reason !== undefined) return;
       this.blocked.shift();
       write.callback();
     }
-    if (this.state !== OPEN) this.wakeReader();
   }
 
   private wakeReader(): void {
     if (!this.readerWaiting) return;
     this.readerWaiting = false;
-    this.onReadable();
+    this.drain();
   }
 }

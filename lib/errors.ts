@@ -87,3 +87,23 @@ export function ioError(operation: string, file: string, cause: unknown): Hopper
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new HopperError('ERR_HOPPER_IO', `${operation} failed on ${file}: ${reason}`, { file, cause });
 }
+
+/** The error an aborted `signal` destroys a hopper with, shaped like Node's own AbortError. */
+export function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  return err;
+}
+
+/** Calls `onAbort` when `signal` aborts (at once if it already has); returns a function that stops listening. */
+export function onAbort(signal: AbortSignal | undefined, abort: (err: Error) => void): () => void {
+  if (signal === undefined) return () => {};
+  if (signal.aborted) {
+    queueMicrotask(() => abort(abortError(signal)));
+    return () => {};
+  }
+  const listener = (): void => abort(abortError(signal));
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}

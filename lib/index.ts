@@ -1,6 +1,6 @@
-export { createHopperStreams, HopperStreams } from './streams.js';
-export type { HopperWritable, HopperReadable, HopperEvents } from './streams.js';
-export type { HopperStats } from './channel.js';
+export { createHopperStream, createHopperStreams, HopperStreams } from './streams.js';
+export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from './streams.js';
+export type { DropEvent, HopperStats } from './channel.js';
 export type { SegmentEvent } from './segments.js';
 export { HopperError } from './errors.js';
 export type { HopperErrorCode, HopperErrorDetails } from './errors.js';

@@ -4,7 +4,7 @@ import type { Type, Schema } from 'avsc';
 export type AvroSchema = Schema | Type | string | object;
 
 /** The `onFull` policies, in the order the docs list them. */
-export const ON_FULL_POLICIES = ['block', 'error'] as const;
+export const ON_FULL_POLICIES = ['block', 'error', 'drop-newest', 'drop-oldest'] as const;
 /** The segment codecs. */
 export const SEGMENT_CODECS = ['null', 'deflate'] as const;
 
@@ -55,9 +55,13 @@ export interface HopperOptions {
    */
   maxDiskBytes?: number;
   /**
-   * When memory is full and a disk cap is reached: `'block'` holds the write callback until the
-   * reader frees room; `'error'` fails the write with `ERR_HOPPER_FULL` carrying the record.
-   * `send()` always throws `ERR_HOPPER_FULL` when full.
+   * When memory is full and a disk cap is reached:
+   * - `'block'` holds the write callback until the reader frees room (`send()` throws `ERR_HOPPER_FULL`);
+   * - `'error'` fails the write (and `send()`) with `ERR_HOPPER_FULL` carrying the record;
+   * - `'drop-newest'` drops the incoming record;
+   * - `'drop-oldest'` deletes the oldest sealed segment the reader is not reading, and drops its
+   *   records, to make room (the incoming record is dropped when no segment can go).
+   * Every drop is counted in `stats().dropped` and announced with a `'drop'` event.
    * @default 'block'
    */
   onFull?: OnFull;
@@ -66,6 +70,10 @@ export interface HopperOptions {
    * @default 'null'
    */
   codec?: SegmentCodec;
+  /**
+   * Aborting this signal destroys the hopper (both sides, and its files) with an `AbortError`.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ResolvedOptions {
@@ -78,6 +86,7 @@ export interface ResolvedOptions {
   maxDiskBytes: number;
   onFull: OnFull;
   codec: SegmentCodec;
+  signal: AbortSignal | undefined;
 }
 
 const MiB = 1024 * 1024;
@@ -93,7 +102,7 @@ export const DEFAULTS = {
 } as const;
 
 const KNOWN = new Set([
-  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec',
+  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'signal',
 ]);
 
 function describe(value: unknown): string {
@@ -164,9 +173,14 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
   if (schema !== undefined && (schema === null || (typeof schema !== 'string' && typeof schema !== 'object'))) {
     throw new TypeError(`Expected \`schema\` to be an Avro schema (object, JSON string or avsc Type), got ${describe(schema)}`);
   }
+  const { signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
+  }
   return {
     name,
     dataDir,
+    signal,
     schema,
     maxMemoryBytes: sizeOption(options, 'maxMemoryBytes', DEFAULTS.maxMemoryBytes, 0, true),
     maxSegmentBytes: sizeOption(options, 'maxSegmentBytes', DEFAULTS.maxSegmentBytes, 1, false),

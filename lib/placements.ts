@@ -43,6 +43,11 @@ export class PlacementQueue {
     return this.length === 0 ? undefined : this.items[(this.head + this.length - 1) & this.mask];
   }
 
+  /** Calls `visit` with each placement, oldest first. */
+  forEach(visit: (item: unknown) => void): void {
+    for (let i = 0; i < this.length; i++) visit(this.items[(this.head + i) & this.mask]);
+  }
+
   shift(): void {
     this.items[this.head] = undefined;
     this.head = (this.head + 1) & this.mask;

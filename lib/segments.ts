@@ -50,6 +50,8 @@ interface Segment {
   size: number;
   /** Records written to the file so far. */
   records: number;
+  /** Log index of the segment's first record: records are numbered in write order from 0. */
+  firstRecord: number;
   sealed: boolean;
   writeFd: number | undefined;
   /** Set once removal was attempted and failed: the file still counts until a retry succeeds. */
@@ -93,10 +95,14 @@ export class SegmentLog {
   private currentLeft = 0;
   private currentBlockOffset = 0;
 
-  /** Records appended and not yet read, pending block included. */
+  /** Records appended and not yet read (or dropped), pending block included. */
   records = 0;
   /** Records ever appended. */
   appended = 0;
+  /** Log index of the next record the reader will get. */
+  readIndex = 0;
+  /** Records written to files (flushed) since the log opened. */
+  private flushedRecords = 0;
   private closed = false;
 
   constructor(
@@ -178,6 +184,7 @@ export class SegmentLog {
     this.writeAll(segment, parts, length);
     segment.size += length;
     segment.records += this.blockRecords;
+    this.flushedRecords += this.blockRecords;
     this.fileBytes += length;
     this.blockPos = 0;
     this.blockRecords = 0;
@@ -194,6 +201,7 @@ export class SegmentLog {
     this.currentPos = offset;
     this.currentLeft--;
     this.records--;
+    this.readIndex++;
     if (this.currentLeft === 0) {
       if (this.currentPos !== this.current.length) {
         throw this.corrupt(this.currentBlockOffset, 'the block holds more bytes than its record count accounts for');
@@ -201,6 +209,23 @@ export class SegmentLog {
       this.afterBlock();
     }
     return value;
+  }
+
+  /**
+   * Deletes the oldest sealed segment the reader is not reading, to make room (the `'drop-oldest'`
+   * policy). Returns the log indexes of the records it held, or undefined when no segment can go.
+   */
+  dropOldest(): { first: number; count: number; file: string } | undefined {
+    const victim = this.segments.find((segment) => segment.sealed && !segment.removalFailed && segment !== this.readSegment);
+    if (victim === undefined) return undefined;
+    try {
+      this.fs.unlinkSync(victim.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    }
+    this.records -= victim.records;
+    this.forget(victim);
+    return { first: victim.firstRecord, count: victim.records, file: victim.file };
   }
 
   /** Closes every file and removes every segment this log created. Idempotent. */
@@ -261,7 +286,7 @@ export class SegmentLog {
         throw ioError('creating a segment', file, err);
       }
       const segment: Segment = {
-        seq, file, sync: crypto.randomBytes(16), size: 0, records: 0, sealed: false, writeFd: fd, removalFailed: false,
+        seq, file, sync: crypto.randomBytes(16), size: 0, records: 0, firstRecord: this.flushedRecords, sealed: false, writeFd: fd, removalFailed: false,
       };
       this.segments.push(segment);
       return segment;

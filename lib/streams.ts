@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
-import { Readable, Writable, finished } from 'readable-stream';
-import { Channel, EMPTY, type ChannelEvents, type HopperStats } from './channel.js';
-import { writeAfterEndError } from './errors.js';
+import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
+import { Duplex, Readable, Writable, finished } from 'readable-stream';
+import { Channel, type ChannelEvents, type ChannelWriter, type HopperStats } from './channel.js';
+import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 
 /**
@@ -21,10 +21,42 @@ export interface HopperReadable<T> extends NodeReadable {
 /** Events of a hopper object, with their payloads. */
 export type HopperEvents = ChannelEvents;
 
+type Callback = (err?: Error | null) => void;
+
+function openChannel(options: HopperOptions | undefined, emitter: EventEmitter): Channel {
+  return new Channel(resolveOptions(options), (event, ...args) => {
+    emitter.emit(event, ...args);
+  });
+}
+
+/**
+ * A Writable over one writer of the channel. A write the channel refused (invalid record, full
+ * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
+ * destroyed with is handed to `onForeignError`.
+ */
+function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+  const writer: ChannelWriter = channel.openWriter();
+  return new Writable({
+    objectMode: true,
+    write(record: unknown, _encoding: string, callback: Callback) {
+      writer.write(record, callback);
+    },
+    final(callback: Callback) {
+      writer.end();
+      callback();
+    },
+    destroy(err: Error | null, callback: Callback) {
+      writer.abort();
+      if (err && err !== writer.lastError) onForeignError(err);
+      callback(err);
+    },
+  });
+}
+
 /**
  * A hopper: an objectMode Writable and Readable joined by a bounded-memory channel that pages
  * its overflow to Avro segment files. Records come out in the order they were accepted.
- * An EventEmitter of `'spill'`, `'full'` and `'segment'` (see {@link HopperEvents}).
+ * An EventEmitter of `'spill'`, `'full'`, `'segment'` and `'drop'` (see {@link HopperEvents}).
  */
 export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
@@ -32,47 +64,32 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
-  private pumping = false;
 
   constructor(options?: HopperOptions) {
     super();
-    const channel = new Channel(resolveOptions(options), (event, ...args) => {
-      this.emit(event, ...(args as never));
-    });
+    const channel = openChannel(options, this);
     this.channel = channel;
-
-    const writable = new Writable({
-      objectMode: true,
-      write: (record: unknown, _encoding: string, callback: (err?: Error | null) => void) => {
-        channel.write(record, callback);
-      },
-      final: (callback: (err?: Error | null) => void) => {
-        channel.end();
-        callback();
-      },
-      destroy: (err: Error | null, callback: (err?: Error | null) => void) => {
-        // A write we refused ends the input; any other error (a failed source in a pipeline,
-        // destroy(err)) fails the whole channel.
-        if (err && err !== channel.lastWriteError) this.teardown(err);
-        else channel.end();
-        callback(err);
-      },
-    });
-
+    // An error of the hopper's own writable that the channel did not cause (a failed source in a
+    // pipeline, destroy(err)) fails the whole hopper.
+    const writable = writerStream(channel, (err) => this.teardown(err));
     const readable = new Readable({
       objectMode: true,
-      read: () => this.pump(),
+      read: () => channel.drain(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         channel.close();
+        stopListening();
         // A consumer that stops early (break, return) aborts the readable: the producer's
         // writes now fail with ERR_STREAM_DESTROYED, but that is no error of the writable's.
         if (!writable.destroyed) writable.destroy(err && err.name !== 'AbortError' ? err : undefined);
         callback(err);
       },
     });
-
-    channel.onReadable = () => this.pump();
-    channel.onError = (err) => this.teardown(err);
+    channel.attachReader({
+      push: (record) => readable.push(record),
+      end: () => readable.push(null),
+      fail: (err) => this.teardown(err),
+    });
+    const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
     this.writable = writable as unknown as HopperWritable<T>;
     this.readable = readable as unknown as HopperReadable<T>;
   }
@@ -84,12 +101,21 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
 
   /**
    * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
-   * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk
-   * cap is reached, whatever `onFull` says; `ERR_HOPPER_INVALID_RECORD` when it does not match the schema.
+   * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
+   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD` when it does not
+   * match the schema. With a drop policy a record that finds no room is dropped and counted.
    */
   send(record: T): void {
-    if (this.writable.writableEnded && !this.channel.closed) throw writeAfterEndError();
     this.channel.send(record);
+  }
+
+  /**
+   * Another objectMode Writable feeding the same channel (hopper's many senders). The readable
+   * ends only after every sender and the hopper's own writable have ended. An error on a sender
+   * ends that sender only: the others, `send()` and the readable go on.
+   */
+  sender(): HopperWritable<T> {
+    return writerStream(this.channel, () => {}) as unknown as HopperWritable<T>;
   }
 
   /** Counters of the channel now. */
@@ -98,16 +124,15 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 
   /**
-   * Ends the writable side and resolves once the readable side has delivered everything and
-   * ended, and the channel's files are removed. Rejects if the hopper is destroyed with an error first.
-   * Something must be reading the readable side for this to resolve.
+   * Ends the hopper's own writable and resolves once the readable side has delivered everything
+   * and ended (senders must end too), and the channel's files are removed. Rejects if the hopper
+   * is destroyed with an error first. Something must be reading the readable for this to resolve.
    */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const readable = this.readable as unknown as Readable;
       if (readable.destroyed) {
-        const err = readable.errored;
-        if (err) reject(err);
+        if (readable.errored) reject(readable.errored);
         else resolve();
         return;
       }
@@ -116,7 +141,6 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
         else resolve();
       });
       if (!this.writable.writableEnded && !this.writable.destroyed) this.writable.end();
-      else this.channel.end();
     });
   }
 
@@ -130,31 +154,80 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     if (!this.writable.destroyed) this.writable.destroy(err);
     if (!this.readable.destroyed) this.readable.destroy(err);
   }
+}
 
-  private pump(): void {
-    if (this.pumping) return;
-    this.pumping = true;
-    const readable = this.readable as unknown as Readable;
-    try {
-      for (;;) {
-        if (readable.destroyed) return;
-        const record = this.channel.read();
-        if (record === EMPTY) {
-          if (this.channel.finished) readable.push(null);
-          return;
-        }
-        if (!readable.push(record)) return;
-      }
-    } catch (err) {
-      this.teardown(err as Error);
-    } finally {
-      this.pumping = false;
-    }
+/** An objectMode Duplex over a hopper, for `stream.pipeline`. */
+export interface HopperDuplex<T = unknown> extends NodeDuplex {
+  read(size?: number): T | null;
+  [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
+  /** The channel directory, `<dataDir>/<name>`. */
+  readonly path: string;
+  /** See {@link HopperStreams.send}. */
+  send(record: T): void;
+  /** See {@link HopperStreams.sender}: another Writable into this Duplex's channel. */
+  sender(): HopperWritable<T>;
+  /** Counters of the channel now. */
+  stats(): HopperStats;
+  on<K extends keyof HopperEvents>(event: K, listener: (...args: HopperEvents[K]) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
+class HopperDuplexStream extends Duplex {
+  private readonly channel: Channel;
+  private readonly writer: ChannelWriter;
+  private readonly stopListening: () => void;
+
+  constructor(options?: HopperOptions) {
+    super({ objectMode: true });
+    const channel = openChannel(options, this as unknown as EventEmitter);
+    this.channel = channel;
+    this.writer = channel.openWriter();
+    channel.attachReader({
+      push: (record) => this.push(record),
+      end: () => this.push(null),
+      fail: (err) => this.destroy(err),
+    });
+    this.stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+  }
+
+  get path(): string {
+    return this.channel.path;
+  }
+
+  send(record: unknown): void {
+    this.channel.send(record);
+  }
+
+  sender(): Writable {
+    return writerStream(this.channel, () => {});
+  }
+
+  stats(): HopperStats {
+    return this.channel.stats();
+  }
+
+  override _write(record: unknown, _encoding: string, callback: Callback): void {
+    this.writer.write(record, callback);
+  }
+
+  override _final(callback: Callback): void {
+    this.writer.end();
+    callback();
+  }
+
+  override _read(): void {
+    this.channel.drain();
+  }
+
+  override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
+    this.stopListening();
+    this.channel.close();
+    callback(err);
   }
 }
 
 /**
- * Creates a hopper: `{ writable, readable, send, stats, close, destroy }`, an EventEmitter.
+ * Creates a hopper: `{ writable, readable, send, sender, stats, close, destroy }`, an EventEmitter.
  *
  * @example
  * ```ts
@@ -165,4 +238,18 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
  */
 export function createHopperStreams<T = unknown>(options?: HopperOptions): HopperStreams<T> {
   return new HopperStreams<T>(options);
+}
+
+/**
+ * Creates a hopper as one objectMode Duplex: its writable side feeds the channel, its readable
+ * side drains it. Same options and semantics as {@link createHopperStreams}; an error on either
+ * side (or in the pipeline around it) destroys it and removes its files.
+ *
+ * @example
+ * ```ts
+ * await pipeline(source, createHopperStream({ maxMemoryBytes: 8 * 1024 ** 2 }), transform, sink);
+ * ```
+ */
+export function createHopperStream<T = unknown>(options?: HopperOptions): HopperDuplex<T> {
+  return new HopperDuplexStream(options) as unknown as HopperDuplex<T>;
 }
