@@ -78,9 +78,10 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         channel.close();
         stopListening();
-        // A consumer that stops early (break, return) aborts the readable: the producer's
-        // writes now fail with ERR_STREAM_DESTROYED, but that is no error of the writable's.
-        if (!writable.destroyed) writable.destroy(err && err.name !== 'AbortError' ? err : undefined);
+        // The channel is gone: the producer's writes now fail with ERR_STREAM_DESTROYED (and a
+        // pipeline into the writable sees a premature close), but the error itself is reported
+        // once, by the readable. An 'error' on a writable nobody listens to would crash the process.
+        if (!writable.destroyed) writable.destroy();
         callback(err);
       },
     });
@@ -144,15 +145,18 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     });
   }
 
-  /** Tears down both sides at once (with `err`, if given) and removes the channel's files. */
+  /**
+   * Tears down both sides at once and removes the channel's files. With `err`, the readable emits
+   * it; the writable closes without an error of its own (later writes fail with `ERR_STREAM_DESTROYED`).
+   */
   destroy(err?: Error): void {
     this.teardown(err);
   }
 
   private teardown(err: Error | undefined): void {
     this.channel.close();
-    if (!this.writable.destroyed) this.writable.destroy(err);
     if (!this.readable.destroyed) this.readable.destroy(err);
+    if (!this.writable.destroyed) this.writable.destroy();
   }
 }
 

@@ -1,0 +1,199 @@
+import { EventEmitter } from 'node:events';
+import { Duplex, Readable, Writable, getStreamError } from 'streamx';
+import { Channel, type ChannelWriter, type HopperStats } from './channel.js';
+import { onAbort } from './errors.js';
+import { resolveOptions, type HopperOptions } from './options.js';
+import type { HopperEvents } from './streams.js';
+
+// The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
+// and Duplex. streamx takes any value as a chunk, so there is no objectMode to set.
+
+type Callback = (err: Error | null) => void;
+// The channel calls back with no argument on success; streamx reads any falsy value as success.
+type ChannelCallback = (err?: Error | null) => void;
+
+/** The streamx Readable side of a hopper: async iteration yields `T`. */
+export interface HopperReadable<T> extends Readable {
+  [Symbol.asyncIterator](): AsyncIterator<T>;
+}
+
+/** streamx marks a destroy without an error with this code; it is no failure. */
+function isPlainDestroy(err: Error | null | undefined): boolean {
+  return !err || (err as Error & { code?: string }).code === 'STREAM_DESTROYED' || err.name === 'AbortError';
+}
+
+function openChannel(options: HopperOptions | undefined, emitter: EventEmitter): Channel {
+  return new Channel(resolveOptions(options), (event, ...args) => {
+    emitter.emit(event, ...args);
+  });
+}
+
+function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+  const writer: ChannelWriter = channel.openWriter();
+  return new Writable({
+    write(record: unknown, callback: Callback) {
+      writer.write(record, callback as ChannelCallback);
+    },
+    final(callback: Callback) {
+      writer.end();
+      callback(null);
+    },
+    predestroy(this: Writable) {
+      const err = getStreamError(this);
+      writer.abort();
+      if (!isPlainDestroy(err) && err !== writer.lastError) onForeignError(err!);
+    },
+  });
+}
+
+/** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
+export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
+  readonly writable: Writable;
+  readonly readable: HopperReadable<T>;
+  private readonly channel: Channel;
+
+  constructor(options?: HopperOptions) {
+    super();
+    const channel = openChannel(options, this);
+    this.channel = channel;
+    const writable = writerStream(channel, (err) => this.destroy(err));
+    const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+    const readable = new Readable({
+      read(callback: Callback) {
+        channel.drain();
+        callback(null);
+      },
+      predestroy() {
+        channel.close();
+        stopListening();
+        // As in the readable-stream adapter, the error is reported once, by the readable.
+        if (!writable.destroying) writable.destroy();
+      },
+    });
+    channel.attachReader({
+      push: (record) => readable.push(record),
+      end: () => readable.push(null),
+      fail: (err) => this.destroy(err),
+    });
+    this.writable = writable;
+    this.readable = readable as HopperReadable<T>;
+  }
+
+  /** The channel directory, `<dataDir>/<name>`. */
+  get path(): string {
+    return this.channel.path;
+  }
+
+  /** Accepts a record at once or throws; see the readable-stream adapter's `send()`. */
+  send(record: T): void {
+    this.channel.send(record);
+  }
+
+  /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
+  sender(): Writable {
+    return writerStream(this.channel, () => {});
+  }
+
+  stats(): HopperStats {
+    return this.channel.stats();
+  }
+
+  /** Ends the writable and resolves once the readable has delivered everything and closed. */
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const readable = this.readable;
+      if (readable.destroyed) {
+        const err = getStreamError(readable);
+        if (!isPlainDestroy(err)) reject(err);
+        else resolve();
+        return;
+      }
+      let failure: Error | undefined;
+      readable.once('error', (err: Error) => {
+        failure = err;
+      });
+      readable.once('close', () => (failure ? reject(failure) : resolve()));
+      if (!this.writable.destroying) this.writable.end(undefined);
+    });
+  }
+
+  /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
+  destroy(err?: Error): void {
+    this.channel.close();
+    if (!this.readable.destroying) this.readable.destroy(err);
+    if (!this.writable.destroying) this.writable.destroy();
+  }
+}
+
+/** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
+export class HopperDuplex<T = unknown> extends Duplex {
+  private readonly channel: Channel;
+  private readonly writer: ChannelWriter;
+  private readonly stopListening: () => void;
+
+  constructor(options?: HopperOptions) {
+    super();
+    const channel = openChannel(options, this);
+    this.channel = channel;
+    this.writer = channel.openWriter();
+    channel.attachReader({
+      push: (record) => this.push(record),
+      end: () => this.push(null),
+      fail: (err) => this.destroy(err),
+    });
+    this.stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+  }
+
+  get path(): string {
+    return this.channel.path;
+  }
+
+  send(record: T): void {
+    this.channel.send(record);
+  }
+
+  sender(): Writable {
+    return writerStream(this.channel, () => {});
+  }
+
+  stats(): HopperStats {
+    return this.channel.stats();
+  }
+
+  override _write(record: unknown, callback: Callback): void {
+    this.writer.write(record, callback as ChannelCallback);
+  }
+
+  override _final(callback: Callback): void {
+    this.writer.end();
+    callback(null);
+  }
+
+  override _read(callback: Callback): void {
+    this.channel.drain();
+    callback(null);
+  }
+
+  override [Symbol.asyncIterator](): AsyncIterator<T> {
+    return super[Symbol.asyncIterator]() as AsyncIterator<T>;
+  }
+
+  override _predestroy(): void {
+    this.stopListening();
+    this.channel.close();
+  }
+}
+
+/** Creates a hopper over streamx: `{ writable, readable, send, sender, stats, close, destroy }`. */
+export function createHopperStreams<T = unknown>(options?: HopperOptions): HopperStreams<T> {
+  return new HopperStreams<T>(options);
+}
+
+/** Creates a hopper as one streamx Duplex. */
+export function createHopperStream<T = unknown>(options?: HopperOptions): HopperDuplex<T> {
+  return new HopperDuplex<T>(options);
+}
+
+export { HopperError } from './errors.js';
+export type { HopperOptions } from './options.js';
+export type { HopperStats } from './channel.js';
