@@ -386,18 +386,19 @@ export class Channel {
 
   /**
    * Deletes the oldest sealed segment the reader is not in, and takes its records out of the
-   * disk runs that held them: the runs cover consecutive log indexes from the reader's position.
+   * disk runs that held them. The runs cover the records still in the log, in order, so the
+   * dropped ones are those at positions [offset, offset + count) of that sequence.
    */
   private dropOldestSegment(): boolean {
     const gone = this.log.dropOldest();
     if (gone === undefined) return false;
-    const goneEnd = gone.first + gone.count;
-    let position = this.log.readIndex;
+    const goneEnd = gone.offset + gone.count;
+    let position = 0;
     this.queue.forEach((item) => {
-      if (!(item instanceof DiskRun)) return;
+      if (!(item instanceof DiskRun) || position >= goneEnd) return;
       const start = position;
       position += item.count;
-      const overlap = Math.min(position, goneEnd) - Math.max(start, gone.first);
+      const overlap = Math.min(position, goneEnd) - Math.max(start, gone.offset);
       if (overlap > 0) item.count -= overlap;
     });
     this.dropped += gone.count;

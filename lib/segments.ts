@@ -50,8 +50,6 @@ interface Segment {
   size: number;
   /** Records written to the file so far. */
   records: number;
-  /** Log index of the segment's first record: records are numbered in write order from 0. */
-  firstRecord: number;
   sealed: boolean;
   writeFd: number | undefined;
   /** Set once removal was attempted and failed: the file still counts until a retry succeeds. */
@@ -99,10 +97,8 @@ export class SegmentLog {
   records = 0;
   /** Records ever appended. */
   appended = 0;
-  /** Log index of the next record the reader will get. */
-  readIndex = 0;
-  /** Records written to files (flushed) since the log opened. */
-  private flushedRecords = 0;
+  /** Records the reader has taken from the segment it is reading. */
+  private readFromSegment = 0;
   private closed = false;
 
   constructor(
@@ -184,7 +180,6 @@ export class SegmentLog {
     this.writeAll(segment, parts, length);
     segment.size += length;
     segment.records += this.blockRecords;
-    this.flushedRecords += this.blockRecords;
     this.fileBytes += length;
     this.blockPos = 0;
     this.blockRecords = 0;
@@ -201,7 +196,7 @@ export class SegmentLog {
     this.currentPos = offset;
     this.currentLeft--;
     this.records--;
-    this.readIndex++;
+    this.readFromSegment++;
     if (this.currentLeft === 0) {
       if (this.currentPos !== this.current.length) {
         throw this.corrupt(this.currentBlockOffset, 'the block holds more bytes than its record count accounts for');
@@ -213,11 +208,17 @@ export class SegmentLog {
 
   /**
    * Deletes the oldest sealed segment the reader is not reading, to make room (the `'drop-oldest'`
-   * policy). Returns the log indexes of the records it held, or undefined when no segment can go.
+   * policy). Returns where its records stood among the records still in the log (`offset`
+   * records come before them), or undefined when no segment can go.
    */
-  dropOldest(): { first: number; count: number; file: string } | undefined {
+  dropOldest(): { offset: number; count: number; file: string } | undefined {
     const victim = this.segments.find((segment) => segment.sealed && !segment.removalFailed && segment !== this.readSegment);
     if (victim === undefined) return undefined;
+    // Only the segment being read can come before the victim with records still unread.
+    const reading = this.readSegment;
+    const offset = reading !== undefined && this.segments.indexOf(reading) < this.segments.indexOf(victim)
+      ? reading.records - this.readFromSegment
+      : 0;
     try {
       this.fs.unlinkSync(victim.file);
     } catch (err) {
@@ -225,7 +226,7 @@ export class SegmentLog {
     }
     this.records -= victim.records;
     this.forget(victim);
-    return { first: victim.firstRecord, count: victim.records, file: victim.file };
+    return { offset, count: victim.records, file: victim.file };
   }
 
   /** Closes every file and removes every segment this log created. Idempotent. */
@@ -286,7 +287,7 @@ export class SegmentLog {
         throw ioError('creating a segment', file, err);
       }
       const segment: Segment = {
-        seq, file, sync: crypto.randomBytes(16), size: 0, records: 0, firstRecord: this.flushedRecords, sealed: false, writeFd: fd, removalFailed: false,
+        seq, file, sync: crypto.randomBytes(16), size: 0, records: 0, sealed: false, writeFd: fd, removalFailed: false,
       };
       this.segments.push(segment);
       return segment;
@@ -372,6 +373,7 @@ export class SegmentLog {
       throw ioError('opening a segment for reading', segment.file, err);
     }
     this.readSegment = segment;
+    this.readFromSegment = 0;
     this.readOffset = this.headerBytes;
     this.readAhead = Buffer.alloc(0);
     this.readAheadStart = 0;
