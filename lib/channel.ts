@@ -254,8 +254,13 @@ export class Channel {
       for (;;) {
         const record = this.next();
         if (record === undefined) {
-          if (this.finished) reader.end();
-          else this.readerWaiting = true;
+          if (!this.finished) {
+            this.readerWaiting = true;
+            return;
+          }
+          // Everything is delivered: release the files before the reader sees the end.
+          this.close();
+          reader.end();
           return;
         }
         if (!reader.push(record) || this.state === CLOSED) return;

@@ -17,6 +17,9 @@ export interface HopperReadable<T> extends Readable {
   [Symbol.asyncIterator](): AsyncIterator<T>;
 }
 
+/** Records a streamx writable takes in one tick before write() returns false. */
+const WRITABLE_HIGH_WATER_MARK = 1024;
+
 /** streamx marks a destroy without an error with this code; it is no failure. */
 function isPlainDestroy(err: Error | null | undefined): boolean {
   return !err || (err as Error & { code?: string }).code === 'STREAM_DESTROYED' || err.name === 'AbortError';
@@ -31,6 +34,10 @@ function openChannel(options: HopperOptions | undefined, emitter: EventEmitter):
 function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   return new Writable({
+    // streamx hands writes to _write on the next tick; counting records rather than streamx's
+    // default 1 KiB per object lets a burst of that many writes return true within one tick.
+    highWaterMark: WRITABLE_HIGH_WATER_MARK,
+    byteLength: () => 1,
     write(record: unknown, callback: Callback) {
       writer.write(record, callback as ChannelCallback);
     },
@@ -132,7 +139,7 @@ export class HopperDuplex<T = unknown> extends Duplex {
   private readonly stopListening: () => void;
 
   constructor(options?: HopperOptions) {
-    super();
+    super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
     const channel = openChannel(options, this);
     this.channel = channel;
     this.writer = channel.openWriter();

@@ -1,0 +1,119 @@
+import fs from 'node:fs';
+import { Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
+import { pipeline as nodePipeline } from 'node:stream/promises';
+import test from 'ava';
+import { Readable, Writable, pipelinePromise } from 'streamx';
+import { createHopperStream, createHopperStreams } from '../lib/streamx.js';
+import { HopperError } from '../lib/index.js';
+import { nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+
+function slowStreamxSink(out: unknown[]): Writable {
+  return new Writable({
+    write(record: unknown, callback: (err: Error | null) => void) {
+      out.push(record);
+      if (out.length % 200 === 0) setTimeout(() => callback(null), 1);
+      else callback(null);
+    },
+  });
+}
+
+test('streamx createHopperStreams() - writable and readable round-trip through memory and disk, in order', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 2_000, maxSegmentBytes: 10_000 });
+  // streamx hands writes to the hopper on the next tick: within a tick, 1,024 writes return true.
+  for (let i = 0; i < 5_000; i++) {
+    if (!hopper.writable.write(point(i))) t.fail(`write ${i} returned false`);
+    if (i % 1_000 === 999) await nextTurn();
+  }
+  hopper.writable.end(undefined);
+  const out: Point[] = [];
+  for await (const record of hopper.readable) out.push(record);
+  t.deepEqual(plain(out), Array.from({ length: 5_000 }, (_, i) => point(i)));
+  t.true(hopper.stats().spilled > 4_000);
+  t.deepEqual(dir.files(), []);
+});
+
+test('streamx createHopperStream() - works in streamx.pipeline with streamx streams', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStream<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 1_000 });
+  const out: Point[] = [];
+  await pipelinePromise(Readable.from(Array.from({ length: 3_000 }, (_, i) => point(i))), hopper, slowStreamxSink(out));
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 3_000 }, (_, i) => i));
+  t.true(hopper.stats().spilled > 0);
+  t.deepEqual(dir.files(), []);
+});
+
+test("streamx createHopperStream() - works in Node's pipeline between Node streams", async (t) => {
+  const hopper = createHopperStream<number>({ maxMemoryBytes: 100 });
+  const out: number[] = [];
+  await nodePipeline(
+    NodeReadable.from(Array.from({ length: 2_000 }, (_, i) => i)),
+    hopper as unknown as NodeJS.ReadWriteStream,
+    new NodeWritable({
+      objectMode: true,
+      write(n: number, _encoding, callback) {
+        out.push(n);
+        callback();
+      },
+    }),
+  );
+  t.deepEqual(out, Array.from({ length: 2_000 }, (_, i) => i));
+  t.false(fs.existsSync(hopper.path));
+});
+
+test('streamx createHopperStream() - an error in the pipeline destroys the hopper and removes its files', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStream<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0 });
+  const failure = new Error('sink broke');
+  let seen = 0;
+  const sink = new Writable({
+    write(_record: unknown, callback: (err: Error | null) => void) {
+      callback(++seen === 50 ? failure : null);
+    },
+  });
+  await t.throwsAsync(pipelinePromise(Readable.from(Array.from({ length: 2_000 }, (_, i) => point(i))), hopper, sink), { is: failure });
+  await nextTurn();
+  t.true(hopper.destroyed);
+  t.deepEqual(dir.files(), []);
+});
+
+test('streamx createHopperStreams() - sender(), send() and stats() work as in the readable-stream adapter', async (t) => {
+  const hopper = createHopperStreams<string>({ maxMemoryBytes: 8 });
+  const sender = hopper.sender();
+  hopper.writable.write('a-main');
+  sender.write('b-sender');
+  // streamx hands writes over on the next tick: send() is accepted at once.
+  hopper.send('c-send');
+  await nextTurn();
+  hopper.send('d-send');
+  t.throws(() => hopper.send(undefined as unknown as string), { instanceOf: HopperError });
+  sender.end(undefined);
+  const closing = hopper.close();
+  const out: string[] = [];
+  for await (const record of hopper.readable) out.push(record);
+  await closing;
+  t.deepEqual(out, ['c-send', 'a-main', 'b-sender', 'd-send']);
+  t.is(hopper.stats().spilled, 3);
+});
+
+test('streamx createHopperStreams() - destroy(err) reports the error on the readable and removes the files', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+  hopper.send('on disk');
+  await nextTurn();
+  t.true(dir.files().length > 1);
+  const failure = new Error('stop');
+  const errored = new Promise<Error>((resolve) => hopper.readable.once('error', resolve));
+  let writableErrors = 0;
+  hopper.writable.on('error', () => writableErrors++);
+  hopper.destroy(failure);
+  t.is(await errored, failure);
+  await nextTurn();
+  t.is(writableErrors, 0);
+  t.deepEqual(dir.files(), []);
+  await t.throwsAsync(hopper.close(), { is: failure });
+});
