@@ -1,0 +1,218 @@
+import { parseArgs } from 'node:util';
+import { ON_FULL_POLICIES, SEGMENT_CODECS, checkName, type OnFull, type SegmentCodec } from './options.js';
+
+// The command line of hopper-streams, as data: flags parsed with node:util parseArgs, sizes
+// read as KiB/MiB/GiB or plain bytes. No I/O here: the entry (cli.ts) reads files and runs.
+
+/** A flag or argument the command line cannot use; the CLI prints its message and exits 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const ON_INVALID_POLICIES = ['error', 'skip'] as const;
+export type OnInvalid = (typeof ON_INVALID_POLICIES)[number];
+
+/** `hopper-streams [buffer]`: stdin through a hopper to stdout. */
+export interface BufferCommand {
+  command: 'buffer';
+  memory: number;
+  dir: string | undefined;
+  name: string | undefined;
+  segmentSize: number;
+  maxDisk: number;
+  maxSegments: number;
+  onFull: OnFull;
+  codec: SegmentCodec;
+  lines: boolean;
+  schemaFile: string | undefined;
+  onInvalid: OnInvalid;
+  /** true: `--progress`; false: `--no-progress`; undefined: on when stderr is a terminal. */
+  progress: boolean | undefined;
+}
+
+export type Command =
+  | { command: 'help' }
+  | { command: 'version' }
+  | BufferCommand
+  | { command: 'cat'; files: string[] }
+  | { command: 'verify'; paths: string[] };
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const UNITS: Record<string, number> = { '': 1, b: 1, kib: KiB, mib: MiB, gib: GiB, tib: 1024 * GiB };
+
+export const DEFAULTS = {
+  memory: 64 * MiB,
+  segmentSize: 64 * MiB,
+  maxDisk: 10 * GiB,
+  maxSegments: Infinity,
+} as const;
+
+export const USAGE = `Usage: hopper-streams [buffer] [options]     stdin -> hopper -> stdout
+       hopper-streams cat FILE.avro...          print segment records as NDJSON
+       hopper-streams verify DIR|FILE...        check segment files
+
+Reads stdin as fast as it comes and writes stdout at the consumer's pace. What the consumer
+has not taken yet waits in memory up to --memory, then in Avro segment files on disk.
+
+Options of buffer:
+  --memory SIZE          memory budget for held records (default 64MiB; 0: all to disk)
+  --dir PATH             where the channel directory is made (default: a temp directory,
+                         removed at exit)
+  --name NAME            channel directory name under --dir (default hopper)
+  --segment-size SIZE    seal a segment file past this size (default 64MiB)
+  --max-disk SIZE        cap on segment bytes, or "unlimited" (default 10GiB)
+  --max-segments N       cap on segment files, or "unlimited" (default unlimited)
+  --on-full POLICY       at the disk cap: ${ON_FULL_POLICIES.join('|')} (default block)
+  --codec CODEC          segment block codec: ${SEGMENT_CODECS.join('|')} (default null)
+  --lines                records are newline-delimited lines (NDJSON stays intact)
+  --schema FILE.avsc     with --lines: each line is JSON, validated against the Avro
+                         schema and stored Avro-encoded
+  --on-invalid POLICY    with --schema, for a line that does not fit: error|skip
+                         (default error)
+  --progress             progress line on stderr even when it is not a terminal
+  --no-progress          no progress line, even on a terminal
+  -h, --help             show this help
+  --version              show the version
+
+SIZE is plain bytes or a number with KiB, MiB or GiB (powers of 1024): 512KiB, 1.5GiB.
+
+Exit status: 0 done; 1 a run-time failure (full disk cap with --on-full error, invalid line
+with --on-invalid error, I/O error, corrupt segment; verify: a bad file); 2 bad flags;
+130/143/129 on SIGINT/SIGTERM/SIGHUP (a second signal discards what is held);
+141 when stdout's reader went away.`;
+
+/**
+ * Reads a size: plain bytes (`1048576`) or a number with a binary unit (`64MiB`, `1.5GiB`,
+ * `512KiB`); `unlimited` when `allowUnlimited`. Throws UsageError naming the flag.
+ */
+export function parseSize(text: string, flag: string, min: number, allowUnlimited = false): number {
+  if (allowUnlimited && /^(unlimited|infinity)$/i.test(text)) return Infinity;
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
+  let problem: string | undefined;
+  let value = NaN;
+  if (!match) {
+    problem = 'it is not a size';
+  } else if (unit === undefined) {
+    problem = /^[kmgt]b?$/i.test(match[2]!)
+      ? `use ${match[2]![0]!.toUpperCase()}iB: sizes are powers of 1024`
+      : `unknown unit "${match[2]}"`;
+  } else {
+    value = Math.floor(Number(match[1]) * unit);
+    if (unit === 1 && match[1]!.includes('.')) problem = 'bytes must be a whole number';
+    else if (!Number.isSafeInteger(value)) problem = 'it is too large';
+    else if (value < min) problem = `it must be at least ${min} bytes`;
+  }
+  if (problem !== undefined) {
+    const range = allowUnlimited ? ', or unlimited' : '';
+    throw new UsageError(`${flag} expects a size like 64MiB, 512KiB or 1048576${range}, got ${JSON.stringify(text)}: ${problem}`);
+  }
+  return value;
+}
+
+function parseCount(text: string, flag: string, min: number, allowUnlimited: boolean): number {
+  if (allowUnlimited && /^(unlimited|infinity)$/i.test(text)) return Infinity;
+  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) {
+    const range = allowUnlimited ? ', or unlimited' : '';
+    throw new UsageError(`${flag} expects a whole number from ${min} up${range}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+function parseChoice<T extends string>(text: string | undefined, flag: string, choices: readonly T[], fallback: T): T {
+  if (text === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new UsageError(`${flag} expects one of ${choices.join(', ')}, got ${JSON.stringify(text)}`);
+  }
+  return text as T;
+}
+
+const BUFFER_OPTIONS = {
+  memory: { type: 'string' },
+  dir: { type: 'string' },
+  name: { type: 'string' },
+  'segment-size': { type: 'string' },
+  'max-disk': { type: 'string' },
+  'max-segments': { type: 'string' },
+  'on-full': { type: 'string' },
+  codec: { type: 'string' },
+  lines: { type: 'boolean' },
+  schema: { type: 'string' },
+  'on-invalid': { type: 'string' },
+  progress: { type: 'boolean' },
+  'no-progress': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' } } as const;
+
+/** Runs parseArgs, with its errors turned into one-line UsageErrors. */
+function parsing<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    const { code, message } = err as { code?: string; message: string };
+    const quoted = /'([^']+)'/.exec(message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${quoted}`);
+    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`unexpected argument ${JSON.stringify(quoted)}`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      if (/does not take an argument/.test(message)) throw new UsageError(`${quoted} does not take a value`);
+      throw new UsageError(`${quoted?.replace(/ <value>$/, '')} needs a value`);
+    }
+    throw new UsageError(message.split('\n')[0]!);
+  }
+}
+
+/** Parses the arguments after `hopper-streams` into a command. Throws UsageError. */
+export function parseCommand(argv: string[]): Command {
+  const [first, ...rest] = argv;
+  if (first === 'cat' || first === 'verify') {
+    const { values, positionals } = parsing(() => parseArgs({ args: rest, options: FILE_OPTIONS, strict: true, allowPositionals: true }));
+    if (values.help) return { command: 'help' };
+    if (positionals.length === 0) {
+      throw new UsageError(first === 'cat' ? 'cat needs at least one segment file' : 'verify needs at least one directory or file');
+    }
+    return first === 'cat' ? { command: 'cat', files: positionals } : { command: 'verify', paths: positionals };
+  }
+  const args = first === 'buffer' ? rest : argv;
+  const { values } = parsing(() => parseArgs({ args, options: BUFFER_OPTIONS, strict: true, allowPositionals: false }));
+  if (values.help) return { command: 'help' };
+  if (values.version) return { command: 'version' };
+  if (values.progress && values['no-progress']) throw new UsageError('--progress and --no-progress contradict each other');
+  if (values.schema !== undefined && !values.lines) throw new UsageError('--schema needs --lines: records must be lines of JSON');
+  if (values['on-invalid'] !== undefined && values.schema === undefined) {
+    throw new UsageError('--on-invalid needs --schema: without one, no line is invalid');
+  }
+  if (values.dir === '') throw new UsageError('--dir needs a path');
+  if (values.name !== undefined) {
+    try {
+      checkName(values.name);
+    } catch (err) {
+      throw new UsageError(`--name ${JSON.stringify(values.name)} is not a single directory name: ${(err as Error).message.replace(/^.*: /, '')}`);
+    }
+  }
+  return {
+    command: 'buffer',
+    memory: values.memory === undefined ? DEFAULTS.memory : parseSize(values.memory, '--memory', 0),
+    dir: values.dir,
+    name: values.name,
+    segmentSize: values['segment-size'] === undefined ? DEFAULTS.segmentSize : parseSize(values['segment-size'], '--segment-size', 1),
+    maxDisk: values['max-disk'] === undefined ? DEFAULTS.maxDisk : parseSize(values['max-disk'], '--max-disk', 1, true),
+    maxSegments: values['max-segments'] === undefined
+      ? DEFAULTS.maxSegments
+      : parseCount(values['max-segments'], '--max-segments', 1, true),
+    onFull: parseChoice(values['on-full'], '--on-full', ON_FULL_POLICIES, 'block'),
+    codec: parseChoice(values.codec, '--codec', SEGMENT_CODECS, 'null'),
+    lines: values.lines ?? false,
+    schemaFile: values.schema,
+    onInvalid: parseChoice(values['on-invalid'], '--on-invalid', ON_INVALID_POLICIES, 'error'),
+    progress: values.progress ? true : values['no-progress'] ? false : undefined,
+  };
+}

@@ -1,0 +1,324 @@
+import os from 'node:os';
+import type { Readable, Writable } from 'node:stream';
+import type { Type } from 'avsc';
+import type { BufferCommand } from './cli-args.js';
+import type { RecordCodec } from './codec.js';
+import { HopperError } from './errors.js';
+import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
+import { ProgressLine, type ProgressSample } from './progress.js';
+import { createHopperStreams } from './streams.js';
+
+// `hopper-streams [buffer]`: stdin into a hopper's writable as fast as it comes, the hopper's
+// readable to stdout at the pace stdout drains. Byte mode writes stdin's Buffers as records;
+// --lines writes lines (strings), and with --schema, parsed, validated records.
+
+/** Output is written in pieces of about this size (lines are gathered up to it). */
+const OUTPUT_BATCH_BYTES = 64 * 1024;
+/**
+ * Byte mode cuts stdin's chunks (64 KiB from a pipe) into records of at most this size: the
+ * hopper's readable buffers up to 16 records beyond the memory budget, so small records keep
+ * that overshoot small.
+ */
+const BYTE_RECORD_BYTES = 16 * 1024;
+/** Skipped invalid lines reported one by one; past this, only counted. */
+const SKIP_MESSAGES = 10;
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Library option names in a message, as the flags that set them. */
+function flagNames(message: string): string {
+  return message
+    .replace(/\bmaxDiskBytes\b/g, '--max-disk')
+    .replace(/\bmaxSegments\b/g, '--max-segments')
+    .replace(/\bmaxMemoryBytes\b/g, '--memory');
+}
+
+export interface BufferIo {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable & { isTTY?: boolean; columns?: number };
+}
+
+/** How a run ended; `code` is the exit status. `flushed`: stdout has taken everything written. */
+export interface BufferOutcome {
+  code: number;
+  flushed: boolean;
+}
+
+/**
+ * Runs the buffer until the input has ended and everything has been written to stdout, or
+ * until a failure or signals end it. Resolves with the exit status; never rejects for I/O.
+ * `codec`: with --schema, the schema's codec, for validating lines before they are written.
+ */
+export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined, io: BufferIo): Promise<BufferOutcome> {
+  const { stdin, stdout, stderr } = io;
+  const hopper = createHopperStreams<unknown>({
+    dataDir: command.dir,
+    name: command.name,
+    schema: codec?.type,
+    maxMemoryBytes: command.memory,
+    maxSegmentBytes: command.segmentSize,
+    maxSegments: command.maxSegments,
+    maxDiskBytes: command.maxDisk,
+    onFull: command.onFull,
+    codec: command.codec,
+  });
+  const { writable, readable } = hopper;
+  const buffers = codec !== undefined && schemaHasBytes(codec.type.schema());
+  const splitter = command.lines ? new LineSplitter() : undefined;
+
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let recordsOut = 0;
+  let lineNumber = 0;
+  let skipped = 0;
+  const peak = { memoryBytes: 0, diskBytes: 0, segments: 0 };
+  let inputOpen = true;
+  let inputPaused = false;
+  let failure: string | undefined;
+  let signalCount = 0;
+  let signalCode = 0;
+  let finished = false;
+  let resolveOutcome!: (outcome: BufferOutcome) => void;
+  const outcome = new Promise<BufferOutcome>((resolve) => {
+    resolveOutcome = resolve;
+  });
+
+  const sample = (): ProgressSample => {
+    const stats = hopper.stats();
+    trackPeaks(stats);
+    return {
+      bytesIn, recordsIn: stats.recordsIn, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
+      memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped,
+    };
+  };
+  const trackPeaks = (stats = hopper.stats()): void => {
+    if (stats.memoryBytes > peak.memoryBytes) peak.memoryBytes = stats.memoryBytes;
+    if (stats.diskBytes > peak.diskBytes) peak.diskBytes = stats.diskBytes;
+    if (stats.segments > peak.segments) peak.segments = stats.segments;
+  };
+  const showProgress = command.progress ?? stderr.isTTY === true;
+  const progress = showProgress
+    ? new ProgressLine({ write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns })
+    : undefined;
+  const say = (text: string): void => {
+    if (progress) progress.message(text);
+    else stderr.write(`${text}\n`);
+  };
+
+  // Input -------------------------------------------------------------------------------------
+
+  const stopInput = (): void => {
+    if (!inputOpen) return;
+    inputOpen = false;
+    stdin.removeListener('data', onData);
+    stdin.removeListener('end', onEnd);
+    stdin.pause();
+    stdin.destroy();
+    if (!writable.writableEnded && !writable.destroyed && !writable.errored) writable.end();
+  };
+  const failInput = (message: string): void => {
+    failure ??= message;
+    stopInput();
+  };
+
+  /** Writes one record; false when the writable wants the input paused (or has failed). */
+  const writeRecord = (record: unknown, where: string): boolean => {
+    const ok = writable.write(record);
+    if (writable.errored) {
+      failInput(`${where}: ${flagNames(writable.errored.message)}`);
+      return false;
+    }
+    return ok;
+  };
+
+  /** A line made into a record: the string, or with --schema the parsed record fitted to the schema. */
+  const lineRecord = (line: string): { record: unknown } | { invalid: string } => {
+    if (codec === undefined) return { record: line };
+    let parsed: unknown;
+    try {
+      parsed = parseRecord(line, buffers);
+    } catch (err) {
+      return { invalid: `not JSON (${(err as Error).message})` };
+    }
+    // Fitted to the schema (defaults filled in, undeclared fields dropped), a record prints the
+    // same whether it comes back from memory or from disk.
+    let record: unknown;
+    let cloneError: Error | undefined;
+    try {
+      record = (codec.type as Type).clone(parsed, {});
+    } catch (err) {
+      record = parsed;
+      cloneError = err as Error;
+    }
+    try {
+      codec.check(record);
+    } catch (err) {
+      if (HopperError.is(err, 'ERR_HOPPER_INVALID_RECORD')) return { invalid: err.message };
+      throw err;
+    }
+    return cloneError ? { invalid: `invalid record: ${cloneError.message}` } : { record };
+  };
+
+  const writeLine = (line: string): boolean => {
+    lineNumber++;
+    const made = lineRecord(line);
+    if ('record' in made) return writeRecord(made.record, `stopped at line ${lineNumber}`);
+    if (command.onInvalid === 'error') {
+      failInput(`line ${lineNumber}: ${made.invalid}`);
+      return false;
+    }
+    skipped++;
+    if (skipped <= SKIP_MESSAGES) say(`hopper-streams: skipped line ${lineNumber}: ${made.invalid}`);
+    if (skipped === SKIP_MESSAGES) say('hopper-streams: further invalid lines are skipped without a message');
+    return true;
+  };
+
+  const onData = (chunk: Buffer): void => {
+    const before = bytesIn;
+    bytesIn += chunk.length;
+    let ok = true;
+    if (splitter === undefined) {
+      for (let start = 0; start < chunk.length; start += BYTE_RECORD_BYTES) {
+        // A copy, not a slice: a record held in memory must not keep the whole chunk alive.
+        const record = chunk.length <= BYTE_RECORD_BYTES ? chunk : Buffer.from(chunk.subarray(start, start + BYTE_RECORD_BYTES));
+        ok = writeRecord(record, `stopped at input byte ${before + start}`) && ok;
+        if (!inputOpen) return;
+      }
+    } else {
+      for (const line of splitter.push(chunk)) {
+        ok = writeLine(line) && ok;
+        if (!inputOpen) return;
+      }
+    }
+    trackPeaks();
+    if (!ok && inputOpen && !inputPaused) {
+      // The hopper holds this write until the reader frees room (--on-full block at the cap).
+      inputPaused = true;
+      stdin.pause();
+      writable.once('drain', () => {
+        inputPaused = false;
+        if (inputOpen) stdin.resume();
+      });
+    }
+  };
+
+  const onEnd = (): void => {
+    const last = splitter?.end();
+    if (last !== undefined) writeLine(last);
+    if (!inputOpen) return;
+    inputOpen = false;
+    writable.end();
+  };
+
+  stdin.on('data', onData);
+  stdin.on('end', onEnd);
+  stdin.on('error', (err: Error) => failInput(`reading stdin failed: ${err.message}`));
+  // A refused write (full with --on-full error, a record too large) ends the input; what was
+  // accepted before it is still delivered. writeRecord reports it with its position.
+  writable.on('error', (err: Error) => failInput(flagNames(err.message)));
+
+  // Output ------------------------------------------------------------------------------------
+
+  let waitingForDrain = false;
+  const format = (record: unknown): string => (codec === undefined ? `${record as string}\n` : `${stringifyRecord(record, buffers)}\n`);
+
+  const pumpOutput = (): void => {
+    if (waitingForDrain || finished) return;
+    if (splitter === undefined) {
+      // Corked, the records of one turn go out in one writev.
+      stdout.cork();
+      try {
+        for (let record: unknown = readable.read(); record !== null; record = readable.read()) {
+          recordsOut++;
+          bytesOut += (record as Buffer).length;
+          if (!stdout.write(record as Buffer)) return waitForDrain();
+        }
+      } finally {
+        stdout.uncork();
+      }
+      return;
+    }
+    let batch = '';
+    for (let record: unknown = readable.read(); record !== null; record = readable.read()) {
+      recordsOut++;
+      batch += format(record);
+      if (batch.length >= OUTPUT_BATCH_BYTES) {
+        const ok = writeText(batch);
+        batch = '';
+        if (!ok) return waitForDrain();
+      }
+    }
+    if (batch !== '' && !writeText(batch)) waitForDrain();
+  };
+  const writeText = (text: string): boolean => {
+    bytesOut += Buffer.byteLength(text);
+    return stdout.write(text);
+  };
+  const waitForDrain = (): void => {
+    waitingForDrain = true;
+    stdout.once('drain', () => {
+      waitingForDrain = false;
+      pumpOutput();
+    });
+  };
+
+  readable.on('readable', pumpOutput);
+  readable.on('end', () => {
+    // Every record is in stdout's hands; the exit waits until stdout has taken it all.
+    stdout.write('', () => finish(true));
+  });
+  readable.on('error', (err: Error) => {
+    failure ??= err.message;
+    stopInput();
+    finish(false);
+  });
+  stdout.on('error', (err: NodeJS.ErrnoException) => {
+    stopInput();
+    hopper.destroy();
+    if (err.code === 'EPIPE') {
+      // The reader went away: what is held has nowhere to go. Exit as a SIGPIPE death would.
+      signalCode = 128 + os.constants.signals.SIGPIPE;
+    } else {
+      failure ??= `writing stdout failed: ${err.message}`;
+    }
+    finish(false);
+  });
+
+  // Signals -----------------------------------------------------------------------------------
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signalCount++;
+    signalCode = 128 + os.constants.signals[signal];
+    if (signalCount === 1) {
+      stopInput();
+      const { memoryRecords, diskRecords } = hopper.stats();
+      say(`hopper-streams: ${signal}: stopped reading; writing out the ${memoryRecords + diskRecords} records held (signal again to discard them)`);
+      return;
+    }
+    hopper.destroy();
+    finish(false);
+  };
+  for (const signal of SIGNALS) process.on(signal, onSignal);
+
+  const finish = (flushed: boolean): void => {
+    if (finished) return;
+    finished = true;
+    for (const signal of SIGNALS) process.removeListener(signal, onSignal);
+    stopInput();
+    const { spilled } = hopper.stats();
+    hopper.destroy();
+    const code = failure !== undefined ? 1 : signalCode;
+    if (progress) {
+      const status = failure !== undefined ? 'failed' : signalCount > 0 ? `interrupted (exit ${code})` : code === 0 ? 'done' : 'stopped';
+      progress.finish({ status, ...peakTotals(), spilled });
+    } else if (skipped > 0) {
+      stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
+    }
+    if (failure !== undefined) stderr.write(`hopper-streams: ${failure}\n`);
+    resolveOutcome({ code, flushed });
+  };
+  const peakTotals = () => ({ peakMemoryBytes: peak.memoryBytes, peakDiskBytes: peak.diskBytes, peakSegments: peak.segments });
+
+  progress?.start();
+  return outcome;
+}

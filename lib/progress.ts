@@ -1,0 +1,176 @@
+// The CLI's progress line: counters sampled a few times a second and drawn over one terminal
+// line (or printed as plain lines, once a second, when stderr is not a terminal), then a
+// summary line. The clock, the counters and the output are passed in, so tests drive it.
+
+/** Counters at one moment. */
+export interface ProgressSample {
+  bytesIn: number;
+  recordsIn: number;
+  bytesOut: number;
+  recordsOut: number;
+  memoryBytes: number;
+  memoryBudget: number;
+  diskBytes: number;
+  segments: number;
+  /** Invalid lines skipped (`--on-invalid skip`). */
+  skipped: number;
+}
+
+/** What the summary adds to the last sample. */
+export interface ProgressTotals {
+  /** How the run ended: `done`, `interrupted by SIGINT`, `stopped` ... */
+  status: string;
+  peakMemoryBytes: number;
+  peakDiskBytes: number;
+  peakSegments: number;
+  spilled: number;
+}
+
+export interface ProgressOptions {
+  /** Where text goes: stderr. */
+  write: (text: string) => void;
+  /** A terminal: redraw one line in place. Otherwise print whole lines, less often. */
+  tty: boolean;
+  /** Counters now. */
+  sample: () => ProgressSample;
+  /** The terminal's width (the line is cut to fit, so that it never wraps). */
+  columns?: () => number | undefined;
+  /** Milliseconds, monotonic. */
+  now?: () => number;
+}
+
+/** Refresh period on a terminal, and between plain lines otherwise. */
+export const TTY_INTERVAL_MS = 250;
+export const PLAIN_INTERVAL_MS = 1000;
+/** Rates are measured over about this much of the recent past. */
+const RATE_WINDOW_MS = 1000;
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+/** `512B`, `1.5KiB`, `12.3MiB`, `unlimited` (binary units, one decimal from KiB up). */
+export function formatBytes(bytes: number): string {
+  if (bytes === Infinity) return 'unlimited';
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value}B` : `${value.toFixed(1)}${UNITS[unit]}`;
+}
+
+/** `999`, `12.3k`, `4.5M`: record counts, short. */
+export function formatCount(count: number): string {
+  if (count < 10_000) return String(count);
+  if (count < 1_000_000) return `${(count / 1000).toFixed(1)}k`;
+  return `${(count / 1_000_000).toFixed(1)}M`;
+}
+
+/** `0.4s`, `12.0s`, `3m07s`, `1h02m`. */
+export function formatDuration(ms: number): string {
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const whole = Math.floor(seconds);
+  if (whole < 3600) return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** The progress line for a sample, with byte rates in and out per second. */
+export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: number): string {
+  const parts = [
+    `in ${formatBytes(sample.bytesIn)} ${formatCount(sample.recordsIn)} rec ${formatBytes(rateIn)}/s`,
+    `out ${formatBytes(sample.bytesOut)} ${formatCount(sample.recordsOut)} rec ${formatBytes(rateOut)}/s`,
+    `mem ${formatBytes(sample.memoryBytes)}/${formatBytes(sample.memoryBudget)}`,
+    `disk ${formatBytes(sample.diskBytes)} ${sample.segments} seg`,
+  ];
+  if (sample.skipped > 0) parts.push(`${formatCount(sample.skipped)} skipped`);
+  return parts.join(' | ');
+}
+
+/** The summary line at the end of a run. */
+export function formatSummary(sample: ProgressSample, totals: ProgressTotals, elapsedMs: number): string {
+  const seconds = Math.max(elapsedMs, 1) / 1000;
+  const segments = `${totals.peakSegments} segment${totals.peakSegments === 1 ? '' : 's'}`;
+  let text = `hopper-streams: ${totals.status} in ${formatDuration(elapsedMs)}:`
+    + ` in ${formatBytes(sample.bytesIn)} ${sample.recordsIn} rec (${formatBytes(sample.bytesIn / seconds)}/s),`
+    + ` out ${formatBytes(sample.bytesOut)} ${sample.recordsOut} rec (${formatBytes(sample.bytesOut / seconds)}/s);`
+    + ` memory peak ${formatBytes(totals.peakMemoryBytes)} of ${formatBytes(sample.memoryBudget)};`
+    + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}, ${totals.spilled} rec spilled`;
+  if (sample.skipped > 0) text += `; ${sample.skipped} invalid line${sample.skipped === 1 ? '' : 's'} skipped`;
+  return text;
+}
+
+interface Point {
+  at: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/**
+ * Draws the progress line. On a terminal: `\r`, the line cut to the width, and erase-to-end,
+ * every {@link TTY_INTERVAL_MS}; elsewhere a plain line every {@link PLAIN_INTERVAL_MS}.
+ */
+export class ProgressLine {
+  private readonly options: ProgressOptions;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private readonly history: Point[];
+  private timer: NodeJS.Timeout | undefined;
+  /** Whether a line is drawn and not yet ended (terminal only). */
+  private drawn = false;
+
+  constructor(options: ProgressOptions) {
+    this.options = options;
+    this.now = options.now ?? (() => performance.now());
+    this.startedAt = this.now();
+    this.history = [{ at: this.startedAt, bytesIn: 0, bytesOut: 0 }];
+  }
+
+  /** Starts refreshing on a timer that does not keep the process alive. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => this.update(), this.options.tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Samples the counters and draws the line now. */
+  update(): void {
+    const sample = this.options.sample();
+    const at = this.now();
+    const history = this.history;
+    history.push({ at, bytesIn: sample.bytesIn, bytesOut: sample.bytesOut });
+    // Keep one point at or before the window's start: rates span about the last second.
+    while (history.length > 2 && history[1]!.at <= at - RATE_WINDOW_MS) history.shift();
+    const oldest = history[0]!;
+    const seconds = (at - oldest.at) / 1000;
+    const rate = (now: number, then: number): number => (seconds > 0 ? (now - then) / seconds : 0);
+    const line = formatProgress(sample, rate(sample.bytesIn, oldest.bytesIn), rate(sample.bytesOut, oldest.bytesOut));
+    if (this.options.tty) {
+      const width = this.options.columns?.() || 80;
+      this.options.write(`\r${line.slice(0, Math.max(width - 1, 20))}\x1b[K`);
+      this.drawn = true;
+    } else {
+      this.options.write(`${line}\n`);
+    }
+  }
+
+  /** Writes a message on a line of its own; the progress line is drawn again after it. */
+  message(text: string): void {
+    if (this.drawn) {
+      this.options.write(`\r\x1b[K${text}\n`);
+      this.drawn = false;
+      this.update();
+    } else {
+      this.options.write(`${text}\n`);
+    }
+  }
+
+  /** Stops refreshing and replaces the line with the summary. */
+  finish(totals: ProgressTotals): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    const summary = formatSummary(this.options.sample(), totals, this.now() - this.startedAt);
+    this.options.write(`${this.drawn ? '\r\x1b[K' : ''}${summary}\n`);
+    this.drawn = false;
+  }
+}
