@@ -1,0 +1,19 @@
+import type { Scenario } from './scenario.js';
+
+/** The scenarios of tracker issue 6, in issue order: one file each under bench/scenarios/. */
+const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
+  passthrough: () => import('../scenarios/passthrough.js'),
+  'burst-drain': () => import('../scenarios/burst-drain.js'),
+  'byte-mode': () => import('../scenarios/byte-mode.js'),
+  'memory-flatness': () => import('../scenarios/memory-flatness.js'),
+  latency: () => import('../scenarios/latency.js'),
+  concurrency: () => import('../scenarios/concurrency.js'),
+};
+
+export const SCENARIO_NAMES: readonly string[] = Object.keys(loaders);
+
+export async function loadScenario(name: string): Promise<Scenario> {
+  const load = loaders[name];
+  if (load === undefined) throw new RangeError(`Expected a scenario name (${SCENARIO_NAMES.join(', ')}), got \`${name}\``);
+  return (await load()).default;
+}

@@ -1,0 +1,105 @@
+/**
+ * 1. In-memory pass-through: a consumer that keeps up, so nothing should need to spill.
+ * `pipeline(Readable.from(gen), hopper, sink)` against the same pipeline through a PassThrough.
+ */
+import { PassThrough, Readable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as hopperStreams from '../../lib/index.js';
+import { MiB, OrderCheck, now, perSecond, recordSink } from '../lib/measure.js';
+import { eventSchema, events, type Event } from '../lib/records.js';
+import { defineScenario, type PointSummary, type TargetCheck } from '../lib/scenario.js';
+import { formatRatio } from '../lib/format.js';
+
+const BUDGET = 16 * MiB;
+
+const LABELS: Record<string, string> = {
+  passthrough: 'PassThrough (objectMode)',
+  hopper: 'hopper-streams, event schema',
+  'hopper-noschema': 'hopper-streams, no schema',
+};
+
+type DuplexFactory = (options: hopperStreams.HopperOptions) => Duplex & { stats?: () => hopperStreams.HopperStats };
+
+/** `createHopperStream()` (one Duplex) once lib/index.ts exports it; until then the writable and readable pair. */
+function duplexFactory(): DuplexFactory | undefined {
+  const candidate = (hopperStreams as unknown as Record<string, unknown>).createHopperStream;
+  return typeof candidate === 'function' ? (candidate as DuplexFactory) : undefined;
+}
+
+export default defineScenario({
+  id: 1,
+  name: 'passthrough',
+  title: 'In-memory pass-through',
+  description:
+    'A synchronous generator (`Readable.from`) feeds the stream, a sink that calls back at once drains it. ' +
+    'hopper-streams runs as `pipeline(source, hopper.writable)` and `pipeline(hopper.readable, sink)` side by side ' +
+    '(or as one `pipeline(source, duplex, sink)` once `createHopperStream()` exists), with a 16 MiB budget; ' +
+    'the baseline is `pipeline(source, new PassThrough({ objectMode: true }), sink)`. ' +
+    'Records are the 11-field event of fixtures/schemas/event.avsc.',
+  grid: { impl: ['passthrough', 'hopper', 'hopper-noschema'], records: [500_000] },
+  smoke: { records: [3_000] },
+  baseline: { impl: 'passthrough' },
+  metrics: [
+    { key: 'recordsPerSec', label: 'records/s', unit: 'records/s', better: 'higher' },
+    { key: 'peakRssBytes', label: 'peak RSS', unit: 'bytes', better: 'lower' },
+    { key: 'spilled', label: 'spilled', unit: 'count', better: 'lower' },
+  ],
+  chart: { metric: 'recordsPerSec', unit: 'records/s' },
+  infoColumns: [{ key: 'variant', label: 'driven as' }],
+  timeoutMs: 120_000,
+  notes: [
+    'hopper never pushes back before its disk cap, so a synchronous source runs ahead of the consumer whenever the consumer does not get the event loop in time: `spilled` counts the records that went to disk anyway.',
+  ],
+  label: (settings) => LABELS[settings.impl as string] ?? String(settings.impl),
+
+  async run(settings, { tmpDir }) {
+    const records = Number(settings.records);
+    const check = new OrderCheck(records);
+    const sink = recordSink<Event>((event) => check.see(event.seq));
+    const source = Readable.from(events(records));
+    let spilled = 0;
+    let variant = 'PassThrough';
+
+    const started = now();
+    if (settings.impl === 'passthrough') {
+      await pipeline(source, new PassThrough({ objectMode: true }), sink);
+    } else {
+      const options: hopperStreams.HopperOptions = { dataDir: tmpDir, name: 'bench', maxMemoryBytes: BUDGET };
+      if (settings.impl === 'hopper') options.schema = eventSchema();
+      const createDuplex = duplexFactory();
+      if (createDuplex) {
+        variant = 'createHopperStream() Duplex';
+        const duplex = createDuplex(options);
+        await pipeline(source, duplex, sink);
+        spilled = duplex.stats?.().spilled ?? Number.NaN;
+      } else {
+        variant = 'createHopperStreams(): writable + readable';
+        const hopper = hopperStreams.createHopperStreams<Event>(options);
+        await Promise.all([pipeline(source, hopper.writable), pipeline(hopper.readable, sink)]);
+        spilled = hopper.stats().spilled;
+      }
+    }
+    const elapsed = now() - started;
+
+    return {
+      metrics: { recordsPerSec: perSecond(records, elapsed), spilled },
+      info: { records, variant },
+      check: check.result(),
+    };
+  },
+
+  targets({ points }) {
+    const checks: TargetCheck[] = [];
+    for (const point of points.filter((p: PointSummary) => !p.isBaseline)) {
+      const ratio = point.ratios.recordsPerSec;
+      const spilled = point.metrics.spilled;
+      checks.push({
+        scenario: 1,
+        target: `${point.label}: ≥ 0.8× PassThrough's records/s`,
+        measured: `${formatRatio(ratio)}${spilled && spilled.n > 0 ? `; spilled ${Math.round(spilled.median).toLocaleString('en-US')} of ${Number(point.settings.records).toLocaleString('en-US')} (median)` : ''}`,
+        met: ratio && ratio.n > 0 ? ratio.median >= 0.8 : undefined,
+      });
+    }
+    return checks;
+  },
+});
