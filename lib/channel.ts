@@ -1,9 +1,9 @@
 import { createCodec, type RecordCodec } from './codec.js';
 import { ChannelDirectory } from './directory.js';
-import { HopperError, destroyedError, fullError, writeAfterEndError } from './errors.js';
+import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import { SegmentLog, type SegmentEvent, type SegmentFileSystem } from './segments.js';
+import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {
@@ -25,6 +25,18 @@ export interface HopperStats {
   spilled: number;
   /** Records dropped by a `'drop-newest'` or `'drop-oldest'` policy since the channel opened. */
   dropped: number;
+  /** Records lost to damaged segment files and skipped over (`onCorrupt: 'skip'`). */
+  corrupted: number;
+}
+
+/** Payload of the `'corrupt'` event. */
+export interface CorruptEvent {
+  file: string;
+  /** Byte offset in `file` where the damage was found. */
+  offset: number;
+  /** Records lost (skipped over). */
+  count: number;
+  problem: string;
 }
 
 /** Payload of the `'drop'` event. */
@@ -47,6 +59,10 @@ export interface ChannelEvents {
   segment: [SegmentEvent];
   /** Records were dropped by the overflow policy. */
   drop: [DropEvent];
+  /** A damaged segment was skipped over (`onCorrupt: 'skip'`). */
+  corrupt: [CorruptEvent];
+  /** A file operation failed and is being retried; nothing accepted is lost meanwhile. */
+  fault: [FaultEvent];
 }
 
 export type ChannelEmit = <K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]) => void;
@@ -62,6 +78,14 @@ export interface ChannelReader {
 }
 
 type WriteCallback = (err?: Error | null) => void;
+
+/** Why a record could not be placed: a cap, or disk writes failing (`fault`). */
+interface Refusal {
+  reason: string;
+  fault?: Error;
+}
+
+const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
 
 interface BlockedWrite {
   writer: ChannelWriter | undefined;
@@ -127,6 +151,7 @@ export class Channel {
   private recordsOut = 0;
   private spilled = 0;
   private dropped = 0;
+  private corrupted = 0;
   /** The reader asked for records when there were none: the next placement wakes it. */
   private readerWaiting = false;
   private draining = false;
@@ -141,7 +166,15 @@ export class Channel {
         this.directory.path,
         this.codec,
         { ...options, channel: options.name },
-        { onSegment: (event) => this.emit('segment', event), onError: (err) => this.fail(err) },
+        {
+          onSegment: (event) => this.emit('segment', event),
+          onFault: (event) => this.emit('fault', event),
+          onRecovered: () => {
+            if (this.blocked.length > 0) this.admitBlocked();
+            this.wakeReader();
+          },
+          onError: (err) => this.fail(err),
+        },
         fileSystem,
       );
     } catch (err) {
@@ -191,10 +224,10 @@ export class Channel {
   send(record: unknown): void {
     this.checkOpen();
     const size = this.codec.check(record);
-    const reason = this.blocked.length > 0 ? 'earlier writes are waiting for room' : this.place(this.codec.normalize(record), size);
-    if (reason === undefined) return;
-    this.emit('full', { record, reason });
-    if (!this.dropNewest(reason)) throw fullError(record, reason);
+    const refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+    if (refusal === undefined) return;
+    this.emit('full', { record, reason: refusal.reason });
+    if (!this.dropNewest(refusal.reason)) throw this.refusalError(record, refusal);
   }
 
   /**
@@ -204,24 +237,28 @@ export class Channel {
    */
   write(record: unknown, callback: WriteCallback, writer?: ChannelWriter): void {
     let size: number;
-    let reason: string | undefined;
+    let refusal: Refusal | undefined;
     try {
       if (writer?.ended) throw writeAfterEndError();
       this.checkOpen();
       size = this.codec.check(record);
-      reason = this.blocked.length > 0 ? 'earlier writes are waiting for room' : this.place(this.codec.normalize(record), size);
+      refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
     } catch (err) {
       this.failWrite(writer, callback, err as Error);
       return;
     }
-    if (reason === undefined) {
+    if (refusal === undefined) {
       callback();
       return;
     }
-    this.emit('full', { record, reason });
+    this.emit('full', { record, reason: refusal.reason });
     if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size, callback });
-    else if (this.dropNewest(reason)) callback();
-    else this.failWrite(writer, callback, fullError(record, reason));
+    else if (this.dropNewest(refusal.reason)) callback();
+    else this.failWrite(writer, callback, this.refusalError(record, refusal));
+  }
+
+  private refusalError(record: unknown, refusal: Refusal): HopperError {
+    return refusal.fault ? refusedForFault(record, refusal.fault) : fullError(record, refusal.reason);
   }
 
   /** Ends a writer (`aborted`: it was destroyed, so its held writes fail). Idempotent. */
@@ -283,6 +320,7 @@ export class Channel {
       recordsOut: this.recordsOut,
       spilled: this.spilled,
       dropped: this.dropped,
+      corrupted: this.corrupted,
     };
   }
 
@@ -302,18 +340,27 @@ export class Channel {
 
   /** The next record in write order, or undefined when none is ready. Records are never undefined. */
   private next(): unknown {
-    let head = this.queue.peek();
-    // Runs emptied by 'drop-oldest' stay in the queue with a count of 0 until they reach the head.
-    while (head instanceof DiskRun && head.count === 0) {
-      this.queue.shift();
+    let head: unknown;
+    let record: unknown;
+    for (;;) {
       head = this.queue.peek();
+      // Runs emptied by 'drop-oldest' or by skipped corruption stay queued with a count of 0 until they reach the head.
+      if (head instanceof DiskRun && head.count === 0) {
+        this.queue.shift();
+        continue;
+      }
+      if (!(head instanceof DiskRun)) break;
+      record = this.log.next();
+      if (record === NOT_READY) return undefined;
+      if (record instanceof LostRecords) {
+        this.skipLost(record);
+        continue;
+      }
+      if (--head.count === 0) this.queue.shift();
+      break;
     }
     if (head === undefined) return undefined;
-    let record: unknown;
-    if (head instanceof DiskRun) {
-      record = this.log.next();
-      if (--head.count === 0) this.queue.shift();
-    } else {
+    if (!(head instanceof DiskRun)) {
       record = head;
       this.memoryBytes -= this.queue.peekSize();
       this.memoryRecords--;
@@ -349,7 +396,7 @@ export class Channel {
   }
 
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
-  private place(record: unknown, size: number): string | undefined {
+  private place(record: unknown, size: number): Refusal | undefined {
     if (this.memoryBytes + size <= this.options.maxMemoryBytes) {
       this.queue.push(record, size);
       this.memoryBytes += size;
@@ -367,13 +414,17 @@ export class Channel {
             { record },
           );
         }
-        return `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`;
+        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes` };
+      }
+      if (result === 'fault') {
+        const fault = this.log.fault!;
+        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and disk writes are failing (${fault.message})`, fault };
       }
       if (result === 'full') {
         const cap = this.log.segmentCount >= this.options.maxSegments
           ? `maxSegments (${this.options.maxSegments})`
           : `maxDiskBytes (${this.options.maxDiskBytes})`;
-        return `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${cap} is reached`;
+        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${cap} is reached` };
       }
       this.spilled++;
       const last = this.queue.last();
@@ -397,32 +448,47 @@ export class Channel {
   private dropOldestSegment(): boolean {
     const gone = this.log.dropOldest();
     if (gone === undefined) return false;
-    const goneEnd = gone.offset + gone.count;
-    let position = 0;
-    this.queue.forEach((item) => {
-      if (!(item instanceof DiskRun) || position >= goneEnd) return;
-      const start = position;
-      position += item.count;
-      const overlap = Math.min(position, goneEnd) - Math.max(start, gone.offset);
-      if (overlap > 0) item.count -= overlap;
-    });
+    this.removeFromRuns(gone.offset, gone.count);
     this.dropped += gone.count;
     this.emit('drop', { count: gone.count, policy: 'drop-oldest', reason: 'the disk cap was reached', file: gone.file });
     return true;
   }
 
+  /** Records lost to a damaged segment are the next ones in the log: take them out of the runs, and say so. */
+  private skipLost(lost: LostRecords): void {
+    this.removeFromRuns(0, lost.count);
+    this.corrupted += lost.count;
+    this.emit('corrupt', { file: lost.file, offset: lost.offset, count: lost.count, problem: lost.problem });
+  }
+
+  /**
+   * Takes `count` records out of the disk runs, starting `offset` records into the sequence of
+   * records still in the log: the runs cover that sequence in order.
+   */
+  private removeFromRuns(offset: number, count: number): void {
+    const end = offset + count;
+    let position = 0;
+    this.queue.forEach((item) => {
+      if (!(item instanceof DiskRun) || position >= end) return;
+      const start = position;
+      position += item.count;
+      const overlap = Math.min(position, end) - Math.max(start, offset);
+      if (overlap > 0) item.count -= overlap;
+    });
+  }
+
   private admitBlocked(): void {
     while (this.blocked.length > 0) {
       const write = this.blocked[0]!;
-      let reason: string | undefined;
+      let refusal: Refusal | undefined;
       try {
-        reason = this.place(write.record, write.size);
+        refusal = this.place(write.record, write.size);
       } catch (err) {
         this.blocked.shift();
         this.failWrite(write.writer, write.callback, err as Error);
         continue;
       }
-      if (reason !== undefined) return;
+      if (refusal !== undefined) return;
       this.blocked.shift();
       write.callback();
     }

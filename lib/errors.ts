@@ -88,6 +88,15 @@ export function ioError(operation: string, file: string, cause: unknown): Hopper
   return new HopperError('ERR_HOPPER_IO', `${operation} failed on ${file}: ${reason}`, { file, cause });
 }
 
+/** A record refused because disk writes are failing: it is handed back, with the failure as cause. */
+export function refusedForFault(record: unknown, fault: Error): HopperError {
+  return new HopperError('ERR_HOPPER_IO', `the record was not accepted: memory is full and disk writes are failing (${fault.message}); they are being retried`, {
+    record,
+    cause: fault,
+    ...(HopperError.is(fault) && fault.file !== undefined ? { file: fault.file } : {}),
+  });
+}
+
 /** The error an aborted `signal` destroys a hopper with, shaped like Node's own AbortError. */
 export function abortError(signal: AbortSignal): Error {
   const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };

@@ -1,8 +1,8 @@
 export { createHopperStream, createHopperStreams, HopperStreams } from './streams.js';
 export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from './streams.js';
-export type { DropEvent, HopperStats } from './channel.js';
-export type { SegmentEvent } from './segments.js';
+export type { CorruptEvent, DropEvent, HopperStats } from './channel.js';
+export type { FaultEvent, SegmentEvent } from './segments.js';
 export { HopperError } from './errors.js';
 export type { HopperErrorCode, HopperErrorDetails } from './errors.js';
-export { ON_FULL_POLICIES, SEGMENT_CODECS } from './options.js';
-export type { AvroSchema, HopperOptions, OnFull, SegmentCodec } from './options.js';
+export { ON_CORRUPT_POLICIES, ON_FULL_POLICIES, SEGMENT_CODECS } from './options.js';
+export type { AvroSchema, HopperOptions, OnCorrupt, OnFull, SegmentCodec } from './options.js';

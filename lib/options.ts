@@ -7,12 +7,17 @@ export type AvroSchema = Schema | Type | string | object;
 export const ON_FULL_POLICIES = ['block', 'error', 'drop-newest', 'drop-oldest'] as const;
 /** The segment codecs. */
 export const SEGMENT_CODECS = ['null', 'deflate'] as const;
+/** What the reader does with a damaged segment. */
+export const ON_CORRUPT_POLICIES = ['error', 'skip'] as const;
 
 /** What a write does when memory is full and a disk cap is reached. */
 export type OnFull = (typeof ON_FULL_POLICIES)[number];
 
 /** Avro block codec used in segment files. */
 export type SegmentCodec = (typeof SEGMENT_CODECS)[number];
+
+/** What the reader does with a damaged segment. */
+export type OnCorrupt = (typeof ON_CORRUPT_POLICIES)[number];
 
 /** Options of {@link createHopperStreams}. Every option is optional. */
 export interface HopperOptions {
@@ -71,6 +76,14 @@ export interface HopperOptions {
    */
   codec?: SegmentCodec;
   /**
+   * What the reader does when a segment file was damaged after it was written (bytes changed, cut
+   * short, a header overwritten): `'error'` fails the readable with `ERR_HOPPER_CORRUPT_SEGMENT`
+   * naming the file and byte offset; `'skip'` steps over the damaged block (or segment), counts the
+   * records lost in `stats().corrupted`, emits `'corrupt'`, and goes on.
+   * @default 'error'
+   */
+  onCorrupt?: OnCorrupt;
+  /**
    * Aborting this signal destroys the hopper (both sides, and its files) with an `AbortError`.
    */
   signal?: AbortSignal;
@@ -86,6 +99,7 @@ export interface ResolvedOptions {
   maxDiskBytes: number;
   onFull: OnFull;
   codec: SegmentCodec;
+  onCorrupt: OnCorrupt;
   signal: AbortSignal | undefined;
 }
 
@@ -99,10 +113,11 @@ export const DEFAULTS = {
   maxDiskBytes: Infinity,
   onFull: 'block',
   codec: 'null',
+  onCorrupt: 'error',
 } as const;
 
 const KNOWN = new Set([
-  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'signal',
+  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'onCorrupt', 'signal',
 ]);
 
 function describe(value: unknown): string {
@@ -188,5 +203,6 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
     maxDiskBytes: sizeOption(options, 'maxDiskBytes', DEFAULTS.maxDiskBytes, 1, true),
     onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ON_FULL_POLICIES),
     codec: choiceOption(options, 'codec', DEFAULTS.codec, SEGMENT_CODECS),
+    onCorrupt: choiceOption(options, 'onCorrupt', DEFAULTS.onCorrupt, ON_CORRUPT_POLICIES),
   };
 }

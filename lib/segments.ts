@@ -1,18 +1,22 @@
 import crypto from 'node:crypto';
 import nodeFs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import type { RecordCodec } from './codec.js';
 import { HopperError, ioError } from './errors.js';
 import {
   BLOCK_FRAMING_BYTES, BLOCK_HEADER_MAX_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
   decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader, type FrameProblem,
 } from './ocf.js';
-import type { SegmentCodec } from './options.js';
+import type { OnCorrupt, SegmentCodec } from './options.js';
 
-/** The file operations the segment log uses: node:fs by default, a seam for fault injection. */
+/**
+ * The file operations the segment log uses: node:fs by default, a seam for fault injection.
+ * No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ */
 export type SegmentFileSystem = Pick<
   typeof nodeFs,
-  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync'
+  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync'
 >;
 
 export interface SegmentLogOptions {
@@ -20,6 +24,7 @@ export interface SegmentLogOptions {
   maxSegments: number;
   maxDiskBytes: number;
   codec: SegmentCodec;
+  onCorrupt: OnCorrupt;
   /** Channel name, written into each segment's metadata. */
   channel: string;
 }
@@ -31,12 +36,46 @@ export interface SegmentEvent {
   records: number;
 }
 
-/** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it). */
-export type AppendResult = 'ok' | 'full' | 'too-large';
+/** A failed file operation the log is retrying. */
+export interface FaultEvent {
+  operation: 'write' | 'read' | 'remove';
+  file: string;
+  error: Error;
+}
+
+export interface SegmentLogHooks {
+  onSegment(event: SegmentEvent): void;
+  /** A file operation failed; the log retries it. */
+  onFault(event: FaultEvent): void;
+  /** A retried operation went through: blocked writers and a waiting reader can go on. */
+  onRecovered(): void;
+  /** The log cannot go on (a read kept failing). */
+  onError(err: Error): void;
+}
+
+/** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
+export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
+
+/** Returned by {@link SegmentLog.next} when the next record cannot be read yet (a fault being retried). */
+export const NOT_READY: unique symbol = Symbol('hopper-streams.not-ready');
+
+/** Returned by {@link SegmentLog.next} with `onCorrupt: 'skip'`: records lost to corruption, skipped over. */
+export class LostRecords {
+  constructor(
+    readonly count: number,
+    readonly file: string,
+    readonly offset: number,
+    readonly problem: string,
+  ) {}
+}
 
 const SEGMENT_NAME = /^(\d{12})\.avro$/;
 const BLOCK_TARGET_BYTES = 64 * 1024;
 const READ_AHEAD_BYTES = 256 * 1024;
+const RETRY_FIRST_MS = 5;
+const RETRY_MAX_MS = 1_000;
+/** Consecutive failed reads of the same data before the reader gives up (about 4 s of retries). */
+const READ_ATTEMPTS = 10;
 
 export function segmentFileName(seq: number): string {
   return `${String(seq).padStart(12, '0')}.avro`;
@@ -46,30 +85,53 @@ interface Segment {
   seq: number;
   file: string;
   sync: Buffer;
+  /** The exact header bytes written: a reader checks the file still starts with them. */
+  header: Buffer;
   /** Bytes written to the file so far (header and whole blocks only). */
   size: number;
   /** Records written to the file so far. */
   records: number;
+  /**
+   * The block index kept while writing: where each block ends, how many records it holds, and a
+   * CRC-32 of its data. The reader checks every block against it (Avro has no checksum of its own)
+   * and, with `onCorrupt: 'skip'`, steps over a damaged block by it, knowing what was lost.
+   */
+  blockEnds: number[];
+  blockCounts: number[];
+  blockChecksums: number[];
   sealed: boolean;
   writeFd: number | undefined;
-  /** Set once removal was attempted and failed: the file still counts until a retry succeeds. */
+  /** Removal failed: the file still counts against the caps until a retry succeeds. */
   removalFailed: boolean;
+}
+
+/**
+ * What a piece of corruption costs when skipped: nothing (bytes appended after the last block),
+ * the block about to be read, the rest of the block being decoded, or the rest of the segment
+ * (a damaged header, a file cut short).
+ */
+type Loss = 'nothing' | 'block' | 'rest-of-block' | 'rest-of-segment';
+
+class CorruptionFound extends Error {
+  constructor(readonly offset: number, readonly problem: string, readonly loss: Loss) {
+    super(problem);
+  }
 }
 
 /**
  * The segment log: an append-only sequence of Avro Object Container Files in the channel
  * directory, read front to back and deleted once read. Records are encoded into a block in
  * memory; a block is written with one `writev` when it reaches its target size or when the
- * event loop turns. The reader reads whole blocks only, checks their framing, and decodes
- * records one at a time. Knows nothing of memory placements or streams.
+ * event loop turns. The reader reads whole blocks only, checks them against the framing and
+ * against what was written, and decodes records one at a time. Failed file operations are
+ * retried with backoff. Knows nothing of memory placements or streams.
  */
 export class SegmentLog {
   private readonly dir: string;
   private readonly codec: RecordCodec;
   private readonly options: SegmentLogOptions;
   private readonly fs: SegmentFileSystem;
-  private readonly onSegment: (event: SegmentEvent) => void;
-  private readonly onError: (err: Error) => void;
+  private readonly hooks: SegmentLogHooks;
   private readonly schemaJson: Buffer;
   private readonly headerBytes: number;
 
@@ -82,9 +144,16 @@ export class SegmentLog {
   private blockPos = 0;
   private blockRecords = 0;
   private flushScheduled = false;
+  /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
+  private writeFault: Error | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelay = RETRY_FIRST_MS;
+  private readFailures = 0;
 
   private readFd: number | undefined;
   private readSegment: Segment | undefined;
+  /** Index in readSegment.blockEnds of the next block to load. */
+  private readBlock = 0;
   private readOffset = 0;
   private readAhead: Buffer = Buffer.alloc(0);
   private readAheadStart = 0;
@@ -92,28 +161,19 @@ export class SegmentLog {
   private currentPos = 0;
   private currentLeft = 0;
   private currentBlockOffset = 0;
-
-  /** Records appended and not yet read (or dropped), pending block included. */
-  records = 0;
-  /** Records ever appended. */
-  appended = 0;
   /** Records the reader has taken from the segment it is reading. */
   private readFromSegment = 0;
+
+  /** Records appended and not yet read (or dropped, or lost), pending block included. */
+  records = 0;
   private closed = false;
 
-  constructor(
-    dir: string,
-    codec: RecordCodec,
-    options: SegmentLogOptions,
-    hooks: { onSegment: (event: SegmentEvent) => void; onError: (err: Error) => void },
-    fileSystem: SegmentFileSystem = nodeFs,
-  ) {
+  constructor(dir: string, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
     this.dir = dir;
     this.codec = codec;
     this.options = options;
     this.fs = fileSystem;
-    this.onSegment = hooks.onSegment;
-    this.onError = hooks.onError;
+    this.hooks = hooks;
     this.schemaJson = Buffer.from(JSON.stringify(codec.type.schema({ exportAttrs: true })));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
     this.removeStaleSegments();
@@ -130,11 +190,18 @@ export class SegmentLog {
     return this.fileBytes + this.blockPos + BLOCK_FRAMING_BYTES + (this.activeSegment() === undefined ? this.headerBytes : 0);
   }
 
+  /** The error disk writes are failing with, while they are retried. */
+  get fault(): Error | undefined {
+    return this.writeFault;
+  }
+
   /**
    * Encodes a record into the pending block, unless that would pass `maxDiskBytes` or need a
-   * segment beyond `maxSegments`. Nothing is written when the answer is not 'ok'.
+   * segment beyond `maxSegments`, or disk writes are failing. Nothing is kept when the answer is
+   * not 'ok'. A record that is kept is never lost to a failed write: its block is retried.
    */
   append(record: unknown): AppendResult {
+    if (this.writeFault !== undefined) return 'fault';
     const start = this.blockPos;
     let end = this.codec.encode(record, this.block, start);
     if (end < 0) {
@@ -153,11 +220,10 @@ export class SegmentLog {
     this.blockPos = end;
     this.blockRecords++;
     this.records++;
-    this.appended++;
     const active = this.activeSegment();
     const room = this.options.maxSegmentBytes - (active ? active.size : this.headerBytes);
     if (this.blockPos >= BLOCK_TARGET_BYTES || this.blockPos >= room) {
-      this.flush();
+      this.tryFlush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushOnTurn);
@@ -165,45 +231,50 @@ export class SegmentLog {
     return 'ok';
   }
 
-  /** Writes the pending block, if any, to the active segment (opening one if needed). */
-  flush(): void {
-    if (this.blockRecords === 0 || this.closed) return;
-    let segment = this.activeSegment();
-    const parts: Buffer[] = [];
-    if (segment === undefined) {
-      segment = this.openSegment();
-      parts.push(this.encodeHeader(segment.sync));
+  /** Writes the pending block now; false when the write failed (it will be retried). */
+  tryFlush(): boolean {
+    if (this.blockRecords === 0 || this.closed) return true;
+    try {
+      this.flush();
+    } catch (err) {
+      this.writeFailed(err as HopperError);
+      return false;
     }
-    const data = compress(this.block.subarray(0, this.blockPos), this.options.codec);
-    parts.push(encodeBlockHeader(this.blockRecords, data.length), data, segment.sync);
-    const length = parts.reduce((sum, part) => sum + part.length, 0);
-    this.writeAll(segment, parts, length);
-    segment.size += length;
-    segment.records += this.blockRecords;
-    this.fileBytes += length;
-    this.blockPos = 0;
-    this.blockRecords = 0;
-    if (segment.size >= this.options.maxSegmentBytes) this.seal(segment);
+    if (this.writeFault !== undefined) this.recovered();
+    return true;
   }
 
-  /** Reads the next record. The caller knows one exists (`records > 0`). */
+  /**
+   * The next record in write order. The caller knows one exists (`records > 0`). Returns
+   * {@link NOT_READY} while a failed operation is being retried, and {@link LostRecords} when
+   * `onCorrupt` is 'skip' and corruption was skipped over; throws `ERR_HOPPER_CORRUPT_SEGMENT`
+   * (with 'error') or `ERR_HOPPER_IO` when reads keep failing.
+   */
   next(): unknown {
-    if (this.currentLeft === 0) this.loadBlock();
-    const { value, offset } = this.codec.decode(this.current, this.currentPos);
-    if (offset < 0 || offset > this.current.length) {
-      throw this.corrupt(this.currentBlockOffset, 'a record does not decode with the segment schema');
-    }
-    this.currentPos = offset;
-    this.currentLeft--;
-    this.records--;
-    this.readFromSegment++;
-    if (this.currentLeft === 0) {
-      if (this.currentPos !== this.current.length) {
-        throw this.corrupt(this.currentBlockOffset, 'the block holds more bytes than its record count accounts for');
+    try {
+      if (this.currentLeft === 0) this.loadBlock();
+      const { value, offset } = this.codec.decode(this.current, this.currentPos);
+      if (offset < 0 || offset > this.current.length) {
+        throw new CorruptionFound(this.currentBlockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
       }
-      this.afterBlock();
+      this.currentPos = offset;
+      this.currentLeft--;
+      this.records--;
+      this.readFromSegment++;
+      if (this.currentLeft === 0) {
+        if (this.currentPos !== this.current.length) {
+          throw new CorruptionFound(this.currentBlockOffset, 'the block holds more bytes than its record count accounts for', 'rest-of-block');
+        }
+        this.afterBlock();
+      }
+      this.readFailures = 0;
+      return value;
+    } catch (err) {
+      if (err === NOT_READY) return NOT_READY;
+      if (err instanceof CorruptionFound) return this.corruption(err);
+      if (HopperError.is(err, 'ERR_HOPPER_IO')) return this.readFailed(err);
+      throw err;
     }
-    return value;
   }
 
   /**
@@ -233,6 +304,7 @@ export class SegmentLog {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.retryTimer);
     this.closeReadFd();
     for (const segment of this.segments.splice(0)) {
       if (segment.writeFd !== undefined) this.closeQuietly(segment.writeFd);
@@ -250,12 +322,68 @@ export class SegmentLog {
 
   private flushOnTurn = (): void => {
     this.flushScheduled = false;
-    try {
-      this.flush();
-    } catch (err) {
-      this.onError(err as Error);
-    }
+    if (this.writeFault === undefined) this.tryFlush();
   };
+
+  /** Writes the pending block to the active segment (opening one if needed); throws ERR_HOPPER_IO. */
+  private flush(): void {
+    let segment = this.activeSegment();
+    const parts: Buffer[] = [];
+    if (segment === undefined) {
+      segment = this.openSegment();
+    }
+    if (segment.size === 0) parts.push(segment.header);
+    const data = compress(this.block.subarray(0, this.blockPos), this.options.codec);
+    parts.push(encodeBlockHeader(this.blockRecords, data.length), data, segment.sync);
+    const length = parts.reduce((sum, part) => sum + part.length, 0);
+    this.writeAll(segment, parts, length);
+    segment.size += length;
+    segment.records += this.blockRecords;
+    segment.blockEnds.push(segment.size);
+    segment.blockCounts.push(this.blockRecords);
+    segment.blockChecksums.push(zlib.crc32(data));
+    this.fileBytes += length;
+    this.blockPos = 0;
+    this.blockRecords = 0;
+    if (segment.size >= this.options.maxSegmentBytes) this.seal(segment);
+  }
+
+  private writeFailed(err: HopperError): void {
+    const first = this.writeFault === undefined;
+    this.writeFault = err;
+    if (first) this.hooks.onFault({ operation: 'write', file: err.file ?? this.dir, error: err });
+    this.scheduleRetry();
+  }
+
+  private readFailed(err: HopperError): typeof NOT_READY {
+    if (++this.readFailures >= READ_ATTEMPTS) throw err;
+    this.hooks.onFault({ operation: 'read', file: err.file ?? this.dir, error: err });
+    this.scheduleRetry();
+    return NOT_READY;
+  }
+
+  private recovered(): void {
+    this.writeFault = undefined;
+    this.retryDelay = RETRY_FIRST_MS;
+    this.hooks.onRecovered();
+  }
+
+  /** Retries, with backoff, whatever failed: a pending block write, a read, a removal. */
+  private scheduleRetry(): void {
+    if (this.retryTimer !== undefined || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.closed) return;
+      this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+      this.retryRemovals();
+      if (this.writeFault !== undefined) {
+        this.tryFlush();
+      } else {
+        this.retryDelay = RETRY_FIRST_MS;
+        this.hooks.onRecovered();
+      }
+    }, this.retryDelay);
+  }
 
   private activeSegment(): Segment | undefined {
     const last = this.segments[this.segments.length - 1];
@@ -276,18 +404,24 @@ export class SegmentLog {
 
   private openSegment(): Segment {
     for (;;) {
-      const seq = this.nextSeq++;
+      const seq = this.nextSeq;
       const file = path.join(this.dir, segmentFileName(seq));
       let fd: number;
       try {
         // 'wx': never open, let alone overwrite, a file that is already there.
         fd = this.fs.openSync(file, 'wx');
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+          this.nextSeq++;
+          continue;
+        }
         throw ioError('creating a segment', file, err);
       }
+      this.nextSeq++;
+      const sync = crypto.randomBytes(16);
       const segment: Segment = {
-        seq, file, sync: crypto.randomBytes(16), size: 0, records: 0, sealed: false, writeFd: fd, removalFailed: false,
+        seq, file, sync, header: this.encodeHeader(sync), size: 0, records: 0, blockEnds: [], blockCounts: [], blockChecksums: [],
+        sealed: false, writeFd: fd, removalFailed: false,
       };
       this.segments.push(segment);
       return segment;
@@ -301,6 +435,7 @@ export class SegmentLog {
       try {
         n = this.fs.writevSync(segment.writeFd!, parts, segment.size + written);
       } catch (err) {
+        // Nothing is counted as written: the retry writes the whole block again at the same place.
         throw ioError('writing a block', segment.file, err);
       }
       written += n;
@@ -314,69 +449,91 @@ export class SegmentLog {
       this.closeQuietly(segment.writeFd);
       segment.writeFd = undefined;
     }
-    this.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records });
+    this.hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records });
   }
 
   private loadBlock(): void {
-    let segment = this.readSegment;
-    if (segment === undefined) segment = this.startReading();
-    while (this.readOffset >= segment.size) {
+    let segment = this.readSegment ?? this.startReading();
+    while (this.readBlock >= segment.blockEnds.length) {
       if (!segment.sealed) {
         if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
-        this.flush();
+        // The next records are still in the block being filled: write it, then read it.
+        if (!this.tryFlush()) throw NOT_READY;
         continue;
       }
       this.removeSegment(segment);
       segment = this.startReading();
     }
     const blockOffset = this.readOffset;
+    const blockEnd = segment.blockEnds[this.readBlock]!;
+    const expectedCount = segment.blockCounts[this.readBlock]!;
     this.currentBlockOffset = blockOffset;
-    const available = segment.size - blockOffset;
-    const head = this.readBytes(segment, blockOffset, Math.min(BLOCK_HEADER_MAX_BYTES, available));
-    const frame = parseBlockHeader(head, 0, available);
-    if (isProblem(frame)) throw this.corrupt(blockOffset + frame.offset, frame.problem);
-    const bytes = this.readBytes(segment, blockOffset, frame.end);
+    const bytes = this.readBytes(segment, blockOffset, blockEnd - blockOffset);
+    const frame = parseBlockHeader(bytes, 0, bytes.length);
+    if (isProblem(frame)) throw new CorruptionFound(blockOffset + frame.offset, frame.problem, 'block');
+    if (frame.end !== bytes.length) {
+      throw new CorruptionFound(blockOffset, `the block size says ${frame.end} bytes with its framing, ${bytes.length} were written`, 'block');
+    }
+    if (frame.count !== expectedCount) {
+      throw new CorruptionFound(blockOffset, `the block record count says ${frame.count}, ${expectedCount} were written`, 'block');
+    }
     const badSync = checkSync(bytes, frame, segment.sync);
-    if (badSync) throw this.corrupt(blockOffset + badSync.offset, badSync.problem);
+    if (badSync) throw new CorruptionFound(blockOffset + badSync.offset, badSync.problem, 'block');
+    if (zlib.crc32(bytes.subarray(frame.dataStart, frame.dataEnd)) !== segment.blockChecksums[this.readBlock]) {
+      throw new CorruptionFound(blockOffset + frame.dataStart, 'the block data changed since it was written (checksum mismatch)', 'block');
+    }
     try {
       this.current = blockData(bytes, frame, this.options.codec);
     } catch (err) {
       const problem = err as FrameProblem;
-      throw this.corrupt(blockOffset + problem.offset, problem.problem);
+      throw new CorruptionFound(blockOffset + problem.offset, problem.problem, 'block');
     }
     this.currentPos = 0;
     this.currentLeft = frame.count;
-    this.readOffset = blockOffset + frame.end;
+    this.readOffset = blockEnd;
+    this.readBlock++;
   }
 
   /** After the last record of a block: free the segment as soon as it has been read through. */
   private afterBlock(): void {
     const segment = this.readSegment!;
-    if (this.readOffset < segment.size) return;
-    if (segment.sealed) {
-      this.removeSegment(segment);
-    } else if (this.records === 0) {
-      // Everything on disk has been read: drop the active segment too, so an idle channel holds no files.
-      this.removeSegment(segment);
-    }
+    if (this.readBlock < segment.blockEnds.length) return;
+    // A sealed segment goes once read through; the active one too once every disk record is read,
+    // so an idle channel holds no files.
+    if (segment.sealed || this.records === 0) this.removeSegment(segment);
   }
 
   private startReading(): Segment {
     // The next records may still be in the block being filled, bound for a segment not yet opened.
-    if (!this.segments.some((s) => !s.removalFailed)) this.flush();
+    if (!this.segments.some((s) => !s.removalFailed) && !this.tryFlush()) throw NOT_READY;
     const segment = this.segments.find((s) => !s.removalFailed);
     if (segment === undefined) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
     this.closeReadFd();
+    let header: Buffer;
+    let fileSize: number;
     try {
       this.readFd = this.fs.openSync(segment.file, 'r');
+      fileSize = this.fs.fstatSync(this.readFd).size;
+      this.readAhead = Buffer.alloc(0);
+      header = this.readBytes(segment, 0, segment.header.length);
     } catch (err) {
-      throw ioError('opening a segment for reading', segment.file, err);
+      this.closeReadFd();
+      throw HopperError.is(err) ? err : ioError('opening a segment for reading', segment.file, err);
     }
     this.readSegment = segment;
+    this.readBlock = 0;
     this.readFromSegment = 0;
-    this.readOffset = this.headerBytes;
-    this.readAhead = Buffer.alloc(0);
-    this.readAheadStart = 0;
+    this.readOffset = segment.header.length;
+    this.currentLeft = 0;
+    if (!header.equals(segment.header)) {
+      let at = 0;
+      while (header[at] === segment.header[at]) at++;
+      throw new CorruptionFound(at, 'the header is not the one written (not an Avro header any more)', 'rest-of-segment');
+    }
+    // Our writes end at the last block; bytes past that in a sealed file were put there by someone else.
+    if (segment.sealed && fileSize > segment.size) {
+      throw new CorruptionFound(segment.size, `${fileSize - segment.size} bytes follow the last block`, 'nothing');
+    }
     return segment;
   }
 
@@ -394,12 +551,55 @@ export class SegmentLog {
       } catch (err) {
         throw ioError('reading a segment', segment.file, err);
       }
-      if (n === 0) throw this.corrupt(offset + got, 'the file is shorter than what was written to it');
+      if (n === 0) {
+        if (got >= length) break;
+        throw new CorruptionFound(offset + got, 'the file is shorter than what was written to it', 'rest-of-segment');
+      }
       got += n;
     }
-    this.readAhead = buffer;
+    this.readAhead = buffer.subarray(0, got);
     this.readAheadStart = offset;
     return buffer.subarray(0, length);
+  }
+
+  /**
+   * Corruption found in the segment being read: with 'error', the error; with 'skip', step over
+   * what is damaged (the rest of the block, or the whole segment when its header or length is
+   * wrong) using the block index kept while writing, and report exactly how many records were lost.
+   */
+  private corruption(found: CorruptionFound): LostRecords {
+    const segment = this.readSegment!;
+    if (this.options.onCorrupt === 'error') {
+      throw new HopperError(
+        'ERR_HOPPER_CORRUPT_SEGMENT',
+        `corrupt segment ${segment.file} at byte ${found.offset}: ${found.problem}`,
+        { file: segment.file, offset: found.offset },
+      );
+    }
+    let lost = 0;
+    switch (found.loss) {
+      case 'nothing':
+        break;
+      case 'block':
+        lost = segment.blockCounts[this.readBlock]!;
+        this.readOffset = segment.blockEnds[this.readBlock]!;
+        this.readBlock++;
+        break;
+      case 'rest-of-block':
+        lost = this.currentLeft;
+        break;
+      case 'rest-of-segment':
+        lost = segment.records - this.readFromSegment;
+        this.readBlock = segment.blockEnds.length;
+        break;
+    }
+    this.currentLeft = 0;
+    this.records -= lost;
+    this.readFromSegment += lost;
+    if (this.readBlock >= segment.blockEnds.length && (segment.sealed || this.records === 0)) {
+      this.removeSegment(segment);
+    }
+    return new LostRecords(lost, segment.file, found.offset, found.problem);
   }
 
   private removeSegment(segment: Segment): void {
@@ -417,32 +617,38 @@ export class SegmentLog {
       this.fs.unlinkSync(segment.file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        // Delivery goes on; the file keeps counting against the caps until a later removal succeeds.
+        // Delivery goes on; the file keeps counting against the caps until a retry succeeds.
         segment.removalFailed = true;
-        this.retryLater(segment);
+        this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
+        this.scheduleRetry();
         return;
       }
     }
     this.forget(segment);
+    this.retryRemovals();
+  }
+
+  private retryRemovals(): void {
+    for (const segment of this.segments.filter((s) => s.removalFailed)) {
+      try {
+        this.fs.unlinkSync(segment.file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.scheduleRetry();
+          continue;
+        }
+      }
+      this.forget(segment);
+    }
   }
 
   private forget(segment: Segment): void {
     const index = this.segments.indexOf(segment);
     if (index >= 0) this.segments.splice(index, 1);
     this.fileBytes -= segment.size;
-    this.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
-  }
-
-  private retryLater(segment: Segment): void {
-    setImmediate(() => {
-      if (this.closed || !this.segments.includes(segment)) return;
-      try {
-        this.fs.unlinkSync(segment.file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
-      }
-      this.forget(segment);
-    }).unref();
+    this.hooks.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
+    // Room on disk may be what a failing write was waiting for.
+    if (this.writeFault !== undefined) this.tryFlush();
   }
 
   private closeReadFd(): void {
@@ -458,11 +664,6 @@ export class SegmentLog {
     } catch {
       // A close error leaves nothing to recover.
     }
-  }
-
-  private corrupt(offset: number, problem: string): HopperError {
-    const file = this.readSegment?.file ?? this.dir;
-    return new HopperError('ERR_HOPPER_CORRUPT_SEGMENT', `corrupt segment ${file} at byte ${offset}: ${problem}`, { file, offset });
   }
 
   /**

@@ -134,12 +134,12 @@ test('SegmentLog - one write per block, not per record; reads whole blocks back 
   const log = new SegmentLog(
     dir.dataDir,
     createCodec(pointSchema as never),
-    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', channel: 'unit' },
-    { onSegment: (event) => events.push(event), onError: (err) => t.fail(err.message) },
+    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit' },
+    { onSegment: (event) => events.push(event), onFault: (event) => t.fail(event.error.message), onRecovered: () => {}, onError: (err) => t.fail(err.message) },
     fileSystem,
   );
   for (let i = 0; i < 20_000; i++) t.is(log.append(point(i)), 'ok');
-  log.flush();
+  t.true(log.tryFlush());
   const bytes = writes.reduce((a, b) => a + b, 0);
   t.is(bytes, log.bytes);
   t.true(writes.length < 20_000 / 100, `${writes.length} writes for 20000 records`);
@@ -155,11 +155,11 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const codec = createCodec(pointSchema as never);
-  const hooks = { onSegment: () => {}, onError: (err: Error) => t.fail(err.message) };
-  const bySize = new SegmentLog(dir.dataDir, codec, { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', channel: 'a' }, hooks);
+  const hooks = { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {}, onError: (err: Error) => t.fail(err.message) };
+  const bySize = new SegmentLog(dir.dataDir, codec, { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a' }, hooks);
   let accepted = 0;
   while (bySize.append(point(accepted)) === 'ok') accepted++;
-  bySize.flush();
+  t.true(bySize.tryFlush());
   t.true(accepted > 10);
   t.true(bySize.bytes <= 3_000, `${bySize.bytes} bytes`);
   t.is(bySize.append({ seq: 1, label: 'x'.repeat(5_000), score: 1 }), 'too-large');
@@ -169,7 +169,7 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
 
   const sub = path.join(dir.dataDir, 'b');
   fs.mkdirSync(sub);
-  const byCount = new SegmentLog(sub, codec, { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', channel: 'b' }, hooks);
+  const byCount = new SegmentLog(sub, codec, { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'b' }, hooks);
   t.is(byCount.append(point(0)), 'ok');
   t.is(byCount.append(point(1)), 'ok');
   t.is(byCount.append(point(2)), 'full');
