@@ -2,7 +2,7 @@
  * Profiles one repetition of one grid point: runs its child with `--cpu-prof` and prints the
  * functions with the most self time (file:function, % of samples).
  *
- *   npx tsx bench/profile.ts burst-drain impl=hopper records=2000000 [--top 25]
+ *   npx tsx bench/profile.ts burst-drain impl=hopper records=2000000 [--top 25] [--flag=--no-allocation-site-pretenuring]
  *
  * Settings not given take the scenario's first grid value. The .cpuprofile is kept (path printed)
  * for Chrome DevTools or speedscope.
@@ -12,16 +12,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runChild } from './lib/driver.js';
-import { formatDuration } from './lib/format.js';
+import { formatDuration, formatValue } from './lib/format.js';
 import { topSelfTime, type CpuProfile } from './lib/profile.js';
 import type { Settings } from './lib/scenario.js';
 import { loadScenario } from './lib/scenarios.js';
 
 async function main(): Promise<number> {
-  const { positionals, values } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' } } });
+  const { positionals, values } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' }, flag: { type: 'string', multiple: true } } });
   const [name, ...pairs] = positionals;
   if (name === undefined) {
-    console.error('Usage: npx tsx bench/profile.ts <scenario> [key=value ...] [--top N]');
+    console.error('Usage: npx tsx bench/profile.ts <scenario> [key=value ...] [--top N] [--flag=<node flag> ...]');
     return 2;
   }
   const scenario = await loadScenario(name);
@@ -32,13 +32,13 @@ async function main(): Promise<number> {
     settings[key] = typeof settings[key] === 'number' ? Number(value) : value;
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-bench-profile-'));
-  const outcome = await runChild(scenario, settings as Settings, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+  const outcome = await runChild(scenario, settings as Settings, [...(values.flag ?? []), '--cpu-prof', `--cpu-prof-dir=${dir}`]);
   if (outcome.status !== 'ok') {
     console.error(`${outcome.status}: ${outcome.status === 'error' ? outcome.message : outcome.reason}`);
     return 1;
   }
-  const headline = scenario.metrics[0]!;
-  console.log(`${scenario.name} ${scenario.label(settings as Settings)}: ${headline.label} ${outcome.metrics[headline.key]} in ${formatDuration(outcome.wallMs)}`);
+  const figures = scenario.metrics.map((m) => `${m.label} ${formatValue(outcome.metrics[m.key] ?? Number.NaN, m.unit)}`).join(', ');
+  console.log(`${scenario.name} ${scenario.label(settings as Settings)}: ${figures} (${formatDuration(outcome.wallMs)})`);
   const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) throw new Error(`no profile written in ${dir}`);
   const profile = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as CpuProfile;

@@ -42,7 +42,7 @@ export default defineScenario({
     `Allowance: process baseline + 2 × budget + 64 MiB = baseline + ${formatValue(ALLOWANCE, 'bytes')}.`,
     'Peak RSS counts garbage V8 has not collected yet. Once most records from the producer\'s allocation site survive a scavenge (the memory tier holds them), ' +
       'V8 pretenures that site: later records are allocated straight in old space, and those that spill die there and wait for a full GC. ' +
-      'To see how much of the peak that is, run a child with `--no-allocation-site-pretenuring` (`npx tsx bench/profile.ts` shows how to run one child).',
+      'To see how much of the peak that is: `npx tsx bench/profile.ts memory-flatness --flag=--no-allocation-site-pretenuring`.',
   ],
   label: (settings) => `hopper-streams, ${compact(Number(settings.records))} records`,
 
