@@ -98,7 +98,9 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   };
   const showProgress = command.progress ?? stderr.isTTY === true;
   const progress = showProgress
-    ? new ProgressLine({ write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns })
+    ? new ProgressLine({
+      write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns, records: command.lines,
+    })
     : undefined;
   const say = (text: string): void => {
     if (progress) progress.message(text);

@@ -37,6 +37,8 @@ export interface ProgressOptions {
   columns?: () => number | undefined;
   /** Milliseconds, monotonic. */
   now?: () => number;
+  /** Show record counts (lines mode); in byte mode records are just pieces of the input. */
+  records?: boolean;
 }
 
 /** Refresh period on a terminal, and between plain lines otherwise. */
@@ -47,16 +49,17 @@ const RATE_WINDOW_MS = 1000;
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
-/** `512B`, `1.5KiB`, `12.3MiB`, `unlimited` (binary units, one decimal from KiB up). */
+/** `512B`, `1.5KiB`, `12MiB`, `unlimited`: binary units, one decimal below 10. */
 export function formatBytes(bytes: number): string {
   if (bytes === Infinity) return 'unlimited';
-  let value = bytes;
+  let value = Math.round(bytes);
   let unit = 0;
   while (value >= 1024 && unit < UNITS.length - 1) {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value}B` : `${value.toFixed(1)}${UNITS[unit]}`;
+  if (unit === 0) return `${value}B`;
+  return `${value < 9.95 ? value.toFixed(1) : Math.round(value)}${UNITS[unit]}`;
 }
 
 /** `999`, `12.3k`, `4.5M`: record counts, short. */
@@ -75,11 +78,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** The progress line for a sample, with byte rates in and out per second. */
-export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: number): string {
+/** The progress line for a sample, with byte rates in and out per second (and record counts, if `records`). */
+export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: number, records: boolean): string {
+  const count = (n: number): string => (records ? ` ${formatCount(n)} rec` : '');
   const parts = [
-    `in ${formatBytes(sample.bytesIn)} ${formatCount(sample.recordsIn)} rec ${formatBytes(rateIn)}/s`,
-    `out ${formatBytes(sample.bytesOut)} ${formatCount(sample.recordsOut)} rec ${formatBytes(rateOut)}/s`,
+    `in ${formatBytes(sample.bytesIn)}${count(sample.recordsIn)} ${formatBytes(rateIn)}/s`,
+    `out ${formatBytes(sample.bytesOut)}${count(sample.recordsOut)} ${formatBytes(rateOut)}/s`,
     `mem ${formatBytes(sample.memoryBytes)}/${formatBytes(sample.memoryBudget)}`,
     `disk ${formatBytes(sample.diskBytes)} ${sample.segments} seg`,
   ];
@@ -87,15 +91,16 @@ export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: 
   return parts.join(' | ');
 }
 
-/** The summary line at the end of a run. */
-export function formatSummary(sample: ProgressSample, totals: ProgressTotals, elapsedMs: number): string {
+/** The summary line at the end of a run (with record counts, if `records`). */
+export function formatSummary(sample: ProgressSample, totals: ProgressTotals, elapsedMs: number, records: boolean): string {
   const seconds = Math.max(elapsedMs, 1) / 1000;
   const segments = `${totals.peakSegments} segment${totals.peakSegments === 1 ? '' : 's'}`;
+  const count = (n: number): string => (records ? ` ${n} rec` : '');
   let text = `hopper-streams: ${totals.status} in ${formatDuration(elapsedMs)}:`
-    + ` in ${formatBytes(sample.bytesIn)} ${sample.recordsIn} rec (${formatBytes(sample.bytesIn / seconds)}/s),`
-    + ` out ${formatBytes(sample.bytesOut)} ${sample.recordsOut} rec (${formatBytes(sample.bytesOut / seconds)}/s);`
+    + ` in ${formatBytes(sample.bytesIn)}${count(sample.recordsIn)} (${formatBytes(sample.bytesIn / seconds)}/s),`
+    + ` out ${formatBytes(sample.bytesOut)}${count(sample.recordsOut)} (${formatBytes(sample.bytesOut / seconds)}/s);`
     + ` memory peak ${formatBytes(totals.peakMemoryBytes)} of ${formatBytes(sample.memoryBudget)};`
-    + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}, ${totals.spilled} rec spilled`;
+    + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}${records ? `, ${totals.spilled} rec spilled` : ''}`;
   if (sample.skipped > 0) text += `; ${sample.skipped} invalid line${sample.skipped === 1 ? '' : 's'} skipped`;
   return text;
 }
@@ -144,7 +149,7 @@ export class ProgressLine {
     const oldest = history[0]!;
     const seconds = (at - oldest.at) / 1000;
     const rate = (now: number, then: number): number => (seconds > 0 ? (now - then) / seconds : 0);
-    const line = formatProgress(sample, rate(sample.bytesIn, oldest.bytesIn), rate(sample.bytesOut, oldest.bytesOut));
+    const line = formatProgress(sample, rate(sample.bytesIn, oldest.bytesIn), rate(sample.bytesOut, oldest.bytesOut), this.options.records ?? false);
     if (this.options.tty) {
       const width = this.options.columns?.() || 80;
       this.options.write(`\r${line.slice(0, Math.max(width - 1, 20))}\x1b[K`);
@@ -169,7 +174,7 @@ export class ProgressLine {
   finish(totals: ProgressTotals): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    const summary = formatSummary(this.options.sample(), totals, this.now() - this.startedAt);
+    const summary = formatSummary(this.options.sample(), totals, this.now() - this.startedAt, this.options.records ?? false);
     this.options.write(`${this.drawn ? '\r\x1b[K' : ''}${summary}\n`);
     this.drawn = false;
   }

@@ -1,0 +1,533 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { parseSize } from '../lib/cli-args.js';
+import { createHopperStreams } from '../lib/index.js';
+import { ON_FULL_POLICIES, SEGMENT_CODECS } from '../lib/options.js';
+import { point, sleep, tempDataDir } from './helpers/index.js';
+
+// These run the built binary (npm test builds first; alone: `npm run build && npx ava test/cli.ts`),
+// each with TMPDIR set to a directory of the test's own, which must be empty once the CLI has exited.
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = path.join(root, 'dist', 'cli.js');
+const helper = (name: string): string => fileURLToPath(new URL(`helpers/${name}`, import.meta.url));
+const fixture = (name: string): string => path.join('fixtures', 'segments', name);
+const sha256 = (bytes: Buffer): string => crypto.createHash('sha256').update(bytes).digest('hex');
+const MiB = 1024 * 1024;
+
+test.before(() => {
+  if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does)');
+});
+
+/** Every file and directory left under `dir`. */
+function leftovers(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).sort();
+}
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+async function collectRun(child: ChildProcess, readStdout: Promise<unknown> | undefined): Promise<Run> {
+  const out: Buffer[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  await readStdout;
+  child.stdout!.on('data', (chunk: Buffer) => out.push(chunk));
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  return { code, signal, stdout: Buffer.concat(out), stderr };
+}
+
+/**
+ * Runs the CLI with `input` on stdin (written in the given pieces, a pause between them).
+ * stdout is not read until the input has been written (or `readAfter` resolves): the CLI holds
+ * what stdout does not take.
+ */
+async function runCli(
+  args: string[],
+  options: { input?: Buffer | string | Array<Buffer | string>; tmpdir: string; readAfter?: Promise<unknown>; cwd?: string },
+): Promise<Run> {
+  const child = spawn(process.execPath, [cli, ...args], {
+    cwd: options.cwd ?? root,
+    env: { ...process.env, TMPDIR: options.tmpdir },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  child.stdin!.on('error', () => {}); // EPIPE once the CLI stops reading: part of some tests
+  const pieces = options.input === undefined ? [] : Array.isArray(options.input) ? options.input : [options.input];
+  const writing = (async () => {
+    for (const [i, piece] of pieces.entries()) {
+      if (i > 0) await sleep(100);
+      if (!child.stdin!.write(piece)) await Promise.race([once(child.stdin!, 'drain'), once(child.stdin!, 'close')]);
+    }
+    child.stdin!.end();
+  })();
+  return collectRun(child, options.readAfter === undefined ? writing : Promise.race([writing, options.readAfter]));
+}
+
+function withTmpdir(t: { teardown: (fn: () => void) => void }): string {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  return dir.dataDir;
+}
+
+/** The progress lines printed on a stderr that is not a terminal, their sizes in bytes. */
+function progressLines(stderr: string): Array<{ in: number; out: number; mem: number; budget: number; disk: number }> {
+  const lines: Array<{ in: number; out: number; mem: number; budget: number; disk: number }> = [];
+  for (const match of stderr.matchAll(/^in (\S+) .*? \| out (\S+) .*? \| mem (\S+)\/(\S+) \| disk (\S+) /gm)) {
+    const [, input, output, mem, budget, disk] = match as unknown as [string, string, string, string, string, string];
+    lines.push({ in: parseSize(input, 'in', 0), out: parseSize(output, 'out', 0), mem: parseSize(mem, 'mem', 0), budget: parseSize(budget, 'budget', 0), disk: parseSize(disk, 'disk', 0) });
+  }
+  return lines;
+}
+
+test('buffer - a producer that finishes long before a slow consumer: every byte arrives in order, the rest waits on disk, memory stays within --memory', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const doneFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.producer-done`);
+  t.teardown(() => fs.rmSync(doneFile, { force: true }));
+  const size = 8 * MiB;
+  const tsx = ['--import', 'tsx/esm'];
+  const producer = spawn(process.execPath, [...tsx, helper('generate.ts'), String(size), doneFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const hopper = spawn(process.execPath, [cli, '--memory', '1MiB', '--progress'], {
+    env: { ...process.env, TMPDIR: tmpdir },
+    stdio: [producer.stdout!, 'pipe', 'pipe'],
+  });
+  const consumer = spawn(process.execPath, [...tsx, helper('slow-consumer.ts'), doneFile, '1500'], { stdio: [hopper.stdout!, 'pipe', 'inherit'] });
+  // The children have their own copies of the pipes between them: the test must not read them.
+  producer.stdout!.destroy();
+  hopper.stdout!.destroy();
+  let stderr = '';
+  hopper.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  let report = '';
+  consumer.stdout!.on('data', (chunk: Buffer) => {
+    report += String(chunk);
+  });
+  const [[producerCode], [hopperCode], [consumerCode]] = await Promise.all([once(producer, 'exit'), once(hopper, 'exit'), once(consumer, 'close'), once(hopper.stderr!, 'close')]);
+  t.deepEqual([producerCode, hopperCode, consumerCode], [0, 0, 0], stderr);
+  const produced = JSON.parse(fs.readFileSync(doneFile, 'utf8')) as { sha256: string; bytes: number };
+  const consumed = JSON.parse(report) as { sha256: string; bytes: number; startedAfterProducerMs: number };
+  t.is(consumed.bytes, size);
+  t.is(consumed.sha256, produced.sha256);
+  t.true(consumed.startedAfterProducerMs >= 1500, 'the consumer read nothing until well after the producer had finished');
+  // While the consumer waited, everything was held: within the budget in memory, the rest on disk,
+  // and not in an output queue.
+  const lines = progressLines(stderr);
+  t.true(lines.every((line) => line.mem <= MiB && line.budget === MiB), stderr);
+  const held = lines.find((line) => line.in === size); // printed before the consumer started reading
+  t.truthy(held, stderr);
+  t.true(held!.disk >= 6 * MiB, `disk ${held!.disk}`);
+  t.true(held!.out < MiB, `out ${held!.out}`);
+  const summary = /^hopper-streams: done in .*: in 8\.0MiB \(.*memory peak (\S+) of 1\.0MiB; disk peak (\S+) in 1 segment/m.exec(stderr);
+  t.truthy(summary, stderr);
+  t.true(parseSize(summary![1]!, 'peak', 0) <= MiB);
+  t.deepEqual(leftovers(tmpdir), [], 'the temp directory is removed');
+});
+
+test('buffer --lines - lines split across reads, multi-byte characters, CRLF and empty lines come out as they went in; a last line without newline gets one', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const text = Buffer.from('plain line\n{"json": [1, 2]}\n\ncafé ✓ 漢字\r\n\tindented\nno newline at the end');
+  const cut = text.indexOf('é') + 1; // inside the two bytes of é
+  const { code, stdout, stderr } = await runCli(['--lines', '--memory', '0'], { tmpdir, input: [text.subarray(0, cut), text.subarray(cut)] });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), `${text.toString()}\n`);
+  t.is(stderr, '');
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer --lines - 50,000 NDJSON lines through a 64 KiB budget arrive intact and in order', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = Array.from({ length: 50_000 }, (_, i) => `${JSON.stringify(point(i))}\n`).join('');
+  const { code, stdout, stderr } = await runCli(['--lines', '--memory', '64KiB', '--progress'], { tmpdir, input });
+  t.is(code, 0, stderr);
+  t.true(stdout.toString() === input, 'output equals input');
+  t.regex(stderr, /^hopper-streams: done in .*: in \S+ 50000 rec .* out \S+ 50000 rec .*, [1-9]\d* rec spilled$/m);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+const eventSchema = path.join(root, 'fixtures', 'schemas', 'event.avsc');
+const KINDS = ['PAGE_VIEW', 'CLICK', 'API_CALL', 'ERROR'];
+
+function event(i: number): Record<string, unknown> {
+  return {
+    seq: i + 1, timestamp: 1_700_000_000_000 + i, userId: `u${i % 97}`, sessionId: `s${i % 13}`, kind: KINDS[i % 4],
+    path: `/items/${i}`, status: i % 10 === 0 ? 404 : 200, durationMs: i / 8, bytes: 512 + i, tags: i % 3 === 0 ? ['a', 'b'] : [],
+    referrer: i % 5 === 0 ? null : `https://example.com/${i}`,
+  };
+}
+
+test('buffer --lines --schema - lines are validated and stored Avro-encoded; they come back as JSON of the schema, defaults filled in, undeclared fields dropped', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const events = Array.from({ length: 3000 }, (_, i) => event(i));
+  const lines = events.map((e, i) => {
+    const line: Record<string, unknown> = { ...e };
+    if (i % 7 === 0) {
+      delete line.tags; // both have defaults in event.avsc
+      delete line.referrer;
+    }
+    if (i % 11 === 0) line.extra = 'not in the schema';
+    return JSON.stringify(line);
+  });
+  const { code, stdout, stderr } = await runCli(['--lines', '--schema', eventSchema, '--memory', '32KiB', '--progress'], { tmpdir, input: `${lines.join('\n')}\n` });
+  t.is(code, 0, stderr);
+  const expected = events.map((e, i) => JSON.stringify(i % 7 === 0 ? { ...e, tags: [], referrer: null } : e));
+  const got = stdout.toString().split('\n');
+  t.is(got.pop(), '');
+  t.deepEqual(got, expected);
+  t.regex(stderr, /, [1-9]\d* rec spilled$/m, 'records came back from disk too');
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer --lines --schema - a bad line fails with its line number and field: exit 1 after the lines before it are delivered', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const schema = path.join(root, 'fixtures', 'schemas', 'point.avsc');
+  const good = [0, 1, 2].map((i) => JSON.stringify(point(i)));
+  const input = [...good, '{"seq":3,"label":"p-3","score":"high"}', JSON.stringify(point(4))].join('\n');
+  const { code, stdout, stderr } = await runCli(['--lines', '--schema', schema], { tmpdir, input });
+  t.is(code, 1);
+  t.is(stdout.toString(), `${good.join('\n')}\n`);
+  t.is(stderr, 'hopper-streams: line 4: invalid record: field `score` expected "double", got "high" (string)\n');
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer --on-invalid skip - invalid lines are skipped with a message each (the first ten), and counted', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const schema = path.join(root, 'fixtures', 'schemas', 'point.avsc');
+  // Lines 2, 6, 10 ... 58 are invalid: 15 of them.
+  const lines = Array.from({ length: 60 }, (_, i) => {
+    if (i % 4 !== 1) return JSON.stringify(point(i));
+    return i === 1 ? 'not json at all' : `{"seq":${i},"label":${i},"score":1}`;
+  });
+  const valid = lines.filter((_, i) => i % 4 !== 1);
+  const { code, stdout, stderr } = await runCli(['--lines', '--schema', schema, '--on-invalid', 'skip', '--memory', '256'], { tmpdir, input: lines.join('\n') });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), `${valid.join('\n')}\n`);
+  const messages = stderr.trimEnd().split('\n');
+  t.is(messages.length, 12);
+  t.regex(messages[0]!, /^hopper-streams: skipped line 2: not JSON \(/);
+  t.is(messages[1], 'hopper-streams: skipped line 6: invalid record: field `label` expected "string", got 5 (number)');
+  t.is(messages[10], 'hopper-streams: further invalid lines are skipped without a message');
+  t.is(messages[11], 'hopper-streams: 15 invalid lines skipped');
+});
+
+test('buffer --lines --schema - bytes and fixed fields travel as {"$base64": ...}, from memory and from disk alike', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const schemaFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.avsc`);
+  t.teardown(() => fs.rmSync(schemaFile, { force: true }));
+  fs.writeFileSync(schemaFile, JSON.stringify({
+    type: 'record', name: 'Blob',
+    fields: [{ name: 'id', type: 'int' }, { name: 'data', type: 'bytes' }, { name: 'tag', type: { type: 'fixed', name: 'Tag', size: 2 } }],
+  }));
+  const lines = Array.from({ length: 200 }, (_, id) => JSON.stringify({
+    id, data: { $base64: crypto.randomBytes(id % 40).toString('base64') }, tag: { $base64: Buffer.from([id, 255 - id]).toString('base64') },
+  }));
+  const { code, stdout, stderr } = await runCli(['--lines', '--schema', schemaFile, '--memory', '2KiB'], { tmpdir, input: `${lines.join('\n')}\n` });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), `${lines.join('\n')}\n`);
+  const short = await runCli(['--lines', '--schema', schemaFile], { tmpdir, input: '{"id":1,"data":{"$base64":""},"tag":{"$base64":"AAAA"}}\n' });
+  t.is(short.code, 1);
+  t.regex(short.stderr, /^hopper-streams: line 1: invalid record: field `tag` expected fixed Tag/);
+});
+
+test('buffer --on-full error - a write that meets the disk cap stops the input: what was accepted is delivered, then exit 1 with one line', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = crypto.randomBytes(3 * MiB);
+  // Once the CLI stops reading, the rest of the input waits in the pipe until it exits: stdout is
+  // read once the disk is nearly at its cap (the next records meet it at once).
+  const readAfter = waitForDisk(tmpdir, 200 * 1024).then(() => sleep(200));
+  const { code, stdout, stderr } = await runCli(['--memory', '64KiB', '--max-disk', '256KiB', '--on-full', 'error'], { tmpdir, input, readAfter });
+  t.is(code, 1);
+  t.true(stdout.length > 256 * 1024 && stdout.length < input.length, `${stdout.length} bytes delivered`);
+  t.true(stdout.equals(input.subarray(0, stdout.length)), 'what was delivered is the input, in order, up to the refused record');
+  t.regex(stderr, new RegExp(`^hopper-streams: stopped at input byte ${stdout.length}: hopper is full: .* the disk cap --max-disk \\(262144\\) is reached; the record was not accepted\\n$`));
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer --on-full block - at the disk cap the input waits for the consumer, and nothing is lost', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = crypto.randomBytes(2 * MiB);
+  const child = spawn(process.execPath, [cli, '--memory', '64KiB', '--max-disk', '256KiB', '--progress'], { env: { ...process.env, TMPDIR: tmpdir } });
+  child.stdin.end(input);
+  const { code, stdout, stderr } = await collectRun(child, sleep(500)); // the consumer starts late
+  t.is(code, 0, stderr);
+  t.is(sha256(stdout), sha256(input));
+  const summary = /disk peak (\S+) in/.exec(stderr);
+  t.true(parseSize(summary![1]!, 'disk', 0) <= 256 * 1024, stderr);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer - every --on-full policy and --codec from the library is accepted and passed through', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = crypto.randomBytes(200_000);
+  const runs = [
+    ...ON_FULL_POLICIES.map((policy) => ['--on-full', policy]),
+    ...SEGMENT_CODECS.map((codec) => ['--codec', codec]),
+  ];
+  for (const args of runs) {
+    const { code, stdout, stderr } = await runCli([...args, '--memory', '16KiB', '--segment-size', '64KiB'], { tmpdir, input });
+    t.is(code, 0, `${args.join(' ')}: ${stderr}`);
+    t.true(stdout.equals(input), args.join(' '));
+  }
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('buffer --dir --name - the channel directory is made under --dir and removed at exit; --dir itself stays', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const dir = path.join(tmpdir, 'spool');
+  const input = crypto.randomBytes(300_000);
+  const { code, stdout } = await runCli(['--dir', dir, '--name', 'job-7', '--memory', '0'], { tmpdir, input });
+  t.is(code, 0);
+  t.true(stdout.equals(input));
+  t.deepEqual(leftovers(tmpdir), ['spool']);
+});
+
+test('bad flags - exit 2 with a one-line message naming the flag, nothing on stdout', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const cases: Array<[string[], RegExp]> = [
+    [['--memory', '64MB'], /^hopper-streams: --memory expects a size like 64MiB.*got "64MB": use MiB: sizes are powers of 1024/],
+    [['--memory', 'lots'], /--memory expects a size .* got "lots": it is not a size/],
+    [['--segment-size', '0'], /--segment-size .* it must be at least 1 bytes/],
+    [['--max-segments', '0'], /--max-segments expects a whole number from 1 up, or unlimited, got "0"/],
+    [['--frobnicate'], /^hopper-streams: unknown option --frobnicate \(see hopper-streams --help\)\n$/],
+    [['--memory'], /^hopper-streams: --memory needs a value/],
+    [['--lines=yes'], /--lines does not take a value/],
+    [['--on-full', 'sometimes'], new RegExp(`--on-full expects one of ${ON_FULL_POLICIES.join(', ')}, got "sometimes"`)],
+    [['--codec', 'zstd'], /--codec expects one of null, deflate, got "zstd"/],
+    [['--schema', 'fixtures/schemas/point.avsc'], /--schema needs --lines/],
+    [['--lines', '--on-invalid', 'skip'], /--on-invalid needs --schema/],
+    [['--lines', '--schema', 'missing.avsc'], /--schema missing.avsc: cannot read it \(ENOENT\)/],
+    [['--lines', '--schema', 'package.json'], /--schema package.json: not a valid Avro schema/],
+    [['--name', '../up'], /--name "\.\.\/up" is not a single directory name/],
+    [['leftover'], /unexpected argument "leftover"/],
+    [['cat'], /cat needs at least one segment file/],
+  ];
+  await Promise.all(cases.map(async ([args, expected]) => {
+    const { code, stdout, stderr } = await runCli(args, { tmpdir });
+    t.is(code, 2, args.join(' '));
+    t.is(stdout.length, 0);
+    t.regex(stderr, expected);
+    t.is(stderr.split('\n').length, 2, `one line: ${stderr}`);
+  }));
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('runtime failures - a locked channel directory exits 1 with one line', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const holder = createHopperStreams({ dataDir: tmpdir, name: 'busy' });
+  t.teardown(() => holder.destroy());
+  const { code, stderr } = await runCli(['--dir', tmpdir, '--name', 'busy'], { tmpdir, input: 'x' });
+  t.is(code, 1);
+  t.regex(stderr, /^hopper-streams: channel directory .*busy is locked by process \d+ .*\n$/);
+});
+
+test('--help and --version - print to stdout and exit 0', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const help = await runCli(['--help'], { tmpdir });
+  t.is(help.code, 0);
+  t.regex(help.stdout.toString(), /^Usage: hopper-streams \[buffer\] \[options\]/);
+  t.true(help.stdout.toString().includes(`--on-full POLICY       at the disk cap: ${ON_FULL_POLICIES.join('|')}`));
+  for (const word of ['cat FILE.avro', 'verify DIR|FILE', '--lines', '--schema', '--on-invalid', '--progress', 'Exit status']) {
+    t.true(help.stdout.toString().includes(word), word);
+  }
+  const version = await runCli(['--version'], { tmpdir });
+  t.is(version.code, 0);
+  t.is(version.stdout.toString(), `${(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+  const catHelp = await runCli(['cat', '--help'], { tmpdir });
+  t.is(catHelp.stdout.toString(), help.stdout.toString());
+});
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${condition.toString()}`);
+    await sleep(10);
+  }
+}
+
+/** Resolves once the segment files under `dir` hold `bytes`. */
+async function waitForDisk(dir: string, bytes: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const segments = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => name.endsWith('.avro'));
+    const onDisk = segments.reduce((sum, name) => sum + (fs.statSync(path.join(dir, name), { throwIfNoEntry: false })?.size ?? 0), 0);
+    if (onDisk >= bytes) return;
+    if (Date.now() > deadline) throw new Error(`only ${onDisk} bytes reached the disk`);
+    await sleep(20);
+  }
+}
+
+/** Starts the CLI on a stdin pipe kept open, writes `bytes`, and waits until `diskBytes` of it are on disk. */
+async function startHolding(tmpdir: string, args: string[], bytes: number, diskBytes: number): Promise<{ child: ChildProcess; input: Buffer }> {
+  const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, TMPDIR: tmpdir } });
+  child.stdin.on('error', () => {});
+  const input = crypto.randomBytes(bytes);
+  child.stdin.write(input);
+  await waitForDisk(tmpdir, diskBytes);
+  return { child, input };
+}
+
+test('SIGINT - stops reading, writes out everything held to a consumer still there, removes the temp directory, exits 130', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { child, input } = await startHolding(tmpdir, ['--memory', '256KiB'], 4 * MiB, 3 * MiB);
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  child.kill('SIGINT');
+  await waitFor(() => stderr.includes('\n')); // the CLI took the signal: now the consumer reads
+  const { code, signal, stdout } = await collectRun(child, undefined);
+  t.is(signal, null);
+  t.is(code, 130);
+  t.true(stdout.length >= 3 * MiB, `${stdout.length} bytes written out`);
+  t.true(stdout.equals(input.subarray(0, stdout.length)));
+  t.regex(stderr, /^hopper-streams: SIGINT: stopped reading; writing out the \d+ records held \(signal again to discard them\)\n$/);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('SIGTERM twice - the second signal discards what is held: exit 143 at once, temp directory removed', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { child } = await startHolding(tmpdir, ['--memory', '256KiB'], 4 * MiB, 3 * MiB);
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  child.kill('SIGTERM');
+  await waitFor(() => stderr.includes('\n'));
+  child.kill('SIGTERM'); // stdout is still not read: only discarding lets the CLI exit
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.is(code, 143);
+  t.regex(stderr, /^hopper-streams: SIGTERM: stopped reading/);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('stdout closed - when the reader goes away the CLI discards what is held and exits 141, temp directory removed', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { child } = await startHolding(tmpdir, ['--memory', '64KiB'], 2 * MiB, MiB);
+  child.stdout!.destroy();
+  const [code] = (await once(child, 'close')) as [number | null];
+  t.is(code, 141);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('cat - prints the records of a segment as NDJSON', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { code, stdout, stderr } = await runCli(['cat', fixture('valid.avro')], { tmpdir });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), Array.from({ length: 86 }, (_, i) => `${JSON.stringify(point(i))}\n`).join(''));
+  const deflated = await runCli(['cat', fixture('deflate.avro'), fixture('foreign.avro')], { tmpdir });
+  t.is(deflated.stdout.toString().split('\n').length, 50 + 5 + 1);
+});
+
+test('cat - a schemaless segment prints its strings, its Buffers as {"$base64": ...} and its JSON values as written', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { code, stdout } = await runCli(['cat', fixture('schemaless.avro')], { tmpdir });
+  t.is(code, 0);
+  t.is(stdout.toString(), [
+    '"a line of text"',
+    `{"$base64":"${Buffer.from([0x00, 0xff, 0x10, 0x80, 0x0a]).toString('base64')}"}`,
+    '{"id":7,"tags":["x","y"],"nested":{"ok":true,"none":null}}',
+    '42',
+    '"café ✓"',
+    '',
+  ].join('\n'));
+});
+
+test('cat - a file stops at its first problem: records before it printed, the problem on stderr, the next file read, exit 1', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { code, stdout, stderr } = await runCli(['cat', fixture('bad-count.avro'), fixture('not-avro.avro'), fixture('foreign.avro')], { tmpdir });
+  t.is(code, 1);
+  t.is(stdout.toString().split('\n').length, 85 + 5 + 1);
+  t.is(stderr, [
+    'hopper-streams: fixtures/segments/bad-count.avro: bad at byte 1991: the block\'s 85 records use 1775 of its 1798 bytes',
+    'hopper-streams: fixtures/segments/not-avro.avro: bad at byte 0: not an Avro object container file (the magic bytes "Obj\\x01" are missing)',
+    '',
+  ].join('\n'));
+});
+
+test('verify DIR - one line per file with its record count or its first problem and byte offset; exit 1 when any is bad', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { code, stdout } = await runCli(['verify', 'fixtures/segments'], { tmpdir });
+  t.is(code, 1);
+  t.deepEqual(stdout.toString().split('\n'), [
+    'fixtures/segments/bad-count.avro: bad at byte 1991: the block\'s 85 records use 1775 of its 1798 bytes',
+    'fixtures/segments/bad-sync.avro: bad at byte 2014: the sync marker does not match the header',
+    'fixtures/segments/deflate.avro: ok, 50 records in 2 blocks (deflate, channel "hopper")',
+    'fixtures/segments/flipped-bytes.avro: bad at byte 216: record 1 of the block\'s 86 does not decode with the file\'s schema',
+    'fixtures/segments/foreign.avro: ok, 5 records in 1 block (null, not a hopper segment)',
+    'fixtures/segments/not-avro.avro: bad at byte 0: not an Avro object container file (the magic bytes "Obj\\x01" are missing)',
+    'fixtures/segments/schemaless.avro: ok, 5 records in 2 blocks (null, channel "hopper")',
+    'fixtures/segments/trailing-garbage.avro: bad at byte 2030: the block record count is -52',
+    'fixtures/segments/truncated.avro: bad at byte 212: the block size 1798 runs past the end of the data (1714 bytes left)',
+    'fixtures/segments/valid.avro: ok, 86 records in 1 block (null, channel "hopper")',
+    '',
+  ]);
+  const sound = await runCli(['verify', fixture('valid.avro'), fixture('deflate.avro'), fixture('missing.avro')], { tmpdir });
+  t.is(sound.code, 1);
+  t.regex(sound.stdout.toString(), /^fixtures\/segments\/missing.avro: bad at byte 0: cannot read the file \(ENOENT on open\)$/m);
+});
+
+test('verify DIR - checks the segments of a live channel directory; exit 0 when all are sound', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const hopper = createHopperStreams<string>({ dataDir: tmpdir, name: 'live', maxMemoryBytes: 0, maxSegmentBytes: 4096 });
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 1000; i++) hopper.send(`record ${i}`);
+  await sleep(10); // the last block is written when the event loop turns
+  const { code, stdout } = await runCli(['verify', hopper.path], { tmpdir });
+  t.is(code, 0);
+  const lines = stdout.toString().trimEnd().split('\n');
+  t.is(lines.length, hopper.stats().segments);
+  t.true(lines.every((line) => / ok, \d+ records in \d+ blocks? \(null, channel "live"\)$/.test(line)), stdout.toString());
+  const records = lines.reduce((sum, line) => sum + Number(/ok, (\d+) record/.exec(line)![1]), 0);
+  t.is(records, 1000);
+});
+
+test('progress - on a terminal: one line redrawn a few times a second, then the summary', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const doneFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.producer-done`);
+  const outFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.out`);
+  t.teardown(() => {
+    fs.rmSync(doneFile, { force: true });
+    fs.rmSync(outFile, { force: true });
+  });
+  // The producer takes about 1.5 s (64 KiB every 50 ms); stderr is the pseudo-terminal, stdout a file.
+  const producer = `${process.execPath} --import tsx/esm ${helper('generate.ts')} ${2 * MiB} ${doneFile} 50`;
+  const command = `${producer} | TMPDIR=${tmpdir} ${process.execPath} ${cli} --memory 256KiB > ${outFile}`;
+  const script = spawn('script', ['-qfec', command, '/dev/null'], { cwd: root });
+  let screen = '';
+  script.stdout.on('data', (chunk: Buffer) => {
+    screen += String(chunk);
+  });
+  const [code] = (await once(script, 'close')) as [number | null];
+  t.is(code, 0, screen);
+  const produced = JSON.parse(fs.readFileSync(doneFile, 'utf8')) as { sha256: string };
+  t.is(sha256(fs.readFileSync(outFile)), produced.sha256);
+  // Each redraw: carriage return, the line, erase to the end of the line.
+  const draws = [...screen.matchAll(/\r(in [^\r\n]*?)\x1b\[K/g)].map((match) => match[1]!);
+  t.true(draws.length >= 4, `${draws.length} redraws: ${JSON.stringify(screen)}`);
+  t.true(draws.every((line) => line.length < 80 && /^in \S+ \S+\/s \| out \S+ \S+\/s \| mem \S+\/256KiB \| disk \S+ \d+ seg$/.test(line)), draws.join('\n'));
+  const inputs = draws.map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', 0));
+  t.true(inputs.every((bytes, i) => i === 0 || bytes >= inputs[i - 1]!), 'input only grows');
+  t.true(new Set(inputs).size >= 3, `the line updates: ${inputs.join(', ')}`);
+  // The summary replaces the line: erased, then printed on a line of its own, last.
+  t.regex(screen, /\r\x1b\[Khopper-streams: done in \S+: in 2\.0MiB \(.*\r?\n$/);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('progress - silent when stderr is not a terminal, unless --progress', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const quiet = await runCli(['--memory', '1KiB'], { tmpdir, input: 'some bytes' });
+  t.is(quiet.stderr, '');
+  const asked = await runCli(['--memory', '1KiB', '--progress'], { tmpdir, input: 'some bytes' });
+  t.regex(asked.stderr, /^hopper-streams: done in \S+: in 10B \(/m);
+  t.false(asked.stderr.includes('\r'), 'plain lines, no redraws');
+});
