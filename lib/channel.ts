@@ -107,6 +107,11 @@ export class ChannelWriter {
   /** The last error a write of this writer was called back with. */
   lastError: Error | undefined;
   ended = false;
+  /**
+   * Called when the channel closes while this writer is open, before its held writes are failed:
+   * the adapter destroys its stream first, so those failures are not reported as stream errors.
+   */
+  onChannelClose: () => void = () => {};
 
   constructor(private readonly channel: Channel) {}
 
@@ -141,10 +146,10 @@ export class Channel {
   private readonly log: SegmentLog;
   private readonly queue = new PlacementQueue();
   private readonly blocked: BlockedWrite[] = [];
+  private readonly writers = new Set<ChannelWriter>();
   private reader: ChannelReader | undefined;
 
   private state = OPEN;
-  private openWriters = 0;
   private memoryBytes = 0;
   private memoryRecords = 0;
   private recordsIn = 0;
@@ -206,8 +211,9 @@ export class Channel {
   /** Opens a writer; the input ends when every opened writer has ended. */
   openWriter(): ChannelWriter {
     this.checkOpen();
-    this.openWriters++;
-    return new ChannelWriter(this);
+    const writer = new ChannelWriter(this);
+    this.writers.add(writer);
+    return writer;
   }
 
   /** Sets where records go. There is one reader per channel. */
@@ -265,6 +271,7 @@ export class Channel {
   closeWriter(writer: ChannelWriter, aborted: boolean): void {
     if (writer.ended) return;
     writer.ended = true;
+    this.writers.delete(writer);
     if (aborted) {
       for (let i = this.blocked.length - 1; i >= 0; i--) {
         const write = this.blocked[i]!;
@@ -273,7 +280,7 @@ export class Channel {
         write.callback(destroyedError());
       }
     }
-    if (--this.openWriters === 0 && this.state === OPEN) this.state = ENDING;
+    if (this.writers.size === 0 && this.state === OPEN) this.state = ENDING;
     // Held writes of other writers may now be first in line.
     if (this.blocked.length > 0) this.admitBlocked();
     this.wakeReader();
@@ -331,11 +338,12 @@ export class Channel {
   close(): void {
     if (this.state === CLOSED) return;
     this.state = CLOSED;
+    for (const writer of [...this.writers]) writer.onChannelClose();
     this.queue.clear();
     this.memoryBytes = 0;
     this.memoryRecords = 0;
     this.directory.release();
-    for (const write of this.blocked.splice(0)) write.callback(destroyedError());
+    for (const write of this.blocked.splice(0)) this.failWrite(write.writer, write.callback, destroyedError());
   }
 
   /** The next record in write order, or undefined when none is ready. Records are never undefined. */

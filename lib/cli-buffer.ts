@@ -264,15 +264,17 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     });
   };
 
-  readable.on('readable', pumpOutput);
-  readable.on('end', () => {
-    // Every record is in stdout's hands; the exit waits until stdout has taken it all.
+  // What was written to stdout is in its hands; the exit waits until stdout has taken it all.
+  const finishAfterFlush = (): void => {
     stdout.write('', () => finish(true));
-  });
+  };
+  readable.on('readable', pumpOutput);
+  readable.on('end', finishAfterFlush);
   readable.on('error', (err: Error) => {
-    failure ??= err.message;
+    // The hopper failed (a corrupt segment, a disk error): the records it still held are lost.
+    failure ??= flagNames(err.message);
     stopInput();
-    finish(false);
+    finishAfterFlush();
   });
   stdout.on('error', (err: NodeJS.ErrnoException) => {
     stopInput();

@@ -90,9 +90,10 @@ export function ioError(operation: string, file: string, cause: unknown): Hopper
 
 /** A record refused because disk writes are failing: it is handed back, with the failure as cause. */
 export function refusedForFault(record: unknown, fault: Error): HopperError {
+  // The cause is the system error itself (ENOSPC, EIO...), so callers can branch on its code.
   return new HopperError('ERR_HOPPER_IO', `the record was not accepted: memory is full and disk writes are failing (${fault.message}); they are being retried`, {
     record,
-    cause: fault,
+    cause: fault.cause ?? fault,
     ...(HopperError.is(fault) && fault.file !== undefined ? { file: fault.file } : {}),
   });
 }

@@ -504,8 +504,10 @@ export class SegmentLog {
   }
 
   private startReading(): Segment {
-    // The next records may still be in the block being filled, bound for a segment not yet opened.
-    if (!this.segments.some((s) => !s.removalFailed) && !this.tryFlush()) throw NOT_READY;
+    // The next records may still be in the block being filled, bound for a segment not yet
+    // opened or not yet written to: write it first.
+    const first = this.segments.find((s) => !s.removalFailed);
+    if ((first === undefined || first.blockEnds.length === 0) && !this.tryFlush()) throw NOT_READY;
     const segment = this.segments.find((s) => !s.removalFailed);
     if (segment === undefined) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
     this.closeReadFd();

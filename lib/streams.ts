@@ -4,6 +4,7 @@ import { Duplex, Readable, Writable, finished } from 'readable-stream';
 import { Channel, type ChannelEvents, type ChannelWriter, type HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
+import type { SegmentFileSystem } from './segments.js';
 
 /**
  * The objectMode Writable side of a hopper: accepts records without backpressure until the disk cap.
@@ -23,10 +24,20 @@ export type HopperEvents = ChannelEvents;
 
 type Callback = (err?: Error | null) => void;
 
-function openChannel(options: HopperOptions | undefined, emitter: EventEmitter): Channel {
-  return new Channel(resolveOptions(options), (event, ...args) => {
-    emitter.emit(event, ...args);
-  });
+/** Internal seams, for tests: not part of the public API. */
+export interface HopperInternals {
+  /** The file operations of the segment log (fault injection). */
+  fileSystem?: SegmentFileSystem;
+}
+
+function openChannel(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
+  return new Channel(
+    resolveOptions(options),
+    (event, ...args) => {
+      emitter.emit(event, ...args);
+    },
+    internals.fileSystem,
+  );
 }
 
 /**
@@ -36,7 +47,7 @@ function openChannel(options: HopperOptions | undefined, emitter: EventEmitter):
  */
 function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
-  return new Writable({
+  const stream = new Writable({
     objectMode: true,
     write(record: unknown, _encoding: string, callback: Callback) {
       writer.write(record, callback);
@@ -51,6 +62,10 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
       callback(err);
     },
   });
+  writer.onChannelClose = () => {
+    if (!stream.destroyed) stream.destroy();
+  };
+  return stream;
 }
 
 /**
@@ -65,9 +80,9 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
 
-  constructor(options?: HopperOptions) {
+  constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
-    const channel = openChannel(options, this);
+    const channel = openChannel(options, this, internals);
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
@@ -76,12 +91,12 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       objectMode: true,
       read: () => channel.drain(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
-        channel.close();
         stopListening();
-        // The channel is gone: the producer's writes now fail with ERR_STREAM_DESTROYED (and a
-        // pipeline into the writable sees a premature close), but the error itself is reported
-        // once, by the readable. An 'error' on a writable nobody listens to would crash the process.
-        if (!writable.destroyed) writable.destroy();
+        // Closing the channel destroys the writable and every sender without an error: the
+        // producer's writes now fail with ERR_STREAM_DESTROYED (and a pipeline into the writable
+        // sees a premature close), but the error itself is reported once, by the readable. An
+        // 'error' on a writable nobody listens to would crash the process.
+        channel.close();
         callback(err);
       },
     });
@@ -154,9 +169,8 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 
   private teardown(err: Error | undefined): void {
-    this.channel.close();
     if (!this.readable.destroyed) this.readable.destroy(err);
-    if (!this.writable.destroyed) this.writable.destroy();
+    this.channel.close();
   }
 }
 
@@ -186,6 +200,9 @@ class HopperDuplexStream extends Duplex {
     const channel = openChannel(options, this as unknown as EventEmitter);
     this.channel = channel;
     this.writer = channel.openWriter();
+    this.writer.onChannelClose = () => {
+      if (!this.destroyed) this.destroy();
+    };
     channel.attachReader({
       push: (record) => this.push(record),
       end: () => this.push(null),

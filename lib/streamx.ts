@@ -33,7 +33,7 @@ function openChannel(options: HopperOptions | undefined, emitter: EventEmitter):
 
 function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
-  return new Writable({
+  const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
     // default 1 KiB per object lets a burst of that many writes return true within one tick.
     highWaterMark: WRITABLE_HIGH_WATER_MARK,
@@ -51,6 +51,10 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
       if (!isPlainDestroy(err) && err !== writer.lastError) onForeignError(err!);
     },
   });
+  writer.onChannelClose = () => {
+    if (!stream.destroying) stream.destroy();
+  };
+  return stream;
 }
 
 /** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
@@ -71,10 +75,10 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
         callback(null);
       },
       predestroy() {
-        channel.close();
         stopListening();
-        // As in the readable-stream adapter, the error is reported once, by the readable.
-        if (!writable.destroying) writable.destroy();
+        // As in the readable-stream adapter: closing the channel destroys the writers without an
+        // error; the error is reported once, by the readable.
+        channel.close();
       },
     });
     channel.attachReader({
@@ -126,9 +130,8 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
 
   /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
   destroy(err?: Error): void {
-    this.channel.close();
     if (!this.readable.destroying) this.readable.destroy(err);
-    if (!this.writable.destroying) this.writable.destroy();
+    this.channel.close();
   }
 }
 
@@ -143,6 +146,9 @@ export class HopperDuplex<T = unknown> extends Duplex {
     const channel = openChannel(options, this);
     this.channel = channel;
     this.writer = channel.openWriter();
+    this.writer.onChannelClose = () => {
+      if (!this.destroying) this.destroy();
+    };
     channel.attachReader({
       push: (record) => this.push(record),
       end: () => this.push(null),

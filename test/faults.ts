@@ -1,0 +1,154 @@
+import { once } from 'node:events';
+import test from 'ava';
+import { HopperError, type FaultEvent, type HopperOptions } from '../lib/index.js';
+import { HopperStreams } from '../lib/streams.js';
+import { FaultyFileSystem } from './helpers/faulty-fs.js';
+import { collect, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
+
+// Faults injected through the segment log's file seam: no real disk has to fail.
+
+function faultyHopper(t: { teardown(fn: () => void): void }, options: HopperOptions = {}) {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Point>(
+    { dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 4_000, ...options },
+    { fileSystem: faulty.fs },
+  );
+  const faults: FaultEvent[] = [];
+  hopper.on('fault', (event) => faults.push(event));
+  return { hopper, faulty, faults, dir };
+}
+
+for (const code of ['ENOSPC', 'EIO'] as const) {
+  test(`faults - ${code} on block writes: accepted records are kept and retried, new disk-bound records are handed back with ERR_HOPPER_IO`, async (t) => {
+    const { hopper, faulty, faults } = faultyHopper(t, { onFull: 'error' });
+    const sender = hopper.sender();
+    for (let i = 0; i < 100; i++) hopper.send(point(i));
+    await nextTurn(); // the pending block is written when the event loop turns
+    faulty.fail('write', code, Infinity);
+    // Accepted before the disk failed: the block holding these fails to write, and is kept for a retry.
+    for (let i = 100; i < 110; i++) hopper.send(point(i));
+    await nextTurn();
+    t.true(faults.length >= 1);
+    t.is(faults[0]!.operation, 'write');
+    t.regex(faults[0]!.error.message, new RegExp(code));
+    const refused: Point[] = [];
+    for (let i = 110; i < 120; i++) {
+      const err = t.throws(() => hopper.send(point(i)), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_IO');
+      t.is((err!.cause as NodeJS.ErrnoException).code, code);
+      refused.push(err!.record as Point);
+    }
+    t.deepEqual(refused.map((record) => record.seq), Array.from({ length: 10 }, (_, k) => 110 + k), 'each refused record is handed back');
+    // The writable reports the same through its callback (and, as any failed Node write, ends).
+    hopper.writable.on('error', () => {});
+    const writeError = await new Promise<Error | null | undefined>((resolve) => hopper.writable.write(point(120), resolve));
+    t.is((writeError as HopperError).code, 'ERR_HOPPER_IO');
+    t.deepEqual((writeError as HopperError).record, point(120));
+
+    faulty.clear();
+    await sleep(50); // the retry goes through
+    for (let i = 121; i < 130; i++) sender.write(point(i));
+    sender.end();
+    const out = (await collect<Point>(hopper.readable)).map((record) => record.seq);
+    const accepted = [...Array.from({ length: 110 }, (_, k) => k), ...Array.from({ length: 9 }, (_, k) => 121 + k)];
+    t.deepEqual(out, accepted, 'every accepted record arrives, in order, once');
+    t.true(faulty.failures.write >= 1);
+  });
+}
+
+test("faults - with onFull 'block', writes that need the disk wait while it fails and go on once it recovers", async (t) => {
+  const { hopper, faulty } = faultyHopper(t, { onFull: 'block' });
+  faulty.fail('write', 'ENOSPC', Infinity);
+  const done: number[] = [];
+  hopper.writable.write(point(0), (err) => (err ? t.fail(err.message) : done.push(0)));
+  await nextTurn(); // its block fails to write: the disk is now known to fail
+  for (let i = 1; i < 20; i++) hopper.writable.write(point(i), (err) => (err ? t.fail(err.message) : done.push(i)));
+  await sleep(30);
+  t.deepEqual(done, [0], 'writes that need the disk are held while it fails');
+  faulty.clear();
+  hopper.writable.end();
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(plain(out), Array.from({ length: 20 }, (_, i) => point(i)));
+  t.is(done.length, 20);
+});
+
+test('faults - EMFILE when creating a segment is retried; nothing is lost', async (t) => {
+  const { hopper, faulty, faults } = faultyHopper(t);
+  faulty.fail('create', 'EMFILE', 3);
+  let refusals = 0;
+  for (let i = 0; i < 200; i++) {
+    for (;;) {
+      try {
+        hopper.send(point(i));
+        break;
+      } catch (err) {
+        t.is((err as HopperError).code, 'ERR_HOPPER_IO');
+        refusals++;
+        await sleep(5);
+      }
+    }
+  }
+  t.true(refusals > 0, 'records were handed back while segment creation failed');
+  hopper.writable.end();
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 200 }, (_, i) => i));
+  t.is(faulty.failures.create, 3);
+  t.true(faults.some((event) => event.operation === 'write' && /EMFILE/.test(event.error.message)));
+});
+
+test('faults - short writes are completed: the segment holds every byte', async (t) => {
+  const { hopper, faulty } = faultyHopper(t);
+  faulty.shortenWrites(5);
+  for (let i = 0; i < 500; i++) hopper.send(point(i));
+  hopper.writable.end();
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(plain(out), Array.from({ length: 500 }, (_, i) => point(i)));
+});
+
+test('faults - EIO on reads is retried, and delivery goes on when reads work again', async (t) => {
+  const { hopper, faulty, faults } = faultyHopper(t);
+  for (let i = 0; i < 300; i++) hopper.send(point(i));
+  await nextTurn();
+  faulty.fail('read', 'EIO', 3);
+  hopper.writable.end();
+  const out = await collect<Point>(hopper.readable);
+  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 300 }, (_, i) => i));
+  t.is(faulty.failures.read, 3);
+  t.true(faults.filter((event) => event.operation === 'read').length >= 3);
+});
+
+test('faults - reads that keep failing end in ERR_HOPPER_IO on the readable, naming the file', async (t) => {
+  const { hopper, faulty } = faultyHopper(t);
+  for (let i = 0; i < 50; i++) hopper.send(point(i));
+  await nextTurn();
+  faulty.fail('read', 'EIO', Infinity);
+  const errored = once(hopper.readable, 'error');
+  hopper.readable.resume();
+  const [err] = (await errored) as [HopperError];
+  t.is(err.code, 'ERR_HOPPER_IO');
+  t.regex(err.message, /reading a segment failed on .*000000000001\.avro: EIO/);
+});
+
+test('faults - a failed delete of a read segment does not stop delivery; it still counts against the caps until removed', async (t) => {
+  const { hopper, faulty, faults, dir } = faultyHopper(t, { maxSegmentBytes: 1_000 });
+  for (let i = 0; i < 200; i++) hopper.send(point(i));
+  await nextTurn();
+  const segmentsBefore = hopper.stats().segments;
+  t.true(segmentsBefore > 3);
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const iterator = hopper.readable[Symbol.asyncIterator]();
+  const out: number[] = [];
+  // Read until past the first segment: its removal fails.
+  while (!faults.some((event) => event.operation === 'remove')) out.push(((await iterator.next()).value as Point).seq);
+  const stuck = faults.find((event) => event.operation === 'remove')!.file;
+  t.is(hopper.stats().segments, segmentsBefore, 'the undeleted file still counts');
+  t.true(dir.files().some((file) => stuck.endsWith(file)));
+  faulty.clear();
+  while (out.length < 200) out.push(((await iterator.next()).value as Point).seq);
+  t.deepEqual(out, Array.from({ length: 200 }, (_, i) => i));
+  await sleep(50);
+  t.false(dir.files().some((file) => stuck.endsWith(file)), 'removed once the fault cleared');
+  hopper.destroy();
+});

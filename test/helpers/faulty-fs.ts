@@ -1,0 +1,64 @@
+import fs from 'node:fs';
+import type { SegmentFileSystem } from '../../lib/segments.js';
+
+export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
+
+/**
+ * node:fs with faults on demand, for the segment log's file seam: the next `times` calls of an
+ * operation fail with an errno code, or writes come back short.
+ */
+export class FaultyFileSystem {
+  readonly calls: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
+  readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
+  private readonly pending = new Map<FaultOperation, { code: string; times: number }>();
+  private shortWrites = 0;
+
+  /** The next `times` calls of `operation` throw an error with `code` (Infinity: until cleared). */
+  fail(operation: FaultOperation, code: string, times = 1): void {
+    this.pending.set(operation, { code, times });
+  }
+
+  clear(operation?: FaultOperation): void {
+    if (operation) this.pending.delete(operation);
+    else this.pending.clear();
+  }
+
+  /** The next `times` writes write only half of what they are given. */
+  shortenWrites(times: number): void {
+    this.shortWrites = times;
+  }
+
+  private check(operation: FaultOperation): void {
+    this.calls[operation]++;
+    const fault = this.pending.get(operation);
+    if (!fault || fault.times <= 0) return;
+    fault.times--;
+    this.failures[operation]++;
+    throw Object.assign(new Error(`${fault.code}: injected fault, ${operation}`), { code: fault.code, syscall: operation });
+  }
+
+  readonly fs: SegmentFileSystem = {
+    ...fs,
+    openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode) => {
+      this.check(flags === 'wx' ? 'create' : 'open');
+      return fs.openSync(file, flags, mode);
+    }) as typeof fs.openSync,
+    writevSync: (fd, buffers, position) => {
+      this.check('write');
+      if (this.shortWrites > 0) {
+        this.shortWrites--;
+        const all = Buffer.concat(buffers as Buffer[]);
+        return fs.writeSync(fd, all, 0, Math.max(1, Math.floor(all.length / 2)), position);
+      }
+      return fs.writevSync(fd, buffers, position);
+    },
+    readSync: ((fd: number, buffer: NodeJS.ArrayBufferView, offset: number, length: number, position: fs.ReadPosition | null) => {
+      this.check('read');
+      return fs.readSync(fd, buffer, offset, length, position);
+    }) as typeof fs.readSync,
+    unlinkSync: (file) => {
+      this.check('unlink');
+      fs.unlinkSync(file);
+    },
+  };
+}
