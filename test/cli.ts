@@ -330,6 +330,44 @@ test('runtime failures - a locked channel directory exits 1 with one line', asyn
   t.regex(stderr, /^hopper-streams: channel directory .*busy is locked by process \d+ .*\n$/);
 });
 
+test('runtime failures - --dir that is a file is an I/O error: exit 1 with one line', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const file = path.join(tmpdir, 'plain-file');
+  fs.writeFileSync(file, '');
+  const { code, stderr } = await runCli(['--dir', file], { tmpdir, input: 'x' });
+  t.is(code, 1);
+  t.regex(stderr, /^hopper-streams: dataDir .*plain-file exists and is not a directory\n$/);
+});
+
+test('runtime failures - a segment damaged on disk while held: the records before it are delivered, then exit 1 with one line naming the file and offset', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { child, input } = await startHolding(tmpdir, ['--memory', '64KiB'], MiB, 400 * 1024);
+  const [segment] = (fs.readdirSync(tmpdir, { recursive: true }) as string[]).filter((name) => name.endsWith('.avro'));
+  const fd = fs.openSync(path.join(tmpdir, segment!), 'r+');
+  fs.writeSync(fd, Buffer.alloc(1000, 0x55), 0, 1000, 300_000);
+  fs.closeSync(fd);
+  const { code, stdout, stderr } = await collectRun(child, undefined);
+  t.is(code, 1);
+  t.true(stdout.length < input.length && stdout.equals(input.subarray(0, stdout.length)));
+  t.regex(stderr, /^hopper-streams: corrupt segment \S+000000000001\.avro at byte \d+: .*\n$/);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('parseSize() - plain bytes, KiB/MiB/GiB (powers of 1024) with decimals, and unlimited where allowed', (t) => {
+  t.is(parseSize('1048576', '--memory', 0), 1048576);
+  t.is(parseSize('0', '--memory', 0), 0);
+  t.is(parseSize('512KiB', '--memory', 0), 512 * 1024);
+  t.is(parseSize('64MiB', '--memory', 0), 64 * MiB);
+  t.is(parseSize('1.5GiB', '--memory', 0), 1.5 * 1024 * MiB);
+  t.is(parseSize('10 gib', '--memory', 0), 10 * 1024 * MiB);
+  t.is(parseSize('unlimited', '--max-disk', 1, true), Infinity);
+  t.throws(() => parseSize('unlimited', '--memory', 0), { message: /--memory expects a size .* got "unlimited": it is not a size/ });
+  t.throws(() => parseSize('1.5', '--memory', 0), { message: /bytes must be a whole number/ });
+  t.throws(() => parseSize('2KB', '--memory', 0), { message: /use KiB: sizes are powers of 1024/ });
+  t.throws(() => parseSize('-1', '--memory', 0), { message: /it is not a size/ });
+  t.throws(() => parseSize('3 parsecs', '--memory', 0), { message: /unknown unit "parsecs"/ });
+});
+
 test('--help and --version - print to stdout and exit 0', async (t) => {
   const tmpdir = withTmpdir(t);
   const help = await runCli(['--help'], { tmpdir });
