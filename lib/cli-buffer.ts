@@ -1,6 +1,5 @@
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import type { Type } from 'avsc';
 import type { BufferCommand } from './cli-args.js';
 import type { RecordCodec } from './codec.js';
 import { HopperError } from './errors.js';
@@ -76,7 +75,9 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   let inputPaused = false;
   let failure: string | undefined;
   let signalCount = 0;
+  /** Set by the first signal (or by stdout closing: SIGPIPE's status): the exit status, 128 + n. */
   let signalCode = 0;
+  let stoppedBy = '';
   let finished = false;
   let resolveOutcome!: (outcome: BufferOutcome) => void;
   const outcome = new Promise<BufferOutcome>((resolve) => {
@@ -147,7 +148,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     let record: unknown;
     let cloneError: Error | undefined;
     try {
-      record = (codec.type as Type).clone(parsed, {});
+      record = codec.type.clone(parsed, {});
     } catch (err) {
       record = parsed;
       cloneError = err as Error;
@@ -282,6 +283,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     if (err.code === 'EPIPE') {
       // The reader went away: what is held has nowhere to go. Exit as a SIGPIPE death would.
       signalCode = 128 + os.constants.signals.SIGPIPE;
+      stoppedBy = 'stopped: stdout was closed';
     } else {
       failure ??= `writing stdout failed: ${err.message}`;
     }
@@ -293,6 +295,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const onSignal = (signal: NodeJS.Signals): void => {
     signalCount++;
     signalCode = 128 + os.constants.signals[signal];
+    stoppedBy = `interrupted by ${signal}`;
     if (signalCount === 1) {
       stopInput();
       const { memoryRecords, diskRecords } = hopper.stats();
@@ -313,15 +316,14 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     hopper.destroy();
     const code = failure !== undefined ? 1 : signalCode;
     if (progress) {
-      const status = failure !== undefined ? 'failed' : signalCount > 0 ? `interrupted (exit ${code})` : code === 0 ? 'done' : 'stopped';
-      progress.finish({ status, ...peakTotals(), spilled });
+      const status = failure !== undefined ? 'failed' : stoppedBy || 'done';
+      progress.finish({ status, peakMemoryBytes: peak.memoryBytes, peakDiskBytes: peak.diskBytes, peakSegments: peak.segments, spilled });
     } else if (skipped > 0) {
       stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
     }
     if (failure !== undefined) stderr.write(`hopper-streams: ${failure}\n`);
     resolveOutcome({ code, flushed });
   };
-  const peakTotals = () => ({ peakMemoryBytes: peak.memoryBytes, peakDiskBytes: peak.diskBytes, peakSegments: peak.segments });
 
   progress?.start();
   return outcome;

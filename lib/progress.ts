@@ -54,7 +54,8 @@ export function formatBytes(bytes: number): string {
   if (bytes === Infinity) return 'unlimited';
   let value = Math.round(bytes);
   let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
+  // Past 1023.5 the value would show as 1024 of this unit: the next unit reads better.
+  while (value >= 1023.5 && unit < UNITS.length - 1) {
     value /= 1024;
     unit++;
   }

@@ -39,6 +39,7 @@ test('formatBytes() - binary units, one decimal below 10, unlimited for Infinity
   t.is(formatBytes(1536), '1.5KiB');
   t.is(formatBytes(256 * KiB), '256KiB');
   t.is(formatBytes(10 * MiB - 1), '10MiB');
+  t.is(formatBytes(MiB - 300), '1.0MiB');
   t.is(formatBytes(64 * MiB), '64MiB');
   t.is(formatBytes(10 * 1024 * MiB), '10GiB');
   t.is(formatBytes(123.6), '124B');
