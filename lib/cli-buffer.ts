@@ -89,7 +89,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     trackPeaks(stats);
     return {
       bytesIn, recordsIn: stats.recordsIn, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
-      memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped,
+      memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped, dropped: stats.dropped,
     };
   };
   const trackPeaks = (stats = hopper.stats()): void => {
@@ -312,14 +312,16 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     finished = true;
     for (const signal of SIGNALS) process.removeListener(signal, onSignal);
     stopInput();
-    const { spilled } = hopper.stats();
+    const { spilled, dropped } = hopper.stats();
     hopper.destroy();
     const code = failure !== undefined ? 1 : signalCode;
     if (progress) {
       const status = failure !== undefined ? 'failed' : stoppedBy || 'done';
       progress.finish({ status, peakMemoryBytes: peak.memoryBytes, peakDiskBytes: peak.diskBytes, peakSegments: peak.segments, spilled });
-    } else if (skipped > 0) {
-      stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
+    } else {
+      // Without the summary, what was skipped or dropped is still said: a drop is never silent.
+      if (skipped > 0) stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
+      if (dropped > 0) stderr.write(`hopper-streams: ${dropped} record${dropped === 1 ? '' : 's'} dropped (--on-full ${command.onFull})\n`);
     }
     if (failure !== undefined) stderr.write(`hopper-streams: ${failure}\n`);
     resolveOutcome({ code, flushed });

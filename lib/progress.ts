@@ -14,6 +14,8 @@ export interface ProgressSample {
   segments: number;
   /** Invalid lines skipped (`--on-invalid skip`). */
   skipped: number;
+  /** Records dropped by a drop policy (`--on-full drop-newest|drop-oldest`). */
+  dropped: number;
 }
 
 /** What the summary adds to the last sample. */
@@ -89,6 +91,7 @@ export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: 
     `disk ${formatBytes(sample.diskBytes)} ${sample.segments} seg`,
   ];
   if (sample.skipped > 0) parts.push(`${formatCount(sample.skipped)} skipped`);
+  if (sample.dropped > 0) parts.push(`${formatCount(sample.dropped)} dropped`);
   return parts.join(' | ');
 }
 
@@ -103,6 +106,7 @@ export function formatSummary(sample: ProgressSample, totals: ProgressTotals, el
     + ` memory peak ${formatBytes(totals.peakMemoryBytes)} of ${formatBytes(sample.memoryBudget)};`
     + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}${records ? `, ${totals.spilled} rec spilled` : ''}`;
   if (sample.skipped > 0) text += `; ${sample.skipped} invalid line${sample.skipped === 1 ? '' : 's'} skipped`;
+  if (sample.dropped > 0) text += `; ${sample.dropped} record${sample.dropped === 1 ? '' : 's'} dropped`;
   return text;
 }
 

@@ -266,6 +266,20 @@ test('buffer --on-full block - at the disk cap the input waits for the consumer,
   t.deepEqual(leftovers(tmpdir), []);
 });
 
+test('buffer --on-full drop-newest - lines that find no room are dropped, never silently: the rest arrive in order and the drops are counted', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const lines = Array.from({ length: 40_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`);
+  const { code, stdout, stderr } = await runCli(['--lines', '--memory', '4KiB', '--max-disk', '64KiB', '--on-full', 'drop-newest'], { tmpdir, input: `${lines.join('\n')}\n` });
+  t.is(code, 0, stderr);
+  const out = stdout.toString().trimEnd().split('\n');
+  const dropped = Number(/^hopper-streams: (\d+) records dropped \(--on-full drop-newest\)\n$/.exec(stderr)?.[1]);
+  t.true(dropped > 0, stderr);
+  t.is(out.length + dropped, lines.length);
+  const seqs = out.map((line) => Number(line.split(' ')[1]));
+  t.true(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), 'what arrives is in order');
+  t.true(out.every((line) => lines[Number(line.split(' ')[1])] === line));
+});
+
 test('buffer - every --on-full policy and --codec from the library is accepted and passed through', async (t) => {
   const tmpdir = withTmpdir(t);
   const input = crypto.randomBytes(200_000);

@@ -9,7 +9,7 @@ const MiB = 1024 * KiB;
 
 function sample(overrides: Partial<ProgressSample> = {}): ProgressSample {
   return {
-    bytesIn: 0, recordsIn: 0, bytesOut: 0, recordsOut: 0, memoryBytes: 0, memoryBudget: MiB, diskBytes: 0, segments: 0, skipped: 0,
+    bytesIn: 0, recordsIn: 0, bytesOut: 0, recordsOut: 0, memoryBytes: 0, memoryBudget: MiB, diskBytes: 0, segments: 0, skipped: 0, dropped: 0,
     ...overrides,
   };
 }
@@ -76,11 +76,11 @@ test('ProgressLine - rates cover about the last second, not the whole run', (t) 
   t.regex(written[4]!, /^in 11MiB 1\.0MiB\/s \|/);
 });
 
-test('ProgressLine - lines mode shows record counts and skipped lines', (t) => {
+test('ProgressLine - lines mode shows record counts, skipped lines and dropped records', (t) => {
   const { line, written, advance } = fakeLine(false, { records: true });
-  advance(1000, { bytesIn: 4 * KiB, recordsIn: 12_345, bytesOut: KiB, recordsOut: 100, skipped: 3 });
+  advance(1000, { bytesIn: 4 * KiB, recordsIn: 12_345, bytesOut: KiB, recordsOut: 100, skipped: 3, dropped: 40 });
   line.update();
-  t.deepEqual(written, ['in 4.0KiB 12.3k rec 4.0KiB/s | out 1.0KiB 100 rec 1.0KiB/s | mem 0B/1.0MiB | disk 0B 0 seg | 3 skipped\n']);
+  t.deepEqual(written, ['in 4.0KiB 12.3k rec 4.0KiB/s | out 1.0KiB 100 rec 1.0KiB/s | mem 0B/1.0MiB | disk 0B 0 seg | 3 skipped | 40 dropped\n']);
 });
 
 test('ProgressLine - the line is cut to the terminal width so that it never wraps', (t) => {
@@ -101,11 +101,11 @@ test('ProgressLine - a message goes on a line of its own and the progress line i
 
 test('ProgressLine.finish() - replaces the line with the summary: totals, average rates, peaks', (t) => {
   const { line, written, advance } = fakeLine(true, { records: true });
-  advance(2000, { bytesIn: 8 * MiB, recordsIn: 1000, bytesOut: 8 * MiB, recordsOut: 1000, skipped: 2 });
+  advance(2000, { bytesIn: 8 * MiB, recordsIn: 1000, bytesOut: 8 * MiB, recordsOut: 1000, skipped: 2, dropped: 1 });
   line.update();
   line.finish({ status: 'done', peakMemoryBytes: MiB, peakDiskBytes: 7 * MiB, peakSegments: 1, spilled: 870 });
   t.is(written[1], '\r\x1b[Khopper-streams: done in 2.0s: in 8.0MiB 1000 rec (4.0MiB/s), out 8.0MiB 1000 rec (4.0MiB/s);'
-    + ' memory peak 1.0MiB of 1.0MiB; disk peak 7.0MiB in 1 segment, 870 rec spilled; 2 invalid lines skipped\n');
+    + ' memory peak 1.0MiB of 1.0MiB; disk peak 7.0MiB in 1 segment, 870 rec spilled; 2 invalid lines skipped; 1 record dropped\n');
 });
 
 test('ProgressLine.finish() - without a terminal, the summary is a plain line; byte mode leaves records out', (t) => {
