@@ -160,6 +160,8 @@ export class Channel {
   /** The reader asked for records when there were none: the next placement wakes it. */
   private readerWaiting = false;
   private draining = false;
+  /** Closed because everything was delivered, not destroyed: later writes are "after end". */
+  private delivered = false;
 
   constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
     this.options = options;
@@ -303,6 +305,7 @@ export class Channel {
             return;
           }
           // Everything is delivered: release the files before the reader sees the end.
+          this.delivered = true;
           this.close();
           reader.end();
           return;
@@ -391,7 +394,7 @@ export class Channel {
 
   private checkOpen(): void {
     if (this.state === OPEN) return;
-    throw this.state === CLOSED ? destroyedError() : writeAfterEndError();
+    throw this.state === CLOSED && !this.delivered ? destroyedError() : writeAfterEndError();
   }
 
   /** With `'drop-newest'` (or `'drop-oldest'` that found nothing to delete), counts the record as dropped. */

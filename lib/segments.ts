@@ -76,6 +76,8 @@ const RETRY_FIRST_MS = 5;
 const RETRY_MAX_MS = 1_000;
 /** Consecutive failed reads of the same data before the reader gives up (about 4 s of retries). */
 const READ_ATTEMPTS = 10;
+/** Attempts to remove each segment at close before leaving it (and saying so). */
+const CLOSE_ATTEMPTS = 3;
 
 export function segmentFileName(seq: number): string {
   return `${String(seq).padStart(12, '0')}.avro`;
@@ -308,16 +310,27 @@ export class SegmentLog {
     this.closeReadFd();
     for (const segment of this.segments.splice(0)) {
       if (segment.writeFd !== undefined) this.closeQuietly(segment.writeFd);
-      try {
-        this.fs.unlinkSync(segment.file);
-      } catch {
-        // Gone already, or the disk refuses: nothing more to do at close.
-      }
+      this.removeAtClose(segment.file);
     }
     this.fileBytes = 0;
     this.blockPos = 0;
     this.blockRecords = 0;
     this.records = 0;
+  }
+
+  /** Removes a file at close, trying a few times; one that cannot go is reported and left. */
+  private removeAtClose(file: string): void {
+    let error: unknown;
+    for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
+      try {
+        this.fs.unlinkSync(file);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        error = err;
+      }
+    }
+    this.hooks.onFault({ operation: 'remove', file, error: ioError('removing a segment at close', file, error) });
   }
 
   private flushOnTurn = (): void => {

@@ -10,17 +10,22 @@ export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
 export class FaultyFileSystem {
   readonly calls: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
-  private readonly pending = new Map<FaultOperation, { code: string; times: number }>();
+  private readonly pending_ = new Map<FaultOperation, { code: string; times: number }>();
   private shortWrites = 0;
 
   /** The next `times` calls of `operation` throw an error with `code` (Infinity: until cleared). */
   fail(operation: FaultOperation, code: string, times = 1): void {
-    this.pending.set(operation, { code, times });
+    this.pending_.set(operation, { code, times });
+  }
+
+  /** How many more calls of `operation` will fail. */
+  pending(operation: FaultOperation): number {
+    return this.pending_.get(operation)?.times ?? 0;
   }
 
   clear(operation?: FaultOperation): void {
-    if (operation) this.pending.delete(operation);
-    else this.pending.clear();
+    if (operation) this.pending_.delete(operation);
+    else this.pending_.clear();
   }
 
   /** The next `times` writes write only half of what they are given. */
@@ -30,7 +35,7 @@ export class FaultyFileSystem {
 
   private check(operation: FaultOperation): void {
     this.calls[operation]++;
-    const fault = this.pending.get(operation);
+    const fault = this.pending_.get(operation);
     if (!fault || fault.times <= 0) return;
     fault.times--;
     this.failures[operation]++;
