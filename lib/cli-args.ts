@@ -80,6 +80,7 @@ Options of buffer:
   --version              show the version
 
 SIZE is plain bytes or a number with KiB, MiB or GiB (powers of 1024): 512KiB, 1.5GiB.
+In JSON (cat's output, --schema lines), bytes are {"$base64": "..."}.
 
 Exit status: 0 done; 1 a run-time failure (full disk cap with --on-full error, invalid line
 with --on-invalid error, I/O error, corrupt segment; verify: a bad file); 2 bad flags;

@@ -104,7 +104,7 @@ function exit(code: number, waitForStdout: boolean): void {
 }
 
 async function main(argv: string[]): Promise<void> {
-  // A closed stderr or stdout must not crash the process: failures are reported by status.
+  // A closed stderr must not crash the process: failures are reported by status.
   process.stderr.on('error', () => {});
   let command: Command;
   try {
@@ -114,6 +114,8 @@ async function main(argv: string[]): Promise<void> {
     process.stderr.write(`hopper-streams: ${err.message} (see hopper-streams --help)\n`);
     return exit(2, false);
   }
+  // Output whose reader went away: stop, with SIGPIPE's status (buffer handles it itself).
+  if (command.command !== 'buffer') process.stdout.on('error', () => exit(141, false));
   try {
     switch (command.command) {
       case 'help':
@@ -123,10 +125,8 @@ async function main(argv: string[]): Promise<void> {
         await write(`${version()}\n`);
         return exit(0, true);
       case 'cat':
-        process.stdout.on('error', () => exit(141, false));
         return exit(await cat(command.files), true);
       case 'verify':
-        process.stdout.on('error', () => exit(141, false));
         return exit(await verify(command.paths), true);
       case 'buffer': {
         const { code, flushed } = await buffer(command);

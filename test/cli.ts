@@ -295,11 +295,11 @@ test('buffer - every --on-full policy and --codec from the library is accepted a
   t.deepEqual(leftovers(tmpdir), []);
 });
 
-test('buffer --dir --name - the channel directory is made under --dir and removed at exit; --dir itself stays', async (t) => {
+test('buffer --dir --name - (buffer named or not) the channel directory is made under --dir and removed at exit; --dir itself stays', async (t) => {
   const tmpdir = withTmpdir(t);
   const dir = path.join(tmpdir, 'spool');
   const input = crypto.randomBytes(300_000);
-  const { code, stdout } = await runCli(['--dir', dir, '--name', 'job-7', '--memory', '0'], { tmpdir, input });
+  const { code, stdout } = await runCli(['buffer', '--dir', dir, '--name', 'job-7', '--memory', '0'], { tmpdir, input });
   t.is(code, 0);
   t.true(stdout.equals(input));
   t.deepEqual(leftovers(tmpdir), ['spool']);
