@@ -14,6 +14,8 @@ import { quantile } from '../lib/stats.js';
 
 /** Records written per turn of the producer's event loop: a PassThrough's highWaterMark, so it never pushes back. */
 const BATCH = 16;
+/** The first records warm the code paths up (first compilation, the first segment file): not counted. */
+const WARMUP = 1_000;
 
 const LABELS: Record<string, string> = {
   passthrough: 'PassThrough (objectMode)',
@@ -27,7 +29,8 @@ export default defineScenario({
   title: 'Latency, consumer keeping up',
   description:
     `The producer writes ${BATCH} events, lets the event loop turn, and so on; the consumer (\`pipeline(readable, sink)\`) ` +
-    'takes each record as it comes. Latency is from the `write()` call to the sink receiving that record. ' +
+    'takes each record as it comes. Latency is from the `write()` call to the sink receiving that record; ' +
+    `the first ${WARMUP.toLocaleString('en-US')} records of each run are a warm-up and not counted. ` +
     'Memory mode: 8 MiB budget. Spill mode: `maxMemoryBytes: 0`, every record goes through a segment file.',
   grid: { impl: ['passthrough', 'hopper-memory', 'hopper-spill'], records: [20_000] },
   smoke: { records: [2_000] },
@@ -41,18 +44,20 @@ export default defineScenario({
   ],
   timeoutMs: 120_000,
   notes: [
-    'Latencies include the producer\'s own batch: the first record of a batch waits for the other 15 to be written before the consumer runs.',
+    'A stream that hands the record to a waiting consumer inside `write()` (PassThrough, and hopper-streams from memory) shows sub-microsecond latencies; ' +
+      `one that delivers on a later turn also counts the rest of the producer's batch of ${BATCH} and the turn itself.`,
+    'The tail (p99.9) catches the garbage collections that happen to run inside a `write()`.',
   ],
   label: (settings) => LABELS[settings.impl as string] ?? String(settings.impl),
 
   async run(settings, { tmpDir }): Promise<RunReport> {
     const records = Number(settings.records);
+    const warmup = records > 2 * WARMUP ? WARMUP : 0;
     const writtenAt = new Float64Array(records + 1);
-    const latencies = new Float64Array(records);
+    const latencies = new Float64Array(records - warmup);
     const check = new OrderCheck(records);
-    let received = 0;
     const sink = recordSink<Event>((event) => {
-      latencies[received++] = now() - writtenAt[event.seq]!;
+      if (event.seq > warmup) latencies[event.seq - warmup - 1] = now() - writtenAt[event.seq]!;
       check.see(event.seq);
     });
 
@@ -95,8 +100,8 @@ export default defineScenario({
     latencies.sort();
     const us = (q: number): number => quantile(latencies, q) * 1000;
     return {
-      metrics: { p50Us: us(0.5), p99Us: us(0.99), p999Us: us(0.999), maxUs: latencies[records - 1]! * 1000, recordsPerSec: perSecond(records, elapsed), spilled },
-      info: { records, batch: BATCH, backpressured },
+      metrics: { p50Us: us(0.5), p99Us: us(0.99), p999Us: us(0.999), maxUs: latencies[latencies.length - 1]! * 1000, recordsPerSec: perSecond(records, elapsed), spilled },
+      info: { records, warmup, batch: BATCH, backpressured },
       check: check.result(),
     };
   },
