@@ -60,6 +60,8 @@ export interface BenchResults {
   reps: number;
   smoke: boolean;
   wallSeconds: number;
+  /** A paragraph for the top of the results file (`--note`): how the run went. */
+  note?: string;
   scenarios: ScenarioResult[];
 }
 

@@ -70,11 +70,11 @@ export function machineLine(results: BenchResults): string {
     `disk under ${m.tmpDir}: ${m.disk}; load average ${m.loadAverage.toFixed(2)} at the start`;
 }
 
-export function markdownReport(results: BenchResults, options: { note?: string; chartFile?: string } = {}): string {
+export function markdownReport(results: BenchResults, options: { chartFile?: string } = {}): string {
   const lines: string[] = [];
   lines.push(`# ${results.package} ${results.version}: benchmark results`, '');
   if (results.smoke) lines.push('**Smoke run** (tiny sizes): checks that every scenario runs; the figures mean nothing.', '');
-  if (options.note) lines.push(options.note, '');
+  if (results.note) lines.push(results.note, '');
   lines.push(
     `Measured ${results.date.slice(0, 16).replace('T', ' ')} UTC, commit ${results.commit}, on ${machineLine(results)}.`,
     '',
