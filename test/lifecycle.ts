@@ -193,3 +193,11 @@ test('channel directory - a missing dataDir is created, and the channel director
   t.false(fs.existsSync(path.join(dataDir, 'c')));
   t.true(fs.existsSync(dataDir), 'the given dataDir itself is left in place');
 });
+
+test('channel directory - a dataDir that cannot be created is refused at creation with ERR_HOPPER_IO naming it', (t) => {
+  // /proc refuses new directories even to root.
+  const err = t.throws(() => createHopperStreams({ dataDir: '/proc/hopper-streams-test/data' }), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_IO');
+  t.regex(err!.message, /cannot create dataDir \/proc\/hopper-streams-test\/data/);
+  t.false(fs.existsSync('/proc/hopper-streams-test'));
+});
