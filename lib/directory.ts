@@ -35,6 +35,31 @@ function dirError(message: string, cause: unknown): HopperError {
   return new HopperError('ERR_HOPPER_IO', `${message}${reason}`, { cause });
 }
 
+/**
+ * `mkdir -p`, one level at a time. (Node 20's `mkdirSync(dir, { recursive: true })` can loop for
+ * ever on some file systems, /proc among them, instead of failing.)
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let current = dir; ; current = path.dirname(current)) {
+    try {
+      fs.statSync(current);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      missing.push(current);
+      if (path.dirname(current) === current) break;
+    }
+  }
+  for (const missingDir of missing.reverse()) {
+    try {
+      fs.mkdirSync(missingDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+}
+
 const openDirectories = new Set<ChannelDirectory>();
 let exitHookInstalled = false;
 
@@ -105,7 +130,7 @@ export class ChannelDirectory {
       }
       if (!stat) {
         try {
-          fs.mkdirSync(resolved, { recursive: true });
+          makeDirectories(resolved);
         } catch (err) {
           throw dirError(`cannot create dataDir ${resolved}`, err);
         }
