@@ -136,13 +136,24 @@ export class SegmentLog {
   private readonly hooks: SegmentLogHooks;
   private readonly schemaJson: Buffer;
   private readonly headerBytes: number;
+  /**
+   * Size past which a segment is sealed: maxSegmentBytes, but at most a quarter of maxDiskBytes,
+   * so that segments read through free the disk cap in steps instead of one segment holding it.
+   */
+  private readonly sealAt: number;
 
   /** Segment files that exist, oldest first; the last one may be the active (unsealed) one. */
   private readonly segments: Segment[] = [];
   private nextSeq = 1;
   private fileBytes = 0;
 
+  /**
+   * The block being filled: records at [blockStart, blockPos), `blockRecords` of them. A reader
+   * that has caught up with the files takes records straight from its front (blockStart moves
+   * on), so a consumer that keeps up costs no file I/O at all.
+   */
   private block = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+  private blockStart = 0;
   private blockPos = 0;
   private blockRecords = 0;
   private flushScheduled = false;
@@ -178,6 +189,7 @@ export class SegmentLog {
     this.hooks = hooks;
     this.schemaJson = Buffer.from(JSON.stringify(codec.type.schema({ exportAttrs: true })));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
+    this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
     this.removeStaleSegments();
   }
 
@@ -189,7 +201,7 @@ export class SegmentLog {
   /** Bytes of all segment files plus the block being filled. */
   get bytes(): number {
     if (this.blockRecords === 0) return this.fileBytes;
-    return this.fileBytes + this.blockPos + BLOCK_FRAMING_BYTES + (this.activeSegment() === undefined ? this.headerBytes : 0);
+    return this.fileBytes + this.blockPos - this.blockStart + BLOCK_FRAMING_BYTES + (this.activeSegment() === undefined ? this.headerBytes : 0);
   }
 
   /** The error disk writes are failing with, while they are retried. */
@@ -204,10 +216,12 @@ export class SegmentLog {
    */
   append(record: unknown): AppendResult {
     if (this.writeFault !== undefined) return 'fault';
-    const start = this.blockPos;
+    if (this.blockRecords === 0) this.blockStart = this.blockPos = 0;
+    let start = this.blockPos;
     let end = this.codec.encode(record, this.block, start);
     if (end < 0) {
-      this.growBlock(start - end);
+      this.makeRoom(start - end);
+      start = this.blockPos;
       end = this.codec.encode(record, this.block, start);
     }
     const { codec } = this.options;
@@ -216,15 +230,16 @@ export class SegmentLog {
     // A pending block with no active segment will open one when it is written: count its header.
     const needsHeader = this.activeSegment() === undefined;
     if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return 'full';
-    const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + end + BLOCK_FRAMING_BYTES + compressionSlack(end, codec);
+    const pending = end - this.blockStart;
+    const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
     if (after > this.options.maxDiskBytes) return 'full';
 
     this.blockPos = end;
     this.blockRecords++;
     this.records++;
     const active = this.activeSegment();
-    const room = this.options.maxSegmentBytes - (active ? active.size : this.headerBytes);
-    if (this.blockPos >= BLOCK_TARGET_BYTES || this.blockPos >= room) {
+    const room = this.sealAt - (active ? active.size : this.headerBytes);
+    if (pending >= BLOCK_TARGET_BYTES || pending >= room) {
       this.tryFlush();
     } else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -235,7 +250,12 @@ export class SegmentLog {
 
   /** Writes the pending block now; false when the write failed (it will be retried). */
   tryFlush(): boolean {
-    if (this.blockRecords === 0 || this.closed) return true;
+    if (this.closed) return true;
+    if (this.blockRecords === 0) {
+      // Nothing left to write (the reader may have taken the block's records): no fault either.
+      if (this.writeFault !== undefined) this.recovered();
+      return true;
+    }
     try {
       this.flush();
     } catch (err) {
@@ -254,7 +274,7 @@ export class SegmentLog {
    */
   next(): unknown {
     try {
-      if (this.currentLeft === 0) this.loadBlock();
+      if (this.currentLeft === 0 && !this.loadBlock()) return this.nextFromBlock();
       const { value, offset } = this.codec.decode(this.current, this.currentPos);
       if (offset < 0 || offset > this.current.length) {
         throw new CorruptionFound(this.currentBlockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
@@ -277,6 +297,21 @@ export class SegmentLog {
       if (HopperError.is(err, 'ERR_HOPPER_IO')) return this.readFailed(err);
       throw err;
     }
+  }
+
+  /** The next record, from the front of the block being filled: the reader has read every file. */
+  private nextFromBlock(): unknown {
+    if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
+    const { value, offset } = this.codec.decode(this.block, this.blockStart);
+    if (offset < 0 || offset > this.blockPos) throw new Error('hopper-streams: a record in the block being filled does not decode');
+    this.blockStart = offset;
+    this.records--;
+    if (--this.blockRecords === 0) this.blockStart = this.blockPos = 0;
+    this.readFailures = 0;
+    // Everything is read: a segment still open for writing holds nothing unread, so it can go.
+    const active = this.activeSegment();
+    if (this.records === 0 && active !== undefined) this.removeSegment(active);
+    return value;
   }
 
   /**
@@ -313,8 +348,7 @@ export class SegmentLog {
       this.removeAtClose(segment.file);
     }
     this.fileBytes = 0;
-    this.blockPos = 0;
-    this.blockRecords = 0;
+    this.blockStart = this.blockPos = this.blockRecords = 0;
     this.records = 0;
   }
 
@@ -346,7 +380,7 @@ export class SegmentLog {
       segment = this.openSegment();
     }
     if (segment.size === 0) parts.push(segment.header);
-    const data = compress(this.block.subarray(0, this.blockPos), this.options.codec);
+    const data = compress(this.block.subarray(this.blockStart, this.blockPos), this.options.codec);
     parts.push(encodeBlockHeader(this.blockRecords, data.length), data, segment.sync);
     const length = parts.reduce((sum, part) => sum + part.length, 0);
     this.writeAll(segment, parts, length);
@@ -356,9 +390,8 @@ export class SegmentLog {
     segment.blockCounts.push(this.blockRecords);
     segment.blockChecksums.push(zlib.crc32(data));
     this.fileBytes += length;
-    this.blockPos = 0;
-    this.blockRecords = 0;
-    if (segment.size >= this.options.maxSegmentBytes) this.seal(segment);
+    this.blockStart = this.blockPos = this.blockRecords = 0;
+    if (segment.size >= this.sealAt) this.seal(segment);
   }
 
   private writeFailed(err: HopperError): void {
@@ -403,12 +436,16 @@ export class SegmentLog {
     return last !== undefined && !last.sealed ? last : undefined;
   }
 
-  private growBlock(needed: number): void {
-    let size = this.block.length * 2;
-    while (size < this.blockPos + needed) size *= 2;
-    const grown = Buffer.allocUnsafe(size);
-    this.block.copy(grown, 0, 0, this.blockPos);
-    this.block = grown;
+  /** Makes `needed` more bytes of room after blockPos: moves the unread records to the front, growing the buffer if that is not enough. */
+  private makeRoom(needed: number): void {
+    const used = this.blockPos - this.blockStart;
+    let size = this.block.length;
+    while (size < used + needed) size *= 2;
+    const target = size === this.block.length ? this.block : Buffer.allocUnsafe(size);
+    this.block.copy(target, 0, this.blockStart, this.blockPos);
+    this.block = target;
+    this.blockStart = 0;
+    this.blockPos = used;
   }
 
   private encodeHeader(sync: Buffer): Buffer {
@@ -465,17 +502,19 @@ export class SegmentLog {
     this.hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records });
   }
 
-  private loadBlock(): void {
+  /**
+   * Loads the next block from the files into `current`; false when every file has been read and
+   * the next records are in the block being filled.
+   */
+  private loadBlock(): boolean {
     let segment = this.readSegment ?? this.startReading();
+    if (segment === undefined) return false;
     while (this.readBlock >= segment.blockEnds.length) {
-      if (!segment.sealed) {
-        if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
-        // The next records are still in the block being filled: write it, then read it.
-        if (!this.tryFlush()) throw NOT_READY;
-        continue;
-      }
+      // Caught up with the segment being written: what follows is in the block being filled.
+      if (!segment.sealed) return false;
       this.removeSegment(segment);
       segment = this.startReading();
+      if (segment === undefined) return false;
     }
     const blockOffset = this.readOffset;
     const blockEnd = segment.blockEnds[this.readBlock]!;
@@ -505,6 +544,7 @@ export class SegmentLog {
     this.currentLeft = frame.count;
     this.readOffset = blockEnd;
     this.readBlock++;
+    return true;
   }
 
   /** After the last record of a block: free the segment as soon as it has been read through. */
@@ -516,13 +556,10 @@ export class SegmentLog {
     if (segment.sealed || this.records === 0) this.removeSegment(segment);
   }
 
-  private startReading(): Segment {
-    // The next records may still be in the block being filled, bound for a segment not yet
-    // opened or not yet written to: write it first.
-    const first = this.segments.find((s) => !s.removalFailed);
-    if ((first === undefined || first.blockEnds.length === 0) && !this.tryFlush()) throw NOT_READY;
+  /** Opens the oldest segment with blocks to read; undefined when there is none (the records are in the block being filled). */
+  private startReading(): Segment | undefined {
     const segment = this.segments.find((s) => !s.removalFailed);
-    if (segment === undefined) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
+    if (segment === undefined || segment.blockEnds.length === 0) return undefined;
     this.closeReadFd();
     let header: Buffer;
     let fileSize: number;
