@@ -1,9 +1,24 @@
 import type { Type } from 'avsc';
 
 // Memory size estimates of records held in memory. They must be cheap: they run on every write.
-// Buffers and typed arrays count their byteLength; a string record its UTF-8 byte length; inside
-// objects a string counts its length, a number 8, a boolean 4, and each object or array 16 bytes
-// plus 8 per slot plus its contents.
+// A Buffer or typed array record counts its byteLength, a string record its UTF-8 byte length:
+// exact. Inside a record the counts follow V8's layout on 64-bit: an object 24 bytes plus 8 per
+// property, an array 32 plus 8 per element, a string 16 plus its length, a number that is not a
+// small integer 16 (a heap number), a Buffer 80 plus its bytes; booleans, null and small integers
+// live in their slot. Every record other than a string or a Buffer also counts the 8-byte slot
+// that holds it, so that no record is free.
+
+export const OBJECT_BYTES = 24;
+export const ARRAY_BYTES = 32;
+export const SLOT_BYTES = 8;
+export const STRING_BYTES = 16;
+export const HEAP_NUMBER_BYTES = 16;
+export const BUFFER_BYTES = 80;
+
+/** What a number costs beyond its slot: nothing for a small integer (a V8 Smi), else a heap number. */
+function numberSize(value: number): number {
+  return (value | 0) === value && value >= -(2 ** 30) && value < 2 ** 30 ? 0 : HEAP_NUMBER_BYTES;
+}
 
 /** Above this depth a value is checked for cycles before going on: real records are rarely this deep. */
 const CYCLE_CHECK_DEPTH = 64;
@@ -15,26 +30,25 @@ const CYCLE_CHECK_DEPTH = 64;
 function quickSize(value: unknown, depth: number): number {
   switch (typeof value) {
     case 'string':
-      return value.length;
+      return STRING_BYTES + value.length;
     case 'number':
-      return 8;
+      return numberSize(value);
     case 'boolean':
-      return 4;
     case 'undefined':
       return 0;
     case 'object': {
       if (value === null) return 0;
       if (depth === CYCLE_CHECK_DEPTH) return Number.NaN;
       if (Array.isArray(value)) {
-        let size = 16;
-        for (let i = 0; i < value.length; i++) size += 8 + quickSize(value[i], depth + 1);
+        let size = ARRAY_BYTES;
+        for (let i = 0; i < value.length; i++) size += SLOT_BYTES + quickSize(value[i], depth + 1);
         return size;
       }
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
-      let size = 16;
+      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return BUFFER_BYTES + value.byteLength;
+      let size = OBJECT_BYTES;
       // for-in also sees inherited enumerable keys: at worst an overestimate, or a NaN that the
       // careful walk then settles.
-      for (const key in value) size += 8 + quickSize((value as Record<string, unknown>)[key], depth + 1);
+      for (const key in value) size += SLOT_BYTES + quickSize((value as Record<string, unknown>)[key], depth + 1);
       return size;
     }
     default:
@@ -70,25 +84,24 @@ function describeValue(value: unknown): string {
 function carefulSize(value: unknown, path: string[], depth: number): number {
   switch (typeof value) {
     case 'string':
-      return value.length;
+      return STRING_BYTES + value.length;
     case 'number':
-      return 8;
+      return numberSize(value);
     case 'boolean':
-      return 4;
     case 'undefined':
       return 0;
     case 'object': {
       if (value === null) return 0;
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
+      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return BUFFER_BYTES + value.byteLength;
       if (depth === CYCLE_CHECK_DEPTH) {
         const cycle = findCycle(value, [], [...path]);
         if (cycle) throw { path: cycle, problem: 'refers back to itself (circular structure)' } satisfies SizeProblem;
       }
-      let size = 16;
+      let size = Array.isArray(value) ? ARRAY_BYTES : OBJECT_BYTES;
       const keys = Array.isArray(value) ? value.keys() : Object.keys(value);
       for (const key of keys) {
         path.push(String(key));
-        size += 8 + carefulSize((value as Record<string, unknown>)[key as string], path, depth + 1);
+        size += SLOT_BYTES + carefulSize((value as Record<string, unknown>)[key as string], path, depth + 1);
         path.pop();
       }
       return size;
@@ -107,25 +120,26 @@ function carefulSize(value: unknown, path: string[], depth: number): number {
  */
 export function sizeOfSchemaless(record: unknown): number {
   if (typeof record === 'string') return Buffer.byteLength(record);
+  if (ArrayBuffer.isView(record)) return record.byteLength;
   const size = quickSize(record, 0);
-  return Number.isNaN(size) ? carefulSize(record, [], 0) : size;
+  return SLOT_BYTES + (Number.isNaN(size) ? carefulSize(record, [], 0) : size);
 }
 
 /** Estimated size of any value, never throwing: unions and logical types inside schemas use it. */
 function looseSize(value: unknown): number {
   const size = quickSize(value, 0);
-  return Number.isNaN(size) ? 64 : size;
+  return Number.isNaN(size) ? OBJECT_BYTES + SLOT_BYTES * 4 : size;
 }
 
 function arraySize(items: unknown[], sizeOfItem: (value: unknown) => number): number {
-  let size = 16;
-  for (let i = 0; i < items.length; i++) size += 8 + sizeOfItem(items[i]);
+  let size = ARRAY_BYTES;
+  for (let i = 0; i < items.length; i++) size += SLOT_BYTES + sizeOfItem(items[i]);
   return size;
 }
 
 function mapSize(map: Record<string, unknown>, sizeOfValue: (value: unknown) => number): number {
-  let size = 16;
-  for (const key in map) size += 8 + key.length + sizeOfValue(map[key]);
+  let size = OBJECT_BYTES;
+  for (const key in map) size += SLOT_BYTES + STRING_BYTES + key.length + sizeOfValue(map[key]);
   return size;
 }
 
@@ -135,26 +149,29 @@ function mapSize(map: Record<string, unknown>, sizeOfValue: (value: unknown) => 
  * record once. Only call it on values the type has validated.
  */
 export function compileSizeOf(root: Type): (record: unknown) => number {
+  // A record that is itself a string or bytes counts exactly, as without a schema.
   if (root.typeName === 'string') return (record) => Buffer.byteLength(record as string);
+  if (root.typeName === 'bytes' || root.typeName === 'fixed') return (record) => (record as Buffer).length;
   const functions: Array<(value: unknown) => number> = [];
   const ids = new Map<Type, number>();
 
+  /** JavaScript that sizes a value of `type` held in a slot of an object or array. */
   const expression = (type: Type, value: string): string => {
     switch (type.typeName) {
       case 'null':
-        return '0';
       case 'boolean':
-        return '4';
       case 'int':
+      case 'enum':
+        return '0';
       case 'long':
       case 'float':
       case 'double':
-      case 'enum':
-        return '8';
+        return String(HEAP_NUMBER_BYTES);
       case 'string':
+        return `(${STRING_BYTES} + ${value}.length)`;
       case 'bytes':
       case 'fixed':
-        return `${value}.length`;
+        return `(${BUFFER_BYTES} + ${value}.length)`;
       default:
         return `f[${functionFor(type)}](${value})`;
     }
@@ -187,7 +204,7 @@ export function compileSizeOf(root: Type): (record: unknown) => number {
       case 'error': {
         const fields = anyType.fields!;
         const terms = fields.map((field) => expression(field.type, `v[${JSON.stringify(field.name)}]`));
-        const body = `return function (v) { return ${16 + 8 * fields.length}${terms.map((term) => ` + ${term}`).join('')}; };`;
+        const body = `return function (v) { return ${OBJECT_BYTES + SLOT_BYTES * fields.length}${terms.map((term) => ` + ${term}`).join('')}; };`;
         compiled = new Function('f', body)(functions) as (value: unknown) => number;
         break;
       }
@@ -211,5 +228,6 @@ export function compileSizeOf(root: Type): (record: unknown) => number {
     return id;
   }
 
-  return functions[functionFor(root)]!;
+  const sizeOf = functions[functionFor(root)]!;
+  return (record) => SLOT_BYTES + sizeOf(record);
 }

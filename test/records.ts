@@ -97,7 +97,7 @@ test('records with a schema - records decoded from disk carry the same fields as
   const schema = { type: 'record', name: 'Tagged', fields: [{ name: 'tag', type: ['null', 'string'], default: null }, { name: 'blob', type: 'bytes' }] };
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const hopper = createHopperStreams<{ tag: string | null; blob: Buffer }>({ dataDir: dir.dataDir, schema, maxMemoryBytes: 40 });
+  const hopper = createHopperStreams<{ tag: string | null; blob: Buffer }>({ dataDir: dir.dataDir, schema, maxMemoryBytes: 150 });
   const records = [{ tag: 'a', blob: Buffer.from('one') }, { tag: null, blob: Buffer.from('two') }, { tag: 'c', blob: Buffer.alloc(100, 1) }];
   for (const record of records) hopper.send(record);
   t.is(hopper.stats().spilled, 2);
@@ -108,7 +108,7 @@ test('records with a schema - records decoded from disk carry the same fields as
   t.deepEqual(plain(out), plain(records));
 });
 
-test('memory size estimate - exact for Buffers and strings, documented counts for objects', (t) => {
+test('memory size estimate - exact for Buffer and string records, V8-like counts inside records', (t) => {
   const schemaless = createHopperStreams<unknown>({ maxMemoryBytes: Infinity });
   t.teardown(() => schemaless.destroy());
   const sizes = (record: unknown): number => {
@@ -119,14 +119,19 @@ test('memory size estimate - exact for Buffers and strings, documented counts fo
   t.is(sizes(Buffer.alloc(1000)), 1000);
   t.is(sizes(new Uint8Array(10)), 10);
   t.is(sizes('héllo ✓'), Buffer.byteLength('héllo ✓'));
-  t.is(sizes({ a: 1, b: 'xyz', c: true, d: null }), 16 + 4 * 8 + 8 + 3 + 4 + 0);
-  t.is(sizes([1, 2]), 16 + 2 * (8 + 8));
+  // The record's own slot (8); an object: 24 + 8 per property; a small integer and booleans live in
+  // their slot; a string is 16 + length; a fraction is a 16-byte heap number.
+  t.is(sizes({ a: 1, b: 'xyz', c: true, d: null, e: 0.5 }), 8 + 24 + 5 * 8 + (16 + 3) + 16);
+  t.is(sizes([1, 2]), 8 + 32 + 2 * 8);
+  t.is(sizes({ blob: Buffer.alloc(7) }), 8 + 24 + 8 + 80 + 7);
+  t.is(sizes(7), 8, 'no record is free');
 
   const schema = {
     type: 'record',
     name: 'Sized',
     fields: [
       { name: 'n', type: 'long' },
+      { name: 'i', type: 'int' },
       { name: 's', type: 'string' },
       { name: 'list', type: { type: 'array', items: 'int' } },
       { name: 'inner', type: { type: 'record', name: 'Inner', fields: [{ name: 'b', type: 'bytes' }] } },
@@ -135,6 +140,7 @@ test('memory size estimate - exact for Buffers and strings, documented counts fo
   };
   const typed = createHopperStreams<unknown>({ schema, maxMemoryBytes: Infinity });
   t.teardown(() => typed.destroy());
-  typed.send({ n: 1, s: 'abcd', list: [1, 2, 3], inner: { b: Buffer.alloc(7) }, maybe: 'xy' });
-  t.is(typed.stats().memoryBytes, 16 + 5 * 8 + 8 + 4 + (16 + 3 * (8 + 8)) + (16 + 8 + 7) + 2);
+  typed.send({ n: 1, i: 2, s: 'abcd', list: [1, 2, 3], inner: { b: Buffer.alloc(7) }, maybe: 'xy' });
+  // long: a heap number (16); int: in its slot; the union is sized by the generic walk.
+  t.is(typed.stats().memoryBytes, 8 + 24 + 6 * 8 + 16 + 0 + (16 + 4) + (32 + 3 * 8) + (24 + 8 + 80 + 7) + (16 + 2));
 });
