@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable, finished } from 'readable-stream';
-import { Channel, type ChannelEvents, type ChannelWriter, type HopperStats } from './channel.js';
+import { openChannel, wireDuplex, type HopperInternals } from './adapter.js';
+import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
-import { resolveOptions, type HopperOptions } from './options.js';
-import type { SegmentFileSystem } from './segments.js';
+import type { HopperOptions } from './options.js';
 
 /**
  * The objectMode Writable side of a hopper: accepts records without backpressure until the disk cap.
@@ -23,22 +23,6 @@ export interface HopperReadable<T> extends NodeReadable {
 export type HopperEvents = ChannelEvents;
 
 type Callback = (err?: Error | null) => void;
-
-/** Internal seams, for tests: not part of the public API. */
-export interface HopperInternals {
-  /** The file operations of the segment log (fault injection). */
-  fileSystem?: SegmentFileSystem;
-}
-
-function openChannel(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
-  return new Channel(
-    resolveOptions(options),
-    (event, ...args) => {
-      emitter.emit(event, ...args);
-    },
-    internals.fileSystem,
-  );
-}
 
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
@@ -197,18 +181,11 @@ class HopperDuplexStream extends Duplex {
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
-    const channel = openChannel(options, this as unknown as EventEmitter);
-    this.channel = channel;
-    this.writer = channel.openWriter();
-    this.writer.onChannelClose = () => {
-      if (!this.destroyed) this.destroy();
-    };
-    channel.attachReader({
-      push: (record) => this.push(record),
-      end: () => this.push(null),
-      fail: (err) => this.destroy(err),
-    });
-    this.stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+    ({ channel: this.channel, writer: this.writer, stopListening: this.stopListening } = wireDuplex(
+      this as unknown as Duplex & EventEmitter,
+      options,
+      () => this.destroyed,
+    ));
   }
 
   get path(): string {

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { Duplex, Readable, Writable, getStreamError } from 'streamx';
-import { Channel, type ChannelWriter, type HopperStats } from './channel.js';
+import { openChannel, wireDuplex } from './adapter.js';
+import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
-import { resolveOptions, type HopperOptions } from './options.js';
+import type { HopperOptions } from './options.js';
 import type { HopperEvents } from './streams.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
@@ -23,12 +24,6 @@ const WRITABLE_HIGH_WATER_MARK = 1024;
 /** streamx marks a destroy without an error with this code; it is no failure. */
 function isPlainDestroy(err: Error | null | undefined): boolean {
   return !err || (err as Error & { code?: string }).code === 'STREAM_DESTROYED' || err.name === 'AbortError';
-}
-
-function openChannel(options: HopperOptions | undefined, emitter: EventEmitter): Channel {
-  return new Channel(resolveOptions(options), (event, ...args) => {
-    emitter.emit(event, ...args);
-  });
 }
 
 function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
@@ -143,18 +138,7 @@ export class HopperDuplex<T = unknown> extends Duplex {
 
   constructor(options?: HopperOptions) {
     super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
-    const channel = openChannel(options, this);
-    this.channel = channel;
-    this.writer = channel.openWriter();
-    this.writer.onChannelClose = () => {
-      if (!this.destroying) this.destroy();
-    };
-    channel.attachReader({
-      push: (record) => this.push(record),
-      end: () => this.push(null),
-      fail: (err) => this.destroy(err),
-    });
-    this.stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+    ({ channel: this.channel, writer: this.writer, stopListening: this.stopListening } = wireDuplex(this, options, () => this.destroying));
   }
 
   get path(): string {

@@ -1,0 +1,53 @@
+import type { EventEmitter } from 'node:events';
+import { Channel, type ChannelWriter } from './channel.js';
+import { onAbort } from './errors.js';
+import { resolveOptions, type HopperOptions } from './options.js';
+import type { SegmentFileSystem } from './segments.js';
+
+// What the readable-stream and streamx adapters share: opening a channel whose events go to an
+// emitter, and wiring a Duplex of either kind to it. Nothing here knows a stream class.
+
+/** Internal seams, for tests: not part of the public API. */
+export interface HopperInternals {
+  /** The file operations of the segment log (fault injection). */
+  fileSystem?: SegmentFileSystem;
+}
+
+/** Opens a channel whose events are emitted on `emitter`. */
+export function openChannel(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
+  return new Channel(
+    resolveOptions(options),
+    (event, ...args) => {
+      emitter.emit(event, ...args);
+    },
+    internals.fileSystem,
+  );
+}
+
+/** The parts of a Duplex (of either stream library) that the channel drives. */
+export interface DuplexSide {
+  push(record: unknown): boolean;
+  destroy(err?: Error): void;
+}
+
+/**
+ * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
+ * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed.
+ */
+export function wireDuplex(
+  duplex: DuplexSide & EventEmitter,
+  options: HopperOptions | undefined,
+  isGone: () => boolean,
+): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
+  const channel = openChannel(options, duplex);
+  const writer = channel.openWriter();
+  writer.onChannelClose = () => {
+    if (!isGone()) duplex.destroy();
+  };
+  channel.attachReader({
+    push: (record) => duplex.push(record),
+    end: () => duplex.push(null),
+    fail: (err) => duplex.destroy(err),
+  });
+  return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };
+}
