@@ -219,8 +219,9 @@ export class SegmentLog {
     if (this.blockRecords === 0) this.blockStart = this.blockPos = 0;
     let start = this.blockPos;
     let end = this.codec.encode(record, this.block, start);
-    if (end < 0) {
-      this.makeRoom(start - end);
+    while (end < 0) {
+      // avsc answers a short buffer with minus the bytes missing: the record takes length - end - start.
+      this.makeRoom(this.block.length - end - start);
       start = this.blockPos;
       end = this.codec.encode(record, this.block, start);
     }

@@ -144,3 +144,12 @@ test('memory size estimate - exact for Buffer and string records, V8-like counts
   // long: a heap number (16); int: in its slot; the union is sized by the generic walk.
   t.is(typed.stats().memoryBytes, 8 + 24 + 6 * 8 + 16 + 0 + (16 + 4) + (32 + 3 * 8) + (24 + 8 + 80 + 7) + (16 + 2));
 });
+
+test('records larger than a 64 KiB block - Buffers of 64 KiB and more round-trip through disk, alone and after small ones', async (t) => {
+  const sizes = [65_536, 10, 65_536, 200_000, 3, 65_535, 65_537, 1_000_000];
+  const records = sizes.map((size, i) => Buffer.alloc(size, i + 1));
+  for (let i = 0; i < 4; i++) records.push(...records.slice(0, sizes.length));
+  const out = await roundTrip(records, 0);
+  t.is(out.length, records.length);
+  t.true(out.every((record, i) => Buffer.isBuffer(record) && (record as Buffer).equals(records[i]!)));
+});
