@@ -180,7 +180,6 @@ export class Channel {
             if (this.blocked.length > 0) this.admitBlocked();
             this.wakeReader();
           },
-          onError: (err) => this.fail(err),
         },
         fileSystem,
       );
@@ -203,11 +202,6 @@ export class Channel {
 
   get closed(): boolean {
     return this.state === CLOSED;
-  }
-
-  /** True while records are accepted: some writer is still open. */
-  get accepting(): boolean {
-    return this.state === OPEN;
   }
 
   /** Opens a writer; the input ends when every opened writer has ended. */

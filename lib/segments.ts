@@ -49,8 +49,6 @@ export interface SegmentLogHooks {
   onFault(event: FaultEvent): void;
   /** A retried operation went through: blocked writers and a waiting reader can go on. */
   onRecovered(): void;
-  /** The log cannot go on (a read kept failing). */
-  onError(err: Error): void;
 }
 
 /** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */

@@ -135,7 +135,7 @@ test('SegmentLog - one write per block, not per record; reads whole blocks back 
     dir.dataDir,
     createCodec(pointSchema as never),
     { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit' },
-    { onSegment: (event) => events.push(event), onFault: (event) => t.fail(event.error.message), onRecovered: () => {}, onError: (err) => t.fail(err.message) },
+    { onSegment: (event) => events.push(event), onFault: (event) => t.fail(event.error.message), onRecovered: () => {} },
     fileSystem,
   );
   for (let i = 0; i < 20_000; i++) t.is(log.append(point(i)), 'ok');
@@ -155,7 +155,7 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const codec = createCodec(pointSchema as never);
-  const hooks = { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {}, onError: (err: Error) => t.fail(err.message) };
+  const hooks = { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {} };
   const bySize = new SegmentLog(dir.dataDir, codec, { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a' }, hooks);
   let accepted = 0;
   while (bySize.append(point(accepted)) === 'ok') accepted++;
