@@ -11,8 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import type { Schema } from 'avsc';
 import { createHopperStreams, type HopperStats, type HopperStreams } from '../lib/index.js';
+import { eventSchema, events, type Event } from './events.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,23 +22,6 @@ interface DemoOptions {
   segmentBytes: number;
   consumerDelayMs: number;
   consumerBatch: number;
-}
-
-type EventKind = 'PAGE_VIEW' | 'CLICK' | 'API_CALL' | 'ERROR';
-
-/** A record of fixtures/schemas/event.avsc. */
-interface Event {
-  seq: number;
-  timestamp: number;
-  userId: string;
-  sessionId: string;
-  kind: EventKind;
-  path: string;
-  status: number;
-  durationMs: number;
-  bytes: number;
-  tags: string[];
-  referrer: string | null;
 }
 
 interface Peaks {
@@ -103,44 +86,9 @@ function parseOptions(argv: string[]): DemoOptions | undefined {
   };
 }
 
-function loadSchema(): Schema {
-  return JSON.parse(fs.readFileSync(new URL('../fixtures/schemas/event.avsc', import.meta.url), 'utf8')) as Schema;
-}
-
-const KINDS: readonly EventKind[] = ['PAGE_VIEW', 'PAGE_VIEW', 'PAGE_VIEW', 'CLICK', 'CLICK', 'API_CALL', 'API_CALL', 'ERROR'];
-const PATHS = ['/', '/search', '/cart', '/checkout', '/api/v1/items', '/api/v1/users/me', '/login', '/help/shipping'];
-const TAGS = ['mobile', 'desktop', 'beta', 'eu', 'us', 'returning', 'campaign-spring'];
-const REFERRERS = ['https://www.google.com/', 'https://news.ycombinator.com/', 'https://t.co/abc123'];
-
-function pick<T>(items: readonly T[], n: number): T {
-  return items[n % items.length]!;
-}
-
-/** Deterministic (seq-derived) so runs are comparable; cheap so the producer stays fast. */
-function makeEvent(seq: number, startedAt: number): Event {
-  const h = Math.imul(seq, 2654435761) >>> 0;
-  const kind = pick(KINDS, h);
-  const tagCount = h % 3;
-  const tags: string[] = [];
-  for (let i = 0; i < tagCount; i++) tags.push(pick(TAGS, (h >>> (4 + i * 3)) + i));
-  return {
-    seq,
-    timestamp: startedAt + Math.floor(seq / 10),
-    userId: `user-${(h % 50_000).toString().padStart(6, '0')}`,
-    sessionId: `s-${(h >>> 8).toString(16).padStart(6, '0')}-${(seq >>> 6).toString(36)}`,
-    kind,
-    path: pick(PATHS, h >>> 3),
-    status: kind === 'ERROR' ? pick([500, 502, 503, 404], h >>> 5) : 200,
-    durationMs: ((h % 100_000) / 100) + 0.25,
-    bytes: 512 + (h % 65_536),
-    tags,
-    referrer: h % 4 === 0 ? pick(REFERRERS, h >>> 7) : null,
-  };
-}
-
 function* generateEvents(count: number): Generator<Event> {
-  const startedAt = Date.now();
-  for (let seq = 1; seq <= count; seq++) yield makeEvent(seq, startedAt);
+  // Timestamps from now, so the demo's records look live.
+  yield* events(count, 1, Date.now());
 }
 
 function samplePeaks(hopper: HopperStreams<Event>, peaks: Peaks): HopperStats {
@@ -215,7 +163,7 @@ async function consume(hopper: HopperStreams<Event>, peaks: Peaks, options: Demo
 
 async function run(options: DemoOptions): Promise<{ outcome: Outcome; peaks: Peaks }> {
   const hopper = createHopperStreams<Event>({
-    schema: loadSchema(),
+    schema: eventSchema(),
     maxMemoryBytes: options.memoryBytes,
     maxSegmentBytes: options.segmentBytes,
   });
