@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { Channel, type ChannelWriter } from './channel.js';
+import { Channel, type ChannelReader, type ChannelWriter } from './channel.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 import type { SegmentFileSystem } from './segments.js';
@@ -32,12 +32,14 @@ export interface DuplexSide {
 
 /**
  * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
- * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed.
+ * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed;
+ * `start` is the reader's {@link ChannelReader.start}.
  */
 export function wireDuplex(
   duplex: DuplexSide & EventEmitter,
   options: HopperOptions | undefined,
   isGone: () => boolean,
+  start?: () => void,
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
   const channel = openChannel(options, duplex);
   const writer = channel.openWriter();
@@ -48,6 +50,7 @@ export function wireDuplex(
     push: (record) => duplex.push(record),
     end: () => duplex.push(null),
     fail: (err) => duplex.destroy(err),
+    start,
   });
   return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };
 }

@@ -75,6 +75,12 @@ export interface ChannelReader {
   end(): void;
   /** Reading failed (a corrupt segment, an I/O error): the channel cannot go on. */
   fail(err: Error): void;
+  /**
+   * Called before a record is placed while the reader has not asked for records yet: a stream
+   * whose consumer is already attached asks now, so records reach it inside `write()` instead
+   * of piling up until the stream's first read on a later tick.
+   */
+  start?(): void;
 }
 
 type WriteCallback = (err?: Error | null) => void;
@@ -159,6 +165,8 @@ export class Channel {
   private corrupted = 0;
   /** The reader asked for records when there were none: the next placement wakes it. */
   private readerWaiting = false;
+  /** The reader has asked for records at least once (drain() ran). */
+  private readerStarted = false;
   private draining = false;
   /** Closed because everything was delivered, not destroyed: later writes are "after end". */
   private delivered = false;
@@ -289,6 +297,7 @@ export class Channel {
   drain(): void {
     const reader = this.reader;
     if (reader === undefined || this.draining || this.state === CLOSED) return;
+    this.readerStarted = true;
     this.draining = true;
     try {
       for (;;) {
@@ -402,6 +411,13 @@ export class Channel {
 
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
   private place(record: unknown, size: number): Refusal | undefined {
+    if (!this.readerStarted) this.reader?.start?.();
+    // A record that would fit in memory goes straight to a reader waiting with nothing queued.
+    if (this.readerWaiting && this.queue.length === 0 && size <= this.options.maxMemoryBytes) {
+      this.recordsIn++;
+      this.handOver(record);
+      return undefined;
+    }
     if (this.memoryBytes + size <= this.options.maxMemoryBytes) {
       this.queue.push(record, size);
       this.memoryBytes += size;
@@ -497,6 +513,29 @@ export class Channel {
       this.blocked.shift();
       write.callback();
     }
+  }
+
+  /**
+   * Gives a record to a reader that is waiting with nothing queued before it: the memory tier's
+   * fast path, no queueing and no accounting. Same contract as a drain() of one record.
+   */
+  private handOver(record: unknown): void {
+    this.readerWaiting = false;
+    this.recordsOut++;
+    this.draining = true;
+    let more: boolean;
+    try {
+      more = this.reader!.push(record);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    } finally {
+      this.draining = false;
+    }
+    if (!more || this.state === CLOSED) return;
+    // The reader wants more: records written meanwhile (by its consumer, re-entrantly) go first.
+    if (this.queue.length > 0 || this.state !== OPEN) this.drain();
+    else this.readerWaiting = true;
   }
 
   private wakeReader(): void {

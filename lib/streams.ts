@@ -25,6 +25,16 @@ export type HopperEvents = ChannelEvents;
 type Callback = (err?: Error | null) => void;
 
 /**
+ * A readable piped (or given a 'data' listener) flows only from its first read, on a later tick;
+ * until then every push is buffered. Reading now, while nothing is queued, makes the next push
+ * go straight to the consumer: a synchronous producer then feeds a keeping-up consumer record
+ * by record instead of filling memory and spilling before the consumer's first turn.
+ */
+function startFlowing(readable: { readableFlowing: boolean | null; destroyed: boolean; read(size: number): unknown }): void {
+  if (readable.readableFlowing === true && !readable.destroyed) readable.read(0);
+}
+
+/**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
  * destroyed with is handed to `onForeignError`.
@@ -88,6 +98,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       push: (record) => readable.push(record),
       end: () => readable.push(null),
       fail: (err) => this.teardown(err),
+      start: () => startFlowing(readable),
     });
     const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
     this.writable = writable as unknown as HopperWritable<T>;
@@ -185,6 +196,7 @@ class HopperDuplexStream extends Duplex {
       this as unknown as Duplex & EventEmitter,
       options,
       () => this.destroyed,
+      () => startFlowing(this),
     ));
   }
 

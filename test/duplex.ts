@@ -140,3 +140,50 @@ test('createHopperStream() - records written to the Duplex keep their fields fro
   await pipeline(Readable.from(records), hopper, slowSink(out, 10));
   t.deepEqual(plain(out), records);
 });
+
+test('createHopperStream() - a synchronous source through to a consumer that keeps up stays in memory: nothing spills', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStream<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 4_096 });
+  const total = 50_000;
+  const out: number[] = [];
+  await pipeline(
+    Readable.from((function* () {
+      for (let i = 0; i < total; i++) yield point(i);
+    })()),
+    hopper,
+    new Writable({
+      objectMode: true,
+      write(record: Point, _encoding, callback) {
+        out.push(record.seq);
+        callback();
+      },
+    }),
+  );
+  t.deepEqual(out, Array.from({ length: total }, (_, i) => i));
+  t.is(hopper.stats().spilled, 0, 'every record went straight from write() to the consumer');
+  t.is(hopper.stats().recordsOut, total);
+});
+
+test('createHopperStream() - a consumer that writes back into the hopper while taking a record gets every record in acceptance order', async (t) => {
+  const hopper = createHopperStream<number>({ maxMemoryBytes: 1_000 });
+  const out: number[] = [];
+  const accepted: number[] = [];
+  hopper.on('data', (n: number) => {
+    out.push(n);
+    if (n < 20) {
+      accepted.push(n + 1000);
+      hopper.send(n + 1000);
+    }
+  });
+  const ended = once(hopper, 'end');
+  await nextTurn();
+  for (let i = 0; i < 50; i++) {
+    accepted.push(i);
+    hopper.write(i);
+  }
+  hopper.end();
+  await ended;
+  t.is(out.length, 70);
+  t.deepEqual(out, accepted);
+});

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
 import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
@@ -46,6 +46,28 @@ test('.writable - source.pipe(writable) drains a fast source at full speed', asy
   const out = await collect<Point>(hopper.readable);
   t.deepEqual(out.map((record) => record.seq), Array.from({ length: total }, (_, i) => i));
   t.deepEqual(dir.files(), []);
+});
+
+test('.readable - a synchronous source piped through to a consumer that keeps up goes straight from write() to the consumer', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 4_096 });
+  const total = 50_000;
+  const out: number[] = [];
+  const sink = new Writable({
+    objectMode: true,
+    write(record: Point, _encoding, callback) {
+      out.push(record.seq);
+      callback();
+    },
+  });
+  Readable.from((function* () {
+    for (let i = 0; i < total; i++) yield point(i);
+  })()).pipe(hopper.writable);
+  hopper.readable.pipe(sink);
+  await once(sink, 'finish');
+  t.deepEqual(out, Array.from({ length: total }, (_, i) => i));
+  t.is(hopper.stats().spilled, 0);
 });
 
 test(".writable - onFull 'block' holds the callback of the write that meets the cap until the reader frees room", async (t) => {
