@@ -18,9 +18,29 @@ export interface RecordCodec {
   normalize(record: unknown): unknown;
   /** Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too small. */
   encode(record: unknown, buf: Buffer, pos: number): number;
-  /** Decodes the record at `pos`; `offset` is -1 when the bytes do not hold a whole record. */
-  decode(buf: Buffer, pos: number): { value: unknown; offset: number };
+  /**
+   * Decodes the record at `pos`; `offset` is -1 when the bytes do not hold a whole record.
+   * `settled`: nothing will ever write to `buf` again, so a large Buffer record may come back as a
+   * view of it instead of a copy (see {@link decodeBytesView}).
+   */
+  decode(buf: Buffer, pos: number, settled?: boolean): { value: unknown; offset: number };
+  /**
+   * Schemaless only: a record that is a Buffer of at least {@link BY_REFERENCE_BYTES}, returned so
+   * that the segment log can write its bytes by reference instead of copying them into a block.
+   */
+  largeBytes?(record: unknown): Buffer | undefined;
+  /**
+   * Schemaless only: encodes what comes before the bytes of a {@link largeBytes} record of `length`
+   * bytes (its union branch and length) into `buf` at `pos`, which has room for
+   * {@link BYTES_HEAD_MAX_BYTES}; returns the new position. Those bytes, then the Buffer's, are the record.
+   */
+  encodeBytesHead?(length: number, buf: Buffer, pos: number): number;
 }
+
+/** Buffers this large are written to segments by reference, and read back as views of what was read. */
+export const BY_REFERENCE_BYTES = 16 * 1024;
+/** The union branch (one byte) and a length up to 2^53 (eight bytes of varint), with room to spare. */
+export const BYTES_HEAD_MAX_BYTES = 16;
 
 const ENVELOPE_SCHEMA = [
   'bytes',
@@ -93,6 +113,30 @@ function schemaCodec(type: Type): RecordCodec {
   };
 }
 
+/**
+ * The envelope's `bytes` branch (union index 0, encoded as the byte 0) of at least
+ * {@link BY_REFERENCE_BYTES} at `pos`, as a view of `buf` rather than a copy; undefined when the record
+ * is anything else, which avsc then decodes. A view keeps all of `buf`'s memory alive as long as it
+ * lives, so it is only taken when the record is at least half of that memory.
+ */
+function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: number } | undefined {
+  if (buf[pos] !== 0) return undefined;
+  // The length: a zig-zag varint, positive; five bytes are enough for any length below 2^34.
+  let zigzag = 0;
+  let at = pos + 1;
+  for (let shift = 1; ; shift *= 128) {
+    if (at >= buf.length || shift > 128 ** 4) return undefined;
+    const byte = buf[at++]!;
+    zigzag += (byte & 0x7f) * shift;
+    if (byte < 0x80) break;
+  }
+  if (zigzag % 2 !== 0) return undefined;
+  const length = zigzag / 2;
+  const end = at + length;
+  if (length < BY_REFERENCE_BYTES || end > buf.length || length * 2 < buf.buffer.byteLength) return undefined;
+  return { value: buf.subarray(at, end), offset: end };
+}
+
 function envelopeCodec(): RecordCodec {
   const type = avsc.Type.forSchema(ENVELOPE_SCHEMA as unknown as Schema);
   return {
@@ -116,11 +160,27 @@ function envelopeCodec(): RecordCodec {
       if (Buffer.isBuffer(record) || typeof record === 'string') return type.encode(record, buf, pos);
       return type.encode({ json: JSON.stringify(record) }, buf, pos);
     },
-    decode(buf, pos) {
+    decode(buf, pos, settled) {
+      const view = settled ? decodeBytesView(buf, pos) : undefined;
+      if (view !== undefined) return view;
       const result = type.decode(buf, pos);
       const value = result.value as Buffer | string | { json: string } | undefined;
       if (value !== undefined && typeof value === 'object' && !Buffer.isBuffer(value)) result.value = JSON.parse(value.json);
       return result;
+    },
+    largeBytes(record) {
+      return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;
+    },
+    encodeBytesHead(length, buf, pos) {
+      buf[pos++] = 0; // the union branch: 'bytes'
+      // The length, as Avro writes a long: zig-zag (2n for n >= 0), then 7 bits at a time, low first.
+      let rest = length * 2;
+      while (rest >= 0x80) {
+        buf[pos++] = (rest % 0x80) | 0x80;
+        rest = Math.floor(rest / 0x80);
+      }
+      buf[pos++] = rest;
+      return pos;
     },
   };
 }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import type { RecordCodec } from './codec.js';
+import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from './codec.js';
 import { HopperError, ioError } from './errors.js';
 import {
   BLOCK_FRAMING_BYTES, BLOCK_HEADER_MAX_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
@@ -70,6 +70,8 @@ export class LostRecords {
 const SEGMENT_NAME = /^(\d{12})\.avro$/;
 const BLOCK_TARGET_BYTES = 64 * 1024;
 const READ_AHEAD_BYTES = 256 * 1024;
+/** Blocks this large are read alone, into a buffer of their own (large Buffer records become views of it). */
+const READ_ALONE_BYTES = 64 * 1024;
 const RETRY_FIRST_MS = 5;
 const RETRY_MAX_MS = 1_000;
 /** Consecutive failed reads of the same data before the reader gives up (about 4 s of retries). */
@@ -154,6 +156,16 @@ export class SegmentLog {
   private blockStart = 0;
   private blockPos = 0;
   private blockRecords = 0;
+  /**
+   * Large Buffers in the block being filled, held by reference instead of copied into it, in
+   * block order: each record starts at `start` in the block with its head (union branch and
+   * length), which ends at `at`; the Buffer's bytes come after `at`, before the block's next byte.
+   * They are written with the block's other bytes in one `writev`; until then the caller's Buffer
+   * is only read, never changed, so a retried write writes the same bytes.
+   */
+  private refs: { start: number; at: number; bytes: Buffer }[] = [];
+  /** Bytes of the Buffers in `refs`. */
+  private refBytes = 0;
   private flushScheduled = false;
   /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
   private writeFault: Error | undefined;
@@ -199,7 +211,7 @@ export class SegmentLog {
   /** Bytes of all segment files plus the block being filled. */
   get bytes(): number {
     if (this.blockRecords === 0) return this.fileBytes;
-    return this.fileBytes + this.blockPos - this.blockStart + BLOCK_FRAMING_BYTES + (this.activeSegment() === undefined ? this.headerBytes : 0);
+    return this.fileBytes + this.blockPos - this.blockStart + this.refBytes + BLOCK_FRAMING_BYTES + (this.activeSegment() === undefined ? this.headerBytes : 0);
   }
 
   /** The error disk writes are failing with, while they are retried. */
@@ -215,25 +227,40 @@ export class SegmentLog {
   append(record: unknown): AppendResult {
     if (this.writeFault !== undefined) return 'fault';
     if (this.blockRecords === 0) this.blockStart = this.blockPos = 0;
-    let start = this.blockPos;
-    let end = this.codec.encode(record, this.block, start);
-    while (end < 0) {
-      // avsc answers a short buffer with minus the bytes missing: the record takes length - end - start.
-      this.makeRoom(this.block.length - end - start);
-      start = this.blockPos;
-      end = this.codec.encode(record, this.block, start);
-    }
     const { codec } = this.options;
-    const alone = this.headerBytes + (end - start) + BLOCK_FRAMING_BYTES + compressionSlack(end - start, codec);
+    // A large Buffer is not copied: only its head goes into the block (deflate needs it all there).
+    const large = codec === 'null' ? this.codec.largeBytes?.(record) : undefined;
+    let start = this.blockPos;
+    let end: number;
+    if (large !== undefined) {
+      if (this.block.length - start < BYTES_HEAD_MAX_BYTES) this.makeRoom(BYTES_HEAD_MAX_BYTES);
+      start = this.blockPos;
+      end = this.codec.encodeBytesHead!(large.length, this.block, start);
+    } else {
+      end = this.codec.encode(record, this.block, start);
+      while (end < 0) {
+        // avsc answers a short buffer with minus the bytes missing: the record takes length - end - start.
+        this.makeRoom(this.block.length - end - start);
+        start = this.blockPos;
+        end = this.codec.encode(record, this.block, start);
+      }
+    }
+    const referenced = large === undefined ? 0 : large.length;
+    const size = end - start + referenced;
+    const alone = this.headerBytes + size + BLOCK_FRAMING_BYTES + compressionSlack(size, codec);
     if (alone > this.options.maxDiskBytes) return 'too-large';
     // A pending block with no active segment will open one when it is written: count its header.
     const needsHeader = this.activeSegment() === undefined;
     if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return 'full';
-    const pending = end - this.blockStart;
+    const pending = end - this.blockStart + this.refBytes + referenced;
     const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
     if (after > this.options.maxDiskBytes) return 'full';
 
     this.blockPos = end;
+    if (large !== undefined) {
+      this.refs.push({ start, at: end, bytes: large });
+      this.refBytes += referenced;
+    }
     this.blockRecords++;
     this.records++;
     const active = this.activeSegment();
@@ -274,7 +301,9 @@ export class SegmentLog {
   next(): unknown {
     try {
       if (this.currentLeft === 0 && !this.loadBlock()) return this.nextFromBlock();
-      const { value, offset } = this.codec.decode(this.current, this.currentPos);
+      // `current` is a buffer read (or inflated) for this block and never written again: large
+      // Buffer records can be views of it.
+      const { value, offset } = this.codec.decode(this.current, this.currentPos, true);
       if (offset < 0 || offset > this.current.length) {
         throw new CorruptionFound(this.currentBlockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
       }
@@ -301,9 +330,23 @@ export class SegmentLog {
   /** The next record, from the front of the block being filled: the reader has read every file. */
   private nextFromBlock(): unknown {
     if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
-    const { value, offset } = this.codec.decode(this.block, this.blockStart);
-    if (offset < 0 || offset > this.blockPos) throw new Error('hopper-streams: a record in the block being filled does not decode');
-    this.blockStart = offset;
+    let value: unknown;
+    const ref = this.refs[0];
+    if (ref !== undefined && ref.start === this.blockStart) {
+      // Held by reference: the Buffer that was appended (as the memory tier would give it back).
+      this.refs.shift();
+      this.refBytes -= ref.bytes.length;
+      value = ref.bytes;
+      this.blockStart = ref.at;
+    } else {
+      // The block is written over once flushed: records decoded from it must be copies.
+      const decoded = this.codec.decode(this.block, this.blockStart);
+      if (decoded.offset < 0 || decoded.offset > (ref?.start ?? this.blockPos)) {
+        throw new Error('hopper-streams: a record in the block being filled does not decode');
+      }
+      value = decoded.value;
+      this.blockStart = decoded.offset;
+    }
     this.records--;
     if (--this.blockRecords === 0) this.blockStart = this.blockPos = 0;
     this.readFailures = 0;
@@ -348,6 +391,8 @@ export class SegmentLog {
     }
     this.fileBytes = 0;
     this.blockStart = this.blockPos = this.blockRecords = 0;
+    this.refs = [];
+    this.refBytes = 0;
     this.records = 0;
   }
 
@@ -379,18 +424,40 @@ export class SegmentLog {
       segment = this.openSegment();
     }
     if (segment.size === 0) parts.push(segment.header);
-    const data = compress(this.block.subarray(this.blockStart, this.blockPos), this.options.codec);
-    parts.push(encodeBlockHeader(this.blockRecords, data.length), data, segment.sync);
-    const length = parts.reduce((sum, part) => sum + part.length, 0);
+    const data = this.blockParts();
+    let dataLength = 0;
+    let checksum = 0;
+    for (const part of data) {
+      dataLength += part.length;
+      checksum = zlib.crc32(part, checksum);
+    }
+    parts.push(encodeBlockHeader(this.blockRecords, dataLength), ...data, segment.sync);
+    let length = 0;
+    for (const part of parts) length += part.length;
     this.writeAll(segment, parts, length);
     segment.size += length;
     segment.records += this.blockRecords;
     segment.blockEnds.push(segment.size);
     segment.blockCounts.push(this.blockRecords);
-    segment.blockChecksums.push(zlib.crc32(data));
+    segment.blockChecksums.push(checksum);
     this.fileBytes += length;
     this.blockStart = this.blockPos = this.blockRecords = 0;
+    this.refs = [];
+    this.refBytes = 0;
     if (segment.size >= this.sealAt) this.seal(segment);
+  }
+
+  /** The pending block's data, in order: compressed in one piece, or the block's bytes with the Buffers held by reference between them. */
+  private blockParts(): Buffer[] {
+    if (this.refs.length === 0) return [compress(this.block.subarray(this.blockStart, this.blockPos), this.options.codec)];
+    const parts: Buffer[] = [];
+    let pos = this.blockStart;
+    for (const ref of this.refs) {
+      parts.push(this.block.subarray(pos, ref.at), ref.bytes);
+      pos = ref.at;
+    }
+    if (pos < this.blockPos) parts.push(this.block.subarray(pos, this.blockPos));
+    return parts;
   }
 
   private writeFailed(err: HopperError): void {
@@ -443,6 +510,10 @@ export class SegmentLog {
     const target = size === this.block.length ? this.block : Buffer.allocUnsafe(size);
     this.block.copy(target, 0, this.blockStart, this.blockPos);
     this.block = target;
+    for (const ref of this.refs) {
+      ref.start -= this.blockStart;
+      ref.at -= this.blockStart;
+    }
     this.blockStart = 0;
     this.blockPos = used;
   }
@@ -588,11 +659,15 @@ export class SegmentLog {
     return segment;
   }
 
-  /** `length` bytes of the segment at `offset`, served from a read-ahead buffer refilled with one read. */
+  /**
+   * `length` bytes of the segment at `offset`, served from a read-ahead buffer refilled with one
+   * read; a large block is read on its own, into a buffer of its size. Each refill is a new buffer,
+   * never written to again: records decoded from it may be views of it.
+   */
   private readBytes(segment: Segment, offset: number, length: number): Buffer {
     const start = offset - this.readAheadStart;
     if (start >= 0 && start + length <= this.readAhead.length) return this.readAhead.subarray(start, start + length);
-    const want = Math.min(Math.max(length, READ_AHEAD_BYTES), segment.size - offset);
+    const want = length >= READ_ALONE_BYTES ? length : Math.min(Math.max(length, READ_AHEAD_BYTES), segment.size - offset);
     const buffer = Buffer.allocUnsafe(want);
     let got = 0;
     while (got < want) {

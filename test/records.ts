@@ -1,5 +1,6 @@
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
+import { createCodec } from '../lib/codec.js';
 import { collect, plain, tempDataDir } from './helpers/index.js';
 
 async function roundTrip(records: unknown[], maxMemoryBytes: number): Promise<unknown[]> {
@@ -152,4 +153,46 @@ test('records larger than a 64 KiB block - Buffers of 64 KiB and more round-trip
   const out = await roundTrip(records, 0);
   t.is(out.length, records.length);
   t.true(out.every((record, i) => Buffer.isBuffer(record) && (record as Buffer).equals(records[i]!)));
+});
+
+test('records without a schema - the codec decodes a large Buffer as a view only of bytes it is told are settled, and only when it is most of their memory', (t) => {
+  const codec = createCodec(undefined);
+  const large = Buffer.alloc(20_000, 5);
+  const encoded = Buffer.alloc(20_010);
+  const end = codec.encode(large, encoded, 0);
+  const written = encoded.subarray(0, end);
+  const copied = codec.decode(written, 0);
+  t.deepEqual(copied, { value: large, offset: end });
+  t.not((copied.value as Buffer).buffer, encoded.buffer, 'not settled: a copy');
+  const viewed = codec.decode(written, 0, true);
+  t.deepEqual(viewed, { value: large, offset: end });
+  t.is((viewed.value as Buffer).buffer, encoded.buffer, 'settled: a view');
+  // A Buffer that is a small part of a large read: copied, so as not to keep the rest alive.
+  const wide = Buffer.alloc(100_000);
+  written.copy(wide, 10);
+  const part = codec.decode(wide, 10, true);
+  t.deepEqual(part, { value: large, offset: 10 + end });
+  t.not((part.value as Buffer).buffer, wide.buffer);
+  // Small Buffers, strings and JSON decode as ever; a Buffer cut short does not decode.
+  const small = Buffer.alloc(64);
+  for (const record of [Buffer.from([1, 2]), 'text', { a: 1 }]) {
+    const n = codec.encode(record, small, 0);
+    t.deepEqual(codec.decode(small.subarray(0, n), 0, true), { value: record, offset: n });
+  }
+  t.is(codec.decode(written.subarray(0, end - 1), 0, true).offset, -1);
+});
+
+test('records without a schema - large Buffers round-trip through disk with the deflate codec too, and the Buffers written are left unchanged', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const records = [Buffer.alloc(70_000, 1), 'x', Buffer.alloc(20_000, 2), Buffer.from(Array.from({ length: 50_000 }, (_, i) => i % 251))];
+  const copies = records.map((record) => (Buffer.isBuffer(record) ? Buffer.from(record) : record));
+  for (const codec of ['null', 'deflate'] as const) {
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0, codec });
+    for (const record of records) hopper.send(record);
+    const closed = hopper.close();
+    t.deepEqual(await collect(hopper.readable), copies, `codec ${codec}`);
+    await closed;
+  }
+  t.deepEqual(records, copies);
 });

@@ -2,11 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import avsc from 'avsc';
-import { createHopperStreams, type SegmentEvent } from '../lib/index.js';
+import { createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
 import { decodeHeader } from '../lib/ocf.js';
-import { SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
-import { collect, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
+import { FaultyFileSystem } from './helpers/faulty-fs.js';
+import { collect, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
   return collect(avsc.createFileDecoder(file));
@@ -177,4 +178,192 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   t.is(fs.readdirSync(sub).length, 2);
   byCount.close();
   t.deepEqual(fs.readdirSync(sub), []);
+});
+
+// Large Buffers (16 KiB and more, schemaless, codec 'null') go to disk by reference: the block
+// holds their head, and writev takes the caller's Buffer as one of its parts.
+
+function schemalessLog(
+  dir: string,
+  hooks: Partial<ConstructorParameters<typeof SegmentLog>[3]> = {},
+  fileSystem?: SegmentFileSystem,
+  options: Partial<ConstructorParameters<typeof SegmentLog>[2]> = {},
+): SegmentLog {
+  return new SegmentLog(
+    dir,
+    createCodec(undefined),
+    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit', ...options },
+    { onSegment: () => {}, onFault: () => {}, onRecovered: () => {}, ...hooks },
+    fileSystem,
+  );
+}
+
+function mixedRecords(): unknown[] {
+  const records: unknown[] = [];
+  for (let i = 0; i < 12; i++) {
+    records.push(Buffer.alloc([16 * 1024, 16 * 1024 - 1, 20_000, 65_536, 200_000, 40_000][i % 6]!, i + 1));
+    if (i % 3 === 0) records.push(`small ${i}`, Buffer.from([i, 255 - i]), { i, list: [i] });
+  }
+  return records;
+}
+
+test('SegmentLog - large Buffers written by reference read back byte-exact, among small records, from files any Avro reader decodes', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { fs: fileSystem, writes } = countingFs();
+  const sealed: SegmentEvent[] = [];
+  const aside = path.join(dir.dataDir, 'aside');
+  fs.mkdirSync(aside);
+  const log = schemalessLog(dir.dataDir, {
+    onSegment: (event) => {
+      if (event.action !== 'sealed') return;
+      sealed.push(event);
+      fs.copyFileSync(event.file, path.join(aside, path.basename(event.file)));
+    },
+  }, fileSystem, { maxSegmentBytes: 300_000 });
+  const records = mixedRecords();
+  const copies = records.map((record) => (Buffer.isBuffer(record) ? Buffer.from(record) : record));
+  for (const record of records) t.is(log.append(record), 'ok');
+  t.true(log.tryFlush());
+  t.is(writes.reduce((a, b) => a + b, 0), log.bytes, 'the bytes counted are the bytes written');
+  t.true(sealed.length >= 2, `${sealed.length} segments sealed`);
+  const onDisk: unknown[] = [];
+  for (const event of sealed) onDisk.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
+  t.deepEqual(plain(onDisk), plain(copies.slice(0, onDisk.length).map((record) => (
+    Buffer.isBuffer(record) || typeof record === 'string' ? record : { json: JSON.stringify(record) }))));
+  const out = records.map(() => log.next());
+  t.deepEqual(out, copies);
+  t.true(records.every((record, i) => !Buffer.isBuffer(record) || out[i] !== record), 'records read from a file are not the Buffers written');
+  t.deepEqual(records, copies, 'the Buffers written are left as they were');
+  t.is(log.records, 0);
+  log.close();
+});
+
+test('SegmentLog - a reader that caught up takes large Buffers straight from the block being filled, in order with small records', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { fs: fileSystem, writes } = countingFs();
+  const log = schemalessLog(dir.dataDir, {}, fileSystem);
+  const large = [Buffer.alloc(20_000, 1), Buffer.alloc(16_384, 2), Buffer.alloc(30_000, 3)];
+  t.is(log.append('a'), 'ok');
+  t.is(log.append(large[0]), 'ok');
+  t.is(log.append(Buffer.from([1, 2, 3])), 'ok');
+  t.is(log.append(large[1]), 'ok');
+  t.true(log.bytes > 20_000 + 16_384, 'pending bytes count the Buffers held by reference');
+  t.is(log.next(), 'a');
+  t.is(log.next(), large[0], 'the Buffer appended comes back as is, as from memory');
+  // More records while two are unread: the block moves its unread bytes to the front to make room.
+  t.is(log.append({ x: 'y'.repeat(10_000) }), 'ok');
+  t.is(log.append(large[2]), 'ok');
+  t.deepEqual(log.next(), Buffer.from([1, 2, 3]));
+  t.is(log.next(), large[1]);
+  t.deepEqual(log.next(), { x: 'y'.repeat(10_000) });
+  t.is(log.next(), large[2]);
+  t.is(log.records, 0);
+  t.true(log.tryFlush());
+  t.deepEqual(writes, [], 'nothing was written: the reader kept up');
+  t.is(log.bytes, 0);
+
+  // A record too big for the room left moves the unread records (and the Buffers between them) to
+  // the front, then the block is written: the file holds them in order.
+  t.is(log.append('b'), 'ok');
+  t.is(log.append(large[0]), 'ok');
+  t.is(log.append('c'), 'ok');
+  t.is(log.append(large[1]), 'ok');
+  t.is(log.next(), 'b');
+  t.is(log.append('z'.repeat(65_530)), 'ok');
+  t.is(writes.length, 1);
+  t.deepEqual(log.next(), large[0]);
+  t.is(log.next(), 'c');
+  t.deepEqual(log.next(), large[1]);
+  t.is(log.next(), 'z'.repeat(65_530));
+  t.is(log.records, 0);
+  log.close();
+});
+
+test('SegmentLog - with deflate, large Buffers taken from the block being filled are copies that later records do not overwrite', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const log = schemalessLog(dir.dataDir, {}, undefined, { codec: 'deflate' });
+  t.is(log.append(Buffer.alloc(40_000, 1)), 'ok');
+  const first = log.next() as Buffer;
+  t.is(log.append(Buffer.alloc(40_000, 2)), 'ok');
+  t.deepEqual(log.next(), Buffer.alloc(40_000, 2));
+  t.deepEqual(first, Buffer.alloc(40_000, 1));
+  log.close();
+});
+
+test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem();
+  let recovered = 0;
+  const faults: string[] = [];
+  const log = schemalessLog(dir.dataDir, { onFault: (event) => faults.push(event.operation), onRecovered: () => recovered++ }, faulty.fs);
+  const first = [Buffer.alloc(20_000, 7), 'between', Buffer.alloc(100_000, 8)];
+  faulty.fail('write', 'EIO', 2);
+  for (const record of first) t.is(log.append(record), 'ok', 'kept: its block is retried');
+  t.is(log.fault?.message.includes('EIO'), true);
+  t.is(log.append(Buffer.alloc(70_000, 9)), 'fault');
+  faulty.shortenWrites(1);
+  // Retries back off from 5 ms: the third attempt (a short write, completed) goes through.
+  for (let waited = 0; log.fault !== undefined && waited < 5_000; waited += 10) await sleep(10);
+  t.is(log.fault, undefined);
+  t.is(faulty.failures.write, 2);
+  t.true(recovered >= 1);
+  t.deepEqual(faults, ['write']);
+  t.is(log.append(Buffer.alloc(70_000, 9)), 'ok');
+  t.true(log.tryFlush());
+  t.deepEqual(log.next(), first[0]);
+  t.is(log.next(), 'between');
+  t.deepEqual(log.next(), first[2]);
+  t.deepEqual(log.next(), Buffer.alloc(70_000, 9));
+  t.is(log.records, 0);
+  log.close();
+});
+
+for (const onCorrupt of ['error', 'skip'] as const) {
+  test(`SegmentLog - a changed byte inside a Buffer written by reference is caught by the block checksum (onCorrupt '${onCorrupt}')`, (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const log = schemalessLog(dir.dataDir, {}, undefined, { onCorrupt });
+    const records = [Buffer.alloc(70_000, 1), Buffer.alloc(70_000, 2), Buffer.alloc(70_000, 3)];
+    for (const record of records) t.is(log.append(record), 'ok');
+    t.true(log.tryFlush());
+    const file = path.join(dir.dataDir, segmentFileName(1));
+    const bytes = fs.readFileSync(file);
+    // The middle of the second record: its block is the second, 70,000 bytes of 2 at the middle.
+    const at = bytes.indexOf(Buffer.alloc(64, 2)) + 30_000;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([0xee]), 0, 1, at);
+    fs.closeSync(fd);
+    t.deepEqual(log.next(), records[0]);
+    if (onCorrupt === 'error') {
+      const err = t.throws(() => log.next(), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
+      t.regex(err!.message, /checksum mismatch/);
+    } else {
+      const lost = log.next();
+      t.true(lost instanceof LostRecords);
+      t.is((lost as LostRecords).count, 1);
+      t.regex((lost as LostRecords).problem, /checksum mismatch/);
+      t.deepEqual(log.next(), records[2]);
+      t.is(log.records, 0);
+    }
+    log.close();
+  });
+}
+
+test('SegmentLog - large Buffers read from a file are views of their own block, not of each other', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const log = schemalessLog(dir.dataDir);
+  for (let i = 1; i <= 3; i++) t.is(log.append(Buffer.alloc(100_000, i)), 'ok');
+  t.true(log.tryFlush());
+  const out = [log.next(), log.next(), log.next()] as Buffer[];
+  out[1]!.fill(0);
+  t.deepEqual(out[0], Buffer.alloc(100_000, 1));
+  t.deepEqual(out[2], Buffer.alloc(100_000, 3));
+  t.true(out.every((buffer) => buffer.buffer.byteLength < 2 * 100_000), 'each keeps no more than its block alive');
+  log.close();
 });
