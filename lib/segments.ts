@@ -136,6 +136,8 @@ export class SegmentLog {
   private readonly hooks: SegmentLogHooks;
   private readonly schemaJson: Buffer;
   private readonly headerBytes: number;
+  /** Large Buffers can be written by reference: the codec says which, and blocks are not compressed (deflate needs all the bytes in one place). */
+  private readonly byReference: boolean;
   /**
    * Size past which a segment is sealed: maxSegmentBytes, but at most a quarter of maxDiskBytes,
    * so that segments read through free the disk cap in steps instead of one segment holding it.
@@ -199,6 +201,7 @@ export class SegmentLog {
     this.hooks = hooks;
     this.schemaJson = Buffer.from(JSON.stringify(codec.type.schema({ exportAttrs: true })));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
+    this.byReference = options.codec === 'null' && codec.largeBytes !== undefined && codec.encodeBytesHead !== undefined;
     this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
     this.removeStaleSegments();
   }
@@ -227,9 +230,8 @@ export class SegmentLog {
   append(record: unknown): AppendResult {
     if (this.writeFault !== undefined) return 'fault';
     if (this.blockRecords === 0) this.blockStart = this.blockPos = 0;
-    const { codec } = this.options;
-    // A large Buffer is not copied: only its head goes into the block (deflate needs it all there).
-    const large = codec === 'null' ? this.codec.largeBytes?.(record) : undefined;
+    // A large Buffer is not copied: only its head goes into the block.
+    const large = this.byReference ? this.codec.largeBytes!(record) : undefined;
     let start = this.blockPos;
     let end: number;
     if (large !== undefined) {
@@ -245,6 +247,7 @@ export class SegmentLog {
         end = this.codec.encode(record, this.block, start);
       }
     }
+    const { codec } = this.options;
     const referenced = large === undefined ? 0 : large.length;
     const size = end - start + referenced;
     const alone = this.headerBytes + size + BLOCK_FRAMING_BYTES + compressionSlack(size, codec);
