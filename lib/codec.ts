@@ -39,6 +39,8 @@ export interface RecordCodec {
 
 /** Buffers this large are written to segments by reference, and read back as views of what was read. */
 export const BY_REFERENCE_BYTES = 16 * 1024;
+/** A Buffer record decoded as a view keeps alive at most this many times its own size. */
+const VIEW_MAX_SHARE = 5;
 /** The union branch (one byte) and a length up to 2^53 (eight bytes of varint), with room to spare. */
 export const BYTES_HEAD_MAX_BYTES = 16;
 
@@ -117,7 +119,8 @@ function schemaCodec(type: Type): RecordCodec {
  * The envelope's `bytes` branch (union index 0, encoded as the byte 0) of at least
  * {@link BY_REFERENCE_BYTES} at `pos`, as a view of `buf` rather than a copy; undefined when the record
  * is anything else, which avsc then decodes. A view keeps all of `buf`'s memory alive as long as it
- * lives, so it is only taken when the record is at least half of that memory.
+ * lives, so it is only taken when the record is at least a fifth of that memory (a block of four
+ * 64 KiB Buffers read in one piece: each is a view of it).
  */
 function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: number } | undefined {
   if (buf[pos] !== 0) return undefined;
@@ -133,7 +136,7 @@ function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: num
   if (zigzag % 2 !== 0) return undefined;
   const length = zigzag / 2;
   const end = at + length;
-  if (length < BY_REFERENCE_BYTES || end > buf.length || length * 2 < buf.buffer.byteLength) return undefined;
+  if (length < BY_REFERENCE_BYTES || end > buf.length || length * VIEW_MAX_SHARE < buf.buffer.byteLength) return undefined;
   return { value: buf.subarray(at, end), offset: end };
 }
 

@@ -155,7 +155,7 @@ test('records larger than a 64 KiB block - Buffers of 64 KiB and more round-trip
   t.true(out.every((record, i) => Buffer.isBuffer(record) && (record as Buffer).equals(records[i]!)));
 });
 
-test('records without a schema - the codec decodes a large Buffer as a view only of bytes it is told are settled, and only when it is most of their memory', (t) => {
+test('records without a schema - the codec decodes a large Buffer as a view only of bytes it is told are settled, and only when it is a fifth or more of their memory', (t) => {
   const codec = createCodec(undefined);
   const large = Buffer.alloc(20_000, 5);
   const encoded = Buffer.alloc(20_010);
@@ -168,11 +168,14 @@ test('records without a schema - the codec decodes a large Buffer as a view only
   t.deepEqual(viewed, { value: large, offset: end });
   t.is((viewed.value as Buffer).buffer, encoded.buffer, 'settled: a view');
   // A Buffer that is a small part of a large read: copied, so as not to keep the rest alive.
-  const wide = Buffer.alloc(100_000);
+  const wide = Buffer.alloc(200_000);
   written.copy(wide, 10);
   const part = codec.decode(wide, 10, true);
   t.deepEqual(part, { value: large, offset: 10 + end });
   t.not((part.value as Buffer).buffer, wide.buffer);
+  const fifth = Buffer.alloc(100_000);
+  written.copy(fifth, 10);
+  t.is((codec.decode(fifth, 10, true).value as Buffer).buffer, fifth.buffer, 'a fifth of the memory: a view');
   // Small Buffers, strings and JSON decode as ever; a Buffer cut short does not decode.
   const small = Buffer.alloc(64);
   for (const record of [Buffer.from([1, 2]), 'text', { a: 1 }]) {

@@ -303,6 +303,7 @@ test('SegmentLog - a failed write of a block holding Buffers by reference is ret
   const first = [Buffer.alloc(20_000, 7), 'between', Buffer.alloc(100_000, 8)];
   faulty.fail('write', 'EIO', 2);
   for (const record of first) t.is(log.append(record), 'ok', 'kept: its block is retried');
+  t.false(log.tryFlush());
   t.is(log.fault?.message.includes('EIO'), true);
   t.is(log.append(Buffer.alloc(70_000, 9)), 'fault');
   faulty.shortenWrites(1);
@@ -328,8 +329,10 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     t.teardown(dir.remove);
     const log = schemalessLog(dir.dataDir, {}, undefined, { onCorrupt });
     const records = [Buffer.alloc(70_000, 1), Buffer.alloc(70_000, 2), Buffer.alloc(70_000, 3)];
-    for (const record of records) t.is(log.append(record), 'ok');
-    t.true(log.tryFlush());
+    for (const record of records) {
+      t.is(log.append(record), 'ok');
+      t.true(log.tryFlush()); // a block each
+    }
     const file = path.join(dir.dataDir, segmentFileName(1));
     const bytes = fs.readFileSync(file);
     // The middle of the second record: its block is the second, 70,000 bytes of 2 at the middle.
@@ -364,6 +367,23 @@ test('SegmentLog - large Buffers read from a file are views of their own block, 
   out[1]!.fill(0);
   t.deepEqual(out[0], Buffer.alloc(100_000, 1));
   t.deepEqual(out[2], Buffer.alloc(100_000, 3));
-  t.true(out.every((buffer) => buffer.buffer.byteLength < 2 * 100_000), 'each keeps no more than its block alive');
+  t.true(out.every((buffer) => buffer.buffer.byteLength <= 5 * 100_000), 'each keeps no more than its block alive, at most five times its size');
+  log.close();
+});
+
+test('SegmentLog - a block holding Buffers by reference grows to 256 KiB, with at most 64 KiB copied into it', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { fs: fileSystem, writes } = countingFs();
+  const log = schemalessLog(dir.dataDir, {}, fileSystem);
+  for (let i = 0; i < 16; i++) t.is(log.append(Buffer.alloc(65_536, i)), 'ok');
+  t.is(writes.length, 4, 'four blocks written as they filled, not at the turn');
+  t.true(writes.every((n) => n >= 256 * 1024 && n < 256 * 1024 + 1024), writes.join(', '));
+  // Small records are copied: they still close a block at 64 KiB.
+  for (let i = 0; i < 2_000; i++) t.is(log.append(`record ${i} `.repeat(4)), 'ok');
+  t.true(log.tryFlush());
+  t.true(writes.slice(4).every((n) => n < 64 * 1024 + 1024), writes.join(', '));
+  for (let i = 0; i < 16; i++) t.deepEqual(log.next(), Buffer.alloc(65_536, i));
+  for (let i = 0; i < 2_000; i++) t.is(log.next(), `record ${i} `.repeat(4));
   log.close();
 });
