@@ -2,6 +2,7 @@ import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError } from './errors.js';
 import type { AvroSchema } from './options.js';
+import { compileQuickCheck } from './quick-check.js';
 import { compileSizeOf, sizeOfSchemaless, type SizeProblem } from './size.js';
 
 /**
@@ -102,11 +103,12 @@ function schemaCodec(type: Type): RecordCodec {
     return failure ?? invalid(record, [], 'does not match the schema');
   };
   const sizeOf = compileSizeOf(type);
+  const quickCheck = compileQuickCheck(type);
   return {
     type,
     check(record) {
       checkTopLevel(record);
-      if (!type.isValid(record)) throw describeFailure(record);
+      if (!quickCheck(record) && !type.isValid(record)) throw describeFailure(record);
       return sizeOf(record);
     },
     normalize: (record) => record,

@@ -1,6 +1,10 @@
+import fs from 'node:fs';
+import avsc from 'avsc';
 import test from 'ava';
+import fc from 'fast-check';
 import { createHopperStreams, HopperError } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
+import { compileQuickCheck } from '../lib/quick-check.js';
 import { collect, plain, tempDataDir } from './helpers/index.js';
 
 async function roundTrip(records: unknown[], maxMemoryBytes: number): Promise<unknown[]> {
@@ -198,4 +202,100 @@ test('records without a schema - large Buffers round-trip through disk with the 
     await closed;
   }
   t.deepEqual(records, copies);
+});
+
+const QUICK_CHECK_SCHEMAS: Record<string, unknown> = {
+  event: JSON.parse(fs.readFileSync(new URL('../fixtures/schemas/event.avsc', import.meta.url), 'utf8')),
+  recursive: {
+    type: 'record', name: 'Node', fields: [
+      { name: 'value', type: 'int' },
+      { name: 'next', type: ['null', 'Node'], default: null },
+    ],
+  },
+  mixed: {
+    type: 'record', name: 'Mixed', fields: [
+      { name: 'flag', type: 'boolean' },
+      { name: 'ratio', type: 'float' },
+      { name: 'score', type: 'double' },
+      { name: 'small', type: 'int' },
+      { name: 'big', type: 'long' },
+      { name: 'blob', type: 'bytes' },
+      { name: 'maybeLong', type: ['null', 'long'], default: null },
+      { name: 'nameOrNull', type: ['string', 'null'] },
+      { name: 'kind', type: { type: 'enum', name: 'Kind', symbols: ['A', 'B'] } },
+      { name: 'children', type: { type: 'array', items: { type: 'record', name: 'Child', fields: [{ name: 'id', type: 'long' }] } } },
+      { name: 'child', type: ['null', 'Child'], default: null },
+      { name: 'list', type: ['null', { type: 'array', items: 'string' }], default: null },
+      // Every field has a default: only the kind of value tells an array or a Buffer from this record.
+      { name: 'opt', type: ['null', { type: 'record', name: 'Opt', fields: [{ name: 'a', type: ['null', 'int'], default: null }] }], default: null },
+    ],
+  },
+  // Types the quick check leaves to avsc: it must answer false, never true, for them.
+  fallback: {
+    type: 'record', name: 'Fallback', fields: [
+      { name: 'id', type: 'long' },
+      { name: 'attrs', type: { type: 'map', values: 'string' } },
+      { name: 'hash', type: { type: 'fixed', name: 'Hash', size: 4 } },
+      { name: 'either', type: ['string', 'long'] },
+    ],
+  },
+  long: 'long',
+  nullableString: ['null', 'string'],
+  ints: { type: 'array', items: 'int' },
+};
+
+/** Values close to what a schema accepts: edge numbers, wrong kinds, arrays and Buffers where objects go. */
+const NEAR_MISS_VALUES: unknown[] = [
+  -0, 0.5, Number.NaN, Infinity, -Infinity, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 1, 2 ** 53 - 2, -(2 ** 53) + 2, 2 ** 53, 1e300,
+  '', 'A', 'C', 'toString', '__proto__', null, undefined, true, [], {}, Buffer.alloc(4), new Uint8Array(4), [1, 2], ['x'], [null],
+];
+const nearMiss = fc.oneof(fc.constantFrom(...NEAR_MISS_VALUES), fc.anything());
+
+function mutate(value: unknown, path: readonly string[], replacement: unknown, remove: boolean): unknown {
+  if (path.length === 0 || value === null || typeof value !== 'object' || Buffer.isBuffer(value)) return replacement;
+  const copy: Record<string, unknown> = Array.isArray(value) ? ([...value] as unknown as Record<string, unknown>) : { ...(value as Record<string, unknown>) };
+  const [key, ...rest] = path;
+  const keys = Object.keys(copy);
+  if (keys.length === 0) return replacement;
+  const target = keys.includes(key!) ? key! : keys[key!.length % keys.length]!;
+  if (remove && rest.length === 0) delete copy[target];
+  else copy[target] = mutate(copy[target], rest, replacement, remove);
+  return copy;
+}
+
+test('records with a schema - the quick check accepts only what avsc isValid accepts, and accepts the valid records of the types it knows (property)', (t) => {
+  for (const [name, schema] of Object.entries(QUICK_CHECK_SCHEMAS)) {
+    const type = avsc.Type.forSchema(schema as avsc.Schema);
+    const quickCheck = compileQuickCheck(type);
+    // Valid records: the quick check knows every type here but the fallback schema's.
+    let quickAccepted = 0;
+    for (let i = 0; i < 200; i++) {
+      const valid = type.random();
+      t.true(type.isValid(valid));
+      if (quickCheck(valid)) quickAccepted++;
+    }
+    if (name === 'fallback') t.is(quickAccepted, 0, 'maps, fixed and multi-branch unions go to avsc');
+    else t.is(quickAccepted, 200, `${name}: the quick check accepts valid records`);
+    // Near misses: whatever the quick check accepts, avsc must accept. Each field with each edge
+    // value first, then random paths and values.
+    const fields = (type as unknown as { fields?: Array<{ name: string }> }).fields ?? [];
+    for (const edge of NEAR_MISS_VALUES) {
+      for (const candidate of [edge, ...fields.map((field) => mutate(type.random(), [field.name], edge, false))]) {
+        if (quickCheck(candidate)) t.true(type.isValid(candidate), `${name}: ${String(candidate)}`);
+      }
+    }
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('seq', 'timestamp', 'kind', 'tags', 'referrer', 'next', 'value', 'child', 'children', 'id', 'big', 'small', 'ratio', 'list', 'opt', 'x'), { maxLength: 3 }),
+        nearMiss,
+        fc.boolean(),
+        (path, replacement, remove) => {
+          const candidate = mutate(type.random(), path, replacement, remove);
+          if (quickCheck(candidate)) return type.isValid(candidate);
+          return true;
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  }
 });
