@@ -95,12 +95,25 @@ function expectation(type: Type): string {
 function schemaCodec(type: Type): RecordCodec {
   const describeFailure = (record: unknown): HopperError => {
     let failure: HopperError | undefined;
-    type.isValid(record, {
-      errorHook(path: string[], value: unknown, fieldType: Type) {
-        failure ??= invalid(record, path, `expected ${expectation(fieldType)}, got ${shown(value)} (${typeName(value)})`);
-      },
-    });
+    try {
+      type.isValid(record, {
+        errorHook(path: string[], value: unknown, fieldType: Type) {
+          failure ??= invalid(record, path, `expected ${expectation(fieldType)}, got ${shown(value)} (${typeName(value)})`);
+        },
+      });
+    } catch (err) {
+      failure ??= invalid(record, [], `does not match the schema (${(err as Error).message})`);
+    }
     return failure ?? invalid(record, [], 'does not match the schema');
+  };
+  // avsc's checks coerce some values (an int check computes `val | 0`): one that cannot be
+  // converted throws, and counts as invalid.
+  const isValid = (record: unknown): boolean => {
+    try {
+      return type.isValid(record);
+    } catch {
+      return false;
+    }
   };
   const sizeOf = compileSizeOf(type);
   const quickCheck = compileQuickCheck(type);
@@ -108,7 +121,7 @@ function schemaCodec(type: Type): RecordCodec {
     type,
     check(record) {
       checkTopLevel(record);
-      if (!quickCheck(record) && !type.isValid(record)) throw describeFailure(record);
+      if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
       return sizeOf(record);
     },
     normalize: (record) => record,

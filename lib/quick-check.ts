@@ -37,7 +37,8 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
       case 'boolean':
         return `typeof ${value} === 'boolean'`;
       case 'int':
-        return `${value} === (${value} | 0)`;
+        // avsc's check is `val === (val | 0)`, which coerces (and can throw on) objects: test the kind first.
+        return `(typeof ${value} === 'number' && ${value} === (${value} | 0))`;
       case 'long':
         return `(typeof ${value} === 'number' && Number.isInteger(${value}) && ${value} >= -${LONG_MAX} && ${value} <= ${LONG_MAX})`;
       case 'float':
