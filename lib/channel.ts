@@ -233,6 +233,7 @@ export class Channel {
    */
   send(record: unknown): void {
     this.checkOpen();
+    if (this.handedOver(record)) return;
     const size = this.codec.check(record);
     const refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
     if (refusal === undefined) return;
@@ -248,21 +249,25 @@ export class Channel {
   write(record: unknown, callback: WriteCallback, writer?: ChannelWriter): void {
     let size: number;
     let refusal: Refusal | undefined;
+    let handed: boolean;
     try {
       if (writer?.ended) throw writeAfterEndError();
       this.checkOpen();
-      size = this.codec.check(record);
-      refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+      handed = this.handedOver(record);
+      if (!handed) {
+        size = this.codec.check(record);
+        refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+      }
     } catch (err) {
       this.failWrite(writer, callback, err as Error);
       return;
     }
-    if (refusal === undefined) {
+    if (handed || refusal === undefined) {
       callback();
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size, callback });
+    if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size: size!, callback });
     else if (this.dropNewest(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
   }
@@ -411,13 +416,6 @@ export class Channel {
 
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
   private place(record: unknown, size: number): Refusal | undefined {
-    if (!this.readerStarted) this.reader?.start?.();
-    // A record that would fit in memory goes straight to a reader waiting with nothing queued.
-    if (this.readerWaiting && this.queue.length === 0 && size <= this.options.maxMemoryBytes) {
-      this.recordsIn++;
-      this.handOver(record);
-      return undefined;
-    }
     if (this.memoryBytes + size <= this.options.maxMemoryBytes) {
       this.queue.push(record, size);
       this.memoryBytes += size;
@@ -516,9 +514,21 @@ export class Channel {
   }
 
   /**
-   * Gives a record to a reader that is waiting with nothing queued before it: the memory tier's
-   * fast path, no queueing and no accounting. Same contract as a drain() of one record.
+   * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
+   * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
+   * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
+   * of 0 keeps every record on the segment log's path. Throws what the codec's check throws.
    */
+  private handedOver(record: unknown): boolean {
+    if (!this.readerStarted) this.reader?.start?.();
+    if (!this.readerWaiting || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
+    this.codec.validate(record);
+    this.recordsIn++;
+    this.handOver(this.codec.normalize(record));
+    return true;
+  }
+
+  /** Gives a record to the waiting reader; same contract as a drain() of one record. */
   private handOver(record: unknown): void {
     this.readerWaiting = false;
     this.recordsOut++;

@@ -154,7 +154,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
       cloneError = err as Error;
     }
     try {
-      codec.check(record);
+      codec.validate(record);
     } catch (err) {
       if (HopperError.is(err, 'ERR_HOPPER_INVALID_RECORD')) return { invalid: err.message };
       throw err;

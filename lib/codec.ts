@@ -15,6 +15,8 @@ export interface RecordCodec {
   readonly type: Type;
   /** Checks a record and returns its estimated in-memory size; throws `ERR_HOPPER_INVALID_RECORD`. */
   check(record: unknown): number;
+  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link check}. */
+  validate(record: unknown): void;
   /** The record as the channel holds it: a non-Buffer Uint8Array becomes a Buffer over the same bytes. */
   normalize(record: unknown): unknown;
   /** Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too small. */
@@ -124,6 +126,10 @@ function schemaCodec(type: Type): RecordCodec {
       if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
       return sizeOf(record);
     },
+    validate(record) {
+      checkTopLevel(record);
+      if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
+    },
     normalize: (record) => record,
     encode: (record, buf, pos) => type.encode(record, buf, pos),
     decode: (buf, pos) => type.decode(buf, pos),
@@ -157,17 +163,20 @@ function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: num
 
 function envelopeCodec(): RecordCodec {
   const type = avsc.Type.forSchema(ENVELOPE_SCHEMA as unknown as Schema);
+  const check = (record: unknown): number => {
+    checkTopLevel(record);
+    try {
+      return sizeOfSchemaless(record);
+    } catch (err) {
+      const { path, problem } = err as SizeProblem;
+      throw invalid(record, path, problem);
+    }
+  };
   return {
     type,
-    check(record) {
-      checkTopLevel(record);
-      try {
-        return sizeOfSchemaless(record);
-      } catch (err) {
-        const { path, problem } = err as SizeProblem;
-        throw invalid(record, path, problem);
-      }
-    },
+    check,
+    // Without a schema, the size walk is what finds values JSON cannot carry.
+    validate: check,
     normalize(record) {
       if (record instanceof Uint8Array && !Buffer.isBuffer(record)) {
         return Buffer.from(record.buffer, record.byteOffset, record.byteLength);

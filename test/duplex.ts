@@ -187,3 +187,19 @@ test('createHopperStream() - a consumer that writes back into the hopper while t
   t.is(out.length, 70);
   t.deepEqual(out, accepted);
 });
+
+test('createHopperStream() - a waiting reader takes a record inside write() even when it is larger than the memory budget; a budget of 0 sends every record through the segment log', async (t) => {
+  for (const maxMemoryBytes of [16, 0]) {
+    const hopper = createHopperStream<string>({ maxMemoryBytes });
+    const out: string[] = [];
+    hopper.on('data', (record: string) => out.push(record));
+    await nextTurn(); // the readable has asked, and waits
+    const big = 'x'.repeat(1_000);
+    hopper.write(big);
+    if (maxMemoryBytes > 0) t.deepEqual(out, [big], 'delivered inside write()');
+    hopper.end();
+    await once(hopper, 'end');
+    t.deepEqual(out, [big]);
+    t.is(hopper.stats().spilled, maxMemoryBytes > 0 ? 0 : 1);
+  }
+});

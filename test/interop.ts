@@ -49,7 +49,10 @@ test('Node interop - Buffer chunks and object chunks mixed in one hopper keep th
   const hopper = createHopperStream<unknown>({ maxMemoryBytes: 10 });
   const chunks: unknown[] = [Buffer.from('bytes one'), { kind: 'object', list: [1, 2] }, Buffer.from([0, 255, 0]), 'text', [true, null]];
   const out: unknown[] = [];
-  await pipeline(Readable.from(chunks), hopper, new Writable({
+  // Written before anything reads, so that what does not fit in 10 bytes goes to disk.
+  for (const chunk of chunks) hopper.write(chunk);
+  hopper.end();
+  await pipeline(hopper, new Writable({
     objectMode: true,
     write(chunk, _encoding, callback) {
       out.push(chunk);
