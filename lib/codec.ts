@@ -47,6 +47,9 @@ const VIEW_MAX_SHARE = 5;
 /** The union branch (one byte) and a length up to 2^53 (eight bytes of varint), with room to spare. */
 export const BYTES_HEAD_MAX_BYTES = 16;
 
+/** The union branch and the length of a `bytes` value are Avro longs. */
+const LONG_TYPE = avsc.Type.forSchema('long');
+
 const ENVELOPE_SCHEMA = [
   'bytes',
   'string',
@@ -119,17 +122,17 @@ function schemaCodec(type: Type): RecordCodec {
   };
   const sizeOf = compileSizeOf(type);
   const quickCheck = compileQuickCheck(type);
+  const validate = (record: unknown): void => {
+    checkTopLevel(record);
+    if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
+  };
   return {
     type,
     check(record) {
-      checkTopLevel(record);
-      if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
+      validate(record);
       return sizeOf(record);
     },
-    validate(record) {
-      checkTopLevel(record);
-      if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
-    },
+    validate,
     normalize: (record) => record,
     encode: (record, buf, pos) => type.encode(record, buf, pos),
     decode: (buf, pos) => type.decode(buf, pos),
@@ -145,17 +148,14 @@ function schemaCodec(type: Type): RecordCodec {
  */
 function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: number } | undefined {
   if (buf[pos] !== 0) return undefined;
-  // The length: a zig-zag varint, positive; five bytes are enough for any length below 2^34.
-  let zigzag = 0;
-  let at = pos + 1;
-  for (let shift = 1; ; shift *= 128) {
-    if (at >= buf.length || shift > 128 ** 4) return undefined;
-    const byte = buf[at++]!;
-    zigzag += (byte & 0x7f) * shift;
-    if (byte < 0x80) break;
+  let length: number;
+  let at: number;
+  try {
+    ({ value: length, offset: at } = LONG_TYPE.decode(buf, pos + 1) as { value: number; offset: number });
+  } catch {
+    return undefined; // a length past 2^53: avsc's own decoding says what is wrong
   }
-  if (zigzag % 2 !== 0) return undefined;
-  const length = zigzag / 2;
+  if (at < 0) return undefined;
   const end = at + length;
   if (length < BY_REFERENCE_BYTES || end > buf.length || length * VIEW_MAX_SHARE < buf.buffer.byteLength) return undefined;
   return { value: buf.subarray(at, end), offset: end };
@@ -199,15 +199,8 @@ function envelopeCodec(): RecordCodec {
       return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;
     },
     encodeBytesHead(length, buf, pos) {
-      buf[pos++] = 0; // the union branch: 'bytes'
-      // The length, as Avro writes a long: zig-zag (2n for n >= 0), then 7 bits at a time, low first.
-      let rest = length * 2;
-      while (rest >= 0x80) {
-        buf[pos++] = (rest % 0x80) | 0x80;
-        rest = Math.floor(rest / 0x80);
-      }
-      buf[pos++] = rest;
-      return pos;
+      buf[pos] = 0; // the union branch: 'bytes'
+      return LONG_TYPE.encode(length, buf, pos + 1);
     },
   };
 }
