@@ -35,11 +35,15 @@ export class OrderCheck {
   }
 
   result(): RunReport['check'] {
-    const inOrder = this.firstProblem === undefined && this.received === this.expected;
-    const check: RunReport['check'] = { expected: this.expected, received: this.received, inOrder };
-    if (this.firstProblem !== undefined) check.firstProblem = this.firstProblem;
-    return check;
+    return checkResult(this.expected, this.received, this.firstProblem);
   }
+}
+
+/** A run's order check: every record seen, and no problem found. */
+function checkResult(expected: number, received: number, firstProblem: string | undefined): RunReport['check'] {
+  const check: RunReport['check'] = { expected, received, inOrder: firstProblem === undefined && received === expected };
+  if (firstProblem !== undefined) check.firstProblem = firstProblem;
+  return check;
 }
 
 /**
@@ -66,10 +70,7 @@ export class InterleavedOrderCheck {
   }
 
   result(): RunReport['check'] {
-    const inOrder = this.firstProblem === undefined && this.received === this.expected;
-    const check: RunReport['check'] = { expected: this.expected, received: this.received, inOrder };
-    if (this.firstProblem !== undefined) check.firstProblem = this.firstProblem;
-    return check;
+    return checkResult(this.expected, this.received, this.firstProblem);
   }
 }
 
