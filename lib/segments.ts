@@ -71,10 +71,10 @@ const SEGMENT_NAME = /^(\d{12})\.avro$/;
 const BLOCK_TARGET_BYTES = 64 * 1024;
 /**
  * A block holding Buffers by reference may grow to this, Buffers included, as long as what was
- * copied into it stays under BLOCK_TARGET_BYTES: fewer, larger writes and reads. In the byte-mode
- * benchmark (64 KiB Buffers), 256 KiB blocks instead of 64 KiB ones took writing from 1.2-1.5 to
- * 1.3-1.8 GiB/s and reading back from 1.3-1.7 to 1.6-2.3 GiB/s. A record read from such a block
- * is a view of it (see codec.ts): it keeps the block's memory alive, at most five times its own size.
+ * copied into it stays under BLOCK_TARGET_BYTES: fewer, larger writes and reads (faster in the
+ * byte-mode benchmark than 64 KiB blocks; 1 MiB ones were no faster). A record read from such a
+ * block is a view of it (see codec.ts): it keeps the block's memory alive, at most five times its
+ * own size.
  */
 const BY_REFERENCE_BLOCK_BYTES = 256 * 1024;
 const READ_AHEAD_BYTES = 256 * 1024;
