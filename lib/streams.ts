@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
-import { Duplex, Readable, Writable, finished } from 'readable-stream';
+import { Duplex, Readable, Writable, finished } from 'node:stream';
 import { openChannel, wireDuplex, type HopperInternals } from './adapter.js';
 import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';

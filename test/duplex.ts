@@ -203,3 +203,16 @@ test('createHopperStream() - a waiting reader takes a record inside write() even
     t.is(hopper.stats().spilled, maxMemoryBytes > 0 ? 0 : 1);
   }
 });
+
+test("createHopperStreams() and createHopperStream() - the streams are node:stream's own classes, so instanceof holds", (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams({ dataDir: dir.dataDir, name: 'pair' });
+  t.true(hopper.writable instanceof Writable);
+  t.true(hopper.readable instanceof Readable);
+  const duplex = createHopperStream({ dataDir: dir.dataDir, name: 'duplex' });
+  t.true(duplex instanceof Readable);
+  t.true(duplex instanceof Writable);
+  hopper.destroy();
+  duplex.destroy();
+});
