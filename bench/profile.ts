@@ -11,11 +11,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runChild } from './lib/driver.js';
+import { runChild } from './lib/runner.js';
 import { formatDuration, formatValue } from './lib/format.js';
 import { topSelfTime, type CpuProfile } from './lib/profile.js';
-import type { Settings } from './lib/scenario.js';
-import { loadScenario } from './lib/scenarios.js';
+import type { Settings } from './lib/define-scenario.js';
+import { loadScenario } from './lib/registry.js';
 
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' }, flag: { type: 'string', multiple: true } } });

@@ -15,10 +15,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chartSvg } from './lib/chart.js';
-import { runBench, type BenchResults } from './lib/driver.js';
+import { runBench, type BenchResults } from './lib/runner.js';
 import { formatDuration } from './lib/format.js';
 import { markdownReport } from './lib/report.js';
-import { SCENARIO_NAMES } from './lib/scenarios.js';
+import { SCENARIO_NAMES } from './lib/registry.js';
 
 const USAGE = `Usage: npm run bench -- [options]
 

@@ -1,14 +1,14 @@
 import test from 'ava';
 import { chartSvg } from '../bench/lib/chart.js';
-import { expandGrid, runBench, type BenchResults } from '../bench/lib/driver.js';
+import { expandGrid, runBench, type BenchResults } from '../bench/lib/runner.js';
 import { markdownReport } from '../bench/lib/report.js';
-import { SCENARIO_NAMES, loadScenario } from '../bench/lib/scenarios.js';
+import { SCENARIO_NAMES, loadScenario } from '../bench/lib/registry.js';
 
 // The benchmark suite itself runs with `npm run bench`; here every scenario runs once at a tiny
 // size, through the same driver and child processes, to check the code path and its output.
 
-/** Implementations that may be missing on a machine (a native module that does not load): reported, not failed. */
-const MAY_BE_UNAVAILABLE = new Set(['fileq', 'disk-queue', 'fs-capacitor']);
+/** Implementations that may be missing on a machine (a native module that does not load, a command that is not installed): reported, not failed. */
+const MAY_BE_UNAVAILABLE = new Set(['fileq', 'disk-queue', 'fs-capacitor', 'mbuffer']);
 
 let smoke: Promise<BenchResults> | undefined;
 const smokeRun = (): Promise<BenchResults> => (smoke ??= runBench({ smoke: true, reps: 1, parallel: 2 }));
@@ -20,7 +20,7 @@ test('bench - expandGrid() gives every combination, the last key varying fastest
 });
 
 test('bench - every scenario of the issue is registered, with a baseline in its grid and its smoke grid', async (t) => {
-  t.deepEqual([...SCENARIO_NAMES], ['passthrough', 'burst-drain', 'byte-mode', 'memory-flatness', 'latency', 'concurrency']);
+  t.deepEqual([...SCENARIO_NAMES], ['passthrough', 'burst-drain', 'byte-mode', 'memory-flatness', 'latency', 'concurrency', 'cli', 'event-loop']);
   for (const name of SCENARIO_NAMES) {
     const scenario = await loadScenario(name);
     for (const [grid, baseline] of [

@@ -3,7 +3,7 @@
  * SVG. One horizontal bar per implementation (the median), a whisker for the min–max, on a
  * log scale because the implementations differ by orders of magnitude.
  */
-import type { BenchResults } from './driver.js';
+import type { BenchResults } from './runner.js';
 
 interface Bar {
   label: string;

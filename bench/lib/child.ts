@@ -2,16 +2,16 @@
  * One repetition of one grid point, in a process of its own so that peak memory does not bleed
  * between implementations:
  * `node --import tsx/esm bench/lib/child.ts '{"scenario":…,"settings":…,"tmpDir":…}'`.
- * Prints one JSON line (a RunOutcome) on stdout, last: the driver reads the last line.
+ * Prints one JSON line (a RunOutcome) on stdout, last: the runner reads the last line.
  */
-import { loadScenario } from './scenarios.js';
-import { Unavailable, type RunOutcome, type Settings } from './scenario.js';
+import { loadScenario } from './registry.js';
+import { Unavailable, type RunOutcome, type Settings } from './define-scenario.js';
 import { now } from './measure.js';
 
 interface ChildRequest {
   scenario: string;
   settings: Settings;
-  /** Made by the driver, which removes it once this process has exited (peers clean up at exit too). */
+  /** Made by the runner, which removes it once this process has exited (peers clean up at exit too). */
   tmpDir: string;
 }
 

@@ -1,4 +1,4 @@
-import type { Spread, Unit } from './scenario.js';
+import type { Spread, Unit } from './define-scenario.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

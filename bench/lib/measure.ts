@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
-import type { RunReport } from './scenario.js';
+import type { RunReport } from './define-scenario.js';
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;

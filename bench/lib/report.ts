@@ -1,7 +1,7 @@
 /** The results file: a Markdown table per scenario, targets first, and the JSON beside it. */
-import type { BenchResults, ScenarioResult } from './driver.js';
+import type { BenchResults, ScenarioResult } from './runner.js';
 import { formatDuration, formatRatio, formatSpread, formatValue } from './format.js';
-import type { InfoValue, PointSummary, TargetCheck } from './scenario.js';
+import type { InfoValue, PointSummary, TargetCheck } from './define-scenario.js';
 
 function cell(text: string): string {
   return text.replaceAll('|', '\\|').replaceAll('\n', ' ');

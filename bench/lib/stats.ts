@@ -1,4 +1,4 @@
-import type { Spread } from './scenario.js';
+import type { Spread } from './define-scenario.js';
 
 export function median(sorted: readonly number[]): number {
   const n = sorted.length;

@@ -6,12 +6,12 @@
  */
 import path from 'node:path';
 import avsc from 'avsc';
-import { hopperBurstDrain, YIELD_EVERY, type BurstDrainTiming } from '../lib/drivers.js';
+import { hopperBurstDrain, YIELD_EVERY, type BurstDrainTiming } from '../lib/burst-drain-job.js';
 import { formatRatio, formatValue } from '../lib/format.js';
 import { MiB, OrderCheck, dirBytes, now, once, perSecond, turn } from '../lib/measure.js';
 import { RawFileLog } from '../lib/rawfs.js';
 import { eventSchema, makeEvent, type Event } from '../lib/records.js';
-import { Unavailable, defineScenario, type PointSummary, type RunReport, type Settings, type TargetCheck } from '../lib/scenario.js';
+import { Unavailable, defineScenario, type PointSummary, type RunReport, type Settings, type TargetCheck } from '../lib/define-scenario.js';
 
 const BUDGET = 8 * MiB;
 const PEERS = ['fileq', 'disk-queue', 'fs-capacitor'] as const;

@@ -2,12 +2,12 @@
  * 3. Byte mode: 64 KiB Buffers through a hopper with a 16 MiB budget, the consumer stalled until
  * every chunk is written, then draining; against raw fs writes and reads of the same chunks.
  */
-import { hopperBurstDrain, type BurstDrainTiming } from '../lib/drivers.js';
+import { hopperBurstDrain, type BurstDrainTiming } from '../lib/burst-drain-job.js';
 import { formatRatio } from '../lib/format.js';
 import { GiB, MiB, OrderCheck, dirBytes, now, perSecond, turn } from '../lib/measure.js';
 import { RawFileLog } from '../lib/rawfs.js';
 import { CHUNK_BYTES, chunkSeq, makeChunk } from '../lib/records.js';
-import { defineScenario, type RunReport } from '../lib/scenario.js';
+import { defineScenario, type RunReport } from '../lib/define-scenario.js';
 
 const BUDGET = 16 * MiB;
 /** 4 MiB between turns of the producer's event loop. */

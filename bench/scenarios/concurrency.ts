@@ -7,7 +7,7 @@ import { createHopperStreams, type HopperStreams } from '../../lib/index.js';
 import { formatRatio } from '../lib/format.js';
 import { InterleavedOrderCheck, MiB, now, once, perSecond, recordSink, turn } from '../lib/measure.js';
 import { eventSchema, makeEvent, type Event } from '../lib/records.js';
-import { Unavailable, defineScenario, type RunReport } from '../lib/scenario.js';
+import { Unavailable, defineScenario, type RunReport } from '../lib/define-scenario.js';
 
 /** Records a sender sends before letting the event loop turn (and the other senders run). */
 const BATCH = 1_000;

@@ -9,7 +9,7 @@ import { createHopperStreams, type HopperStats } from '../../lib/index.js';
 import { formatRatio, formatValue } from '../lib/format.js';
 import { MiB, OrderCheck, now, once, perSecond, recordSink, turn } from '../lib/measure.js';
 import { eventSchema, makeEvent, type Event } from '../lib/records.js';
-import { defineScenario, type RunReport, type TargetCheck } from '../lib/scenario.js';
+import { defineScenario, type RunReport, type TargetCheck } from '../lib/define-scenario.js';
 import { quantile } from '../lib/stats.js';
 
 /** Records written per turn of the producer's event loop: a PassThrough's highWaterMark, so it never pushes back. */

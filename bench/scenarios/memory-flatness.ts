@@ -2,11 +2,11 @@
  * 4. Memory flatness: 1M against 10M records through a stalled consumer with an 8 MiB budget.
  * Peak RSS must not grow with the number of records, only with the budget.
  */
-import { hopperBurstDrain } from '../lib/drivers.js';
+import { hopperBurstDrain } from '../lib/burst-drain-job.js';
 import { formatRatio, formatValue } from '../lib/format.js';
 import { MiB, perSecond } from '../lib/measure.js';
 import { eventSchema, makeEvent, type Event } from '../lib/records.js';
-import { defineScenario, type RunReport, type TargetCheck } from '../lib/scenario.js';
+import { defineScenario, type RunReport, type TargetCheck } from '../lib/define-scenario.js';
 
 const BUDGET = 8 * MiB;
 /** The allowance over the process baseline: twice the budget, plus 64 MiB. */

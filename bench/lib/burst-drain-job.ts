@@ -6,7 +6,7 @@
 import { pipeline } from 'node:stream/promises';
 import { createHopperStreams, type HopperOptions } from '../../lib/index.js';
 import { OrderCheck, dirBytes, now, once, recordSink, turn } from './measure.js';
-import type { RunReport } from './scenario.js';
+import type { RunReport } from './define-scenario.js';
 
 /** The producer lets the event loop turn after this many records, as any real source does now and then. */
 export const YIELD_EVERY = 16_384;

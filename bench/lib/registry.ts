@@ -1,6 +1,6 @@
-import type { Scenario } from './scenario.js';
+import type { Scenario } from './define-scenario.js';
 
-/** The scenarios of tracker issue 6, in issue order: one file each under bench/scenarios/. */
+/** The scenarios of tracker issues 6 and 15, in issue order: one file each under bench/scenarios/. */
 const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   passthrough: () => import('../scenarios/passthrough.js'),
   'burst-drain': () => import('../scenarios/burst-drain.js'),
@@ -8,6 +8,8 @@ const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   'memory-flatness': () => import('../scenarios/memory-flatness.js'),
   latency: () => import('../scenarios/latency.js'),
   concurrency: () => import('../scenarios/concurrency.js'),
+  cli: () => import('../scenarios/cli.js'),
+  'event-loop': () => import('../scenarios/event-loop.js'),
 };
 
 export const SCENARIO_NAMES: readonly string[] = Object.keys(loaders);

@@ -1,5 +1,5 @@
 /**
- * The driver: expands each scenario's grid, runs every (point, repetition) in a child process of
+ * The runner: expands each scenario's grid, runs every (point, repetition) in a child process of
  * its own, one at a time, repetitions interleaved (A B C, B C A, …) so that drift on a busy
  * machine hits every implementation alike, then summarises: median and min–max of each figure,
  * and of its ratio to the baseline point of the same repetition.
@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { formatDuration, formatValue } from './format.js';
 import { machineInfo, type MachineInfo } from './machine.js';
 import { now } from './measure.js';
-import type { Grid, InfoValue, Metric, PointSummary, RunOutcome, Scenario, Settings, Spread, TargetCheck } from './scenario.js';
-import { SCENARIO_NAMES, loadScenario } from './scenarios.js';
+import type { Grid, InfoValue, Metric, PointSummary, RunOutcome, Scenario, Settings, Spread, TargetCheck } from './define-scenario.js';
+import { SCENARIO_NAMES, loadScenario } from './registry.js';
 import { spread } from './stats.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));

@@ -36,7 +36,7 @@ export class Unavailable extends Error {
   override name = 'Unavailable';
 }
 
-/** What a child process reports to the driver. The driver adds `peakRssBytes` and `baselineRssBytes` to the metrics. */
+/** What a child process reports to the runner. The runner adds `peakRssBytes` and `baselineRssBytes` to the metrics. */
 export type RunOutcome =
   | ({ status: 'ok'; wallMs: number } & RunReport)
   | { status: 'unavailable'; reason: string; wallMs: number }
@@ -99,7 +99,7 @@ export interface Scenario {
   metrics: Metric[];
   /** The metric charted as "per second" (records/s or chunks/s), if any. */
   chart?: { metric: string; unit: string; scale?: number };
-  /** Longest a single repetition may take before the driver gives up on it. */
+  /** Longest a single repetition may take before the runner gives up on it. */
   timeoutMs: number;
   label(settings: Settings): string;
   run(settings: Settings, context: RunContext): Promise<RunReport>;
@@ -111,7 +111,7 @@ export interface Scenario {
 }
 
 export interface RunContext {
-  /** A fresh directory for this run's files; the driver removes it once the child has exited. */
+  /** A fresh directory for this run's files; the runner removes it once the child has exited. */
   tmpDir: string;
 }
 
