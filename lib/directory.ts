@@ -470,11 +470,15 @@ export class ChannelDirectory {
         }
       }
       try {
-        fs.accessSync(resolved, fs.constants.W_OK | fs.constants.X_OK);
+        try {
+          fs.accessSync(resolved, fs.constants.W_OK | fs.constants.X_OK);
+        } catch (err) {
+          throw dirError(`dataDir ${resolved} is not writable`, err);
+        }
         dir = new ChannelDirectory(resolved, false, name, staleLockMs);
       } catch (err) {
         removeEmpty(made);
-        throw HopperError.is(err) ? err : dirError(`dataDir ${resolved} is not writable`, err);
+        throw HopperError.is(err) ? err : dirError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
       }
     }
     openDirectories.add(dir);

@@ -746,6 +746,8 @@ export class SegmentLog {
   private startReading(): Segment | undefined {
     const segment = this.segments.find((s) => !s.removalFailed);
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
+    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
+    if (!this.directory.intact()) throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
     this.closeReadFd();
     this.readSegment = segment;
     this.readBlock = 0;
