@@ -318,6 +318,31 @@ function removeGuarded(dir: string, token: string, staleMs: number, depth: numbe
   }
 }
 
+const LEFTOVER_CLAIM = /^hopper\.lock\..+\.(draft|remove|stale)$/;
+
+/**
+ * Removes what a process killed in the middle of a claim, a takeover or a release left beside the
+ * lock: draft, guard and moved-aside lock directories whose holder is stale. Never throws.
+ */
+function removeLeftoverClaims(channelDir: string, staleMs: number): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(channelDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!LEFTOVER_CLAIM.test(name)) continue;
+    const dir = path.join(channelDir, name);
+    try {
+      const seen = readHolder(dir);
+      if (seen !== undefined && isStale(seen, dir, staleMs)) removeLockDir(dir);
+    } catch {
+      // Not a directory of ours (a symlink, a file): left alone.
+    }
+  }
+}
+
 function describeHolder(seen: SeenHolder | 'unreadable'): string {
   if (seen === 'unreadable') return 'an unreadable lock';
   const me = thisProcess();
@@ -430,6 +455,7 @@ export class ChannelDirectory {
       this.identity = { dev: stat.dev, ino: stat.ino };
       this.madeChannelDir = made;
       this.claim = Claim.take(this.lockPath, staleMs);
+      removeLeftoverClaims(this.path, staleMs);
     } catch (err) {
       if (made) removeEmpty([this.path]);
       this.releaseDataDir();

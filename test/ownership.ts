@@ -186,6 +186,28 @@ test.serial('.readable - an owner that finds its lock taken over (it stalled pas
   t.deepEqual(fs.readFileSync(path.join(theirs, 'owner.json')), theirOwner, 'the new owner\'s lock is left alone');
 });
 
+test.serial('createHopperStreams() - drafts, guards and moved-aside locks left by a killed contender are removed at open; a live one is kept', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const channelDir = path.join(dir.dataDir, 'litter');
+  const dead = await deadPid();
+  const alive = spawn('sleep', ['60']);
+  endInTeardown(t, alive);
+  const leftover = (name: string, holder: Record<string, unknown>): void => {
+    fs.mkdirSync(path.join(channelDir, name), { recursive: true });
+    fs.writeFileSync(path.join(channelDir, name, 'owner.json'), JSON.stringify({ token: name, hostname: os.hostname(), since: 'x', ...linuxProcess, ...holder }));
+  };
+  const deadHolder = { pid: dead.pid, startTime: dead.startTime };
+  leftover('hopper.lock.aaaa.draft', deadHolder);
+  leftover('hopper.lock.bbbb.remove', deadHolder);
+  leftover('hopper.lock.cccc.stale', deadHolder);
+  leftover('hopper.lock.dddd.draft', { pid: alive.pid, startTime: processStartTime(alive.pid!) });
+  const hopper = createHopperStreams({ dataDir: dir.dataDir, name: 'litter' });
+  t.deepEqual(fs.readdirSync(channelDir).sort(), ['hopper.lock', 'hopper.lock.dddd.draft']);
+  hopper.destroy();
+  t.deepEqual(dir.files(), [path.join('litter', 'hopper.lock.dddd.draft', 'owner.json')]);
+});
+
 test.serial('createHopperStreams() - a channel directory that is a symlink is refused, and nothing is written through it', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
