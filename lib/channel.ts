@@ -168,6 +168,8 @@ export class Channel {
   /** The reader has asked for records at least once (drain() ran). */
   private readerStarted = false;
   private draining = false;
+  /** admitBlocked() is running. */
+  private admitting = false;
   /** Closed because everything was delivered, not destroyed: later writes are "after end". */
   private delivered = false;
 
@@ -175,10 +177,10 @@ export class Channel {
     this.options = options;
     this.emit = emit;
     this.codec = createCodec(options.schema);
-    this.directory = ChannelDirectory.open(options.dataDir, options.name);
+    this.directory = ChannelDirectory.open(options.dataDir, options.name, options.staleLockMs);
     try {
       this.log = new SegmentLog(
-        this.directory.path,
+        this.directory,
         this.codec,
         { ...options, channel: options.name },
         {
@@ -196,6 +198,8 @@ export class Channel {
       throw err;
     }
     this.directory.onRelease(() => this.log.close());
+    // Another process took the lock (this one stalled past the window): stop writing at once.
+    this.directory.onLost((err) => this.fail(err));
   }
 
   /** The channel directory `<dataDir>/<name>`. */
@@ -497,19 +501,27 @@ export class Channel {
   }
 
   private admitBlocked(): void {
-    while (this.blocked.length > 0) {
-      const write = this.blocked[0]!;
-      let refusal: Refusal | undefined;
-      try {
-        refusal = this.place(write.record, write.size);
-      } catch (err) {
+    // Placing a record wakes the reader, whose reads free room and would admit again from inside
+    // this loop, placing (and calling back) the head write twice: the outer loop goes on instead.
+    if (this.admitting) return;
+    this.admitting = true;
+    try {
+      while (this.blocked.length > 0) {
+        const write = this.blocked[0]!;
+        let refusal: Refusal | undefined;
+        try {
+          refusal = this.place(write.record, write.size);
+        } catch (err) {
+          this.blocked.shift();
+          this.failWrite(write.writer, write.callback, err as Error);
+          continue;
+        }
+        if (refusal !== undefined) return;
         this.blocked.shift();
-        this.failWrite(write.writer, write.callback, err as Error);
-        continue;
+        write.callback();
       }
-      if (refusal !== undefined) return;
-      this.blocked.shift();
-      write.callback();
+    } finally {
+      this.admitting = false;
     }
   }
 

@@ -1,10 +1,12 @@
+import path from 'node:path';
+
 /**
  * Every failure code hopper-streams reports.
  *
  * - `ERR_HOPPER_FULL`: memory is full and a disk cap is reached; `.record` holds the refused record.
  * - `ERR_HOPPER_RECORD_TOO_LARGE`: a record can never fit, even in an empty channel.
  * - `ERR_HOPPER_INVALID_RECORD`: a record does not match the schema or cannot be encoded.
- * - `ERR_HOPPER_LOCKED`: another open channel holds the channel directory.
+ * - `ERR_HOPPER_LOCKED`: another open channel holds the channel directory, or this channel lost its lock.
  * - `ERR_HOPPER_CORRUPT_SEGMENT`: a segment file does not frame or decode as written.
  * - `ERR_HOPPER_IO`: a file operation on the channel directory failed; `.cause` is the system error.
  * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
@@ -116,4 +118,19 @@ export function onAbort(signal: AbortSignal | undefined, abort: (err: Error) => 
   const listener = (): void => abort(abortError(signal));
   signal.addEventListener('abort', listener, { once: true });
   return () => signal.removeEventListener('abort', listener);
+}
+
+/** Another live owner holds the channel directory (or is taking over a stale lock on it). */
+export function lockedError(lock: string, holder: string): HopperError {
+  return new HopperError('ERR_HOPPER_LOCKED', `channel directory ${path.dirname(lock)} is locked by ${holder} (${lock})`, { file: lock });
+}
+
+/** The channel lost its lock or its directory while it ran: it stops writing. */
+export function lockLostError(lock: string, problem: string): HopperError {
+  return new HopperError('ERR_HOPPER_LOCKED', `the channel stopped: ${problem}; it no longer owns ${path.dirname(lock)}`, { file: lock });
+}
+
+/** A path the channel would have to go through is not a plain file or directory it made. */
+export function notOursError(file: string, problem: string): HopperError {
+  return new HopperError('ERR_HOPPER_IO', `refused: ${file} ${problem}`, { file });
 }

@@ -84,6 +84,15 @@ export interface HopperOptions {
    */
   onCorrupt?: OnCorrupt;
   /**
+   * Staleness window of the channel's lock, in ms: a lock whose owner cannot be proved dead (it is
+   * on another host, or in another container's pid namespace) is taken over once its heartbeat is
+   * older than this. The owner refreshes its heartbeat every third of the window; an owner that
+   * stalls past it and finds its lock taken stops with `ERR_HOPPER_LOCKED`. An owner proved dead on
+   * this host (pid gone, or reused by another process) is taken over at once.
+   * @default 30000
+   */
+  staleLockMs?: number;
+  /**
    * Aborting this signal destroys the hopper (both sides, and its files) with an `AbortError`.
    */
   signal?: AbortSignal;
@@ -100,6 +109,7 @@ export interface ResolvedOptions {
   onFull: OnFull;
   codec: SegmentCodec;
   onCorrupt: OnCorrupt;
+  staleLockMs: number;
   signal: AbortSignal | undefined;
 }
 
@@ -114,10 +124,11 @@ export const DEFAULTS = {
   onFull: 'block',
   codec: 'null',
   onCorrupt: 'error',
+  staleLockMs: 30_000,
 } as const;
 
 const KNOWN = new Set([
-  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'onCorrupt', 'signal',
+  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'onCorrupt', 'staleLockMs', 'signal',
 ]);
 
 function describe(value: unknown): string {
@@ -204,5 +215,6 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
     onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ON_FULL_POLICIES),
     codec: choiceOption(options, 'codec', DEFAULTS.codec, SEGMENT_CODECS),
     onCorrupt: choiceOption(options, 'onCorrupt', DEFAULTS.onCorrupt, ON_CORRUPT_POLICIES),
+    staleLockMs: sizeOption(options, 'staleLockMs', DEFAULTS.staleLockMs, 1_000, false),
   };
 }

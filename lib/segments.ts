@@ -16,8 +16,34 @@ import type { OnCorrupt, SegmentCodec } from './options.js';
  */
 export type SegmentFileSystem = Pick<
   typeof nodeFs,
-  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync'
+  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync' | 'lstatSync' | 'linkSync'
 >;
+
+/**
+ * The channel directory as the segment log sees it: where segments go, where a new one is
+ * prepared (the lock directory: a draft left there by a crash goes with the lock), and whether the
+ * directory is still the one the channel opened and locked.
+ */
+export interface SegmentDirectory {
+  readonly path: string;
+  readonly draftDir: string;
+  /** True while the directory is the one opened (not swapped for another, or for a symlink). */
+  intact(): boolean;
+  /** The error the channel stops with when the directory or its lock is no longer ours. */
+  verify(): Error | undefined;
+}
+
+/** A directory used as is (unit tests): drafts are prepared in it, and it is trusted. */
+function plainDirectory(dir: string): SegmentDirectory {
+  return { path: dir, draftDir: dir, intact: () => true, verify: () => undefined };
+}
+
+/** Creates a new file, never an existing one, and never through a symlink. */
+const CREATE_FLAGS = nodeFs.constants.O_WRONLY | nodeFs.constants.O_CREAT | nodeFs.constants.O_EXCL | (nodeFs.constants.O_NOFOLLOW ?? 0);
+/** Opens for reading without following a symlink or blocking on a FIFO (the file is checked with fstat next). */
+const READ_FLAGS = nodeFs.constants.O_RDONLY | (nodeFs.constants.O_NOFOLLOW ?? 0) | (nodeFs.constants.O_NONBLOCK ?? 0);
+/** Name of the draft a new segment is written into, in the draft directory, before it is linked into place. */
+const SEGMENT_DRAFT = 'segment.draft';
 
 export interface SegmentLogOptions {
   maxSegmentBytes: number;
@@ -82,8 +108,12 @@ const READ_AHEAD_BYTES = 256 * 1024;
 const READ_ALONE_BYTES = 64 * 1024;
 const RETRY_FIRST_MS = 5;
 const RETRY_MAX_MS = 1_000;
-/** Consecutive failed reads of the same data before the reader gives up (about 4 s of retries). */
+/**
+ * The reader gives up only after this many failed reads in a row, and only once they have gone on
+ * for READ_GIVE_UP_MS: an fd or permission shortage shorter than that costs no record.
+ */
 const READ_ATTEMPTS = 10;
+const READ_GIVE_UP_MS = 5_000;
 /** Attempts to remove each segment at close before leaving it (and saying so). */
 const CLOSE_ATTEMPTS = 3;
 
@@ -111,6 +141,9 @@ interface Segment {
   blockChecksums: number[];
   sealed: boolean;
   writeFd: number | undefined;
+  /** Identity of the file created: only that file is ever read or removed under this name. */
+  dev: number;
+  ino: number;
   /** Removal failed: the file still counts against the caps until a retry succeeds. */
   removalFailed: boolean;
 }
@@ -138,6 +171,7 @@ class CorruptionFound extends Error {
  */
 export class SegmentLog {
   private readonly dir: string;
+  private readonly directory: SegmentDirectory;
   private readonly codec: RecordCodec;
   private readonly options: SegmentLogOptions;
   private readonly fs: SegmentFileSystem;
@@ -182,6 +216,8 @@ export class SegmentLog {
   private retryTimer: NodeJS.Timeout | undefined;
   private retryDelay = RETRY_FIRST_MS;
   private readFailures = 0;
+  /** When the current run of failed reads began. */
+  private readFailingSince = 0;
 
   private readFd: number | undefined;
   private readSegment: Segment | undefined;
@@ -201,8 +237,9 @@ export class SegmentLog {
   records = 0;
   private closed = false;
 
-  constructor(dir: string, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
-    this.dir = dir;
+  constructor(dir: string | SegmentDirectory, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
+    this.directory = typeof dir === 'string' ? plainDirectory(dir) : dir;
+    this.dir = this.directory.path;
     this.codec = codec;
     this.options = options;
     this.fs = fileSystem;
@@ -329,7 +366,7 @@ export class SegmentLog {
         }
         this.afterBlock();
       }
-      this.readFailures = 0;
+      this.readSucceeded();
       return value;
     } catch (err) {
       if (err === NOT_READY) return NOT_READY;
@@ -361,7 +398,7 @@ export class SegmentLog {
     }
     this.records--;
     if (--this.blockRecords === 0) this.blockStart = this.blockPos = 0;
-    this.readFailures = 0;
+    this.readSucceeded();
     // Everything is read: a segment still open for writing holds nothing unread, so it can go.
     const active = this.activeSegment();
     if (this.records === 0 && active !== undefined) this.removeSegment(active);
@@ -382,9 +419,9 @@ export class SegmentLog {
       ? reading.records - this.readFromSegment
       : 0;
     try {
-      this.fs.unlinkSync(victim.file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+      this.unlinkOurs(victim);
+    } catch {
+      return undefined;
     }
     this.records -= victim.records;
     this.forget(victim);
@@ -399,7 +436,7 @@ export class SegmentLog {
     this.closeReadFd();
     for (const segment of this.segments.splice(0)) {
       if (segment.writeFd !== undefined) this.closeQuietly(segment.writeFd);
-      this.removeAtClose(segment.file);
+      this.removeAtClose(segment);
     }
     this.fileBytes = 0;
     this.blockStart = this.blockPos = this.blockRecords = 0;
@@ -409,14 +446,14 @@ export class SegmentLog {
   }
 
   /** Removes a file at close, trying a few times; one that cannot go is reported and left. */
-  private removeAtClose(file: string): void {
+  private removeAtClose(segment: Segment): void {
+    const { file } = segment;
     let error: unknown;
     for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
       try {
-        this.fs.unlinkSync(file);
+        this.unlinkOurs(segment);
         return;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
         error = err;
       }
     }
@@ -432,10 +469,9 @@ export class SegmentLog {
   private flush(): void {
     let segment = this.activeSegment();
     const parts: Buffer[] = [];
-    if (segment === undefined) {
-      segment = this.openSegment();
-    }
-    if (segment.size === 0) parts.push(segment.header);
+    const sync = segment === undefined ? crypto.randomBytes(16) : segment.sync;
+    const header = segment === undefined ? this.encodeHeader(sync) : undefined;
+    if (header !== undefined) parts.push(header);
     const data = this.blockParts();
     let dataLength = 0;
     let checksum = 0;
@@ -443,10 +479,11 @@ export class SegmentLog {
       dataLength += part.length;
       checksum = zlib.crc32(part, checksum);
     }
-    parts.push(encodeBlockHeader(this.blockRecords, dataLength), ...data, segment.sync);
+    parts.push(encodeBlockHeader(this.blockRecords, dataLength), ...data, sync);
     let length = 0;
     for (const part of parts) length += part.length;
-    this.writeAll(segment, parts, length);
+    if (segment === undefined) segment = this.createSegment(sync, header!, parts, length);
+    else this.writeAll(segment.writeFd!, segment.file, parts, length, segment.size);
     segment.size += length;
     segment.records += this.blockRecords;
     segment.blockEnds.push(segment.size);
@@ -480,33 +517,43 @@ export class SegmentLog {
   }
 
   private readFailed(err: HopperError): typeof NOT_READY {
-    if (++this.readFailures >= READ_ATTEMPTS) throw err;
+    const now = Date.now();
+    if (this.readFailures++ === 0) this.readFailingSince = now;
+    if (this.readFailures >= READ_ATTEMPTS && now - this.readFailingSince >= READ_GIVE_UP_MS) throw err;
     this.hooks.onFault({ operation: 'read', file: err.file ?? this.dir, error: err });
     this.scheduleRetry();
     return NOT_READY;
   }
 
+  private readSucceeded(): void {
+    if (this.readFailures === 0) return;
+    this.readFailures = 0;
+    if (this.writeFault === undefined) this.retryDelay = RETRY_FIRST_MS;
+  }
+
   private recovered(): void {
     this.writeFault = undefined;
-    this.retryDelay = RETRY_FIRST_MS;
+    if (this.readFailures === 0) this.retryDelay = RETRY_FIRST_MS;
     this.hooks.onRecovered();
   }
 
-  /** Retries, with backoff, whatever failed: a pending block write, a read, a removal. */
+  /**
+   * The one retry policy, for whatever failed (a pending block write, a read, a removal): one
+   * timer, whose delay doubles from 5 ms to 1 s while failures go on, and starts again at 5 ms
+   * once the failing operations work.
+   */
   private scheduleRetry(): void {
     if (this.retryTimer !== undefined || this.closed) return;
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       if (this.closed) return;
-      this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
       this.retryRemovals();
-      if (this.writeFault !== undefined) {
-        this.tryFlush();
-      } else {
-        this.retryDelay = RETRY_FIRST_MS;
-        this.hooks.onRecovered();
-      }
-    }, this.retryDelay);
+      if (this.writeFault !== undefined) this.tryFlush();
+      // A waiting reader tries again (a read that fails again schedules the next retry).
+      else this.hooks.onRecovered();
+    }, delay);
   }
 
   private activeSegment(): Segment | undefined {
@@ -534,45 +581,102 @@ export class SegmentLog {
     return encodeHeader(this.schemaJson, this.options.codec, sync, { [OWNER_KEY]: this.options.channel });
   }
 
-  private openSegment(): Segment {
-    for (;;) {
-      const seq = this.nextSeq;
-      const file = path.join(this.dir, segmentFileName(seq));
-      let fd: number;
-      try {
-        // 'wx': never open, let alone overwrite, a file that is already there.
-        fd = this.fs.openSync(file, 'wx');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-          this.nextSeq++;
-          continue;
-        }
-        throw ioError('creating a segment', file, err);
-      }
-      this.nextSeq++;
-      const sync = crypto.randomBytes(16);
-      const segment: Segment = {
-        seq, file, sync, header: this.encodeHeader(sync), size: 0, records: 0, blockEnds: [], blockCounts: [], blockChecksums: [],
-        sealed: false, writeFd: fd, removalFailed: false,
-      };
-      this.segments.push(segment);
-      return segment;
+  /**
+   * Creates the next segment with its header and first block in one step: they are written into a
+   * draft in the draft directory (the lock directory), which is then linked under the segment's
+   * name (link(2) never replaces a file that is there) and unlinked. So a segment file never exists
+   * without its header, and a crash leaves at most a draft, which goes with the stale lock.
+   */
+  private createSegment(sync: Buffer, header: Buffer, parts: Buffer[], length: number): Segment {
+    const lost = this.directory.verify();
+    if (lost !== undefined) throw ioError('creating a segment', this.dir, lost);
+    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
+    let fd: number;
+    try {
+      fd = this.fs.openSync(draft, CREATE_FLAGS, 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') this.unlinkQuietly(draft); // our own, from a failed attempt
+      throw ioError('creating a segment', draft, err);
     }
+    let file: string;
+    let seq: number;
+    let stat: nodeFs.Stats;
+    try {
+      this.writeAll(fd, draft, parts, length, 0);
+      stat = this.fs.fstatSync(fd);
+      for (;;) {
+        seq = this.nextSeq;
+        file = path.join(this.dir, segmentFileName(seq));
+        try {
+          this.fs.linkSync(draft, file);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', file, err);
+          this.nextSeq++;
+        }
+      }
+    } catch (err) {
+      this.closeQuietly(fd);
+      this.unlinkQuietly(draft);
+      throw err;
+    }
+    this.nextSeq++;
+    this.unlinkQuietly(draft);
+    const segment: Segment = {
+      seq, file, sync, header, size: 0, records: 0, blockEnds: [], blockCounts: [], blockChecksums: [],
+      sealed: false, writeFd: fd, removalFailed: false, dev: stat.dev, ino: stat.ino,
+    };
+    this.segments.push(segment);
+    return segment;
   }
 
-  private writeAll(segment: Segment, parts: Buffer[], length: number): void {
+  private writeAll(fd: number, file: string, parts: Buffer[], length: number, position: number): void {
     let written = 0;
     while (written < length) {
       let n: number;
       try {
-        n = this.fs.writevSync(segment.writeFd!, parts, segment.size + written);
+        n = this.fs.writevSync(fd, parts, position + written);
       } catch (err) {
         // Nothing is counted as written: the retry writes the whole block again at the same place.
-        throw ioError('writing a block', segment.file, err);
+        throw ioError('writing a block', file, err);
       }
       written += n;
       if (written < length) parts = remainder(parts, n);
     }
+  }
+
+  private unlinkQuietly(file: string): void {
+    try {
+      this.fs.unlinkSync(file);
+    } catch {
+      // Gone already, or left for the next open (a draft goes with the lock directory).
+    }
+  }
+
+  /**
+   * Unlinks a segment file if it is still the one this log created (same device and inode, in the
+   * directory the channel opened). 'not-ours' when it is not: it is left alone and forgotten.
+   * Throws the system error when the unlink fails.
+   */
+  private unlinkOurs(segment: Segment): 'removed' | 'not-ours' {
+    if (!this.directory.intact()) {
+      this.directory.verify();
+      return 'not-ours';
+    }
+    let stat: nodeFs.Stats;
+    try {
+      stat = this.fs.lstatSync(segment.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'removed';
+      throw err;
+    }
+    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) return 'not-ours';
+    try {
+      this.fs.unlinkSync(segment.file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return 'removed';
   }
 
   private seal(segment: Segment): void {
@@ -642,23 +746,51 @@ export class SegmentLog {
   private startReading(): Segment | undefined {
     const segment = this.segments.find((s) => !s.removalFailed);
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
+    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
+    if (!this.directory.intact()) throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
     this.closeReadFd();
-    let header: Buffer;
-    let fileSize: number;
-    try {
-      this.readFd = this.fs.openSync(segment.file, 'r');
-      fileSize = this.fs.fstatSync(this.readFd).size;
-      this.readAhead = Buffer.alloc(0);
-      header = this.readBytes(segment, 0, segment.header.length);
-    } catch (err) {
-      this.closeReadFd();
-      throw HopperError.is(err) ? err : ioError('opening a segment for reading', segment.file, err);
-    }
     this.readSegment = segment;
     this.readBlock = 0;
     this.readFromSegment = 0;
     this.readOffset = segment.header.length;
     this.currentLeft = 0;
+    this.readAhead = Buffer.alloc(0);
+    let fd: number;
+    try {
+      fd = this.fs.openSync(segment.file, READ_FLAGS);
+    } catch (err) {
+      this.readSegment = undefined;
+      const errno = (err as NodeJS.ErrnoException).code;
+      // Gone, or a symlink put in its place: retrying will not bring the file back.
+      if (errno === 'ENOENT' || errno === 'ELOOP' || errno === 'ENXIO') {
+        this.readSegment = segment;
+        throw new CorruptionFound(0, errno === 'ENOENT' ? 'the segment file is gone' : 'the segment file was replaced by a symbolic link or a special file', 'rest-of-segment');
+      }
+      throw ioError('opening a segment for reading', segment.file, err);
+    }
+    this.readFd = fd;
+    let stat: nodeFs.Stats;
+    try {
+      stat = this.fs.fstatSync(fd);
+    } catch (err) {
+      this.closeReadFd();
+      this.readSegment = undefined;
+      throw ioError('opening a segment for reading', segment.file, err);
+    }
+    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) {
+      this.closeReadFd();
+      throw new CorruptionFound(0, `the segment file was replaced (by ${stat.isFile() ? 'another file' : 'a file that is not a regular file'})`, 'rest-of-segment');
+    }
+    const fileSize = stat.size;
+    let header: Buffer;
+    try {
+      header = this.readBytes(segment, 0, segment.header.length);
+    } catch (err) {
+      if (err instanceof CorruptionFound) throw err;
+      this.closeReadFd();
+      this.readSegment = undefined;
+      throw err;
+    }
     if (!header.equals(segment.header)) {
       let at = 0;
       while (header[at] === segment.header[at]) at++;
@@ -752,15 +884,13 @@ export class SegmentLog {
       segment.sealed = true;
     }
     try {
-      this.fs.unlinkSync(segment.file);
+      this.unlinkOurs(segment);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        // Delivery goes on; the file keeps counting against the caps until a retry succeeds.
-        segment.removalFailed = true;
-        this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
-        this.scheduleRetry();
-        return;
-      }
+      // Delivery goes on; the file keeps counting against the caps until a retry succeeds.
+      segment.removalFailed = true;
+      this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
+      this.scheduleRetry();
+      return;
     }
     this.forget(segment);
     this.retryRemovals();
@@ -769,12 +899,10 @@ export class SegmentLog {
   private retryRemovals(): void {
     for (const segment of this.segments.filter((s) => s.removalFailed)) {
       try {
-        this.fs.unlinkSync(segment.file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.scheduleRetry();
-          continue;
-        }
+        this.unlinkOurs(segment);
+      } catch {
+        this.scheduleRetry();
+        continue;
       }
       this.forget(segment);
     }
@@ -805,9 +933,11 @@ export class SegmentLog {
   }
 
   /**
-   * Removes segment files a previous run of this channel left behind: only files named like
-   * segments whose header carries this package's owner mark. Anything else stays untouched,
-   * and new segments are numbered past every existing name.
+   * Removes segment files a previous run of this channel left behind: only regular files named
+   * like segments whose header carries this package's owner mark (a segment is never linked into
+   * place without its whole header, see createSegment). Anything else (a symlink, a FIFO, a file
+   * of someone else's) stays untouched and unopened for writing, and new segments are numbered
+   * past every existing name.
    */
   private removeStaleSegments(): void {
     let names: string[];
@@ -821,25 +951,31 @@ export class SegmentLog {
       if (!match) continue;
       this.nextSeq = Math.max(this.nextSeq, Number(match[1]) + 1);
       const file = path.join(this.dir, name);
-      if (this.isOurSegment(file)) {
-        try {
-          this.fs.unlinkSync(file);
-        } catch (err) {
-          throw ioError('removing a stale segment', file, err);
-        }
+      const identity = this.ourSegment(file);
+      if (identity === undefined) continue;
+      try {
+        // Unlinked only if the name still holds the file whose header was checked.
+        const stat = this.fs.lstatSync(file);
+        if (stat.isFile() && stat.dev === identity.dev && stat.ino === identity.ino) this.fs.unlinkSync(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('removing a stale segment', file, err);
       }
     }
   }
 
-  private isOurSegment(file: string): boolean {
+  /** The identity of `file` when it is a regular file with this package's owner mark in its header. */
+  private ourSegment(file: string): { dev: number; ino: number } | undefined {
     let fd: number | undefined;
     try {
-      fd = this.fs.openSync(file, 'r');
-      const head = Buffer.alloc(64 * 1024);
+      if (!this.fs.lstatSync(file).isFile()) return undefined;
+      fd = this.fs.openSync(file, READ_FLAGS);
+      const stat = this.fs.fstatSync(fd);
+      if (!stat.isFile()) return undefined;
+      const head = Buffer.alloc(Math.min(64 * 1024, stat.size));
       const n = this.fs.readSync(fd, head, 0, head.length, 0);
-      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined;
+      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined ? { dev: stat.dev, ino: stat.ino } : undefined;
     } catch {
-      return false;
+      return undefined;
     } finally {
       if (fd !== undefined) this.closeQuietly(fd);
     }

@@ -67,6 +67,14 @@ const damages: Record<string, Damage> = {
     fs.appendFileSync(file, Buffer.from('not part of any block'));
     return { offset: size, lostBlock: 'none' };
   },
+  'a segment cut to 0 bytes': (file) => {
+    fs.truncateSync(file, 0);
+    return { offset: 0, lostBlock: 'segment' };
+  },
+  'a segment cut into its header': (file) => {
+    fs.truncateSync(file, 20);
+    return { offset: 20, lostBlock: 'segment' };
+  },
   'a header that is not Avro': (file) => {
     const fd = fs.openSync(file, 'r+');
     fs.writeSync(fd, Buffer.from('JUNK'), 0, 4, 0);

@@ -152,3 +152,36 @@ test('faults - a failed delete of a read segment does not stop delivery; it stil
   t.false(dir.files().some((file) => stuck.endsWith(file)), 'removed once the fault cleared');
   hopper.destroy();
 });
+
+for (const [outageMs, label] of [[500, '500 ms'], [3_000, '3 s']] as const) {
+  test(`faults - an fd shortage (EMFILE) of ${label} while reading is waited out with backoff: nothing is lost`, async (t) => {
+    const { hopper, faulty, faults } = faultyHopper(t, { maxSegmentBytes: 2_000 });
+    const total = 3_000;
+    for (let i = 0; i < total; i++) hopper.send(point(i));
+    await nextTurn();
+    t.true(hopper.stats().segments > 10);
+    const iterator = hopper.readable[Symbol.asyncIterator]();
+    const out: number[] = [];
+    for (let i = 0; i < 100; i++) out.push(((await iterator.next()).value as Point).seq);
+    // No more fds: neither the next segment can be opened nor the current one read.
+    faulty.fail('open', 'EMFILE', Infinity);
+    faulty.fail('read', 'EMFILE', Infinity);
+    let cleared = false;
+    setTimeout(() => {
+      cleared = true;
+      faulty.clear();
+    }, outageMs);
+    hopper.writable.end();
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) break;
+      out.push((next.value as Point).seq);
+    }
+    t.true(cleared, 'the readable waited for the shortage to end');
+    t.deepEqual(out, Array.from({ length: total }, (_, i) => i), 'every record, in order, once');
+    const readFaults = faults.filter((event) => event.operation === 'read').length;
+    t.true(readFaults >= 1, 'the shortage was reported with fault events');
+    // Retried with a delay doubling from 5 ms to 1 s, not every few ms (that would be hundreds).
+    t.true(readFaults <= 20, `${readFaults} read faults during the shortage`);
+  });
+}

@@ -12,6 +12,8 @@ const invalid: Array<[string, unknown, ErrorConstructor, RegExp]> = [
   ['maxSegmentBytes', Infinity, RangeError, /`maxSegmentBytes`.*`Infinity`/],
   ['maxSegments', 0, RangeError, /`maxSegments`.*`0`/],
   ['maxDiskBytes', -5, RangeError, /`maxDiskBytes`.*`-5`/],
+  ['staleLockMs', 500, RangeError, /Expected `staleLockMs` to be an integer from 1000 and up, got `500` \(number\)/],
+  ['staleLockMs', '30s', TypeError, /Expected `staleLockMs` to be a number, got `"30s"` \(string\)/],
   ['onFull', 'drop', RangeError, /Expected `onFull` to be one of 'block', 'error', 'drop-newest', 'drop-oldest', got `"drop"`/],
   ['signal', 'abort', TypeError, /Expected `signal` to be an AbortSignal, got `"abort"` \(string\)/],
   ['onFull', 1, TypeError, /`onFull`.*`1` \(number\)/],

@@ -83,7 +83,7 @@ test('segment files - live in <dataDir>/<name>/ with zero-padded increasing .avr
   const segments = files.filter((file) => file.endsWith('.avro'));
   t.true(segments.length >= 3);
   t.deepEqual(segments, segments.map((_, i) => path.join('events', segmentFileName(i + 1))));
-  t.deepEqual(files.filter((file) => !file.endsWith('.avro')), [path.join('events', 'hopper.lock')]);
+  t.deepEqual(files.filter((file) => !file.endsWith('.avro')), [path.join('events', 'hopper.lock', 'owner.json')]);
   t.is(segmentFileName(42), '000000000042.avro');
   t.is(hopper.stats().segments, segments.length);
   t.is(hopper.stats().diskBytes, segments.reduce((sum, file) => sum + fs.statSync(path.join(dir.dataDir, file)).size, 0));

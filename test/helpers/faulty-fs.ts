@@ -45,7 +45,8 @@ export class FaultyFileSystem {
   readonly fs: SegmentFileSystem = {
     ...fs,
     openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode) => {
-      this.check(flags === 'wx' ? 'create' : 'open');
+      const creates = flags === 'wx' || (typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0);
+      this.check(creates ? 'create' : 'open');
       return fs.openSync(file, flags, mode);
     }) as typeof fs.openSync,
     writevSync: (fd, buffers, position) => {

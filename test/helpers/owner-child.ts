@@ -1,0 +1,79 @@
+// Child process for the ownership tests.
+//
+// "race": waits for commands over IPC. On `open`, tries to open the channel; a process that gets it
+// proves it by creating a marker file with O_EXCL (two owners at once collide on it) and holds the
+// channel until `release`. Answers each command with one message.
+//
+// "spill": opens a channel with every record going to disk and writes without end, until it is
+// killed; prints a line once its first segment exists. With a kill point ("after-create":
+// right after a new segment's draft file is created, before its header is written;
+// "after-link": right after the segment is linked into place), it SIGKILLs itself there.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHopperStreams } from '../../lib/index.js';
+import { HopperStreams } from '../../lib/streams.js';
+import type { SegmentFileSystem } from '../../lib/segments.js';
+
+const [mode, dataDir, name, killAt] = process.argv.slice(2);
+
+type Command = { op: 'open'; round: number; staleLockMs?: number } | { op: 'release' } | { op: 'exit' };
+
+if (mode === 'race') {
+  const marker = path.join(dataDir!, `${name}.owner-marker`);
+  let held: ReturnType<typeof createHopperStreams> | undefined;
+  process.on('message', (command: Command) => {
+    if (command.op === 'open') {
+      try {
+        held = createHopperStreams({ dataDir, name, ...(command.staleLockMs ? { staleLockMs: command.staleLockMs } : {}) });
+      } catch (err) {
+        const e = err as Error & { code?: string };
+        process.send!({ round: command.round, owner: false, code: e.code ?? e.name, message: e.message });
+        return;
+      }
+      let collision = false;
+      try {
+        fs.closeSync(fs.openSync(marker, 'wx'));
+      } catch {
+        collision = true;
+      }
+      process.send!({ round: command.round, owner: true, collision });
+    } else if (command.op === 'release') {
+      const hopper = held!;
+      held = undefined;
+      fs.rmSync(marker, { force: true });
+      hopper.destroy();
+      process.send!({ released: true });
+    } else {
+      process.disconnect();
+      process.exit(0);
+    }
+  });
+  process.send!({ ready: true });
+} else if (mode === 'spill') {
+  const kill = (): never => {
+    process.kill(process.pid, 'SIGKILL');
+    throw new Error('unreachable');
+  };
+  let segments = 0;
+  const fileSystem: SegmentFileSystem = {
+    ...fs,
+    openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', fileMode?: fs.Mode) => {
+      const fd = fs.openSync(file, flags, fileMode);
+      if (killAt === 'after-create' && String(file).endsWith('segment.draft') && segments >= 2) kill();
+      return fd;
+    }) as typeof fs.openSync,
+    linkSync: (from, to) => {
+      fs.linkSync(from, to);
+      segments++;
+      if (segments === 1) process.stdout.write('spilling\n');
+      if (killAt === 'after-link' && segments >= 3) kill();
+    },
+  };
+  const hopper = new HopperStreams<string>({ dataDir, name, maxMemoryBytes: 0, maxSegmentBytes: 2_000 }, { fileSystem });
+  let i = 0;
+  const write = (): void => {
+    for (let k = 0; k < 20; k++) hopper.send(`record ${i++} ${'x'.repeat(i % 50)}`);
+    setImmediate(write);
+  };
+  write();
+}
