@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { parseSize } from '../lib/cli-args.js';
+import { parseSize } from '../lib/cli/args.js';
 import { createHopperStreams } from '../lib/index.js';
 import { ON_FULL_POLICIES, SEGMENT_CODECS } from '../lib/options.js';
 import { point, sleep, tempDataDir } from './helpers/index.js';
@@ -14,14 +14,14 @@ import { point, sleep, tempDataDir } from './helpers/index.js';
 // each with TMPDIR set to a directory of the test's own, which must be empty once the CLI has exited.
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const cli = path.join(root, 'dist', 'cli.js');
+const cli = path.join(root, 'dist', 'cli', 'index.js');
 const helper = (name: string): string => fileURLToPath(new URL(`helpers/${name}`, import.meta.url));
 const fixture = (name: string): string => path.join('fixtures', 'segments', name);
 const sha256 = (bytes: Buffer): string => crypto.createHash('sha256').update(bytes).digest('hex');
 const MiB = 1024 * 1024;
 
 test.before(() => {
-  if (!fs.existsSync(cli)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does)');
+  if (!fs.existsSync(cli)) throw new Error('dist/cli/index.js is missing: run `npm run build` (npm test does)');
 });
 
 /** Every file and directory left under `dir`. */

@@ -1,7 +1,7 @@
 import test from 'ava';
 import {
   PLAIN_INTERVAL_MS, ProgressLine, TTY_INTERVAL_MS, formatBytes, formatCount, formatDuration, type ProgressSample,
-} from '../lib/progress.js';
+} from '../lib/cli/progress.js';
 import { sleep } from './helpers/index.js';
 
 const KiB = 1024;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ON_FULL_POLICIES, SEGMENT_CODECS, checkName, type OnFull, type SegmentCodec } from './options.js';
+import { ON_FULL_POLICIES, SEGMENT_CODECS, checkName, type OnFull, type SegmentCodec } from '../options.js';
 
 // The command line of hopper-streams, as data: flags parsed with node:util parseArgs, sizes
 // read as KiB/MiB/GiB or plain bytes. No I/O here: the entry (cli.ts) reads files and runs.

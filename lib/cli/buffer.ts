@@ -1,11 +1,11 @@
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import type { BufferCommand } from './cli-args.js';
-import type { RecordCodec } from './codec.js';
-import { HopperError } from './errors.js';
+import type { BufferCommand } from './args.js';
+import type { RecordCodec } from '../codec.js';
+import { HopperError } from '../errors.js';
 import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
 import { ProgressLine, type ProgressSample } from './progress.js';
-import { createHopperStreams } from './streams.js';
+import { createHopperStreams } from '../streams.js';
 
 // `hopper-streams [buffer]`: stdin into a hopper's writable as fast as it comes, the hopper's
 // readable to stdout at the pace stdout drains. Byte mode writes stdin's Buffers as records;
