@@ -2,7 +2,6 @@ import test from 'ava';
 import {
   PLAIN_INTERVAL_MS, ProgressLine, TTY_INTERVAL_MS, formatBytes, formatCount, formatDuration, type ProgressSample,
 } from '../lib/cli/progress.js';
-import { sleep } from './helpers/index.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -117,16 +116,38 @@ test('ProgressLine.finish() - without a terminal, the summary is a plain line; b
   ]);
 });
 
-test('ProgressLine.start() - refreshes on a timer a few times a second on a terminal, once a second otherwise; finish() stops it', async (t) => {
+/** A fake clock for ProgressLine's `every`: tick() fires every timer still running. */
+function fakeTimers() {
+  const timers = new Set<{ ms: number; tick: () => void }>();
+  return {
+    every: (ms: number, tick: () => void) => {
+      const timer = { ms, tick };
+      timers.add(timer);
+      return () => timers.delete(timer);
+    },
+    running: () => [...timers].map((timer) => timer.ms),
+    tick: () => {
+      for (const timer of [...timers]) timer.tick();
+    },
+  };
+}
+
+test('ProgressLine.start() - refreshes on a timer a few times a second on a terminal, once a second otherwise; finish() stops it', (t) => {
   t.true(TTY_INTERVAL_MS <= 334 && TTY_INTERVAL_MS >= 100);
   t.is(PLAIN_INTERVAL_MS, 1000);
-  const written: string[] = [];
-  const line = new ProgressLine({ write: (text) => written.push(text), tty: true, sample: () => sample() });
-  line.start();
-  await sleep(TTY_INTERVAL_MS * 3 + 100);
-  line.finish({ status: 'done', peakMemoryBytes: 0, peakDiskBytes: 0, peakSegments: 0, spilled: 0 });
-  const draws = written.length - 1;
-  t.true(draws >= 2 && draws <= 4, `${draws} draws`);
-  await sleep(TTY_INTERVAL_MS + 50);
-  t.is(written.length, draws + 1, 'nothing drawn after the summary');
+  for (const tty of [true, false]) {
+    const clock = fakeTimers();
+    const written: string[] = [];
+    const line = new ProgressLine({ write: (text) => written.push(text), tty, sample: () => sample(), every: clock.every });
+    line.start();
+    line.start(); // a second start() does not add a second timer
+    t.deepEqual(clock.running(), [tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS]);
+    for (let i = 0; i < 3; i++) clock.tick();
+    t.is(written.length, 3, 'one draw per tick');
+    line.finish({ status: 'done', peakMemoryBytes: 0, peakDiskBytes: 0, peakSegments: 0, spilled: 0 });
+    t.deepEqual(clock.running(), [], 'finish() stops the timer');
+    clock.tick();
+    t.is(written.length, 4, 'the summary, and nothing drawn after it');
+    t.regex(written[3]!, /^(\r\x1b\[K)?hopper-streams: done in /);
+  }
 });

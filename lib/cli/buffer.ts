@@ -74,6 +74,8 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   let inputOpen = true;
   let inputPaused = false;
   let failure: string | undefined;
+  /** Whether the failure was said when it stopped the input (not left for the exit). */
+  let failureSaid = false;
   let signalCount = 0;
   /** Set by the first signal (or by stdout closing: SIGPIPE's status): the exit status, 128 + n. */
   let signalCode = 0;
@@ -119,8 +121,16 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     stdin.destroy();
     if (!writable.writableEnded && !writable.destroyed && !writable.errored) writable.end();
   };
+  // Said at once: what is held is still being written out, and the user learns now why the
+  // input stopped, not only at the exit.
   const failInput = (message: string): void => {
-    failure ??= message;
+    if (failure === undefined) {
+      failure = message;
+      if (inputOpen) {
+        say(`hopper-streams: ${message}`);
+        failureSaid = true;
+      }
+    }
     stopInput();
   };
 
@@ -323,7 +333,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
       if (skipped > 0) stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
       if (dropped > 0) stderr.write(`hopper-streams: ${dropped} record${dropped === 1 ? '' : 's'} dropped (--on-full ${command.onFull})\n`);
     }
-    if (failure !== undefined) stderr.write(`hopper-streams: ${failure}\n`);
+    if (failure !== undefined && !failureSaid) stderr.write(`hopper-streams: ${failure}\n`);
     resolveOutcome({ code, flushed });
   };
 

@@ -1,6 +1,6 @@
 // The CLI's progress line: counters sampled a few times a second and drawn over one terminal
 // line (or printed as plain lines, once a second, when stderr is not a terminal), then a
-// summary line. The clock, the counters and the output are passed in, so tests drive it.
+// summary line. The clock, the timer, the counters and the output are passed in, so tests drive it.
 
 /** Counters at one moment. */
 export interface ProgressSample {
@@ -39,6 +39,11 @@ export interface ProgressOptions {
   columns?: () => number | undefined;
   /** Milliseconds, monotonic. */
   now?: () => number;
+  /**
+   * Calls `tick` every `ms` until the returned function is called. Default: `setInterval`,
+   * unref'd so that it never keeps the process alive. Tests pass a fake clock.
+   */
+  every?: (ms: number, tick: () => void) => () => void;
   /** Show record counts (lines mode); in byte mode records are just pieces of the input. */
   records?: boolean;
 }
@@ -110,6 +115,12 @@ export function formatSummary(sample: ProgressSample, totals: ProgressTotals, el
   return text;
 }
 
+function everyUnref(ms: number, tick: () => void): () => void {
+  const timer = setInterval(tick, ms);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 interface Point {
   at: number;
   bytesIn: number;
@@ -125,7 +136,8 @@ export class ProgressLine {
   private readonly now: () => number;
   private readonly startedAt: number;
   private readonly history: Point[];
-  private timer: NodeJS.Timeout | undefined;
+  /** Stops the refresh timer, while it runs. */
+  private stopTimer: (() => void) | undefined;
   /** Whether a line is drawn and not yet ended (terminal only). */
   private drawn = false;
 
@@ -138,9 +150,9 @@ export class ProgressLine {
 
   /** Starts refreshing on a timer that does not keep the process alive. */
   start(): void {
-    if (this.timer !== undefined) return;
-    this.timer = setInterval(() => this.update(), this.options.tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS);
-    this.timer.unref();
+    if (this.stopTimer !== undefined) return;
+    const every = this.options.every ?? everyUnref;
+    this.stopTimer = every(this.options.tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS, () => this.update());
   }
 
   /** Samples the counters and draws the line now. */
@@ -177,8 +189,8 @@ export class ProgressLine {
 
   /** Stops refreshing and replaces the line with the summary. */
   finish(totals: ProgressTotals): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
+    this.stopTimer?.();
+    this.stopTimer = undefined;
     const summary = formatSummary(this.options.sample(), totals, this.now() - this.startedAt, this.options.records ?? false);
     this.options.write(`${this.drawn ? '\r\x1b[K' : ''}${summary}\n`);
     this.drawn = false;
