@@ -330,15 +330,88 @@ test.serial('buffer --dir --name - (buffer named or not) the channel directory i
   t.deepEqual(leftovers(tmpdir), ['spool']);
 });
 
+test.serial('buffer -m -l - sizes as pv and mbuffer users type them (4k, 64MB, 4M: powers of 1024) and the short flags', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = Array.from({ length: 2000 }, (_, i) => `line ${i}\n`).join('');
+  for (const [args, budget] of [
+    [['-m', '4k', '-l'], '4.0KiB'], [['--memory', '64MB', '--lines'], '64MiB'], [['-m4M', '-l'], '4.0MiB'], [['--memory=4KiB', '-l'], '4.0KiB'],
+  ] as const) {
+    const { code, stdout, stderr } = await runCli(t, [...args, '--progress'], { tmpdir, input });
+    t.is(code, 0, stderr);
+    t.is(stdout.toString(), input, args.join(' '));
+    t.regex(stderr, new RegExp(`^hopper-streams: done in .*: in \\S+ 2000 rec .* memory peak \\S+ of ${budget.replace('.', '\\.')};`, 'm'), args.join(' '));
+  }
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test.serial('buffer -0 - NUL-separated records (implies --lines): newlines inside a record stay in it, each record ends with NUL', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const records = ['first\nwith a newline', 'second', '', 'café ✓', 'last without NUL'];
+  const { code, stdout, stderr } = await runCli(t, ['-0', '-m', '0', '--progress'], { tmpdir, input: records.join('\0') });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), `${records.join('\0')}\0`);
+  t.regex(stderr, /^hopper-streams: done in .*: in \S+ 5 rec .* out \S+ 5 rec /m);
+  const schema = path.join(root, 'fixtures', 'schemas', 'point.avsc');
+  const json = [0, 1, 2].map((i) => JSON.stringify(point(i)));
+  const typed = await runCli(t, ['--null', '--schema', schema, '-m', '0'], { tmpdir, input: `${json.join('\0')}\0` });
+  t.is(typed.code, 0, typed.stderr);
+  t.is(typed.stdout.toString(), `${json.join('\0')}\0`);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test.serial('buffer --on-invalid skip - the summary counts add up: records in = out + skipped (6 lines in, 2 skipped, 4 out)', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const schema = path.join(root, 'fixtures', 'schemas', 'point.avsc');
+  const lines = [0, 1, 2, 3, 4, 5].map((i) => (i === 1 || i === 4 ? `{"seq":${i}}` : JSON.stringify(point(i))));
+  const { code, stdout, stderr } = await runCli(t, ['-l', '--schema', schema, '--on-invalid', 'skip', '--progress'], { tmpdir, input: lines.join('\n') });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString().split('\n').length, 4 + 1);
+  t.regex(stderr, /^hopper-streams: done in .*: in \S+ 6 rec .* out \S+ 4 rec .*; 2 invalid lines skipped$/m);
+});
+
+test.serial('buffer --on-full drop-newest - the summary counts add up: records in = out + dropped', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const lines = Array.from({ length: 40_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`);
+  const { code, stderr } = await runCli(t, ['-l', '-m', '4k', '--max-disk', '64k', '--on-full', 'drop-newest', '--progress'], { tmpdir, input: `${lines.join('\n')}\n` });
+  t.is(code, 0, stderr);
+  const summary = /^hopper-streams: done in .*: in \S+ (\d+) rec .* out \S+ (\d+) rec .*; (\d+) records dropped$/m.exec(stderr);
+  t.truthy(summary, stderr);
+  const [recordsIn, recordsOut, dropped] = summary!.slice(1).map(Number) as [number, number, number];
+  t.is(recordsIn, 40_000);
+  t.true(dropped > 0);
+  t.is(recordsOut + dropped, recordsIn);
+});
+
+test.serial('buffer -s - with the input size known, the progress line shows percent in and out and the ETA of the input', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = crypto.randomBytes(MiB);
+  const child = spawnChild(t, process.execPath, [cli, '-s', '1M', '--progress', '-m', '0'], { env: { ...process.env, TMPDIR: tmpdir } });
+  const stderr = watchStderr(child);
+  // Half of the input, then the rest once a progress line has counted that half.
+  child.stdin!.write(input.subarray(0, MiB / 2));
+  await stderr.until((text) => /^in 512KiB 50% /m.test(text), 'a progress line showing 50% of the input');
+  child.stdin!.end(input.subarray(MiB / 2));
+  const { code, stdout } = await collectRun(child, undefined);
+  t.is(code, 0, stderr.text());
+  t.true(stdout.equals(input));
+  const line = /^in 512KiB 50% .*$/m.exec(stderr.text())![0];
+  t.regex(line, /^in 512KiB 50% \S+\/s ETA (\S+) \| out \S+ \d+% \S+\/s \| mem /);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
 test.serial('bad flags - exit 2 with a one-line message naming the flag, nothing on stdout', async (t) => {
   const tmpdir = withTmpdir(t);
   const cases: Array<[string[], RegExp]> = [
-    [['--memory', '64MB'], /^hopper-streams: --memory expects a size like 64MiB.*got "64MB": use MiB: sizes are powers of 1024/],
-    [['--memory', 'lots'], /--memory expects a size .* got "lots": it is not a size/],
+    [['--memory', '64XB'], /^hopper-streams: --memory expects a size like 64M, 512KiB or 1048576, got "64XB": unknown unit "XB" \(use k, M, G or T, with or without B or iB\)/],
+    [['-m', 'lots'], /--memory expects a size .* got "lots": it is not a size/],
+    [['-s', '0'], /--size expects a size .* got "0": it must be at least 1 bytes/],
+    [['--progress', '-q'], /--progress and --quiet contradict each other/],
+    [['-x'], /unknown option -x/],
     [['--segment-size', '0'], /--segment-size .* it must be at least 1 bytes/],
     [['--max-segments', '0'], /--max-segments expects a whole number from 1 up, or unlimited, got "0"/],
     [['--frobnicate'], /^hopper-streams: unknown option --frobnicate \(see hopper-streams --help\)\n$/],
     [['--memory'], /^hopper-streams: --memory needs a value/],
+    [['-m'], /^hopper-streams: --memory needs a value/],
     [['--lines=yes'], /--lines does not take a value/],
     [['--on-full', 'sometimes'], new RegExp(`--on-full expects one of ${ON_FULL_POLICIES.join(', ')}, got "sometimes"`)],
     [['--codec', 'zstd'], /--codec expects one of null, deflate, got "zstd"/],
@@ -392,6 +465,17 @@ test.serial('runtime failures - a segment damaged on disk while held: the record
   t.deepEqual(leftovers(tmpdir), []);
 });
 
+test('parseSize() - k, M, G, T with or without B or iB, all powers of 1024 as mbuffer and pv read them', (t) => {
+  for (const [text, bytes] of [
+    ['4k', 4 * 1024], ['4K', 4 * 1024], ['4KB', 4 * 1024], ['4kb', 4 * 1024], ['4KiB', 4 * 1024],
+    ['4M', 4 * MiB], ['64MB', 64 * MiB], ['64MiB', 64 * MiB], ['1.5G', 1.5 * 1024 * MiB], ['2GB', 2 * 1024 * MiB],
+    ['1T', 1024 * 1024 * MiB], ['1TB', 1024 * 1024 * MiB], ['1TiB', 1024 * 1024 * MiB], ['512B', 512], ['512b', 512],
+  ] as const) {
+    t.is(parseSize(text, '--memory', 0), bytes, text);
+  }
+  t.throws(() => parseSize('4P', '--memory', 0), { message: /--memory expects a size .* got "4P": unknown unit "P"/ });
+});
+
 test('parseSize() - plain bytes, KiB/MiB/GiB (powers of 1024) with decimals, and unlimited where allowed', (t) => {
   t.is(parseSize('1048576', '--memory', 0), 1048576);
   t.is(parseSize('0', '--memory', 0), 0);
@@ -402,7 +486,7 @@ test('parseSize() - plain bytes, KiB/MiB/GiB (powers of 1024) with decimals, and
   t.is(parseSize('unlimited', '--max-disk', 1, true), Infinity);
   t.throws(() => parseSize('unlimited', '--memory', 0), { message: /--memory expects a size .* got "unlimited": it is not a size/ });
   t.throws(() => parseSize('1.5', '--memory', 0), { message: /bytes must be a whole number/ });
-  t.throws(() => parseSize('2KB', '--memory', 0), { message: /use KiB: sizes are powers of 1024/ });
+  t.throws(() => parseSize('2XB', '--memory', 0), { message: /unknown unit "XB"/ });
   t.throws(() => parseSize('-1', '--memory', 0), { message: /it is not a size/ });
   t.throws(() => parseSize('3 parsecs', '--memory', 0), { message: /unknown unit "parsecs"/ });
 });
@@ -412,13 +496,19 @@ test.serial('--help and --version - print to stdout and exit 0', async (t) => {
   const help = await runCli(t, ['--help'], { tmpdir });
   t.is(help.code, 0);
   t.regex(help.stdout.toString(), /^Usage: hopper-streams \[buffer\] \[options\]/);
-  t.true(help.stdout.toString().includes(`--on-full POLICY       at the disk cap: ${ON_FULL_POLICIES.join('|')}`));
+  t.regex(help.stdout.toString(), new RegExp(`--on-full POLICY +at the disk cap: ${ON_FULL_POLICIES.join('\\|')} `));
   for (const word of ['cat FILE.avro', 'verify DIR|FILE', '--lines', '--schema', '--on-invalid', '--progress', 'Exit status']) {
     t.true(help.stdout.toString().includes(word), word);
   }
-  const version = await runCli(t, ['--version'], { tmpdir });
-  t.is(version.code, 0);
-  t.is(version.stdout.toString(), `${(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+  for (const word of ['-m, --memory SIZE', '-s, --size SIZE', '-l, --lines', '-0, --null', '-q, --quiet', 'in powers of 1024 as\nmbuffer and pv read them']) {
+    t.true(help.stdout.toString().includes(word), word);
+  }
+  const packageVersion = `${(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version}\n`;
+  for (const flag of ['--version', '-V']) {
+    const version = await runCli(t, [flag], { tmpdir });
+    t.is(version.code, 0);
+    t.is(version.stdout.toString(), packageVersion, flag);
+  }
   const catHelp = await runCli(t, ['cat', '--help'], { tmpdir });
   t.is(catHelp.stdout.toString(), help.stdout.toString());
 });

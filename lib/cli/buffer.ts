@@ -63,11 +63,13 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   });
   const { writable, readable } = hopper;
   const buffers = codec !== undefined && schemaHasBytes(codec.type.schema());
-  const splitter = command.lines ? new LineSplitter() : undefined;
+  const splitter = command.lines ? new LineSplitter(command.separator) : undefined;
 
   let bytesIn = 0;
   let bytesOut = 0;
   let recordsOut = 0;
+  /** Records the hopper took from the input (refused ones are not; dropped ones are). */
+  let recordsTaken = 0;
   let lineNumber = 0;
   let skipped = 0;
   const peak = { memoryBytes: 0, diskBytes: 0, segments: 0 };
@@ -86,12 +88,20 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     resolveOutcome = resolve;
   });
 
+  // Counts that add up: in = out + skipped + dropped + held. `in` counts every record read from
+  // the input (skipped lines too); `held` counts what is in memory, on disk and in the readable's
+  // buffer (delivered by the hopper, not yet written out).
+  const held = (stats = hopper.stats()): number => stats.memoryRecords + stats.diskRecords + stats.recordsOut - recordsOut;
+  /** The counters as the run ended, taken before the hopper is destroyed. */
+  let finalSample: ProgressSample | undefined;
   const sample = (): ProgressSample => {
+    if (finalSample !== undefined) return finalSample;
     const stats = hopper.stats();
     trackPeaks(stats);
     return {
-      bytesIn, recordsIn: stats.recordsIn, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
+      bytesIn, recordsIn: recordsTaken + skipped, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
       memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped, dropped: stats.dropped,
+      held: held(stats),
     };
   };
   const trackPeaks = (stats = hopper.stats()): void => {
@@ -103,6 +113,8 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const progress = showProgress
     ? new ProgressLine({
       write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns, records: command.lines,
+      // With --schema, the output is JSON written anew: its bytes are not the input's.
+      size: command.size, outputIsInput: command.schemaFile === undefined,
     })
     : undefined;
   const say = (text: string): void => {
@@ -141,6 +153,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
       failInput(`${where}: ${flagNames(writable.errored.message)}`);
       return false;
     }
+    recordsTaken++;
     return ok;
   };
 
@@ -233,7 +246,8 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   // Output ------------------------------------------------------------------------------------
 
   let waitingForDrain = false;
-  const format = (record: unknown): string => (codec === undefined ? `${record as string}\n` : `${stringifyRecord(record, buffers)}\n`);
+  const separator = command.separator;
+  const format = (record: unknown): string => (codec === undefined ? `${record as string}${separator}` : `${stringifyRecord(record, buffers)}${separator}`);
 
   const pumpOutput = (): void => {
     if (waitingForDrain || finished) return;
@@ -308,8 +322,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     stoppedBy = `interrupted by ${signal}`;
     if (signalCount === 1) {
       stopInput();
-      const { memoryRecords, diskRecords } = hopper.stats();
-      say(`hopper-streams: ${signal}: stopped reading; writing out the ${memoryRecords + diskRecords} records held (signal again to discard them)`);
+      say(`hopper-streams: ${signal}: stopped reading; writing out the ${held()} records held (signal again to discard them)`);
       return;
     }
     hopper.destroy();
@@ -323,6 +336,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     for (const signal of SIGNALS) process.removeListener(signal, onSignal);
     stopInput();
     const { spilled, dropped } = hopper.stats();
+    finalSample = sample();
     hopper.destroy();
     const code = failure !== undefined ? 1 : signalCode;
     if (progress) {
