@@ -273,7 +273,20 @@ test.serial('buffer --on-full error - a write that meets the disk cap stops the 
   t.is(code, 1);
   t.true(stdout.length > 256 * 1024 && stdout.length < input.length, `${stdout.length} bytes delivered`);
   t.true(stdout.equals(input.subarray(0, stdout.length)), 'what was delivered is the input, in order, up to the refused record');
-  t.regex(stderr, new RegExp(`^hopper-streams: stopped at input byte ${stdout.length}: hopper is full: .* the disk cap --max-disk \\(262144\\) is reached; the record was not accepted\\n$`));
+  t.is(stderr, `hopper-streams: stopped at input byte ${stdout.length}: hopper is full: neither memory (--memory 64KiB) nor the disk cap (--max-disk 256KiB) has room for it; the record was not accepted\n`);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test.serial('buffer --on-full error - a refusal at --max-segments names the flags that set the limits', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const lines = Array.from({ length: 5000 }, (_, i) => `line ${i} ${'x'.repeat(100)}`);
+  const child = spawnChild(t, process.execPath, [cli, '-l', '-m', '0', '--segment-size', '4k', '--max-segments', '2', '--on-full', 'error'], { env: { ...process.env, TMPDIR: tmpdir } });
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(`${lines.join('\n')}\n`);
+  const said = watchStderr(child).until((text) => text.endsWith('\n'), 'the CLI saying that --max-segments stopped its input');
+  const segments = await collectRun(child, said);
+  t.is(segments.code, 1);
+  t.regex(segments.stderr, /^hopper-streams: stopped at line \d+: hopper is full: neither memory \(--memory 0B\) nor the disk cap \(--max-segments 2\) has room for it; the record was not accepted\n$/);
   t.deepEqual(leftovers(tmpdir), []);
 });
 

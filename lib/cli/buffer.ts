@@ -4,7 +4,7 @@ import type { BufferCommand } from './args.js';
 import type { RecordCodec } from '../codec.js';
 import { HopperError } from '../errors.js';
 import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
-import { ProgressLine, type ProgressSample } from './progress.js';
+import { ProgressLine, formatBytes, type ProgressSample } from './progress.js';
 import { createHopperStreams } from '../streams.js';
 
 // `hopper-streams [buffer]`: stdin into a hopper's writable as fast as it comes, the hopper's
@@ -23,12 +23,21 @@ const BYTE_RECORD_BYTES = 16 * 1024;
 const SKIP_MESSAGES = 10;
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-/** Library option names in a message, as the flags that set them. */
-function flagNames(message: string): string {
-  return message
-    .replace(/\bmaxDiskBytes\b/g, '--max-disk')
-    .replace(/\bmaxSegments\b/g, '--max-segments')
-    .replace(/\bmaxMemoryBytes\b/g, '--memory');
+/**
+ * What the user is told when the hopper refuses a record: the library's message names its
+ * options, so refusals that concern flags are said again in the flags' terms, from the error's
+ * code and the cap it names (`option`).
+ */
+function refusalMessage(err: Error, command: BufferCommand): string {
+  const memory = `--memory ${formatBytes(command.memory)}`;
+  if (HopperError.is(err, 'ERR_HOPPER_FULL') && err.option !== undefined) {
+    const cap = err.option === 'maxSegments' ? `--max-segments ${command.maxSegments}` : `--max-disk ${formatBytes(command.maxDisk)}`;
+    return `hopper is full: neither memory (${memory}) nor the disk cap (${cap}) has room for it; the record was not accepted`;
+  }
+  if (HopperError.is(err, 'ERR_HOPPER_RECORD_TOO_LARGE')) {
+    return `record too large: it is bigger than ${memory} and, encoded, than --max-disk ${formatBytes(command.maxDisk)} allows`;
+  }
+  return err.message;
 }
 
 export interface BufferIo {
@@ -150,7 +159,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const writeRecord = (record: unknown, where: string): boolean => {
     const ok = writable.write(record);
     if (writable.errored) {
-      failInput(`${where}: ${flagNames(writable.errored.message)}`);
+      failInput(`${where}: ${refusalMessage(writable.errored, command)}`);
       return false;
     }
     recordsTaken++;
@@ -241,7 +250,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   stdin.on('error', (err: Error) => failInput(`reading stdin failed: ${err.message}`));
   // A refused write (full with --on-full error, a record too large) ends the input; what was
   // accepted before it is still delivered. writeRecord reports it with its position.
-  writable.on('error', (err: Error) => failInput(flagNames(err.message)));
+  writable.on('error', (err: Error) => failInput(refusalMessage(err, command)));
 
   // Output ------------------------------------------------------------------------------------
 
@@ -297,7 +306,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   readable.on('end', finishAfterFlush);
   readable.on('error', (err: Error) => {
     // The hopper failed (a corrupt segment, a disk error): the records it still held are lost.
-    failure ??= flagNames(err.message);
+    failure ??= refusalMessage(err, command);
     stopInput();
     finishAfterFlush();
   });
