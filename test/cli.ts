@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { parseSize } from '../lib/cli/args.js';
+import { parseCommand, parseSize } from '../lib/cli/args.js';
 import { createHopperStreams } from '../lib/index.js';
 import { ON_FULL_POLICIES, SEGMENT_CODECS } from '../lib/options.js';
 import { spawnChild } from './helpers/children.js';
@@ -476,6 +476,17 @@ test.serial('runtime failures - a segment damaged on disk while held: the record
   t.true(stdout.length < input.length && stdout.equals(input.subarray(0, stdout.length)));
   t.regex(stderr, /^hopper-streams: corrupt segment \S+000000000001\.avro at byte \d+: .*\n$/);
   t.deepEqual(leftovers(tmpdir), []);
+});
+
+test('parseCommand() - the short flags are their long forms: -m, -l, -0, -s, -q, -V', (t) => {
+  const short = parseCommand(['-m', '4M', '-l', '-s', '1G', '-q']);
+  const long = parseCommand(['--memory', '4MiB', '--lines', '--size', '1GiB', '--no-progress']);
+  t.deepEqual(short, long);
+  t.like(short, { command: 'buffer', memory: 4 * MiB, lines: true, separator: '\n', size: 1024 * MiB, progress: false });
+  t.like(parseCommand(['-0']), { lines: true, separator: '\0' }, '-0 implies --lines');
+  t.like(parseCommand(['--quiet']), { progress: false });
+  t.like(parseCommand([]), { memory: 64 * MiB, size: undefined, progress: undefined, separator: '\n' });
+  t.deepEqual(parseCommand(['-V']), { command: 'version' });
 });
 
 test('parseSize() - k, M, G, T with or without B or iB, all powers of 1024 as mbuffer and pv read them', (t) => {
