@@ -19,6 +19,8 @@ export interface Ingested {
   sha256: string;
   /** When the client's upload had been fully received (ms since the request arrived). */
   receivedMs: number;
+  /** Records the hopper still held (not yet taken by the consumer) when the body had been received. */
+  heldWhenReceived: number;
   /** When the consumer had processed the last byte. */
   consumedMs: number;
   peakMemoryBytes: number;
@@ -48,8 +50,11 @@ export function createIngestServer(options: IngestServerOptions = {}): http.Serv
     const started = performance.now();
     const hopper = createHopperStreams<Buffer>({ maxMemoryBytes, dataDir, name: `upload-${process.pid}-${++uploads}` });
     let receivedMs = 0;
+    let heldWhenReceived = 0;
     hopper.writable.on('finish', () => {
       receivedMs = performance.now() - started;
+      const { memoryRecords, diskRecords } = hopper.stats();
+      heldWhenReceived = memoryRecords + diskRecords;
       response.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ accepted: hopper.stats().recordsIn }));
     });
     request.on('error', (err) => hopper.destroy(err));
@@ -65,7 +70,7 @@ export function createIngestServer(options: IngestServerOptions = {}): http.Serv
         peakMemoryBytes = Math.max(peakMemoryBytes, hopper.stats().memoryBytes);
         await sleep(consumerDelayMs);
       }
-      onIngested?.({ bytes, sha256: hash.digest('hex'), receivedMs, consumedMs: performance.now() - started, peakMemoryBytes, stats: hopper.stats() });
+      onIngested?.({ bytes, sha256: hash.digest('hex'), receivedMs, heldWhenReceived, consumedMs: performance.now() - started, peakMemoryBytes, stats: hopper.stats() });
     })().catch((err: unknown) => {
       console.error('ingest consumer failed:', err);
     });

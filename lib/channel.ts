@@ -1,6 +1,6 @@
 import { createCodec, type RecordCodec } from './codec.js';
 import { ChannelDirectory } from './directory.js';
-import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError } from './errors.js';
+import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
 import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments.js';
@@ -89,6 +89,8 @@ type WriteCallback = (err?: Error | null) => void;
 interface Refusal {
   reason: string;
   fault?: Error;
+  /** The disk cap that had no room. */
+  option?: LimitOption;
 }
 
 const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
@@ -277,7 +279,7 @@ export class Channel {
   }
 
   private refusalError(record: unknown, refusal: Refusal): HopperError {
-    return refusal.fault ? refusedForFault(record, refusal.fault) : fullError(record, refusal.reason);
+    return refusal.fault ? refusedForFault(record, refusal.fault) : fullError(record, refusal.reason, refusal.option);
   }
 
   /** Ends a writer (`aborted`: it was destroyed, so its held writes fail). Idempotent. */
@@ -437,17 +439,15 @@ export class Channel {
             { record },
           );
         }
-        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes` };
+        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`, option: 'maxDiskBytes' };
       }
       if (result === 'fault') {
         const fault = this.log.fault!;
         return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and disk writes are failing (${fault.message})`, fault };
       }
       if (result === 'full') {
-        const cap = this.log.segmentCount >= this.options.maxSegments
-          ? `maxSegments (${this.options.maxSegments})`
-          : `maxDiskBytes (${this.options.maxDiskBytes})`;
-        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${cap} is reached` };
+        const option: LimitOption = this.log.segmentCount >= this.options.maxSegments ? 'maxSegments' : 'maxDiskBytes';
+        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${option} (${this.options[option]}) is reached`, option };
       }
       this.spilled++;
       const last = this.queue.last();

@@ -21,6 +21,9 @@ export type HopperErrorCode =
   | 'ERR_STREAM_WRITE_AFTER_END'
   | 'ERR_STREAM_DESTROYED';
 
+/** The options whose limit can refuse a record (`HopperError.option`). */
+export type LimitOption = 'maxDiskBytes' | 'maxSegments';
+
 /** Extra facts an error carries, depending on its code. */
 export interface HopperErrorDetails {
   /** The record that was refused (`ERR_HOPPER_FULL`, `ERR_HOPPER_INVALID_RECORD`, `ERR_HOPPER_RECORD_TOO_LARGE`). */
@@ -31,6 +34,8 @@ export interface HopperErrorDetails {
   file?: string;
   /** Byte offset in `file` where the problem was found (`ERR_HOPPER_CORRUPT_SEGMENT`). */
   offset?: number;
+  /** The disk cap that had no room for the record (`ERR_HOPPER_FULL`): name a setting without parsing the message. */
+  option?: LimitOption;
   /** The underlying error. */
   cause?: unknown;
 }
@@ -55,16 +60,18 @@ export class HopperError extends Error {
   declare readonly path?: string[];
   declare readonly file?: string;
   declare readonly offset?: number;
+  declare readonly option?: LimitOption;
 
   constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'HopperError';
     this.code = code;
-    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number };
+    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number; option?: LimitOption };
     if ('record' in details) self.record = details.record;
     if (details.path !== undefined) self.path = details.path;
     if (details.file !== undefined) self.file = details.file;
     if (details.offset !== undefined) self.offset = details.offset;
+    if (details.option !== undefined) self.option = details.option;
   }
 
   /** True when `err` is a HopperError, with the given code if one is named. */
@@ -73,8 +80,8 @@ export class HopperError extends Error {
   }
 }
 
-export function fullError(record: unknown, reason: string): HopperError {
-  return new HopperError('ERR_HOPPER_FULL', `hopper is full: ${reason}; the record was not accepted`, { record });
+export function fullError(record: unknown, reason: string, option?: LimitOption): HopperError {
+  return new HopperError('ERR_HOPPER_FULL', `hopper is full: ${reason}; the record was not accepted`, option === undefined ? { record } : { record, option });
 }
 
 export function writeAfterEndError(): HopperError {

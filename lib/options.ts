@@ -168,16 +168,20 @@ function choiceOption<T extends string>(options: HopperOptions, key: keyof Hoppe
   return value as T;
 }
 
+/** Why a string is not a channel name (one path component, no NUL, at most 255 bytes), or undefined. */
+export function nameProblem(value: string): string | undefined {
+  return value === '' ? 'it is empty'
+    : value === '.' || value === '..' ? 'it names a directory link'
+      : /[/\\]/.test(value) ? 'it contains a path separator'
+        : value.includes('\0') ? 'it contains a NUL byte'
+          : Buffer.byteLength(value) > 255 ? 'it is longer than 255 bytes'
+            : undefined;
+}
+
 /** Checks a channel name: one path component, no NUL, at most 255 bytes. */
 export function checkName(value: unknown): string {
   if (typeof value !== 'string') throw new TypeError(`Expected \`name\` to be a string, got ${describe(value)}`);
-  const problem =
-    value === '' ? 'it is empty'
-      : value === '.' || value === '..' ? 'it names a directory link'
-        : /[/\\]/.test(value) ? 'it contains a path separator'
-          : value.includes('\0') ? 'it contains a NUL byte'
-            : Buffer.byteLength(value) > 255 ? 'it is longer than 255 bytes'
-              : undefined;
+  const problem = nameProblem(value);
   if (problem) throw new RangeError(`Expected \`name\` to be a single directory name, got ${describe(value)}: ${problem}`);
   return value;
 }

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import test from 'ava';
 import { HopperError, type FaultEvent, type HopperOptions } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
+import { within } from './helpers/wait.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
 import { collect, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 
@@ -145,10 +146,15 @@ test('faults - a failed delete of a read segment does not stop delivery; it stil
   const stuck = faults.find((event) => event.operation === 'remove')!.file;
   t.is(hopper.stats().segments, segmentsBefore, 'the undeleted file still counts');
   t.true(dir.files().some((file) => stuck.endsWith(file)));
+  const removed = new Promise<void>((resolve) => {
+    hopper.on('segment', (event) => {
+      if (event.action === 'removed' && event.file === stuck) resolve();
+    });
+  });
   faulty.clear();
   while (out.length < 200) out.push(((await iterator.next()).value as Point).seq);
   t.deepEqual(out, Array.from({ length: 200 }, (_, i) => i));
-  await sleep(50);
+  await within(removed, `the removal of ${stuck} once the fault cleared`);
   t.false(dir.files().some((file) => stuck.endsWith(file)), 'removed once the fault cleared');
   hopper.destroy();
 });

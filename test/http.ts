@@ -8,8 +8,7 @@ import { tempDataDir } from './helpers/index.js';
 const MiB = 1024 * 1024;
 
 /** Uploads `size` random bytes in 64 KiB writes, honouring backpressure; resolves with the body's sha256 and the response. */
-function upload(port: number, size: number): Promise<{ sha256: string; status: number; body: string; uploadMs: number }> {
-  const started = performance.now();
+function upload(port: number, size: number): Promise<{ sha256: string; status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');
     const request = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/ingest', headers: { 'content-type': 'application/octet-stream' } });
@@ -18,7 +17,7 @@ function upload(port: number, size: number): Promise<{ sha256: string; status: n
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (text: string) => (body += text));
-      response.on('end', () => resolve({ sha256: hash.digest('hex'), status: response.statusCode ?? 0, body, uploadMs: performance.now() - started }));
+      response.on('end', () => resolve({ sha256: hash.digest('hex'), status: response.statusCode ?? 0, body }));
     });
     let sent = 0;
     const writeMore = (): void => {
@@ -58,8 +57,8 @@ test('HTTP ingest - a 64 MiB upload is drained at full speed into a slow consume
   t.true(result.peakMemoryBytes <= maxMemoryBytes, `peak memory ${result.peakMemoryBytes} of ${maxMemoryBytes}`);
   t.true(result.stats.spilled > 0, 'the disk tier was used');
   t.is(result.stats.recordsIn, result.stats.recordsOut);
-  // The upload was not paced by the consumer: it was answered long before the consumer finished.
-  t.true(result.receivedMs < result.consumedMs / 2, `received in ${result.receivedMs.toFixed(0)} ms, consumed in ${result.consumedMs.toFixed(0)} ms`);
-  t.true(sent.uploadMs < result.consumedMs / 2, `upload took ${sent.uploadMs.toFixed(0)} ms`);
+  // The upload was not paced by the consumer: it was answered while records were still held for
+  // it. (Counted, not timed: how much sooner is a matter of speed, for bench/.)
+  t.true(result.heldWhenReceived > 0, `${result.heldWhenReceived} records held when the upload was answered`);
   t.deepEqual(dir.files(), [], 'the hopper removed its files');
 });

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -6,14 +6,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
+import { spawnChild } from './helpers/children.js';
 import { collect, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
 const sha256 = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
-async function startChild(mode: 'hold' | 'exit', dataDir: string, name: string): Promise<{ child: ChildProcess; info: { pid: number; path: string; segments: number } }> {
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', childScript, mode, dataDir, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Starts a child process that `t.teardown` ends whatever the outcome, and waits for its first line. */
+async function startChild(
+  t: Parameters<typeof spawnChild>[0],
+  mode: 'hold' | 'exit',
+  dataDir: string,
+  name: string,
+): Promise<{ child: ChildProcess; info: { pid: number; path: string; segments: number } }> {
+  const child = spawnChild(t, process.execPath, ['--import', 'tsx/esm', childScript, mode, dataDir, name], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   for await (const chunk of child.stdout!) {
     output += String(chunk);
@@ -110,10 +117,10 @@ test('channel directory - a second open channel on the same directory fails with
   t.deepEqual(dir.files(), []);
 });
 
-test('channel directory - locked by another process, then taken over once that process is dead; stale segments removed, foreign files kept', async (t) => {
+test.serial('channel directory - locked by another process, then taken over once that process is dead; stale segments removed, foreign files kept', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const { child, info } = await startChild('hold', dir.dataDir, 'shared');
+  const { child, info } = await startChild(t, 'hold', dir.dataDir, 'shared');
   t.true(info.segments > 1);
   const channelDir = path.join(dir.dataDir, 'shared');
   // Files that are not ours: a plain Avro file under a segment-like name, and a note.
@@ -161,9 +168,10 @@ test('channel directory - segment-named files that are not ours are never overwr
   t.deepEqual([sha256(path.join(channelDir, '000000000001.avro')), sha256(path.join(channelDir, '000000000002.avro'))], hashes);
 });
 
-test('channel directory - a process that exits with a channel open leaves no files behind', async (t) => {
-  const { child, info } = await startChild('exit', '-', 'hopper');
-  const [code] = await once(child, 'exit');
+test.serial('channel directory - a process that exits with a channel open leaves no files behind', async (t) => {
+  const { child, info } = await startChild(t, 'exit', '-', 'hopper');
+  // It may have exited already, while its line was being read.
+  const code = child.exitCode ?? (await once(child, 'exit'))[0];
   t.is(code, 0);
   t.true(info.segments > 0);
   t.false(fs.existsSync(info.path));

@@ -5,7 +5,7 @@ import test from 'ava';
 import avsc from 'avsc';
 import type { Schema } from 'avsc';
 import { decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
-import { formatReport, readSegment, segmentFiles, verifySegment, type SegmentReport } from '../lib/verify.js';
+import { formatReport, readSegment, segmentFiles, verifySegment, type SegmentReport } from '../lib/cli/verify.js';
 import { plain, point, tempDataDir } from './helpers/index.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));

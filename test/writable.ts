@@ -121,6 +121,7 @@ test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying t
   t.is(err.code, 'ERR_HOPPER_FULL');
   t.is(err.record, refused);
   t.regex(err.message, /maxSegments \(1\)/);
+  t.is(err.option, 'maxSegments', 'the cap is named as a field too');
   const out = await collect<Point>(hopper.readable);
   t.is(out.length, accepted);
   t.deepEqual(out.map((record) => record.seq), Array.from({ length: accepted }, (_, k) => k));

@@ -1,11 +1,11 @@
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
-import type { BufferCommand } from './cli-args.js';
-import type { RecordCodec } from './codec.js';
-import { HopperError } from './errors.js';
+import type { BufferCommand } from './args.js';
+import type { RecordCodec } from '../codec.js';
+import { HopperError } from '../errors.js';
 import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
-import { ProgressLine, type ProgressSample } from './progress.js';
-import { createHopperStreams } from './streams.js';
+import { ProgressLine, formatBytes, type ProgressSample } from './progress.js';
+import { createHopperStreams } from '../streams.js';
 
 // `hopper-streams [buffer]`: stdin into a hopper's writable as fast as it comes, the hopper's
 // readable to stdout at the pace stdout drains. Byte mode writes stdin's Buffers as records;
@@ -23,12 +23,21 @@ const BYTE_RECORD_BYTES = 16 * 1024;
 const SKIP_MESSAGES = 10;
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-/** Library option names in a message, as the flags that set them. */
-function flagNames(message: string): string {
-  return message
-    .replace(/\bmaxDiskBytes\b/g, '--max-disk')
-    .replace(/\bmaxSegments\b/g, '--max-segments')
-    .replace(/\bmaxMemoryBytes\b/g, '--memory');
+/**
+ * What the user is told when the hopper refuses a record: the library's message names its
+ * options, so refusals that concern flags are said again in the flags' terms, from the error's
+ * code and the cap it names (`option`).
+ */
+function refusalMessage(err: Error, command: BufferCommand): string {
+  const memory = `--memory ${formatBytes(command.memory)}`;
+  if (HopperError.is(err, 'ERR_HOPPER_FULL') && err.option !== undefined) {
+    const cap = err.option === 'maxSegments' ? `--max-segments ${command.maxSegments}` : `--max-disk ${formatBytes(command.maxDisk)}`;
+    return `hopper is full: neither memory (${memory}) nor the disk cap (${cap}) has room for it; the record was not accepted`;
+  }
+  if (HopperError.is(err, 'ERR_HOPPER_RECORD_TOO_LARGE')) {
+    return `record too large: it is bigger than ${memory} and, encoded, than --max-disk ${formatBytes(command.maxDisk)} allows`;
+  }
+  return err.message;
 }
 
 export interface BufferIo {
@@ -63,17 +72,21 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   });
   const { writable, readable } = hopper;
   const buffers = codec !== undefined && schemaHasBytes(codec.type.schema());
-  const splitter = command.lines ? new LineSplitter() : undefined;
+  const splitter = command.lines ? new LineSplitter(command.separator) : undefined;
 
   let bytesIn = 0;
   let bytesOut = 0;
   let recordsOut = 0;
+  /** Records the hopper took from the input (refused ones are not; dropped ones are). */
+  let recordsTaken = 0;
   let lineNumber = 0;
   let skipped = 0;
   const peak = { memoryBytes: 0, diskBytes: 0, segments: 0 };
   let inputOpen = true;
   let inputPaused = false;
   let failure: string | undefined;
+  /** Whether the failure was said when it stopped the input (not left for the exit). */
+  let failureSaid = false;
   let signalCount = 0;
   /** Set by the first signal (or by stdout closing: SIGPIPE's status): the exit status, 128 + n. */
   let signalCode = 0;
@@ -84,12 +97,20 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     resolveOutcome = resolve;
   });
 
+  // Counts that add up: in = out + skipped + dropped + held. `in` counts every record read from
+  // the input (skipped lines too); `held` counts what is in memory, on disk and in the readable's
+  // buffer (delivered by the hopper, not yet written out).
+  const held = (stats = hopper.stats()): number => stats.memoryRecords + stats.diskRecords + stats.recordsOut - recordsOut;
+  /** The counters as the run ended, taken before the hopper is destroyed. */
+  let finalSample: ProgressSample | undefined;
   const sample = (): ProgressSample => {
+    if (finalSample !== undefined) return finalSample;
     const stats = hopper.stats();
     trackPeaks(stats);
     return {
-      bytesIn, recordsIn: stats.recordsIn, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
+      bytesIn, recordsIn: recordsTaken + skipped, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
       memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped, dropped: stats.dropped,
+      held: held(stats),
     };
   };
   const trackPeaks = (stats = hopper.stats()): void => {
@@ -101,6 +122,8 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const progress = showProgress
     ? new ProgressLine({
       write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns, records: command.lines,
+      // With --schema, the output is JSON written anew: its bytes are not the input's.
+      size: command.size, outputIsInput: command.schemaFile === undefined,
     })
     : undefined;
   const say = (text: string): void => {
@@ -119,8 +142,16 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     stdin.destroy();
     if (!writable.writableEnded && !writable.destroyed && !writable.errored) writable.end();
   };
+  // Said at once: what is held is still being written out, and the user learns now why the
+  // input stopped, not only at the exit.
   const failInput = (message: string): void => {
-    failure ??= message;
+    if (failure === undefined) {
+      failure = message;
+      if (inputOpen) {
+        say(`hopper-streams: ${message}`);
+        failureSaid = true;
+      }
+    }
     stopInput();
   };
 
@@ -128,9 +159,10 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const writeRecord = (record: unknown, where: string): boolean => {
     const ok = writable.write(record);
     if (writable.errored) {
-      failInput(`${where}: ${flagNames(writable.errored.message)}`);
+      failInput(`${where}: ${refusalMessage(writable.errored, command)}`);
       return false;
     }
+    recordsTaken++;
     return ok;
   };
 
@@ -218,12 +250,13 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   stdin.on('error', (err: Error) => failInput(`reading stdin failed: ${err.message}`));
   // A refused write (full with --on-full error, a record too large) ends the input; what was
   // accepted before it is still delivered. writeRecord reports it with its position.
-  writable.on('error', (err: Error) => failInput(flagNames(err.message)));
+  writable.on('error', (err: Error) => failInput(refusalMessage(err, command)));
 
   // Output ------------------------------------------------------------------------------------
 
   let waitingForDrain = false;
-  const format = (record: unknown): string => (codec === undefined ? `${record as string}\n` : `${stringifyRecord(record, buffers)}\n`);
+  const separator = command.separator;
+  const format = (record: unknown): string => (codec === undefined ? `${record as string}${separator}` : `${stringifyRecord(record, buffers)}${separator}`);
 
   const pumpOutput = (): void => {
     if (waitingForDrain || finished) return;
@@ -273,7 +306,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   readable.on('end', finishAfterFlush);
   readable.on('error', (err: Error) => {
     // The hopper failed (a corrupt segment, a disk error): the records it still held are lost.
-    failure ??= flagNames(err.message);
+    failure ??= refusalMessage(err, command);
     stopInput();
     finishAfterFlush();
   });
@@ -298,8 +331,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     stoppedBy = `interrupted by ${signal}`;
     if (signalCount === 1) {
       stopInput();
-      const { memoryRecords, diskRecords } = hopper.stats();
-      say(`hopper-streams: ${signal}: stopped reading; writing out the ${memoryRecords + diskRecords} records held (signal again to discard them)`);
+      say(`hopper-streams: ${signal}: stopped reading; writing out the ${held()} records held (signal again to discard them)`);
       return;
     }
     hopper.destroy();
@@ -313,6 +345,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     for (const signal of SIGNALS) process.removeListener(signal, onSignal);
     stopInput();
     const { spilled, dropped } = hopper.stats();
+    finalSample = sample();
     hopper.destroy();
     const code = failure !== undefined ? 1 : signalCode;
     if (progress) {
@@ -323,7 +356,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
       if (skipped > 0) stderr.write(`hopper-streams: ${skipped} invalid line${skipped === 1 ? '' : 's'} skipped\n`);
       if (dropped > 0) stderr.write(`hopper-streams: ${dropped} record${dropped === 1 ? '' : 's'} dropped (--on-full ${command.onFull})\n`);
     }
-    if (failure !== undefined) stderr.write(`hopper-streams: ${failure}\n`);
+    if (failure !== undefined && !failureSaid) stderr.write(`hopper-streams: ${failure}\n`);
     resolveOutcome({ code, flushed });
   };
 

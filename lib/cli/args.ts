@@ -1,8 +1,9 @@
 import { parseArgs } from 'node:util';
-import { ON_FULL_POLICIES, SEGMENT_CODECS, checkName, type OnFull, type SegmentCodec } from './options.js';
+import { ON_FULL_POLICIES, SEGMENT_CODECS, nameProblem, type OnFull, type SegmentCodec } from '../options.js';
 
 // The command line of hopper-streams, as data: flags parsed with node:util parseArgs, sizes
-// read as KiB/MiB/GiB or plain bytes. No I/O here: the entry (cli.ts) reads files and runs.
+// read as mbuffer and pv read them (k, M, G, T in powers of 1024, with or without B or iB).
+// No I/O here: the entry (index.ts) reads files and runs.
 
 /** A flag or argument the command line cannot use; the CLI prints its message and exits 2. */
 export class UsageError extends Error {
@@ -27,6 +28,10 @@ export interface BufferCommand {
   onFull: OnFull;
   codec: SegmentCodec;
   lines: boolean;
+  /** What ends a record with --lines: a newline, or NUL with `-0`. */
+  separator: '\n' | '\0';
+  /** The input's size in bytes, if known (`-s`): the progress line shows percent and ETA. */
+  size: number | undefined;
   schemaFile: string | undefined;
   onInvalid: OnInvalid;
   /** true: `--progress`; false: `--no-progress`; undefined: on when stderr is a terminal. */
@@ -43,8 +48,21 @@ export type Command =
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
-const UNITS: Record<string, number> = { '': 1, b: 1, kib: KiB, mib: MiB, gib: GiB, tib: 1024 * GiB };
+const TiB = 1024 * GiB;
+/** Every unit in powers of 1024, as mbuffer and pv read `k`, `M`, `G`, `T` (case ignored). */
+const UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: KiB, kb: KiB, kib: KiB,
+  m: MiB, mb: MiB, mib: MiB,
+  g: GiB, gb: GiB, gib: GiB,
+  t: TiB, tb: TiB, tib: TiB,
+};
 
+/**
+ * The CLI's defaults. They differ from the library's (16 MiB memory, no disk cap) on purpose:
+ * a pipe buffer is a process of its own whose memory does nothing else, and it often runs
+ * unattended on a shared temp directory, where an uncapped spill could fill the disk.
+ */
 export const DEFAULTS = {
   memory: 64 * MiB,
   segmentSize: 64 * MiB,
@@ -60,26 +78,30 @@ Reads stdin as fast as it comes and writes stdout at the consumer's pace. What t
 has not taken yet waits in memory up to --memory, then in Avro segment files on disk.
 
 Options of buffer:
-  --memory SIZE          memory budget for held records (default 64MiB; 0: all to disk)
-  --dir PATH             where the channel directory is made (default: a temp directory,
-                         removed at exit)
-  --name NAME            channel directory name under --dir (default hopper)
-  --segment-size SIZE    seal a segment file past this size (default 64MiB)
-  --max-disk SIZE        cap on segment bytes, or "unlimited" (default 10GiB)
-  --max-segments N       cap on segment files, or "unlimited" (default unlimited)
-  --on-full POLICY       at the disk cap: ${ON_FULL_POLICIES.join('|')} (default block)
-  --codec CODEC          segment block codec: ${SEGMENT_CODECS.join('|')} (default null)
-  --lines                records are newline-delimited lines (NDJSON stays intact)
-  --schema FILE.avsc     with --lines: each line is JSON, validated against the Avro
-                         schema and stored Avro-encoded
-  --on-invalid POLICY    with --schema, for a line that does not fit: error|skip
-                         (default error)
-  --progress             progress line on stderr even when it is not a terminal
-  --no-progress          no progress line, even on a terminal
-  -h, --help             show this help
-  --version              show the version
+  -m, --memory SIZE        memory budget for held records (default 64MiB; 0: all to disk)
+      --dir PATH           where the channel directory is made (default: a temp directory,
+                           removed at exit)
+      --name NAME          channel directory name under --dir (default hopper)
+      --segment-size SIZE  seal a segment file past this size (default 64MiB)
+      --max-disk SIZE      cap on segment bytes, or "unlimited" (default 10GiB)
+      --max-segments N     cap on segment files, or "unlimited" (default unlimited)
+      --on-full POLICY     at the disk cap: ${ON_FULL_POLICIES.join('|')} (default block)
+      --codec CODEC        segment block codec: ${SEGMENT_CODECS.join('|')} (default null)
+  -l, --lines              records are newline-delimited lines (NDJSON stays intact)
+  -0, --null               records end with NUL instead of newline (implies --lines)
+      --schema FILE.avsc   with --lines: each line is JSON, validated against the Avro
+                           schema and stored Avro-encoded
+      --on-invalid POLICY  with --schema, for a line that does not fit: error|skip
+                           (default error)
+  -s, --size SIZE          the input's size, if known: the progress line shows percent
+                           and ETA
+      --progress           progress line on stderr even when it is not a terminal
+  -q, --quiet              no progress line, even on a terminal (also --no-progress)
+  -h, --help               show this help
+  -V, --version            show the version
 
-SIZE is plain bytes or a number with KiB, MiB or GiB (powers of 1024): 512KiB, 1.5GiB.
+SIZE is bytes, or a number with k, M, G or T, with or without B or iB, in powers of 1024 as
+mbuffer and pv read them: 4k, 512KiB, 64M, 64MB and 1.5GiB are all binary (64M = 67108864).
 In JSON (cat's output, --schema lines), bytes are {"$base64": "..."}.
 
 Exit status: 0 done; 1 a run-time failure (full disk cap with --on-full error, invalid line
@@ -88,8 +110,9 @@ with --on-invalid error, I/O error, corrupt segment; verify: a bad file); 2 bad 
 141 when stdout's reader went away.`;
 
 /**
- * Reads a size: plain bytes (`1048576`) or a number with a binary unit (`64MiB`, `1.5GiB`,
- * `512KiB`); `unlimited` when `allowUnlimited`. Throws UsageError naming the flag.
+ * Reads a size: plain bytes (`1048576`) or a number with a unit in powers of 1024 (`4k`,
+ * `64M`, `64MB`, `512KiB`, `1.5GiB`); `unlimited` when `allowUnlimited`. Throws UsageError
+ * naming the flag.
  */
 export function parseSize(text: string, flag: string, min: number, allowUnlimited = false): number {
   if (allowUnlimited && /^(unlimited|infinity)$/i.test(text)) return Infinity;
@@ -100,9 +123,7 @@ export function parseSize(text: string, flag: string, min: number, allowUnlimite
   if (!match) {
     problem = 'it is not a size';
   } else if (unit === undefined) {
-    problem = /^[kmgt]b?$/i.test(match[2]!)
-      ? `use ${match[2]![0]!.toUpperCase()}iB: sizes are powers of 1024`
-      : `unknown unit "${match[2]}"`;
+    problem = `unknown unit "${match[2]}" (use k, M, G or T, with or without B or iB)`;
   } else {
     value = Math.floor(Number(match[1]) * unit);
     if (unit === 1 && match[1]!.includes('.')) problem = 'bytes must be a whole number';
@@ -111,7 +132,7 @@ export function parseSize(text: string, flag: string, min: number, allowUnlimite
   }
   if (problem !== undefined) {
     const range = allowUnlimited ? ', or unlimited' : '';
-    throw new UsageError(`${flag} expects a size like 64MiB, 512KiB or 1048576${range}, got ${JSON.stringify(text)}: ${problem}`);
+    throw new UsageError(`${flag} expects a size like 64M, 512KiB or 1048576${range}, got ${JSON.stringify(text)}: ${problem}`);
   }
   return value;
 }
@@ -134,8 +155,10 @@ function parseChoice<T extends string>(text: string | undefined, flag: string, c
   return text as T;
 }
 
+// Short flags as pv and mbuffer users type them: -m (mbuffer's memory), -s, -l, -0, -q, -V (pv's
+// size, line mode, NUL, quiet, version).
 const BUFFER_OPTIONS = {
-  memory: { type: 'string' },
+  memory: { type: 'string', short: 'm' },
   dir: { type: 'string' },
   name: { type: 'string' },
   'segment-size': { type: 'string' },
@@ -143,13 +166,16 @@ const BUFFER_OPTIONS = {
   'max-segments': { type: 'string' },
   'on-full': { type: 'string' },
   codec: { type: 'string' },
-  lines: { type: 'boolean' },
+  lines: { type: 'boolean', short: 'l' },
+  null: { type: 'boolean', short: '0' },
   schema: { type: 'string' },
   'on-invalid': { type: 'string' },
+  size: { type: 'string', short: 's' },
   progress: { type: 'boolean' },
   'no-progress': { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean' },
+  version: { type: 'boolean', short: 'V' },
 } as const;
 
 const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' } } as const;
@@ -165,7 +191,8 @@ function parsing<T>(parse: () => T): T {
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`unexpected argument ${JSON.stringify(quoted)}`);
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       if (/does not take an argument/.test(message)) throw new UsageError(`${quoted} does not take a value`);
-      throw new UsageError(`${quoted?.replace(/ <value>$/, '')} needs a value`);
+      // '-m, --memory <value>': the flag by its long name.
+      throw new UsageError(`${quoted?.replace(/ <value>$/, '').replace(/^-\w, /, '')} needs a value`);
     }
     throw new UsageError(message.split('\n')[0]!);
   }
@@ -186,18 +213,17 @@ export function parseCommand(argv: string[]): Command {
   const { values } = parsing(() => parseArgs({ args, options: BUFFER_OPTIONS, strict: true, allowPositionals: false }));
   if (values.help) return { command: 'help' };
   if (values.version) return { command: 'version' };
-  if (values.progress && values['no-progress']) throw new UsageError('--progress and --no-progress contradict each other');
-  if (values.schema !== undefined && !values.lines) throw new UsageError('--schema needs --lines: records must be lines of JSON');
+  const quiet = values['no-progress'] === true || values.quiet === true;
+  if (values.progress && quiet) throw new UsageError(`--progress and ${values.quiet ? '--quiet' : '--no-progress'} contradict each other`);
+  const lines = values.lines === true || values.null === true;
+  if (values.schema !== undefined && !lines) throw new UsageError('--schema needs --lines: records must be lines of JSON');
   if (values['on-invalid'] !== undefined && values.schema === undefined) {
     throw new UsageError('--on-invalid needs --schema: without one, no line is invalid');
   }
   if (values.dir === '') throw new UsageError('--dir needs a path');
   if (values.name !== undefined) {
-    try {
-      checkName(values.name);
-    } catch (err) {
-      throw new UsageError(`--name ${JSON.stringify(values.name)} is not a single directory name: ${(err as Error).message.replace(/^.*: /, '')}`);
-    }
+    const problem = nameProblem(values.name);
+    if (problem !== undefined) throw new UsageError(`--name ${JSON.stringify(values.name)} is not a single directory name: ${problem}`);
   }
   return {
     command: 'buffer',
@@ -211,9 +237,11 @@ export function parseCommand(argv: string[]): Command {
       : parseCount(values['max-segments'], '--max-segments', 1, true),
     onFull: parseChoice(values['on-full'], '--on-full', ON_FULL_POLICIES, 'block'),
     codec: parseChoice(values.codec, '--codec', SEGMENT_CODECS, 'null'),
-    lines: values.lines ?? false,
+    lines,
+    separator: values.null ? '\0' : '\n',
+    size: values.size === undefined ? undefined : parseSize(values.size, '--size', 1),
     schemaFile: values.schema,
     onInvalid: parseChoice(values['on-invalid'], '--on-invalid', ON_INVALID_POLICIES, 'error'),
-    progress: values.progress ? true : values['no-progress'] ? false : undefined,
+    progress: values.progress ? true : quiet ? false : undefined,
   };
 }

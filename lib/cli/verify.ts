@@ -2,11 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
-import { createCodec } from './codec.js';
+import { createCodec } from '../codec.js';
 import {
   BLOCK_HEADER_MAX_BYTES, MAGIC, OWNER_KEY, blockData, checkSync, decodeHeader, isProblem, parseBlockHeader,
   type FrameProblem, type OcfHeader,
-} from './ocf.js';
+} from '../ocf.js';
 
 // Reads a segment file (any Avro Object Container File) block by block and checks everything
 // its framing promises: magic, header, each block's count and size, sync markers, and that the

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import fs from 'node:fs';
 import { once } from 'node:events';
-import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './cli-args.js';
-import { runBuffer } from './cli-buffer.js';
-import { createCodec, type RecordCodec } from './codec.js';
+import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './args.js';
+import { runBuffer } from './buffer.js';
+import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
 import { formatReport, readSegment, segmentFiles, verifySegment } from './verify.js';
 
@@ -13,7 +13,7 @@ import { formatReport, readSegment, segmentFiles, verifySegment } from './verify
 const OUTPUT_BATCH_BYTES = 64 * 1024;
 
 function version(): string {
-  const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 

@@ -51,18 +51,25 @@ export function schemaHasBytes(schema: unknown): boolean {
 }
 
 /**
- * Splits bytes into lines on `\n`, across chunks; each line is decoded as UTF-8 (an invalid
- * sequence becomes U+FFFD) without its `\n`. `\n` never occurs inside a UTF-8 sequence, so
- * splitting the bytes first is safe.
+ * Splits bytes into lines on `\n` (or on NUL, `-0`), across chunks; each line is decoded as
+ * UTF-8 (an invalid sequence becomes U+FFFD) without its separator. Neither byte occurs inside
+ * a UTF-8 sequence, so splitting the bytes first is safe.
  */
 export class LineSplitter {
   private pending: Buffer[] = [];
+  private readonly separator: number;
+
+  /** `separator`: `'\n'` (the default) or `'\0'`. */
+  constructor(separator: '\n' | '\0' = '\n') {
+    this.separator = separator.charCodeAt(0);
+  }
 
   /** The whole lines that end in `chunk`. */
   push(chunk: Buffer): string[] {
     const lines: string[] = [];
     let start = 0;
-    for (let end = chunk.indexOf(10); end !== -1; end = chunk.indexOf(10, start)) {
+    const separator = this.separator;
+    for (let end = chunk.indexOf(separator); end !== -1; end = chunk.indexOf(separator, start)) {
       if (this.pending.length > 0) {
         this.pending.push(chunk.subarray(start, end));
         lines.push(Buffer.concat(this.pending).toString('utf8'));
@@ -77,7 +84,7 @@ export class LineSplitter {
     return lines;
   }
 
-  /** The last line, when the input did not end with `\n`. */
+  /** The last line, when the input did not end with the separator. */
   end(): string | undefined {
     if (this.pending.length === 0) return undefined;
     const last = Buffer.concat(this.pending).toString('utf8');

@@ -1,6 +1,6 @@
 // The CLI's progress line: counters sampled a few times a second and drawn over one terminal
 // line (or printed as plain lines, once a second, when stderr is not a terminal), then a
-// summary line. The clock, the counters and the output are passed in, so tests drive it.
+// summary line. The clock, the timer, the counters and the output are passed in, so tests drive it.
 
 /** Counters at one moment. */
 export interface ProgressSample {
@@ -16,6 +16,8 @@ export interface ProgressSample {
   skipped: number;
   /** Records dropped by a drop policy (`--on-full drop-newest|drop-oldest`). */
   dropped: number;
+  /** Records taken in and not yet written out: `recordsIn = recordsOut + skipped + dropped + held`. */
+  held: number;
 }
 
 /** What the summary adds to the last sample. */
@@ -39,8 +41,17 @@ export interface ProgressOptions {
   columns?: () => number | undefined;
   /** Milliseconds, monotonic. */
   now?: () => number;
+  /**
+   * Calls `tick` every `ms` until the returned function is called. Default: `setInterval`,
+   * unref'd so that it never keeps the process alive. Tests pass a fake clock.
+   */
+  every?: (ms: number, tick: () => void) => () => void;
   /** Show record counts (lines mode); in byte mode records are just pieces of the input. */
   records?: boolean;
+  /** The input's size in bytes, if known (`-s`): the line shows percent and ETA. */
+  size?: number | undefined;
+  /** Whether output bytes are input bytes (not so with --schema), so that out has a percent too. */
+  outputIsInput?: boolean;
 }
 
 /** Refresh period on a terminal, and between plain lines otherwise. */
@@ -81,15 +92,35 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(whole / 3600)}h${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
 }
 
-/** The progress line for a sample, with byte rates in and out per second (and record counts, if `records`). */
-export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: number, records: boolean): string {
+/** What the progress line knows of the input's size (`-s`). */
+export interface KnownSize {
+  bytes: number;
+  /** Output bytes are input bytes, so out has a percent too. */
+  outputIsInput: boolean;
+}
+
+/** `40%`: floored, so that 100% means all of it (past the given size, it goes on counting). */
+function percent(part: number, whole: number): string {
+  return `${Math.floor((part / whole) * 100)}%`;
+}
+
+/**
+ * The progress line for a sample, with byte rates in and out per second (and record counts, if
+ * `records`; percent of the input's size and the ETA of the input at its current rate, if `size`).
+ */
+export function formatProgress(sample: ProgressSample, rateIn: number, rateOut: number, records: boolean, size?: KnownSize): string {
   const count = (n: number): string => (records ? ` ${formatCount(n)} rec` : '');
+  let eta = '';
+  if (size !== undefined && sample.bytesIn < size.bytes) {
+    eta = rateIn > 0 ? ` ETA ${formatDuration(((size.bytes - sample.bytesIn) / rateIn) * 1000)}` : ' ETA ?';
+  }
   const parts = [
-    `in ${formatBytes(sample.bytesIn)}${count(sample.recordsIn)} ${formatBytes(rateIn)}/s`,
-    `out ${formatBytes(sample.bytesOut)}${count(sample.recordsOut)} ${formatBytes(rateOut)}/s`,
+    `in ${formatBytes(sample.bytesIn)}${size ? ` ${percent(sample.bytesIn, size.bytes)}` : ''}${count(sample.recordsIn)} ${formatBytes(rateIn)}/s${eta}`,
+    `out ${formatBytes(sample.bytesOut)}${size?.outputIsInput ? ` ${percent(sample.bytesOut, size.bytes)}` : ''}${count(sample.recordsOut)} ${formatBytes(rateOut)}/s`,
     `mem ${formatBytes(sample.memoryBytes)}/${formatBytes(sample.memoryBudget)}`,
     `disk ${formatBytes(sample.diskBytes)} ${sample.segments} seg`,
   ];
+  if (records) parts.push(`held ${formatCount(sample.held)} rec`);
   if (sample.skipped > 0) parts.push(`${formatCount(sample.skipped)} skipped`);
   if (sample.dropped > 0) parts.push(`${formatCount(sample.dropped)} dropped`);
   return parts.join(' | ');
@@ -107,7 +138,14 @@ export function formatSummary(sample: ProgressSample, totals: ProgressTotals, el
     + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}${records ? `, ${totals.spilled} rec spilled` : ''}`;
   if (sample.skipped > 0) text += `; ${sample.skipped} invalid line${sample.skipped === 1 ? '' : 's'} skipped`;
   if (sample.dropped > 0) text += `; ${sample.dropped} record${sample.dropped === 1 ? '' : 's'} dropped`;
+  if (records && sample.held > 0) text += `; ${sample.held} record${sample.held === 1 ? '' : 's'} not delivered`;
   return text;
+}
+
+function everyUnref(ms: number, tick: () => void): () => void {
+  const timer = setInterval(tick, ms);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 interface Point {
@@ -125,7 +163,8 @@ export class ProgressLine {
   private readonly now: () => number;
   private readonly startedAt: number;
   private readonly history: Point[];
-  private timer: NodeJS.Timeout | undefined;
+  /** Stops the refresh timer, while it runs. */
+  private stopTimer: (() => void) | undefined;
   /** Whether a line is drawn and not yet ended (terminal only). */
   private drawn = false;
 
@@ -138,9 +177,9 @@ export class ProgressLine {
 
   /** Starts refreshing on a timer that does not keep the process alive. */
   start(): void {
-    if (this.timer !== undefined) return;
-    this.timer = setInterval(() => this.update(), this.options.tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS);
-    this.timer.unref();
+    if (this.stopTimer !== undefined) return;
+    const every = this.options.every ?? everyUnref;
+    this.stopTimer = every(this.options.tty ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS, () => this.update());
   }
 
   /** Samples the counters and draws the line now. */
@@ -154,7 +193,9 @@ export class ProgressLine {
     const oldest = history[0]!;
     const seconds = (at - oldest.at) / 1000;
     const rate = (now: number, then: number): number => (seconds > 0 ? (now - then) / seconds : 0);
-    const line = formatProgress(sample, rate(sample.bytesIn, oldest.bytesIn), rate(sample.bytesOut, oldest.bytesOut), this.options.records ?? false);
+    const { size, outputIsInput = true } = this.options;
+    const known = size === undefined ? undefined : { bytes: size, outputIsInput };
+    const line = formatProgress(sample, rate(sample.bytesIn, oldest.bytesIn), rate(sample.bytesOut, oldest.bytesOut), this.options.records ?? false, known);
     if (this.options.tty) {
       const width = this.options.columns?.() || 80;
       this.options.write(`\r${line.slice(0, Math.max(width - 1, 20))}\x1b[K`);
@@ -177,8 +218,8 @@ export class ProgressLine {
 
   /** Stops refreshing and replaces the line with the summary. */
   finish(totals: ProgressTotals): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = undefined;
+    this.stopTimer?.();
+    this.stopTimer = undefined;
     const summary = formatSummary(this.options.sample(), totals, this.now() - this.startedAt, this.options.records ?? false);
     this.options.write(`${this.drawn ? '\r\x1b[K' : ''}${summary}\n`);
     this.drawn = false;
