@@ -6,21 +6,40 @@ import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './chann
 import { onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
 
-/**
- * The objectMode Writable side of a hopper: accepts records without backpressure until the disk cap.
- * Its `write()` keeps Node's signature so that `source.pipe(hopper.writable)` and `pipeline()`
- * type-check; `T` is what `send()` takes and what the readable yields.
- */
-export interface HopperWritable<T> extends NodeWritable {}
+type WriteCallback = (error: Error | null | undefined) => void;
+type NodeWriteCallback = (err?: Error | null) => void;
 
-/** The objectMode Readable side of a hopper: yields every accepted `T`, in order. */
+/**
+ * The objectMode Writable side of a hopper (a `Writable` of `node:stream`): accepts records
+ * without backpressure until the disk cap. `write()` and `end()` take a `T`.
+ */
+export interface HopperWritable<T> extends NodeWritable {
+  write(chunk: T, callback?: WriteCallback): boolean;
+  write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
+  /**
+   * Not callable (nothing is a `never`): these make the writable fit `NodeJS.WritableStream`,
+   * whose string and `Uint8Array` writes are what `pipe()` and `pipeline()` ask of a destination.
+   */
+  write(chunk: never, callback?: NodeWriteCallback): boolean;
+  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  end(callback?: () => void): this;
+  end(chunk: T, callback?: () => void): this;
+  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
+  end(chunk: never, callback?: () => void): this;
+  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
+}
+
+/** The objectMode Readable side of a hopper (a `Readable` of `node:stream`): yields every accepted `T`, in order. */
 export interface HopperReadable<T> extends NodeReadable {
   read(size?: number): T | null;
   [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
 }
 
-/** Events of a hopper object, with their payloads. */
+/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
 export type HopperEvents = ChannelEvents;
+
+/** A listener of a hopper event. */
+export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
 
 type Callback = (err?: Error | null) => void;
 
@@ -62,12 +81,23 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
   return stream;
 }
 
+/** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+export interface HopperStreams<T> {
+  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+}
+
 /**
  * A hopper: an objectMode Writable and Readable joined by a bounded-memory channel that pages
  * its overflow to Avro segment files. Records come out in the order they were accepted.
  * An EventEmitter of `'spill'`, `'full'`, `'segment'` and `'drop'` (see {@link HopperEvents}).
  */
-export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
+export class HopperStreams<T = unknown> extends EventEmitter {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
   readonly writable: HopperWritable<T>;
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
@@ -169,10 +199,39 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 }
 
-/** An objectMode Duplex over a hopper, for `stream.pipeline`. */
+/** Events of a hopper's Duplex: a Node Duplex's own, and the hopper's. */
+export interface HopperDuplexEvents<T> extends HopperEvents {
+  close: [];
+  data: [record: T];
+  drain: [];
+  end: [];
+  error: [err: Error];
+  finish: [];
+  pause: [];
+  pipe: [source: NodeReadable];
+  readable: [];
+  resume: [];
+  unpipe: [source: NodeReadable];
+}
+
+/**
+ * An objectMode Duplex over a hopper (a `Duplex` of `node:stream`), for `stream.pipeline`.
+ * `write()`, `send()` and the `'data'` event are typed with `T`; `read()` and async iteration
+ * keep Node's `any`, as a `PassThrough`'s do, since `pipeline()`'s types take as a middle stage
+ * only a stream whose reads could be strings or Buffers. For typed reads, use
+ * {@link createHopperStreams}' `readable`.
+ */
 export interface HopperDuplex<T = unknown> extends NodeDuplex {
-  read(size?: number): T | null;
-  [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
+  write(chunk: T, callback?: WriteCallback): boolean;
+  write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
+  /** Not callable: see {@link HopperWritable.write}. */
+  write(chunk: never, callback?: NodeWriteCallback): boolean;
+  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  end(callback?: () => void): this;
+  end(chunk: T, callback?: () => void): this;
+  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
+  end(chunk: never, callback?: () => void): this;
+  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
   /** The channel directory, `<dataDir>/<name>`. */
   readonly path: string;
   /** See {@link HopperStreams.send}. */
@@ -181,8 +240,13 @@ export interface HopperDuplex<T = unknown> extends NodeDuplex {
   sender(): HopperWritable<T>;
   /** Counters of the channel now. */
   stats(): HopperStats;
-  on<K extends keyof HopperEvents>(event: K, listener: (...args: HopperEvents[K]) => void): this;
-  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  on<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  once<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  off<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  addListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  removeListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  prependListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  prependOnceListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
 }
 
 class HopperDuplexStream extends Duplex {

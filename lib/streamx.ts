@@ -1,17 +1,41 @@
 import { EventEmitter } from 'node:events';
-import { Duplex, Readable, Writable, getStreamError } from 'streamx';
+import { createRequire } from 'node:module';
+import type * as Streamx from 'streamx';
 import { openChannel, wireDuplex } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
-import { onAbort } from './errors.js';
+import { missingPeerError, onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
-import type { HopperEvents } from './streams.js';
+import type { HopperEvents, HopperListener } from './streams.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
 // and Duplex. streamx takes any value as a chunk, so there is no objectMode to set.
 
+// streamx is an optional peer dependency, needed only here: it is required (it is CommonJS) rather
+// than imported, so that a user without it gets an error that says what to install instead of
+// ERR_MODULE_NOT_FOUND from inside this file.
+function loadStreamx(): typeof Streamx {
+  try {
+    return createRequire(import.meta.url)('streamx') as typeof Streamx;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'MODULE_NOT_FOUND') throw missingPeerError('streamx', 'hopper-streams/streamx', err);
+    throw err;
+  }
+}
+
+const { Duplex, Readable, Writable, getStreamError } = loadStreamx();
+type Duplex = Streamx.Duplex;
+type Readable = Streamx.Readable;
+type Writable = Streamx.Writable;
+
 type Callback = (err: Error | null) => void;
 // The channel calls back with no argument on success; streamx reads any falsy value as success.
 type ChannelCallback = (err?: Error | null) => void;
+
+/** The streamx Writable side of a hopper: `write()` and `end()` take a `T`. */
+export interface HopperWritable<T> extends Writable {
+  write(data: T): boolean;
+  end(data?: T): this;
+}
 
 /** The streamx Readable side of a hopper: async iteration yields `T`. */
 export interface HopperReadable<T> extends Readable {
@@ -52,9 +76,20 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
   return stream;
 }
 
+/** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+export interface HopperStreams<T> {
+  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+}
+
 /** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
-export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
-  readonly writable: Writable;
+export class HopperStreams<T = unknown> extends EventEmitter {
+  readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
 
@@ -81,7 +116,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       end: () => readable.push(null),
       fail: (err) => this.destroy(err),
     });
-    this.writable = writable;
+    this.writable = writable as HopperWritable<T>;
     this.readable = readable as HopperReadable<T>;
   }
 
@@ -96,8 +131,8 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
-  sender(): Writable {
-    return writerStream(this.channel, () => {});
+  sender(): HopperWritable<T> {
+    return writerStream(this.channel, () => {}) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
@@ -130,6 +165,12 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 }
 
+/** `write()` and `end()` of the Duplex take a `T`. */
+export interface HopperDuplex<T> {
+  write(data: T): boolean;
+  end(data?: T): this;
+}
+
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
 export class HopperDuplex<T = unknown> extends Duplex {
   private readonly channel: Channel;
@@ -149,8 +190,8 @@ export class HopperDuplex<T = unknown> extends Duplex {
     this.channel.send(record);
   }
 
-  sender(): Writable {
-    return writerStream(this.channel, () => {});
+  sender(): HopperWritable<T> {
+    return writerStream(this.channel, () => {}) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
