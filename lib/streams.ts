@@ -44,6 +44,17 @@ export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...
 type Callback = (err?: Error | null) => void;
 
 /**
+ * Once close() has been asked for and nothing is left to deliver, ends a readable that nobody
+ * reads: the channel hands over its end (and removes its files), and a read(0) of the ended,
+ * empty readable emits 'end', which a paused readable would otherwise wait for a reader to see.
+ */
+function endIfIdle(channel: Channel, readable: NodeReadable): void {
+  if (!channel.finished || readable.destroyed || readable.readableLength > 0) return;
+  channel.drain();
+  if (!readable.destroyed) readable.read(0);
+}
+
+/**
  * A readable piped (or given a 'data' listener) flows only from its first read, on a later tick;
  * until then every push is buffered. Reading now, while nothing is queued, makes the next push
  * go straight to the consumer: a synchronous producer then feeds a keeping-up consumer record
@@ -56,9 +67,9 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
- * destroyed with is handed to `onForeignError`.
+ * destroyed with is handed to `onForeignError`. `onEnd` runs once the writer has ended.
  */
-function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   const stream = new Writable({
     objectMode: true,
@@ -68,6 +79,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
     final(callback: Callback) {
       writer.end();
       callback();
+      onEnd();
     },
     destroy(err: Error | null, callback: Callback) {
       writer.abort();
@@ -103,6 +115,8 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
+  /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
+  private closing = false;
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
@@ -110,7 +124,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
-    const writable = writerStream(channel, (err) => this.teardown(err));
+    const writable = writerStream(channel, (err) => this.teardown(err), () => this.endIfClosing());
     const readable = new Readable({
       objectMode: true,
       read: () => channel.drain(),
@@ -141,6 +155,15 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   }
 
   /**
+   * True once the readable has asked for records: something consumes it (a pipe, a `'data'` or
+   * `'readable'` listener, async iteration, `read()`), so records are being delivered. While it
+   * is false, records wait in the hopper for a reader, and {@link HopperStreams.close} waits with them.
+   */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  /**
    * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
    * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
    * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD` when it does not
@@ -156,7 +179,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * ends that sender only: the others, `send()` and the readable go on.
    */
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}) as unknown as HopperWritable<T>;
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as unknown as HopperWritable<T>;
   }
 
   /** Counters of the channel now. */
@@ -166,8 +189,9 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   /**
    * Ends the hopper's own writable and resolves once the readable side has delivered everything
-   * and ended (senders must end too), and the channel's files are removed. Rejects if the hopper
-   * is destroyed with an error first. Something must be reading the readable for this to resolve.
+   * and ended (senders must end too), and the channel's files are removed. With nothing left to
+   * deliver it resolves at once, read or not; records still held wait for a reader (see
+   * {@link HopperStreams.readerAttached}). Rejects if the hopper is destroyed with an error first.
    */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -181,8 +205,14 @@ export class HopperStreams<T = unknown> extends EventEmitter {
         if (err && !(readable.readableEnded && this.channel.closed)) reject(err);
         else resolve();
       });
+      this.closing = true;
       if (!this.writable.writableEnded && !this.writable.destroyed) this.writable.end();
+      this.endIfClosing();
     });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this.readable);
   }
 
   /**
@@ -240,6 +270,13 @@ export interface HopperDuplex<T = unknown> extends NodeDuplex {
   sender(): HopperWritable<T>;
   /** Counters of the channel now. */
   stats(): HopperStats;
+  /** See {@link HopperStreams.readerAttached}. */
+  readonly readerAttached: boolean;
+  /**
+   * Ends the write side and resolves once every record has been delivered and both sides have
+   * closed; with nothing left to deliver, at once, read or not. Rejects if the Duplex fails first.
+   */
+  close(): Promise<void>;
   on<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
   once<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
   off<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
@@ -253,6 +290,7 @@ class HopperDuplexStream extends Duplex {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly stopListening: () => void;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
@@ -272,12 +310,37 @@ class HopperDuplexStream extends Duplex {
     this.channel.send(record);
   }
 
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
   sender(): Writable {
-    return writerStream(this.channel, () => {});
+    return writerStream(this.channel, () => {}, () => this.endIfClosing());
   }
 
   stats(): HopperStats {
     return this.channel.stats();
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) {
+        if (this.errored) reject(this.errored);
+        else resolve();
+        return;
+      }
+      finished(this, (err?: Error | null) => {
+        if (err && !(this.readableEnded && this.channel.closed)) reject(err);
+        else resolve();
+      });
+      this.closing = true;
+      if (!this.writableEnded) this.end();
+      this.endIfClosing();
+    });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this);
   }
 
   override _write(record: unknown, _encoding: string, callback: Callback): void {
@@ -287,6 +350,7 @@ class HopperDuplexStream extends Duplex {
   override _final(callback: Callback): void {
     this.writer.end();
     callback();
+    this.endIfClosing();
   }
 
   override _read(): void {

@@ -50,7 +50,19 @@ function isPlainDestroy(err: Error | null | undefined): boolean {
   return !err || (err as Error & { code?: string }).code === 'STREAM_DESTROYED' || err.name === 'AbortError';
 }
 
-function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+/**
+ * Once close() has been asked for and nothing is left to deliver, ends a readable that nobody
+ * reads: the channel hands over its end, and a read() of the ended, empty readable (streamx's
+ * buffer count says it is empty: a read() would otherwise take a record) makes it emit 'end'.
+ */
+function endIfIdle(channel: Channel, readable: Readable): void {
+  const state = (readable as unknown as { _readableState: { buffered: number } })._readableState;
+  if (!channel.finished || readable.destroying || state.buffered > 0) return;
+  channel.drain();
+  if (!readable.destroying) readable.read();
+}
+
+function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
@@ -63,6 +75,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
     final(callback: Callback) {
       writer.end();
       callback(null);
+      onEnd();
     },
     predestroy(this: Writable) {
       const err = getStreamError(this);
@@ -92,12 +105,13 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super();
     const channel = openChannel(options, this);
     this.channel = channel;
-    const writable = writerStream(channel, (err) => this.destroy(err));
+    const writable = writerStream(channel, (err) => this.destroy(err), () => this.endIfClosing());
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
     const readable = new Readable({
       read(callback: Callback) {
@@ -125,21 +139,29 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     return this.channel.path;
   }
 
-  /** Accepts a record at once or throws; see the readable-stream adapter's `send()`. */
+  /** True once the readable has asked for records; see the Node adapter's `readerAttached`. */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  /** Accepts a record at once or throws; see the Node adapter's `send()`. */
   send(record: T): void {
     this.channel.send(record);
   }
 
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}) as HopperWritable<T>;
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
     return this.channel.stats();
   }
 
-  /** Ends the writable and resolves once the readable has delivered everything and closed. */
+  /**
+   * Ends the writable and resolves once the readable has delivered everything and closed; with
+   * nothing left to deliver, at once, read or not.
+   */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const readable = this.readable;
@@ -154,8 +176,14 @@ export class HopperStreams<T = unknown> extends EventEmitter {
         failure = err;
       });
       readable.once('close', () => (failure ? reject(failure) : resolve()));
+      this.closing = true;
       if (!this.writable.destroying) this.writable.end(undefined);
+      this.endIfClosing();
     });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this.readable);
   }
 
   /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
@@ -176,6 +204,7 @@ export class HopperDuplex<T = unknown> extends Duplex {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly stopListening: () => void;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
@@ -190,12 +219,44 @@ export class HopperDuplex<T = unknown> extends Duplex {
     this.channel.send(record);
   }
 
+  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}) as HopperWritable<T>;
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
     return this.channel.stats();
+  }
+
+  /**
+   * Ends the write side and resolves once every record has been delivered and the Duplex has
+   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
+   */
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) {
+        const err = getStreamError(this);
+        if (!isPlainDestroy(err)) reject(err);
+        else resolve();
+        return;
+      }
+      let failure: Error | undefined;
+      this.once('error', (err: Error) => {
+        failure = err;
+      });
+      this.once('close', () => (failure ? reject(failure) : resolve()));
+      this.closing = true;
+      if (!this.destroying) this.end();
+      this.endIfClosing();
+    });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this);
   }
 
   override _write(record: unknown, callback: Callback): void {
@@ -205,6 +266,7 @@ export class HopperDuplex<T = unknown> extends Duplex {
   override _final(callback: Callback): void {
     this.writer.end();
     callback(null);
+    this.endIfClosing();
   }
 
   override _read(callback: Callback): void {
