@@ -120,7 +120,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
       },
       predestroy() {
         stopListening();
-        // As in the readable-stream adapter: closing the channel destroys the writers without an
+        // As in the node:stream adapter: closing the channel destroys the writers without an
         // error; the error is reported once, by the readable.
         channel.close();
       },
