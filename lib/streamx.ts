@@ -193,6 +193,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   }
 }
 
+/** Events of the streamx Duplex, with their payloads: a streamx Duplex's own, and the hopper's. */
+export interface HopperDuplexEvents<T> extends Streamx.DuplexEvents, HopperEvents {
+  data: [record: T];
+}
+
 /** `write()` and `end()` of the Duplex take a `T`. */
 export interface HopperDuplex<T> {
   write(data: T): boolean;
@@ -200,7 +205,7 @@ export interface HopperDuplex<T> {
 }
 
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
-export class HopperDuplex<T = unknown> extends Duplex {
+export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly stopListening: () => void;

@@ -30,3 +30,8 @@ const closed: Promise<void> = hopper.close();
 void closed;
 declare const err: unknown;
 if (HopperError.is<Event>(err, 'ERR_HOPPER_FULL')) void err.record.seq;
+duplex.on('spill', ({ recordsIn }) => void recordsIn);
+duplex.on('data', (record) => void record.seq);
+duplex.on('error', (error) => void error.message);
+// @ts-expect-error payloads are typed
+duplex.on('drop', (count: string) => void count);
