@@ -90,7 +90,7 @@ export class HopperError extends Error {
   static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_FULL'): err is HopperErrorOf<'ERR_HOPPER_FULL', T>;
   static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_IO'): err is HopperErrorOf<'ERR_HOPPER_IO', T>;
   static is<C extends HopperErrorCode>(err: unknown, code: C): err is HopperErrorOf<C>;
-  static is(err: unknown): err is HopperError;
+  static is(err: unknown, code?: HopperErrorCode): err is HopperError;
   static is(err: unknown, code?: HopperErrorCode): boolean {
     return err instanceof HopperError && (code === undefined || err.code === code);
   }

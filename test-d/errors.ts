@@ -53,3 +53,5 @@ if (HopperError.is(err, 'ERR_HOPPER_FULL')) {
 }
 // @ts-expect-error not a code hopper-streams reports
 HopperError.is(err, 'ERR_NOPE');
+declare const someCode: HopperErrorCode | undefined;
+if (HopperError.is(err, someCode)) void err.code;
