@@ -13,6 +13,8 @@ import test from 'ava';
 //
 //   <!-- readme-test: typecheck-only (needs a Kafka broker) -->
 //
+// A marker without a reason fails the test.
+//
 // Names a block uses without declaring them (`source`, `sink`, `transform`, `slowSink`, `shed`,
 // `Event`, `schema`, `event`...) come from test/helpers/readme-preamble.ts.
 
@@ -54,7 +56,7 @@ function readBlocks(): Block[] {
       line: start + 2,
       lang: open[1]!,
       code: lines.slice(start + 1, end).join('\n'),
-      notRunnable: marker ? marker[1] || 'marked typecheck-only' : undefined,
+      notRunnable: marker ? marker[1]! : undefined,
       file: '',
       headerLines: 0,
     });
@@ -129,6 +131,12 @@ test('README - every TypeScript block type-checks against the built package, und
     return block ? `README.md:${block.line + Number(line) - 1 - block.headerLines}:${column}` : match;
   });
   t.is(report, '', report);
+});
+
+test('README - a block that is not run says why, in its marker', (t) => {
+  const marked = tsBlocks.filter((block) => block.notRunnable !== undefined);
+  for (const block of marked) t.log(`README.md:${block.line}: type-checked only: ${block.notRunnable}`);
+  t.deepEqual(marked.filter((block) => !/\w/.test(block.notRunnable!)).map((block) => `README.md:${block.line}`), [], 'write the reason: <!-- readme-test: typecheck-only (why) -->');
 });
 
 test('README - the quick start runs the same test command as CI', (t) => {
