@@ -218,6 +218,11 @@ export class Channel {
     return this.state === CLOSED;
   }
 
+  /** The reader has asked for records at least once: records placed now are on their way to a consumer. */
+  get readerAttached(): boolean {
+    return this.readerStarted;
+  }
+
   /** Opens a writer; the input ends when every opened writer has ended. */
   openWriter(): ChannelWriter {
     this.checkOpen();

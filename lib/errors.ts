@@ -40,15 +40,30 @@ export interface HopperErrorDetails {
   cause?: unknown;
 }
 
+/** Codes whose error hands the refused record back in `.record`, typed as the hopper's `T`. */
+export type HopperRecordCode = 'ERR_HOPPER_FULL' | 'ERR_HOPPER_IO';
+
+/**
+ * What `HopperError.is(err, code)` narrows `err` to: a `HopperError` with that `code`, and with
+ * `ERR_HOPPER_FULL` a `record: T`; `ERR_HOPPER_IO` carries `record?: T` (only when a write was
+ * handed back: a failed read or directory has no record) and the system error as `cause`.
+ */
+export type HopperErrorOf<C extends HopperErrorCode, T = unknown> = HopperError & { readonly code: C } & (C extends 'ERR_HOPPER_FULL'
+  ? { readonly record: T }
+  : C extends 'ERR_HOPPER_IO'
+    ? { readonly record?: T; readonly cause: unknown }
+    : unknown);
+
 /**
  * The one error class of hopper-streams: a message that says what went wrong and a `code` to branch on.
+ * {@link HopperError.is} checks and narrows: give it the hopper's record type to get `.record` typed.
  *
  * @example
  * ```ts
  * try {
  *   hopper.send(record);
  * } catch (err) {
- *   if (HopperError.is(err, 'ERR_HOPPER_FULL')) retryLater(err.record);
+ *   if (HopperError.is<Event>(err, 'ERR_HOPPER_FULL')) retryLater(err.record); // err.record: Event
  *   else throw err;
  * }
  * ```
@@ -56,6 +71,7 @@ export interface HopperErrorDetails {
 export class HopperError extends Error {
   readonly code: HopperErrorCode;
   // Declared, not initialised: an error only carries the details its code has.
+  /** The refused record (`ERR_HOPPER_FULL`, `ERR_HOPPER_IO`, `ERR_HOPPER_INVALID_RECORD`, `ERR_HOPPER_RECORD_TOO_LARGE`). */
   declare readonly record?: unknown;
   declare readonly path?: string[];
   declare readonly file?: string;
@@ -74,8 +90,17 @@ export class HopperError extends Error {
     if (details.option !== undefined) self.option = details.option;
   }
 
-  /** True when `err` is a HopperError, with the given code if one is named. */
-  static is(err: unknown, code?: HopperErrorCode): err is HopperError {
+  /**
+   * True when `err` is a HopperError, with the given code if one is named; it then narrows `err`
+   * to that code (see {@link HopperErrorOf}). `T` is the type of `err.record` with
+   * `ERR_HOPPER_FULL` and `ERR_HOPPER_IO`: the hopper's own `T`, since the record handed back is
+   * the one written (`HopperError.is<Event>(err, 'ERR_HOPPER_FULL')`).
+   */
+  static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_FULL'): err is HopperErrorOf<'ERR_HOPPER_FULL', T>;
+  static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_IO'): err is HopperErrorOf<'ERR_HOPPER_IO', T>;
+  static is<C extends HopperErrorCode>(err: unknown, code: C): err is HopperErrorOf<C>;
+  static is(err: unknown, code?: HopperErrorCode): err is HopperError;
+  static is(err: unknown, code?: HopperErrorCode): boolean {
     return err instanceof HopperError && (code === undefined || err.code === code);
   }
 }
@@ -105,6 +130,16 @@ export function refusedForFault(record: unknown, fault: Error): HopperError {
     cause: fault.cause ?? fault,
     ...(HopperError.is(fault) && fault.file !== undefined ? { file: fault.file } : {}),
   });
+}
+
+/**
+ * The error a subpath throws when it is imported without its optional peer dependency, shaped
+ * like Node's own (`code: 'ERR_MODULE_NOT_FOUND'`), naming the package to install.
+ */
+export function missingPeerError(peer: string, subpath: string, cause: unknown): Error {
+  const err = new Error(`${subpath} needs the package \`${peer}\`, an optional peer dependency: install it with \`npm install ${peer}\``, { cause }) as Error & { code: string };
+  err.code = 'ERR_MODULE_NOT_FOUND';
+  return err;
 }
 
 /** The error an aborted `signal` destroys a hopper with, shaped like Node's own AbortError. */

@@ -3,6 +3,6 @@ export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from 
 export type { CorruptEvent, DropEvent, HopperStats } from './channel.js';
 export type { FaultEvent, SegmentEvent } from './segments.js';
 export { HopperError } from './errors.js';
-export type { HopperErrorCode, HopperErrorDetails } from './errors.js';
+export type { HopperErrorCode, HopperErrorDetails, HopperErrorOf } from './errors.js';
 export { ON_CORRUPT_POLICIES, ON_FULL_POLICIES, SEGMENT_CODECS } from './options.js';
 export type { AvroSchema, HopperOptions, OnCorrupt, OnFull, SegmentCodec } from './options.js';

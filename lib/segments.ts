@@ -5,7 +5,7 @@ import zlib from 'node:zlib';
 import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from './codec.js';
 import { HopperError, ioError } from './errors.js';
 import {
-  BLOCK_FRAMING_BYTES, BLOCK_HEADER_MAX_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
+  BLOCK_FRAMING_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
   decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader, type FrameProblem,
 } from './ocf.js';
 import type { OnCorrupt, SegmentCodec } from './options.js';

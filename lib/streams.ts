@@ -6,23 +6,53 @@ import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './chann
 import { onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
 
-/**
- * The objectMode Writable side of a hopper: accepts records without backpressure until the disk cap.
- * Its `write()` keeps Node's signature so that `source.pipe(hopper.writable)` and `pipeline()`
- * type-check; `T` is what `send()` takes and what the readable yields.
- */
-export interface HopperWritable<T> extends NodeWritable {}
+type WriteCallback = (error: Error | null | undefined) => void;
+type NodeWriteCallback = (err?: Error | null) => void;
 
-/** The objectMode Readable side of a hopper: yields every accepted `T`, in order. */
+/**
+ * The objectMode Writable side of a hopper (a `Writable` of `node:stream`): accepts records
+ * without backpressure until the disk cap. `write()` and `end()` take a `T`.
+ */
+export interface HopperWritable<T> extends NodeWritable {
+  write(chunk: T, callback?: WriteCallback): boolean;
+  write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
+  /**
+   * Not callable (nothing is a `never`): these make the writable fit `NodeJS.WritableStream`,
+   * whose string and `Uint8Array` writes are what `pipe()` and `pipeline()` ask of a destination.
+   */
+  write(chunk: never, callback?: NodeWriteCallback): boolean;
+  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  end(callback?: () => void): this;
+  end(chunk: T, callback?: () => void): this;
+  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
+  end(chunk: never, callback?: () => void): this;
+  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
+}
+
+/** The objectMode Readable side of a hopper (a `Readable` of `node:stream`): yields every accepted `T`, in order. */
 export interface HopperReadable<T> extends NodeReadable {
   read(size?: number): T | null;
   [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
 }
 
-/** Events of a hopper object, with their payloads. */
+/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
 export type HopperEvents = ChannelEvents;
 
+/** A listener of a hopper event. */
+export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
+
 type Callback = (err?: Error | null) => void;
+
+/**
+ * Once close() has been asked for and nothing is left to deliver, ends a readable that nobody
+ * reads: the channel hands over its end (and removes its files), and a read(0) of the ended,
+ * empty readable emits 'end', which a paused readable would otherwise wait for a reader to see.
+ */
+function endIfIdle(channel: Channel, readable: NodeReadable): void {
+  if (!channel.finished || readable.destroyed || readable.readableLength > 0) return;
+  channel.drain();
+  if (!readable.destroyed) readable.read(0);
+}
 
 /**
  * A readable piped (or given a 'data' listener) flows only from its first read, on a later tick;
@@ -37,9 +67,9 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
- * destroyed with is handed to `onForeignError`.
+ * destroyed with is handed to `onForeignError`. `onEnd` runs once the writer has ended.
  */
-function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   const stream = new Writable({
     objectMode: true,
@@ -49,6 +79,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
     final(callback: Callback) {
       writer.end();
       callback();
+      onEnd();
     },
     destroy(err: Error | null, callback: Callback) {
       writer.abort();
@@ -62,17 +93,30 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
   return stream;
 }
 
+/** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+export interface HopperStreams<T> {
+  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+}
+
 /**
  * A hopper: an objectMode Writable and Readable joined by a bounded-memory channel that pages
  * its overflow to Avro segment files. Records come out in the order they were accepted.
  * An EventEmitter of `'spill'`, `'full'`, `'segment'` and `'drop'` (see {@link HopperEvents}).
  */
-export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
+export class HopperStreams<T = unknown> extends EventEmitter {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
   readonly writable: HopperWritable<T>;
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
+  /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
+  private closing = false;
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
@@ -80,7 +124,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
-    const writable = writerStream(channel, (err) => this.teardown(err));
+    const writable = writerStream(channel, (err) => this.teardown(err), () => this.endIfClosing());
     const readable = new Readable({
       objectMode: true,
       read: () => channel.drain(),
@@ -111,6 +155,15 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 
   /**
+   * True once the readable has asked for records: something consumes it (a pipe, a `'data'` or
+   * `'readable'` listener, async iteration, `read()`), so records are being delivered. While it
+   * is false, records wait in the hopper for a reader, and {@link HopperStreams.close} waits with them.
+   */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  /**
    * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
    * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
    * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD` when it does not
@@ -126,7 +179,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
    * ends that sender only: the others, `send()` and the readable go on.
    */
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}) as unknown as HopperWritable<T>;
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as unknown as HopperWritable<T>;
   }
 
   /** Counters of the channel now. */
@@ -136,8 +189,9 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
 
   /**
    * Ends the hopper's own writable and resolves once the readable side has delivered everything
-   * and ended (senders must end too), and the channel's files are removed. Rejects if the hopper
-   * is destroyed with an error first. Something must be reading the readable for this to resolve.
+   * and ended (senders must end too), and the channel's files are removed. With nothing left to
+   * deliver it resolves at once, read or not; records still held wait for a reader (see
+   * {@link HopperStreams.readerAttached}). Rejects if the hopper is destroyed with an error first.
    */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -151,8 +205,14 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
         if (err && !(readable.readableEnded && this.channel.closed)) reject(err);
         else resolve();
       });
+      this.closing = true;
       if (!this.writable.writableEnded && !this.writable.destroyed) this.writable.end();
+      this.endIfClosing();
     });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this.readable);
   }
 
   /**
@@ -169,10 +229,39 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 }
 
-/** An objectMode Duplex over a hopper, for `stream.pipeline`. */
+/** Events of a hopper's Duplex: a Node Duplex's own, and the hopper's. */
+export interface HopperDuplexEvents<T> extends HopperEvents {
+  close: [];
+  data: [record: T];
+  drain: [];
+  end: [];
+  error: [err: Error];
+  finish: [];
+  pause: [];
+  pipe: [source: NodeReadable];
+  readable: [];
+  resume: [];
+  unpipe: [source: NodeReadable];
+}
+
+/**
+ * An objectMode Duplex over a hopper (a `Duplex` of `node:stream`), for `stream.pipeline`.
+ * `write()`, `send()` and the `'data'` event are typed with `T`; `read()` and async iteration
+ * keep Node's `any`, as a `PassThrough`'s do, since `pipeline()`'s types take as a middle stage
+ * only a stream whose reads could be strings or Buffers. For typed reads, use
+ * {@link createHopperStreams}' `readable`.
+ */
 export interface HopperDuplex<T = unknown> extends NodeDuplex {
-  read(size?: number): T | null;
-  [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
+  write(chunk: T, callback?: WriteCallback): boolean;
+  write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
+  /** Not callable: see {@link HopperWritable.write}. */
+  write(chunk: never, callback?: NodeWriteCallback): boolean;
+  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  end(callback?: () => void): this;
+  end(chunk: T, callback?: () => void): this;
+  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
+  end(chunk: never, callback?: () => void): this;
+  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
   /** The channel directory, `<dataDir>/<name>`. */
   readonly path: string;
   /** See {@link HopperStreams.send}. */
@@ -181,14 +270,27 @@ export interface HopperDuplex<T = unknown> extends NodeDuplex {
   sender(): HopperWritable<T>;
   /** Counters of the channel now. */
   stats(): HopperStats;
-  on<K extends keyof HopperEvents>(event: K, listener: (...args: HopperEvents[K]) => void): this;
-  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  /** See {@link HopperStreams.readerAttached}. */
+  readonly readerAttached: boolean;
+  /**
+   * Ends the write side and resolves once every record has been delivered and both sides have
+   * closed; with nothing left to deliver, at once, read or not. Rejects if the Duplex fails first.
+   */
+  close(): Promise<void>;
+  on<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  once<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  off<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  addListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  removeListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  prependListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
+  prependOnceListener<K extends keyof HopperDuplexEvents<T>>(event: K, listener: HopperListener<HopperDuplexEvents<T>, K>): this;
 }
 
 class HopperDuplexStream extends Duplex {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly stopListening: () => void;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
@@ -208,12 +310,37 @@ class HopperDuplexStream extends Duplex {
     this.channel.send(record);
   }
 
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
   sender(): Writable {
-    return writerStream(this.channel, () => {});
+    return writerStream(this.channel, () => {}, () => this.endIfClosing());
   }
 
   stats(): HopperStats {
     return this.channel.stats();
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) {
+        if (this.errored) reject(this.errored);
+        else resolve();
+        return;
+      }
+      finished(this, (err?: Error | null) => {
+        if (err && !(this.readableEnded && this.channel.closed)) reject(err);
+        else resolve();
+      });
+      this.closing = true;
+      if (!this.writableEnded) this.end();
+      this.endIfClosing();
+    });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this);
   }
 
   override _write(record: unknown, _encoding: string, callback: Callback): void {
@@ -223,6 +350,7 @@ class HopperDuplexStream extends Duplex {
   override _final(callback: Callback): void {
     this.writer.end();
     callback();
+    this.endIfClosing();
   }
 
   override _read(): void {

@@ -1,17 +1,41 @@
 import { EventEmitter } from 'node:events';
-import { Duplex, Readable, Writable, getStreamError } from 'streamx';
+import { createRequire } from 'node:module';
+import type * as Streamx from 'streamx';
 import { openChannel, wireDuplex } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
-import { onAbort } from './errors.js';
+import { missingPeerError, onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
-import type { HopperEvents } from './streams.js';
+import type { HopperEvents, HopperListener } from './streams.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
 // and Duplex. streamx takes any value as a chunk, so there is no objectMode to set.
 
+// streamx is an optional peer dependency, needed only here: it is required (it is CommonJS) rather
+// than imported, so that a user without it gets an error that says what to install instead of
+// ERR_MODULE_NOT_FOUND from inside this file.
+function loadStreamx(): typeof Streamx {
+  try {
+    return createRequire(import.meta.url)('streamx') as typeof Streamx;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'MODULE_NOT_FOUND') throw missingPeerError('streamx', 'hopper-streams/streamx', err);
+    throw err;
+  }
+}
+
+const { Duplex, Readable, Writable, getStreamError } = loadStreamx();
+type Duplex = Streamx.Duplex;
+type Readable = Streamx.Readable;
+type Writable = Streamx.Writable;
+
 type Callback = (err: Error | null) => void;
 // The channel calls back with no argument on success; streamx reads any falsy value as success.
 type ChannelCallback = (err?: Error | null) => void;
+
+/** The streamx Writable side of a hopper: `write()` and `end()` take a `T`. */
+export interface HopperWritable<T> extends Writable {
+  write(data: T): boolean;
+  end(data?: T): this;
+}
 
 /** The streamx Readable side of a hopper: async iteration yields `T`. */
 export interface HopperReadable<T> extends Readable {
@@ -26,7 +50,19 @@ function isPlainDestroy(err: Error | null | undefined): boolean {
   return !err || (err as Error & { code?: string }).code === 'STREAM_DESTROYED' || err.name === 'AbortError';
 }
 
-function writerStream(channel: Channel, onForeignError: (err: Error) => void): Writable {
+/**
+ * Once close() has been asked for and nothing is left to deliver, ends a readable that nobody
+ * reads: the channel hands over its end, and a read() of the ended, empty readable (streamx's
+ * buffer count says it is empty: a read() would otherwise take a record) makes it emit 'end'.
+ */
+function endIfIdle(channel: Channel, readable: Readable): void {
+  const state = (readable as unknown as { _readableState: { buffered: number } })._readableState;
+  if (!channel.finished || readable.destroying || state.buffered > 0) return;
+  channel.drain();
+  if (!readable.destroying) readable.read();
+}
+
+function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
@@ -39,6 +75,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
     final(callback: Callback) {
       writer.end();
       callback(null);
+      onEnd();
     },
     predestroy(this: Writable) {
       const err = getStreamError(this);
@@ -52,17 +89,29 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void): W
   return stream;
 }
 
+/** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+export interface HopperStreams<T> {
+  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+}
+
 /** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
-export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
-  readonly writable: Writable;
+export class HopperStreams<T = unknown> extends EventEmitter {
+  readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
   private readonly channel: Channel;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super();
     const channel = openChannel(options, this);
     this.channel = channel;
-    const writable = writerStream(channel, (err) => this.destroy(err));
+    const writable = writerStream(channel, (err) => this.destroy(err), () => this.endIfClosing());
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
     const readable = new Readable({
       read(callback: Callback) {
@@ -71,7 +120,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       },
       predestroy() {
         stopListening();
-        // As in the readable-stream adapter: closing the channel destroys the writers without an
+        // As in the node:stream adapter: closing the channel destroys the writers without an
         // error; the error is reported once, by the readable.
         channel.close();
       },
@@ -81,7 +130,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       end: () => readable.push(null),
       fail: (err) => this.destroy(err),
     });
-    this.writable = writable;
+    this.writable = writable as HopperWritable<T>;
     this.readable = readable as HopperReadable<T>;
   }
 
@@ -90,21 +139,29 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     return this.channel.path;
   }
 
-  /** Accepts a record at once or throws; see the readable-stream adapter's `send()`. */
+  /** True once the readable has asked for records; see the Node adapter's `readerAttached`. */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  /** Accepts a record at once or throws; see the Node adapter's `send()`. */
   send(record: T): void {
     this.channel.send(record);
   }
 
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
-  sender(): Writable {
-    return writerStream(this.channel, () => {});
+  sender(): HopperWritable<T> {
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
     return this.channel.stats();
   }
 
-  /** Ends the writable and resolves once the readable has delivered everything and closed. */
+  /**
+   * Ends the writable and resolves once the readable has delivered everything and closed; with
+   * nothing left to deliver, at once, read or not.
+   */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const readable = this.readable;
@@ -119,8 +176,14 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
         failure = err;
       });
       readable.once('close', () => (failure ? reject(failure) : resolve()));
+      this.closing = true;
       if (!this.writable.destroying) this.writable.end(undefined);
+      this.endIfClosing();
     });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this.readable);
   }
 
   /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
@@ -130,11 +193,23 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
   }
 }
 
+/** Events of the streamx Duplex, with their payloads: a streamx Duplex's own, and the hopper's. */
+export interface HopperDuplexEvents<T> extends Streamx.DuplexEvents, HopperEvents {
+  data: [record: T];
+}
+
+/** `write()` and `end()` of the Duplex take a `T`. */
+export interface HopperDuplex<T> {
+  write(data: T): boolean;
+  end(data?: T): this;
+}
+
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
-export class HopperDuplex<T = unknown> extends Duplex {
+export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly stopListening: () => void;
+  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
@@ -149,12 +224,44 @@ export class HopperDuplex<T = unknown> extends Duplex {
     this.channel.send(record);
   }
 
-  sender(): Writable {
-    return writerStream(this.channel, () => {});
+  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  sender(): HopperWritable<T> {
+    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
     return this.channel.stats();
+  }
+
+  /**
+   * Ends the write side and resolves once every record has been delivered and the Duplex has
+   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
+   */
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.destroyed) {
+        const err = getStreamError(this);
+        if (!isPlainDestroy(err)) reject(err);
+        else resolve();
+        return;
+      }
+      let failure: Error | undefined;
+      this.once('error', (err: Error) => {
+        failure = err;
+      });
+      this.once('close', () => (failure ? reject(failure) : resolve()));
+      this.closing = true;
+      if (!this.destroying) this.end();
+      this.endIfClosing();
+    });
+  }
+
+  private endIfClosing(): void {
+    if (this.closing) endIfIdle(this.channel, this);
   }
 
   override _write(record: unknown, callback: Callback): void {
@@ -164,6 +271,7 @@ export class HopperDuplex<T = unknown> extends Duplex {
   override _final(callback: Callback): void {
     this.writer.end();
     callback(null);
+    this.endIfClosing();
   }
 
   override _read(callback: Callback): void {

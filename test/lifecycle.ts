@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { createHopperStreams, HopperError } from '../lib/index.js';
+import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
 import { spawnChild } from './helpers/children.js';
-import { collect, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
@@ -48,6 +48,79 @@ test('.close() - ends the writable, resolves once everything is read, and remove
   t.is(out.length, 500);
   t.false(fs.existsSync(channelDir));
   t.false(fs.existsSync(tempDir), 'the default temp dataDir is removed');
+});
+
+test('.close() - on a hopper with nothing left to deliver resolves without a reader, and removes the files', async (t) => {
+  const hopper = createHopperStreams<Point>({ schema: pointSchema });
+  const tempDir = path.dirname(hopper.path);
+  t.false(hopper.readerAttached);
+  await hopper.close();
+  t.true(hopper.readable.readableEnded);
+  t.false(fs.existsSync(tempDir));
+  t.throws(() => hopper.send(point(1)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
+});
+
+test('.close() - with a sender still open, resolves without a reader once the sender ends', async (t) => {
+  const hopper = createHopperStreams<Point>();
+  const sender = hopper.sender();
+  let closed = false;
+  const closing = hopper.close().then(() => {
+    closed = true;
+  });
+  await nextTurn();
+  t.false(closed, 'the input has not ended while a sender is open');
+  sender.end();
+  await closing;
+  t.false(fs.existsSync(hopper.path));
+});
+
+test('.close() - records nobody reads keep it waiting, and readerAttached says so; a reader then gets them all', async (t) => {
+  const hopper = createHopperStreams<Point>({ maxMemoryBytes: 200 });
+  for (let i = 0; i < 20; i++) hopper.send(point(i));
+  let closed = false;
+  const closing = hopper.close().then(() => {
+    closed = true;
+  });
+  for (let turn = 0; turn < 5; turn++) await nextTurn();
+  t.false(closed);
+  t.false(hopper.readerAttached);
+  t.true(fs.existsSync(hopper.path), 'the records wait, on disk too');
+  const out = await collect<Point>(hopper.readable);
+  await closing;
+  t.true(hopper.readerAttached);
+  t.deepEqual(out.map((p) => p.seq), Array.from({ length: 20 }, (_, i) => i));
+});
+
+test('.readerAttached - turns true when a consumer starts reading (a data listener)', async (t) => {
+  const hopper = createHopperStreams<Point>();
+  t.false(hopper.readerAttached);
+  const out: Point[] = [];
+  hopper.readable.on('data', (p: Point) => out.push(p));
+  hopper.send(point(1));
+  await nextTurn();
+  t.true(hopper.readerAttached);
+  await hopper.close();
+  t.is(out.length, 1);
+});
+
+test('createHopperStream() .close() - resolves without a reader when nothing is left to deliver, and after the records when read', async (t) => {
+  const empty = createHopperStream<Point>();
+  await empty.close();
+  t.true(empty.destroyed);
+  t.false(fs.existsSync(empty.path));
+  const duplex = createHopperStream<Point>();
+  duplex.write(point(1));
+  duplex.write(point(2));
+  let closed = false;
+  const closing = duplex.close().then(() => {
+    closed = true;
+  });
+  for (let turn = 0; turn < 5; turn++) await nextTurn();
+  t.false(closed);
+  t.false(duplex.readerAttached);
+  const out = await collect<Point>(duplex);
+  await closing;
+  t.is(out.length, 2);
 });
 
 test('.destroy() - tears down both sides at once and removes the files, records on disk included', async (t) => {

@@ -1,7 +1,10 @@
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { runChild } from './helpers/children.js';
+
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 // These run against the built package (npm test builds it first), through its own name, the way users load it.
@@ -39,4 +42,46 @@ test.serial('package - exports put types first and the tarball holds only dist a
   t.true(files.includes('dist/index.d.ts'));
   t.true(files.includes('README.md'));
   t.deepEqual(files.filter((file) => !/^(dist\/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)/.test(file)), []);
+});
+
+test.serial('package - the main entry works without streamx, and hopper-streams/streamx without it names the package to install', async (t) => {
+  // A consumer's node_modules holding the built package and avsc, but not the optional peer streamx.
+  const consumer = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-no-streamx-'));
+  t.teardown(() => fs.rmSync(consumer, { recursive: true, force: true }));
+  const installed = path.join(consumer, 'node_modules', 'hopper-streams');
+  fs.mkdirSync(installed, { recursive: true });
+  fs.cpSync(path.join(root, 'package.json'), path.join(installed, 'package.json'));
+  fs.cpSync(path.join(root, 'dist'), path.join(installed, 'dist'), { recursive: true });
+  fs.symlinkSync(path.join(root, 'node_modules', 'avsc'), path.join(consumer, 'node_modules', 'avsc'), 'dir');
+  const script = `
+    const main = await import('hopper-streams');
+    const out = { main: typeof main.createHopperStreams };
+    try { await import('hopper-streams/streamx'); out.streamx = 'loaded'; }
+    catch (err) { out.streamx = { code: err.code, message: err.message }; }
+    console.log(JSON.stringify(out));
+  `;
+  const { stdout } = await runChild(t, process.execPath, ['--input-type=module', '-e', script], { cwd: consumer, env: { ...process.env, NODE_PATH: '' } });
+  const out = JSON.parse(stdout) as { main: string; streamx: { code: string; message: string } };
+  t.is(out.main, 'function');
+  t.is(out.streamx.code, 'ERR_MODULE_NOT_FOUND');
+  t.regex(out.streamx.message, /hopper-streams\/streamx needs the package `streamx`.*npm install streamx/);
+});
+
+test.serial('package - the streams are node:stream\'s own classes, as their types say', async (t) => {
+  const { stdout } = await runChild(
+    t,
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { Duplex, Readable, Writable } from 'node:stream';
+       import { createHopperStream, createHopperStreams } from 'hopper-streams';
+       const hopper = createHopperStreams();
+       const duplex = createHopperStream();
+       console.log(JSON.stringify([hopper.writable instanceof Writable, hopper.readable instanceof Readable, hopper.sender() instanceof Writable, duplex instanceof Duplex]));
+       hopper.destroy(); duplex.destroy();`,
+    ],
+    { cwd: root },
+  );
+  t.deepEqual(JSON.parse(stdout), [true, true, true, true]);
 });

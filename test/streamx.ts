@@ -117,3 +117,28 @@ test('streamx createHopperStreams() - destroy(err) reports the error on the read
   t.deepEqual(dir.files(), []);
   await t.throwsAsync(hopper.close(), { is: failure });
 });
+
+test('streamx .close() - resolves without a reader when nothing is left to deliver (pair and Duplex), and waits for one when records are held', async (t) => {
+  const empty = createHopperStreams<Point>();
+  await empty.close();
+  t.false(fs.existsSync(empty.path));
+  const emptyDuplex = createHopperStream<Point>();
+  await emptyDuplex.close();
+  t.false(fs.existsSync(emptyDuplex.path));
+
+  const hopper = createHopperStreams<Point>();
+  hopper.send(point(1));
+  hopper.send(point(2));
+  let closed = false;
+  const closing = hopper.close().then(() => {
+    closed = true;
+  });
+  for (let turn = 0; turn < 5; turn++) await nextTurn();
+  t.false(closed);
+  t.false(hopper.readerAttached);
+  const out: Point[] = [];
+  for await (const record of hopper.readable) out.push(record);
+  await closing;
+  t.true(hopper.readerAttached);
+  t.deepEqual(out.map((p) => p.seq), [1, 2]);
+});
