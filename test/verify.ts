@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +112,15 @@ test('verifySegment() - a header cut short, an unknown codec, a schema that is n
 test('verifySegment() - a header with no blocks is a sound, empty file; a missing file is reported, not thrown', (t) => {
   t.like(verifySegment(fileWith(t, valid.subarray(0, header.length))), { ok: true, records: 0, blocks: 0 });
   t.like(verifySegment('/nonexistent/segment.avro'), { ok: false, problem: 'cannot read the file (ENOENT on open)', offset: 0 });
+});
+
+test('verifySegment() - a FIFO named like a segment is reported as not a regular file, without waiting for a writer', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const fifo = path.join(dir.dataDir, '000000000001.avro');
+  execFileSync('mkfifo', [fifo]);
+  t.deepEqual(segmentFiles(dir.dataDir), [fifo]);
+  t.like(verifySegment(fifo), { ok: false, records: 0, offset: 0, problem: 'not a regular file (a FIFO, socket, device or directory)' });
 });
 
 test('segmentFiles() - a directory gives its .avro files, sorted; a file is itself', (t) => {

@@ -86,8 +86,11 @@ export function* readSegment(file: string): Generator<unknown, SegmentReport, vo
   let records = 0;
   let offset = 0;
   try {
-    fd = fs.openSync(file, 'r');
-    const size = fs.fstatSync(fd).size;
+    // O_NONBLOCK: a FIFO, socket or device named like a segment must not hang the command.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new Problem('not a regular file (a FIFO, socket, device or directory)', 0);
+    const size = stat.size;
     const header = readHeader(fd, size);
     const decoder = decoderFor(header);
     if (header.codec !== 'null' && header.codec !== 'deflate') {
