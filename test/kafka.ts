@@ -1,4 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import avsc from 'avsc';
@@ -10,6 +15,9 @@ import { createKafkaSink, type KafkaMessage, type KafkaProducer, type KafkaProdu
 import { isRetriableSendError, retryDelay } from '../lib/kafka-policy.js';
 import { startMock, readTopic, type MockCluster } from './helpers/kafka-mock.js';
 import { nextTurn, plain } from './helpers/index.js';
+import { eventSchema as exampleSchema, events, type Event as ExampleEvent } from '../examples/events.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
 
 // kafkajs is CommonJS whose error classes Node cannot see as named exports.
 const { Kafka, KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, KafkaJSSASLAuthenticationError, KafkaJSTimeout, logLevel } = kafkajs;
@@ -61,6 +69,12 @@ async function producerFor(t: { teardown(fn: () => Promise<void> | void): void }
 function unframe(value: Buffer | null): { magic: number; schemaId: number; record: Event } {
   if (value === null) throw new Error('a message without a value');
   return { magic: value[0] as number, schemaId: value.readInt32BE(1), record: plain(eventType.fromBuffer(value.subarray(5)) as Event) };
+}
+
+const exampleType = avsc.Type.forSchema(exampleSchema());
+function unframeEvent(value: Buffer | null): { schemaId: number; record: ExampleEvent } {
+  if (value === null || value[0] !== 0) throw new Error('not Confluent-framed');
+  return { schemaId: value.readInt32BE(1), record: plain(exampleType.fromBuffer(value.subarray(5)) as ExampleEvent) };
 }
 
 /** Checks that every user's events came out of Kafka in the order written, and each once. */
@@ -451,4 +465,103 @@ test('createKafkaSink() - the wait between attempts doubles from initialMs up to
   t.deepEqual([1, 2, 3, 4, 5, 50, 5_000].map((attempt) => retryDelay(attempt, policy, 0)), [100, 200, 400, 800, 1_000, 1_000, 1_000]);
   t.is(retryDelay(3, policy, 0.999_999), 320);
   t.is(retryDelay(1, policy, 0.5), 90);
+});
+
+// --- examples/http-to-kafka.ts, run as the README says. ---
+
+/** Starts the example as a child process against `brokers`; resolves with its port once it listens. */
+async function startExample(t: { teardown(fn: () => Promise<void> | void): void }, env: Record<string, string>): Promise<{ port: number; child: ChildProcess; output: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'examples/http-to-kafka.ts'], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = once(child, 'exit');
+  exited.catch(() => {});
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  let output = '';
+  child.stderr?.setEncoding('utf8').on('data', (text: string) => (output += text));
+  const lines = createInterface({ input: child.stdout as Readable });
+  lines.on('line', (line) => (output += `${line}\n`));
+  const listening = new Promise<number>((resolve) => lines.on('line', (line) => {
+    const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(line);
+    if (match) resolve(Number(match[1]));
+  }));
+  const port = await Promise.race([listening, exited.then(() => Promise.reject(new Error(`the example exited: ${output}`)))]);
+  return { port, child, output: () => output };
+}
+
+function post(port: number, path: string, body: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: '127.0.0.1', port, method: path === '/stats' ? 'GET' : 'POST', path, agent: false }, (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+const ndjson = (first: number, count: number): string => Array.from(events(count, first), (e) => JSON.stringify(e)).join('\n');
+
+test.serial('createKafkaSink() - examples/http-to-kafka: bodies accepted during an outage are spilled and reach Kafka once it is back', async (t) => {
+  const mock = await mockFor(t, 'events');
+  const example = await startExample(t, { KAFKA_BROKERS: mock.brokers.join(','), SCHEMA_ID: '5', HOPPER_MAX_MEMORY_BYTES: '65536' });
+  const bodies = 12;
+  const perBody = 500;
+  let first = 1;
+  const postBody = async (): Promise<void> => {
+    const answer = await post(example.port, '/events', ndjson(first, perBody));
+    first += perBody;
+    t.deepEqual(answer, { status: 202, body: { accepted: perBody } });
+  };
+  await postBody();
+  await mock.down();
+  for (let i = 1; i < bodies; i++) await postBody();
+  const bad = await post(example.port, '/events', `${ndjson(first, 2)}\n{"seq": "x"}`);
+  t.is(bad.status, 400);
+  t.regex(String(bad.body.error), /line 3: field `seq`/);
+  const during = (await post(example.port, '/stats', '')).body as { hopper: { spilled: number }; sink: { acked: number } };
+  t.true(during.hopper.spilled > 0, 'the hopper spilled while Kafka was down');
+  t.true(during.sink.acked < bodies * perBody);
+  await mock.up();
+
+  example.child.kill('SIGTERM');
+  const [code] = await once(example.child, 'exit');
+  t.is(code, 0, example.output());
+  t.regex(example.output(), /drained/);
+  const { messages, stored } = await readTopic(mock.brokers, 'events', bodies * perBody);
+  t.is(stored, bodies * perBody);
+  const decoded = messages.map((m) => ({ key: String(m.key), ...unframeEvent(m.value) }));
+  t.true(decoded.every((d) => d.schemaId === 5 && d.key === d.record.userId));
+  t.deepEqual(decoded.map((d) => d.record.seq).sort((a, b) => a - b), Array.from({ length: bodies * perBody }, (_, i) => i + 1));
+  t.true(perKeyOrder(decoded.map((d) => ({ key: d.key, seq: d.record.seq }))));
+});
+
+test.serial('createKafkaSink() - examples/http-to-kafka with ANSWER=acknowledged answers a body only once Kafka acknowledged it', async (t) => {
+  const mock = await mockFor(t, 'events');
+  const example = await startExample(t, { KAFKA_BROKERS: mock.brokers.join(','), ANSWER: 'acknowledged' });
+  t.deepEqual(await post(example.port, '/events', ndjson(1, 100)), { status: 200, body: { acknowledged: 100 } });
+  await mock.down();
+  let brokersUp = false;
+  const answered = post(example.port, '/events', ndjson(101, 100)).then((answer) => ({ answer, brokersUp }));
+  // The body is in the hopper (recordsIn counts it) and the sink is retrying: still no answer.
+  for (;;) {
+    const stats = (await post(example.port, '/stats', '')).body as { hopper: { recordsIn: number }; sink: { retries: number } };
+    if (stats.hopper.recordsIn === 200 && stats.sink.retries > 0) break;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  brokersUp = true;
+  await mock.up();
+  const { answer, brokersUp: upWhenAnswered } = await answered;
+  t.deepEqual(answer, { status: 200, body: { acknowledged: 100 } });
+  t.true(upWhenAnswered, 'not answered while the brokers were down');
+  const { stored } = await readTopic(mock.brokers, 'events', 200);
+  t.is(stored, 200);
 });

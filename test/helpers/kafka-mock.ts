@@ -111,7 +111,7 @@ export async function readTopic(brokers: string[], topic: string, count: number)
   } finally {
     await admin.disconnect();
   }
-  const consumer = kafka.consumer({ groupId: `hopper-test-${process.pid}-${Math.random().toString(36).slice(2)}` });
+  const consumer = kafka.consumer({ groupId: `hopper-test-${process.pid}-${Math.random().toString(36).slice(2)}`, maxWaitTimeInMs: 100 });
   await consumer.connect();
   const messages: ReadMessage[] = [];
   try {
