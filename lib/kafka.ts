@@ -226,8 +226,9 @@ class Sink<T> extends Writable {
   private counts: KafkaSinkStats = { sent: 0, acked: 0, retries: 0, inFlight: 0 };
   /** The callback of the write (or writev) being delivered: held until all its records are acknowledged. */
   private held: Callback | undefined;
-  /** Records of that write not yet acknowledged, in order. */
-  private unacked: T[] = [];
+  /** The records of that write, in order; those from `acknowledged` on are not acknowledged yet. */
+  private delivering: T[] = [];
+  private acknowledged = 0;
   private header: Buffer | undefined;
   private wakeUp: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -255,9 +256,9 @@ class Sink<T> extends Writable {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.wakeUp?.();
     const held = this.held;
-    const unacked = this.unacked;
+    const unacked = this.delivering.slice(this.acknowledged);
     this.held = undefined;
-    this.unacked = [];
+    this.delivering = [];
     callback(err);
     // The write being delivered is called back too, so that no caller waits forever on it.
     if (held) process.nextTick(held, kafkaDestroyedError(unacked));
@@ -265,7 +266,8 @@ class Sink<T> extends Writable {
 
   private deliver(records: T[], callback: Callback): void {
     this.held = callback;
-    this.unacked = records;
+    this.delivering = records;
+    this.acknowledged = 0;
     this.sendAll().then(
       () => this.settle(),
       (err: unknown) => this.settle(err),
@@ -275,14 +277,15 @@ class Sink<T> extends Writable {
   private settle(err?: unknown): void {
     const held = this.held;
     this.held = undefined;
-    this.unacked = [];
+    this.delivering = [];
     if (held === undefined || err === STOPPED) return;
     held(err === undefined ? null : (err as Error));
   }
 
-  /** Sends `this.unacked` batch by batch, each one only after the one before was acknowledged. */
+  /** Sends the write's records batch by batch, each one only after the one before was acknowledged. */
   private async sendAll(): Promise<void> {
-    while (this.unacked.length > 0) {
+    while (this.acknowledged < this.delivering.length) {
+      if (this.destroyed) throw STOPPED;
       let batch: { records: T[]; messages: KafkaMessage[] };
       try {
         batch = await this.nextBatch();
@@ -290,8 +293,9 @@ class Sink<T> extends Writable {
         if (err === STOPPED) throw err;
         throw this.failure(err);
       }
+      if (this.destroyed) throw STOPPED;
       await this.sendBatch(batch.records, batch.messages);
-      this.unacked = this.unacked.slice(batch.records.length);
+      this.acknowledged += batch.records.length;
     }
   }
 
@@ -299,7 +303,7 @@ class Sink<T> extends Writable {
   private pendingRecords(): T[] {
     // Node's `writableBuffer` getter (not in its type definitions): the writes queued behind this one.
     const waiting = (this as unknown as { writableBuffer?: Array<{ chunk: T }> }).writableBuffer ?? [];
-    return [...this.unacked, ...waiting.map((entry) => entry.chunk)];
+    return [...this.delivering.slice(this.acknowledged), ...waiting.map((entry) => entry.chunk)];
   }
 
   private failure(err: unknown): Error {
@@ -307,21 +311,22 @@ class Sink<T> extends Writable {
     return kafkaSendError(this.options.topic, err, this.pendingRecords());
   }
 
-  /** The longest run of `this.unacked` from its start that fits the batch limits (at least one record). */
+  /** The longest run of unacknowledged records from the first that fits the batch limits (at least one record). */
   private async nextBatch(): Promise<{ records: T[]; messages: KafkaMessage[] }> {
     const { maxBatchRecords, maxBatchBytes } = this.options;
     const header = typeof this.options.value === 'function' ? undefined : await this.schemaHeader();
     const messages: KafkaMessage[] = [];
     let bytes = 0;
-    for (const record of this.unacked) {
-      if (messages.length === maxBatchRecords) break;
+    const { delivering, acknowledged } = this;
+    for (let i = acknowledged; i < delivering.length && messages.length < maxBatchRecords; i++) {
+      const record = delivering[i] as T;
       const message = this.encode(record, header);
       const size = (message.value as Buffer).length + (message.key == null ? 0 : Buffer.byteLength(message.key));
       if (messages.length > 0 && bytes + size > maxBatchBytes) break;
       messages.push(message);
       bytes += size;
     }
-    return { records: this.unacked.slice(0, messages.length), messages };
+    return { records: delivering.slice(acknowledged, acknowledged + messages.length), messages };
   }
 
   private encode(record: T, header: Buffer | undefined): KafkaMessage {
@@ -360,7 +365,7 @@ class Sink<T> extends Writable {
           got = await getId();
           break;
         } catch (err) {
-          await this.backOff(err, attempt, this.unacked);
+          await this.backOff(err, attempt, this.delivering.slice(this.acknowledged));
         }
       }
       id = checkSchemaId(got, 'value.schemaId()');
