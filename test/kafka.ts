@@ -184,6 +184,25 @@ test.serial('createKafkaSink() - an outage: the hopper spills, nothing is acknow
   t.true(perKeyOrder(messages.map((m) => ({ key: String(m.key), seq: unframe(m.value).record.seq }))));
 });
 
+test.serial('createKafkaSink() - a topic the brokers refuse (authorization, unknown) fails the sink through kafkajs with the records not acknowledged', async (t) => {
+  const mock = await startMock(['denied', 'missing'], { topicErrors: { denied: 29, missing: 3 } });
+  t.teardown(() => mock.stop());
+  const producer = await producerFor(t, mock.brokers);
+  for (const [topic, type] of [['denied', 'TOPIC_AUTHORIZATION_FAILED'], ['missing', 'UNKNOWN_TOPIC_OR_PARTITION']] as const) {
+    const sink = createKafkaSink<string>({ producer, topic, value: (s) => Buffer.from(s), retry: { initialMs: 10, maxMs: 10 } });
+    sink.write('a');
+    sink.write('b');
+    sink.write('c');
+    const [err] = (await once(sink, 'error')) as [HopperError];
+    t.is(err.code, 'ERR_HOPPER_KAFKA_SEND', topic);
+    t.deepEqual(err.records, ['a', 'b', 'c']);
+    let cause = err.cause as { type?: string; cause?: unknown } | undefined;
+    while (cause && cause.type === undefined) cause = cause.cause as typeof cause;
+    t.is(cause?.type, type);
+    t.deepEqual(sink.stats(), { sent: 1, acked: 0, retries: 0, inFlight: 0 });
+  }
+});
+
 // --- With a fake producer: the sink's own logic, one behaviour at a time. ---
 
 interface FakeSend {

@@ -2,10 +2,12 @@
  * A Kafka protocol stand-in for the tests of hopper-streams/kafka: librdkafka's mock cluster,
  * which Confluent maintains to test librdkafka itself, listening on 127.0.0.1.
  *
- *   kafka-mock [-b BROKERS] TOPIC[:PARTITIONS] ...
+ *   kafka-mock [-b BROKERS] [-e TOPIC=ERRCODE]... TOPIC[:PARTITIONS] ...
  *
- * Creates the topics named on the command line (PARTITIONS defaults to 1), prints the bootstrap
- * address list on one line of stdout, then waits for signals:
+ * Creates the topics named on the command line (PARTITIONS defaults to 1); -e makes metadata
+ * requests for TOPIC answer the Kafka protocol error ERRCODE (29: TOPIC_AUTHORIZATION_FAILED), to
+ * test errors a client cannot retry. Prints the bootstrap address list on one line of stdout, then
+ * waits for signals:
  *   SIGUSR1  takes every broker down (connections closed, new ones refused), prints "down"
  *   SIGUSR2  brings every broker back up, prints "up"
  *   SIGTERM, SIGINT  destroys the cluster and exits 0
@@ -27,7 +29,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 static void usage(const char *why) {
-  fprintf(stderr, "kafka-mock: %s\nusage: kafka-mock [-b BROKERS] TOPIC[:PARTITIONS] ...\n", why);
+  fprintf(stderr, "kafka-mock: %s\nusage: kafka-mock [-b BROKERS] [-e TOPIC=ERRCODE]... TOPIC[:PARTITIONS] ...\n", why);
   exit(2);
 }
 
@@ -43,10 +45,19 @@ static void set_all(rd_kafka_mock_cluster_t *mcluster, int brokers, int up) {
 int main(int argc, char **argv) {
   int brokers = 3;
   int opt;
-  while ((opt = getopt(argc, argv, "b:")) != -1) {
-    if (opt != 'b') usage("unknown option");
-    brokers = atoi(optarg);
-    if (brokers < 1 || brokers > 16) usage("BROKERS must be from 1 to 16");
+  char *topic_errors[16];
+  int topic_error_count = 0;
+  while ((opt = getopt(argc, argv, "b:e:")) != -1) {
+    if (opt == 'b') {
+      brokers = atoi(optarg);
+      if (brokers < 1 || brokers > 16) usage("BROKERS must be from 1 to 16");
+    } else if (opt == 'e') {
+      if (topic_error_count == 16) usage("at most 16 -e options");
+      if (!strchr(optarg, '=')) usage("-e takes TOPIC=ERRCODE");
+      topic_errors[topic_error_count++] = optarg;
+    } else {
+      usage("unknown option");
+    }
   }
   if (optind >= argc) usage("name at least one topic");
 
@@ -89,6 +100,12 @@ int main(int argc, char **argv) {
       fprintf(stderr, "kafka-mock: creating topic %s: %s\n", topic, rd_kafka_err2str(err));
       return 1;
     }
+  }
+
+  for (int i = 0; i < topic_error_count; i++) {
+    char *equals = strrchr(topic_errors[i], '=');
+    *equals = '\0';
+    rd_kafka_mock_topic_set_error(mcluster, topic_errors[i], (rd_kafka_resp_err_t)atoi(equals + 1));
   }
 
   printf("%s\n", rd_kafka_mock_cluster_bootstraps(mcluster));

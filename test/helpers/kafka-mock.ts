@@ -45,10 +45,15 @@ export interface MockCluster {
   stop(): Promise<void>;
 }
 
-/** Starts a mock cluster with the given topics (`name` or `name:partitions`). */
-export async function startMock(topics: string[], brokerCount = 3): Promise<MockCluster> {
+/**
+ * Starts a mock cluster with the given topics (`name` or `name:partitions`); `topicErrors` maps a
+ * topic to the Kafka protocol error code its metadata requests get.
+ */
+export async function startMock(topics: string[], options: { brokers?: number; topicErrors?: Record<string, number> } = {}): Promise<MockCluster> {
   const binary = await buildMock();
-  const child: ChildProcessByStdio<null, Readable, Readable> = spawn(binary, ['-b', String(brokerCount), ...topics], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const errorArgs = Object.entries(options.topicErrors ?? {}).flatMap(([topic, code]) => ['-e', `${topic}=${code}`]);
+  const args = ['-b', String(options.brokers ?? 3), ...errorArgs, ...topics];
+  const child: ChildProcessByStdio<null, Readable, Readable> = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
   const exited = once(child, 'exit');
