@@ -462,7 +462,7 @@ test.serial('createKafkaSink() - options are checked, with errors naming the opt
   t.throws(() => make({ retries: 3 }), { instanceOf: TypeError, message: /Unknown option `retries`/ });
 });
 
-test('createKafkaSink() - which failed sends are retried: outages and timeouts are retried; protocol errors that a resend cannot fix are not', (t) => {
+test.serial('createKafkaSink() - which failed sends are retried: outages and timeouts are retried; protocol errors that a resend cannot fix are not', (t) => {
   const protocol = (code: number): Error => new KafkaJSProtocolError(protocolErrors.createErrorFromCode(code));
   const gaveUp = (cause: Error): Error => new KafkaJSNumberOfRetriesExceeded(cause, { retryCount: 5, retryTime: 1000 });
   t.true(isRetriableSendError(new KafkaJSConnectionError('Connection error')));
@@ -482,7 +482,7 @@ test('createKafkaSink() - which failed sends are retried: outages and timeouts a
   t.false(isRetriableSendError(new TypeError('x is not a function')));
 });
 
-test('createKafkaSink() - the wait between attempts doubles from initialMs up to maxMs, less at most a fifth at random', (t) => {
+test.serial('createKafkaSink() - the wait between attempts doubles from initialMs up to maxMs, less at most a fifth at random', (t) => {
   const policy = { initialMs: 100, maxMs: 1_000 };
   t.deepEqual([1, 2, 3, 4, 5, 50, 5_000].map((attempt) => retryDelay(attempt, policy, 0)), [100, 200, 400, 800, 1_000, 1_000, 1_000]);
   t.is(retryDelay(3, policy, 0.999_999), 320);
@@ -593,7 +593,7 @@ test.serial('createKafkaSink() - examples/http-to-kafka with ANSWER=acknowledged
   t.is(stored, 200);
 });
 
-test('createKafkaSink() - loads by name from the built package as hopper-streams/kafka, which imports no Kafka client', async (t) => {
+test.serial('createKafkaSink() - loads by name from the built package as hopper-streams/kafka, which imports no Kafka client', async (t) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; peerDependenciesMeta: Record<string, { optional: boolean }> };
   t.deepEqual(Object.keys(pkg.exports['./kafka'] ?? {}), ['types', 'default']);
   t.true(fs.existsSync(path.join(root, 'dist', 'kafka.d.ts')), 'dist/ is built (npm test builds it first)');
