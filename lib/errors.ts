@@ -9,6 +9,9 @@ import path from 'node:path';
  * - `ERR_HOPPER_LOCKED`: another open channel holds the channel directory, or this channel lost its lock.
  * - `ERR_HOPPER_CORRUPT_SEGMENT`: a segment file does not frame or decode as written.
  * - `ERR_HOPPER_IO`: a file operation on the channel directory failed; `.cause` is the system error.
+ * - `ERR_HOPPER_KAFKA_SEND`: the Kafka sink met an error that retrying cannot fix (a record larger
+ *   than the broker accepts, authorization, an unknown topic); `.records` holds the records it had
+ *   taken and the brokers had not acknowledged, `.cause` the client's error.
  * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
  */
 export type HopperErrorCode =
@@ -18,6 +21,7 @@ export type HopperErrorCode =
   | 'ERR_HOPPER_LOCKED'
   | 'ERR_HOPPER_CORRUPT_SEGMENT'
   | 'ERR_HOPPER_IO'
+  | 'ERR_HOPPER_KAFKA_SEND'
   | 'ERR_STREAM_WRITE_AFTER_END'
   | 'ERR_STREAM_DESTROYED';
 
@@ -36,6 +40,8 @@ export interface HopperErrorDetails {
   offset?: number;
   /** The disk cap that had no room for the record (`ERR_HOPPER_FULL`): name a setting without parsing the message. */
   option?: LimitOption;
+  /** Records taken and not acknowledged by the brokers, in order (the Kafka sink's errors). */
+  records?: unknown[];
   /** The underlying error. */
   cause?: unknown;
 }
@@ -77,17 +83,19 @@ export class HopperError extends Error {
   declare readonly file?: string;
   declare readonly offset?: number;
   declare readonly option?: LimitOption;
+  declare readonly records?: unknown[];
 
   constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'HopperError';
     this.code = code;
-    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number; option?: LimitOption };
+    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number; option?: LimitOption; records?: unknown[] };
     if ('record' in details) self.record = details.record;
     if (details.path !== undefined) self.path = details.path;
     if (details.file !== undefined) self.file = details.file;
     if (details.offset !== undefined) self.offset = details.offset;
     if (details.option !== undefined) self.option = details.option;
+    if (details.records !== undefined) self.records = details.records;
   }
 
   /**
@@ -140,6 +148,26 @@ export function missingPeerError(peer: string, subpath: string, cause: unknown):
   const err = new Error(`${subpath} needs the package \`${peer}\`, an optional peer dependency: install it with \`npm install ${peer}\``, { cause }) as Error & { code: string };
   err.code = 'ERR_MODULE_NOT_FOUND';
   return err;
+}
+
+/** A send to Kafka failed in a way retrying cannot fix: the sink fails, handing back what was not acknowledged. */
+export function kafkaSendError(topic: string, cause: unknown, records: unknown[]): HopperError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new HopperError('ERR_HOPPER_KAFKA_SEND', `sending to Kafka topic ${JSON.stringify(topic)} failed and cannot be retried: ${reason}; ${records.length} records were not acknowledged`, { cause, records });
+}
+
+/** A record the Kafka sink could not turn into a message (its key or value function threw, or it does not match the schema). */
+export function kafkaEncodeError(record: unknown, cause: unknown, records: unknown[]): HopperError {
+  if (HopperError.is(cause, 'ERR_HOPPER_INVALID_RECORD')) {
+    return new HopperError('ERR_HOPPER_INVALID_RECORD', cause.message, { record, records, cause, ...(cause.path ? { path: cause.path } : {}) });
+  }
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: it could not be made into a Kafka message (${reason})`, { record, records, cause });
+}
+
+/** What the records of a destroyed Kafka sink are called back with when the brokers had not acknowledged them. */
+export function kafkaDestroyedError(records: unknown[]): HopperError {
+  return new HopperError('ERR_STREAM_DESTROYED', `the Kafka sink was destroyed before the brokers acknowledged ${records.length} records`, { records });
 }
 
 /** The error an aborted `signal` destroys a hopper with, shaped like Node's own AbortError. */

@@ -131,7 +131,8 @@ const KNOWN = new Set([
   'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'onCorrupt', 'staleLockMs', 'signal',
 ]);
 
-function describe(value: unknown): string {
+/** Shows a value in an option error: its text (cut at 60 characters) and its type. */
+export function describe(value: unknown): string {
   let shown: string;
   try {
     shown = typeof value === 'string' ? JSON.stringify(value) : typeof value === 'bigint' ? `${value}n` : String(value);
