@@ -33,13 +33,14 @@ export interface DuplexSide {
 /**
  * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
  * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed;
- * `start` is the reader's {@link ChannelReader.start}.
+ * `start` and `fail` are the reader's {@link ChannelReader.start} and {@link ChannelReader.fail}.
  */
 export function wireDuplex(
   duplex: DuplexSide & EventEmitter,
   options: HopperOptions | undefined,
   isGone: () => boolean,
   start?: () => void,
+  fail: (err: Error) => void = (err) => duplex.destroy(err),
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
   const channel = openChannel(options, duplex);
   const writer = channel.openWriter();
@@ -49,7 +50,7 @@ export function wireDuplex(
   channel.attachReader({
     push: (record) => duplex.push(record),
     end: () => duplex.push(null),
-    fail: (err) => duplex.destroy(err),
+    fail,
     start,
   });
   return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };

@@ -93,6 +93,15 @@ interface Refusal {
 
 const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
 
+/**
+ * The reader's push() threw: a consumer's 'data' listener, run inside push(). Like a PassThrough,
+ * the channel lets that exception reach whoever called write() or send(); the record was accepted
+ * and delivered.
+ */
+class ConsumerThrew {
+  constructor(readonly error: unknown) {}
+}
+
 interface BlockedWrite {
   writer: ChannelWriter | undefined;
   record: unknown;
@@ -170,6 +179,8 @@ export class Channel {
   private draining = false;
   /** Closed because everything was delivered, not destroyed: later writes are "after end". */
   private delivered = false;
+  /** Reading failed (a corrupt segment, an I/O error): the reader is failing, nothing more is accepted. */
+  private failed = false;
 
   constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
     this.options = options;
@@ -185,8 +196,13 @@ export class Channel {
           onSegment: (event) => this.emit('segment', event),
           onFault: (event) => this.emit('fault', event),
           onRecovered: () => {
-            if (this.blocked.length > 0) this.admitBlocked();
-            this.wakeReader();
+            // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
+            try {
+              if (this.blocked.length > 0) this.admitBlocked();
+              this.wakeReader();
+            } catch (err) {
+              this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
+            }
           },
         },
         fileSystem,
@@ -233,9 +249,14 @@ export class Channel {
    */
   send(record: unknown): void {
     this.checkOpen();
-    if (this.handedOver(record)) return;
-    const size = this.codec.check(record);
-    const refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+    let refusal: Refusal | undefined;
+    try {
+      if (this.handedOver(record)) return;
+      const size = this.codec.check(record);
+      refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
     if (refusal === undefined) return;
     this.emit('full', { record, reason: refusal.reason });
     if (!this.dropNewest(refusal.reason)) throw this.refusalError(record, refusal);
@@ -256,9 +277,14 @@ export class Channel {
       handed = this.handedOver(record);
       if (!handed) {
         size = this.codec.check(record);
-        refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+        refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
       }
     } catch (err) {
+      if (err instanceof ConsumerThrew) {
+        // Accepted and delivered: the write succeeded, and the consumer's exception goes to the caller.
+        callback();
+        throw err.error;
+      }
       this.failWrite(writer, callback, err as Error);
       return;
     }
@@ -267,7 +293,7 @@ export class Channel {
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size: size!, callback });
+    if (this.options.onFull === 'block') this.blocked.push({ writer, record, size: size!, callback });
     else if (this.dropNewest(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
   }
@@ -290,9 +316,13 @@ export class Channel {
       }
     }
     if (this.writers.size === 0 && this.state === OPEN) this.state = ENDING;
-    // Held writes of other writers may now be first in line.
-    if (this.blocked.length > 0) this.admitBlocked();
-    this.wakeReader();
+    try {
+      // Held writes of other writers may now be first in line.
+      if (this.blocked.length > 0) this.admitBlocked();
+      this.wakeReader();
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
   }
 
   /**
@@ -300,13 +330,28 @@ export class Channel {
    * then the next record placed (or the end) wakes it. Failures go to the reader's fail().
    */
   drain(): void {
+    try {
+      this.pump();
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
+  }
+
+  /** {@link drain}, with a consumer's exception as a {@link ConsumerThrew}. */
+  private pump(): void {
     const reader = this.reader;
-    if (reader === undefined || this.draining || this.state === CLOSED) return;
+    if (reader === undefined || this.draining || this.state === CLOSED || this.failed) return;
     this.readerStarted = true;
     this.draining = true;
     try {
       for (;;) {
-        const record = this.next();
+        let record: unknown;
+        try {
+          record = this.next();
+        } catch (err) {
+          this.fail(err as Error);
+          return;
+        }
         if (record === undefined) {
           if (!this.finished) {
             this.readerWaiting = true;
@@ -318,12 +363,21 @@ export class Channel {
           reader.end();
           return;
         }
-        if (!reader.push(record) || this.state === CLOSED) return;
+        if (!this.push(reader, record) || this.state === CLOSED) return;
       }
-    } catch (err) {
-      this.fail(err as Error);
     } finally {
       this.draining = false;
+    }
+  }
+
+  /** Pushes a record; an exception from the consumer comes out as a {@link ConsumerThrew}. */
+  private push(reader: ChannelReader, record: unknown): boolean {
+    try {
+      return reader.push(record);
+    } catch (err) {
+      // The record was taken; the reader still wants records (its next push wakes the flow again).
+      this.readerWaiting = true;
+      throw new ConsumerThrew(err);
     }
   }
 
@@ -390,7 +444,13 @@ export class Channel {
     return record;
   }
 
+  /**
+   * Reading failed: no write is accepted any more, and the reader fails (records it already
+   * holds still reach its consumer first); the channel closes when the reader is destroyed.
+   */
   private fail(err: Error): void {
+    if (this.failed) return;
+    this.failed = true;
     if (this.reader) this.reader.fail(err);
     else this.close();
   }
@@ -401,6 +461,7 @@ export class Channel {
   }
 
   private checkOpen(): void {
+    if (this.failed) throw destroyedError();
     if (this.state === OPEN) return;
     throw this.state === CLOSED && !this.delivered ? destroyedError() : writeAfterEndError();
   }
@@ -504,6 +565,10 @@ export class Channel {
         refusal = this.place(write.record, write.size);
       } catch (err) {
         this.blocked.shift();
+        if (err instanceof ConsumerThrew) {
+          write.callback();
+          throw err;
+        }
         this.failWrite(write.writer, write.callback, err as Error);
         continue;
       }
@@ -524,7 +589,7 @@ export class Channel {
     if (!this.readerWaiting || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
     this.codec.validate(record);
     this.recordsIn++;
-    this.handOver(this.codec.normalize(record));
+    this.handOver(record);
     return true;
   }
 
@@ -539,22 +604,19 @@ export class Channel {
     this.draining = true;
     let more: boolean;
     try {
-      more = this.reader!.push(record);
-    } catch (err) {
-      this.fail(err as Error);
-      return;
+      more = this.push(this.reader!, record);
     } finally {
       this.draining = false;
     }
     if (!more || this.state === CLOSED) return;
     // The reader wants more: records written meanwhile (by its consumer, re-entrantly) go first.
-    if (this.queue.length > 0 || this.state !== OPEN) this.drain();
+    if (this.queue.length > 0 || this.state !== OPEN) this.pump();
     else this.readerWaiting = true;
   }
 
   private wakeReader(): void {
     if (!this.readerWaiting) return;
     this.readerWaiting = false;
-    this.drain();
+    this.pump();
   }
 }

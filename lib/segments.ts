@@ -67,6 +67,7 @@ export class LostRecords {
   ) {}
 }
 
+const EMPTY = Buffer.alloc(0);
 const SEGMENT_NAME = /^(\d{12})\.avro$/;
 const BLOCK_TARGET_BYTES = 64 * 1024;
 /**
@@ -313,11 +314,13 @@ export class SegmentLog {
   next(): unknown {
     try {
       if (this.currentLeft === 0 && !this.loadBlock()) return this.nextFromBlock();
-      // `current` is a buffer read (or inflated) for this block and never written again: large
-      // Buffer records can be views of it.
-      const { value, offset } = this.codec.decode(this.current, this.currentPos, true);
+      const { value, offset } = this.decodeCurrent();
       if (offset < 0 || offset > this.current.length) {
         throw new CorruptionFound(this.currentBlockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
+      }
+      // A readable stream takes null as its end: no decoded value may pass for it.
+      if (value === null || value === undefined) {
+        throw new CorruptionFound(this.currentBlockOffset, `a record decodes as ${value}, which no record can be`, 'rest-of-block');
       }
       this.currentPos = offset;
       this.currentLeft--;
@@ -339,6 +342,17 @@ export class SegmentLog {
     }
   }
 
+  /** The record at currentPos; what does not decode (avsc or V8 throw on some garbage) is no record. */
+  private decodeCurrent(): { value: unknown; offset: number } {
+    try {
+      // `current` is a buffer read (or inflated) for this block and never written again: large
+      // Buffer records can be views of it.
+      return this.codec.decode(this.current, this.currentPos, true);
+    } catch {
+      return { value: undefined, offset: -1 };
+    }
+  }
+
   /** The next record, from the front of the block being filled: the reader has read every file. */
   private nextFromBlock(): unknown {
     if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
@@ -353,14 +367,14 @@ export class SegmentLog {
     } else {
       // The block is written over once flushed: records decoded from it must be copies.
       const decoded = this.codec.decode(this.block, this.blockStart);
-      if (decoded.offset < 0 || decoded.offset > (ref?.start ?? this.blockPos)) {
+      if (decoded.offset < 0 || decoded.offset > (ref?.start ?? this.blockPos) || decoded.value === null || decoded.value === undefined) {
         throw new Error('hopper-streams: a record in the block being filled does not decode');
       }
       value = decoded.value;
       this.blockStart = decoded.offset;
     }
     this.records--;
-    if (--this.blockRecords === 0) this.blockStart = this.blockPos = 0;
+    if (--this.blockRecords === 0) this.emptyBlock();
     this.readFailures = 0;
     // Everything is read: a segment still open for writing holds nothing unread, so it can go.
     const active = this.activeSegment();
@@ -453,10 +467,21 @@ export class SegmentLog {
     segment.blockCounts.push(this.blockRecords);
     segment.blockChecksums.push(checksum);
     this.fileBytes += length;
-    this.blockStart = this.blockPos = this.blockRecords = 0;
+    this.blockRecords = 0;
+    this.emptyBlock();
     this.refs = [];
     this.refBytes = 0;
     if (segment.size >= this.sealAt) this.seal(segment);
+  }
+
+  /**
+   * The block being filled holds no record any more: start the next one at the front, in a buffer
+   * of the usual size again if a large record made it grow.
+   */
+  private emptyBlock(): void {
+    this.blockStart = this.blockPos = 0;
+    if (this.block.length > 2 * BLOCK_TARGET_BYTES) this.block = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    this.codec.endBlock?.();
   }
 
   /** The pending block's data, in order: compressed in one piece, or the block's bytes with the Buffers held by reference between them. */
@@ -632,6 +657,10 @@ export class SegmentLog {
   /** After the last record of a block: free the segment as soon as it has been read through. */
   private afterBlock(): void {
     const segment = this.readSegment!;
+    // A block read alone (a large one) is let go with its last record; records that are views of
+    // it keep it alive as long as they live.
+    this.current = EMPTY;
+    if (this.readAhead.length > READ_AHEAD_BYTES) this.readAhead = EMPTY;
     if (this.readBlock < segment.blockEnds.length) return;
     // A sealed segment goes once read through; the active one too once every disk record is read,
     // so an idle channel holds no files.

@@ -35,6 +35,29 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
 }
 
 /**
+ * Fails a readable once the records already pushed into it are read: destroy() alone would
+ * discard them, though the channel counted them as delivered. Every way of consuming a Node
+ * readable ('data', pipe, async iteration, read()) goes through its read().
+ */
+function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error) => void): void {
+  if (readable.destroyed) return;
+  if (readable.readableLength === 0) {
+    destroy(err);
+    return;
+  }
+  const read = readable.read;
+  readable.read = function (this: Readable, size?: number): unknown {
+    const record: unknown = read.call(this, size);
+    if (this.readableLength === 0) {
+      readable.read = read;
+      // After the caller has the last record: a 'data' listener, or an iterator's next().
+      process.nextTick(destroy, err);
+    }
+    return record;
+  };
+}
+
+/**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
  * destroyed with is handed to `onForeignError`.
@@ -97,7 +120,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     channel.attachReader({
       push: (record) => readable.push(record),
       end: () => readable.push(null),
-      fail: (err) => this.teardown(err),
+      fail: (err) => failAfterBuffered(readable, err, (error) => this.teardown(error)),
       start: () => startFlowing(readable),
     });
     const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
@@ -197,6 +220,7 @@ class HopperDuplexStream extends Duplex {
       options,
       () => this.destroyed,
       () => startFlowing(this),
+      (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
     ));
   }
 

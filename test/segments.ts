@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import path from 'node:path';
 import test from 'ava';
 import avsc from 'avsc';
@@ -68,7 +69,8 @@ test('segment files - schemaless records are stored in a union any Avro reader d
   for (const event of sealed) decoded.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
   t.deepEqual(decoded[0], Buffer.from([0, 1, 2, 255]));
   t.is(decoded[1], 'héllo');
-  t.deepEqual(plain(decoded[2]), { json: '{"a":[1,"two",null]}' });
+  // Any other value is a `Value` record whose bytes are node:v8's serialization of it.
+  t.deepEqual(v8.deserialize((decoded[2] as { v8: Buffer }).v8), { a: [1, 'two', null] });
   hopper.destroy();
 });
 
@@ -229,8 +231,8 @@ test('SegmentLog - large Buffers written by reference read back byte-exact, amon
   t.true(sealed.length >= 2, `${sealed.length} segments sealed`);
   const onDisk: unknown[] = [];
   for (const event of sealed) onDisk.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
-  t.deepEqual(plain(onDisk), plain(copies.slice(0, onDisk.length).map((record) => (
-    Buffer.isBuffer(record) || typeof record === 'string' ? record : { json: JSON.stringify(record) }))));
+  t.deepEqual(onDisk.map((record) => (Buffer.isBuffer(record) || typeof record === 'string' ? record : v8.deserialize((record as { v8: Buffer }).v8))),
+    copies.slice(0, onDisk.length));
   const out = records.map(() => log.next());
   t.deepEqual(out, copies);
   t.true(records.every((record, i) => !Buffer.isBuffer(record) || out[i] !== record), 'records read from a file are not the Buffers written');
