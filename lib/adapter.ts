@@ -33,14 +33,13 @@ export interface DuplexSide {
 /**
  * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
  * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed;
- * `start` and `fail` are the reader's {@link ChannelReader.start} and {@link ChannelReader.fail}.
+ * `reader` overrides the reader's `start`, `end` (default: push null) and `fail` (default: destroy).
  */
 export function wireDuplex(
   duplex: DuplexSide & EventEmitter,
   options: HopperOptions | undefined,
   isGone: () => boolean,
-  start?: () => void,
-  fail: (err: Error) => void = (err) => duplex.destroy(err),
+  reader: Partial<Pick<ChannelReader, 'start' | 'end' | 'fail'>> = {},
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
   const channel = openChannel(options, duplex);
   const writer = channel.openWriter();
@@ -49,9 +48,9 @@ export function wireDuplex(
   };
   channel.attachReader({
     push: (record) => duplex.push(record),
-    end: () => duplex.push(null),
-    fail,
-    start,
+    end: reader.end ?? (() => duplex.push(null)),
+    fail: reader.fail ?? ((err) => duplex.destroy(err)),
+    start: reader.start,
   });
   return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };
 }

@@ -58,6 +58,16 @@ function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error)
 }
 
 /**
+ * Ends a readable as a PassThrough's end would: records it still holds get their own 'readable'
+ * event before the one for the end. The channel reaches its end inside the read that pushed
+ * them, where a push(null) would share their event.
+ */
+function endReadable(readable: Readable): void {
+  if (readable.readableLength === 0) readable.push(null);
+  else process.nextTick(() => readable.push(null));
+}
+
+/**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
  * destroyed with is handed to `onForeignError`.
@@ -119,7 +129,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
     });
     channel.attachReader({
       push: (record) => readable.push(record),
-      end: () => readable.push(null),
+      end: () => endReadable(readable),
       fail: (err) => failAfterBuffered(readable, err, (error) => this.teardown(error)),
       start: () => startFlowing(readable),
     });
@@ -219,8 +229,11 @@ class HopperDuplexStream extends Duplex {
       this as unknown as Duplex & EventEmitter,
       options,
       () => this.destroyed,
-      () => startFlowing(this),
-      (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
+      {
+        start: () => startFlowing(this),
+        end: () => endReadable(this),
+        fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
+      },
     ));
   }
 
