@@ -9,8 +9,9 @@ import { VIEW_TYPES, compileSizeOf, sizeOfSchemaless, type SizeProblem } from '.
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
  * With a schema, the record type is the user's; without one, an envelope union
- * `["bytes", "string", Value]` carries Buffers and strings byte-exact, and any other value in
- * node:v8's serialization format (structuredClone's) as the `bytes` of a `Value` record.
+ * `["bytes", "string", Value]` carries Buffers and strings byte-exact, and any other value in a
+ * `Value` record whose `data` is JSON text (a string) for plain data JSON gives back exactly, or
+ * node:v8's serialization (structuredClone's format, as bytes) for the rest.
  */
 export interface RecordCodec {
   /** Avro type written into segment headers and used to encode and decode records. */
@@ -59,7 +60,7 @@ const LONG_TYPE = avsc.Type.forSchema('long');
 const ENVELOPE_SCHEMA = [
   'bytes',
   'string',
-  { type: 'record', name: 'Value', namespace: 'hopper_streams', fields: [{ name: 'v8', type: 'bytes' }] },
+  { type: 'record', name: 'Value', namespace: 'hopper_streams', fields: [{ name: 'data', type: ['string', 'bytes'] }] },
 ] as const;
 
 /** The schemaless envelope of 0.2.0 and before (JSON text), which `verify` and `cat` still read. */
@@ -71,6 +72,49 @@ export const JSON_ENVELOPE_SCHEMA = [
 
 /** The envelope's `Value` branch: union index 2, zigzag-encoded as one byte. */
 const VALUE_BRANCH = 4;
+/** The branches of `Value.data`: JSON text (index 0) or node:v8 bytes (index 1), zigzag-encoded. */
+const DATA_JSON = 0;
+const DATA_V8 = 2;
+const STRING_TYPE = avsc.Type.forSchema('string');
+
+/** Deeper values are not looked at for the JSON path: they take the V8 path. */
+const JSON_MAX_DEPTH = 64;
+
+/**
+ * Whether `JSON.parse(JSON.stringify(value))` gives back exactly `value` (as util.isDeepStrictEqual
+ * sees it), for a value the size walk accepted: plain objects and arrays (no holes, no
+ * `undefined`, no named properties on arrays), strings, booleans, null, and finite numbers
+ * other than -0. Strings are exact whatever they hold: JSON.stringify escapes lone surrogates.
+ */
+function jsonExact(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object': {
+      if (value === null) return true;
+      if (depth === JSON_MAX_DEPTH) return false;
+      const proto = Object.getPrototypeOf(value);
+      if (proto === Array.prototype) {
+        const array = value as unknown[];
+        for (let i = 0; i < array.length; i++) {
+          const item = array[i];
+          if (item === undefined || !jsonExact(item, depth + 1)) return false;
+        }
+        return array.length === 0 || Object.keys(array).length === array.length;
+      }
+      if (proto !== Object.prototype) return false;
+      for (const key in value) {
+        if (!jsonExact((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
 /** A varint length of up to 2^53 takes at most this many bytes. */
 const LENGTH_MAX_BYTES = 8;
 
@@ -383,9 +427,61 @@ class ValueWriter {
   }
 }
 
+function readAlone(buf: Buffer, at: number, length: number): unknown {
+  const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
+  deserializer.readHeader();
+  return deserializer.readValue();
+}
+
+/**
+ * Deserializes records, one Deserializer per block while records are read in order (one per
+ * record costs about twice as much). A shared Deserializer numbers the objects of every record
+ * it reads in one sequence, which is what a record without references (no '^' byte) ignores; a
+ * record with one was written by a serializer of its own, and is read by a deserializer of its own.
+ */
+class ValueReader {
+  private buffer: Buffer | undefined;
+  private deserializer: ValueDeserializer | undefined;
+  /** Where the shared deserializer stands in `buffer`. */
+  private position = 0;
+  private tagBuffer: Buffer | undefined;
+  private nextTag = 0;
+
+  /** `settled`: `buf` is never written again (else what was learnt of it may be stale, and each record is read alone). */
+  read(buf: Buffer, at: number, length: number, settled: boolean): unknown {
+    if (!settled) return readAlone(buf, at, length);
+    // The next '^' at or after `at`, found once per stretch of records without one.
+    if (buf !== this.tagBuffer || this.nextTag < at) {
+      const found = buf.indexOf(OBJECT_REFERENCE_TAG, at);
+      this.tagBuffer = buf;
+      this.nextTag = found === -1 ? Infinity : found;
+    }
+    if (this.nextTag < at + length) return readAlone(buf, at, length);
+    let deserializer = this.deserializer;
+    if (deserializer === undefined || buf !== this.buffer || at < this.position) {
+      deserializer = this.deserializer = new ValueDeserializer(buf);
+      this.buffer = buf;
+      this.position = 0;
+    }
+    const internal = deserializer as unknown as { _readRawBytes(length: number): number };
+    // Skip what lies between records (their framing, other records): the reads are relative to `buf`.
+    if (at > this.position) internal._readRawBytes(at - this.position);
+    deserializer.readHeader();
+    const value: unknown = deserializer.readValue();
+    this.position = internal._readRawBytes(0);
+    if (this.position !== at + length) {
+      // The bytes were not one whole value: start afresh next time, and say so.
+      this.deserializer = undefined;
+      throw new RangeError('a value does not use exactly its bytes');
+    }
+    return value;
+  }
+}
+
 function envelopeCodec(): RecordCodec {
   const type = avsc.Type.forSchema(ENVELOPE_SCHEMA as unknown as Schema);
   const writer = new ValueWriter();
+  const reader = new ValueReader();
   // encode() answers a short buffer with the bytes missing, and is called again once there is
   // room: the record is serialized once.
   let pendingRecord: unknown;
@@ -408,6 +504,20 @@ function envelopeCodec(): RecordCodec {
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed())) return type.encode(record, buf, pos);
+      // JSON is exact for plain data, and several times cheaper than a V8 serialization per
+      // record (each releaseBuffer() is a new external buffer for the garbage collector).
+      if (typeof record !== 'string' && jsonExact(record, 0)) {
+        let text: string;
+        try {
+          text = JSON.stringify(record);
+        } catch (err) {
+          throw encodeFailure(record, err);
+        }
+        if (pos + 2 > buf.length) return buf.length - (pos + 2 + text.length * 3 + LENGTH_MAX_BYTES);
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_JSON;
+        return STRING_TYPE.encode(text, buf, pos + 2);
+      }
       let bytes = pendingBytes;
       if (bytes === undefined || pendingRecord !== record) {
         try {
@@ -417,14 +527,15 @@ function envelopeCodec(): RecordCodec {
         }
       }
       const length = V8_HEADER.length + bytes.length;
-      if (pos + 1 + LENGTH_MAX_BYTES + length > buf.length) {
+      if (pos + 2 + LENGTH_MAX_BYTES + length > buf.length) {
         pendingRecord = record;
         pendingBytes = bytes;
-        return buf.length - (pos + 1 + LENGTH_MAX_BYTES + length);
+        return buf.length - (pos + 2 + LENGTH_MAX_BYTES + length);
       }
       pendingRecord = pendingBytes = undefined;
       buf[pos] = VALUE_BRANCH;
-      const at = LONG_TYPE.encode(length, buf, pos + 1);
+      buf[pos + 1] = DATA_V8;
+      const at = LONG_TYPE.encode(length, buf, pos + 2);
       V8_HEADER.copy(buf, at);
       bytes.copy(buf, at + V8_HEADER.length);
       return at + length;
@@ -433,12 +544,15 @@ function envelopeCodec(): RecordCodec {
       writer.renew();
     },
     decode(buf, pos, settled) {
+      if (buf[pos] === VALUE_BRANCH && buf[pos + 1] === DATA_JSON) {
+        const { value: text, offset } = STRING_TYPE.decode(buf, pos + 2) as { value: string; offset: number };
+        return offset < 0 ? { value: undefined, offset } : { value: JSON.parse(text), offset };
+      }
       if (buf[pos] === VALUE_BRANCH) {
-        const { value: length, offset: at } = LONG_TYPE.decode(buf, pos + 1) as { value: number; offset: number };
+        if (buf[pos + 1] !== DATA_V8) return { value: undefined, offset: -1 };
+        const { value: length, offset: at } = LONG_TYPE.decode(buf, pos + 2) as { value: number; offset: number };
         if (at < 0 || at + length > buf.length) return { value: undefined, offset: -1 };
-        const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
-        deserializer.readHeader();
-        return { value: deserializer.readValue(), offset: at + length };
+        return { value: reader.read(buf, at, length, settled === true), offset: at + length };
       }
       const view = settled ? decodeBytesView(buf, pos) : undefined;
       if (view !== undefined) return view;

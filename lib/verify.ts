@@ -22,7 +22,7 @@ const HEADER_READ_BYTES = 64 * 1024;
 /** The schemaless envelope of hopper segments: such files decode as the channel delivered them. */
 const ENVELOPE = createCodec(undefined);
 
-/** The JSON envelope of segments written by 0.2.0 and before: their records decode as JSON values. */
+/** The envelope of segments written by 0.2.0 and before (no `Value` branch): their records decode as JSON values. */
 const JSON_ENVELOPE_TYPE = avsc.Type.forSchema(JSON_ENVELOPE_SCHEMA as unknown as Schema);
 const JSON_ENVELOPE = {
   decode(buf: Buffer, pos: number): { value: unknown; offset: number } {
