@@ -260,13 +260,13 @@ export class SegmentLog {
     const referenced = large === undefined ? 0 : large.length;
     const size = end - start + referenced;
     const alone = this.headerBytes + size + BLOCK_FRAMING_BYTES + compressionSlack(size, codec);
-    if (alone > this.options.maxDiskBytes) return 'too-large';
+    if (alone > this.options.maxDiskBytes) return this.refused('too-large');
     // A pending block with no active segment will open one when it is written: count its header.
     const needsHeader = this.activeSegment() === undefined;
-    if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return 'full';
+    if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return this.refused('full');
     const pending = end - this.blockStart + this.refBytes + referenced;
     const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
-    if (after > this.options.maxDiskBytes) return 'full';
+    if (after > this.options.maxDiskBytes) return this.refused('full');
 
     this.blockPos = end;
     if (large !== undefined) {
@@ -285,6 +285,12 @@ export class SegmentLog {
       setImmediate(this.flushOnTurn);
     }
     return 'ok';
+  }
+
+  /** An append that kept nothing: a block that grew for the record goes back to its usual size. */
+  private refused(result: 'full' | 'too-large'): AppendResult {
+    if (this.blockRecords === 0) this.emptyBlock();
+    return result;
   }
 
   /** Writes the pending block now; false when the write failed (it will be retried). */

@@ -297,6 +297,8 @@ test('values without a schema - a 200 MiB nested Buffer never aborts the process
   t.teardown(() => hopper.destroy());
   const err = t.throws(() => hopper.send({ b: Buffer.alloc(200 * 1024 ** 2) }), { instanceOf: HopperError });
   t.is(err!.code, 'ERR_HOPPER_RECORD_TOO_LARGE');
+  const log = (hopper as unknown as { channel: { log: { block: Buffer } } }).channel.log;
+  t.true(log.block.length <= 128 * 1024, `the block buffer is back to ${log.block.length} bytes`);
   hopper.send({ b: Buffer.alloc(4) });
   t.is(hopper.stats().recordsIn, 1);
 });
