@@ -46,6 +46,8 @@ export function wireDuplex(
   writer.onChannelClose = () => {
     if (!isGone()) duplex.destroy();
   };
+  // The Duplex is the failing reader too: it is destroyed with the failure once its buffered records are read.
+  writer.onChannelFail = () => {};
   channel.attachReader({
     push: (record) => duplex.push(record),
     end: reader.end ?? (() => duplex.push(null)),

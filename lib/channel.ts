@@ -127,6 +127,11 @@ export class ChannelWriter {
    * the adapter destroys its stream first, so those failures are not reported as stream errors.
    */
   onChannelClose: () => void = () => {};
+  /**
+   * Called when reading fails while this writer is open: by default as {@link onChannelClose}.
+   * A Duplex whose read side is the failing reader keeps its write side until it is destroyed.
+   */
+  onChannelFail: () => void = () => this.onChannelClose();
 
   constructor(private readonly channel: Channel) {}
 
@@ -181,6 +186,7 @@ export class Channel {
   private delivered = false;
   /** Reading failed (a corrupt segment, an I/O error): the reader is failing, nothing more is accepted. */
   private failed = false;
+  private failure: Error | undefined;
 
   constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
     this.options = options;
@@ -273,6 +279,8 @@ export class Channel {
     let handed: boolean;
     try {
       if (writer?.ended) throw writeAfterEndError();
+      // A writer still open while reading fails shares the failure (a Duplex is destroyed with it).
+      if (this.failure !== undefined && writer !== undefined) throw this.failure;
       this.checkOpen();
       handed = this.handedOver(record);
       if (!handed) {
@@ -451,6 +459,8 @@ export class Channel {
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = true;
+    this.failure = err;
+    for (const writer of [...this.writers]) writer.onChannelFail();
     if (this.reader) this.reader.fail(err);
     else this.close();
   }

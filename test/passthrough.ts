@@ -121,33 +121,56 @@ function blocksOf(file: string): Array<{ dataStart: number }> {
   return blocks;
 }
 
-test('onCorrupt \'error\' - records read intact before a corrupt block reach the consumer before the error', async (t) => {
-  const dir = tempDataDir();
-  t.teardown(dir.remove);
-  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 8_000, onCorrupt: 'error' });
-  const sealed: SegmentEvent[] = [];
-  hopper.on('segment', (event) => event.action === 'sealed' && sealed.push(event));
-  // Blocks are written when the event loop turns: bursts of 60 make blocks of 60 records, more
-  // than the readable's buffer holds (16).
-  for (let i = 0; i < 600; i++) {
-    hopper.send(point(i));
-    if (i % 60 === 59) await nextTurn();
-  }
-  await nextTurn();
-  const file = sealed[0]!.file;
-  const damaged = blocksOf(file)[1]!;
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, Buffer.from([0xff]), 0, 1, damaged.dataStart + 3);
-  fs.closeSync(fd);
+for (const adapter of ['createHopperStreams()', 'createHopperStream()'] as const) {
+  test(`onCorrupt 'error' - records read intact before a corrupt block reach the consumer before the error (${adapter})`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const options = { dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 8_000, onCorrupt: 'error' } as const;
+    const pair = adapter === 'createHopperStreams()' ? createHopperStreams<Point>(options) : undefined;
+    const duplex = pair === undefined ? createHopperStream<Point>(options) : undefined;
+    const hopper = (pair ?? duplex)!;
+    const readable: Readable = pair?.readable ?? duplex!;
+    const sealed: SegmentEvent[] = [];
+    const onSegment = (event: SegmentEvent): void => {
+      if (event.action === 'sealed') sealed.push(event);
+    };
+    if (pair) pair.on('segment', onSegment);
+    else duplex!.on('segment', onSegment);
+    // Blocks are written when the event loop turns: bursts of 60 make blocks of 60 records, more
+    // than the readable's buffer holds (16).
+    for (let i = 0; i < 600; i++) {
+      hopper.send(point(i));
+      if (i % 60 === 59) await nextTurn();
+    }
+    await nextTurn();
+    const file = sealed[0]!.file;
+    const damaged = blocksOf(file)[1]!;
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([0xff]), 0, 1, damaged.dataStart + 3);
+    fs.closeSync(fd);
 
-  const seen: number[] = [];
-  let failure: unknown;
-  try {
-    for await (const record of hopper.readable) seen.push((record as Point).seq);
-  } catch (err) {
-    failure = err;
-  }
-  t.true(HopperError.is(failure, 'ERR_HOPPER_CORRUPT_SEGMENT'));
-  t.deepEqual(seen, Array.from({ length: 60 }, (_, i) => i), 'the first block, whole and in order');
-  t.is(hopper.stats().recordsOut, seen.length, 'every record counted as delivered was delivered');
-});
+    const seen: number[] = [];
+    let failure: unknown;
+    let refusedMeanwhile: unknown;
+    try {
+      for await (const record of readable) {
+        seen.push((record as Point).seq);
+        // Once the damage is found, the pair's writable is closed: nothing more is accepted while
+        // the records already read out are delivered.
+        if (pair?.writable.destroyed && refusedMeanwhile === undefined) {
+          try {
+            pair.send(point(1_000));
+          } catch (err) {
+            refusedMeanwhile = err;
+          }
+        }
+      }
+    } catch (err) {
+      failure = err;
+    }
+    t.true(HopperError.is(failure, 'ERR_HOPPER_CORRUPT_SEGMENT'));
+    t.deepEqual(seen, Array.from({ length: 60 }, (_, i) => i), 'the first block, whole and in order');
+    t.is(hopper.stats().recordsOut, seen.length, 'every record counted as delivered was delivered');
+    if (pair) t.true(HopperError.is(refusedMeanwhile, 'ERR_STREAM_DESTROYED'), 'send() between the damage and the error is refused');
+  });
+}
