@@ -234,6 +234,11 @@ export class Channel {
     return this.state === CLOSED;
   }
 
+  /** Records accepted and not yet handed to the reader (memory and disk); 0 once reading failed. */
+  get waiting(): number {
+    return this.state === CLOSED || this.failed ? 0 : this.memoryRecords + this.log.records;
+  }
+
   /** Opens a writer; the input ends when every opened writer has ended. */
   openWriter(): ChannelWriter {
     this.checkOpen();

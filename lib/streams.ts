@@ -34,6 +34,23 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
   if (readable.readableFlowing === true && !readable.destroyed) readable.read(0);
 }
 
+/** Node's own readableLength: the records in a readable's buffer. */
+const bufferedRecords = Object.getOwnPropertyDescriptor(Readable.prototype, 'readableLength')!.get! as (this: Readable) => number;
+
+/**
+ * Makes a readable's `readableLength` count the records waiting in the channel (memory and disk)
+ * as well as those in its buffer: what a PassThrough's counts, and what monitoring reads.
+ * Node's stream internals read their state, not this property.
+ */
+function countWaiting(readable: Readable, channel: Channel): void {
+  Object.defineProperty(readable, 'readableLength', {
+    configurable: true,
+    get(this: Readable): number {
+      return bufferedRecords.call(this) + channel.waiting;
+    },
+  });
+}
+
 /**
  * Fails a readable once the records already pushed into it are read: destroy() alone would
  * discard them, though the channel counted them as delivered. Every way of consuming a Node
@@ -41,14 +58,14 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
  */
 function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error) => void): void {
   if (readable.destroyed) return;
-  if (readable.readableLength === 0) {
+  if (bufferedRecords.call(readable) === 0) {
     destroy(err);
     return;
   }
   const read = readable.read;
   readable.read = function (this: Readable, size?: number): unknown {
     const record: unknown = read.call(this, size);
-    if (this.readableLength === 0) {
+    if (bufferedRecords.call(this) === 0) {
       readable.read = read;
       // After the caller has the last record: a 'data' listener, or an iterator's next().
       process.nextTick(destroy, err);
@@ -63,7 +80,7 @@ function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error)
  * them, where a push(null) would share their event.
  */
 function endReadable(readable: Readable): void {
-  if (readable.readableLength === 0) readable.push(null);
+  if (bufferedRecords.call(readable) === 0) readable.push(null);
   else process.nextTick(() => readable.push(null));
 }
 
@@ -134,6 +151,7 @@ export class HopperStreams<T = unknown> extends EventEmitter<HopperEvents> {
       start: () => startFlowing(readable),
     });
     const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
+    countWaiting(readable, channel);
     this.writable = writable as unknown as HopperWritable<T>;
     this.readable = readable as unknown as HopperReadable<T>;
   }
@@ -235,6 +253,7 @@ class HopperDuplexStream extends Duplex {
         fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
       },
     ));
+    countWaiting(this, this.channel);
   }
 
   get path(): string {

@@ -109,6 +109,34 @@ for (const [name, make] of subjects) {
   });
 }
 
+for (const [name, make] of subjects) {
+  test(`${name} - readableLength counts every record waiting in the hopper, not only the readable's buffer`, async (t) => {
+    const pair = make();
+    const readable: number[] = [];
+    const writable: number[] = [];
+    const look = (): void => {
+      readable.push(pair.readable.readableLength);
+      writable.push(pair.writable.writableLength);
+    };
+    look();
+    for (let i = 0; i < 40; i++) pair.writable.write({ seq: i, pad: 'x'.repeat(100) });
+    look();
+    await nextTurn();
+    look();
+    for (let i = 0; i < 15; i++) pair.readable.read();
+    look();
+    pair.writable.end();
+    const rest: unknown[] = [];
+    for await (const record of pair.readable) rest.push(record);
+    look();
+    t.is(rest.length, 25);
+    // A PassThrough holds 16 of 40 records on its readable side, the rest on its writable side; a
+    // hopper accepts every write at once, and what waits in it is readable.
+    t.deepEqual(readable, [0, 40, 40, 25, 0]);
+    t.deepEqual(writable, [0, 0, 0, 0, 0]);
+  });
+}
+
 function blocksOf(file: string): Array<{ dataStart: number }> {
   const bytes = fs.readFileSync(file);
   const blocks = [];
