@@ -392,3 +392,19 @@ test('SegmentLog - a block holding Buffers by reference grows to 256 KiB, with a
   for (let i = 0; i < 2_000; i++) t.is(log.next(), `record ${i} `.repeat(4));
   log.close();
 });
+
+test('SegmentLog - a record that decodes as null is corruption, never a value a readable would take for its end', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const log = schemalessLog(dir.dataDir);
+  t.teardown(() => log.close());
+  // The channel refuses null when written; the log itself stores what it is given, like a
+  // segment whose bytes were changed into a valid `null`.
+  t.is(log.append('before'), 'ok');
+  t.is(log.append(null), 'ok');
+  t.true(log.tryFlush());
+  t.is(log.next(), 'before');
+  const err = t.throws(() => log.next(), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
+  t.regex(err!.message, /a record decodes as null, which no record can be/);
+});
