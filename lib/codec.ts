@@ -115,6 +115,7 @@ function jsonExact(value: unknown, depth: number): boolean {
       return false;
   }
 }
+
 /** A varint length of up to 2^53 takes at most this many bytes. */
 const LENGTH_MAX_BYTES = 8;
 
