@@ -33,24 +33,26 @@ export interface DuplexSide {
 /**
  * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
  * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed;
- * `start` is the reader's {@link ChannelReader.start}.
+ * `reader` overrides the reader's `start`, `end` (default: push null) and `fail` (default: destroy).
  */
 export function wireDuplex(
   duplex: DuplexSide & EventEmitter,
   options: HopperOptions | undefined,
   isGone: () => boolean,
-  start?: () => void,
+  reader: Partial<Pick<ChannelReader, 'start' | 'end' | 'fail'>> = {},
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
   const channel = openChannel(options, duplex);
   const writer = channel.openWriter();
   writer.onChannelClose = () => {
     if (!isGone()) duplex.destroy();
   };
+  // The Duplex is the failing reader too: it is destroyed with the failure once its buffered records are read.
+  writer.onChannelFail = () => {};
   channel.attachReader({
     push: (record) => duplex.push(record),
-    end: () => duplex.push(null),
-    fail: (err) => duplex.destroy(err),
-    start,
+    end: reader.end ?? (() => duplex.push(null)),
+    fail: reader.fail ?? ((err) => duplex.destroy(err)),
+    start: reader.start,
   });
   return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };
 }

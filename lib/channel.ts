@@ -95,6 +95,15 @@ interface Refusal {
 
 const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
 
+/**
+ * The reader's push() threw: a consumer's 'data' listener, run inside push(). Like a PassThrough,
+ * the channel lets that exception reach whoever called write() or send(); the record was accepted
+ * and delivered.
+ */
+class ConsumerThrew {
+  constructor(readonly error: unknown) {}
+}
+
 interface BlockedWrite {
   writer: ChannelWriter | undefined;
   record: unknown;
@@ -120,6 +129,11 @@ export class ChannelWriter {
    * the adapter destroys its stream first, so those failures are not reported as stream errors.
    */
   onChannelClose: () => void = () => {};
+  /**
+   * Called when reading fails while this writer is open: by default as {@link onChannelClose}.
+   * A Duplex whose read side is the failing reader keeps its write side until it is destroyed.
+   */
+  onChannelFail: () => void = () => this.onChannelClose();
 
   constructor(private readonly channel: Channel) {}
 
@@ -174,6 +188,9 @@ export class Channel {
   private admitting = false;
   /** Closed because everything was delivered, not destroyed: later writes are "after end". */
   private delivered = false;
+  /** Reading failed (a corrupt segment, an I/O error): the reader is failing, nothing more is accepted. */
+  private failed = false;
+  private failure: Error | undefined;
 
   constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
     this.options = options;
@@ -189,8 +206,13 @@ export class Channel {
           onSegment: (event) => this.emit('segment', event),
           onFault: (event) => this.emit('fault', event),
           onRecovered: () => {
-            if (this.blocked.length > 0) this.admitBlocked();
-            this.wakeReader();
+            // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
+            try {
+              if (this.blocked.length > 0) this.admitBlocked();
+              this.wakeReader();
+            } catch (err) {
+              this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
+            }
           },
         },
         fileSystem,
@@ -223,6 +245,11 @@ export class Channel {
     return this.readerStarted;
   }
 
+  /** Records accepted and not yet handed to the reader (memory and disk); 0 once reading failed. */
+  get waiting(): number {
+    return this.state === CLOSED || this.failed ? 0 : this.memoryRecords + this.log.records;
+  }
+
   /** Opens a writer; the input ends when every opened writer has ended. */
   openWriter(): ChannelWriter {
     this.checkOpen();
@@ -244,9 +271,14 @@ export class Channel {
    */
   send(record: unknown): void {
     this.checkOpen();
-    if (this.handedOver(record)) return;
-    const size = this.codec.check(record);
-    const refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+    let refusal: Refusal | undefined;
+    try {
+      if (this.handedOver(record)) return;
+      const size = this.codec.check(record);
+      refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
     if (refusal === undefined) return;
     this.emit('full', { record, reason: refusal.reason });
     if (!this.dropNewest(refusal.reason)) throw this.refusalError(record, refusal);
@@ -263,13 +295,20 @@ export class Channel {
     let handed: boolean;
     try {
       if (writer?.ended) throw writeAfterEndError();
+      // A writer still open while reading fails shares the failure (a Duplex is destroyed with it).
+      if (this.failure !== undefined && writer !== undefined) throw this.failure;
       this.checkOpen();
       handed = this.handedOver(record);
       if (!handed) {
         size = this.codec.check(record);
-        refusal = this.blocked.length > 0 ? WAITING : this.place(this.codec.normalize(record), size);
+        refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
       }
     } catch (err) {
+      if (err instanceof ConsumerThrew) {
+        // Accepted and delivered: the write succeeded, and the consumer's exception goes to the caller.
+        callback();
+        throw err.error;
+      }
       this.failWrite(writer, callback, err as Error);
       return;
     }
@@ -278,7 +317,7 @@ export class Channel {
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.push({ writer, record: this.codec.normalize(record), size: size!, callback });
+    if (this.options.onFull === 'block') this.blocked.push({ writer, record, size: size!, callback });
     else if (this.dropNewest(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
   }
@@ -301,9 +340,13 @@ export class Channel {
       }
     }
     if (this.writers.size === 0 && this.state === OPEN) this.state = ENDING;
-    // Held writes of other writers may now be first in line.
-    if (this.blocked.length > 0) this.admitBlocked();
-    this.wakeReader();
+    try {
+      // Held writes of other writers may now be first in line.
+      if (this.blocked.length > 0) this.admitBlocked();
+      this.wakeReader();
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
   }
 
   /**
@@ -311,13 +354,28 @@ export class Channel {
    * then the next record placed (or the end) wakes it. Failures go to the reader's fail().
    */
   drain(): void {
+    try {
+      this.pump();
+    } catch (err) {
+      throw err instanceof ConsumerThrew ? err.error : err;
+    }
+  }
+
+  /** {@link drain}, with a consumer's exception as a {@link ConsumerThrew}. */
+  private pump(): void {
     const reader = this.reader;
-    if (reader === undefined || this.draining || this.state === CLOSED) return;
+    if (reader === undefined || this.draining || this.state === CLOSED || this.failed) return;
     this.readerStarted = true;
     this.draining = true;
     try {
       for (;;) {
-        const record = this.next();
+        let record: unknown;
+        try {
+          record = this.next();
+        } catch (err) {
+          this.fail(err as Error);
+          return;
+        }
         if (record === undefined) {
           if (!this.finished) {
             this.readerWaiting = true;
@@ -329,12 +387,21 @@ export class Channel {
           reader.end();
           return;
         }
-        if (!reader.push(record) || this.state === CLOSED) return;
+        if (!this.push(reader, record) || this.state === CLOSED) return;
       }
-    } catch (err) {
-      this.fail(err as Error);
     } finally {
       this.draining = false;
+    }
+  }
+
+  /** Pushes a record; an exception from the consumer comes out as a {@link ConsumerThrew}. */
+  private push(reader: ChannelReader, record: unknown): boolean {
+    try {
+      return reader.push(record);
+    } catch (err) {
+      // The record was taken; the reader still wants records (its next push wakes the flow again).
+      this.readerWaiting = true;
+      throw new ConsumerThrew(err);
     }
   }
 
@@ -401,7 +468,15 @@ export class Channel {
     return record;
   }
 
+  /**
+   * Reading failed: no write is accepted any more, and the reader fails (records it already
+   * holds still reach its consumer first); the channel closes when the reader is destroyed.
+   */
   private fail(err: Error): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.failure = err;
+    for (const writer of [...this.writers]) writer.onChannelFail();
     if (this.reader) this.reader.fail(err);
     else this.close();
   }
@@ -412,6 +487,7 @@ export class Channel {
   }
 
   private checkOpen(): void {
+    if (this.failed) throw destroyedError();
     if (this.state === OPEN) return;
     throw this.state === CLOSED && !this.delivered ? destroyedError() : writeAfterEndError();
   }
@@ -518,6 +594,10 @@ export class Channel {
           refusal = this.place(write.record, write.size);
         } catch (err) {
           this.blocked.shift();
+          if (err instanceof ConsumerThrew) {
+            write.callback();
+            throw err;
+          }
           this.failWrite(write.writer, write.callback, err as Error);
           continue;
         }
@@ -541,7 +621,7 @@ export class Channel {
     if (!this.readerWaiting || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
     this.codec.validate(record);
     this.recordsIn++;
-    this.handOver(this.codec.normalize(record));
+    this.handOver(record);
     return true;
   }
 
@@ -556,22 +636,19 @@ export class Channel {
     this.draining = true;
     let more: boolean;
     try {
-      more = this.reader!.push(record);
-    } catch (err) {
-      this.fail(err as Error);
-      return;
+      more = this.push(this.reader!, record);
     } finally {
       this.draining = false;
     }
     if (!more || this.state === CLOSED) return;
     // The reader wants more: records written meanwhile (by its consumer, re-entrantly) go first.
-    if (this.queue.length > 0 || this.state !== OPEN) this.drain();
+    if (this.queue.length > 0 || this.state !== OPEN) this.pump();
     else this.readerWaiting = true;
   }
 
   private wakeReader(): void {
     if (!this.readerWaiting) return;
     this.readerWaiting = false;
-    this.drain();
+    this.pump();
   }
 }

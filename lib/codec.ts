@@ -1,14 +1,17 @@
+import v8 from 'node:v8';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError } from './errors.js';
 import type { AvroSchema } from './options.js';
 import { compileQuickCheck } from './quick-check.js';
-import { compileSizeOf, sizeOfSchemaless, type SizeProblem } from './size.js';
+import { VIEW_TYPES, compileSizeOf, sizeOfSchemaless, type SizeProblem } from './size.js';
 
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
  * With a schema, the record type is the user's; without one, an envelope union
- * `["bytes", "string", Json]` carries Buffers, strings and JSON text byte-exact.
+ * `["bytes", "string", Value]` carries Buffers and strings byte-exact, and any other value in a
+ * `Value` record whose `data` is JSON text (a string) for plain data JSON gives back exactly, or
+ * node:v8's serialization (structuredClone's format, as bytes) for the rest.
  */
 export interface RecordCodec {
   /** Avro type written into segment headers and used to encode and decode records. */
@@ -17,10 +20,14 @@ export interface RecordCodec {
   check(record: unknown): number;
   /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link check}. */
   validate(record: unknown): void;
-  /** The record as the channel holds it: a non-Buffer Uint8Array becomes a Buffer over the same bytes. */
-  normalize(record: unknown): unknown;
-  /** Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too small. */
+  /**
+   * Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too
+   * small (minus the bytes missing). Throws `ERR_HOPPER_INVALID_RECORD` or
+   * `ERR_HOPPER_RECORD_TOO_LARGE` when the record cannot be encoded.
+   */
   encode(record: unknown, buf: Buffer, pos: number): number;
+  /** The block being filled was written or emptied: state kept for it (a reused serializer) can go. */
+  endBlock?(): void;
   /**
    * Decodes the record at `pos`; `offset` is -1 when the bytes do not hold a whole record.
    * `settled`: nothing will ever write to `buf` again, so a large Buffer record may come back as a
@@ -53,12 +60,89 @@ const LONG_TYPE = avsc.Type.forSchema('long');
 const ENVELOPE_SCHEMA = [
   'bytes',
   'string',
+  { type: 'record', name: 'Value', namespace: 'hopper_streams', fields: [{ name: 'data', type: ['string', 'bytes'] }] },
+] as const;
+
+/** The schemaless envelope of 0.2.0 and before (JSON text), which `verify` and `cat` still read. */
+export const JSON_ENVELOPE_SCHEMA = [
+  'bytes',
+  'string',
   { type: 'record', name: 'Json', namespace: 'hopper_streams', fields: [{ name: 'json', type: 'string' }] },
 ] as const;
 
-function invalid(record: unknown, path: string[], message: string): HopperError {
+/** The envelope's `Value` branch: union index 2, zigzag-encoded as one byte. */
+const VALUE_BRANCH = 4;
+/** The branches of `Value.data`: JSON text (index 0) or node:v8 bytes (index 1), zigzag-encoded. */
+const DATA_JSON = 0;
+const DATA_V8 = 2;
+const STRING_TYPE = avsc.Type.forSchema('string');
+
+/** Deeper values are not looked at for the JSON path: they take the V8 path. */
+const JSON_MAX_DEPTH = 64;
+
+/**
+ * Whether `JSON.parse(JSON.stringify(value))` gives back exactly `value` (as util.isDeepStrictEqual
+ * sees it), for a value the size walk accepted: plain objects and arrays (no holes, no
+ * `undefined`, no named properties on arrays), strings, booleans, null, and finite numbers
+ * other than -0. Strings are exact whatever they hold: JSON.stringify escapes lone surrogates.
+ */
+function jsonExact(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && !Object.is(value, -0);
+    case 'object': {
+      if (value === null) return true;
+      if (depth === JSON_MAX_DEPTH) return false;
+      const proto = Object.getPrototypeOf(value);
+      if (proto === Array.prototype) {
+        const array = value as unknown[];
+        for (let i = 0; i < array.length; i++) {
+          const item = array[i];
+          if (item === undefined || !jsonExact(item, depth + 1)) return false;
+        }
+        return array.length === 0 || Object.keys(array).length === array.length;
+      }
+      if (proto !== Object.prototype) return false;
+      for (const key in value) {
+        if (!jsonExact((value as Record<string, unknown>)[key], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** A varint length of up to 2^53 takes at most this many bytes. */
+const LENGTH_MAX_BYTES = 8;
+
+function invalid(record: unknown, path: string[], message: string, cause?: unknown): HopperError {
   const where = path.length > 0 ? `field \`${path.join('.')}\`` : 'the record';
-  return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: ${where} ${message}`, { record, path });
+  return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: ${where} ${message}`, { record, path, cause });
+}
+
+/** User code (a getter, a Proxy trap) threw, or the stack ran out, while a record was being read. */
+function unreadable(record: unknown, err: unknown): HopperError {
+  const reason = err instanceof Error ? err.message : String(err);
+  return invalid(record, [], `could not be read (${reason})`, err);
+}
+
+/**
+ * An error thrown while encoding a record, as a refusal: a record whose encoding needs more
+ * memory than a Buffer can hold is too large; anything else (user code that throws, a value the
+ * serializer refuses, a stack overflow) makes it invalid.
+ */
+function encodeFailure(record: unknown, err: unknown): HopperError {
+  if (HopperError.is(err)) return err;
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (code === 'ERR_BUFFER_TOO_LARGE' || code === 'ERR_STRING_TOO_LONG' || code === 'ERR_OUT_OF_RANGE'
+    || (typeof message === 'string' && /allocation failed|Invalid (typed )?array length|Invalid string length|out of memory/i.test(message))) {
+    return new HopperError('ERR_HOPPER_RECORD_TOO_LARGE', `record too large: it cannot be encoded (${String(message)})`, { record, cause: err });
+  }
+  return unreadable(record, err);
 }
 
 function typeName(value: unknown): string {
@@ -97,6 +181,88 @@ function expectation(type: Type): string {
   return name ? `${kind} ${name}` : JSON.stringify(kind);
 }
 
+/** The largest finite float: a double beyond it (and beyond the rounding margin) becomes Infinity as a float. */
+function floatOverflows(value: number): boolean {
+  return Number.isFinite(value) && !Number.isFinite(Math.fround(value));
+}
+
+interface TypeParts {
+  typeName: string;
+  itemsType?: Type;
+  valuesType?: Type;
+  fields?: Array<{ name: string; type: Type }>;
+  types?: Type[];
+}
+
+/**
+ * What avsc accepts (its `isValid` is true) but would not give back as written, with the path to
+ * it: a `map` given as anything but a plain object (avsc reads its own enumerable properties, so
+ * a JS Map comes back as `{}`), a `float` beyond the float range (it comes back as Infinity), a
+ * -0 for an `int` or `long` (it comes back as 0). Undefined when there is none.
+ */
+function fidelityProblem(type: Type, value: unknown, path: string[]): string | undefined {
+  const parts = type as unknown as TypeParts;
+  switch (parts.typeName) {
+    case 'float':
+      return typeof value === 'number' && floatOverflows(value) ? `is ${value}, beyond the range of a float (it would come back as ${value > 0 ? '' : '-'}Infinity)` : undefined;
+    case 'int':
+    case 'long':
+      return Object.is(value, -0) ? `is -0, which an Avro ${parts.typeName} gives back as 0` : undefined;
+    case 'map': {
+      const proto = value === null || typeof value !== 'object' ? undefined : Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        return `is ${value instanceof Map ? 'a Map' : 'not a plain object'}; avsc encodes a map from an object's own properties (it would come back as {}): give a plain object`;
+      }
+      for (const key of Object.keys(value as object)) {
+        path.push(key);
+        const found = fidelityProblem(parts.valuesType!, (value as Record<string, unknown>)[key], path);
+        if (found) return found;
+        path.pop();
+      }
+      return undefined;
+    }
+    case 'array': {
+      if (!Array.isArray(value)) return undefined;
+      for (let i = 0; i < value.length; i++) {
+        path.push(String(i));
+        const found = fidelityProblem(parts.itemsType!, value[i], path);
+        if (found) return found;
+        path.pop();
+      }
+      return undefined;
+    }
+    case 'record':
+    case 'error': {
+      if (value === null || typeof value !== 'object') return undefined;
+      for (const field of parts.fields!) {
+        path.push(field.name);
+        const found = fidelityProblem(field.type, (value as Record<string, unknown>)[field.name], path);
+        if (found) return found;
+        path.pop();
+      }
+      return undefined;
+    }
+    case 'union:unwrapped': {
+      // The branch avsc will encode the value with: the first that accepts it.
+      const branch = parts.types!.find((candidate) => candidate.isValid(value));
+      return branch === undefined ? undefined : fidelityProblem(branch, value, path);
+    }
+    case 'union:wrapped': {
+      if (value === null || typeof value !== 'object') return undefined;
+      const [name] = Object.keys(value);
+      const branch = parts.types!.find((candidate) => candidate.branchName === name);
+      if (branch === undefined) return undefined;
+      path.push(name!);
+      const found = fidelityProblem(branch, (value as Record<string, unknown>)[name!], path);
+      if (found) return found;
+      path.pop();
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
 function schemaCodec(type: Type): RecordCodec {
   const describeFailure = (record: unknown): HopperError => {
     let failure: HopperError | undefined;
@@ -107,7 +273,7 @@ function schemaCodec(type: Type): RecordCodec {
         },
       });
     } catch (err) {
-      failure ??= invalid(record, [], `does not match the schema (${(err as Error).message})`);
+      failure ??= invalid(record, [], `does not match the schema (${(err as Error).message})`, err);
     }
     return failure ?? invalid(record, [], 'does not match the schema');
   };
@@ -124,17 +290,36 @@ function schemaCodec(type: Type): RecordCodec {
   const quickCheck = compileQuickCheck(type);
   const validate = (record: unknown): void => {
     checkTopLevel(record);
-    if (!quickCheck(record) && !isValid(record)) throw describeFailure(record);
+    try {
+      // The quick check accepts only values avsc gives back as written; a value it leaves to avsc
+      // is also checked for what avsc accepts but would change.
+      if (quickCheck(record)) return;
+      if (!isValid(record)) throw describeFailure(record);
+      const path: string[] = [];
+      const problem = fidelityProblem(type, record, path);
+      if (problem !== undefined) throw invalid(record, path, problem);
+    } catch (err) {
+      throw HopperError.is(err) ? err : unreadable(record, err);
+    }
   };
   return {
     type,
     check(record) {
       validate(record);
-      return sizeOf(record);
+      try {
+        return sizeOf(record);
+      } catch (err) {
+        throw unreadable(record, err);
+      }
     },
     validate,
-    normalize: (record) => record,
-    encode: (record, buf, pos) => type.encode(record, buf, pos),
+    encode(record, buf, pos) {
+      try {
+        return type.encode(record, buf, pos);
+      } catch (err) {
+        throw encodeFailure(record, err);
+      }
+    },
     decode: (buf, pos) => type.decode(buf, pos),
   };
 }
@@ -161,13 +346,153 @@ function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: num
   return { value: buf.subarray(at, end), offset: end };
 }
 
+/** Writes typed arrays and DataViews (at any depth) as their class and their own bytes only, as node:v8's DefaultSerializer does. */
+class ValueSerializer extends v8.Serializer {
+  constructor() {
+    super();
+    (this as unknown as { _setTreatArrayBufferViewsAsHostObjects(flag: boolean): void })._setTreatArrayBufferViewsAsHostObjects(true);
+  }
+
+  _writeHostObject(view: ArrayBufferView): void {
+    const index = VIEW_INDEX.get(Object.getPrototypeOf(view) as object);
+    // The size walk refuses other views first; this is the serializer's own refusal.
+    if (index === undefined) throw new TypeError('a view of an unknown class cannot be serialized');
+    this.writeUint32(index);
+    this.writeUint32(view.byteLength);
+    this.writeRawBytes(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  }
+}
+
+/** Reads what {@link ValueSerializer} wrote; each view gets a copy of its bytes (the buffer read from is reused). */
+class ValueDeserializer extends v8.Deserializer {
+  _readHostObject(): ArrayBufferView {
+    const View = VIEW_TYPES[this.readUint32()] as (typeof VIEW_TYPES)[number] | undefined;
+    if (View === undefined) throw new TypeError('unknown view class');
+    const bytes = this.readRawBytes(this.readUint32());
+    if (View === Buffer) return Buffer.from(bytes);
+    const copy = new ArrayBuffer(bytes.length);
+    new Uint8Array(copy).set(bytes);
+    if (View === DataView) return new DataView(copy);
+    const TypedArray = View as unknown as new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView;
+    return new TypedArray(copy, 0, bytes.length / View.BYTES_PER_ELEMENT!);
+  }
+}
+
+const VIEW_INDEX = new Map<object, number>(VIEW_TYPES.map((type, index) => [type.prototype, index]));
+
+/** The version header a Deserializer needs; written before each record, as a record is read alone. */
+const V8_HEADER = (() => {
+  const serializer = new v8.Serializer();
+  serializer.writeHeader();
+  return serializer.releaseBuffer();
+})();
+/** V8's tag for a reference to an object serialized earlier ('^'). */
+const OBJECT_REFERENCE_TAG = 0x5e;
+
+/**
+ * Serializes records in structuredClone's format. One serializer is reused for a block: creating
+ * one per record costs several times more. A reused serializer remembers every object it wrote,
+ * and writes an object it meets again as a reference to the earlier one, which a record read
+ * alone could not resolve. A reference always contains the byte '^', so a record whose bytes
+ * hold none is self-contained; one whose bytes do (a real reference, or a '^' in a string or a
+ * number) is written again by a serializer of its own.
+ */
+class ValueWriter {
+  private serializer = new ValueSerializer();
+  private records = 0;
+
+  serialize(record: unknown): Buffer {
+    let bytes: Buffer;
+    try {
+      this.serializer.writeValue(record);
+      bytes = this.serializer.releaseBuffer();
+    } catch (err) {
+      this.renew();
+      throw err;
+    }
+    this.records++;
+    if (bytes.indexOf(OBJECT_REFERENCE_TAG) !== -1) {
+      const alone = new ValueSerializer();
+      alone.writeValue(record);
+      bytes = alone.releaseBuffer();
+    }
+    // A serializer holds on to every object it wrote: a large record must not outlive its block.
+    if (bytes.length >= BY_REFERENCE_BYTES) this.renew();
+    return bytes;
+  }
+
+  renew(): void {
+    if (this.records === 0) return;
+    this.serializer = new ValueSerializer();
+    this.records = 0;
+  }
+}
+
+function readAlone(buf: Buffer, at: number, length: number): unknown {
+  const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
+  deserializer.readHeader();
+  return deserializer.readValue();
+}
+
+/**
+ * Deserializes records, one Deserializer per block while records are read in order (one per
+ * record costs about twice as much). A shared Deserializer numbers the objects of every record
+ * it reads in one sequence, which is what a record without references (no '^' byte) ignores; a
+ * record with one was written by a serializer of its own, and is read by a deserializer of its own.
+ */
+class ValueReader {
+  private buffer: Buffer | undefined;
+  private deserializer: ValueDeserializer | undefined;
+  /** Where the shared deserializer stands in `buffer`. */
+  private position = 0;
+  private tagBuffer: Buffer | undefined;
+  private nextTag = 0;
+
+  /** `settled`: `buf` is never written again (else what was learnt of it may be stale, and each record is read alone). */
+  read(buf: Buffer, at: number, length: number, settled: boolean): unknown {
+    if (!settled) return readAlone(buf, at, length);
+    // The next '^' at or after `at`, found once per stretch of records without one.
+    if (buf !== this.tagBuffer || this.nextTag < at) {
+      const found = buf.indexOf(OBJECT_REFERENCE_TAG, at);
+      this.tagBuffer = buf;
+      this.nextTag = found === -1 ? Infinity : found;
+    }
+    if (this.nextTag < at + length) return readAlone(buf, at, length);
+    let deserializer = this.deserializer;
+    if (deserializer === undefined || buf !== this.buffer || at < this.position) {
+      deserializer = this.deserializer = new ValueDeserializer(buf);
+      this.buffer = buf;
+      this.position = 0;
+    }
+    const internal = deserializer as unknown as { _readRawBytes(length: number): number };
+    // Skip what lies between records (their framing, other records): the reads are relative to `buf`.
+    if (at > this.position) internal._readRawBytes(at - this.position);
+    deserializer.readHeader();
+    const value: unknown = deserializer.readValue();
+    this.position = internal._readRawBytes(0);
+    if (this.position !== at + length) {
+      // The bytes were not one whole value: start afresh next time, and say so.
+      this.deserializer = undefined;
+      throw new RangeError('a value does not use exactly its bytes');
+    }
+    return value;
+  }
+}
+
 function envelopeCodec(): RecordCodec {
   const type = avsc.Type.forSchema(ENVELOPE_SCHEMA as unknown as Schema);
+  const writer = new ValueWriter();
+  const reader = new ValueReader();
+  // encode() answers a short buffer with the bytes missing, and is called again once there is
+  // room: the record is serialized once.
+  let pendingRecord: unknown;
+  let pendingBytes: Buffer | undefined;
   const check = (record: unknown): number => {
     checkTopLevel(record);
     try {
       return sizeOfSchemaless(record);
     } catch (err) {
+      if (err instanceof Error || err === null || typeof err !== 'object' || !('problem' in err)) throw unreadable(record, err);
       const { path, problem } = err as SizeProblem;
       throw invalid(record, path, problem);
     }
@@ -175,25 +500,64 @@ function envelopeCodec(): RecordCodec {
   return {
     type,
     check,
-    // Without a schema, the size walk is what finds values JSON cannot carry.
+    // Without a schema, the size walk is what finds values structuredClone would not give back.
     validate: check,
-    normalize(record) {
-      if (record instanceof Uint8Array && !Buffer.isBuffer(record)) {
-        return Buffer.from(record.buffer, record.byteOffset, record.byteLength);
-      }
-      return record;
-    },
     encode(record, buf, pos) {
-      if (Buffer.isBuffer(record) || typeof record === 'string') return type.encode(record, buf, pos);
-      return type.encode({ json: JSON.stringify(record) }, buf, pos);
+      // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
+      if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed())) return type.encode(record, buf, pos);
+      // JSON is exact for plain data, and several times cheaper than a V8 serialization per
+      // record (each releaseBuffer() is a new external buffer for the garbage collector).
+      if (typeof record !== 'string' && jsonExact(record, 0)) {
+        let text: string;
+        try {
+          text = JSON.stringify(record);
+        } catch (err) {
+          throw encodeFailure(record, err);
+        }
+        if (pos + 2 > buf.length) return buf.length - (pos + 2 + text.length * 3 + LENGTH_MAX_BYTES);
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_JSON;
+        return STRING_TYPE.encode(text, buf, pos + 2);
+      }
+      let bytes = pendingBytes;
+      if (bytes === undefined || pendingRecord !== record) {
+        try {
+          bytes = writer.serialize(record);
+        } catch (err) {
+          throw encodeFailure(record, err);
+        }
+      }
+      const length = V8_HEADER.length + bytes.length;
+      if (pos + 2 + LENGTH_MAX_BYTES + length > buf.length) {
+        pendingRecord = record;
+        pendingBytes = bytes;
+        return buf.length - (pos + 2 + LENGTH_MAX_BYTES + length);
+      }
+      pendingRecord = pendingBytes = undefined;
+      buf[pos] = VALUE_BRANCH;
+      buf[pos + 1] = DATA_V8;
+      const at = LONG_TYPE.encode(length, buf, pos + 2);
+      V8_HEADER.copy(buf, at);
+      bytes.copy(buf, at + V8_HEADER.length);
+      return at + length;
+    },
+    endBlock() {
+      writer.renew();
     },
     decode(buf, pos, settled) {
+      if (buf[pos] === VALUE_BRANCH && buf[pos + 1] === DATA_JSON) {
+        const { value: text, offset } = STRING_TYPE.decode(buf, pos + 2) as { value: string; offset: number };
+        return offset < 0 ? { value: undefined, offset } : { value: JSON.parse(text), offset };
+      }
+      if (buf[pos] === VALUE_BRANCH) {
+        if (buf[pos + 1] !== DATA_V8) return { value: undefined, offset: -1 };
+        const { value: length, offset: at } = LONG_TYPE.decode(buf, pos + 2) as { value: number; offset: number };
+        if (at < 0 || at + length > buf.length) return { value: undefined, offset: -1 };
+        return { value: reader.read(buf, at, length, settled === true), offset: at + length };
+      }
       const view = settled ? decodeBytesView(buf, pos) : undefined;
       if (view !== undefined) return view;
-      const result = type.decode(buf, pos);
-      const value = result.value as Buffer | string | { json: string } | undefined;
-      if (value !== undefined && typeof value === 'object' && !Buffer.isBuffer(value)) result.value = JSON.parse(value.json);
-      return result;
+      return type.decode(buf, pos);
     },
     largeBytes(record) {
       return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;

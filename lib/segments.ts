@@ -93,6 +93,7 @@ export class LostRecords {
   ) {}
 }
 
+const EMPTY = Buffer.alloc(0);
 const SEGMENT_NAME = /^(\d{12})\.avro$/;
 const BLOCK_TARGET_BYTES = 64 * 1024;
 /**
@@ -296,13 +297,13 @@ export class SegmentLog {
     const referenced = large === undefined ? 0 : large.length;
     const size = end - start + referenced;
     const alone = this.headerBytes + size + BLOCK_FRAMING_BYTES + compressionSlack(size, codec);
-    if (alone > this.options.maxDiskBytes) return 'too-large';
+    if (alone > this.options.maxDiskBytes) return this.refused('too-large');
     // A pending block with no active segment will open one when it is written: count its header.
     const needsHeader = this.activeSegment() === undefined;
-    if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return 'full';
+    if (needsHeader && this.blockRecords === 0 && this.segments.length >= this.options.maxSegments) return this.refused('full');
     const pending = end - this.blockStart + this.refBytes + referenced;
     const after = this.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
-    if (after > this.options.maxDiskBytes) return 'full';
+    if (after > this.options.maxDiskBytes) return this.refused('full');
 
     this.blockPos = end;
     if (large !== undefined) {
@@ -321,6 +322,12 @@ export class SegmentLog {
       setImmediate(this.flushOnTurn);
     }
     return 'ok';
+  }
+
+  /** An append that kept nothing: a block that grew for the record goes back to its usual size. */
+  private refused(result: 'full' | 'too-large'): AppendResult {
+    if (this.blockRecords === 0) this.emptyBlock();
+    return result;
   }
 
   /** Writes the pending block now; false when the write failed (it will be retried). */
@@ -350,11 +357,13 @@ export class SegmentLog {
   next(): unknown {
     try {
       if (this.currentLeft === 0 && !this.loadBlock()) return this.nextFromBlock();
-      // `current` is a buffer read (or inflated) for this block and never written again: large
-      // Buffer records can be views of it.
-      const { value, offset } = this.codec.decode(this.current, this.currentPos, true);
+      const { value, offset } = this.decodeCurrent();
       if (offset < 0 || offset > this.current.length) {
         throw new CorruptionFound(this.currentBlockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
+      }
+      // A readable stream takes null as its end: no decoded value may pass for it.
+      if (value === null || value === undefined) {
+        throw new CorruptionFound(this.currentBlockOffset, `a record decodes as ${value}, which no record can be`, 'rest-of-block');
       }
       this.currentPos = offset;
       this.currentLeft--;
@@ -376,6 +385,17 @@ export class SegmentLog {
     }
   }
 
+  /** The record at currentPos; what does not decode (avsc or V8 throw on some garbage) is no record. */
+  private decodeCurrent(): { value: unknown; offset: number } {
+    try {
+      // `current` is a buffer read (or inflated) for this block and never written again: large
+      // Buffer records can be views of it.
+      return this.codec.decode(this.current, this.currentPos, true);
+    } catch {
+      return { value: undefined, offset: -1 };
+    }
+  }
+
   /** The next record, from the front of the block being filled: the reader has read every file. */
   private nextFromBlock(): unknown {
     if (this.blockRecords === 0) throw new Error('hopper-streams: the segment log was asked for a record it does not hold');
@@ -390,14 +410,14 @@ export class SegmentLog {
     } else {
       // The block is written over once flushed: records decoded from it must be copies.
       const decoded = this.codec.decode(this.block, this.blockStart);
-      if (decoded.offset < 0 || decoded.offset > (ref?.start ?? this.blockPos)) {
+      if (decoded.offset < 0 || decoded.offset > (ref?.start ?? this.blockPos) || decoded.value === null || decoded.value === undefined) {
         throw new Error('hopper-streams: a record in the block being filled does not decode');
       }
       value = decoded.value;
       this.blockStart = decoded.offset;
     }
     this.records--;
-    if (--this.blockRecords === 0) this.blockStart = this.blockPos = 0;
+    if (--this.blockRecords === 0) this.emptyBlock();
     this.readSucceeded();
     // Everything is read: a segment still open for writing holds nothing unread, so it can go.
     const active = this.activeSegment();
@@ -490,10 +510,21 @@ export class SegmentLog {
     segment.blockCounts.push(this.blockRecords);
     segment.blockChecksums.push(checksum);
     this.fileBytes += length;
-    this.blockStart = this.blockPos = this.blockRecords = 0;
+    this.blockRecords = 0;
+    this.emptyBlock();
     this.refs = [];
     this.refBytes = 0;
     if (segment.size >= this.sealAt) this.seal(segment);
+  }
+
+  /**
+   * The block being filled holds no record any more: start the next one at the front, in a buffer
+   * of the usual size again if a large record made it grow.
+   */
+  private emptyBlock(): void {
+    this.blockStart = this.blockPos = 0;
+    if (this.block.length > 2 * BLOCK_TARGET_BYTES) this.block = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    this.codec.endBlock?.();
   }
 
   /** The pending block's data, in order: compressed in one piece, or the block's bytes with the Buffers held by reference between them. */
@@ -736,6 +767,10 @@ export class SegmentLog {
   /** After the last record of a block: free the segment as soon as it has been read through. */
   private afterBlock(): void {
     const segment = this.readSegment!;
+    // A block read alone (a large one) is let go with its last record; records that are views of
+    // it keep it alive as long as they live.
+    this.current = EMPTY;
+    if (this.readAhead.length > READ_AHEAD_BYTES) this.readAhead = EMPTY;
     if (this.readBlock < segment.blockEnds.length) return;
     // A sealed segment goes once read through; the active one too once every disk record is read,
     // so an idle channel holds no files.

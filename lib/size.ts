@@ -1,3 +1,4 @@
+import util from 'node:util';
 import type { Type } from 'avsc';
 
 // Memory size estimates of records held in memory. They must be cheap: they run on every write.
@@ -20,12 +21,28 @@ function numberSize(value: number): number {
   return (value | 0) === value && value >= -(2 ** 30) && value < 2 ** 30 ? 0 : HEAP_NUMBER_BYTES;
 }
 
-/** Above this depth a value is checked for cycles before going on: real records are rarely this deep. */
+/** Above this depth a value is walked carefully (cycles, shared objects): real records are rarely this deep. */
 const CYCLE_CHECK_DEPTH = 64;
+/** Deeper values are refused: structuredClone and V8's serializer overflow the stack a few thousand levels down. */
+export const MAX_DEPTH = 1000;
+
+/**
+ * The typed array and DataView classes a record may hold, by prototype; a view comes back as the
+ * same class (a Buffer as a Buffer) from either tier. The index is written to segments: append only.
+ */
+export const VIEW_TYPES: ReadonlyArray<{ BYTES_PER_ELEMENT?: number; prototype: object; name: string }> = [
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+  Float32Array, Float64Array, DataView, Buffer, BigInt64Array, BigUint64Array,
+];
+const VIEW_PROTOTYPES = new Set<object>(VIEW_TYPES.map((type) => type.prototype));
+
+/** Errors structuredClone gives back with their own class; any other Error subclass comes back as a plain Error. */
+const ERROR_PROTOTYPES = new Set<object>([Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError].map((type) => type.prototype));
 
 /**
  * The fast walk for values without a schema: NaN (which every sum carries up) for anything that
- * needs a closer look — a function, symbol or BigInt, or nesting deeper than CYCLE_CHECK_DEPTH.
+ * needs a closer look — a function, symbol or BigInt, anything but a plain object, an array or
+ * a known view, or nesting deeper than CYCLE_CHECK_DEPTH.
  */
 function quickSize(value: unknown, depth: number): number {
   switch (typeof value) {
@@ -39,90 +56,134 @@ function quickSize(value: unknown, depth: number): number {
     case 'object': {
       if (value === null) return 0;
       if (depth === CYCLE_CHECK_DEPTH) return Number.NaN;
-      if (Array.isArray(value)) {
+      const proto = Object.getPrototypeOf(value);
+      if (proto === Array.prototype) {
+        const array = value as unknown[];
         let size = ARRAY_BYTES;
-        for (let i = 0; i < value.length; i++) size += SLOT_BYTES + quickSize(value[i], depth + 1);
+        for (let i = 0; i < array.length; i++) size += SLOT_BYTES + quickSize(array[i], depth + 1);
         return size;
       }
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return BUFFER_BYTES + value.byteLength;
-      let size = OBJECT_BYTES;
-      // for-in also sees inherited enumerable keys: at worst an overestimate, or a NaN that the
-      // careful walk then settles.
-      for (const key in value) size += SLOT_BYTES + quickSize((value as Record<string, unknown>)[key], depth + 1);
-      return size;
+      if (proto === Object.prototype) {
+        let size = OBJECT_BYTES;
+        // for-in also sees inherited enumerable keys: at worst an overestimate, or a NaN that the
+        // careful walk then settles.
+        for (const key in value) size += SLOT_BYTES + quickSize((value as Record<string, unknown>)[key], depth + 1);
+        return size;
+      }
+      if (VIEW_PROTOTYPES.has(proto)) return BUFFER_BYTES + (value as ArrayBufferView).byteLength;
+      return Number.NaN;
     }
     default:
       return Number.NaN;
   }
 }
 
-/** Where a value stops being something JSON can carry. */
+/** Where a value stops being something structuredClone gives back as it was written. */
 export interface SizeProblem {
   path: string[];
   problem: string;
-}
-
-function findCycle(value: object, ancestors: object[], path: string[]): string[] | undefined {
-  if (ancestors.includes(value)) return path;
-  ancestors.push(value);
-  for (const key of Object.keys(value)) {
-    const child = (value as Record<string, unknown>)[key];
-    if (child !== null && typeof child === 'object') {
-      const found = findCycle(child, ancestors, [...path, key]);
-      if (found) return found;
-    }
-  }
-  ancestors.pop();
-  return undefined;
 }
 
 function describeValue(value: unknown): string {
   return typeof value === 'bigint' ? `${value}n` : typeof value === 'symbol' ? value.toString() : typeof value === 'function' ? `function ${value.name || '(anonymous)'}` : String(value);
 }
 
-/** The careful walk: own keys only, a shared path stack, cycles found; throws a SizeProblem. */
-function carefulSize(value: unknown, path: string[], depth: number): number {
+function problem(path: string[], text: string): SizeProblem {
+  return { path: [...path], problem: text };
+}
+
+/** A class's name for messages, read without running user code that could throw. */
+function className(proto: object): string {
+  const ctor = Object.getOwnPropertyDescriptor(proto, 'constructor')?.value as { name?: unknown } | undefined;
+  return typeof ctor?.name === 'string' && ctor.name !== '' ? ctor.name : 'an unnamed class';
+}
+
+/**
+ * The careful walk: own keys only, a shared path stack, each object counted once (so cycles and
+ * shared parts end), the built-ins structuredClone carries; throws a SizeProblem for the rest.
+ */
+function carefulSize(value: unknown, path: string[], depth: number, seen: Set<object>): number {
   switch (typeof value) {
     case 'string':
       return STRING_BYTES + value.length;
     case 'number':
       return numberSize(value);
+    case 'bigint':
+      return HEAP_NUMBER_BYTES + Math.ceil(value.toString(16).length / 2);
     case 'boolean':
     case 'undefined':
       return 0;
     case 'object': {
-      if (value === null) return 0;
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return BUFFER_BYTES + value.byteLength;
-      if (depth === CYCLE_CHECK_DEPTH) {
-        const cycle = findCycle(value, [], [...path]);
-        if (cycle) throw { path: cycle, problem: 'refers back to itself (circular structure)' } satisfies SizeProblem;
+      if (value === null || seen.has(value)) return 0;
+      if (depth > MAX_DEPTH) throw problem(path, `nests deeper than ${MAX_DEPTH} levels`);
+      seen.add(value);
+      const proto = Object.getPrototypeOf(value) as object | null;
+      if (util.types.isProxy(value)) throw problem(path, 'is a Proxy, which structuredClone cannot carry');
+      if (proto === Object.prototype || proto === Array.prototype) {
+        let size = proto === Array.prototype ? ARRAY_BYTES : OBJECT_BYTES;
+        for (const key of Object.keys(value)) size += SLOT_BYTES + carefulChild(value, key, path, depth, seen);
+        return size;
       }
-      let size = Array.isArray(value) ? ARRAY_BYTES : OBJECT_BYTES;
-      const keys = Array.isArray(value) ? value.keys() : Object.keys(value);
-      for (const key of keys) {
-        path.push(String(key));
-        size += SLOT_BYTES + carefulSize((value as Record<string, unknown>)[key as string], path, depth + 1);
-        path.pop();
+      if (proto === null) {
+        throw problem(path, 'is an object with a null prototype, which structuredClone gives back as a plain object; copy it into one ({ ...value })');
       }
-      return size;
+      if (VIEW_PROTOTYPES.has(proto)) return BUFFER_BYTES + (value as ArrayBufferView).byteLength;
+      if (proto === ArrayBuffer.prototype) {
+        if ((value as ArrayBuffer & { resizable?: boolean }).resizable) throw problem(path, 'is a resizable ArrayBuffer, which comes back fixed-size');
+        return BUFFER_BYTES + (value as ArrayBuffer).byteLength;
+      }
+      if (proto === Date.prototype || proto === Boolean.prototype || proto === Number.prototype || proto === BigInt.prototype) return OBJECT_BYTES;
+      if (proto === String.prototype || proto === RegExp.prototype) return OBJECT_BYTES + STRING_BYTES + String(value).length;
+      if (proto === Map.prototype || proto === Set.prototype) {
+        let size = OBJECT_BYTES;
+        let index = 0;
+        for (const entry of value as Map<unknown, unknown> | Set<unknown>) {
+          path.push(String(index++));
+          if (proto === Map.prototype) {
+            const [key, item] = entry as [unknown, unknown];
+            size += 2 * SLOT_BYTES + carefulSize(key, path, depth + 1, seen) + carefulSize(item, path, depth + 1, seen);
+          } else {
+            size += SLOT_BYTES + carefulSize(entry, path, depth + 1, seen);
+          }
+          path.pop();
+        }
+        return size;
+      }
+      if (ERROR_PROTOTYPES.has(proto)) {
+        const keys = Object.keys(value);
+        if (keys.length > 0) {
+          throw problem(path, `is an Error with own properties (${keys.slice(0, 3).join(', ')}), which structuredClone drops; only name, message, stack and cause are kept`);
+        }
+        const error = value as Error;
+        let size = OBJECT_BYTES + STRING_BYTES * 2 + String(error.message).length + String(error.stack ?? '').length;
+        if (Object.hasOwn(error, 'cause')) size += carefulChild(error, 'cause', path, depth, seen);
+        return size;
+      }
+      throw problem(path, `is an instance of ${className(proto)}, which structuredClone gives back as a plain object; send a plain object, or give a schema`);
     }
     default:
-      throw {
-        path: [...path],
-        problem: `is a ${typeof value} (${describeValue(value)}), which JSON cannot carry; give a schema or convert it`,
-      } satisfies SizeProblem;
+      throw problem(path, `is a ${typeof value} (${describeValue(value)}), which structuredClone cannot carry; give a schema or convert it`);
   }
 }
 
+function carefulChild(parent: object, key: string, path: string[], depth: number, seen: Set<object>): number {
+  path.push(key);
+  const size = carefulSize((parent as Record<string, unknown>)[key], path, depth + 1, seen);
+  path.pop();
+  return size;
+}
+
 /**
- * Estimated size of a record without a schema. Throws a {@link SizeProblem} for what JSON cannot
- * carry (functions, symbols, BigInt, cycles), with the path to it.
+ * Estimated size of a record without a schema. Throws a {@link SizeProblem} for what
+ * structuredClone would not give back as written (functions, symbols, class instances, null
+ * prototypes, nesting past {@link MAX_DEPTH}), with the path to it; other errors (a getter or a
+ * Proxy that throws) propagate.
  */
 export function sizeOfSchemaless(record: unknown): number {
   if (typeof record === 'string') return Buffer.byteLength(record);
-  if (ArrayBuffer.isView(record)) return record.byteLength;
+  if (ArrayBuffer.isView(record) && VIEW_PROTOTYPES.has(Object.getPrototypeOf(record))) return record.byteLength;
   const size = quickSize(record, 0);
-  return SLOT_BYTES + (Number.isNaN(size) ? carefulSize(record, [], 0) : size);
+  return SLOT_BYTES + (Number.isNaN(size) ? carefulSize(record, [], 0, new Set()) : size);
 }
 
 /** Estimated size of any value, never throwing: unions and logical types inside schemas use it. */

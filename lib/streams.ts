@@ -64,6 +64,56 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
   if (readable.readableFlowing === true && !readable.destroyed) readable.read(0);
 }
 
+/** Node's own readableLength: the records in a readable's buffer. */
+const bufferedRecords = Object.getOwnPropertyDescriptor(Readable.prototype, 'readableLength')!.get! as (this: Readable) => number;
+
+/**
+ * Makes a readable's `readableLength` count the records waiting in the channel (memory and disk)
+ * as well as those in its buffer: what a PassThrough's counts, and what monitoring reads.
+ * Node's stream internals read their state, not this property.
+ */
+function countWaiting(readable: Readable, channel: Channel): void {
+  Object.defineProperty(readable, 'readableLength', {
+    configurable: true,
+    get(this: Readable): number {
+      return bufferedRecords.call(this) + channel.waiting;
+    },
+  });
+}
+
+/**
+ * Fails a readable once the records already pushed into it are read: destroy() alone would
+ * discard them, though the channel counted them as delivered. Every way of consuming a Node
+ * readable ('data', pipe, async iteration, read()) goes through its read().
+ */
+function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error) => void): void {
+  if (readable.destroyed) return;
+  if (bufferedRecords.call(readable) === 0) {
+    destroy(err);
+    return;
+  }
+  const read = readable.read;
+  readable.read = function (this: Readable, size?: number): unknown {
+    const record: unknown = read.call(this, size);
+    if (bufferedRecords.call(this) === 0) {
+      readable.read = read;
+      // After the caller has the last record: a 'data' listener, or an iterator's next().
+      process.nextTick(destroy, err);
+    }
+    return record;
+  };
+}
+
+/**
+ * Ends a readable as a PassThrough's end would: records it still holds get their own 'readable'
+ * event before the one for the end. The channel reaches its end inside the read that pushed
+ * them, where a push(null) would share their event.
+ */
+function endReadable(readable: Readable): void {
+  if (bufferedRecords.call(readable) === 0) readable.push(null);
+  else process.nextTick(() => readable.push(null));
+}
+
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
@@ -140,11 +190,12 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     });
     channel.attachReader({
       push: (record) => readable.push(record),
-      end: () => readable.push(null),
-      fail: (err) => this.teardown(err),
+      end: () => endReadable(readable),
+      fail: (err) => failAfterBuffered(readable, err, (error) => this.teardown(error)),
       start: () => startFlowing(readable),
     });
     const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
+    countWaiting(readable, channel);
     this.writable = writable as unknown as HopperWritable<T>;
     this.readable = readable as unknown as HopperReadable<T>;
   }
@@ -298,8 +349,13 @@ class HopperDuplexStream extends Duplex {
       this as unknown as Duplex & EventEmitter,
       options,
       () => this.destroyed,
-      () => startFlowing(this),
+      {
+        start: () => startFlowing(this),
+        end: () => endReadable(this),
+        fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
+      },
     ));
+    countWaiting(this, this.channel);
   }
 
   get path(): string {

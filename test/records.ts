@@ -35,45 +35,21 @@ const samples: unknown[] = [
 ];
 
 for (const [tier, budget] of [['memory', 1024 ** 2], ['disk', 0]] as const) {
-  test(`records without a schema - round-trip from ${tier}: Buffers byte-exact, strings as strings, the rest as JSON`, async (t) => {
+  test(`records without a schema - round-trip from ${tier}: Buffers byte-exact, strings as strings, the rest as structuredClone gives it`, async (t) => {
     const out = await roundTrip(samples, budget);
     t.deepEqual(out, samples);
     t.true(Buffer.isBuffer(out[0]));
     t.is(typeof out[2], 'string');
   });
 
-  test(`records without a schema - a Uint8Array comes back as a Buffer with the same bytes (${tier})`, async (t) => {
+  test(`records without a schema - a Uint8Array comes back as a Uint8Array with the same bytes (${tier})`, async (t) => {
     const backing = new Uint8Array([9, 8, 7, 6, 5, 4]);
     const view = backing.subarray(1, 4);
     const [out] = await roundTrip([view], budget);
-    t.true(Buffer.isBuffer(out));
-    t.deepEqual([...(out as Buffer)], [8, 7, 6]);
+    t.true(out instanceof Uint8Array && !Buffer.isBuffer(out));
+    t.deepEqual([...(out as Uint8Array)], [8, 7, 6]);
   });
 }
-
-test('records without a schema - values JSON cannot carry are refused with the path to them', (t) => {
-  const hopper = createHopperStreams<unknown>();
-  t.teardown(() => hopper.destroy());
-  const circular: Record<string, unknown> = { a: { b: {} } };
-  (circular.a as Record<string, Record<string, unknown>>).b!.back = circular;
-  const cases: Array<[unknown, RegExp, string[]]> = [
-    [{ f: () => 1 }, /field `f` is a function/, ['f']],
-    [{ deep: [1, Symbol('s')] }, /field `deep.1` is a symbol/, ['deep', '1']],
-    [{ n: 10n }, /field `n` is a bigint \(10n\)/, ['n']],
-    [null, /the record is null/, []],
-    [undefined, /the record is undefined/, []],
-  ];
-  for (const [record, message, path] of cases) {
-    const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
-    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
-    t.regex(err!.message, message);
-    t.deepEqual(err!.path, path);
-  }
-  const err = t.throws(() => hopper.send(circular), { instanceOf: HopperError });
-  t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
-  t.regex(err!.message, /circular/);
-  t.is(hopper.stats().recordsIn, 0);
-});
 
 test('records with a schema - invalid records name the nested field path and the expected type', (t) => {
   const schema = {

@@ -9,7 +9,7 @@ import { collect, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type 
 const schemalessRecord = fc.oneof(
   fc.string({ maxLength: 40 }),
   fc.uint8Array({ maxLength: 64 }).map((bytes) => Buffer.from(bytes)),
-  fc.record({ id: fc.integer(), name: fc.string({ maxLength: 10 }), tags: fc.array(fc.string({ maxLength: 4 }), { maxLength: 3 }) }),
+  fc.record({ id: fc.integer(), name: fc.string({ maxLength: 10 }), tags: fc.array(fc.string({ maxLength: 4 }), { maxLength: 3 }) }, { noNullPrototype: true }),
   fc.array(fc.oneof(fc.integer(), fc.boolean(), fc.constant(null)), { maxLength: 5 }),
   fc.integer(),
 );

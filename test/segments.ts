@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import v8 from 'node:v8';
 import path from 'node:path';
 import test from 'ava';
 import avsc from 'avsc';
@@ -63,12 +64,16 @@ test('segment files - schemaless records are stored in a union any Avro reader d
   await new Promise((resolve) => setImmediate(resolve));
   hopper.send({ a: [1, 'two', null] });
   await new Promise((resolve) => setImmediate(resolve));
-  t.is(sealed.length, 3);
+  hopper.send(new Map([[1, new Date(0)]]));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(sealed.length, 4);
   const decoded = [];
   for (const event of sealed) decoded.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
   t.deepEqual(decoded[0], Buffer.from([0, 1, 2, 255]));
   t.is(decoded[1], 'héllo');
-  t.deepEqual(plain(decoded[2]), { json: '{"a":[1,"two",null]}' });
+  // Any other value is a `Value` record: JSON text for plain data, node:v8's serialization for the rest.
+  t.deepEqual(plain(decoded[2]), { data: '{"a":[1,"two",null]}' });
+  t.deepEqual(v8.deserialize((decoded[3] as { data: Buffer }).data), new Map([[1, new Date(0)]]));
   hopper.destroy();
 });
 
@@ -230,7 +235,7 @@ test('SegmentLog - large Buffers written by reference read back byte-exact, amon
   const onDisk: unknown[] = [];
   for (const event of sealed) onDisk.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
   t.deepEqual(plain(onDisk), plain(copies.slice(0, onDisk.length).map((record) => (
-    Buffer.isBuffer(record) || typeof record === 'string' ? record : { json: JSON.stringify(record) }))));
+    Buffer.isBuffer(record) || typeof record === 'string' ? record : { data: JSON.stringify(record) }))));
   const out = records.map(() => log.next());
   t.deepEqual(out, copies);
   t.true(records.every((record, i) => !Buffer.isBuffer(record) || out[i] !== record), 'records read from a file are not the Buffers written');
@@ -386,4 +391,20 @@ test('SegmentLog - a block holding Buffers by reference grows to 256 KiB, with a
   for (let i = 0; i < 16; i++) t.deepEqual(log.next(), Buffer.alloc(65_536, i));
   for (let i = 0; i < 2_000; i++) t.is(log.next(), `record ${i} `.repeat(4));
   log.close();
+});
+
+test('SegmentLog - a record that decodes as null is corruption, never a value a readable would take for its end', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const log = schemalessLog(dir.dataDir);
+  t.teardown(() => log.close());
+  // The channel refuses null when written; the log itself stores what it is given, like a
+  // segment whose bytes were changed into a valid `null`.
+  t.is(log.append('before'), 'ok');
+  t.is(log.append(null), 'ok');
+  t.true(log.tryFlush());
+  t.is(log.next(), 'before');
+  const err = t.throws(() => log.next(), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
+  t.regex(err!.message, /a record decodes as null, which no record can be/);
 });

@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import util from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import avsc from 'avsc';
 import type { Schema } from 'avsc';
+import { createHopperStreams } from '../lib/index.js';
+import { stringifyRecord } from '../lib/cli/json-lines.js';
 import { decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
 import { formatReport, readSegment, segmentFiles, verifySegment, type SegmentReport } from '../lib/cli/verify.js';
 import { plain, point, tempDataDir } from './helpers/index.js';
@@ -46,7 +49,7 @@ test('readSegment() - yields the records of a sound segment in order and reports
   t.deepEqual(report, { file: fixture('valid.avro'), ok: true, records: 86, blocks: 1, codec: 'null', channel: 'hopper' });
 });
 
-test('readSegment() - a schemaless hopper segment gives back strings, Buffers and JSON values, as the channel delivered them', (t) => {
+test('readSegment() - a schemaless segment of 0.2.0 (JSON envelope) gives back strings, Buffers and JSON values, as that channel delivered them', (t) => {
   const { records } = read(fixture('schemaless.avro'));
   t.deepEqual(records, [
     'a line of text',
@@ -55,6 +58,31 @@ test('readSegment() - a schemaless hopper segment gives back strings, Buffers an
     42,
     'café ✓',
   ]);
+});
+
+test('readSegment() - a schemaless segment gives back values of every kind as the channel delivers them, and stringifyRecord() prints each on one line', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+  t.teardown(() => hopper.destroy());
+  const circular: Record<string, unknown> = { name: 'loop' };
+  circular.self = circular;
+  const values: unknown[] = [
+    'text', Buffer.from([1, 2]), { plain: [1, 'two', null] }, Number.NaN, 2n ** 70n, new Map([['k', { b: Buffer.from('hi') }]]),
+    new Date(0), circular, new Uint16Array([7]),
+  ];
+  for (const value of values) hopper.send(value);
+  await new Promise((resolve) => setImmediate(resolve));
+  const [file] = dir.files().filter((name) => name.endsWith('.avro'));
+  const { records, report } = read(path.join(dir.dataDir, file!));
+  t.true(report.ok);
+  t.true(util.isDeepStrictEqual(records, values));
+  const lines = records.map((record) => stringifyRecord(record, true));
+  t.deepEqual(lines.slice(0, 7), [
+    '"text"', '{"$base64":"AQI="}', '{"plain":[1,"two",null]}', 'null', '"1180591620717411303424"', '{}', '"1970-01-01T00:00:00.000Z"',
+  ]);
+  t.regex(lines[7]!, /^"<ref \*1> \{ name: 'loop', self: \[Circular \*1\] \}"$/);
+  t.is(lines[8], '{"0":7}', 'other typed arrays as JSON.stringify shows them');
 });
 
 test('readSegment() - deflate blocks, and Avro files that are not hopper segments', (t) => {

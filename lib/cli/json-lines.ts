@@ -1,3 +1,5 @@
+import util from 'node:util';
+
 // Records as JSON text, one per line. JSON has no bytes, so a Buffer (Avro `bytes` or `fixed`)
 // is written as `{"$base64": "..."}`, and read back from that form wherever a schema has
 // bytes to fill. The CLI's `cat` and `--lines --schema` share this one convention.
@@ -10,6 +12,8 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 function bufferReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
   // JSON.stringify has already applied Buffer#toJSON to `value`; the holder still has the Buffer.
   const raw = this[key];
+  // Schemaless records are structuredClone values: a BigInt prints as its digits.
+  if (typeof value === 'bigint') return value.toString();
   if (raw instanceof Uint8Array) {
     return { [BASE64_KEY]: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
   }
@@ -28,7 +32,13 @@ function bufferReviver(_key: string, value: unknown): unknown {
 
 /** JSON text of a record; Buffers (at any depth) become `{"$base64": ...}` when `buffers` is set. */
 export function stringifyRecord(record: unknown, buffers: boolean): string {
-  return buffers ? JSON.stringify(record, bufferReplacer) : JSON.stringify(record);
+  if (!buffers) return JSON.stringify(record);
+  try {
+    return JSON.stringify(record, bufferReplacer);
+  } catch {
+    // A value JSON cannot hold (a circular one): its util.inspect() text, as a JSON string.
+    return JSON.stringify(util.inspect(record, { depth: Infinity, breakLength: Infinity }));
+  }
 }
 
 /** Parses one line of JSON; `{"$base64": ...}` objects become Buffers when `buffers` is set. Throws SyntaxError. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
-import { createCodec } from '../codec.js';
+import { JSON_ENVELOPE_SCHEMA, createCodec } from '../codec.js';
 import {
   BLOCK_HEADER_MAX_BYTES, MAGIC, OWNER_KEY, blockData, checkSync, decodeHeader, isProblem, parseBlockHeader,
   type FrameProblem, type OcfHeader,
@@ -21,6 +21,17 @@ const HEADER_READ_BYTES = 64 * 1024;
 
 /** The schemaless envelope of hopper segments: such files decode as the channel delivered them. */
 const ENVELOPE = createCodec(undefined);
+
+/** The envelope of segments written by 0.2.0 and before (no `Value` branch): their records decode as JSON values. */
+const JSON_ENVELOPE_TYPE = avsc.Type.forSchema(JSON_ENVELOPE_SCHEMA as unknown as Schema);
+const JSON_ENVELOPE = {
+  decode(buf: Buffer, pos: number): { value: unknown; offset: number } {
+    const result = JSON_ENVELOPE_TYPE.decode(buf, pos);
+    const value = result.value as Buffer | string | { json: string } | undefined;
+    if (value !== undefined && typeof value === 'object' && !Buffer.isBuffer(value)) result.value = JSON.parse(value.json);
+    return result;
+  },
+};
 
 interface Decoder {
   decode(buf: Buffer, pos: number): { value: unknown; offset: number };
@@ -63,7 +74,8 @@ function decoderFor(header: OcfHeader): Decoder {
   } catch (err) {
     throw new Problem(`the header's avro.schema is not a valid Avro schema (${(err as Error).message})`, 0);
   }
-  return type.equals(ENVELOPE.type) ? ENVELOPE : type;
+  if (type.equals(ENVELOPE.type)) return ENVELOPE;
+  return type.equals(JSON_ENVELOPE_TYPE) ? JSON_ENVELOPE : type;
 }
 
 function decodeOne(decoder: Decoder, data: Buffer, pos: number): { value: unknown; offset: number } {

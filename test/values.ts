@@ -1,0 +1,389 @@
+import util from 'node:util';
+import test from 'ava';
+import fc from 'fast-check';
+import { createHopperStream, createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
+import { createHopperStreams as createStreamxHopper } from '../lib/streamx.js';
+import { collect, nextTurn, tempDataDir } from './helpers/index.js';
+
+// The value contract: a record comes back as it was written, whatever tier it took. Without a
+// schema that is structuredClone's contract (Buffers stay Buffers); a value it would not give
+// back as written is refused when written, in both tiers alike.
+
+const TIERS = [['memory', 64 * 1024 ** 2], ['disk', 0]] as const;
+
+/**
+ * Sends each record, then reads everything back after the event loop turned once (so spilled
+ * blocks are read from their files). Returns what came out, and for each record the code it was
+ * refused with, or undefined.
+ */
+async function through(records: unknown[], options: HopperOptions): Promise<{ out: unknown[]; refused: Array<string | undefined> }> {
+  const dir = tempDataDir();
+  try {
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, ...options });
+    const refused = records.map((record) => {
+      try {
+        hopper.send(record);
+        return undefined;
+      } catch (err) {
+        if (!HopperError.is(err)) throw err;
+        return err.code;
+      }
+    });
+    await nextTurn();
+    const closed = hopper.close();
+    const out = await collect(hopper.readable);
+    await closed;
+    return { out, refused };
+  } finally {
+    dir.remove();
+  }
+}
+
+/**
+ * util.isDeepStrictEqual, except that an invalid Date equals another one: Node's comparison
+ * calls two invalid Dates unequal (NaN !== NaN), even a Date and its structuredClone.
+ */
+function sameValue(actual: unknown, expected: unknown): boolean {
+  if (util.isDeepStrictEqual(actual, expected)) return true;
+  const shown = (value: unknown): string => util.inspect(value, { depth: Infinity, showHidden: true, maxArrayLength: Infinity, maxStringLength: Infinity });
+  return hasInvalidDate(expected, new Set()) && shown(actual) === shown(expected);
+}
+
+function hasInvalidDate(value: unknown, seen: Set<unknown>): boolean {
+  if (value instanceof Date) return Number.isNaN(value.getTime());
+  if (value === null || typeof value !== 'object' || seen.has(value)) return false;
+  seen.add(value);
+  const items = value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value);
+  return items.some((item) => hasInvalidDate(item, seen));
+}
+
+function cloneOf(value: unknown): { value: unknown } | undefined {
+  try {
+    return { value: structuredClone(value) };
+  } catch {
+    return undefined;
+  }
+}
+
+const edgeNumbers = fc.constantFrom(Number.NaN, Infinity, -Infinity, -0, Number.MAX_VALUE, Number.MIN_VALUE);
+const anyValue = fc.anything({
+  withBigInt: true,
+  withTypedArray: true,
+  withMap: true,
+  withSet: true,
+  withDate: true,
+  withNullPrototype: true,
+  withSparseArray: true,
+  withBoxedValues: true,
+  values: [fc.boolean(), fc.integer(), fc.double(), edgeNumbers, fc.string({ unit: 'binary' }), fc.constant(null), fc.constant(undefined)],
+});
+
+test('values without a schema - any value is refused in both tiers, or comes back as structuredClone gives it in both, and records after it arrive', async (t) => {
+  let accepted = 0;
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(anyValue, async (value) => {
+      runs++;
+      const clone = cloneOf(value);
+      const results = [];
+      for (const [, budget] of TIERS) {
+        const result = await through(['before', value, 'after'], { maxMemoryBytes: budget });
+        results.push(result);
+        const [before, refused, after] = result.refused;
+        if (before !== undefined || after !== undefined) return false;
+        if (refused !== undefined) {
+          if (refused !== 'ERR_HOPPER_INVALID_RECORD') return false;
+          if (!util.isDeepStrictEqual(result.out, ['before', 'after'])) return false;
+        } else {
+          // A value structuredClone cannot copy is never accepted.
+          if (clone === undefined) return false;
+          if (result.out.length !== 3 || result.out[0] !== 'before' || result.out[2] !== 'after') return false;
+          if (!sameValue(result.out[1], clone.value)) return false;
+        }
+      }
+      if (results[0]!.refused[1] !== results[1]!.refused[1]) return false;
+      if (results[0]!.refused[1] === undefined) accepted++;
+      return true;
+    }),
+    { numRuns: 120 },
+  );
+  t.true(accepted > runs / 2, `most values are accepted (${accepted} of ${runs})`);
+});
+
+const adapters: Array<[string, (values: unknown[]) => Promise<unknown[]>]> = [
+  ['createHopperStreams()', async (values) => {
+    const dir = tempDataDir();
+    try {
+      const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+      for (const value of values) hopper.send(value);
+      hopper.writable.end();
+      return await collect(hopper.readable);
+    } finally {
+      dir.remove();
+    }
+  }],
+  ['createHopperStream()', async (values) => {
+    const dir = tempDataDir();
+    try {
+      const duplex = createHopperStream<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+      for (const value of values) duplex.write(value);
+      duplex.end();
+      return await collect(duplex);
+    } finally {
+      dir.remove();
+    }
+  }],
+  ['streamx createHopperStreams()', async (values) => {
+    const dir = tempDataDir();
+    try {
+      const hopper = createStreamxHopper<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+      for (const value of values) hopper.send(value);
+      hopper.writable.end(undefined);
+      return await collect(hopper.readable as unknown as AsyncIterable<unknown>);
+    } finally {
+      dir.remove();
+    }
+  }],
+];
+
+for (const [name, run] of adapters) {
+  test(`${name} - the readable never ends early because of a record's value (NaN, ±Infinity, an invalid Date spilled)`, async (t) => {
+    const values: unknown[] = Array.from({ length: 10 }, (_, i) => i);
+    values[3] = Number.NaN;
+    values[5] = Infinity;
+    values[6] = -Infinity;
+    values[8] = new Date(Number.NaN);
+    const out = await run(values);
+    t.is(out.length, values.length);
+    t.true(sameValue(out, values));
+  });
+}
+
+const faithful: Array<[string, unknown]> = [
+  ['NaN, ±Infinity and -0', [Number.NaN, Infinity, -Infinity, -0]],
+  ['undefined properties and array holes', { a: undefined, list: [1, , 3] }], // eslint-disable-line no-sparse-arrays
+  ['a Date, an invalid Date, a RegExp', { when: new Date(1_700_000_000_000), never: new Date(Number.NaN), pattern: /a+b/giu }],
+  ['a Map and a Set', { map: new Map<unknown, unknown>([[1, { a: 1 }], ['k', [2n]]]), set: new Set(['x', 3]) }],
+  ['BigInt', { big: 2n ** 70n, negative: -5n }],
+  ['typed arrays, an ArrayBuffer and a DataView', {
+    i16: new Int16Array([1, -2]), f64: new Float64Array([0.5, Number.NaN]), big: new BigInt64Array([-1n]), ubig: new BigUint64Array([2n ** 63n]),
+    buffer: new Uint8Array([1, 2, 3]).buffer, view: new DataView(new Uint8Array([4, 5]).buffer),
+  }],
+  ['a Uint8Array, top-level', new Uint8Array([9, 8, 7])],
+  ['a view into a larger buffer, nested', { part: new Uint16Array(new ArrayBuffer(16), 4, 2) }],
+  ['a nested Buffer, as a Buffer', { b: Buffer.from('hi') }],
+  ['lone surrogates, top-level', 'a\ud800b'],
+  ['lone surrogates, nested', { s: 'x\udc00' }],
+  ['an Error with a cause', new RangeError('out', { cause: { why: 1 } })],
+  ['boxed primitives', [Object(1), Object('s'), Object(false), Object(3n)]],
+];
+
+for (const [tier, budget] of TIERS) {
+  test(`values without a schema - come back as written from ${tier}: ${faithful.map(([name]) => name).join('; ')}`, async (t) => {
+    const values = faithful.map(([, value]) => value);
+    const { out, refused } = await through(values, { maxMemoryBytes: budget });
+    t.deepEqual(refused, values.map(() => undefined));
+    for (const [i, [name, value]] of faithful.entries()) {
+      t.true(sameValue(out[i], value), `${name}: ${util.inspect(out[i])}`);
+    }
+    t.true(out[6] instanceof Uint8Array && !Buffer.isBuffer(out[6]), 'a Uint8Array stays a Uint8Array');
+    t.true(Buffer.isBuffer((out[8] as { b: unknown }).b), 'a Buffer stays a Buffer');
+  });
+
+  test(`values without a schema - circular and shared objects come back with their shape (${tier})`, async (t) => {
+    const circular: Record<string, unknown> = { name: 'loop' };
+    circular.self = circular;
+    const date = new Date(0);
+    const shared = { n: 1 };
+    const { out } = await through([circular, { a: date, b: date }, { a: shared, b: shared }, shared, shared], { maxMemoryBytes: budget });
+    const [loop, dates, pair, fourth, fifth] = out as [Record<string, unknown>, { a: object; b: object }, { a: object; b: object }, object, object];
+    t.is(loop.self, loop);
+    t.is(dates.a, dates.b);
+    // Plain data comes back equal; from disk, its shared parts are copies (see README, Limits).
+    t.deepEqual(pair, { a: { n: 1 }, b: { n: 1 } });
+    t.deepEqual(fourth, { n: 1 });
+    t.deepEqual(fifth, { n: 1 });
+  });
+
+  test(`values without a schema - what structuredClone would not give back as written is refused with the path, and the channel goes on (${tier})`, async (t) => {
+    class Point {
+      x = 1;
+    }
+    const withProps = Object.assign(new Error('e'), { code: 'E' });
+    const cases: Array<[unknown, RegExp, string[]]> = [
+      [{ f: () => 1 }, /field `f` is a function/, ['f']],
+      [{ deep: [1, Symbol('s')] }, /field `deep.1` is a symbol/, ['deep', '1']],
+      [{ p: new Point() }, /field `p` is an instance of Point/, ['p']],
+      [{ o: Object.assign(Object.create(null), { a: 1 }) }, /field `o` is an object with a null prototype/, ['o']],
+      [{ e: withProps }, /field `e` is an Error with own properties \(code\)/, ['e']],
+      [{ w: new WeakMap() }, /field `w` is an instance of WeakMap/, ['w']],
+      [new Map([[1, () => 2]]), /field `0` is a function/, ['0']],
+      [null, /the record is null/, []],
+      [undefined, /the record is undefined/, []],
+    ];
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: budget });
+    for (const [record, message, path] of cases) {
+      const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+      t.regex(err!.message, message);
+      t.deepEqual(err!.path, path);
+    }
+    hopper.send({ fine: true });
+    const closed = hopper.close();
+    t.deepEqual(await collect(hopper.readable), [{ fine: true }]);
+    await closed;
+  });
+
+  test(`values without a schema - user code that throws while a record is read is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, async (t) => {
+    const boom = new Error('boom');
+    const getter = Object.defineProperty({}, 'x', { enumerable: true, get: () => { throw boom; } });
+    const keys = new Proxy({}, { ownKeys: () => { throw boom; } });
+    const nestedKeys = { inner: [keys] };
+    const hopper = createHopperStreams<unknown>({ maxMemoryBytes: budget });
+    t.teardown(() => hopper.destroy());
+    for (const record of [getter, keys, nestedKeys]) {
+      const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+      t.is(err!.cause, boom);
+    }
+    hopper.send(1);
+    t.is(hopper.stats().recordsIn, 1);
+  });
+
+  test(`values without a schema - nesting 5,000 deep is refused with a code, and the channel goes on (${tier})`, async (t) => {
+    const object: Record<string, unknown> = {};
+    let inner = object;
+    for (let i = 0; i < 5_000; i++) inner = (inner.a = {}) as Record<string, unknown>;
+    const array: unknown[] = [];
+    let list = array;
+    for (let i = 0; i < 5_000; i++) list.push((list = []));
+    const hopper = createHopperStreams<unknown>({ maxMemoryBytes: budget });
+    t.teardown(() => hopper.destroy());
+    for (const record of [object, array]) {
+      const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+      t.regex(err!.message, /nests deeper than 1000 levels/);
+    }
+    hopper.send('still open');
+    t.is(hopper.stats().recordsIn, 1);
+  });
+}
+
+test('values without a schema - one serializer per block: the same object written twice, and a \'^\' in a value, read back alone', async (t) => {
+  const map = new Map<unknown, unknown>([[1, 'a'], ['^', new Date(94)]]);
+  const records = [map, map, { caret: '^^', when: new Date(1) }, [map, map], map, 'after'];
+  const { out } = await through(records, { maxMemoryBytes: 0 });
+  t.true(util.isDeepStrictEqual(out, records));
+  t.not(out[0], out[1], 'records are copies of their own');
+  const [first, second] = out[3] as [unknown, unknown];
+  t.is(first, second, 'an object shared within a record stays shared');
+});
+
+test('values without a schema - a Proxy is refused where structuredClone would see it: around a built-in always, around plain data that JSON cannot carry when it spills', (t) => {
+  const hopper = createHopperStreams<unknown>({ maxMemoryBytes: 0 });
+  t.teardown(() => hopper.destroy());
+  for (const record of [{ p: new Proxy(new Date(0), {}) }, { p: new Proxy({ n: Number.NaN }, {}) }]) {
+    const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+  }
+  hopper.send({ p: new Proxy({ a: 1 }, {}) });
+  t.is(hopper.stats().recordsIn, 1);
+});
+
+test('values without a schema - a 200 MiB nested Buffer never aborts the process: too large for the disk cap it is ERR_HOPPER_RECORD_TOO_LARGE', (t) => {
+  const hopper = createHopperStreams<unknown>({ maxMemoryBytes: 0, maxDiskBytes: 64 * 1024 ** 2 });
+  t.teardown(() => hopper.destroy());
+  const err = t.throws(() => hopper.send({ b: Buffer.alloc(200 * 1024 ** 2) }), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_RECORD_TOO_LARGE');
+  const log = (hopper as unknown as { channel: { log: { block: Buffer } } }).channel.log;
+  t.true(log.block.length <= 128 * 1024, `the block buffer is back to ${log.block.length} bytes`);
+  hopper.send({ b: Buffer.alloc(4) });
+  t.is(hopper.stats().recordsIn, 1);
+});
+
+test('values without a schema - after a large record has passed through the disk tier, the block and read buffers are back to their usual size', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 1024 ** 2 });
+  hopper.send({ small: Buffer.alloc(512 * 1024, 1) });
+  const large = { big: Buffer.alloc(32 * 1024 ** 2, 2), n: 1 };
+  hopper.send(large);
+  await nextTurn();
+  t.is(hopper.stats().spilled, 1);
+  const closed = hopper.close();
+  const out = await collect(hopper.readable);
+  await closed;
+  t.true(util.isDeepStrictEqual(out[1], large));
+  // The segment log's own buffers (internals, read to check the bound).
+  const log = (hopper as unknown as { channel: { log: { block: Buffer; current: Buffer; readAhead: Buffer } } }).channel.log;
+  t.true(log.block.length <= 128 * 1024, `block buffer ${log.block.length} bytes`);
+  t.is(log.current.length, 0);
+  t.true(log.readAhead.length <= 256 * 1024, `read buffer ${log.readAhead.length} bytes`);
+});
+
+const schema = {
+  type: 'record',
+  name: 'Measure',
+  fields: [
+    { name: 'labels', type: { type: 'map', values: 'string' } },
+    { name: 'ratio', type: 'float' },
+    { name: 'count', type: 'int' },
+    { name: 'total', type: 'long' },
+    { name: 'next', type: ['null', 'Measure'], default: null },
+  ],
+};
+
+for (const [tier, budget] of TIERS) {
+  test(`records with a schema - values avsc would not give back as written are refused naming the field (${tier})`, async (t) => {
+    const good = { labels: { a: 'x' }, ratio: 0.5, count: 1, total: 2, next: null };
+    const cases: Array<[unknown, string[], RegExp]> = [
+      [{ ...good, labels: new Map([['a', 'x']]) }, ['labels'], /a Map/],
+      [{ ...good, ratio: 1e40 }, ['ratio'], /beyond the range of a float/],
+      [{ ...good, next: { ...good, ratio: -1e39 } }, ['next', 'ratio'], /beyond the range of a float/],
+      [{ ...good, count: -0 }, ['count'], /-0/],
+      [{ ...good, total: -0 }, ['total'], /-0/],
+    ];
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, schema, maxMemoryBytes: budget });
+    for (const [record, path, message] of cases) {
+      const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+      t.deepEqual(err!.path, path);
+      t.regex(err!.message, message);
+    }
+    hopper.send({ ...good, ratio: Infinity, labels: Object.assign(Object.create(null), { b: 'y' }) });
+    const closed = hopper.close();
+    const out = await collect<{ ratio: number; labels: object }>(hopper.readable);
+    await closed;
+    t.is(out.length, 1);
+    t.is(out[0]!.ratio, Infinity);
+    t.deepEqual({ ...out[0]!.labels }, { b: 'y' });
+  });
+
+  test(`records with a schema - a getter that throws is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, (t) => {
+    const boom = new Error('boom');
+    const record = Object.defineProperty({ labels: {}, ratio: 1, total: 1, next: null }, 'count', { enumerable: true, get: () => { throw boom; } });
+    const hopper = createHopperStreams<unknown>({ schema, maxMemoryBytes: budget });
+    t.teardown(() => hopper.destroy());
+    const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+    t.is(err!.cause, boom);
+    hopper.send({ labels: {}, ratio: 1, count: 1, total: 1, next: null });
+    t.is(hopper.stats().recordsIn, 1);
+  });
+
+  test(`records with a schema - a value of a recursive schema nested 100,000 deep is refused with a code (${tier})`, (t) => {
+    const root: Record<string, unknown> = { labels: {}, ratio: 1, count: 1, total: 1, next: null };
+    let node = root;
+    for (let i = 0; i < 100_000; i++) node = (node.next = { labels: {}, ratio: 1, count: 1, total: 1, next: null });
+    const hopper = createHopperStreams<unknown>({ schema, maxMemoryBytes: budget });
+    t.teardown(() => hopper.destroy());
+    const err = t.throws(() => hopper.send(root), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+    hopper.send({ labels: {}, ratio: 1, count: 1, total: 1, next: null });
+    t.is(hopper.stats().recordsIn, 1);
+  });
+}
