@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { Channel, type ChannelReader, type ChannelWriter } from './channel.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
-import type { SegmentFileSystem } from './segments.js';
+import type { SegmentFileSystem } from './segments/index.js';
 
 // What the readable-stream and streamx adapters share: opening a channel whose events go to an
 // emitter, and wiring a Duplex of either kind to it. Nothing here knows a stream class.

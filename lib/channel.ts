@@ -3,7 +3,7 @@ import { ChannelDirectory } from './directory.js';
 import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments.js';
+import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments/index.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {

@@ -6,7 +6,7 @@ import avsc from 'avsc';
 import { createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
 import { decodeHeader } from '../lib/ocf.js';
-import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
+import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
 import { collect, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 

@@ -2,13 +2,13 @@ import crypto from 'node:crypto';
 import nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from './codec.js';
-import { HopperError, ioError } from './errors.js';
+import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from '../codec.js';
+import { HopperError, ioError } from '../errors.js';
 import {
   BLOCK_FRAMING_BYTES, OWNER_KEY, blockData, checkSync, compress, compressionSlack,
   decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader, type FrameProblem,
-} from './ocf.js';
-import type { OnCorrupt, SegmentCodec } from './options.js';
+} from '../ocf.js';
+import type { OnCorrupt, SegmentCodec } from '../options.js';
 
 /**
  * The file operations the segment log uses: node:fs by default, a seam for fault injection.
