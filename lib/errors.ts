@@ -130,6 +130,11 @@ export function ioError(operation: string, file: string, cause: unknown): Hopper
   return new HopperError('ERR_HOPPER_IO', `${operation} failed on ${file}: ${reason}`, { file, cause });
 }
 
+/** A segment file does not frame or decode as written (`onCorrupt: 'error'`). */
+export function corruptSegmentError(file: string, offset: number, problem: string): HopperError {
+  return new HopperError('ERR_HOPPER_CORRUPT_SEGMENT', `corrupt segment ${file} at byte ${offset}: ${problem}`, { file, offset });
+}
+
 /** A record refused because disk writes are failing: it is handed back, with the failure as cause. */
 export function refusedForFault(record: unknown, fault: Error): HopperError {
   // The cause is the system error itself (ENOSPC, EIO...), so callers can branch on its code.
