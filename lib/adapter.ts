@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
-import { Channel, type ChannelReader, type ChannelWriter } from './channel.js';
+import type { Channel, ChannelReader, ChannelWriter } from './channel.js';
+import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 import type { SegmentFileSystem } from './segments/index.js';
@@ -14,8 +15,8 @@ export interface HopperInternals {
 }
 
 /** Opens a channel whose events are emitted on `emitter`. */
-export function openChannel(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
-  return new Channel(
+export function channelOn(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
+  return openChannel(
     resolveOptions(options),
     (event, ...args) => {
       emitter.emit(event, ...args);
@@ -41,7 +42,7 @@ export function wireDuplex(
   isGone: () => boolean,
   reader: Partial<Pick<ChannelReader, 'start' | 'end' | 'fail'>> = {},
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
-  const channel = openChannel(options, duplex);
+  const channel = channelOn(options, duplex);
   const writer = channel.openWriter();
   writer.onChannelClose = () => {
     if (!isGone()) duplex.destroy();

@@ -1,9 +1,8 @@
-import { createCodec, type RecordCodec } from './codec.js';
-import { ChannelDirectory } from './directory.js';
+import type { RecordCodec } from './codec.js';
 import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments/index.js';
+import { LostRecords, NOT_READY, type AppendResult, type FaultEvent, type SegmentEvent } from './segments/index.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {
@@ -81,6 +80,35 @@ export interface ChannelReader {
    * of piling up until the stream's first read on a later tick.
    */
   start?(): void;
+}
+
+/**
+ * The disk tier as the channel sees it: the segment log (segments/index.ts), or anything that
+ * keeps records in the same order with the same answers.
+ */
+export interface DiskTier {
+  /** Records appended and not yet read (or dropped, or lost). */
+  readonly records: number;
+  readonly bytes: number;
+  readonly segmentCount: number;
+  /** The error disk writes are failing with, while they are retried. */
+  readonly fault: Error | undefined;
+  /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */
+  append(record: unknown): AppendResult;
+  /** The next record in write order; NOT_READY while a failure is retried; LostRecords for corruption skipped. */
+  next(): unknown;
+  /** Deletes the oldest segment to make room: where its records stood, or undefined when none can go. */
+  dropOldest(): { offset: number; count: number; file: string } | undefined;
+}
+
+/** What a channel is built from: see openChannel() in engine.ts, which builds them. */
+export interface ChannelParts {
+  codec: RecordCodec;
+  disk: DiskTier;
+  /** The channel directory, for `.path`. */
+  path: string;
+  /** Closes the disk tier, then releases the channel directory; called once, at close. */
+  release(): void;
 }
 
 type WriteCallback = (err?: Error | null) => void;
@@ -164,8 +192,10 @@ export class Channel {
   private readonly options: ResolvedOptions;
   private readonly codec: RecordCodec;
   private readonly emit: ChannelEmit;
-  private readonly directory: ChannelDirectory;
-  private readonly log: SegmentLog;
+  private readonly log: DiskTier;
+  private readonly release: () => void;
+  /** The channel directory `<dataDir>/<name>`. */
+  readonly path: string;
   private readonly queue = new PlacementQueue();
   private readonly blocked: BlockedWrite[] = [];
   private readonly writers = new Set<ChannelWriter>();
@@ -192,43 +222,24 @@ export class Channel {
   private failed = false;
   private failure: Error | undefined;
 
-  constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
+  constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.emit = emit;
-    this.codec = createCodec(options.schema);
-    this.directory = ChannelDirectory.open(options.dataDir, options.name, options.staleLockMs);
-    try {
-      this.log = new SegmentLog(
-        this.directory,
-        this.codec,
-        { ...options, channel: options.name },
-        {
-          onSegment: (event) => this.emit('segment', event),
-          onFault: (event) => this.emit('fault', event),
-          onRecovered: () => {
-            // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
-            try {
-              if (this.blocked.length > 0) this.admitBlocked();
-              this.wakeReader();
-            } catch (err) {
-              this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
-            }
-          },
-        },
-        fileSystem,
-      );
-    } catch (err) {
-      this.directory.release();
-      throw err;
-    }
-    this.directory.onRelease(() => this.log.close());
-    // Another process took the lock (this one stalled past the window): stop writing at once.
-    this.directory.onLost((err) => this.fail(err));
+    this.codec = parts.codec;
+    this.log = parts.disk;
+    this.path = parts.path;
+    this.release = parts.release;
   }
 
-  /** The channel directory `<dataDir>/<name>`. */
-  get path(): string {
-    return this.directory.path;
+  /** A failed disk operation went through on retry: blocked writers and a waiting reader can go on. */
+  diskRecovered(): void {
+    // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
+    try {
+      if (this.blocked.length > 0) this.admitBlocked();
+      this.wakeReader();
+    } catch (err) {
+      this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
+    }
   }
 
   /** True once every writer has ended and every accepted record has been read. */
@@ -431,7 +442,7 @@ export class Channel {
     this.queue.clear();
     this.memoryBytes = 0;
     this.memoryRecords = 0;
-    this.directory.release();
+    this.release();
     for (const write of this.blocked.splice(0)) this.failWrite(write.writer, write.callback, destroyedError());
   }
 
@@ -469,10 +480,11 @@ export class Channel {
   }
 
   /**
-   * Reading failed: no write is accepted any more, and the reader fails (records it already
-   * holds still reach its consumer first); the channel closes when the reader is destroyed.
+   * Reading failed, or the channel directory is no longer ours: no write is accepted any more,
+   * and the reader fails (records it already holds still reach its consumer first); the channel
+   * closes when the reader is destroyed.
    */
-  private fail(err: Error): void {
+  fail(err: Error): void {
     if (this.failed) return;
     this.failed = true;
     this.failure = err;

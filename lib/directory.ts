@@ -401,13 +401,6 @@ function removeEmpty(dirs: string[]): void {
   }
 }
 
-const openDirectories = new Set<ChannelDirectory>();
-let exitHookInstalled = false;
-
-function releaseAllAtExit(): void {
-  for (const dir of openDirectories) dir.release();
-}
-
 /** Identity of a file: device and inode. */
 export interface FileIdentity {
   dev: number;
@@ -431,7 +424,6 @@ export class ChannelDirectory {
   private readonly claim: Claim;
   private heartbeat: NodeJS.Timeout | undefined;
   private lostHandlers: Array<(err: HopperError) => void> = [];
-  private cleanups: Array<() => void> = [];
   private released = false;
   private lost = false;
 
@@ -507,17 +499,7 @@ export class ChannelDirectory {
         throw HopperError.is(err) ? err : dirError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
       }
     }
-    openDirectories.add(dir);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once('exit', releaseAllAtExit);
-    }
     return dir;
-  }
-
-  /** Registers work to run before the directory is released (at close, destroy or process exit). */
-  onRelease(cleanup: () => void): void {
-    this.cleanups.push(cleanup);
   }
 
   /** Called once if the lock is found taken over (this process stalled past the staleness window). */
@@ -575,31 +557,20 @@ export class ChannelDirectory {
   }
 
   /**
-   * Runs the cleanups, removes the lock (if still ours), then the channel directory if this
-   * channel made it and it is empty, then the directories it made for dataDir. Idempotent; never throws.
+   * Removes the lock (if still ours), then the channel directory if this channel made it and it
+   * is empty, then the directories it made for dataDir. The segment log is closed first, by
+   * whoever built both (engine.ts). Idempotent; never throws.
    */
   release(): void {
     if (this.released) return;
     this.released = true;
     clearInterval(this.heartbeat);
-    openDirectories.delete(this);
-    for (const cleanup of this.cleanups.splice(0)) {
-      try {
-        cleanup();
-      } catch {
-        // Removal is best effort: a leftover file must not turn a finished run into a crash.
-      }
-    }
     // Through a directory that was swapped, nothing is removed: it is not ours any more.
     if (!this.lost && this.intact()) {
       this.claim.release(this.staleMs);
       if (this.madeChannelDir) removeEmpty([this.path]);
     }
     this.releaseDataDir();
-  }
-
-  get isReleased(): boolean {
-    return this.released;
   }
 
   private releaseDataDir(): void {

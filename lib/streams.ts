@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable, finished } from 'node:stream';
-import { openChannel, wireDuplex, type HopperInternals } from './adapter.js';
+import { channelOn, wireDuplex, type HopperInternals } from './adapter.js';
 import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
@@ -170,7 +170,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
-    const channel = openChannel(options, this, internals);
+    const channel = channelOn(options, this, internals);
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.

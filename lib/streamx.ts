@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { openChannel, wireDuplex } from './adapter.js';
+import { channelOn, wireDuplex } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { missingPeerError, onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
@@ -109,7 +109,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   constructor(options?: HopperOptions) {
     super();
-    const channel = openChannel(options, this);
+    const channel = channelOn(options, this);
     this.channel = channel;
     const writable = writerStream(channel, (err) => this.destroy(err), () => this.endIfClosing());
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
