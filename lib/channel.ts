@@ -1,8 +1,8 @@
 import type { RecordCodec } from './codec.js';
-import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError, type LimitOption } from './errors.js';
+import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeAfterEndError, type HopperError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import { LostRecords, NOT_READY, type AppendResult, type FaultEvent, type SegmentEvent } from './segments/index.js';
+import type { AppendResult, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {
@@ -95,8 +95,10 @@ export interface DiskTier {
   readonly fault: Error | undefined;
   /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */
   append(record: unknown): AppendResult;
-  /** The next record in write order; NOT_READY while a failure is retried; LostRecords for corruption skipped. */
+  /** The next record in write order; undefined when none can be read now (a failure being retried, or corruption skipped). */
   next(): unknown;
+  /** The records the last next() skipped over as corrupt, once. */
+  takeLost(): LostRecords | undefined;
   /** Deletes the oldest segment to make room: where its records stood, or undefined when none can go. */
   dropOldest(): { offset: number; count: number; file: string } | undefined;
 }
@@ -459,9 +461,10 @@ export class Channel {
       }
       if (!(head instanceof DiskRun)) break;
       record = this.log.next();
-      if (record === NOT_READY) return undefined;
-      if (record instanceof LostRecords) {
-        this.skipLost(record);
+      if (record === undefined) {
+        const lost = this.log.takeLost();
+        if (lost === undefined) return undefined;
+        this.skipLost(lost);
         continue;
       }
       if (--head.count === 0) this.queue.shift();
@@ -526,11 +529,7 @@ export class Channel {
       }
       if (result === 'too-large') {
         if (size > this.options.maxMemoryBytes) {
-          throw new HopperError(
-            'ERR_HOPPER_RECORD_TOO_LARGE',
-            `record too large: it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`,
-            { record },
-          );
+          throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`);
         }
         return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`, option: 'maxDiskBytes' };
       }

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HopperError, lockedError, lockLostError, notOursError } from './errors.js';
+import { HopperError, directoryError, lockedError, lockLostError, notOursError } from './errors.js';
 
 const LOCK_DIR = 'hopper.lock';
 const OWNER_FILE = 'owner.json';
@@ -92,11 +92,6 @@ function code(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-function dirError(message: string, cause: unknown): HopperError {
-  const reason = cause instanceof Error ? `: ${cause.message}` : '';
-  return new HopperError('ERR_HOPPER_IO', `${message}${reason}`, { cause });
-}
-
 /** Tokens of the locks this process holds (a lock naming this process that is not here is stale). */
 const heldTokens = new Set<string>();
 
@@ -136,7 +131,7 @@ function readHolder(dir: string): SeenHolder | 'unreadable' | undefined {
     stat = fs.lstatSync(dir);
   } catch (err) {
     if (code(err) === 'ENOENT') return undefined;
-    throw dirError(`cannot read the lock ${dir}`, err);
+    throw directoryError(`cannot read the lock ${dir}`, err);
   }
   if (!stat.isDirectory()) throw notOursError(dir, stat.isSymbolicLink() ? 'is a symbolic link' : 'is not a directory');
   let fd: number;
@@ -210,7 +205,7 @@ class Claim {
     try {
       fs.mkdirSync(draft);
     } catch (err) {
-      throw dirError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
+      throw directoryError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
     }
     try {
       const fd = fs.openSync(path.join(draft, OWNER_FILE), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW, 0o644);
@@ -221,7 +216,7 @@ class Claim {
       }
     } catch (err) {
       removeLockDir(draft);
-      throw dirError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
+      throw directoryError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
     }
     heldTokens.add(holder.token);
     try {
@@ -232,7 +227,7 @@ class Claim {
           return new Claim(dir, holder);
         } catch (err) {
           if (code(err) === 'ENOTDIR') throw notOursError(dir, isSymlink(dir) ? 'is a symbolic link' : 'is not a directory');
-          if (code(err) !== 'ENOTEMPTY' && code(err) !== 'EEXIST') throw dirError(`cannot lock ${dir}`, err);
+          if (code(err) !== 'ENOTEMPTY' && code(err) !== 'EEXIST') throw directoryError(`cannot lock ${dir}`, err);
         }
         seen = readHolder(dir);
         if (seen === undefined) continue; // released meanwhile
@@ -439,11 +434,11 @@ export class ChannelDirectory {
         fs.mkdirSync(this.path);
         made = true;
       } catch (err) {
-        if (code(err) !== 'EEXIST') throw dirError(`cannot create the channel directory ${this.path}`, err);
+        if (code(err) !== 'EEXIST') throw directoryError(`cannot create the channel directory ${this.path}`, err);
       }
       const stat = fs.lstatSync(this.path);
       if (stat.isSymbolicLink()) throw notOursError(this.path, 'is a symbolic link; the channel directory must be a real directory inside dataDir');
-      if (!stat.isDirectory()) throw new HopperError('ERR_HOPPER_IO', `the channel path ${this.path} exists and is not a directory`);
+      if (!stat.isDirectory()) throw directoryError(`the channel path ${this.path} exists and is not a directory`);
       this.identity = { dev: stat.dev, ino: stat.ino };
       this.madeChannelDir = made;
       this.claim = Claim.take(this.lockPath, staleMs);
@@ -474,29 +469,29 @@ export class ChannelDirectory {
       try {
         stat = fs.statSync(resolved);
       } catch (err) {
-        if (code(err) !== 'ENOENT') throw dirError(`cannot use dataDir ${resolved}`, err);
+        if (code(err) !== 'ENOENT') throw directoryError(`cannot use dataDir ${resolved}`, err);
       }
       if (stat && !stat.isDirectory()) {
-        throw new HopperError('ERR_HOPPER_IO', `dataDir ${resolved} exists and is not a directory`);
+        throw directoryError(`dataDir ${resolved} exists and is not a directory`);
       }
       let made: string[] = [];
       if (!stat) {
         try {
           made = makeDirectories(resolved);
         } catch (err) {
-          throw dirError(`cannot create dataDir ${resolved}`, err);
+          throw directoryError(`cannot create dataDir ${resolved}`, err);
         }
       }
       try {
         try {
           fs.accessSync(resolved, fs.constants.W_OK | fs.constants.X_OK);
         } catch (err) {
-          throw dirError(`dataDir ${resolved} is not writable`, err);
+          throw directoryError(`dataDir ${resolved} is not writable`, err);
         }
         dir = new ChannelDirectory(resolved, false, name, staleLockMs);
       } catch (err) {
         removeEmpty(made);
-        throw HopperError.is(err) ? err : dirError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
+        throw HopperError.is(err) ? err : directoryError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
       }
     }
     return dir;

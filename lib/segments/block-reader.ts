@@ -124,12 +124,9 @@ function checkBlock(bytes: Buffer, offset: number, frame: BlockFrame | FrameProb
 }
 
 function blockBytes(bytes: Buffer, offset: number, frame: BlockFrame, codec: string): Buffer {
-  try {
-    return blockData(bytes, frame, codec);
-  } catch (err) {
-    const problem = err as FrameProblem;
-    throw new Corruption(offset + problem.offset, problem.problem, 'block');
-  }
+  const data = blockData(bytes, frame, codec);
+  if (isProblem(data)) throw new Corruption(offset + data.offset, data.problem, 'block');
+  return data;
 }
 
 /** Decodes what a record decoder returns. */

@@ -63,10 +63,7 @@ export interface SegmentLogHooks {
 /** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
 export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
 
-/** Returned by {@link SegmentLog.next} when the next record cannot be read yet (a fault being retried). */
-export const NOT_READY: unique symbol = Symbol('hopper-streams.not-ready');
-
-/** Returned by {@link SegmentLog.next} with `onCorrupt: 'skip'`: records lost to corruption, skipped over. */
+/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over: see {@link SegmentLog.takeLost}. */
 export class LostRecords {
   constructor(
     readonly count: number,
@@ -107,6 +104,8 @@ export class SegmentLog {
   /** Records appended and not yet read (or dropped, or lost), pending block included. */
   records = 0;
   private closed = false;
+  /** Corruption skipped over by the last next(), not yet taken. */
+  private lost: LostRecords | undefined;
 
   constructor(dir: string | SegmentDirectory, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
     this.directory = typeof dir === 'string' ? plainDirectory(dir) : dir;
@@ -205,9 +204,10 @@ export class SegmentLog {
 
   /**
    * The next record in write order. The caller knows one exists (`records > 0`). Returns
-   * {@link NOT_READY} while a failed operation is being retried, and {@link LostRecords} when
-   * `onCorrupt` is 'skip' and corruption was skipped over; throws `ERR_HOPPER_CORRUPT_SEGMENT`
-   * (with 'error') or `ERR_HOPPER_IO` when reads keep failing.
+   * undefined when it cannot be read now: a failed read is being retried (the log calls
+   * `onRecovered` when it is worth asking again), or, with `onCorrupt: 'skip'`, corruption was
+   * skipped over ({@link takeLost} says what was lost; ask again at once). Throws
+   * `ERR_HOPPER_CORRUPT_SEGMENT` (with 'error') or `ERR_HOPPER_IO` when reads keep failing.
    */
   next(): unknown {
     const reader = this.reader;
@@ -222,11 +222,20 @@ export class SegmentLog {
       if (this.retry.failingReads !== 0) this.readsWork();
       return value;
     } catch (err) {
-      if (err === NOT_READY) return NOT_READY;
-      if (err instanceof Corruption) return this.corruption(err);
+      if (err instanceof Corruption) {
+        this.lost = this.corruption(err);
+        return undefined;
+      }
       if (HopperError.is(err, 'ERR_HOPPER_IO')) return this.readFailed(err);
       throw err;
     }
+  }
+
+  /** The records the last next() skipped over, once; undefined when it skipped none. */
+  takeLost(): LostRecords | undefined {
+    const lost = this.lost;
+    this.lost = undefined;
+    return lost;
   }
 
   /** The next record, from the front of the block being filled: the reader has read every file. */
@@ -400,11 +409,11 @@ export class SegmentLog {
     this.retry.schedule();
   }
 
-  private readFailed(err: HopperError): typeof NOT_READY {
+  private readFailed(err: HopperError): undefined {
     if (this.retry.readFailed()) throw err;
     this.hooks.onFault({ operation: 'read', file: err.file ?? this.dir, error: err });
     this.retry.schedule();
-    return NOT_READY;
+    return undefined;
   }
 
   private readsWork(): void {
