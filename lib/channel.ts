@@ -141,10 +141,32 @@ interface BlockedWrite {
   callback: WriteCallback;
 }
 
-/** Channel life: open; ending (every writer ended, still delivering); closed (files released). */
-const OPEN = 0;
-const ENDING = 1;
-const CLOSED = 2;
+// The channel's state, one integer of flags (as streamx keeps its streams' state). Life: open
+// (neither ENDING nor CLOSED), ending, closed.
+/** Every writer has ended: records are still delivered, none is accepted. */
+const ENDING = 1 << 0;
+/** The files are released: nothing is accepted or delivered any more. */
+const CLOSED = 1 << 1;
+/** Closed because everything was delivered, not destroyed: later writes are "after end". */
+const DELIVERED = 1 << 2;
+/** Reading failed (a corrupt segment, an I/O error), or the directory was lost: nothing more is accepted. */
+const FAILED = 1 << 3;
+/** The reader asked for records when there were none: the next placement wakes it. */
+const READER_WAITING = 1 << 4;
+/** The reader has asked for records at least once (deliver() ran). */
+const READER_STARTED = 1 << 5;
+/** Records are being pushed to the reader (the pump, or a hand-over): the pump does not start again inside. */
+const DELIVERING = 1 << 6;
+/** Held writes are being admitted: admission does not start again inside. */
+const ADMITTING = 1 << 7;
+/** The disk tier is dropping a segment for room (the 'drop-oldest' policy). */
+const DROPPING = 1 << 8;
+/** The disk tier recovered from a fault while the channel was inside it: the running loop resumes when it is done. */
+const RECOVERED = 1 << 9;
+/** The channel is inside the disk tier or one of its loops: a recovery waits for it to finish. */
+const BUSY = DELIVERING | ADMITTING | DROPPING;
+/** Not open: ending or closed. */
+const NOT_OPEN = ENDING | CLOSED;
 
 /**
  * One producer of a channel (a Writable's write side). The channel ends its input when every
@@ -203,7 +225,7 @@ export class Channel {
   private readonly writers = new Set<ChannelWriter>();
   private reader: ChannelReader | undefined;
 
-  private state = OPEN;
+  private flags = 0;
   private memoryBytes = 0;
   private memoryRecords = 0;
   private recordsIn = 0;
@@ -211,17 +233,7 @@ export class Channel {
   private spilled = 0;
   private dropped = 0;
   private corrupted = 0;
-  /** The reader asked for records when there were none: the next placement wakes it. */
-  private readerWaiting = false;
-  /** The reader has asked for records at least once (drain() ran). */
-  private readerStarted = false;
-  private draining = false;
-  /** admitBlocked() is running. */
-  private admitting = false;
-  /** Closed because everything was delivered, not destroyed: later writes are "after end". */
-  private delivered = false;
-  /** Reading failed (a corrupt segment, an I/O error): the reader is failing, nothing more is accepted. */
-  private failed = false;
+  /** Why reading failed (FAILED). */
   private failure: Error | undefined;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
@@ -235,10 +247,15 @@ export class Channel {
 
   /** A failed disk operation went through on retry: blocked writers and a waiting reader can go on. */
   diskRecovered(): void {
+    // Inside the disk tier (a read, or a segment dropped for room, removed a file a failing write
+    // was waiting for): the log is not entered again from here; the loop running resumes after.
+    if ((this.flags & BUSY) !== 0) {
+      this.flags |= RECOVERED;
+      return;
+    }
     // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
     try {
-      if (this.blocked.length > 0) this.admitBlocked();
-      this.wakeReader();
+      this.resume();
     } catch (err) {
       this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
     }
@@ -246,21 +263,21 @@ export class Channel {
 
   /** True once every writer has ended and every accepted record has been read. */
   get finished(): boolean {
-    return this.state !== OPEN && this.queue.length === 0 && this.blocked.length === 0;
+    return (this.flags & NOT_OPEN) !== 0 && this.queue.length === 0 && this.blocked.length === 0;
   }
 
   get closed(): boolean {
-    return this.state === CLOSED;
+    return (this.flags & CLOSED) !== 0;
   }
 
   /** The reader has asked for records at least once: records placed now are on their way to a consumer. */
   get readerAttached(): boolean {
-    return this.readerStarted;
+    return (this.flags & READER_STARTED) !== 0;
   }
 
   /** Records accepted and not yet handed to the reader (memory and disk); 0 once reading failed. */
   get waiting(): number {
-    return this.state === CLOSED || this.failed ? 0 : this.memoryRecords + this.log.records;
+    return (this.flags & (CLOSED | FAILED)) !== 0 ? 0 : this.memoryRecords + this.log.records;
   }
 
   /** Opens a writer; the input ends when every opened writer has ended. */
@@ -352,7 +369,7 @@ export class Channel {
         write.callback(destroyedError());
       }
     }
-    if (this.writers.size === 0 && this.state === OPEN) this.state = ENDING;
+    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) this.flags |= ENDING;
     try {
       // Held writes of other writers may now be first in line.
       if (this.blocked.length > 0) this.admitBlocked();
@@ -374,12 +391,19 @@ export class Channel {
     }
   }
 
-  /** {@link drain}, with a consumer's exception as a {@link ConsumerThrew}. */
+  /**
+   * {@link drain}, with a consumer's exception as a {@link ConsumerThrew}; then what a recovery
+   * of the disk tier during it asks for.
+   */
   private pump(): void {
+    this.deliverAll();
+    if ((this.flags & RECOVERED) !== 0) this.settle();
+  }
+
+  private deliverAll(): void {
     const reader = this.reader;
-    if (reader === undefined || this.draining || this.state === CLOSED || this.failed) return;
-    this.readerStarted = true;
-    this.draining = true;
+    if (reader === undefined || (this.flags & (DELIVERING | CLOSED | FAILED)) !== 0) return;
+    this.flags |= READER_STARTED | DELIVERING;
     try {
       for (;;) {
         let record: unknown;
@@ -391,19 +415,33 @@ export class Channel {
         }
         if (record === undefined) {
           if (!this.finished) {
-            this.readerWaiting = true;
+            this.flags |= READER_WAITING;
             return;
           }
           // Everything is delivered: release the files before the reader sees the end.
-          this.delivered = true;
+          this.flags |= DELIVERED;
           this.close();
           reader.end();
           return;
         }
-        if (!this.push(reader, record) || this.state === CLOSED) return;
+        if (!this.push(reader, record) || (this.flags & CLOSED) !== 0) return;
       }
     } finally {
-      this.draining = false;
+      this.flags &= ~DELIVERING;
+    }
+  }
+
+  /** Held writes first, then the reader: what a recovery of the disk tier makes possible. */
+  private resume(): void {
+    if (this.blocked.length > 0) this.admitBlocked();
+    this.wakeReader();
+  }
+
+  /** Resumes after recoveries deferred while the channel was busy, once nothing runs below. */
+  private settle(): void {
+    while ((this.flags & (RECOVERED | BUSY)) === RECOVERED) {
+      this.flags &= ~RECOVERED;
+      this.resume();
     }
   }
 
@@ -413,7 +451,7 @@ export class Channel {
       return reader.push(record);
     } catch (err) {
       // The record was taken; the reader still wants records (its next push wakes the flow again).
-      this.readerWaiting = true;
+      this.flags |= READER_WAITING;
       throw new ConsumerThrew(err);
     }
   }
@@ -438,8 +476,8 @@ export class Channel {
    * then the directories this channel made. Held writes are called back with `ERR_STREAM_DESTROYED`.
    */
   close(): void {
-    if (this.state === CLOSED) return;
-    this.state = CLOSED;
+    if ((this.flags & CLOSED) !== 0) return;
+    this.flags |= CLOSED;
     for (const writer of [...this.writers]) writer.onChannelClose();
     this.queue.clear();
     this.memoryBytes = 0;
@@ -488,8 +526,8 @@ export class Channel {
    * closes when the reader is destroyed.
    */
   fail(err: Error): void {
-    if (this.failed) return;
-    this.failed = true;
+    if ((this.flags & FAILED) !== 0) return;
+    this.flags |= FAILED;
     this.failure = err;
     for (const writer of [...this.writers]) writer.onChannelFail();
     if (this.reader) this.reader.fail(err);
@@ -502,9 +540,10 @@ export class Channel {
   }
 
   private checkOpen(): void {
-    if (this.failed) throw destroyedError();
-    if (this.state === OPEN) return;
-    throw this.state === CLOSED && !this.delivered ? destroyedError() : writeAfterEndError();
+    const flags = this.flags;
+    if ((flags & (FAILED | NOT_OPEN)) === 0) return;
+    if ((flags & FAILED) !== 0) throw destroyedError();
+    throw (flags & (CLOSED | DELIVERED)) === CLOSED ? destroyedError() : writeAfterEndError();
   }
 
   /** With `'drop-newest'` (or `'drop-oldest'` that found nothing to delete), counts the record as dropped. */
@@ -524,9 +563,7 @@ export class Channel {
       this.memoryRecords++;
     } else {
       let result = this.log.append(record);
-      while (result === 'full' && this.options.onFull === 'drop-oldest' && this.dropOldestSegment()) {
-        result = this.log.append(record);
-      }
+      if (result === 'full' && this.options.onFull === 'drop-oldest') result = this.appendDroppingOldest(record);
       if (result === 'too-large') {
         if (size > this.options.maxMemoryBytes) {
           throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`);
@@ -553,6 +590,20 @@ export class Channel {
     this.recordsIn++;
     this.wakeReader();
     return undefined;
+  }
+
+  /** Appends with the 'drop-oldest' policy: deletes the oldest segments while that makes room. */
+  private appendDroppingOldest(record: unknown): AppendResult {
+    let result: AppendResult = 'full';
+    const busy = this.flags & DROPPING;
+    this.flags |= DROPPING;
+    try {
+      while (result === 'full' && this.dropOldestSegment()) result = this.log.append(record);
+    } finally {
+      this.flags = (this.flags & ~DROPPING) | busy;
+    }
+    if ((this.flags & RECOVERED) !== 0) this.settle();
+    return result;
   }
 
   /**
@@ -595,8 +646,8 @@ export class Channel {
   private admitBlocked(): void {
     // Placing a record wakes the reader, whose reads free room and would admit again from inside
     // this loop, placing (and calling back) the head write twice: the outer loop goes on instead.
-    if (this.admitting) return;
-    this.admitting = true;
+    if ((this.flags & ADMITTING) !== 0) return;
+    this.flags |= ADMITTING;
     try {
       while (this.blocked.length > 0) {
         const write = this.blocked[0]!;
@@ -617,8 +668,9 @@ export class Channel {
         write.callback();
       }
     } finally {
-      this.admitting = false;
+      this.flags &= ~ADMITTING;
     }
+    if ((this.flags & RECOVERED) !== 0) this.settle();
   }
 
   /**
@@ -628,8 +680,8 @@ export class Channel {
    * of 0 keeps every record on the segment log's path. Throws what the codec's check throws.
    */
   private handedOver(record: unknown): boolean {
-    if (!this.readerStarted) this.reader?.start?.();
-    if (!this.readerWaiting || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
+    if ((this.flags & READER_STARTED) === 0) this.reader?.start?.();
+    if ((this.flags & READER_WAITING) === 0 || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
     this.codec.validate(record);
     this.recordsIn++;
     this.handOver(record);
@@ -642,24 +694,24 @@ export class Channel {
    * pass-through about a tenth of its rate when tried.
    */
   private handOver(record: unknown): void {
-    this.readerWaiting = false;
+    this.flags = (this.flags & ~READER_WAITING) | DELIVERING;
     this.recordsOut++;
-    this.draining = true;
     let more: boolean;
     try {
       more = this.push(this.reader!, record);
     } finally {
-      this.draining = false;
+      this.flags &= ~DELIVERING;
     }
-    if (!more || this.state === CLOSED) return;
+    const flags = this.flags;
+    if (!more || (flags & CLOSED) !== 0) return;
     // The reader wants more: records written meanwhile (by its consumer, re-entrantly) go first.
-    if (this.queue.length > 0 || this.state !== OPEN) this.pump();
-    else this.readerWaiting = true;
+    if (this.queue.length > 0 || (flags & NOT_OPEN) !== 0) this.pump();
+    else this.flags = flags | READER_WAITING;
   }
 
   private wakeReader(): void {
-    if (!this.readerWaiting) return;
-    this.readerWaiting = false;
+    if ((this.flags & READER_WAITING) === 0) return;
+    this.flags &= ~READER_WAITING;
     this.pump();
   }
 }
