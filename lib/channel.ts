@@ -295,7 +295,8 @@ export class Channel {
 
   /**
    * Accepts a record or throws: `ERR_HOPPER_FULL` (with `.record`) when memory is full, a disk
-   * cap is reached and the policy is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD`;
+   * cap is reached and the policy is `'block'` or `'error'`; `ERR_HOPPER_IO` (with `.record`)
+   * when memory is full and disk writes are failing; `ERR_HOPPER_INVALID_RECORD`;
    * `ERR_HOPPER_RECORD_TOO_LARGE`; or Node's write-after-end / destroyed codes.
    * With a drop policy, a record that finds no room is dropped and counted instead.
    */
@@ -303,15 +304,15 @@ export class Channel {
     this.checkOpen();
     let refusal: Refusal | undefined;
     try {
-      if (this.handedOver(record)) return;
-      const size = this.codec.check(record);
+      if (this.tryHandOver(record)) return;
+      const size = this.codec.validateAndSize(record);
       refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
     } catch (err) {
       throw err instanceof ConsumerThrew ? err.error : err;
     }
     if (refusal === undefined) return;
     this.emit('full', { record, reason: refusal.reason });
-    if (!this.dropNewest(refusal.reason)) throw this.refusalError(record, refusal);
+    if (!this.countDropped(refusal.reason)) throw this.refusalError(record, refusal);
   }
 
   /**
@@ -328,9 +329,9 @@ export class Channel {
       // A writer still open while reading fails shares the failure (a Duplex is destroyed with it).
       if (this.failure !== undefined && writer !== undefined) throw this.failure;
       this.checkOpen();
-      handed = this.handedOver(record);
+      handed = this.tryHandOver(record);
       if (!handed) {
-        size = this.codec.check(record);
+        size = this.codec.validateAndSize(record);
         refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
       }
     } catch (err) {
@@ -348,7 +349,7 @@ export class Channel {
     }
     this.emit('full', { record, reason: refusal.reason });
     if (this.options.onFull === 'block') this.blocked.push({ writer, record, size: size!, callback });
-    else if (this.dropNewest(refusal.reason)) callback();
+    else if (this.countDropped(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
   }
 
@@ -383,7 +384,7 @@ export class Channel {
    * Hands records to the reader, in write order, until its push() returns false or none is ready;
    * then the next record placed (or the end) wakes it. Failures go to the reader's fail().
    */
-  drain(): void {
+  deliver(): void {
     try {
       this.pump();
     } catch (err) {
@@ -392,7 +393,7 @@ export class Channel {
   }
 
   /**
-   * {@link drain}, with a consumer's exception as a {@link ConsumerThrew}; then what a recovery
+   * {@link deliver}, with a consumer's exception as a {@link ConsumerThrew}; then what a recovery
    * of the disk tier during it asks for.
    */
   private pump(): void {
@@ -547,7 +548,7 @@ export class Channel {
   }
 
   /** With `'drop-newest'` (or `'drop-oldest'` that found nothing to delete), counts the record as dropped. */
-  private dropNewest(reason: string): boolean {
+  private countDropped(reason: string): boolean {
     const policy = this.options.onFull;
     if (policy !== 'drop-newest' && policy !== 'drop-oldest') return false;
     this.dropped++;
@@ -677,9 +678,9 @@ export class Channel {
    * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
    * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
    * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
-   * of 0 keeps every record on the segment log's path. Throws what the codec's check throws.
+   * of 0 keeps every record on the segment log's path. Throws what the codec's validate() throws.
    */
-  private handedOver(record: unknown): boolean {
+  private tryHandOver(record: unknown): boolean {
     if ((this.flags & READER_STARTED) === 0) this.reader?.start?.();
     if ((this.flags & READER_WAITING) === 0 || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
     this.codec.validate(record);
@@ -689,7 +690,7 @@ export class Channel {
   }
 
   /**
-   * Gives a record to the waiting reader; same contract as a drain() of one record. Not drain()
+   * Gives a record to the waiting reader; same contract as a deliver() of one record. Not deliver()
    * itself: its loop would ask next() for another record after each one, which cost the
    * pass-through about a tenth of its rate when tried.
    */

@@ -17,8 +17,8 @@ export interface RecordCodec {
   /** Avro type written into segment headers and used to encode and decode records. */
   readonly type: Type;
   /** Checks a record and returns its estimated in-memory size; throws `ERR_HOPPER_INVALID_RECORD`. */
-  check(record: unknown): number;
-  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link check}. */
+  validateAndSize(record: unknown): number;
+  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link validateAndSize}. */
   validate(record: unknown): void;
   /**
    * Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too
@@ -299,7 +299,7 @@ function schemaCodec(type: Type): RecordCodec {
   };
   return {
     type,
-    check(record) {
+    validateAndSize(record) {
       validate(record);
       try {
         return sizeOf(record);
@@ -482,7 +482,7 @@ function envelopeCodec(): RecordCodec {
   // room: the record is serialized once.
   let pendingRecord: unknown;
   let pendingBytes: Buffer | undefined;
-  const check = (record: unknown): number => {
+  const validateAndSize = (record: unknown): number => {
     checkTopLevel(record);
     try {
       return sizeOfSchemaless(record);
@@ -493,9 +493,9 @@ function envelopeCodec(): RecordCodec {
   };
   return {
     type,
-    check,
+    validateAndSize,
     // Without a schema, the size walk is what finds values structuredClone would not give back.
-    validate: check,
+    validate: validateAndSize,
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed())) return type.encode(record, buf, pos);

@@ -50,7 +50,7 @@ type Callback = (err?: Error | null) => void;
  */
 function endIfIdle(channel: Channel, readable: NodeReadable): void {
   if (!channel.finished || readable.destroyed || readable.readableLength > 0) return;
-  channel.drain();
+  channel.deliver();
   if (!readable.destroyed) readable.read(0);
 }
 
@@ -157,7 +157,8 @@ export interface HopperStreams<T> {
 /**
  * A hopper: an objectMode Writable and Readable joined by a bounded-memory channel that pages
  * its overflow to Avro segment files. Records come out in the order they were accepted.
- * An EventEmitter of `'spill'`, `'full'`, `'segment'` and `'drop'` (see {@link HopperEvents}).
+ * An EventEmitter of `'spill'`, `'full'`, `'segment'`, `'drop'`, `'corrupt'` and `'fault'`
+ * (see {@link HopperEvents}).
  */
 export class HopperStreams<T = unknown> extends EventEmitter {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
@@ -177,7 +178,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     const writable = writerStream(channel, (err) => this.teardown(err), () => this.endIfClosing());
     const readable = new Readable({
       objectMode: true,
-      read: () => channel.drain(),
+      read: () => channel.deliver(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         stopListening();
         // Closing the channel destroys the writable and every sender without an error: the
@@ -217,8 +218,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   /**
    * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
    * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
-   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD` when it does not
-   * match the schema. With a drop policy a record that finds no room is dropped and counted.
+   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_IO` (its `.record` is the refused
+   * record, its `.cause` the system error) when memory is full and disk writes are failing;
+   * `ERR_HOPPER_INVALID_RECORD` when it does not match the schema; `ERR_HOPPER_RECORD_TOO_LARGE`
+   * when it fits in neither tier. With a drop policy a record that finds no room is dropped and
+   * counted.
    */
   send(record: T): void {
     this.channel.send(record);
@@ -410,7 +414,7 @@ class HopperDuplexStream extends Duplex {
   }
 
   override _read(): void {
-    this.channel.drain();
+    this.channel.deliver();
   }
 
   override _destroy(err: Error | null, callback: (err: Error | null) => void): void {

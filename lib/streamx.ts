@@ -58,7 +58,7 @@ function isPlainDestroy(err: Error | null | undefined): boolean {
 function endIfIdle(channel: Channel, readable: Readable): void {
   const state = (readable as unknown as { _readableState: { buffered: number } })._readableState;
   if (!channel.finished || readable.destroying || state.buffered > 0) return;
-  channel.drain();
+  channel.deliver();
   if (!readable.destroying) readable.read();
 }
 
@@ -115,7 +115,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
     const readable = new Readable({
       read(callback: Callback) {
-        channel.drain();
+        channel.deliver();
         callback(null);
       },
       predestroy() {
@@ -275,7 +275,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   }
 
   override _read(callback: Callback): void {
-    this.channel.drain();
+    this.channel.deliver();
     callback(null);
   }
 
