@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import type { Channel, ChannelReader, ChannelWriter } from './channel.js';
+import type { Channel, ChannelEvents, ChannelReader, ChannelWriter } from './channel.js';
 import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
@@ -7,6 +7,12 @@ import type { SegmentFileSystem } from './segments/index.js';
 
 // What the readable-stream and streamx adapters share: opening a channel whose events go to an
 // emitter, and wiring a Duplex of either kind to it. Nothing here knows a stream class.
+
+/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
+export type HopperEvents = ChannelEvents;
+
+/** A listener of a hopper event. */
+export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
 
 /** Internal seams, for tests: not part of the public API. */
 export interface HopperInternals {

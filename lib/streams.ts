@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable, finished } from 'node:stream';
-import { channelOn, wireDuplex, type HopperInternals } from './adapter.js';
-import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './channel.js';
+import { channelOn, wireDuplex, type HopperEvents, type HopperInternals, type HopperListener } from './adapter.js';
+import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
 
@@ -35,11 +35,7 @@ export interface HopperReadable<T> extends NodeReadable {
   [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
 }
 
-/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
-export type HopperEvents = ChannelEvents;
-
-/** A listener of a hopper event. */
-export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
+export type { HopperEvents, HopperListener } from './adapter.js';
 
 type Callback = (err?: Error | null) => void;
 

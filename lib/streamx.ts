@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { channelOn, wireDuplex } from './adapter.js';
+import { channelOn, wireDuplex, type HopperEvents, type HopperListener } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { missingPeerError, onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
-import type { HopperEvents, HopperListener } from './streams.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
 // and Duplex. streamx takes any value as a chunk, so there is no objectMode to set.
