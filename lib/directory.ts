@@ -6,7 +6,7 @@ import { HopperError, directoryError, lockedError, lockLostError, notOursError }
 
 const LOCK_DIR = 'hopper.lock';
 const OWNER_FILE = 'owner.json';
-/** Where the segment log prepares a segment's header before linking it into place (see segments.ts). */
+/** Where the segment log prepares a segment's header before linking it into place (see segments/writer.ts). */
 export const SEGMENT_DRAFT = 'segment.draft';
 /** Lock, guard and draft directories take this many steps of guards on guards before giving up. */
 const MAX_GUARD_DEPTH = 3;

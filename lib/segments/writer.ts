@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { SEGMENT_DRAFT } from '../directory.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
@@ -12,8 +13,6 @@ import { segmentFileName, type Ledger, type Segment } from './ledger.js';
 // file), writes blocks to the end of the active one, and seals it when it is large enough. Each
 // write is entered in the ledger. It never reads, and never removes a segment.
 
-/** Name of the draft a new segment is written into, in the draft directory, before it is linked into place. */
-const SEGMENT_DRAFT = 'segment.draft';
 
 export interface SegmentWriterOptions {
   /** Segment compression, written into each header. */
