@@ -1,11 +1,18 @@
 import type { EventEmitter } from 'node:events';
-import { Channel, type ChannelReader, type ChannelWriter } from './channel.js';
+import type { Channel, ChannelEvents, ChannelReader, ChannelWriter } from './channel.js';
+import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
-import type { SegmentFileSystem } from './segments.js';
+import type { SegmentFileSystem } from './segments/index.js';
 
 // What the readable-stream and streamx adapters share: opening a channel whose events go to an
 // emitter, and wiring a Duplex of either kind to it. Nothing here knows a stream class.
+
+/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
+export type HopperEvents = ChannelEvents;
+
+/** A listener of a hopper event. */
+export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
 
 /** Internal seams, for tests: not part of the public API. */
 export interface HopperInternals {
@@ -14,8 +21,8 @@ export interface HopperInternals {
 }
 
 /** Opens a channel whose events are emitted on `emitter`. */
-export function openChannel(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
-  return new Channel(
+export function channelOn(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
+  return openChannel(
     resolveOptions(options),
     (event, ...args) => {
       emitter.emit(event, ...args);
@@ -41,7 +48,7 @@ export function wireDuplex(
   isGone: () => boolean,
   reader: Partial<Pick<ChannelReader, 'start' | 'end' | 'fail'>> = {},
 ): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
-  const channel = openChannel(options, duplex);
+  const channel = channelOn(options, duplex);
   const writer = channel.openWriter();
   writer.onChannelClose = () => {
     if (!isGone()) duplex.destroy();

@@ -1,9 +1,8 @@
-import { createCodec, type RecordCodec } from './codec.js';
-import { ChannelDirectory } from './directory.js';
-import { HopperError, destroyedError, fullError, refusedForFault, writeAfterEndError, type LimitOption } from './errors.js';
+import type { RecordCodec } from './codec.js';
+import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeAfterEndError, type HopperError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import { LostRecords, NOT_READY, SegmentLog, type FaultEvent, type SegmentEvent, type SegmentFileSystem } from './segments.js';
+import type { AppendResult, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {
@@ -83,6 +82,37 @@ export interface ChannelReader {
   start?(): void;
 }
 
+/**
+ * The disk tier as the channel sees it: the segment log (segments/index.ts), or anything that
+ * keeps records in the same order with the same answers.
+ */
+export interface DiskTier {
+  /** Records appended and not yet read (or dropped, or lost). */
+  readonly records: number;
+  readonly bytes: number;
+  readonly segmentCount: number;
+  /** The error disk writes are failing with, while they are retried. */
+  readonly fault: Error | undefined;
+  /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */
+  append(record: unknown): AppendResult;
+  /** The next record in write order; undefined when none can be read now (a failure being retried, or corruption skipped). */
+  next(): unknown;
+  /** The records the last next() skipped over as corrupt, once. */
+  takeLost(): LostRecords | undefined;
+  /** Deletes the oldest segment to make room: where its records stood, or undefined when none can go. */
+  dropOldest(): { offset: number; count: number; file: string } | undefined;
+}
+
+/** What a channel is built from: see openChannel() in engine.ts, which builds them. */
+export interface ChannelParts {
+  codec: RecordCodec;
+  disk: DiskTier;
+  /** The channel directory, for `.path`. */
+  path: string;
+  /** Closes the disk tier, then releases the channel directory; called once, at close. */
+  release(): void;
+}
+
 type WriteCallback = (err?: Error | null) => void;
 
 /** Why a record could not be placed: a cap, or disk writes failing (`fault`). */
@@ -111,10 +141,32 @@ interface BlockedWrite {
   callback: WriteCallback;
 }
 
-/** Channel life: open; ending (every writer ended, still delivering); closed (files released). */
-const OPEN = 0;
-const ENDING = 1;
-const CLOSED = 2;
+// The channel's state, one integer of flags (as streamx keeps its streams' state). Life: open
+// (neither ENDING nor CLOSED), ending, closed.
+/** Every writer has ended: records are still delivered, none is accepted. */
+const ENDING = 1 << 0;
+/** The files are released: nothing is accepted or delivered any more. */
+const CLOSED = 1 << 1;
+/** Closed because everything was delivered, not destroyed: later writes are "after end". */
+const DELIVERED = 1 << 2;
+/** Reading failed (a corrupt segment, an I/O error), or the directory was lost: nothing more is accepted. */
+const FAILED = 1 << 3;
+/** The reader asked for records when there were none: the next placement wakes it. */
+const READER_WAITING = 1 << 4;
+/** The reader has asked for records at least once (deliver() ran). */
+const READER_STARTED = 1 << 5;
+/** Records are being pushed to the reader (the pump, or a hand-over): the pump does not start again inside. */
+const DELIVERING = 1 << 6;
+/** Held writes are being admitted: admission does not start again inside. */
+const ADMITTING = 1 << 7;
+/** The disk tier is dropping a segment for room (the 'drop-oldest' policy). */
+const DROPPING = 1 << 8;
+/** The disk tier recovered from a fault while the channel was inside it: the running loop resumes when it is done. */
+const RECOVERED = 1 << 9;
+/** The channel is inside the disk tier or one of its loops: a recovery waits for it to finish. */
+const BUSY = DELIVERING | ADMITTING | DROPPING;
+/** Not open: ending or closed. */
+const NOT_OPEN = ENDING | CLOSED;
 
 /**
  * One producer of a channel (a Writable's write side). The channel ends its input when every
@@ -164,14 +216,16 @@ export class Channel {
   private readonly options: ResolvedOptions;
   private readonly codec: RecordCodec;
   private readonly emit: ChannelEmit;
-  private readonly directory: ChannelDirectory;
-  private readonly log: SegmentLog;
+  private readonly log: DiskTier;
+  private readonly release: () => void;
+  /** The channel directory `<dataDir>/<name>`. */
+  readonly path: string;
   private readonly queue = new PlacementQueue();
   private readonly blocked: BlockedWrite[] = [];
   private readonly writers = new Set<ChannelWriter>();
   private reader: ChannelReader | undefined;
 
-  private state = OPEN;
+  private flags = 0;
   private memoryBytes = 0;
   private memoryRecords = 0;
   private recordsIn = 0;
@@ -179,75 +233,51 @@ export class Channel {
   private spilled = 0;
   private dropped = 0;
   private corrupted = 0;
-  /** The reader asked for records when there were none: the next placement wakes it. */
-  private readerWaiting = false;
-  /** The reader has asked for records at least once (drain() ran). */
-  private readerStarted = false;
-  private draining = false;
-  /** admitBlocked() is running. */
-  private admitting = false;
-  /** Closed because everything was delivered, not destroyed: later writes are "after end". */
-  private delivered = false;
-  /** Reading failed (a corrupt segment, an I/O error): the reader is failing, nothing more is accepted. */
-  private failed = false;
+  /** Why reading failed (FAILED). */
   private failure: Error | undefined;
 
-  constructor(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem) {
+  constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.emit = emit;
-    this.codec = createCodec(options.schema);
-    this.directory = ChannelDirectory.open(options.dataDir, options.name, options.staleLockMs);
-    try {
-      this.log = new SegmentLog(
-        this.directory,
-        this.codec,
-        { ...options, channel: options.name },
-        {
-          onSegment: (event) => this.emit('segment', event),
-          onFault: (event) => this.emit('fault', event),
-          onRecovered: () => {
-            // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
-            try {
-              if (this.blocked.length > 0) this.admitBlocked();
-              this.wakeReader();
-            } catch (err) {
-              this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
-            }
-          },
-        },
-        fileSystem,
-      );
-    } catch (err) {
-      this.directory.release();
-      throw err;
-    }
-    this.directory.onRelease(() => this.log.close());
-    // Another process took the lock (this one stalled past the window): stop writing at once.
-    this.directory.onLost((err) => this.fail(err));
+    this.codec = parts.codec;
+    this.log = parts.disk;
+    this.path = parts.path;
+    this.release = parts.release;
   }
 
-  /** The channel directory `<dataDir>/<name>`. */
-  get path(): string {
-    return this.directory.path;
+  /** A failed disk operation went through on retry: blocked writers and a waiting reader can go on. */
+  diskRecovered(): void {
+    // Inside the disk tier (a read, or a segment dropped for room, removed a file a failing write
+    // was waiting for): the log is not entered again from here; the loop running resumes after.
+    if ((this.flags & BUSY) !== 0) {
+      this.flags |= RECOVERED;
+      return;
+    }
+    // A timer's callback: a consumer's exception has no write() to go to, and fails the channel.
+    try {
+      this.resume();
+    } catch (err) {
+      this.fail((err instanceof ConsumerThrew ? err.error : err) as Error);
+    }
   }
 
   /** True once every writer has ended and every accepted record has been read. */
   get finished(): boolean {
-    return this.state !== OPEN && this.queue.length === 0 && this.blocked.length === 0;
+    return (this.flags & NOT_OPEN) !== 0 && this.queue.length === 0 && this.blocked.length === 0;
   }
 
   get closed(): boolean {
-    return this.state === CLOSED;
+    return (this.flags & CLOSED) !== 0;
   }
 
   /** The reader has asked for records at least once: records placed now are on their way to a consumer. */
   get readerAttached(): boolean {
-    return this.readerStarted;
+    return (this.flags & READER_STARTED) !== 0;
   }
 
   /** Records accepted and not yet handed to the reader (memory and disk); 0 once reading failed. */
   get waiting(): number {
-    return this.state === CLOSED || this.failed ? 0 : this.memoryRecords + this.log.records;
+    return (this.flags & (CLOSED | FAILED)) !== 0 ? 0 : this.memoryRecords + this.log.records;
   }
 
   /** Opens a writer; the input ends when every opened writer has ended. */
@@ -265,7 +295,8 @@ export class Channel {
 
   /**
    * Accepts a record or throws: `ERR_HOPPER_FULL` (with `.record`) when memory is full, a disk
-   * cap is reached and the policy is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD`;
+   * cap is reached and the policy is `'block'` or `'error'`; `ERR_HOPPER_IO` (with `.record`)
+   * when memory is full and disk writes are failing; `ERR_HOPPER_INVALID_RECORD`;
    * `ERR_HOPPER_RECORD_TOO_LARGE`; or Node's write-after-end / destroyed codes.
    * With a drop policy, a record that finds no room is dropped and counted instead.
    */
@@ -273,15 +304,15 @@ export class Channel {
     this.checkOpen();
     let refusal: Refusal | undefined;
     try {
-      if (this.handedOver(record)) return;
-      const size = this.codec.check(record);
+      if (this.tryHandOver(record)) return;
+      const size = this.codec.validateAndSize(record);
       refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
     } catch (err) {
       throw err instanceof ConsumerThrew ? err.error : err;
     }
     if (refusal === undefined) return;
     this.emit('full', { record, reason: refusal.reason });
-    if (!this.dropNewest(refusal.reason)) throw this.refusalError(record, refusal);
+    if (!this.countDropped(refusal.reason)) throw this.refusalError(record, refusal);
   }
 
   /**
@@ -298,9 +329,9 @@ export class Channel {
       // A writer still open while reading fails shares the failure (a Duplex is destroyed with it).
       if (this.failure !== undefined && writer !== undefined) throw this.failure;
       this.checkOpen();
-      handed = this.handedOver(record);
+      handed = this.tryHandOver(record);
       if (!handed) {
-        size = this.codec.check(record);
+        size = this.codec.validateAndSize(record);
         refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
       }
     } catch (err) {
@@ -318,7 +349,7 @@ export class Channel {
     }
     this.emit('full', { record, reason: refusal.reason });
     if (this.options.onFull === 'block') this.blocked.push({ writer, record, size: size!, callback });
-    else if (this.dropNewest(refusal.reason)) callback();
+    else if (this.countDropped(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
   }
 
@@ -339,7 +370,7 @@ export class Channel {
         write.callback(destroyedError());
       }
     }
-    if (this.writers.size === 0 && this.state === OPEN) this.state = ENDING;
+    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) this.flags |= ENDING;
     try {
       // Held writes of other writers may now be first in line.
       if (this.blocked.length > 0) this.admitBlocked();
@@ -353,7 +384,7 @@ export class Channel {
    * Hands records to the reader, in write order, until its push() returns false or none is ready;
    * then the next record placed (or the end) wakes it. Failures go to the reader's fail().
    */
-  drain(): void {
+  deliver(): void {
     try {
       this.pump();
     } catch (err) {
@@ -361,12 +392,19 @@ export class Channel {
     }
   }
 
-  /** {@link drain}, with a consumer's exception as a {@link ConsumerThrew}. */
+  /**
+   * {@link deliver}, with a consumer's exception as a {@link ConsumerThrew}; then what a recovery
+   * of the disk tier during it asks for.
+   */
   private pump(): void {
+    this.deliverAll();
+    if ((this.flags & RECOVERED) !== 0) this.settle();
+  }
+
+  private deliverAll(): void {
     const reader = this.reader;
-    if (reader === undefined || this.draining || this.state === CLOSED || this.failed) return;
-    this.readerStarted = true;
-    this.draining = true;
+    if (reader === undefined || (this.flags & (DELIVERING | CLOSED | FAILED)) !== 0) return;
+    this.flags |= READER_STARTED | DELIVERING;
     try {
       for (;;) {
         let record: unknown;
@@ -378,19 +416,33 @@ export class Channel {
         }
         if (record === undefined) {
           if (!this.finished) {
-            this.readerWaiting = true;
+            this.flags |= READER_WAITING;
             return;
           }
           // Everything is delivered: release the files before the reader sees the end.
-          this.delivered = true;
+          this.flags |= DELIVERED;
           this.close();
           reader.end();
           return;
         }
-        if (!this.push(reader, record) || this.state === CLOSED) return;
+        if (!this.push(reader, record) || (this.flags & CLOSED) !== 0) return;
       }
     } finally {
-      this.draining = false;
+      this.flags &= ~DELIVERING;
+    }
+  }
+
+  /** Held writes first, then the reader: what a recovery of the disk tier makes possible. */
+  private resume(): void {
+    if (this.blocked.length > 0) this.admitBlocked();
+    this.wakeReader();
+  }
+
+  /** Resumes after recoveries deferred while the channel was busy, once nothing runs below. */
+  private settle(): void {
+    while ((this.flags & (RECOVERED | BUSY)) === RECOVERED) {
+      this.flags &= ~RECOVERED;
+      this.resume();
     }
   }
 
@@ -400,7 +452,7 @@ export class Channel {
       return reader.push(record);
     } catch (err) {
       // The record was taken; the reader still wants records (its next push wakes the flow again).
-      this.readerWaiting = true;
+      this.flags |= READER_WAITING;
       throw new ConsumerThrew(err);
     }
   }
@@ -425,13 +477,13 @@ export class Channel {
    * then the directories this channel made. Held writes are called back with `ERR_STREAM_DESTROYED`.
    */
   close(): void {
-    if (this.state === CLOSED) return;
-    this.state = CLOSED;
+    if ((this.flags & CLOSED) !== 0) return;
+    this.flags |= CLOSED;
     for (const writer of [...this.writers]) writer.onChannelClose();
     this.queue.clear();
     this.memoryBytes = 0;
     this.memoryRecords = 0;
-    this.directory.release();
+    this.release();
     for (const write of this.blocked.splice(0)) this.failWrite(write.writer, write.callback, destroyedError());
   }
 
@@ -448,9 +500,10 @@ export class Channel {
       }
       if (!(head instanceof DiskRun)) break;
       record = this.log.next();
-      if (record === NOT_READY) return undefined;
-      if (record instanceof LostRecords) {
-        this.skipLost(record);
+      if (record === undefined) {
+        const lost = this.log.takeLost();
+        if (lost === undefined) return undefined;
+        this.skipLost(lost);
         continue;
       }
       if (--head.count === 0) this.queue.shift();
@@ -469,12 +522,13 @@ export class Channel {
   }
 
   /**
-   * Reading failed: no write is accepted any more, and the reader fails (records it already
-   * holds still reach its consumer first); the channel closes when the reader is destroyed.
+   * Reading failed, or the channel directory is no longer ours: no write is accepted any more,
+   * and the reader fails (records it already holds still reach its consumer first); the channel
+   * closes when the reader is destroyed.
    */
-  private fail(err: Error): void {
-    if (this.failed) return;
-    this.failed = true;
+  fail(err: Error): void {
+    if ((this.flags & FAILED) !== 0) return;
+    this.flags |= FAILED;
     this.failure = err;
     for (const writer of [...this.writers]) writer.onChannelFail();
     if (this.reader) this.reader.fail(err);
@@ -487,13 +541,14 @@ export class Channel {
   }
 
   private checkOpen(): void {
-    if (this.failed) throw destroyedError();
-    if (this.state === OPEN) return;
-    throw this.state === CLOSED && !this.delivered ? destroyedError() : writeAfterEndError();
+    const flags = this.flags;
+    if ((flags & (FAILED | NOT_OPEN)) === 0) return;
+    if ((flags & FAILED) !== 0) throw destroyedError();
+    throw (flags & (CLOSED | DELIVERED)) === CLOSED ? destroyedError() : writeAfterEndError();
   }
 
   /** With `'drop-newest'` (or `'drop-oldest'` that found nothing to delete), counts the record as dropped. */
-  private dropNewest(reason: string): boolean {
+  private countDropped(reason: string): boolean {
     const policy = this.options.onFull;
     if (policy !== 'drop-newest' && policy !== 'drop-oldest') return false;
     this.dropped++;
@@ -509,16 +564,10 @@ export class Channel {
       this.memoryRecords++;
     } else {
       let result = this.log.append(record);
-      while (result === 'full' && this.options.onFull === 'drop-oldest' && this.dropOldestSegment()) {
-        result = this.log.append(record);
-      }
+      if (result === 'full' && this.options.onFull === 'drop-oldest') result = this.appendDroppingOldest(record);
       if (result === 'too-large') {
         if (size > this.options.maxMemoryBytes) {
-          throw new HopperError(
-            'ERR_HOPPER_RECORD_TOO_LARGE',
-            `record too large: it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`,
-            { record },
-          );
+          throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`);
         }
         return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`, option: 'maxDiskBytes' };
       }
@@ -542,6 +591,20 @@ export class Channel {
     this.recordsIn++;
     this.wakeReader();
     return undefined;
+  }
+
+  /** Appends with the 'drop-oldest' policy: deletes the oldest segments while that makes room. */
+  private appendDroppingOldest(record: unknown): AppendResult {
+    let result: AppendResult = 'full';
+    const busy = this.flags & DROPPING;
+    this.flags |= DROPPING;
+    try {
+      while (result === 'full' && this.dropOldestSegment()) result = this.log.append(record);
+    } finally {
+      this.flags = (this.flags & ~DROPPING) | busy;
+    }
+    if ((this.flags & RECOVERED) !== 0) this.settle();
+    return result;
   }
 
   /**
@@ -584,8 +647,8 @@ export class Channel {
   private admitBlocked(): void {
     // Placing a record wakes the reader, whose reads free room and would admit again from inside
     // this loop, placing (and calling back) the head write twice: the outer loop goes on instead.
-    if (this.admitting) return;
-    this.admitting = true;
+    if ((this.flags & ADMITTING) !== 0) return;
+    this.flags |= ADMITTING;
     try {
       while (this.blocked.length > 0) {
         const write = this.blocked[0]!;
@@ -606,19 +669,20 @@ export class Channel {
         write.callback();
       }
     } finally {
-      this.admitting = false;
+      this.flags &= ~ADMITTING;
     }
+    if ((this.flags & RECOVERED) !== 0) this.settle();
   }
 
   /**
    * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
    * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
    * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
-   * of 0 keeps every record on the segment log's path. Throws what the codec's check throws.
+   * of 0 keeps every record on the segment log's path. Throws what the codec's validate() throws.
    */
-  private handedOver(record: unknown): boolean {
-    if (!this.readerStarted) this.reader?.start?.();
-    if (!this.readerWaiting || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
+  private tryHandOver(record: unknown): boolean {
+    if ((this.flags & READER_STARTED) === 0) this.reader?.start?.();
+    if ((this.flags & READER_WAITING) === 0 || this.queue.length > 0 || this.blocked.length > 0 || this.options.maxMemoryBytes === 0) return false;
     this.codec.validate(record);
     this.recordsIn++;
     this.handOver(record);
@@ -626,29 +690,29 @@ export class Channel {
   }
 
   /**
-   * Gives a record to the waiting reader; same contract as a drain() of one record. Not drain()
+   * Gives a record to the waiting reader; same contract as a deliver() of one record. Not deliver()
    * itself: its loop would ask next() for another record after each one, which cost the
    * pass-through about a tenth of its rate when tried.
    */
   private handOver(record: unknown): void {
-    this.readerWaiting = false;
+    this.flags = (this.flags & ~READER_WAITING) | DELIVERING;
     this.recordsOut++;
-    this.draining = true;
     let more: boolean;
     try {
       more = this.push(this.reader!, record);
     } finally {
-      this.draining = false;
+      this.flags &= ~DELIVERING;
     }
-    if (!more || this.state === CLOSED) return;
+    const flags = this.flags;
+    if (!more || (flags & CLOSED) !== 0) return;
     // The reader wants more: records written meanwhile (by its consumer, re-entrantly) go first.
-    if (this.queue.length > 0 || this.state !== OPEN) this.pump();
-    else this.readerWaiting = true;
+    if (this.queue.length > 0 || (flags & NOT_OPEN) !== 0) this.pump();
+    else this.flags = flags | READER_WAITING;
   }
 
   private wakeReader(): void {
-    if (!this.readerWaiting) return;
-    this.readerWaiting = false;
+    if ((this.flags & READER_WAITING) === 0) return;
+    this.flags &= ~READER_WAITING;
     this.pump();
   }
 }

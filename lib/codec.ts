@@ -1,10 +1,10 @@
 import v8 from 'node:v8';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
-import { HopperError } from './errors.js';
+import { HopperError, invalidRecordError, recordTooLargeError } from './errors.js';
 import type { AvroSchema } from './options.js';
 import { compileQuickCheck } from './quick-check.js';
-import { VIEW_TYPES, compileSizeOf, sizeOfSchemaless, type SizeProblem } from './size.js';
+import { SizeProblem, VIEW_TYPES, compileSizeOf, sizeOfSchemaless } from './size.js';
 
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
@@ -17,8 +17,8 @@ export interface RecordCodec {
   /** Avro type written into segment headers and used to encode and decode records. */
   readonly type: Type;
   /** Checks a record and returns its estimated in-memory size; throws `ERR_HOPPER_INVALID_RECORD`. */
-  check(record: unknown): number;
-  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link check}. */
+  validateAndSize(record: unknown): number;
+  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link validateAndSize}. */
   validate(record: unknown): void;
   /**
    * Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too
@@ -119,15 +119,10 @@ function jsonExact(value: unknown, depth: number): boolean {
 /** A varint length of up to 2^53 takes at most this many bytes. */
 const LENGTH_MAX_BYTES = 8;
 
-function invalid(record: unknown, path: string[], message: string, cause?: unknown): HopperError {
-  const where = path.length > 0 ? `field \`${path.join('.')}\`` : 'the record';
-  return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: ${where} ${message}`, { record, path, cause });
-}
-
 /** User code (a getter, a Proxy trap) threw, or the stack ran out, while a record was being read. */
 function unreadable(record: unknown, err: unknown): HopperError {
   const reason = err instanceof Error ? err.message : String(err);
-  return invalid(record, [], `could not be read (${reason})`, err);
+  return invalidRecordError(record, [], `could not be read (${reason})`, err);
 }
 
 /**
@@ -140,7 +135,7 @@ function encodeFailure(record: unknown, err: unknown): HopperError {
   const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
   if (code === 'ERR_BUFFER_TOO_LARGE' || code === 'ERR_STRING_TOO_LONG' || code === 'ERR_OUT_OF_RANGE'
     || (typeof message === 'string' && /allocation failed|Invalid (typed )?array length|Invalid string length|out of memory/i.test(message))) {
-    return new HopperError('ERR_HOPPER_RECORD_TOO_LARGE', `record too large: it cannot be encoded (${String(message)})`, { record, cause: err });
+    return recordTooLargeError(record, `it cannot be encoded (${String(message)})`, err);
   }
   return unreadable(record, err);
 }
@@ -164,7 +159,7 @@ function shown(value: unknown): string {
 
 function checkTopLevel(record: unknown): void {
   if (record === null || record === undefined) {
-    throw invalid(record, [], `is ${record === null ? 'null' : 'undefined'}; a stream record must be a value`);
+    throw invalidRecordError(record, [], `is ${record === null ? 'null' : 'undefined'}; a stream record must be a value`);
   }
 }
 
@@ -269,13 +264,13 @@ function schemaCodec(type: Type): RecordCodec {
     try {
       type.isValid(record, {
         errorHook(path: string[], value: unknown, fieldType: Type) {
-          failure ??= invalid(record, path, `expected ${expectation(fieldType)}, got ${shown(value)} (${typeName(value)})`);
+          failure ??= invalidRecordError(record, path, `expected ${expectation(fieldType)}, got ${shown(value)} (${typeName(value)})`);
         },
       });
     } catch (err) {
-      failure ??= invalid(record, [], `does not match the schema (${(err as Error).message})`, err);
+      failure ??= invalidRecordError(record, [], `does not match the schema (${(err as Error).message})`, err);
     }
-    return failure ?? invalid(record, [], 'does not match the schema');
+    return failure ?? invalidRecordError(record, [], 'does not match the schema');
   };
   // avsc's checks coerce some values (an int check computes `val | 0`): one that cannot be
   // converted throws, and counts as invalid.
@@ -297,14 +292,14 @@ function schemaCodec(type: Type): RecordCodec {
       if (!isValid(record)) throw describeFailure(record);
       const path: string[] = [];
       const problem = fidelityProblem(type, record, path);
-      if (problem !== undefined) throw invalid(record, path, problem);
+      if (problem !== undefined) throw invalidRecordError(record, path, problem);
     } catch (err) {
       throw HopperError.is(err) ? err : unreadable(record, err);
     }
   };
   return {
     type,
-    check(record) {
+    validateAndSize(record) {
       validate(record);
       try {
         return sizeOf(record);
@@ -487,21 +482,20 @@ function envelopeCodec(): RecordCodec {
   // room: the record is serialized once.
   let pendingRecord: unknown;
   let pendingBytes: Buffer | undefined;
-  const check = (record: unknown): number => {
+  const validateAndSize = (record: unknown): number => {
     checkTopLevel(record);
     try {
       return sizeOfSchemaless(record);
     } catch (err) {
-      if (err instanceof Error || err === null || typeof err !== 'object' || !('problem' in err)) throw unreadable(record, err);
-      const { path, problem } = err as SizeProblem;
-      throw invalid(record, path, problem);
+      if (!(err instanceof SizeProblem)) throw unreadable(record, err);
+      throw invalidRecordError(record, err.path, err.problem);
     }
   };
   return {
     type,
-    check,
+    validateAndSize,
     // Without a schema, the size walk is what finds values structuredClone would not give back.
-    validate: check,
+    validate: validateAndSize,
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed())) return type.encode(record, buf, pos);

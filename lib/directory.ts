@@ -2,11 +2,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HopperError, lockedError, lockLostError, notOursError } from './errors.js';
+import { HopperError, directoryError, lockedError, lockLostError, notOursError } from './errors.js';
 
 const LOCK_DIR = 'hopper.lock';
 const OWNER_FILE = 'owner.json';
-/** Where the segment log prepares a segment's header before linking it into place (see segments.ts). */
+/** Where the segment log prepares a segment's header before linking it into place (see segments/writer.ts). */
 export const SEGMENT_DRAFT = 'segment.draft';
 /** Lock, guard and draft directories take this many steps of guards on guards before giving up. */
 const MAX_GUARD_DEPTH = 3;
@@ -92,11 +92,6 @@ function code(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
-function dirError(message: string, cause: unknown): HopperError {
-  const reason = cause instanceof Error ? `: ${cause.message}` : '';
-  return new HopperError('ERR_HOPPER_IO', `${message}${reason}`, { cause });
-}
-
 /** Tokens of the locks this process holds (a lock naming this process that is not here is stale). */
 const heldTokens = new Set<string>();
 
@@ -136,7 +131,7 @@ function readHolder(dir: string): SeenHolder | 'unreadable' | undefined {
     stat = fs.lstatSync(dir);
   } catch (err) {
     if (code(err) === 'ENOENT') return undefined;
-    throw dirError(`cannot read the lock ${dir}`, err);
+    throw directoryError(`cannot read the lock ${dir}`, err);
   }
   if (!stat.isDirectory()) throw notOursError(dir, stat.isSymbolicLink() ? 'is a symbolic link' : 'is not a directory');
   let fd: number;
@@ -210,7 +205,7 @@ class Claim {
     try {
       fs.mkdirSync(draft);
     } catch (err) {
-      throw dirError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
+      throw directoryError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
     }
     try {
       const fd = fs.openSync(path.join(draft, OWNER_FILE), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_NOFOLLOW, 0o644);
@@ -221,7 +216,7 @@ class Claim {
       }
     } catch (err) {
       removeLockDir(draft);
-      throw dirError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
+      throw directoryError(`cannot write in the channel directory ${path.dirname(dir)}`, err);
     }
     heldTokens.add(holder.token);
     try {
@@ -232,7 +227,7 @@ class Claim {
           return new Claim(dir, holder);
         } catch (err) {
           if (code(err) === 'ENOTDIR') throw notOursError(dir, isSymlink(dir) ? 'is a symbolic link' : 'is not a directory');
-          if (code(err) !== 'ENOTEMPTY' && code(err) !== 'EEXIST') throw dirError(`cannot lock ${dir}`, err);
+          if (code(err) !== 'ENOTEMPTY' && code(err) !== 'EEXIST') throw directoryError(`cannot lock ${dir}`, err);
         }
         seen = readHolder(dir);
         if (seen === undefined) continue; // released meanwhile
@@ -401,13 +396,6 @@ function removeEmpty(dirs: string[]): void {
   }
 }
 
-const openDirectories = new Set<ChannelDirectory>();
-let exitHookInstalled = false;
-
-function releaseAllAtExit(): void {
-  for (const dir of openDirectories) dir.release();
-}
-
 /** Identity of a file: device and inode. */
 export interface FileIdentity {
   dev: number;
@@ -431,7 +419,6 @@ export class ChannelDirectory {
   private readonly claim: Claim;
   private heartbeat: NodeJS.Timeout | undefined;
   private lostHandlers: Array<(err: HopperError) => void> = [];
-  private cleanups: Array<() => void> = [];
   private released = false;
   private lost = false;
 
@@ -447,11 +434,11 @@ export class ChannelDirectory {
         fs.mkdirSync(this.path);
         made = true;
       } catch (err) {
-        if (code(err) !== 'EEXIST') throw dirError(`cannot create the channel directory ${this.path}`, err);
+        if (code(err) !== 'EEXIST') throw directoryError(`cannot create the channel directory ${this.path}`, err);
       }
       const stat = fs.lstatSync(this.path);
       if (stat.isSymbolicLink()) throw notOursError(this.path, 'is a symbolic link; the channel directory must be a real directory inside dataDir');
-      if (!stat.isDirectory()) throw new HopperError('ERR_HOPPER_IO', `the channel path ${this.path} exists and is not a directory`);
+      if (!stat.isDirectory()) throw directoryError(`the channel path ${this.path} exists and is not a directory`);
       this.identity = { dev: stat.dev, ino: stat.ino };
       this.madeChannelDir = made;
       this.claim = Claim.take(this.lockPath, staleMs);
@@ -482,42 +469,32 @@ export class ChannelDirectory {
       try {
         stat = fs.statSync(resolved);
       } catch (err) {
-        if (code(err) !== 'ENOENT') throw dirError(`cannot use dataDir ${resolved}`, err);
+        if (code(err) !== 'ENOENT') throw directoryError(`cannot use dataDir ${resolved}`, err);
       }
       if (stat && !stat.isDirectory()) {
-        throw new HopperError('ERR_HOPPER_IO', `dataDir ${resolved} exists and is not a directory`);
+        throw directoryError(`dataDir ${resolved} exists and is not a directory`);
       }
       let made: string[] = [];
       if (!stat) {
         try {
           made = makeDirectories(resolved);
         } catch (err) {
-          throw dirError(`cannot create dataDir ${resolved}`, err);
+          throw directoryError(`cannot create dataDir ${resolved}`, err);
         }
       }
       try {
         try {
           fs.accessSync(resolved, fs.constants.W_OK | fs.constants.X_OK);
         } catch (err) {
-          throw dirError(`dataDir ${resolved} is not writable`, err);
+          throw directoryError(`dataDir ${resolved} is not writable`, err);
         }
         dir = new ChannelDirectory(resolved, false, name, staleLockMs);
       } catch (err) {
         removeEmpty(made);
-        throw HopperError.is(err) ? err : dirError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
+        throw HopperError.is(err) ? err : directoryError(`cannot open the channel directory ${path.join(resolved, name)}`, err);
       }
     }
-    openDirectories.add(dir);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.once('exit', releaseAllAtExit);
-    }
     return dir;
-  }
-
-  /** Registers work to run before the directory is released (at close, destroy or process exit). */
-  onRelease(cleanup: () => void): void {
-    this.cleanups.push(cleanup);
   }
 
   /** Called once if the lock is found taken over (this process stalled past the staleness window). */
@@ -575,31 +552,20 @@ export class ChannelDirectory {
   }
 
   /**
-   * Runs the cleanups, removes the lock (if still ours), then the channel directory if this
-   * channel made it and it is empty, then the directories it made for dataDir. Idempotent; never throws.
+   * Removes the lock (if still ours), then the channel directory if this channel made it and it
+   * is empty, then the directories it made for dataDir. The segment log is closed first, by
+   * whoever built both (engine.ts). Idempotent; never throws.
    */
   release(): void {
     if (this.released) return;
     this.released = true;
     clearInterval(this.heartbeat);
-    openDirectories.delete(this);
-    for (const cleanup of this.cleanups.splice(0)) {
-      try {
-        cleanup();
-      } catch {
-        // Removal is best effort: a leftover file must not turn a finished run into a crash.
-      }
-    }
     // Through a directory that was swapped, nothing is removed: it is not ours any more.
     if (!this.lost && this.intact()) {
       this.claim.release(this.staleMs);
       if (this.madeChannelDir) removeEmpty([this.path]);
     }
     this.releaseDataDir();
-  }
-
-  get isReleased(): boolean {
-    return this.released;
   }
 
   private releaseDataDir(): void {

@@ -130,6 +130,31 @@ export function ioError(operation: string, file: string, cause: unknown): Hopper
   return new HopperError('ERR_HOPPER_IO', `${operation} failed on ${file}: ${reason}`, { file, cause });
 }
 
+/**
+ * Opening the channel directory failed: `message` says what could not be done (`cannot create
+ * dataDir /x`), the system error is the cause.
+ */
+export function directoryError(message: string, cause?: unknown): HopperError {
+  const reason = cause instanceof Error ? `: ${cause.message}` : '';
+  return new HopperError('ERR_HOPPER_IO', `${message}${reason}`, cause === undefined ? {} : { cause });
+}
+
+/** A record that does not match the schema (or that structuredClone would not give back as written), with the path to what is wrong. */
+export function invalidRecordError(record: unknown, path: string[], message: string, cause?: unknown): HopperError {
+  const where = path.length > 0 ? `field \`${path.join('.')}\`` : 'the record';
+  return new HopperError('ERR_HOPPER_INVALID_RECORD', `invalid record: ${where} ${message}`, { record, path, cause });
+}
+
+/** A record that fits neither tier, even empty. */
+export function recordTooLargeError(record: unknown, reason: string, cause?: unknown): HopperError {
+  return new HopperError('ERR_HOPPER_RECORD_TOO_LARGE', `record too large: ${reason}`, cause === undefined ? { record } : { record, cause });
+}
+
+/** A segment file does not frame or decode as written (`onCorrupt: 'error'`). */
+export function corruptSegmentError(file: string, offset: number, problem: string): HopperError {
+  return new HopperError('ERR_HOPPER_CORRUPT_SEGMENT', `corrupt segment ${file} at byte ${offset}: ${problem}`, { file, offset });
+}
+
 /** A record refused because disk writes are failing: it is handed back, with the failure as cause. */
 export function refusedForFault(record: unknown, fault: Error): HopperError {
   // The cause is the system error itself (ENOSPC, EIO...), so callers can branch on its code.

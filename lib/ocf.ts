@@ -108,8 +108,8 @@ export function parseBlockHeader(bytes: Buffer, offset: number, available: numbe
   return { count: count.value, dataStart, dataEnd: dataStart + size.value, end };
 }
 
-export function isProblem(frame: BlockFrame | FrameProblem): frame is FrameProblem {
-  return 'problem' in frame;
+export function isProblem<T extends object>(result: T | FrameProblem): result is FrameProblem {
+  return 'problem' in result;
 }
 
 /** Checks the sync marker after a block's data. */
@@ -118,18 +118,18 @@ export function checkSync(bytes: Buffer, frame: BlockFrame, sync: Buffer): Frame
   return { problem: 'the sync marker does not match the header', offset: frame.dataEnd };
 }
 
-/** A block's records, uncompressed; throws a FrameProblem when deflated data does not inflate. */
-export function blockData(bytes: Buffer, frame: BlockFrame, codec: string): Buffer {
+/** A block's records, uncompressed, or what is wrong (deflated data that does not inflate, a codec not supported). */
+export function blockData(bytes: Buffer, frame: BlockFrame, codec: string): Buffer | FrameProblem {
   const data = bytes.subarray(frame.dataStart, frame.dataEnd);
   if (codec === 'null') return data;
   if (codec === 'deflate') {
     try {
       return zlib.inflateRawSync(data);
     } catch (err) {
-      throw { problem: `the block does not inflate (${(err as Error).message})`, offset: frame.dataStart } satisfies FrameProblem;
+      return { problem: `the block does not inflate (${(err as Error).message})`, offset: frame.dataStart };
     }
   }
-  throw { problem: `the codec ${JSON.stringify(codec)} is not supported`, offset: frame.dataStart } satisfies FrameProblem;
+  return { problem: `the codec ${JSON.stringify(codec)} is not supported`, offset: frame.dataStart };
 }
 
 export function compress(data: Buffer, codec: string): Buffer {

@@ -6,14 +6,14 @@ export class DiskRun {
   constructor(public count: number) {}
 }
 
+const MIN_CAPACITY = 32;
+const SHRINK_FROM = 4096;
+
 /**
  * FIFO of placements: a record held in memory (with its estimated size) or a {@link DiskRun}.
  * A ring buffer of (item, size) pairs that doubles when full: push, shift and peek are O(1)
  * and allocate nothing in the steady state.
  */
-const MIN_CAPACITY = 32;
-const SHRINK_FROM = 4096;
-
 export class PlacementQueue {
   private items: unknown[] = new Array(MIN_CAPACITY);
   private sizes: number[] = new Array(MIN_CAPACITY).fill(0);

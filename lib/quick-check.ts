@@ -1,7 +1,7 @@
 import type { Type } from 'avsc';
 
 // Why this exists: validating every record with avsc's `isValid` was the largest cost of the
-// memory path (about 50 ns of 145 per event record in the pass-through profile), mostly its long
+// memory path (about a third of the time per event record in the pass-through profile), mostly its long
 // check, `val % 1 === 0`, which is a floating-point remainder call for timestamps and other
 // numbers beyond small integers. This check is compiled from the schema, like avsc's, for the
 // common types only. It is sound, not complete: true only for values avsc's `isValid` accepts;

@@ -78,10 +78,11 @@ function quickSize(value: unknown, depth: number): number {
   }
 }
 
-/** Where a value stops being something structuredClone gives back as it was written. */
-export interface SizeProblem {
-  path: string[];
-  problem: string;
+/** Where a value stops being something structuredClone gives back as it was written (thrown by the size walk, made a HopperError by the codec). */
+export class SizeProblem extends Error {
+  constructor(readonly path: string[], readonly problem: string) {
+    super(problem);
+  }
 }
 
 function describeValue(value: unknown): string {
@@ -89,7 +90,7 @@ function describeValue(value: unknown): string {
 }
 
 function problem(path: string[], text: string): SizeProblem {
-  return { path: [...path], problem: text };
+  return new SizeProblem([...path], text);
 }
 
 /** A class's name for messages, read without running user code that could throw. */

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable, finished } from 'node:stream';
-import { openChannel, wireDuplex, type HopperInternals } from './adapter.js';
-import type { Channel, ChannelEvents, ChannelWriter, HopperStats } from './channel.js';
+import { channelOn, wireDuplex, type HopperEvents, type HopperInternals, type HopperListener } from './adapter.js';
+import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
 
@@ -35,11 +35,7 @@ export interface HopperReadable<T> extends NodeReadable {
   [Symbol.asyncIterator](): NodeJS.AsyncIterator<T>;
 }
 
-/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
-export type HopperEvents = ChannelEvents;
-
-/** A listener of a hopper event. */
-export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
+export type { HopperEvents, HopperListener } from './adapter.js';
 
 type Callback = (err?: Error | null) => void;
 
@@ -50,7 +46,7 @@ type Callback = (err?: Error | null) => void;
  */
 function endIfIdle(channel: Channel, readable: NodeReadable): void {
   if (!channel.finished || readable.destroyed || readable.readableLength > 0) return;
-  channel.drain();
+  channel.deliver();
   if (!readable.destroyed) readable.read(0);
 }
 
@@ -157,7 +153,8 @@ export interface HopperStreams<T> {
 /**
  * A hopper: an objectMode Writable and Readable joined by a bounded-memory channel that pages
  * its overflow to Avro segment files. Records come out in the order they were accepted.
- * An EventEmitter of `'spill'`, `'full'`, `'segment'` and `'drop'` (see {@link HopperEvents}).
+ * An EventEmitter of `'spill'`, `'full'`, `'segment'`, `'drop'`, `'corrupt'` and `'fault'`
+ * (see {@link HopperEvents}).
  */
 export class HopperStreams<T = unknown> extends EventEmitter {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
@@ -170,14 +167,14 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
-    const channel = openChannel(options, this, internals);
+    const channel = channelOn(options, this, internals);
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
     const writable = writerStream(channel, (err) => this.teardown(err), () => this.endIfClosing());
     const readable = new Readable({
       objectMode: true,
-      read: () => channel.drain(),
+      read: () => channel.deliver(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         stopListening();
         // Closing the channel destroys the writable and every sender without an error: the
@@ -217,8 +214,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   /**
    * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
    * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
-   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_INVALID_RECORD` when it does not
-   * match the schema. With a drop policy a record that finds no room is dropped and counted.
+   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_IO` (its `.record` is the refused
+   * record, its `.cause` the system error) when memory is full and disk writes are failing;
+   * `ERR_HOPPER_INVALID_RECORD` when it does not match the schema; `ERR_HOPPER_RECORD_TOO_LARGE`
+   * when it fits in neither tier. With a drop policy a record that finds no room is dropped and
+   * counted.
    */
   send(record: T): void {
     this.channel.send(record);
@@ -410,7 +410,7 @@ class HopperDuplexStream extends Duplex {
   }
 
   override _read(): void {
-    this.channel.drain();
+    this.channel.deliver();
   }
 
   override _destroy(err: Error | null, callback: (err: Error | null) => void): void {

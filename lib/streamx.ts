@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { openChannel, wireDuplex } from './adapter.js';
+import { channelOn, wireDuplex, type HopperEvents, type HopperListener } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { missingPeerError, onAbort } from './errors.js';
 import type { HopperOptions } from './options.js';
-import type { HopperEvents, HopperListener } from './streams.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
 // and Duplex. streamx takes any value as a chunk, so there is no objectMode to set.
@@ -58,7 +57,7 @@ function isPlainDestroy(err: Error | null | undefined): boolean {
 function endIfIdle(channel: Channel, readable: Readable): void {
   const state = (readable as unknown as { _readableState: { buffered: number } })._readableState;
   if (!channel.finished || readable.destroying || state.buffered > 0) return;
-  channel.drain();
+  channel.deliver();
   if (!readable.destroying) readable.read();
 }
 
@@ -109,13 +108,13 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   constructor(options?: HopperOptions) {
     super();
-    const channel = openChannel(options, this);
+    const channel = channelOn(options, this);
     this.channel = channel;
     const writable = writerStream(channel, (err) => this.destroy(err), () => this.endIfClosing());
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
     const readable = new Readable({
       read(callback: Callback) {
-        channel.drain();
+        channel.deliver();
         callback(null);
       },
       predestroy() {
@@ -275,7 +274,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   }
 
   override _read(callback: Callback): void {
-    this.channel.drain();
+    this.channel.deliver();
     callback(null);
   }
 

@@ -1,12 +1,15 @@
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import test from 'ava';
 import avsc from 'avsc';
 import { createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
-import { decodeHeader } from '../lib/ocf.js';
-import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments.js';
+import { decodeHeader, encodeBlockHeader, encodeHeader } from '../lib/ocf.js';
+import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
+import { BlockBuilder } from '../lib/segments/block-builder.js';
+import { BlockReader, Corruption, decodeRecord } from '../lib/segments/block-reader.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
 import { collect, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 
@@ -351,7 +354,8 @@ for (const onCorrupt of ['error', 'skip'] as const) {
       t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
       t.regex(err!.message, /checksum mismatch/);
     } else {
-      const lost = log.next();
+      t.is(log.next(), undefined);
+      const lost = log.takeLost();
       t.true(lost instanceof LostRecords);
       t.is((lost as LostRecords).count, 1);
       t.regex((lost as LostRecords).problem, /checksum mismatch/);
@@ -407,4 +411,58 @@ test('SegmentLog - a record that decodes as null is corruption, never a value a 
   const err = t.throws(() => log.next(), { instanceOf: HopperError });
   t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
   t.regex(err!.message, /a record decodes as null, which no record can be/);
+});
+
+// The parts of the segment log, each on its own.
+
+test('BlockBuilder - a staged record that is dropped leaves the block as it was, and a grown block shrinks once emptied', (t) => {
+  const block = new BlockBuilder(createCodec(undefined), false);
+  block.stage('first');
+  t.false(block.keep());
+  const pending = block.pending;
+  block.stage('x'.repeat(300_000));
+  block.drop();
+  t.is(block.pending, pending);
+  t.is(block.count, 1);
+  t.is(block.shift(), 'first');
+  t.is(block.count, 0);
+  const buffer = (block as unknown as { buffer: Buffer }).buffer;
+  t.true(buffer.length <= 128 * 1024, `the block buffer is back to ${buffer.length} bytes`);
+});
+
+test('BlockReader - reads a block by its own framing, and checks it against what the ledger says was written', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const type = avsc.Type.forSchema('string');
+  const sync = Buffer.alloc(16, 7);
+  const header = encodeHeader(Buffer.from(JSON.stringify('string')), 'null', sync);
+  const data = Buffer.concat([type.toBuffer('one'), type.toBuffer('two')]);
+  const file = path.join(dir.dataDir, 'block.avro');
+  fs.mkdirSync(dir.dataDir, { recursive: true });
+  fs.writeFileSync(file, Buffer.concat([header, encodeBlockHeader(2, data.length), data, sync]));
+  const size = fs.statSync(file).size;
+  const fd = fs.openSync(file, 'r');
+  t.teardown(() => fs.closeSync(fd));
+  const reader = new BlockReader(fs);
+  reader.reset(fd);
+  const available = size - header.length;
+
+  const read = reader.block(header.length, available, size, sync, 'null');
+  t.is(read.frame.count, 2);
+  const first = decodeRecord(type, read.data, 0, false);
+  t.is(first.value, 'one');
+  t.is(decodeRecord(type, read.data, first.offset, false).value, 'two');
+  const checksum = zlib.crc32(data);
+  t.is(reader.block(header.length, available, size, sync, 'null', { count: 2, checksum }).data.length, data.length);
+
+  const refused = (written: { count: number; checksum: number } | undefined, otherSync = sync): Corruption => {
+    const err = t.throws(() => reader.block(header.length, available, size, otherSync, 'null', written), { instanceOf: Corruption })!;
+    t.is(err.loss, 'block');
+    return err;
+  };
+  t.regex(refused({ count: 3, checksum }).problem, /record count says 2, 3 were written/);
+  t.regex(refused({ count: 2, checksum: checksum ^ 1 }).problem, /checksum mismatch/);
+  const badSync = refused(undefined, Buffer.alloc(16, 8));
+  t.regex(badSync.problem, /sync marker does not match/);
+  t.is(badSync.offset, size - 16, "the offset of the sync marker in the file");
 });

@@ -3,14 +3,13 @@ import path from 'node:path';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { JSON_ENVELOPE_SCHEMA, createCodec } from '../codec.js';
-import {
-  BLOCK_HEADER_MAX_BYTES, MAGIC, OWNER_KEY, blockData, checkSync, decodeHeader, isProblem, parseBlockHeader,
-  type FrameProblem, type OcfHeader,
-} from '../ocf.js';
+import { MAGIC, OWNER_KEY, decodeHeader, type OcfHeader } from '../ocf.js';
+import { BlockReader, Corruption, decodeRecord, type RecordDecoder } from '../segments/block-reader.js';
 
-// Reads a segment file (any Avro Object Container File) block by block and checks everything
-// its framing promises: magic, header, each block's count and size, sync markers, and that the
-// records decode and use exactly the block's bytes. `verify` reports; `cat` also takes the records.
+// Reads a segment file (any Avro Object Container File) block by block, with the block reader the
+// segment log uses, and checks everything its framing promises: magic, header, each block's count
+// and size, sync markers, and that the records decode and use exactly the block's bytes. `verify`
+// reports; `cat` also takes the records.
 
 /** What a scan found: every block sound, or the first problem and the byte offset where it is. */
 export type SegmentReport =
@@ -33,12 +32,11 @@ const JSON_ENVELOPE = {
   },
 };
 
-interface Decoder {
-  decode(buf: Buffer, pos: number): { value: unknown; offset: number };
-}
-
-class Problem {
-  constructor(readonly problem: string, readonly offset: number) {}
+/** What is wrong with the file: reported, not thrown to the caller. */
+class Problem extends Corruption {
+  constructor(problem: string, offset: number) {
+    super(offset, problem, 'rest-of-segment');
+  }
 }
 
 /** Reads `length` bytes at `offset`, or fewer at the end of the file. */
@@ -67,7 +65,7 @@ function readHeader(fd: number, size: number): OcfHeader {
   }
 }
 
-function decoderFor(header: OcfHeader): Decoder {
+function decoderFor(header: OcfHeader): RecordDecoder {
   let type: Type;
   try {
     type = avsc.Type.forSchema(header.schema as Schema);
@@ -76,15 +74,6 @@ function decoderFor(header: OcfHeader): Decoder {
   }
   if (type.equals(ENVELOPE.type)) return ENVELOPE;
   return type.equals(JSON_ENVELOPE_TYPE) ? JSON_ENVELOPE : type;
-}
-
-function decodeOne(decoder: Decoder, data: Buffer, pos: number): { value: unknown; offset: number } {
-  try {
-    return decoder.decode(data, pos);
-  } catch {
-    // avsc throws on some garbage (a union branch index out of range): the same finding as a short read.
-    return { value: undefined, offset: -1 };
-  }
 }
 
 /**
@@ -109,25 +98,15 @@ export function* readSegment(file: string): Generator<unknown, SegmentReport, vo
       throw new Problem(`the codec ${JSON.stringify(header.codec)} is not supported`, 0);
     }
     let blocks = 0;
+    const reader = new BlockReader(fs);
+    reader.reset(fd);
     for (offset = header.length; offset < size;) {
-      const available = size - offset;
-      const frame = parseBlockHeader(readAt(fd, offset, Math.min(BLOCK_HEADER_MAX_BYTES, available)), 0, available);
-      if (isProblem(frame)) throw new Problem(frame.problem, offset + frame.offset);
-      const bytes = readAt(fd, offset, frame.end);
-      const badSync = checkSync(bytes, frame, header.sync);
-      if (badSync) throw new Problem(badSync.problem, offset + badSync.offset);
-      let data: Buffer;
-      try {
-        data = blockData(bytes, frame, header.codec);
-      } catch (err) {
-        const { problem, offset: at } = err as FrameProblem;
-        throw new Problem(problem, offset + at);
-      }
+      const { frame, data } = reader.block(offset, size - offset, size, header.sync, header.codec);
       // Inside a deflated block, positions are in the inflated data: report the block's data start.
       const at = (pos: number): number => offset + frame.dataStart + (header.codec === 'null' ? pos : 0);
       let pos = 0;
       for (let i = 0; i < frame.count; i++) {
-        const { value, offset: next } = decodeOne(decoder, data, pos);
+        const { value, offset: next } = decodeRecord(decoder, data, pos, false);
         if (next < 0 || next > data.length) {
           throw new Problem(`record ${i + 1} of the block's ${frame.count} does not decode with the file's schema`, at(pos));
         }
@@ -144,7 +123,7 @@ export function* readSegment(file: string): Generator<unknown, SegmentReport, vo
     const channel = header.meta[OWNER_KEY]?.toString();
     return { file, ok: true, records, blocks, codec: header.codec, channel };
   } catch (err) {
-    if (err instanceof Problem) return { file, ok: false, records, problem: err.problem, offset: err.offset };
+    if (err instanceof Corruption) return { file, ok: false, records, problem: err.problem, offset: err.offset };
     const { code, syscall } = err as NodeJS.ErrnoException;
     if (syscall === undefined) throw err;
     return { file, ok: false, records, problem: `cannot read the file (${code ?? 'error'} on ${syscall})`, offset };

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { SegmentFileSystem } from '../../lib/segments.js';
+import type { SegmentFileSystem } from '../../lib/segments/index.js';
 
 export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
 

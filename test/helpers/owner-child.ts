@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHopperStreams } from '../../lib/index.js';
 import { HopperStreams } from '../../lib/streams.js';
-import type { SegmentFileSystem } from '../../lib/segments.js';
+import type { SegmentFileSystem } from '../../lib/segments/index.js';
 
 const [mode, dataDir, name, killAt] = process.argv.slice(2);
 

@@ -1,0 +1,66 @@
+import { Channel, type ChannelEmit } from './channel.js';
+import { createCodec } from './codec.js';
+import { ChannelDirectory } from './directory.js';
+import type { ResolvedOptions } from './options.js';
+import { SegmentLog, type SegmentFileSystem } from './segments/index.js';
+
+// Where the engine is put together: the codec, the channel directory (locked), the segment log in
+// it, and the channel over them, built here in that order and released in the reverse order
+// (the log's files before the directory and its lock). No part builds or closes another.
+
+/** Release functions of the channels open in this process, run at exit. */
+const openChannels = new Set<() => void>();
+let exitHookInstalled = false;
+
+function releaseAllAtExit(): void {
+  for (const release of [...openChannels]) release();
+}
+
+/**
+ * Opens a channel: makes and locks its directory, removes segments a dead run of it left, and
+ * builds the engine. A failed open leaves nothing behind. Throws `ERR_HOPPER_LOCKED` or
+ * `ERR_HOPPER_IO`. `fileSystem` is the segment log's fault-injection seam (tests).
+ */
+export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSystem?: SegmentFileSystem): Channel {
+  const codec = createCodec(options.schema);
+  const directory = ChannelDirectory.open(options.dataDir, options.name, options.staleLockMs);
+  // The log reports to the channel built after it: until then there is nothing to wake.
+  let channel: Channel | undefined;
+  let log: SegmentLog;
+  try {
+    log = new SegmentLog(
+      directory,
+      codec,
+      { ...options, channel: options.name },
+      {
+        onSegment: (event) => emit('segment', event),
+        onFault: (event) => emit('fault', event),
+        onRecovered: () => channel?.diskRecovered(),
+      },
+      fileSystem,
+    );
+  } catch (err) {
+    directory.release();
+    throw err;
+  }
+  const release = (): void => {
+    openChannels.delete(release);
+    try {
+      log.close();
+    } catch {
+      // Removal is best effort (a 'fault' listener may throw): a leftover file must not turn a
+      // finished run into a crash, nor keep the lock.
+    }
+    directory.release();
+  };
+  channel = new Channel(options, { codec, disk: log, path: directory.path, release }, emit);
+  const opened = channel;
+  // Another process took the lock (this one stalled past the window): stop writing at once.
+  directory.onLost((err) => opened.fail(err));
+  openChannels.add(release);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', releaseAllAtExit);
+  }
+  return channel;
+}

@@ -1,0 +1,485 @@
+import nodeFs from 'node:fs';
+import path from 'node:path';
+import type { RecordCodec } from '../codec.js';
+import { HopperError, corruptSegmentError, ioError } from '../errors.js';
+import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '../ocf.js';
+import type { OnCorrupt, SegmentCodec } from '../options.js';
+import { BlockBuilder } from './block-builder.js';
+import { Corruption } from './block-reader.js';
+import {
+  CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs,
+  type SegmentDirectory, type SegmentFileSystem,
+} from './io.js';
+import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
+import { SegmentReader } from './reader.js';
+import { SegmentWriter } from './writer.js';
+
+// The segment log: an append-only sequence of Avro Object Container Files in the channel
+// directory, read front to back and deleted once read. Who does what:
+// - the block builder (block-builder.ts) encodes appended records into the block being filled;
+// - the writer (writer.ts) creates segment files and writes blocks to them, and seals them;
+// - the reader (reader.ts) reads blocks back through the block reader (block-reader.ts, shared
+//   with `verify`), checks them, and decodes records;
+// - the ledger (ledger.ts) is the index of segments and blocks that all of them consult;
+// - io.ts holds the file operations and the one retry policy.
+// This facade owns the caps, the record count, the corruption policy, failure handling and the
+// removal of segments. It knows nothing of memory placements or streams.
+
+export type { SegmentDirectory, SegmentFileSystem } from './io.js';
+export { segmentFileName } from './ledger.js';
+
+export interface SegmentLogOptions {
+  maxSegmentBytes: number;
+  maxSegments: number;
+  maxDiskBytes: number;
+  codec: SegmentCodec;
+  onCorrupt: OnCorrupt;
+  /** Channel name, written into each segment's metadata. */
+  channel: string;
+}
+
+export interface SegmentEvent {
+  action: 'sealed' | 'removed';
+  file: string;
+  bytes: number;
+  records: number;
+}
+
+/** A failed file operation the log is retrying. */
+export interface FaultEvent {
+  operation: 'write' | 'read' | 'remove';
+  file: string;
+  error: Error;
+}
+
+export interface SegmentLogHooks {
+  onSegment(event: SegmentEvent): void;
+  /** A file operation failed; the log retries it. */
+  onFault(event: FaultEvent): void;
+  /** A retried operation went through: blocked writers and a waiting reader can go on. */
+  onRecovered(): void;
+}
+
+/** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
+export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
+
+/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over: see {@link SegmentLog.takeLost}. */
+export class LostRecords {
+  constructor(
+    readonly count: number,
+    readonly file: string,
+    readonly offset: number,
+    readonly problem: string,
+  ) {}
+}
+
+/**
+ * The segment log. Records are encoded into a block in memory; a block is written with one
+ * `writev` when it reaches its target size or when the event loop turns. The reader reads whole
+ * blocks only, checks them against the framing and against what was written, and decodes records
+ * one at a time. Failed file operations are retried with backoff.
+ */
+export class SegmentLog {
+  private readonly dir: string;
+  private readonly directory: SegmentDirectory;
+  private readonly options: SegmentLogOptions;
+  private readonly fs: SegmentFileSystem;
+  private readonly hooks: SegmentLogHooks;
+  private readonly headerBytes: number;
+  /**
+   * Size past which a segment is sealed: maxSegmentBytes, but at most a quarter of maxDiskBytes,
+   * so that segments read through free the disk cap in steps instead of one segment holding it.
+   */
+  private readonly sealAt: number;
+  private readonly ledger = new Ledger();
+  private readonly block: BlockBuilder;
+  private readonly writer: SegmentWriter;
+  private readonly reader: SegmentReader;
+  private readonly retry: RetryPolicy;
+
+  private flushScheduled = false;
+  /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
+  private writeFault: Error | undefined;
+
+  /** Records appended and not yet read (or dropped, or lost), pending block included. */
+  records = 0;
+  private closed = false;
+  /** Corruption skipped over by the last next(), not yet taken. */
+  private lost: LostRecords | undefined;
+
+  constructor(dir: string | SegmentDirectory, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
+    this.directory = typeof dir === 'string' ? plainDirectory(dir) : dir;
+    this.dir = this.directory.path;
+    this.options = options;
+    this.fs = fileSystem;
+    this.hooks = hooks;
+    // Large Buffers can be written by reference when the codec says which, and blocks are not
+    // compressed (deflate needs all the bytes in one place).
+    const byReference = options.codec === 'null' && codec.largeBytes !== undefined && codec.encodeBytesHead !== undefined;
+    this.block = new BlockBuilder(codec, byReference);
+    this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
+    this.writer = new SegmentWriter(
+      fileSystem, this.directory, this.ledger, codec.type.schema({ exportAttrs: true }),
+      { codec: options.codec, channel: options.channel, sealAt: this.sealAt },
+      (segment) => hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records }),
+    );
+    this.headerBytes = this.writer.headerBytes;
+    this.reader = new SegmentReader(fileSystem, codec, options.codec);
+    this.retry = new RetryPolicy(this.retryFailed);
+    this.removeStaleSegments();
+  }
+
+  /** Segment files that exist now. */
+  get segmentCount(): number {
+    return this.ledger.segments.length;
+  }
+
+  /** Bytes of all segment files plus the block being filled. */
+  get bytes(): number {
+    if (this.block.count === 0) return this.ledger.fileBytes;
+    return this.ledger.fileBytes + this.block.pending + BLOCK_FRAMING_BYTES + (this.ledger.active() === undefined ? this.headerBytes : 0);
+  }
+
+  /** The error disk writes are failing with, while they are retried. */
+  get fault(): Error | undefined {
+    return this.writeFault;
+  }
+
+  /**
+   * Encodes a record into the pending block, unless that would pass `maxDiskBytes` or need a
+   * segment beyond `maxSegments`, or disk writes are failing. Nothing is kept when the answer is
+   * not 'ok'. A record that is kept is never lost to a failed write: its block is retried.
+   */
+  append(record: unknown): AppendResult {
+    if (this.writeFault !== undefined) return 'fault';
+    const block = this.block;
+    const size = block.stage(record);
+    const { codec, maxDiskBytes } = this.options;
+    const alone = this.headerBytes + size + BLOCK_FRAMING_BYTES + compressionSlack(size, codec);
+    if (alone > maxDiskBytes) return this.refused('too-large');
+    // A pending block with no active segment will open one when it is written: count its header.
+    const ledger = this.ledger;
+    const needsHeader = ledger.active() === undefined;
+    if (needsHeader && block.count === 0 && ledger.segments.length >= this.options.maxSegments) return this.refused('full');
+    const pending = block.stagedPending;
+    const after = ledger.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
+    if (after > maxDiskBytes) return this.refused('full');
+
+    const full = block.keep();
+    this.records++;
+    const active = ledger.active();
+    const room = this.sealAt - (active ? active.size : this.headerBytes);
+    if (full || pending >= room) {
+      this.tryFlush();
+    } else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushOnTurn);
+    }
+    return 'ok';
+  }
+
+  /** An append that kept nothing. */
+  private refused(result: 'full' | 'too-large'): AppendResult {
+    this.block.drop();
+    return result;
+  }
+
+  /** Writes the pending block now; false when the write failed (it will be retried). */
+  tryFlush(): boolean {
+    if (this.closed) return true;
+    if (this.block.count === 0) {
+      // Nothing left to write (the reader may have taken the block's records): no fault either.
+      if (this.writeFault !== undefined) this.recovered();
+      return true;
+    }
+    try {
+      this.writer.write(this.block);
+    } catch (err) {
+      this.writeFailed(err as HopperError);
+      return false;
+    }
+    if (this.writeFault !== undefined) this.recovered();
+    return true;
+  }
+
+  /**
+   * The next record in write order. The caller knows one exists (`records > 0`). Returns
+   * undefined when it cannot be read now: a failed read is being retried (the log calls
+   * `onRecovered` when it is worth asking again), or, with `onCorrupt: 'skip'`, corruption was
+   * skipped over ({@link takeLost} says what was lost; ask again at once). Throws
+   * `ERR_HOPPER_CORRUPT_SEGMENT` (with 'error') or `ERR_HOPPER_IO` when reads keep failing.
+   */
+  next(): unknown {
+    const reader = this.reader;
+    try {
+      if (reader.left === 0 && !this.loadBlock()) return this.nextFromBlock();
+      const value = reader.next();
+      this.records--;
+      if (reader.left === 0) {
+        reader.endBlock();
+        this.afterBlock();
+      }
+      if (this.retry.failingReads !== 0) this.readsWork();
+      return value;
+    } catch (err) {
+      if (err instanceof Corruption) {
+        this.lost = this.corruption(err);
+        return undefined;
+      }
+      if (HopperError.is(err, 'ERR_HOPPER_IO')) return this.readFailed(err);
+      throw err;
+    }
+  }
+
+  /** The records the last next() skipped over, once; undefined when it skipped none. */
+  takeLost(): LostRecords | undefined {
+    const lost = this.lost;
+    this.lost = undefined;
+    return lost;
+  }
+
+  /** The next record, from the front of the block being filled: the reader has read every file. */
+  private nextFromBlock(): unknown {
+    const value = this.block.shift();
+    this.records--;
+    if (this.retry.failingReads !== 0) this.readsWork();
+    // Everything is read: a segment still open for writing holds nothing unread, so it can go.
+    const active = this.ledger.active();
+    if (this.records === 0 && active !== undefined) this.removeSegment(active);
+    return value;
+  }
+
+  /**
+   * Has the reader load the next block from the files; false when every file has been read and
+   * the next records are in the block being filled.
+   */
+  private loadBlock(): boolean {
+    const reader = this.reader;
+    let segment = reader.segment ?? this.startReading();
+    if (segment === undefined) return false;
+    while (!reader.hasBlock()) {
+      // Caught up with the segment being written: what follows is in the block being filled.
+      if (!segment.sealed) return false;
+      this.removeSegment(segment);
+      segment = this.startReading();
+      if (segment === undefined) return false;
+    }
+    reader.loadBlock();
+    return true;
+  }
+
+  /** After the last record of a block: free the segment as soon as it has been read through. */
+  private afterBlock(): void {
+    const reader = this.reader;
+    if (reader.hasBlock()) return;
+    const segment = reader.segment!;
+    // A sealed segment goes once read through; the active one too once every disk record is read,
+    // so an idle channel holds no files.
+    if (segment.sealed || this.records === 0) this.removeSegment(segment);
+  }
+
+  /** Opens the oldest segment with blocks to read; undefined when there is none (the records are in the block being filled). */
+  private startReading(): Segment | undefined {
+    const segment = this.ledger.oldestUnread();
+    if (segment === undefined || segment.blockEnds.length === 0) return undefined;
+    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
+    if (!this.directory.intact()) throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
+    this.reader.open(segment);
+    return segment;
+  }
+
+  /**
+   * Corruption found in the segment being read: with 'error', the error; with 'skip', step over
+   * what is damaged (the rest of the block, or the whole segment when its header or length is
+   * wrong) using the block index kept while writing, and report exactly how many records were lost.
+   */
+  private corruption(found: Corruption): LostRecords {
+    const reader = this.reader;
+    const segment = reader.segment!;
+    if (this.options.onCorrupt === 'error') throw corruptSegmentError(segment.file, found.offset, found.problem);
+    const lost = reader.skip(found);
+    this.records -= lost;
+    if (!reader.hasBlock() && (segment.sealed || this.records === 0)) {
+      this.removeSegment(segment);
+    }
+    return new LostRecords(lost, segment.file, found.offset, found.problem);
+  }
+
+  /**
+   * Deletes the oldest sealed segment the reader is not reading, to make room (the `'drop-oldest'`
+   * policy). Returns where its records stood among the records still in the log (`offset`
+   * records come before them), or undefined when no segment can go.
+   */
+  dropOldest(): { offset: number; count: number; file: string } | undefined {
+    const reading = this.reader.segment;
+    const victim = this.ledger.oldestDroppable(reading);
+    if (victim === undefined) return undefined;
+    // Only the segment being read can come before the victim with records still unread.
+    const { segments } = this.ledger;
+    const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim)
+      ? reading.records - this.reader.fromSegment
+      : 0;
+    try {
+      unlinkOurs(this.fs, this.directory, victim);
+    } catch {
+      return undefined;
+    }
+    this.records -= victim.records;
+    this.forget(victim);
+    return { offset, count: victim.records, file: victim.file };
+  }
+
+  /** Closes every file and removes every segment this log created. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.retry.stop();
+    this.reader.closeFile();
+    for (const segment of this.ledger.clear()) {
+      if (segment.writeFd !== undefined) closeQuietly(this.fs, segment.writeFd);
+      this.removeAtClose(segment);
+    }
+    this.block.clear();
+    this.records = 0;
+  }
+
+  /** Removes a file at close, trying a few times; one that cannot go is reported and left. */
+  private removeAtClose(segment: Segment): void {
+    const { file } = segment;
+    let error: unknown;
+    for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
+      try {
+        unlinkOurs(this.fs, this.directory, segment);
+        return;
+      } catch (err) {
+        error = err;
+      }
+    }
+    this.hooks.onFault({ operation: 'remove', file, error: ioError('removing a segment at close', file, error) });
+  }
+
+  private flushOnTurn = (): void => {
+    this.flushScheduled = false;
+    if (this.writeFault === undefined) this.tryFlush();
+  };
+
+  private removeSegment(segment: Segment): void {
+    if (segment === this.reader.segment) this.reader.close();
+    if (segment.writeFd !== undefined) {
+      closeQuietly(this.fs, segment.writeFd);
+      segment.writeFd = undefined;
+      segment.sealed = true;
+    }
+    try {
+      unlinkOurs(this.fs, this.directory, segment);
+    } catch (err) {
+      // Delivery goes on; the file keeps counting against the caps until a retry succeeds.
+      segment.removalFailed = true;
+      this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
+      this.retry.schedule();
+      return;
+    }
+    this.forget(segment);
+    this.retryRemovals();
+  }
+
+  private retryRemovals(): void {
+    for (const segment of this.ledger.failedRemovals()) {
+      try {
+        unlinkOurs(this.fs, this.directory, segment);
+      } catch {
+        this.retry.schedule();
+        continue;
+      }
+      this.forget(segment);
+    }
+  }
+
+  private forget(segment: Segment): void {
+    this.ledger.forget(segment);
+    this.hooks.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
+    // Room on disk may be what a failing write was waiting for.
+    if (this.writeFault !== undefined) this.tryFlush();
+  }
+
+  private writeFailed(err: HopperError): void {
+    const first = this.writeFault === undefined;
+    this.writeFault = err;
+    if (first) this.hooks.onFault({ operation: 'write', file: err.file ?? this.dir, error: err });
+    this.retry.schedule();
+  }
+
+  private readFailed(err: HopperError): undefined {
+    if (this.retry.readFailed()) throw err;
+    this.hooks.onFault({ operation: 'read', file: err.file ?? this.dir, error: err });
+    this.retry.schedule();
+    return undefined;
+  }
+
+  private readsWork(): void {
+    this.retry.readsWork(this.writeFault !== undefined);
+  }
+
+  private recovered(): void {
+    this.writeFault = undefined;
+    this.retry.writesWork();
+    this.hooks.onRecovered();
+  }
+
+  /** The retry timer fired: try again whatever failed. */
+  private retryFailed = (): void => {
+    this.retryRemovals();
+    if (this.writeFault !== undefined) this.tryFlush();
+    // A waiting reader tries again (a read that fails again schedules the next retry).
+    else this.hooks.onRecovered();
+  };
+
+  /**
+   * Removes segment files a previous run of this channel left behind: only regular files named
+   * like segments whose header carries this package's owner mark (a segment is never linked into
+   * place without its whole header, see SegmentWriter). Anything else (a symlink, a FIFO, a file
+   * of someone else's) stays untouched and unopened for writing, and new segments are numbered
+   * past every existing name.
+   */
+  private removeStaleSegments(): void {
+    let names: string[];
+    try {
+      names = this.fs.readdirSync(this.dir) as string[];
+    } catch (err) {
+      throw ioError('listing the channel directory', this.dir, err);
+    }
+    for (const name of names) {
+      const match = SEGMENT_NAME.exec(name);
+      if (!match) continue;
+      this.ledger.nextSeq = Math.max(this.ledger.nextSeq, Number(match[1]) + 1);
+      const file = path.join(this.dir, name);
+      const identity = this.ourSegment(file);
+      if (identity === undefined) continue;
+      try {
+        // Unlinked only if the name still holds the file whose header was checked.
+        const stat = this.fs.lstatSync(file);
+        if (stat.isFile() && stat.dev === identity.dev && stat.ino === identity.ino) this.fs.unlinkSync(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('removing a stale segment', file, err);
+      }
+    }
+  }
+
+  /** The identity of `file` when it is a regular file with this package's owner mark in its header. */
+  private ourSegment(file: string): { dev: number; ino: number } | undefined {
+    let fd: number | undefined;
+    try {
+      if (!this.fs.lstatSync(file).isFile()) return undefined;
+      fd = this.fs.openSync(file, READ_FLAGS);
+      const stat = this.fs.fstatSync(fd);
+      if (!stat.isFile()) return undefined;
+      const head = Buffer.alloc(Math.min(64 * 1024, stat.size));
+      const n = this.fs.readSync(fd, head, 0, head.length, 0);
+      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined ? { dev: stat.dev, ino: stat.ino } : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== undefined) closeQuietly(this.fs, fd);
+    }
+  }
+}

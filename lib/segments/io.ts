@@ -1,0 +1,173 @@
+import nodeFs from 'node:fs';
+
+// The file operations of the segment log, and the one policy for retrying them. Everything here
+// is about files and time, nothing about records or blocks: the writer, the reader and the log
+// call these; these call nothing back.
+
+/**
+ * The file operations the segment log uses: node:fs by default, a seam for fault injection.
+ * No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ */
+export type SegmentFileSystem = Pick<
+  typeof nodeFs,
+  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync' | 'lstatSync' | 'linkSync'
+>;
+
+/**
+ * The channel directory as the segment log sees it: where segments go, where a new one is
+ * prepared (the lock directory: a draft left there by a crash goes with the lock), and whether the
+ * directory is still the one the channel opened and locked.
+ */
+export interface SegmentDirectory {
+  readonly path: string;
+  readonly draftDir: string;
+  /** True while the directory is the one opened (not swapped for another, or for a symlink). */
+  intact(): boolean;
+  /** The error the channel stops with when the directory or its lock is no longer ours. */
+  verify(): Error | undefined;
+}
+
+/** A directory used as is (unit tests): drafts are prepared in it, and it is trusted. */
+export function plainDirectory(dir: string): SegmentDirectory {
+  return { path: dir, draftDir: dir, intact: () => true, verify: () => undefined };
+}
+
+/** Creates a new file, never an existing one, and never through a symlink. */
+export const CREATE_FLAGS = nodeFs.constants.O_WRONLY | nodeFs.constants.O_CREAT | nodeFs.constants.O_EXCL | (nodeFs.constants.O_NOFOLLOW ?? 0);
+/** Opens for reading without following a symlink or blocking on a FIFO (the file is checked with fstat next). */
+export const READ_FLAGS = nodeFs.constants.O_RDONLY | (nodeFs.constants.O_NOFOLLOW ?? 0) | (nodeFs.constants.O_NONBLOCK ?? 0);
+
+/** A file the log created, known by its name and identity: only that file is ever read or removed under the name. */
+export interface OwnFile {
+  readonly file: string;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+/** Writes all of `parts` (`length` bytes) at `position`; throws the system error, nothing counted as written. */
+export function writeAll(fs: SegmentFileSystem, fd: number, parts: Buffer[], length: number, position: number): void {
+  let written = 0;
+  while (written < length) {
+    const n = fs.writevSync(fd, parts, position + written);
+    written += n;
+    if (written < length) parts = remainder(parts, n);
+  }
+}
+
+function remainder(parts: Buffer[], skip: number): Buffer[] {
+  const rest: Buffer[] = [];
+  for (const part of parts) {
+    if (skip >= part.length) {
+      skip -= part.length;
+    } else {
+      rest.push(skip > 0 ? part.subarray(skip) : part);
+      skip = 0;
+    }
+  }
+  return rest;
+}
+
+export function closeQuietly(fs: SegmentFileSystem, fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // A close error leaves nothing to recover.
+  }
+}
+
+export function unlinkQuietly(fs: SegmentFileSystem, file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // Gone already, or left for the next open (a draft goes with the lock directory).
+  }
+}
+
+/**
+ * Unlinks a file if it is still the one the log created (same device and inode, in the directory
+ * the channel opened). 'not-ours' when it is not: it is left alone. Throws the system error when
+ * the unlink fails.
+ */
+export function unlinkOurs(fs: SegmentFileSystem, directory: SegmentDirectory, own: OwnFile): 'removed' | 'not-ours' {
+  if (!directory.intact()) {
+    directory.verify();
+    return 'not-ours';
+  }
+  let stat: nodeFs.Stats;
+  try {
+    stat = fs.lstatSync(own.file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'removed';
+    throw err;
+  }
+  if (!stat.isFile() || stat.dev !== own.dev || stat.ino !== own.ino) return 'not-ours';
+  try {
+    fs.unlinkSync(own.file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return 'removed';
+}
+
+const RETRY_FIRST_MS = 5;
+const RETRY_MAX_MS = 1_000;
+/**
+ * The reader gives up only after this many failed reads in a row, and only once they have gone on
+ * for READ_GIVE_UP_MS: an fd or permission shortage shorter than that costs no record.
+ */
+const READ_ATTEMPTS = 10;
+const READ_GIVE_UP_MS = 5_000;
+/** Attempts to remove each segment at close before leaving it (and saying so). */
+export const CLOSE_ATTEMPTS = 3;
+
+/**
+ * The one retry policy, for whatever failed (a pending block write, a read, a removal): one
+ * timer, whose delay doubles from 5 ms to 1 s while failures go on, and starts again at 5 ms
+ * once the failing operations work. A run of failed reads is given up on only when it is both
+ * long (READ_ATTEMPTS) and old (READ_GIVE_UP_MS).
+ */
+export class RetryPolicy {
+  /** Reads failed in a row; 0 while reads work. */
+  failingReads = 0;
+  private failingSince = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private delay = RETRY_FIRST_MS;
+  private stopped = false;
+
+  /** `retry` runs when the timer fires: it tries again whatever failed. */
+  constructor(private readonly retry: () => void) {}
+
+  /** Arms the one timer, unless it is armed already. */
+  schedule(): void {
+    if (this.timer !== undefined || this.stopped) return;
+    const delay = this.delay;
+    this.delay = Math.min(this.delay * 2, RETRY_MAX_MS);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.stopped) this.retry();
+    }, delay);
+  }
+
+  /** A read failed: true when the reader should give up, else the retry is scheduled. */
+  readFailed(): boolean {
+    const now = Date.now();
+    if (this.failingReads++ === 0) this.failingSince = now;
+    return this.failingReads >= READ_ATTEMPTS && now - this.failingSince >= READ_GIVE_UP_MS;
+  }
+
+  /** Reads work again (called only when `failingReads` is not 0); `writesFailing` keeps the delay growing. */
+  readsWork(writesFailing: boolean): void {
+    this.failingReads = 0;
+    if (!writesFailing) this.delay = RETRY_FIRST_MS;
+  }
+
+  /** Writes work again. */
+  writesWork(): void {
+    if (this.failingReads === 0) this.delay = RETRY_FIRST_MS;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+}
