@@ -65,7 +65,10 @@ async function main(): Promise<number> {
     writeResults(results, path.dirname(values.render));
     return 0;
   }
-  const scenarios = values.scenario?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const scenarios = values.scenario
+    ?.flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const name of scenarios ?? []) {
     if (!SCENARIO_NAMES.includes(name)) {
       console.error(`Unknown scenario \`${name}\`\n\n${USAGE}`);

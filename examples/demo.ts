@@ -174,7 +174,9 @@ async function run(options: DemoOptions): Promise<{ outcome: Outcome; peaks: Pea
   hopper.on('spill', () => samplePeaks(hopper, peaks));
   hopper.on('segment', () => samplePeaks(hopper, peaks));
 
-  console.log(`hopper-streams demo: ${formatCount(options.records)} Event records, memory budget ${formatBytes(options.memoryBytes)}, segments of ${formatBytes(options.segmentBytes)}`);
+  console.log(
+    `hopper-streams demo: ${formatCount(options.records)} Event records, memory budget ${formatBytes(options.memoryBytes)}, segments of ${formatBytes(options.segmentBytes)}`,
+  );
   console.log(`channel directory: ${channelDir}`);
 
   let producerDoneMs: number | undefined;
@@ -235,16 +237,25 @@ function report(options: DemoOptions, outcome: Outcome, peaks: Peaks): string[] 
   console.log('\nSummary');
   console.log(`  records written:        ${formatCount(stats.recordsIn)} of ${formatCount(options.records)}`);
   console.log(`  records read:           ${formatCount(outcome.recordsRead)}  (count matches: ${yesNo(countOk)})`);
-  console.log(`  every record in order:  ${yesNo(inOrder)}${mismatch ? `  (first mismatch at record #${mismatch.index}: expected seq ${mismatch.expected}, got ${mismatch.got})` : ''}`);
-  console.log(`  peak memory:            ${formatCount(peaks.memoryBytes)} B of a ${formatCount(options.memoryBytes)} B budget  (within budget: ${yesNo(withinBudget)})`);
-  console.log(`  peak disk:              ${formatCount(peaks.diskBytes)} B in at most ${peaks.segments} segment file(s); ${formatCount(stats.spilled)} records spilled  (disk used: ${yesNo(diskUsed)})`);
+  console.log(
+    `  every record in order:  ${yesNo(inOrder)}${mismatch ? `  (first mismatch at record #${mismatch.index}: expected seq ${mismatch.expected}, got ${mismatch.got})` : ''}`,
+  );
+  console.log(
+    `  peak memory:            ${formatCount(peaks.memoryBytes)} B of a ${formatCount(options.memoryBytes)} B budget  (within budget: ${yesNo(withinBudget)})`,
+  );
+  console.log(
+    `  peak disk:              ${formatCount(peaks.diskBytes)} B in at most ${peaks.segments} segment file(s); ${formatCount(stats.spilled)} records spilled  (disk used: ${yesNo(diskUsed)})`,
+  );
   console.log(`  producer finished at:   ${seconds(outcome.producerDoneMs)}`);
   console.log(`  consumer finished at:   ${seconds(outcome.consumerDoneMs)}`);
   console.log(`  channel dir removed:    ${yesNo(!outcome.channelDirExists)}  (temp dir removed: ${yesNo(!outcome.tempDirExists)})`);
 
   const failed: string[] = [];
   if (!countOk) failed.push(`count: wrote ${stats.recordsIn}, read ${outcome.recordsRead}, expected ${options.records}`);
-  if (!inOrder) failed.push(mismatch ? `order: record #${mismatch.index} had seq ${mismatch.got}, expected ${mismatch.expected}` : `order: last seq was ${order.expected - 1}`);
+  if (!inOrder)
+    failed.push(
+      mismatch ? `order: record #${mismatch.index} had seq ${mismatch.got}, expected ${mismatch.expected}` : `order: last seq was ${order.expected - 1}`,
+    );
   if (!withinBudget) failed.push(`memory: peak ${peaks.memoryBytes} B is above the ${options.memoryBytes} B budget`);
   if (!diskUsed) failed.push('disk: nothing spilled to disk');
   if (!dirRemoved) failed.push(`cleanup: ${outcome.channelDirExists ? 'the channel directory' : 'the temp directory'} still exists`);

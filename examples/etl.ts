@@ -50,7 +50,7 @@ export async function runEtl(records: number, maxMemoryBytes = 1024 * 1024, sink
 
   const source = Readable.from(
     (function* () {
-      for (let id = 0; id < records; id++) yield { id, name: `customer-${id % 977}`, amount: (id * 37) % 10_000 / 100 };
+      for (let id = 0; id < records; id++) yield { id, name: `customer-${id % 977}`, amount: ((id * 37) % 10_000) / 100 };
     })(),
   );
   source.pipe(hopper.writable);

@@ -55,7 +55,7 @@ export function makeEvent(seq: number, epochMs = EPOCH_MS): Event {
     kind,
     path: pick(PATHS, h >>> 3),
     status: kind === 'ERROR' ? pick(ERROR_STATUSES, h >>> 5) : 200,
-    durationMs: ((h % 100_000) / 100) + 0.25,
+    durationMs: (h % 100_000) / 100 + 0.25,
     bytes: 512 + (h % 65_536),
     tags,
     referrer: h % 4 === 0 ? pick(REFERRERS, h >>> 7) : null,

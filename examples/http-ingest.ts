@@ -70,7 +70,15 @@ export function createIngestServer(options: IngestServerOptions = {}): http.Serv
         peakMemoryBytes = Math.max(peakMemoryBytes, hopper.stats().memoryBytes);
         await sleep(consumerDelayMs);
       }
-      onIngested?.({ bytes, sha256: hash.digest('hex'), receivedMs, heldWhenReceived, consumedMs: performance.now() - started, peakMemoryBytes, stats: hopper.stats() });
+      onIngested?.({
+        bytes,
+        sha256: hash.digest('hex'),
+        receivedMs,
+        heldWhenReceived,
+        consumedMs: performance.now() - started,
+        peakMemoryBytes,
+        stats: hopper.stats(),
+      });
     })().catch((err: unknown) => {
       console.error('ingest consumer failed:', err);
     });
@@ -80,7 +88,10 @@ export function createIngestServer(options: IngestServerOptions = {}): http.Serv
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values } = parseArgs({ options: { port: { type: 'string', default: '8080' } } });
   const server = createIngestServer({
-    onIngested: (result) => console.log(`ingested ${result.bytes} bytes, sha256 ${result.sha256}; received in ${result.receivedMs.toFixed(0)} ms, consumed in ${result.consumedMs.toFixed(0)} ms`),
+    onIngested: (result) =>
+      console.log(
+        `ingested ${result.bytes} bytes, sha256 ${result.sha256}; received in ${result.receivedMs.toFixed(0)} ms, consumed in ${result.consumedMs.toFixed(0)} ms`,
+      ),
   });
   server.listen(Number(values.port), '127.0.0.1', () => {
     console.log(`POST bodies to http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`);

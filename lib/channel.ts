@@ -567,9 +567,15 @@ export class Channel {
       if (result === 'full' && this.options.onFull === 'drop-oldest') result = this.appendDroppingOldest(record);
       if (result === 'too-large') {
         if (size > this.options.maxMemoryBytes) {
-          throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`);
+          throw recordTooLargeError(
+            record,
+            `it is bigger than maxMemoryBytes (${this.options.maxMemoryBytes}) and, encoded, than maxDiskBytes (${this.options.maxDiskBytes}) allows`,
+          );
         }
-        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`, option: 'maxDiskBytes' };
+        return {
+          reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the record does not fit in maxDiskBytes`,
+          option: 'maxDiskBytes',
+        };
       }
       if (result === 'fault') {
         const fault = this.log.fault!;
@@ -577,7 +583,10 @@ export class Channel {
       }
       if (result === 'full') {
         const option: LimitOption = this.log.segmentCount >= this.options.maxSegments ? 'maxSegments' : 'maxDiskBytes';
-        return { reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${option} (${this.options[option]}) is reached`, option };
+        return {
+          reason: `memory holds ${this.memoryBytes} of ${this.options.maxMemoryBytes} bytes and the disk cap ${option} (${this.options[option]}) is reached`,
+          option,
+        };
       }
       this.spilled++;
       const last = this.queue.last();

@@ -133,8 +133,12 @@ function unreadable(record: unknown, err: unknown): HopperError {
 function encodeFailure(record: unknown, err: unknown): HopperError {
   if (HopperError.is(err)) return err;
   const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
-  if (code === 'ERR_BUFFER_TOO_LARGE' || code === 'ERR_STRING_TOO_LONG' || code === 'ERR_OUT_OF_RANGE'
-    || (typeof message === 'string' && /allocation failed|Invalid (typed )?array length|Invalid string length|out of memory/i.test(message))) {
+  if (
+    code === 'ERR_BUFFER_TOO_LARGE' ||
+    code === 'ERR_STRING_TOO_LONG' ||
+    code === 'ERR_OUT_OF_RANGE' ||
+    (typeof message === 'string' && /allocation failed|Invalid (typed )?array length|Invalid string length|out of memory/i.test(message))
+  ) {
     return recordTooLargeError(record, `it cannot be encoded (${String(message)})`, err);
   }
   return unreadable(record, err);
@@ -150,7 +154,7 @@ function typeName(value: unknown): string {
 function shown(value: unknown): string {
   let text: string;
   try {
-    text = typeof value === 'bigint' ? `${value}n` : typeof value === 'symbol' ? value.toString() : JSON.stringify(value) ?? String(value);
+    text = typeof value === 'bigint' ? `${value}n` : typeof value === 'symbol' ? value.toString() : (JSON.stringify(value) ?? String(value));
   } catch {
     text = Object.prototype.toString.call(value);
   }
@@ -199,7 +203,9 @@ function fidelityProblem(type: Type, value: unknown, path: string[]): string | u
   const parts = type as unknown as TypeParts;
   switch (parts.typeName) {
     case 'float':
-      return typeof value === 'number' && floatOverflows(value) ? `is ${value}, beyond the range of a float (it would come back as ${value > 0 ? '' : '-'}Infinity)` : undefined;
+      return typeof value === 'number' && floatOverflows(value)
+        ? `is ${value}, beyond the range of a float (it would come back as ${value > 0 ? '' : '-'}Infinity)`
+        : undefined;
     case 'int':
     case 'long':
       return Object.is(value, -0) ? `is -0, which an Avro ${parts.typeName} gives back as 0` : undefined;
@@ -498,7 +504,8 @@ function envelopeCodec(): RecordCodec {
     validate: validateAndSize,
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
-      if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed())) return type.encode(record, buf, pos);
+      if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed()))
+        return type.encode(record, buf, pos);
       // JSON is exact for plain data, and several times cheaper than a V8 serialization per
       // record (each releaseBuffer() is a new external buffer for the garbage collector).
       if (typeof record !== 'string' && jsonExact(record, 0)) {

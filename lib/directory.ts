@@ -194,7 +194,10 @@ function removeLockDir(dir: string): void {
 class Claim {
   readonly holder: LockHolder;
 
-  private constructor(readonly dir: string, holder: LockHolder) {
+  private constructor(
+    readonly dir: string,
+    holder: LockHolder,
+  ) {
     this.holder = holder;
   }
 
@@ -297,7 +300,13 @@ function removeStale(dir: string, token: string | undefined, staleMs: number, de
  * claim `token` and `mayRemove` agrees at that instant. Throws `ERR_HOPPER_LOCKED` when another
  * live process holds the guard.
  */
-function removeGuarded(dir: string, token: string, staleMs: number, depth: number, mayRemove: (seen: SeenHolder | 'unreadable' | undefined) => boolean): boolean {
+function removeGuarded(
+  dir: string,
+  token: string,
+  staleMs: number,
+  depth: number,
+  mayRemove: (seen: SeenHolder | 'unreadable' | undefined) => boolean,
+): boolean {
   const guard = Claim.take(`${dir}.${token}.remove`, staleMs, depth + 1);
   try {
     const seen = readHolder(dir);
@@ -341,9 +350,10 @@ function removeLeftoverClaims(channelDir: string, staleMs: number): void {
 function describeHolder(seen: SeenHolder | 'unreadable'): string {
   if (seen === 'unreadable') return 'an unreadable lock';
   const me = thisProcess();
-  const who = seen.pid === me.pid && seen.hostname === me.hostname && heldTokens.has(seen.token)
-    ? `another channel in this process (pid ${seen.pid} on ${seen.hostname})`
-    : `process ${seen.pid} on ${seen.hostname}`;
+  const who =
+    seen.pid === me.pid && seen.hostname === me.hostname && heldTokens.has(seen.token)
+      ? `another channel in this process (pid ${seen.pid} on ${seen.hostname})`
+      : `process ${seen.pid} on ${seen.hostname}`;
   return `${who}, started ${seen.since}, last sign of life ${new Date(seen.heartbeat).toISOString()}`;
 }
 

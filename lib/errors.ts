@@ -55,10 +55,10 @@ export type HopperRecordCode = 'ERR_HOPPER_FULL' | 'ERR_HOPPER_IO';
  * handed back: a failed read or directory has no record) and the system error as `cause`.
  */
 export type HopperErrorOf<C extends HopperErrorCode, T = unknown> = HopperError & { readonly code: C } & (C extends 'ERR_HOPPER_FULL'
-  ? { readonly record: T }
-  : C extends 'ERR_HOPPER_IO'
-    ? { readonly record?: T; readonly cause: unknown }
-    : unknown);
+    ? { readonly record: T }
+    : C extends 'ERR_HOPPER_IO'
+      ? { readonly record?: T; readonly cause: unknown }
+      : unknown);
 
 /**
  * The one error class of hopper-streams: a message that says what went wrong and a `code` to branch on.
@@ -158,11 +158,15 @@ export function corruptSegmentError(file: string, offset: number, problem: strin
 /** A record refused because disk writes are failing: it is handed back, with the failure as cause. */
 export function refusedForFault(record: unknown, fault: Error): HopperError {
   // The cause is the system error itself (ENOSPC, EIO...), so callers can branch on its code.
-  return new HopperError('ERR_HOPPER_IO', `the record was not accepted: memory is full and disk writes are failing (${fault.message}); they are being retried`, {
-    record,
-    cause: fault.cause ?? fault,
-    ...(HopperError.is(fault) && fault.file !== undefined ? { file: fault.file } : {}),
-  });
+  return new HopperError(
+    'ERR_HOPPER_IO',
+    `the record was not accepted: memory is full and disk writes are failing (${fault.message}); they are being retried`,
+    {
+      record,
+      cause: fault.cause ?? fault,
+      ...(HopperError.is(fault) && fault.file !== undefined ? { file: fault.file } : {}),
+    },
+  );
 }
 
 /**
@@ -170,7 +174,9 @@ export function refusedForFault(record: unknown, fault: Error): HopperError {
  * like Node's own (`code: 'ERR_MODULE_NOT_FOUND'`), naming the package to install.
  */
 export function missingPeerError(peer: string, subpath: string, cause: unknown): Error {
-  const err = new Error(`${subpath} needs the package \`${peer}\`, an optional peer dependency: install it with \`npm install ${peer}\``, { cause }) as Error & { code: string };
+  const err = new Error(`${subpath} needs the package \`${peer}\`, an optional peer dependency: install it with \`npm install ${peer}\``, {
+    cause,
+  }) as Error & { code: string };
   err.code = 'ERR_MODULE_NOT_FOUND';
   return err;
 }
@@ -178,7 +184,11 @@ export function missingPeerError(peer: string, subpath: string, cause: unknown):
 /** A send to Kafka failed in a way retrying cannot fix: the sink fails, handing back what was not acknowledged. */
 export function kafkaSendError(topic: string, cause: unknown, records: unknown[]): HopperError {
   const reason = cause instanceof Error ? cause.message : String(cause);
-  return new HopperError('ERR_HOPPER_KAFKA_SEND', `sending to Kafka topic ${JSON.stringify(topic)} failed and cannot be retried: ${reason}; ${records.length} records were not acknowledged`, { cause, records });
+  return new HopperError(
+    'ERR_HOPPER_KAFKA_SEND',
+    `sending to Kafka topic ${JSON.stringify(topic)} failed and cannot be retried: ${reason}; ${records.length} records were not acknowledged`,
+    { cause, records },
+  );
 }
 
 /** A record the Kafka sink could not turn into a message (its key or value function threw, or it does not match the schema). */

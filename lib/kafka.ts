@@ -131,9 +131,11 @@ export interface KafkaSink<T> extends Writable {
   stats(): KafkaSinkStats;
   on(event: 'ack', listener: (event: KafkaAckEvent<T>) => void): this;
   on(event: 'retry', listener: (event: KafkaRetryEvent<T>) => void): this;
+  // biome-ignore lint/suspicious/noExplicitAny: the same signature as the Writable's own overload
   on(event: string | symbol, listener: (...args: any[]) => void): this;
   once(event: 'ack', listener: (event: KafkaAckEvent<T>) => void): this;
   once(event: 'retry', listener: (event: KafkaRetryEvent<T>) => void): this;
+  // biome-ignore lint/suspicious/noExplicitAny: the same signature as the Writable's own overload
   once(event: string | symbol, listener: (...args: any[]) => void): this;
 }
 
@@ -187,7 +189,8 @@ function resolveSinkOptions<T>(options: KafkaSinkOptions<T>): Resolved<T> {
   if (typeof value === 'function') {
     resolvedValue = value;
   } else if (value !== null && typeof value === 'object') {
-    if (value.schema === undefined) throw new TypeError('Expected `value.schema` to be an Avro schema (object, JSON string or avsc Type), got `undefined` (undefined)');
+    if (value.schema === undefined)
+      throw new TypeError('Expected `value.schema` to be an Avro schema (object, JSON string or avsc Type), got `undefined` (undefined)');
     let codec: ReturnType<typeof createCodec>;
     try {
       codec = createCodec(value.schema);
@@ -249,7 +252,10 @@ class Sink<T> extends Writable {
   }
 
   override _writev(chunks: Array<{ chunk: T }>, callback: Callback): void {
-    this.deliver(chunks.map((c) => c.chunk), callback);
+    this.deliver(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
@@ -386,8 +392,9 @@ class Sink<T> extends Writable {
       try {
         result = await producer.send(request);
         if (this.destroyed) throw STOPPED;
-        const failed = Array.isArray(result) ? result.find((entry) => entry && entry.errorCode) : undefined;
-        if (failed) throw Object.assign(new Error(`the broker answered error code ${failed.errorCode} for partition ${failed.partition}`), { code: failed.errorCode });
+        const failed = Array.isArray(result) ? result.find((entry) => entry?.errorCode) : undefined;
+        if (failed)
+          throw Object.assign(new Error(`the broker answered error code ${failed.errorCode} for partition ${failed.partition}`), { code: failed.errorCode });
       } catch (err) {
         if (err === STOPPED || this.destroyed) throw STOPPED;
         if (!isRetriableSendError(err)) {

@@ -128,7 +128,18 @@ export const DEFAULTS = {
 } as const;
 
 const KNOWN = new Set([
-  'name', 'dataDir', 'schema', 'maxMemoryBytes', 'maxSegmentBytes', 'maxSegments', 'maxDiskBytes', 'onFull', 'codec', 'onCorrupt', 'staleLockMs', 'signal',
+  'name',
+  'dataDir',
+  'schema',
+  'maxMemoryBytes',
+  'maxSegmentBytes',
+  'maxSegments',
+  'maxDiskBytes',
+  'onFull',
+  'codec',
+  'onCorrupt',
+  'staleLockMs',
+  'signal',
 ]);
 
 /** Shows a value in an option error: its text (cut at 60 characters) and its type. */
@@ -171,11 +182,16 @@ function choiceOption<T extends string>(options: HopperOptions, key: keyof Hoppe
 
 /** Why a string is not a channel name (one path component, no NUL, at most 255 bytes), or undefined. */
 export function nameProblem(value: string): string | undefined {
-  return value === '' ? 'it is empty'
-    : value === '.' || value === '..' ? 'it names a directory link'
-      : /[/\\]/.test(value) ? 'it contains a path separator'
-        : value.includes('\0') ? 'it contains a NUL byte'
-          : Buffer.byteLength(value) > 255 ? 'it is longer than 255 bytes'
+  return value === ''
+    ? 'it is empty'
+    : value === '.' || value === '..'
+      ? 'it names a directory link'
+      : /[/\\]/.test(value)
+        ? 'it contains a path separator'
+        : value.includes('\0')
+          ? 'it contains a NUL byte'
+          : Buffer.byteLength(value) > 255
+            ? 'it is longer than 255 bytes'
             : undefined;
 }
 

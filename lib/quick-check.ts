@@ -93,7 +93,11 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
           break;
         }
         // As avsc's record check: a field with a default may be missing.
-        terms.push(field.defaultValue() === undefined ? `((${slot} = v[${JSON.stringify(field.name)}]), ${check})` : `((${slot} = v[${JSON.stringify(field.name)}]) === undefined || ${check})`);
+        terms.push(
+          field.defaultValue() === undefined
+            ? `((${slot} = v[${JSON.stringify(field.name)}]), ${check})`
+            : `((${slot} = v[${JSON.stringify(field.name)}]) === undefined || ${check})`,
+        );
       }
       const slots = parts.fields!.map((_, index) => `x${index}`);
       body = `${slots.length > 0 ? `let ${slots.join(', ')};` : ''} return ${terms.join(' && ')};`;

@@ -31,8 +31,19 @@ export const MAX_DEPTH = 1000;
  * same class (a Buffer as a Buffer) from either tier. The index is written to segments: append only.
  */
 export const VIEW_TYPES: ReadonlyArray<{ BYTES_PER_ELEMENT?: number; prototype: object; name: string }> = [
-  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
-  Float32Array, Float64Array, DataView, Buffer, BigInt64Array, BigUint64Array,
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  DataView,
+  Buffer,
+  BigInt64Array,
+  BigUint64Array,
 ];
 const VIEW_PROTOTYPES = new Set<object>(VIEW_TYPES.map((type) => type.prototype));
 
@@ -80,13 +91,22 @@ function quickSize(value: unknown, depth: number): number {
 
 /** Where a value stops being something structuredClone gives back as it was written (thrown by the size walk, made a HopperError by the codec). */
 export class SizeProblem extends Error {
-  constructor(readonly path: string[], readonly problem: string) {
+  constructor(
+    readonly path: string[],
+    readonly problem: string,
+  ) {
     super(problem);
   }
 }
 
 function describeValue(value: unknown): string {
-  return typeof value === 'bigint' ? `${value}n` : typeof value === 'symbol' ? value.toString() : typeof value === 'function' ? `function ${value.name || '(anonymous)'}` : String(value);
+  return typeof value === 'bigint'
+    ? `${value}n`
+    : typeof value === 'symbol'
+      ? value.toString()
+      : typeof value === 'function'
+        ? `function ${value.name || '(anonymous)'}`
+        : String(value);
 }
 
 function problem(path: string[], text: string): SizeProblem {
@@ -153,7 +173,10 @@ function carefulSize(value: unknown, path: string[], depth: number, seen: Set<ob
       if (ERROR_PROTOTYPES.has(proto)) {
         const keys = Object.keys(value);
         if (keys.length > 0) {
-          throw problem(path, `is an Error with own properties (${keys.slice(0, 3).join(', ')}), which structuredClone drops; only name, message, stack and cause are kept`);
+          throw problem(
+            path,
+            `is an Error with own properties (${keys.slice(0, 3).join(', ')}), which structuredClone drops; only name, message, stack and cause are kept`,
+          );
         }
         const error = value as Error;
         let size = OBJECT_BYTES + STRING_BYTES * 2 + String(error.message).length + String(error.stack ?? '').length;

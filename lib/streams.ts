@@ -140,6 +140,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void, on
 }
 
 /** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+// biome-ignore lint/correctness/noUnusedVariables: T must match the class this interface merges with
 export interface HopperStreams<T> {
   on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
   once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
@@ -156,6 +157,7 @@ export interface HopperStreams<T> {
  * An EventEmitter of `'spill'`, `'full'`, `'segment'`, `'drop'`, `'corrupt'` and `'fault'`
  * (see {@link HopperEvents}).
  */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only types the listener methods EventEmitter has
 export class HopperStreams<T = unknown> extends EventEmitter {
   /** Feeds the channel. `write()` returns true and calls back at once until memory is full and a disk cap is reached. */
   readonly writable: HopperWritable<T>;
@@ -171,7 +173,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
-    const writable = writerStream(channel, (err) => this.teardown(err), () => this.endIfClosing());
+    const writable = writerStream(
+      channel,
+      (err) => this.teardown(err),
+      () => this.endIfClosing(),
+    );
     const readable = new Readable({
       objectMode: true,
       read: () => channel.deliver(),
@@ -230,7 +236,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * ends that sender only: the others, `send()` and the readable go on.
    */
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as unknown as HopperWritable<T>;
+    return writerStream(
+      this.channel,
+      () => {},
+      () => this.endIfClosing(),
+    ) as unknown as HopperWritable<T>;
   }
 
   /** Counters of the channel now. */
@@ -345,16 +355,15 @@ class HopperDuplexStream extends Duplex {
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
-    ({ channel: this.channel, writer: this.writer, stopListening: this.stopListening } = wireDuplex(
-      this as unknown as Duplex & EventEmitter,
-      options,
-      () => this.destroyed,
-      {
-        start: () => startFlowing(this),
-        end: () => endReadable(this),
-        fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
-      },
-    ));
+    ({
+      channel: this.channel,
+      writer: this.writer,
+      stopListening: this.stopListening,
+    } = wireDuplex(this as unknown as Duplex & EventEmitter, options, () => this.destroyed, {
+      start: () => startFlowing(this),
+      end: () => endReadable(this),
+      fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
+    }));
     countWaiting(this, this.channel);
   }
 
@@ -371,7 +380,11 @@ class HopperDuplexStream extends Duplex {
   }
 
   sender(): Writable {
-    return writerStream(this.channel, () => {}, () => this.endIfClosing());
+    return writerStream(
+      this.channel,
+      () => {},
+      () => this.endIfClosing(),
+    );
   }
 
   stats(): HopperStats {

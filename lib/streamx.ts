@@ -22,7 +22,6 @@ function loadStreamx(): typeof Streamx {
 }
 
 const { Duplex, Readable, Writable, getStreamError } = loadStreamx();
-type Duplex = Streamx.Duplex;
 type Readable = Streamx.Readable;
 type Writable = Streamx.Writable;
 
@@ -89,6 +88,7 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void, on
 }
 
 /** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
+// biome-ignore lint/correctness/noUnusedVariables: T must match the class this interface merges with
 export interface HopperStreams<T> {
   on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
   once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
@@ -100,6 +100,7 @@ export interface HopperStreams<T> {
 }
 
 /** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only types the listener methods EventEmitter has
 export class HopperStreams<T = unknown> extends EventEmitter {
   readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
@@ -110,7 +111,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     super();
     const channel = channelOn(options, this);
     this.channel = channel;
-    const writable = writerStream(channel, (err) => this.destroy(err), () => this.endIfClosing());
+    const writable = writerStream(
+      channel,
+      (err) => this.destroy(err),
+      () => this.endIfClosing(),
+    );
     const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
     const readable = new Readable({
       read(callback: Callback) {
@@ -150,7 +155,11 @@ export class HopperStreams<T = unknown> extends EventEmitter {
 
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
+    return writerStream(
+      this.channel,
+      () => {},
+      () => this.endIfClosing(),
+    ) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
@@ -204,6 +213,7 @@ export interface HopperDuplex<T> {
 }
 
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only retypes write() and end(), which Duplex has
 export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
@@ -229,7 +239,11 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   }
 
   sender(): HopperWritable<T> {
-    return writerStream(this.channel, () => {}, () => this.endIfClosing()) as HopperWritable<T>;
+    return writerStream(
+      this.channel,
+      () => {},
+      () => this.endIfClosing(),
+    ) as HopperWritable<T>;
   }
 
   stats(): HopperStats {

@@ -1,9 +1,17 @@
 // Type test: the Node adapter as a strict TypeScript user meets it, through the built package.
 // `npm run test:types` checks this folder with each @types/node major; a line under
 // `@ts-expect-error` must fail to compile, or the check fails.
-import { Duplex, PassThrough, Readable, Transform, Writable } from 'node:stream';
+import { type Duplex, PassThrough, type Readable, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createHopperStream, createHopperStreams, type HopperDuplex, type HopperReadable, type HopperStats, type HopperStreams, type HopperWritable } from 'hopper-streams';
+import {
+  createHopperStream,
+  createHopperStreams,
+  type HopperDuplex,
+  type HopperReadable,
+  type HopperStats,
+  type HopperStreams,
+  type HopperWritable,
+} from 'hopper-streams';
 
 interface Event {
   seq: number;

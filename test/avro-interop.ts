@@ -54,7 +54,20 @@ const schema = {
     { name: 'total', type: 'double' },
     { name: 'paid', type: 'boolean' },
     { name: 'status', type: { type: 'enum', name: 'Status', symbols: ['NEW', 'PAID', 'SHIPPED'] } },
-    { name: 'lines', type: { type: 'array', items: { type: 'record', name: 'Line', fields: [{ name: 'sku', type: 'string' }, { name: 'qty', type: 'int' }] } } },
+    {
+      name: 'lines',
+      type: {
+        type: 'array',
+        items: {
+          type: 'record',
+          name: 'Line',
+          fields: [
+            { name: 'sku', type: 'string' },
+            { name: 'qty', type: 'int' },
+          ],
+        },
+      },
+    },
     { name: 'attributes', type: { type: 'map', values: 'string' } },
     { name: 'note', type: ['null', 'string'], default: null },
     { name: 'blob', type: 'bytes' },

@@ -15,7 +15,10 @@ const smokeRun = (): Promise<BenchResults> => (smoke ??= runBench({ smoke: true,
 
 test('bench - expandGrid() gives every combination, the last key varying fastest', (t) => {
   t.deepEqual(expandGrid({ impl: ['a', 'b'], n: [1, 2] }), [
-    { impl: 'a', n: 1 }, { impl: 'a', n: 2 }, { impl: 'b', n: 1 }, { impl: 'b', n: 2 },
+    { impl: 'a', n: 1 },
+    { impl: 'a', n: 2 },
+    { impl: 'b', n: 1 },
+    { impl: 'b', n: 2 },
   ]);
 });
 
@@ -28,7 +31,10 @@ test('bench - every scenario of the issue is registered, with a baseline in its 
       [{ ...scenario.grid, ...scenario.smoke }, scenario.smokeBaseline ?? scenario.baseline],
     ] as const) {
       const points = expandGrid(grid);
-      t.true(points.some((point) => Object.entries(baseline).every(([key, value]) => point[key] === value)), `${name}: baseline in grid`);
+      t.true(
+        points.some((point) => Object.entries(baseline).every(([key, value]) => point[key] === value)),
+        `${name}: baseline in grid`,
+      );
     }
   }
 });
@@ -37,7 +43,10 @@ test('bench - a smoke run of every scenario reads every record back, in order, w
   const results = await smokeRun();
   t.is(results.scenarios.length, SCENARIO_NAMES.length);
   for (const scenario of results.scenarios) {
-    t.true(scenario.points.some((point) => point.isBaseline), `${scenario.name}: a baseline point`);
+    t.true(
+      scenario.points.some((point) => point.isBaseline),
+      `${scenario.name}: a baseline point`,
+    );
     for (const point of scenario.points) {
       const where = `${scenario.name} / ${point.label}`;
       const run = point.runs[0];

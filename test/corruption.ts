@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import test from 'ava';
-import { createHopperStreams, HopperError, type CorruptEvent, type HopperOptions, type SegmentEvent } from '../lib/index.js';
+import { createHopperStreams, type HopperError, type CorruptEvent, type HopperOptions, type SegmentEvent } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader, type BlockFrame } from '../lib/ocf.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
@@ -17,7 +17,7 @@ function blocksOf(file: string): { headerLength: number; blocks: Block[] } {
   const bytes = fs.readFileSync(file);
   const header = decodeHeader(bytes)!;
   const blocks: Block[] = [];
-  for (let offset = header.length; offset < bytes.length;) {
+  for (let offset = header.length; offset < bytes.length; ) {
     const frame = parseBlockHeader(bytes, offset, bytes.length - offset);
     if (isProblem(frame)) throw new Error(frame.problem);
     blocks.push({ ...frame, start: offset });
@@ -112,7 +112,11 @@ for (const [name, damage] of Object.entries(damages)) {
     t.is(err.file, first.file);
     t.is(err.offset, offset);
     t.true(err.message.includes(`${first.file} at byte ${offset}`));
-    t.deepEqual(seen, seen.map((_, i) => i), 'what came before the damage was delivered, in order');
+    t.deepEqual(
+      seen,
+      seen.map((_, i) => i),
+      'what came before the damage was delivered, in order',
+    );
     await nextTurn();
     t.deepEqual(dir.files(), []);
   });
@@ -126,14 +130,16 @@ for (const [name, damage] of Object.entries(damages)) {
     hopper.on('corrupt', (event) => events.push(event));
     hopper.writable.end();
     const out = (await collect<Point>(hopper.readable)).map((record) => record.seq);
-    const expectedLost = lostBlock === 'none' ? 0 : lostBlock === 'segment'
-      ? first.records - (name === 'a truncated block' ? blocks[0]!.count : 0)
-      : blocks[lostBlock]!.count;
+    const expectedLost =
+      lostBlock === 'none' ? 0 : lostBlock === 'segment' ? first.records - (name === 'a truncated block' ? blocks[0]!.count : 0) : blocks[lostBlock]!.count;
     t.is(hopper.stats().corrupted, expectedLost);
     t.is(events.length, 1);
     t.like(events[0], { file: first.file, offset, count: expectedLost });
     t.is(out.length, total - expectedLost);
-    t.true(out.every((seq, i) => i === 0 || seq > out[i - 1]!), 'in order');
+    t.true(
+      out.every((seq, i) => i === 0 || seq > out[i - 1]!),
+      'in order',
+    );
     t.is(out.at(-1), total - 1, 'everything after the damage arrives');
     t.deepEqual(dir.files(), []);
   });

@@ -24,9 +24,11 @@ test('createHopperStream() - pipeline(source, hopper, transform, sink) delivers 
   const total = 30_000;
   let sourceDoneAt = -1;
   const out: number[] = [];
-  const source = Readable.from((function* () {
-    for (let i = 0; i < total; i++) yield point(i);
-  })());
+  const source = Readable.from(
+    (function* () {
+      for (let i = 0; i < total; i++) yield point(i);
+    })(),
+  );
   source.on('end', () => {
     sourceDoneAt = out.length;
   });
@@ -36,7 +38,10 @@ test('createHopperStream() - pipeline(source, hopper, transform, sink) delivers 
     new Transform({ objectMode: true, transform: (record: Point, _encoding, callback) => callback(null, record.seq) }),
     slowSink(out),
   );
-  t.deepEqual(out, Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(
+    out,
+    Array.from({ length: total }, (_, i) => i),
+  );
   t.true(sourceDoneAt >= 0 && sourceDoneAt < total / 2, `the source ended when the sink had ${sourceDoneAt} records`);
   t.true(hopper.stats().spilled > 0);
   t.true(hopper.stats().memoryBytes <= 20_000);
@@ -48,11 +53,13 @@ test('createHopperStream() - an error at the source destroys the hopper, removes
   t.teardown(dir.remove);
   const hopper = createHopperStream<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0 });
   const failure = new Error('source broke');
-  const source = Readable.from((async function* () {
-    for (let i = 0; i < 1_000; i++) yield point(i);
-    await nextTurn();
-    throw failure;
-  })());
+  const source = Readable.from(
+    (async function* () {
+      for (let i = 0; i < 1_000; i++) yield point(i);
+      await nextTurn();
+      throw failure;
+    })(),
+  );
   await t.throwsAsync(pipeline(source, hopper, new PassThrough({ objectMode: true, highWaterMark: 1 })), { is: failure });
   t.true(hopper.destroyed);
   t.deepEqual(dir.files(), []);
@@ -148,9 +155,11 @@ test('createHopperStream() - a synchronous source through to a consumer that kee
   const total = 50_000;
   const out: number[] = [];
   await pipeline(
-    Readable.from((function* () {
-      for (let i = 0; i < total; i++) yield point(i);
-    })()),
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < total; i++) yield point(i);
+      })(),
+    ),
     hopper,
     new Writable({
       objectMode: true,
@@ -160,7 +169,10 @@ test('createHopperStream() - a synchronous source through to a consumer that kee
       },
     }),
   );
-  t.deepEqual(out, Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(
+    out,
+    Array.from({ length: total }, (_, i) => i),
+  );
   t.is(hopper.stats().spilled, 0, 'every record went straight from write() to the consumer');
   t.is(hopper.stats().recordsOut, total);
 });

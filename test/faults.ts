@@ -41,7 +41,11 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
       t.is((err!.cause as NodeJS.ErrnoException).code, code);
       refused.push(err!.record as Point);
     }
-    t.deepEqual(refused.map((record) => record.seq), Array.from({ length: 10 }, (_, k) => 110 + k), 'each refused record is handed back');
+    t.deepEqual(
+      refused.map((record) => record.seq),
+      Array.from({ length: 10 }, (_, k) => 110 + k),
+      'each refused record is handed back',
+    );
     // The writable reports the same through its callback (and, as any failed Node write, ends).
     hopper.writable.on('error', () => {});
     const writeError = await new Promise<Error | null | undefined>((resolve) => hopper.writable.write(point(120), resolve));
@@ -71,7 +75,10 @@ test("faults - with onFull 'block', writes that need the disk wait while it fail
   faulty.clear();
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(plain(out), Array.from({ length: 20 }, (_, i) => point(i)));
+  t.deepEqual(
+    plain(out),
+    Array.from({ length: 20 }, (_, i) => point(i)),
+  );
   t.is(done.length, 20);
 });
 
@@ -94,7 +101,10 @@ test('faults - EMFILE when creating a segment is retried; nothing is lost', asyn
   t.true(refusals > 0, 'records were handed back while segment creation failed');
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 200 }, (_, i) => i));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: 200 }, (_, i) => i),
+  );
   t.is(faulty.failures.create, 3);
   t.true(faults.some((event) => event.operation === 'write' && /EMFILE/.test(event.error.message)));
 });
@@ -105,7 +115,10 @@ test('faults - short writes are completed: the segment holds every byte', async 
   for (let i = 0; i < 500; i++) hopper.send(point(i));
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(plain(out), Array.from({ length: 500 }, (_, i) => point(i)));
+  t.deepEqual(
+    plain(out),
+    Array.from({ length: 500 }, (_, i) => point(i)),
+  );
 });
 
 test('faults - EIO on reads is retried, and delivery goes on when reads work again', async (t) => {
@@ -115,7 +128,10 @@ test('faults - EIO on reads is retried, and delivery goes on when reads work aga
   faulty.fail('read', 'EIO', 3);
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 300 }, (_, i) => i));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: 300 }, (_, i) => i),
+  );
   t.is(faulty.failures.read, 3);
   t.true(faults.filter((event) => event.operation === 'read').length >= 3);
 });
@@ -153,13 +169,22 @@ test('faults - a failed delete of a read segment does not stop delivery; it stil
   });
   faulty.clear();
   while (out.length < 200) out.push(((await iterator.next()).value as Point).seq);
-  t.deepEqual(out, Array.from({ length: 200 }, (_, i) => i));
+  t.deepEqual(
+    out,
+    Array.from({ length: 200 }, (_, i) => i),
+  );
   await within(removed, `the removal of ${stuck} once the fault cleared`);
-  t.false(dir.files().some((file) => stuck.endsWith(file)), 'removed once the fault cleared');
+  t.false(
+    dir.files().some((file) => stuck.endsWith(file)),
+    'removed once the fault cleared',
+  );
   hopper.destroy();
 });
 
-for (const [outageMs, label] of [[500, '500 ms'], [3_000, '3 s']] as const) {
+for (const [outageMs, label] of [
+  [500, '500 ms'],
+  [3_000, '3 s'],
+] as const) {
   test(`faults - an fd shortage (EMFILE) of ${label} while reading is waited out with backoff: nothing is lost`, async (t) => {
     const { hopper, faulty, faults } = faultyHopper(t, { maxSegmentBytes: 2_000 });
     const total = 3_000;
@@ -184,7 +209,11 @@ for (const [outageMs, label] of [[500, '500 ms'], [3_000, '3 s']] as const) {
       out.push((next.value as Point).seq);
     }
     t.true(cleared, 'the readable waited for the shortage to end');
-    t.deepEqual(out, Array.from({ length: total }, (_, i) => i), 'every record, in order, once');
+    t.deepEqual(
+      out,
+      Array.from({ length: total }, (_, i) => i),
+      'every record, in order, once',
+    );
     const readFaults = faults.filter((event) => event.operation === 'read').length;
     t.true(readFaults >= 1, 'the shortage was reported with fault events');
     // Retried with a delay doubling from 5 ms to 1 s, not every few ms (that would be hundreds).

@@ -9,11 +9,16 @@ import { collect, nextTurn } from './helpers/index.js';
 
 test('Node interop - Readable.from(iterable).pipe(hopper.writable) and async iteration of the readable', async (t) => {
   const hopper = createHopperStreams<{ n: number }>({ maxMemoryBytes: 200 });
-  Readable.from((function* () {
-    for (let n = 0; n < 1_000; n++) yield { n };
-  })()).pipe(hopper.writable);
+  Readable.from(
+    (function* () {
+      for (let n = 0; n < 1_000; n++) yield { n };
+    })(),
+  ).pipe(hopper.writable);
   const out = await collect<{ n: number }>(hopper.readable);
-  t.deepEqual(out.map((record) => record.n), Array.from({ length: 1_000 }, (_, n) => n));
+  t.deepEqual(
+    out.map((record) => record.n),
+    Array.from({ length: 1_000 }, (_, n) => n),
+  );
 });
 
 test('Node interop - stream/promises pipeline into the writable and out of the readable', async (t) => {
@@ -21,13 +26,16 @@ test('Node interop - stream/promises pipeline into the writable and out of the r
   const out: string[] = [];
   await Promise.all([
     pipeline(Readable.from(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']), hopper.writable),
-    pipeline(hopper.readable, new Writable({
-      objectMode: true,
-      write(chunk: string, _encoding, callback) {
-        out.push(chunk);
-        setImmediate(callback);
-      },
-    })),
+    pipeline(
+      hopper.readable,
+      new Writable({
+        objectMode: true,
+        write(chunk: string, _encoding, callback) {
+          out.push(chunk);
+          setImmediate(callback);
+        },
+      }),
+    ),
   ]);
   t.deepEqual(out, ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']);
 });
@@ -52,13 +60,16 @@ test('Node interop - Buffer chunks and object chunks mixed in one hopper keep th
   // Written before anything reads, so that what does not fit in 10 bytes goes to disk.
   for (const chunk of chunks) hopper.write(chunk);
   hopper.end();
-  await pipeline(hopper, new Writable({
-    objectMode: true,
-    write(chunk, _encoding, callback) {
-      out.push(chunk);
-      callback();
-    },
-  }));
+  await pipeline(
+    hopper,
+    new Writable({
+      objectMode: true,
+      write(chunk, _encoding, callback) {
+        out.push(chunk);
+        callback();
+      },
+    }),
+  );
   t.deepEqual(out, chunks);
   t.true(Buffer.isBuffer(out[0]) && Buffer.isBuffer(out[2]));
   t.true(hopper.stats().spilled > 0);
@@ -94,6 +105,10 @@ test('Node interop - pause() and resume() on a flowing readable hold and release
 });
 
 test('Node interop - a PassThrough after the Duplex in a pipeline sees the end', async (t) => {
-  const out = await collect<number>(Readable.from([1, 2, 3]).pipe(createHopperStream<number>()).pipe(new PassThrough({ objectMode: true })));
+  const out = await collect<number>(
+    Readable.from([1, 2, 3])
+      .pipe(createHopperStream<number>())
+      .pipe(new PassThrough({ objectMode: true })),
+  );
   t.deepEqual(out, [1, 2, 3]);
 });

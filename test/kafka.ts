@@ -14,7 +14,14 @@ import kafkajs, { type Producer } from 'kafkajs';
 import { createRequire } from 'node:module';
 import { createHopperStreams } from '../lib/index.js';
 import { HopperError } from '../lib/errors.js';
-import { createKafkaSink, type KafkaMessage, type KafkaProducer, type KafkaProducerRecord, type KafkaRecordMetadata, type KafkaRetryEvent } from '../lib/kafka.js';
+import {
+  createKafkaSink,
+  type KafkaMessage,
+  type KafkaProducer,
+  type KafkaProducerRecord,
+  type KafkaRecordMetadata,
+  type KafkaRetryEvent,
+} from '../lib/kafka.js';
 import { isRetriableSendError, retryDelay } from '../lib/kafka-policy.js';
 import { startMock, readTopic, type MockCluster } from './helpers/kafka-mock.js';
 import { nextTurn, plain } from './helpers/index.js';
@@ -23,7 +30,16 @@ import { eventSchema as exampleSchema, events, type Event as ExampleEvent } from
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 // kafkajs is CommonJS whose error classes Node cannot see as named exports.
-const { Kafka, KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSProtocolError, KafkaJSSASLAuthenticationError, KafkaJSTimeout, logLevel } = kafkajs;
+const {
+  Kafka,
+  KafkaJSConnectionError,
+  KafkaJSNonRetriableError,
+  KafkaJSNumberOfRetriesExceeded,
+  KafkaJSProtocolError,
+  KafkaJSSASLAuthenticationError,
+  KafkaJSTimeout,
+  logLevel,
+} = kafkajs;
 // kafkajs' own table of Kafka protocol errors (code, type, retriable), to make errors as it does.
 const protocolErrors = createRequire(import.meta.url)('kafkajs/src/protocol/error.js') as { createErrorFromCode(code: number): Error };
 // kafkajs' type definitions leave out constructor arguments its classes take (a message, a cause).
@@ -61,7 +77,13 @@ async function mockFor(t: { teardown(fn: () => Promise<void> | void): void }, to
 
 /** A kafkajs producer against the mock: not idempotent (the mock needs that), quiet, quick to give up so the sink's own retries are seen. */
 async function producerFor(t: { teardown(fn: () => Promise<void> | void): void }, brokers: string[]): Promise<Producer> {
-  const kafka = new Kafka({ clientId: 'hopper-test', brokers, logLevel: logLevel.NOTHING, connectionTimeout: 1_000, retry: { retries: 1, initialRetryTime: 50 } });
+  const kafka = new Kafka({
+    clientId: 'hopper-test',
+    brokers,
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 1_000,
+    retry: { retries: 1, initialRetryTime: 50 },
+  });
   const producer = kafka.producer({ idempotent: false, allowAutoTopicCreation: false });
   await producer.connect();
   t.teardown(() => producer.disconnect());
@@ -110,7 +132,10 @@ test.serial('createKafkaSink() - every record reaches the topic once, per-key or
 
   t.deepEqual(sink.stats(), { sent: total, acked: total, retries: 0, inFlight: 0 });
   t.is(ackedRecords, total);
-  t.true([...offsets.values()].every((list) => list.every((offset, i) => i === 0 || BigInt(offset) > BigInt(list[i - 1] as string))), 'base offsets grow per partition');
+  t.true(
+    [...offsets.values()].every((list) => list.every((offset, i) => i === 0 || BigInt(offset) > BigInt(list[i - 1] as string))),
+    'base offsets grow per partition',
+  );
 
   const { messages, stored } = await readTopic(mock.brokers, 'events', total);
   t.is(stored, total, 'the topic holds each record once');
@@ -121,87 +146,100 @@ test.serial('createKafkaSink() - every record reaches the topic once, per-key or
     decoded.map((d) => d.record).sort((a, b) => a.seq - b.seq),
     Array.from({ length: total }, (_, i) => event(i)),
   );
-  t.true(perKeyOrder(decoded.map((d) => ({ key: d.key, seq: d.record.seq }))), 'each user\'s events are in write order');
+  t.true(perKeyOrder(decoded.map((d) => ({ key: d.key, seq: d.record.seq }))), "each user's events are in write order");
 });
 
-test.serial('createKafkaSink() - an outage: the hopper spills, nothing is acknowledged while the brokers are down, all arrives once they are back', async (t) => {
-  const mock = await mockFor(t, 'outage');
-  const producer = await producerFor(t, mock.brokers);
-  const hopper = createHopperStreams<Event>({ schema: eventSchema, maxMemoryBytes: 32 * 1024 });
-  const sink = createKafkaSink<Event>({
-    producer,
-    topic: 'outage',
-    key: (e) => e.userId,
-    value: { schema: eventSchema, schemaId: 7 },
-    maxBatchRecords: 100,
-    retry: { initialMs: 50, maxMs: 400 },
-  });
-  let brokersDown = false;
-  let ackedWhileDown = 0;
-  let retries = 0;
-  sink.on('ack', ({ records }) => {
-    if (brokersDown) ackedWhileDown += records.length;
-  });
-  sink.on('retry', () => retries++);
-  const done = pipeline(hopper.readable, sink);
+test.serial(
+  'createKafkaSink() - an outage: the hopper spills, nothing is acknowledged while the brokers are down, all arrives once they are back',
+  async (t) => {
+    const mock = await mockFor(t, 'outage');
+    const producer = await producerFor(t, mock.brokers);
+    const hopper = createHopperStreams<Event>({ schema: eventSchema, maxMemoryBytes: 32 * 1024 });
+    const sink = createKafkaSink<Event>({
+      producer,
+      topic: 'outage',
+      key: (e) => e.userId,
+      value: { schema: eventSchema, schemaId: 7 },
+      maxBatchRecords: 100,
+      retry: { initialMs: 50, maxMs: 400 },
+    });
+    let brokersDown = false;
+    let ackedWhileDown = 0;
+    let retries = 0;
+    sink.on('ack', ({ records }) => {
+      if (brokersDown) ackedWhileDown += records.length;
+    });
+    sink.on('retry', () => retries++);
+    const done = pipeline(hopper.readable, sink);
 
-  // Before: 1000 records go through and are acknowledged.
-  let written = 0;
-  const writeSome = (n: number): void => {
-    for (const end = written + n; written < end; written++) hopper.send(event(written));
-  };
-  writeSome(1_000);
-  while (sink.stats().acked < 1_000) await once(sink, 'ack');
+    // Before: 1000 records go through and are acknowledged.
+    let written = 0;
+    const writeSome = (n: number): void => {
+      for (const end = written + n; written < end; written++) hopper.send(event(written));
+    };
+    writeSome(1_000);
+    while (sink.stats().acked < 1_000) await once(sink, 'ack');
 
-  await mock.down();
-  brokersDown = true;
-  const ackedBefore = sink.stats().acked;
-  // During: the producer keeps writing, never held back, until the sink has retried a few times
-  // and the hopper has paged records to disk.
-  let spills = 0;
-  hopper.on('spill', () => spills++);
-  while (retries < 3 || spills === 0 || written < 6_000) {
-    writeSome(200);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  t.is(sink.stats().acked, ackedBefore, 'acked does not move while the brokers are down');
-  t.true(hopper.stats().spilled > 0, 'the hopper spilled');
-  t.true(sink.stats().inFlight > 0);
-  brokersDown = false;
-  await mock.up();
+    await mock.down();
+    brokersDown = true;
+    const ackedBefore = sink.stats().acked;
+    // During: the producer keeps writing, never held back, until the sink has retried a few times
+    // and the hopper has paged records to disk.
+    let spills = 0;
+    hopper.on('spill', () => spills++);
+    while (retries < 3 || spills === 0 || written < 6_000) {
+      writeSome(200);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    t.is(sink.stats().acked, ackedBefore, 'acked does not move while the brokers are down');
+    t.true(hopper.stats().spilled > 0, 'the hopper spilled');
+    t.true(sink.stats().inFlight > 0);
+    brokersDown = false;
+    await mock.up();
 
-  writeSome(1_000);
-  hopper.writable.end();
-  await done;
-  t.is(ackedWhileDown, 0);
-  t.is(sink.stats().acked, written);
-  t.true(sink.stats().retries >= 3);
+    writeSome(1_000);
+    hopper.writable.end();
+    await done;
+    t.is(ackedWhileDown, 0);
+    t.is(sink.stats().acked, written);
+    t.true(sink.stats().retries >= 3);
 
-  const { messages, stored } = await readTopic(mock.brokers, 'outage', written);
-  t.is(stored, written, 'nothing was written twice');
-  const seqs = messages.map((m) => unframe(m.value).record.seq).sort((a, b) => a - b);
-  t.deepEqual(seqs, Array.from({ length: written }, (_, i) => i), 'nothing was lost');
-  t.true(perKeyOrder(messages.map((m) => ({ key: String(m.key), seq: unframe(m.value).record.seq }))));
-});
+    const { messages, stored } = await readTopic(mock.brokers, 'outage', written);
+    t.is(stored, written, 'nothing was written twice');
+    const seqs = messages.map((m) => unframe(m.value).record.seq).sort((a, b) => a - b);
+    t.deepEqual(
+      seqs,
+      Array.from({ length: written }, (_, i) => i),
+      'nothing was lost',
+    );
+    t.true(perKeyOrder(messages.map((m) => ({ key: String(m.key), seq: unframe(m.value).record.seq }))));
+  },
+);
 
-test.serial('createKafkaSink() - a topic the brokers refuse (authorization, unknown) fails the sink through kafkajs with the records not acknowledged', async (t) => {
-  const mock = await startMock(['denied', 'missing'], { topicErrors: { denied: 29, missing: 3 } });
-  t.teardown(() => mock.stop());
-  const producer = await producerFor(t, mock.brokers);
-  for (const [topic, type] of [['denied', 'TOPIC_AUTHORIZATION_FAILED'], ['missing', 'UNKNOWN_TOPIC_OR_PARTITION']] as const) {
-    const sink = createKafkaSink<string>({ producer, topic, value: (s) => Buffer.from(s), retry: { initialMs: 10, maxMs: 10 } });
-    sink.write('a');
-    sink.write('b');
-    sink.write('c');
-    const [err] = (await once(sink, 'error')) as [HopperError];
-    t.is(err.code, 'ERR_HOPPER_KAFKA_SEND', topic);
-    t.deepEqual(err.records, ['a', 'b', 'c']);
-    let cause = err.cause as { type?: string; cause?: unknown } | undefined;
-    while (cause && cause.type === undefined) cause = cause.cause as typeof cause;
-    t.is(cause?.type, type);
-    t.deepEqual(sink.stats(), { sent: 1, acked: 0, retries: 0, inFlight: 0 });
-  }
-});
+test.serial(
+  'createKafkaSink() - a topic the brokers refuse (authorization, unknown) fails the sink through kafkajs with the records not acknowledged',
+  async (t) => {
+    const mock = await startMock(['denied', 'missing'], { topicErrors: { denied: 29, missing: 3 } });
+    t.teardown(() => mock.stop());
+    const producer = await producerFor(t, mock.brokers);
+    for (const [topic, type] of [
+      ['denied', 'TOPIC_AUTHORIZATION_FAILED'],
+      ['missing', 'UNKNOWN_TOPIC_OR_PARTITION'],
+    ] as const) {
+      const sink = createKafkaSink<string>({ producer, topic, value: (s) => Buffer.from(s), retry: { initialMs: 10, maxMs: 10 } });
+      sink.write('a');
+      sink.write('b');
+      sink.write('c');
+      const [err] = (await once(sink, 'error')) as [HopperError];
+      t.is(err.code, 'ERR_HOPPER_KAFKA_SEND', topic);
+      t.deepEqual(err.records, ['a', 'b', 'c']);
+      let cause = err.cause as { type?: string; cause?: unknown } | undefined;
+      while (cause && cause.type === undefined) cause = cause.cause as typeof cause;
+      t.is(cause?.type, type);
+      t.deepEqual(sink.stats(), { sent: 1, acked: 0, retries: 0, inFlight: 0 });
+    }
+  },
+);
 
 // --- With a fake producer: the sink's own logic, one behaviour at a time. ---
 
@@ -282,7 +320,14 @@ test.serial('createKafkaSink() - a write is called back only after the brokers a
 
 test.serial('createKafkaSink() - batches hold at most maxBatchRecords records and maxBatchBytes bytes, in write order', async (t) => {
   const producer = scriptedProducer();
-  const sink = createKafkaSink<string>({ producer, topic: 't', key: (s) => s.slice(0, 2), value: (s) => Buffer.from(s), maxBatchRecords: 10, maxBatchBytes: 100 });
+  const sink = createKafkaSink<string>({
+    producer,
+    topic: 't',
+    key: (s) => s.slice(0, 2),
+    value: (s) => Buffer.from(s),
+    maxBatchRecords: 10,
+    maxBatchBytes: 100,
+  });
   const records = [...strings(95), 'y'.repeat(300), ...strings(30, 95)];
   for (const record of records) sink.write(record);
   sink.end();
@@ -292,12 +337,21 @@ test.serial('createKafkaSink() - batches hold at most maxBatchRecords records an
   t.true(batches.every((batch) => batch.length <= 10));
   const bytes = (batch: KafkaMessage[]): number => batch.reduce((sum, m) => sum + Buffer.byteLength(m.value as Buffer) + Buffer.byteLength(m.key as string), 0);
   t.true(batches.every((batch) => batch.length === 1 || bytes(batch) <= 100));
-  t.true(batches.some((batch) => batch.length === 1 && text(batch[0] as KafkaMessage).length === 300), 'a record over maxBatchBytes goes alone');
-  t.true(batches.some((batch) => batch.length > 1), 'writes queued during a send go out together');
+  t.true(
+    batches.some((batch) => batch.length === 1 && text(batch[0] as KafkaMessage).length === 300),
+    'a record over maxBatchBytes goes alone',
+  );
+  t.true(
+    batches.some((batch) => batch.length > 1),
+    'writes queued during a send go out together',
+  );
 });
 
 test.serial('createKafkaSink() - a failed send is retried with the same records in the same order, and takes no writes meanwhile', async (t) => {
-  const connectionLost = new KafkaJSNumberOfRetriesExceeded(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED'), { retryCount: 5, retryTime: 100 });
+  const connectionLost = new KafkaJSNumberOfRetriesExceeded(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED'), {
+    retryCount: 5,
+    retryTime: 100,
+  });
   const failures = new Map<number, unknown>([
     [2, connectionLost],
     [3, new NonRetriable(connectionLost, { cause: new KafkaJSConnectionError('Connection error') })],
@@ -317,7 +371,10 @@ test.serial('createKafkaSink() - a failed send is retried with the same records 
   while (retries.length < 3) await once(sink, 'retry');
   sink.end();
   await once(sink, 'finish');
-  t.deepEqual(retries.map((r) => r.attempt), [1, 2, 3]);
+  t.deepEqual(
+    retries.map((r) => r.attempt),
+    [1, 2, 3],
+  );
   t.deepEqual(needDrain, [true, true, true], 'while a batch waits to be resent, writers are asked to wait');
   const resent = producer.requests.slice(1, 4).map((request) => request.messages.map(text));
   t.deepEqual(resent[0], resent[1]);
@@ -349,25 +406,28 @@ test.serial('createKafkaSink() - an error retrying cannot fix fails the sink wit
   t.true(hopper.readable.destroyed, 'pipeline() destroys the hopper, and the records still in it');
 });
 
-test.serial('createKafkaSink() - regression: a sink that fails under pipe() leaves the rest in the hopper, so a new sink delivers everything once', async (t) => {
-  const failing = scriptedProducer(new Map([[2, new KafkaJSProtocolError(protocolErrors.createErrorFromCode(29))]]));
-  const hopper = createHopperStreams<string>({ maxMemoryBytes: 256 });
-  const first = createKafkaSink<string>({ producer: failing, topic: 't', value: (s) => Buffer.from(s), maxBatchRecords: 8 });
-  const records = strings(300);
-  for (const record of records) hopper.send(record);
-  hopper.writable.end();
-  hopper.readable.pipe(first);
-  const [err] = (await once(first, 'error')) as [HopperError];
-  t.is(err.code, 'ERR_HOPPER_KAFKA_SEND');
-  t.is((err.cause as { type?: string }).type, 'TOPIC_AUTHORIZATION_FAILED');
+test.serial(
+  'createKafkaSink() - regression: a sink that fails under pipe() leaves the rest in the hopper, so a new sink delivers everything once',
+  async (t) => {
+    const failing = scriptedProducer(new Map([[2, new KafkaJSProtocolError(protocolErrors.createErrorFromCode(29))]]));
+    const hopper = createHopperStreams<string>({ maxMemoryBytes: 256 });
+    const first = createKafkaSink<string>({ producer: failing, topic: 't', value: (s) => Buffer.from(s), maxBatchRecords: 8 });
+    const records = strings(300);
+    for (const record of records) hopper.send(record);
+    hopper.writable.end();
+    hopper.readable.pipe(first);
+    const [err] = (await once(first, 'error')) as [HopperError];
+    t.is(err.code, 'ERR_HOPPER_KAFKA_SEND');
+    t.is((err.cause as { type?: string }).type, 'TOPIC_AUTHORIZATION_FAILED');
 
-  const healthy = scriptedProducer();
-  const second = createKafkaSink<string>({ producer: healthy, topic: 't', value: (s) => Buffer.from(s), maxBatchRecords: 8 });
-  for (const record of err.records as string[]) second.write(record);
-  await pipeline(hopper.readable, second);
-  const delivered = [...failing.requests.slice(0, 1), ...healthy.requests].flatMap((request) => request.messages.map(text));
-  t.deepEqual(delivered, records);
-});
+    const healthy = scriptedProducer();
+    const second = createKafkaSink<string>({ producer: healthy, topic: 't', value: (s) => Buffer.from(s), maxBatchRecords: 8 });
+    for (const record of err.records as string[]) second.write(record);
+    await pipeline(hopper.readable, second);
+    const delivered = [...failing.requests.slice(0, 1), ...healthy.requests].flatMap((request) => request.messages.map(text));
+    t.deepEqual(delivered, records);
+  },
+);
 
 test.serial('createKafkaSink() - destroying a sink that waits to resend calls its write back with ERR_STREAM_DESTROYED and sends no more', async (t) => {
   const producer = scriptedProducer(new Map(Array.from({ length: 50 }, (_, i) => [i + 1, new KafkaJSConnectionError('down')] as const)));
@@ -385,7 +445,14 @@ test.serial('createKafkaSink() - destroying a sink that waits to resend calls it
 
 test.serial('createKafkaSink() - value { schema, schemaId } writes the Confluent wire format byte for byte', async (t) => {
   const producer = scriptedProducer();
-  const schema = { type: 'record', name: 'Tiny', fields: [{ name: 'id', type: 'int' }, { name: 's', type: 'string' }] };
+  const schema = {
+    type: 'record',
+    name: 'Tiny',
+    fields: [
+      { name: 'id', type: 'int' },
+      { name: 's', type: 'string' },
+    ],
+  };
   const sink = createKafkaSink<{ id: number; s: string }>({ producer, topic: 't', value: { schema, schemaId: 0x01020304 } });
   sink.end({ id: 1, s: 'a' });
   await once(sink, 'finish');
@@ -433,7 +500,7 @@ test.serial('createKafkaSink() - a record its value cannot encode fails the sink
   t.is((err.records as Event[]).length, 1);
 });
 
-test.serial('createKafkaSink() - acks: null leaves acks to the producer\'s configuration; acks: 1 is passed on', async (t) => {
+test.serial("createKafkaSink() - acks: null leaves acks to the producer's configuration; acks: 1 is passed on", async (t) => {
   for (const acks of [null, 1] as const) {
     const producer = scriptedProducer();
     const sink = createKafkaSink<string>({ producer, topic: 't', value: (s) => Buffer.from(s), acks });
@@ -484,7 +551,10 @@ test.serial('createKafkaSink() - which failed sends are retried: outages and tim
 
 test.serial('createKafkaSink() - the wait between attempts doubles from initialMs up to maxMs, less at most a fifth at random', (t) => {
   const policy = { initialMs: 100, maxMs: 1_000 };
-  t.deepEqual([1, 2, 3, 4, 5, 50, 5_000].map((attempt) => retryDelay(attempt, policy, 0)), [100, 200, 400, 800, 1_000, 1_000, 1_000]);
+  t.deepEqual(
+    [1, 2, 3, 4, 5, 50, 5_000].map((attempt) => retryDelay(attempt, policy, 0)),
+    [100, 200, 400, 800, 1_000, 1_000, 1_000],
+  );
   t.is(retryDelay(3, policy, 0.999_999), 320);
   t.is(retryDelay(1, policy, 0.5), 90);
 });
@@ -492,7 +562,10 @@ test.serial('createKafkaSink() - the wait between attempts doubles from initialM
 // --- examples/http-to-kafka.ts, run as the README says. ---
 
 /** Starts the example as a child process against `brokers`; resolves with its port once it listens. */
-async function startExample(t: { teardown(fn: () => Promise<void> | void): void }, env: Record<string, string>): Promise<{ port: number; child: ChildProcess; output: () => string }> {
+async function startExample(
+  t: { teardown(fn: () => Promise<void> | void): void },
+  env: Record<string, string>,
+): Promise<{ port: number; child: ChildProcess; output: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx/esm', 'examples/http-to-kafka.ts'], {
     cwd: root,
     env: { ...process.env, PORT: '0', ...env },
@@ -510,10 +583,12 @@ async function startExample(t: { teardown(fn: () => Promise<void> | void): void 
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (output += text));
   const lines = createInterface({ input: child.stdout as Readable });
   lines.on('line', (line) => (output += `${line}\n`));
-  const listening = new Promise<number>((resolve) => lines.on('line', (line) => {
-    const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(line);
-    if (match) resolve(Number(match[1]));
-  }));
+  const listening = new Promise<number>((resolve) =>
+    lines.on('line', (line) => {
+      const match = /listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(line);
+      if (match) resolve(Number(match[1]));
+    }),
+  );
   const port = await Promise.race([listening, exited.then(() => Promise.reject(new Error(`the example exited: ${output}`)))]);
   return { port, child, output: () => output };
 }
@@ -567,7 +642,10 @@ test.serial('createKafkaSink() - examples/http-to-kafka: bodies accepted during 
   t.is(stored, bodies * perBody);
   const decoded = messages.map((m) => ({ key: String(m.key), ...unframeEvent(m.value) }));
   t.true(decoded.every((d) => d.schemaId === 5 && d.key === d.record.userId));
-  t.deepEqual(decoded.map((d) => d.record.seq).sort((a, b) => a - b), Array.from({ length: bodies * perBody }, (_, i) => i + 1));
+  t.deepEqual(
+    decoded.map((d) => d.record.seq).sort((a, b) => a - b),
+    Array.from({ length: bodies * perBody }, (_, i) => i + 1),
+  );
   t.true(perKeyOrder(decoded.map((d) => ({ key: d.key, seq: d.record.seq }))));
 });
 
@@ -594,13 +672,22 @@ test.serial('createKafkaSink() - examples/http-to-kafka with ANSWER=acknowledged
 });
 
 test.serial('createKafkaSink() - loads by name from the built package as hopper-streams/kafka, which imports no Kafka client', async (t) => {
-  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; peerDependenciesMeta: Record<string, { optional: boolean }> };
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+    exports: Record<string, Record<string, string>>;
+    peerDependenciesMeta: Record<string, { optional: boolean }>;
+  };
   t.deepEqual(Object.keys(pkg.exports['./kafka'] ?? {}), ['types', 'default']);
   t.true(fs.existsSync(path.join(root, 'dist', 'kafka.d.ts')), 'dist/ is built (npm test builds it first)');
   t.true(pkg.peerDependenciesMeta.kafkajs?.optional);
   const script = `import('hopper-streams/kafka').then((m) => console.log(typeof m.createKafkaSink))`;
   const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: root });
   t.is(stdout.trim(), 'function');
-  const imports = fs.readdirSync(path.join(root, 'dist')).filter((file) => file.endsWith('.js')).flatMap((file) => [...fs.readFileSync(path.join(root, 'dist', file), 'utf8').matchAll(/^(?:import|export) [^;]*? from '([^']+)';$/gm)].map((m) => m[1]));
-  t.deepEqual(imports.filter((specifier) => /kafka/i.test(specifier ?? '') && !specifier?.startsWith('./')), []);
+  const imports = fs
+    .readdirSync(path.join(root, 'dist'))
+    .filter((file) => file.endsWith('.js'))
+    .flatMap((file) => [...fs.readFileSync(path.join(root, 'dist', file), 'utf8').matchAll(/^(?:import|export) [^;]*? from '([^']+)';$/gm)].map((m) => m[1]));
+  t.deepEqual(
+    imports.filter((specifier) => /kafka/i.test(specifier ?? '') && !specifier?.startsWith('./')),
+    [],
+  );
 });

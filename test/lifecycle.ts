@@ -88,7 +88,10 @@ test('.close() - records nobody reads keep it waiting, and readerAttached says s
   const out = await collect<Point>(hopper.readable);
   await closing;
   t.true(hopper.readerAttached);
-  t.deepEqual(out.map((p) => p.seq), Array.from({ length: 20 }, (_, i) => i));
+  t.deepEqual(
+    out.map((p) => p.seq),
+    Array.from({ length: 20 }, (_, i) => i),
+  );
 });
 
 test('.readerAttached - turns true when a consumer starts reading (a data listener)', async (t) => {
@@ -190,39 +193,48 @@ test('channel directory - a second open channel on the same directory fails with
   t.deepEqual(dir.files(), []);
 });
 
-test.serial('channel directory - locked by another process, then taken over once that process is dead; stale segments removed, foreign files kept', async (t) => {
-  const dir = tempDataDir();
-  t.teardown(dir.remove);
-  const { child, info } = await startChild(t, 'hold', dir.dataDir, 'shared');
-  t.true(info.segments > 1);
-  const channelDir = path.join(dir.dataDir, 'shared');
-  // Files that are not ours: a plain Avro file under a segment-like name, and a note.
-  fs.copyFileSync(fixture('foreign.avro'), path.join(channelDir, '000000009000.avro'));
-  fs.writeFileSync(path.join(channelDir, 'notes.txt'), 'keep me');
-  const foreignHash = sha256(path.join(channelDir, '000000009000.avro'));
+test.serial(
+  'channel directory - locked by another process, then taken over once that process is dead; stale segments removed, foreign files kept',
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const { child, info } = await startChild(t, 'hold', dir.dataDir, 'shared');
+    t.true(info.segments > 1);
+    const channelDir = path.join(dir.dataDir, 'shared');
+    // Files that are not ours: a plain Avro file under a segment-like name, and a note.
+    fs.copyFileSync(fixture('foreign.avro'), path.join(channelDir, '000000009000.avro'));
+    fs.writeFileSync(path.join(channelDir, 'notes.txt'), 'keep me');
+    const foreignHash = sha256(path.join(channelDir, '000000009000.avro'));
 
-  const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'shared' }), { instanceOf: HopperError });
-  t.is(err!.code, 'ERR_HOPPER_LOCKED');
-  t.regex(err!.message, new RegExp(`process ${info.pid} on `));
+    const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'shared' }), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_LOCKED');
+    t.regex(err!.message, new RegExp(`process ${info.pid} on `));
 
-  child.kill('SIGKILL');
-  await once(child, 'exit');
-  const stale = dir.files().filter((file) => /\d{12}\.avro$/.test(file) && !file.endsWith('000000009000.avro'));
-  t.true(stale.length > 1, 'the dead process left its segments behind');
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const stale = dir.files().filter((file) => /\d{12}\.avro$/.test(file) && !file.endsWith('000000009000.avro'));
+    t.true(stale.length > 1, 'the dead process left its segments behind');
 
-  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'shared', maxMemoryBytes: 0, maxSegmentBytes: 100 });
-  for (const file of stale) t.false(fs.existsSync(path.join(dir.dataDir, file)), `${file} was removed`);
-  for (let i = 0; i < 20; i++) hopper.send(`new ${i}`);
-  await new Promise((resolve) => setImmediate(resolve));
-  const segments = fs.readdirSync(channelDir).filter((name) => name.endsWith('.avro') && name !== '000000009000.avro');
-  t.true(segments.every((name) => Number(name.slice(0, 12)) > 9000), 'new segments are numbered past every existing name');
-  const closing = hopper.close();
-  t.deepEqual(await collect(hopper.readable), Array.from({ length: 20 }, (_, i) => `new ${i}`));
-  await closing;
-  t.deepEqual(dir.files(), [path.join('shared', '000000009000.avro'), path.join('shared', 'notes.txt')]);
-  t.is(sha256(path.join(channelDir, '000000009000.avro')), foreignHash);
-  t.is(fs.readFileSync(path.join(channelDir, 'notes.txt'), 'utf8'), 'keep me');
-});
+    const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'shared', maxMemoryBytes: 0, maxSegmentBytes: 100 });
+    for (const file of stale) t.false(fs.existsSync(path.join(dir.dataDir, file)), `${file} was removed`);
+    for (let i = 0; i < 20; i++) hopper.send(`new ${i}`);
+    await new Promise((resolve) => setImmediate(resolve));
+    const segments = fs.readdirSync(channelDir).filter((name) => name.endsWith('.avro') && name !== '000000009000.avro');
+    t.true(
+      segments.every((name) => Number(name.slice(0, 12)) > 9000),
+      'new segments are numbered past every existing name',
+    );
+    const closing = hopper.close();
+    t.deepEqual(
+      await collect(hopper.readable),
+      Array.from({ length: 20 }, (_, i) => `new ${i}`),
+    );
+    await closing;
+    t.deepEqual(dir.files(), [path.join('shared', '000000009000.avro'), path.join('shared', 'notes.txt')]);
+    t.is(sha256(path.join(channelDir, '000000009000.avro')), foreignHash);
+    t.is(fs.readFileSync(path.join(channelDir, 'notes.txt'), 'utf8'), 'keep me');
+  },
+);
 
 test('channel directory - segment-named files that are not ours are never overwritten', async (t) => {
   const dir = tempDataDir();

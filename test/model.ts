@@ -120,13 +120,20 @@ class DestroyCommand implements fc.AsyncCommand<Model, Real> {
     checkNoUnreportedFiles(real);
     // Refused after destroy; once ended, "after end" says it as well.
     const codes = model.ended ? ['ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END'] : ['ERR_STREAM_DESTROYED'];
-    assert.throws(() => real.hopper.send(point(0)), (err: HopperError) => codes.includes(err.code));
+    assert.throws(
+      () => real.hopper.send(point(0)),
+      (err: HopperError) => codes.includes(err.code),
+    );
   }
   toString = (): string => 'destroy';
 }
 
 class FaultCommand implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly operation: FaultOperation, readonly code: string, readonly times: number) {}
+  constructor(
+    readonly operation: FaultOperation,
+    readonly code: string,
+    readonly times: number,
+  ) {}
   check = (model: Readonly<Model>): boolean => !model.destroyed;
   async run(_model: Model, real: Real): Promise<void> {
     real.faulty.fail(this.operation, this.code, this.times);
@@ -147,11 +154,9 @@ const commands = [
   read,
   fc.constant(new EndCommand()),
   fc.constant(new DestroyCommand()),
-  fc.tuple(
-    fc.constantFrom<FaultOperation>('write', 'read', 'create', 'unlink'),
-    fc.constantFrom('ENOSPC', 'EIO', 'EMFILE'),
-    fc.integer({ min: 1, max: 3 }),
-  ).map(([operation, code, times]) => new FaultCommand(operation, code, times)),
+  fc
+    .tuple(fc.constantFrom<FaultOperation>('write', 'read', 'create', 'unlink'), fc.constantFrom('ENOSPC', 'EIO', 'EMFILE'), fc.integer({ min: 1, max: 3 }))
+    .map(([operation, code, times]) => new FaultCommand(operation, code, times)),
 ];
 
 // Counterexamples it found, kept as regression tests.
@@ -183,47 +188,49 @@ test('model - random sends, writes, reads, ends, destroys and faults match a pla
   const dir = tempDataDir();
   t.teardown(dir.remove);
   let run = 0;
-  await fc.assert(
-    fc.asyncProperty(
-      fc.integer({ min: 0, max: 300 }),
-      fc.integer({ min: 1, max: 1_500 }),
-      fc.constantFrom(1, 2, 4, Infinity),
-      fc.commands(commands, { maxCommands: 60, size: 'large' }),
-      async (maxMemoryBytes, maxSegmentBytes, maxSegments, cmds) => {
-        const faulty = new FaultyFileSystem();
-        const name = `model-${run++}`;
-        const hopper = new HopperStreams<Point>(
-          { dataDir: dir.dataDir, name, schema: pointSchema, maxMemoryBytes, maxSegmentBytes, maxSegments, onFull: 'error' },
-          { fileSystem: faulty.fs },
-        );
-        hopper.readable.on('error', () => {});
-        const unremovable = new Set<string>();
-        hopper.on('fault', (event) => event.operation === 'remove' && unremovable.add(event.file));
-        const real: Real = {
-          unremovable,
-          hopper,
-          iterator: hopper.readable[Symbol.asyncIterator](),
-          faulty,
-          maxMemoryBytes,
-          dataDirFiles: () => dir.files().filter((file) => file.startsWith(`${name}/`)),
-        };
-        const model: Model = { pending: [], nextSeq: 0, ended: false, destroyed: false };
-        await fc.asyncModelRun(() => ({ model, real }), cmds);
-        if (model.destroyed) return;
-        // Whatever happened, ending and draining delivers exactly what is pending, then no files remain.
-        faulty.clear();
-        hopper.writable.end();
-        for (let next = await real.iterator.next(); !next.done; next = await real.iterator.next()) {
-          assert.equal(next.value.seq, model.pending.shift());
-        }
-        assert.deepEqual(model.pending, []);
-        checkNoUnreportedFiles(real);
-      },
-    ),
-    { numRuns: 300 },
-  ).catch((err: Error) => {
-    // fast-check keeps the failing assertion as the cause: show it beside the counterexample.
-    throw new Error(`${err.message}\n${String((err as Error & { cause?: unknown }).cause)}`);
-  });
+  await fc
+    .assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: 300 }),
+        fc.integer({ min: 1, max: 1_500 }),
+        fc.constantFrom(1, 2, 4, Infinity),
+        fc.commands(commands, { maxCommands: 60, size: 'large' }),
+        async (maxMemoryBytes, maxSegmentBytes, maxSegments, cmds) => {
+          const faulty = new FaultyFileSystem();
+          const name = `model-${run++}`;
+          const hopper = new HopperStreams<Point>(
+            { dataDir: dir.dataDir, name, schema: pointSchema, maxMemoryBytes, maxSegmentBytes, maxSegments, onFull: 'error' },
+            { fileSystem: faulty.fs },
+          );
+          hopper.readable.on('error', () => {});
+          const unremovable = new Set<string>();
+          hopper.on('fault', (event) => event.operation === 'remove' && unremovable.add(event.file));
+          const real: Real = {
+            unremovable,
+            hopper,
+            iterator: hopper.readable[Symbol.asyncIterator](),
+            faulty,
+            maxMemoryBytes,
+            dataDirFiles: () => dir.files().filter((file) => file.startsWith(`${name}/`)),
+          };
+          const model: Model = { pending: [], nextSeq: 0, ended: false, destroyed: false };
+          await fc.asyncModelRun(() => ({ model, real }), cmds);
+          if (model.destroyed) return;
+          // Whatever happened, ending and draining delivers exactly what is pending, then no files remain.
+          faulty.clear();
+          hopper.writable.end();
+          for (let next = await real.iterator.next(); !next.done; next = await real.iterator.next()) {
+            assert.equal(next.value.seq, model.pending.shift());
+          }
+          assert.deepEqual(model.pending, []);
+          checkNoUnreportedFiles(real);
+        },
+      ),
+      { numRuns: 300 },
+    )
+    .catch((err: Error) => {
+      // fast-check keeps the failing assertion as the cause: show it beside the counterexample.
+      throw new Error(`${err.message}\n${String((err as Error & { cause?: unknown }).cause)}`);
+    });
   t.pass();
 });

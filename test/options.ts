@@ -50,7 +50,11 @@ test('createHopperStreams() options - schema as JSON object, JSON string or avsc
   const schema = { type: 'record', name: 'A', fields: [{ name: 'n', type: 'int' }] };
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  for (const [name, form] of [['object', schema], ['string', JSON.stringify(schema)], ['type', avsc.Type.forSchema(schema as never)]] as const) {
+  for (const [name, form] of [
+    ['object', schema],
+    ['string', JSON.stringify(schema)],
+    ['type', avsc.Type.forSchema(schema as never)],
+  ] as const) {
     const hopper = createHopperStreams<{ n: number }>({ dataDir: dir.dataDir, name, schema: form, maxMemoryBytes: 0 });
     hopper.send({ n: 1 });
     t.throws(() => hopper.send({ n: 'x' } as never), { code: 'ERR_HOPPER_INVALID_RECORD' } as never);

@@ -8,16 +8,23 @@ test("onFull 'drop-newest' - a record that finds no room is dropped, counted and
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 500, maxSegmentBytes: 2_000, maxSegments: 2, onFull: 'drop-newest',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 500,
+    maxSegmentBytes: 2_000,
+    maxSegments: 2,
+    onFull: 'drop-newest',
   });
   const drops: DropEvent[] = [];
   hopper.on('drop', (event) => drops.push(event));
   let calledBack = 0;
   for (let i = 0; i < 1_000; i++) {
-    t.true(hopper.writable.write(point(i), (err) => {
-      t.falsy(err);
-      calledBack++;
-    }));
+    t.true(
+      hopper.writable.write(point(i), (err) => {
+        t.falsy(err);
+        calledBack++;
+      }),
+    );
   }
   for (let i = 1_000; i < 1_100; i++) hopper.send(point(i));
   await nextTurn();
@@ -31,14 +38,22 @@ test("onFull 'drop-newest' - a record that finds no room is dropped, counted and
   const out = await collect<Point>(hopper.readable);
   t.is(out.length, recordsIn);
   // What was kept is the oldest: a prefix of what was written.
-  t.deepEqual(plain(out), Array.from({ length: recordsIn }, (_, i) => point(i)));
+  t.deepEqual(
+    plain(out),
+    Array.from({ length: recordsIn }, (_, i) => point(i)),
+  );
 });
 
 test("onFull 'drop-oldest' - the oldest sealed segment not being read is deleted to make room, its records counted as dropped", async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 300, maxSegmentBytes: 1_000, maxSegments: 3, onFull: 'drop-oldest',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 300,
+    maxSegmentBytes: 1_000,
+    maxSegments: 3,
+    onFull: 'drop-oldest',
   });
   const drops: DropEvent[] = [];
   hopper.on('drop', (event) => drops.push(event));
@@ -49,15 +64,26 @@ test("onFull 'drop-oldest' - the oldest sealed segment not being read is deleted
   t.true(memoryRecords > 0);
   t.is(recordsIn, total, 'every incoming record was taken');
   t.true(drops.length > 0);
-  t.is(drops.reduce((sum, event) => sum + event.count, 0), dropped);
+  t.is(
+    drops.reduce((sum, event) => sum + event.count, 0),
+    dropped,
+  );
   t.true(drops.every((event) => event.policy === 'drop-oldest' && /^\d{12}\.avro$/.test(path.basename(event.file ?? ''))));
   hopper.writable.end();
   const out = (await collect<Point>(hopper.readable)).map((record) => record.seq);
   t.is(out.length, total - dropped);
   // In order, with the dropped records missing as whole runs of the oldest disk records.
   t.true(out.every((seq, i) => i === 0 || seq > out[i - 1]!));
-  t.deepEqual(out.slice(-50), Array.from({ length: 50 }, (_, i) => total - 50 + i), 'the newest records are all there');
-  t.deepEqual(out.slice(0, memoryRecords), Array.from({ length: memoryRecords }, (_, i) => i), 'records held in memory are never dropped');
+  t.deepEqual(
+    out.slice(-50),
+    Array.from({ length: 50 }, (_, i) => total - 50 + i),
+    'the newest records are all there',
+  );
+  t.deepEqual(
+    out.slice(0, memoryRecords),
+    Array.from({ length: memoryRecords }, (_, i) => i),
+    'records held in memory are never dropped',
+  );
   t.deepEqual(dir.files(), []);
 });
 
@@ -65,7 +91,12 @@ test("onFull 'drop-oldest' - while the reader is inside a segment, an older-than
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 1_000, maxSegments: 2, onFull: 'drop-oldest',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 0,
+    maxSegmentBytes: 1_000,
+    maxSegments: 2,
+    onFull: 'drop-oldest',
   });
   let i = 0;
   while (hopper.stats().segments < 2 || hopper.stats().dropped === 0) hopper.send(point(i++));
@@ -78,12 +109,15 @@ test("onFull 'drop-oldest' - while the reader is inside a segment, an older-than
   hopper.writable.end();
   const rest: number[] = [first.seq];
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) rest.push((next.value as Point).seq);
-  t.true(rest.every((seq, k) => k === 0 || seq > rest[k - 1]!), 'still in order');
+  t.true(
+    rest.every((seq, k) => k === 0 || seq > rest[k - 1]!),
+    'still in order',
+  );
   t.is(rest.length, hopper.stats().recordsIn - hopper.stats().dropped);
   t.is(rest.at(-1), i - 1);
 });
 
-test("onFull drop policies - what comes out is, in order, what went in less what was counted as dropped (property)", async (t) => {
+test('onFull drop policies - what comes out is, in order, what went in less what was counted as dropped (property)', async (t) => {
   const fc = (await import('fast-check')).default;
   const dir = tempDataDir();
   t.teardown(dir.remove);
@@ -116,7 +150,10 @@ test("onFull drop policies - what comes out is, in order, what went in less what
         for (let next = await iterator.next(); !next.done; next = await iterator.next()) out.push((next.value as Point).seq);
         const { recordsIn, dropped } = hopper.stats();
         // Plain asserts throw, so fast-check sees a failure and shrinks it to a small counterexample.
-        assert.ok(out.every((value, i) => i === 0 || value > out[i - 1]!), 'in order');
+        assert.ok(
+          out.every((value, i) => i === 0 || value > out[i - 1]!),
+          'in order',
+        );
         assert.equal(segmentDrops + incomingDrops, dropped);
         if (onFull === 'drop-newest') assert.equal(segmentDrops, 0);
         // A dropped incoming record was never accepted; a dropped segment's records were.

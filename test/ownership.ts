@@ -57,7 +57,10 @@ function forgeLock(channelDir: string, holder: Record<string, unknown>, heartbea
   const lock = path.join(channelDir, 'hopper.lock');
   fs.mkdirSync(lock, { recursive: true });
   const owner = path.join(lock, 'owner.json');
-  fs.writeFileSync(owner, JSON.stringify({ token: crypto.randomBytes(12).toString('hex'), hostname: os.hostname(), since: new Date(0).toISOString(), ...holder }));
+  fs.writeFileSync(
+    owner,
+    JSON.stringify({ token: crypto.randomBytes(12).toString('hex'), hostname: os.hostname(), since: new Date(0).toISOString(), ...holder }),
+  );
   if (heartbeat) fs.utimesSync(owner, heartbeat, heartbeat);
   return lock;
 }
@@ -72,46 +75,54 @@ async function deadPid(): Promise<{ pid: number; startTime: string }> {
 }
 
 for (const k of [2, 8]) {
-  test.serial(`createHopperStreams() - ${k} processes racing to open one channel: exactly one owner in each of 50 rounds, with and without a stale lock`, async (t) => {
-    const dir = tempDataDir();
-    t.teardown(dir.remove);
-    const name = 'raced';
-    const channelDir = path.join(dir.dataDir, name);
-    const children = await Promise.all(Array.from({ length: k }, () => raceChild(t, dir.dataDir, name)));
-    const dead = await deadPid();
-    let lockedMessages = 0;
-    for (const stale of [false, true]) {
-      for (let round = 0; round < 50; round++) {
-        if (stale) forgeLock(channelDir, { pid: dead.pid, startTime: dead.startTime, ...linuxProcess });
-        const answers = await Promise.all(children.map((child) => {
-          const answer = message<{ round: number; owner: boolean; collision?: boolean; code?: string; message?: string }>(child, (m) => m.round === round);
-          child.send({ op: 'open', round });
-          return answer;
-        }));
-        const owners = answers.filter((answer) => answer.owner);
-        const where = `${stale ? 'with' : 'without'} a stale lock, round ${round}`;
-        t.is(owners.length, 1, `one owner ${where}: ${JSON.stringify(answers)}`);
-        t.false(owners.some((answer) => answer.collision), `no second holder of the marker ${where}`);
-        for (const answer of answers.filter((a) => !a.owner)) {
-          t.is(answer.code, 'ERR_HOPPER_LOCKED', `${where}: ${answer.message}`);
-          if (/locked by process \d+ on \S+, started \S+, last sign of life \S+/.test(answer.message!)) lockedMessages++;
+  test.serial(
+    `createHopperStreams() - ${k} processes racing to open one channel: exactly one owner in each of 50 rounds, with and without a stale lock`,
+    async (t) => {
+      const dir = tempDataDir();
+      t.teardown(dir.remove);
+      const name = 'raced';
+      const channelDir = path.join(dir.dataDir, name);
+      const children = await Promise.all(Array.from({ length: k }, () => raceChild(t, dir.dataDir, name)));
+      const dead = await deadPid();
+      let lockedMessages = 0;
+      for (const stale of [false, true]) {
+        for (let round = 0; round < 50; round++) {
+          if (stale) forgeLock(channelDir, { pid: dead.pid, startTime: dead.startTime, ...linuxProcess });
+          const answers = await Promise.all(
+            children.map((child) => {
+              const answer = message<{ round: number; owner: boolean; collision?: boolean; code?: string; message?: string }>(child, (m) => m.round === round);
+              child.send({ op: 'open', round });
+              return answer;
+            }),
+          );
+          const owners = answers.filter((answer) => answer.owner);
+          const where = `${stale ? 'with' : 'without'} a stale lock, round ${round}`;
+          t.is(owners.length, 1, `one owner ${where}: ${JSON.stringify(answers)}`);
+          t.false(
+            owners.some((answer) => answer.collision),
+            `no second holder of the marker ${where}`,
+          );
+          for (const answer of answers.filter((a) => !a.owner)) {
+            t.is(answer.code, 'ERR_HOPPER_LOCKED', `${where}: ${answer.message}`);
+            if (/locked by process \d+ on \S+, started \S+, last sign of life \S+/.test(answer.message!)) lockedMessages++;
+          }
+          const holder = children[answers.indexOf(owners[0]!)]!;
+          const released = message(holder, (m: { released?: boolean }) => m.released === true);
+          holder.send({ op: 'release' });
+          await released;
+          // The holder's destroy() released the lock before it answered.
+          t.false(fs.existsSync(path.join(channelDir, 'hopper.lock')), `the lock is gone after release, ${where}`);
         }
-        const holder = children[answers.indexOf(owners[0]!)]!;
-        const released = message(holder, (m: { released?: boolean }) => m.released === true);
-        holder.send({ op: 'release' });
-        await released;
-        // The holder's destroy() released the lock before it answered.
-        t.false(fs.existsSync(path.join(channelDir, 'hopper.lock')), `the lock is gone after release, ${where}`);
       }
-    }
-    t.true(lockedMessages > 0, 'losers are told who holds the lock: pid, host, start and last sign of life');
-    for (const child of children) {
-      const exited = once(child, 'exit');
-      child.send({ op: 'exit' });
-      await exited;
-    }
-    t.deepEqual(dir.files(), [], 'no lock, draft, guard or marker is left behind');
-  });
+      t.true(lockedMessages > 0, 'losers are told who holds the lock: pid, host, start and last sign of life');
+      for (const child of children) {
+        const exited = once(child, 'exit');
+        child.send({ op: 'exit' });
+        await exited;
+      }
+      t.deepEqual(dir.files(), [], 'no lock, draft, guard or marker is left behind');
+    },
+  );
 }
 
 test.serial('createHopperStreams() - a lock whose pid is alive but is another process (another start time) is taken over', async (t) => {
@@ -183,7 +194,7 @@ test.serial('.readable - an owner that finds its lock taken over (it stalled pas
   t.is(err.code, 'ERR_HOPPER_LOCKED');
   t.regex(err.message, /was taken over by another process/);
   t.throws(() => hopper.send('after'), { instanceOf: HopperError });
-  t.deepEqual(fs.readFileSync(path.join(theirs, 'owner.json')), theirOwner, 'the new owner\'s lock is left alone');
+  t.deepEqual(fs.readFileSync(path.join(theirs, 'owner.json')), theirOwner, "the new owner's lock is left alone");
 });
 
 test.serial('createHopperStreams() - drafts, guards and moved-aside locks left by a killed contender are removed at open; a live one is kept', async (t) => {
@@ -195,7 +206,10 @@ test.serial('createHopperStreams() - drafts, guards and moved-aside locks left b
   endInTeardown(t, alive);
   const leftover = (name: string, holder: Record<string, unknown>): void => {
     fs.mkdirSync(path.join(channelDir, name), { recursive: true });
-    fs.writeFileSync(path.join(channelDir, name, 'owner.json'), JSON.stringify({ token: name, hostname: os.hostname(), since: 'x', ...linuxProcess, ...holder }));
+    fs.writeFileSync(
+      path.join(channelDir, name, 'owner.json'),
+      JSON.stringify({ token: name, hostname: os.hostname(), since: 'x', ...linuxProcess, ...holder }),
+    );
   };
   const deadHolder = { pid: dead.pid, startTime: dead.startTime };
   leftover('hopper.lock.aaaa.draft', deadHolder);
@@ -251,11 +265,18 @@ test.serial('createHopperStreams() - a symlink named like a segment, pointing in
   const mine = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'mine', maxMemoryBytes: 0 });
   for (let i = 0; i < 10; i++) mine.send(`mine ${i}`);
   const closing = mine.close();
-  t.deepEqual(await collect(mine.readable), Array.from({ length: 10 }, (_, i) => `mine ${i}`));
+  t.deepEqual(
+    await collect(mine.readable),
+    Array.from({ length: 10 }, (_, i) => `mine ${i}`),
+  );
   await closing;
   t.true(fs.lstatSync(path.join(channelDir, '000000000001.avro')).isSymbolicLink(), 'the foreign symlink is kept');
   const closingOther = other.close();
-  t.deepEqual(await collect(other.readable), Array.from({ length: 10 }, (_, i) => `other ${i}`), 'the other channel still reads its segment');
+  t.deepEqual(
+    await collect(other.readable),
+    Array.from({ length: 10 }, (_, i) => `other ${i}`),
+    'the other channel still reads its segment',
+  );
   await closingOther;
 });
 
@@ -268,7 +289,10 @@ test.serial('createHopperStreams() - a FIFO named like a segment is a foreign fi
   const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
   for (let i = 0; i < 10; i++) hopper.send(`r ${i}`);
   const closing = hopper.close();
-  t.deepEqual(await collect(hopper.readable), Array.from({ length: 10 }, (_, i) => `r ${i}`));
+  t.deepEqual(
+    await collect(hopper.readable),
+    Array.from({ length: 10 }, (_, i) => `r ${i}`),
+  );
   await closing;
   t.true(fs.lstatSync(path.join(channelDir, '000000000001.avro')).isFIFO());
 });
@@ -299,7 +323,10 @@ for (const onCorrupt of ['error', 'skip'] as const) {
       t.is(events.length, 1);
       t.like(events[0], { file: first.file, offset: 0, count: first.records });
       t.is(hopper.stats().corrupted, first.records);
-      t.deepEqual(out, Array.from({ length: 300 - first.records }, (_, i) => first.records + i));
+      t.deepEqual(
+        out,
+        Array.from({ length: 300 - first.records }, (_, i) => first.records + i),
+      );
     }
     await nextTurn();
     t.true(fs.lstatSync(first.file).isFIFO(), 'the FIFO is not removed');
@@ -331,12 +358,19 @@ test.serial('.destroy() - a channel directory swapped for a symlink while the ch
 });
 
 for (const killAt of ['random', 'after-create', 'after-link'] as const) {
-  const when = killAt === 'random' ? 'at a random moment' : killAt === 'after-create' ? 'right after creating a segment file, before its header' : 'right after a segment is linked into place';
+  const when =
+    killAt === 'random'
+      ? 'at a random moment'
+      : killAt === 'after-create'
+        ? 'right after creating a segment file, before its header'
+        : 'right after a segment is linked into place';
   test.serial(`createHopperStreams() - after kill -9 of a spilling writer ${when}, a reopen removes its leftovers and delivers a fresh run`, async (t) => {
     const dir = tempDataDir();
     t.teardown(dir.remove);
     for (let run = 0; run < (killAt === 'random' ? 3 : 1); run++) {
-      const child = spawn(process.execPath, ['--import', 'tsx/esm', childScript, 'spill', dir.dataDir, 'crashed', killAt], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx/esm', childScript, 'spill', dir.dataDir, 'crashed', killAt], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       endInTeardown(t, child);
       const exited = once(child, 'exit');
       if (killAt === 'random') {
@@ -357,7 +391,10 @@ for (const killAt of ['random', 'after-create', 'after-link'] as const) {
       t.deepEqual(fs.readdirSync(path.join(channelDir, 'hopper.lock')), ['owner.json'], 'no draft of the dead writer is left');
       for (let i = 0; i < 300; i++) hopper.send(`fresh ${i}`);
       const closing = hopper.close();
-      t.deepEqual(await collect(hopper.readable), Array.from({ length: 300 }, (_, i) => `fresh ${i}`));
+      t.deepEqual(
+        await collect(hopper.readable),
+        Array.from({ length: 300 }, (_, i) => `fresh ${i}`),
+      );
       await closing;
       t.deepEqual(dir.files(), [path.join('crashed', 'notes.txt')]);
       fs.unlinkSync(path.join(channelDir, 'notes.txt'));
@@ -365,59 +402,65 @@ for (const killAt of ['random', 'after-create', 'after-link'] as const) {
   });
 }
 
-test.serial('createHopperStreams() - a failed open on a full disk (a real 8 MiB tmpfs) leaves nothing behind; a full disk while spilling loses nothing accepted', async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.log('NOT CHECKED: not running as root, so no tmpfs can be mounted');
-    t.pass();
-    return;
-  }
-  const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-tmpfs-'));
-  t.teardown(() => fs.rmSync(mountPoint, { recursive: true, force: true }));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'ignore' });
-  } catch {
-    t.log('NOT CHECKED: mount -t tmpfs is not allowed here');
-    t.pass();
-    return;
-  }
-  t.teardown(() => execFileSync('umount', [mountPoint]));
-  const filler = path.join(mountPoint, 'filler');
-  const fd = fs.openSync(filler, 'w');
-  try {
-    for (;;) fs.writeSync(fd, Buffer.alloc(64 * 1024));
-  } catch (err) {
-    t.is((err as NodeJS.ErrnoException).code, 'ENOSPC');
-  } finally {
-    fs.closeSync(fd);
-  }
-  const dataDir = path.join(mountPoint, 'data', 'deep');
-  const err = t.throws(() => createHopperStreams({ dataDir, name: 'full' }), { instanceOf: HopperError });
-  t.is(err!.code, 'ERR_HOPPER_IO');
-  t.regex(err!.message, /ENOSPC/);
-  t.deepEqual(fs.readdirSync(mountPoint), ['filler'], 'no dataDir, channel directory or lock draft left behind');
-
-  // Room for the lock and a few segments only.
-  fs.truncateSync(filler, 8 * 1024 * 1024 - 256 * 1024);
-  const hopper = createHopperStreams<string>({ dataDir, name: 'full', maxMemoryBytes: 0, onFull: 'error' });
-  const accepted: string[] = [];
-  let refused: HopperError | undefined;
-  for (let i = 0; refused === undefined && i < 100_000; i++) {
-    const record = `record ${i} ${'y'.repeat(1_000)}`;
-    try {
-      hopper.send(record);
-      accepted.push(record);
-    } catch (e) {
-      refused = e as HopperError;
+test.serial(
+  'createHopperStreams() - a failed open on a full disk (a real 8 MiB tmpfs) leaves nothing behind; a full disk while spilling loses nothing accepted',
+  async (t) => {
+    if (process.getuid?.() !== 0) {
+      t.log('NOT CHECKED: not running as root, so no tmpfs can be mounted');
+      t.pass();
+      return;
     }
-    if (i % 50 === 49) await nextTurn();
-  }
-  t.is(refused?.code, 'ERR_HOPPER_IO');
-  t.is((refused?.cause as NodeJS.ErrnoException | undefined)?.code, 'ENOSPC');
-  const closing = hopper.close();
-  const out = await collect<string>(hopper.readable);
-  await closing;
-  t.is(out.length, accepted.length);
-  t.true(out.every((record, i) => record === accepted[i]), 'every accepted record arrives, in order');
-  t.deepEqual(fs.readdirSync(mountPoint).sort(), ['data', 'filler']);
-  t.deepEqual(fs.readdirSync(dataDir), []);
-});
+    const mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-tmpfs-'));
+    t.teardown(() => fs.rmSync(mountPoint, { recursive: true, force: true }));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+    } catch {
+      t.log('NOT CHECKED: mount -t tmpfs is not allowed here');
+      t.pass();
+      return;
+    }
+    t.teardown(() => execFileSync('umount', [mountPoint]));
+    const filler = path.join(mountPoint, 'filler');
+    const fd = fs.openSync(filler, 'w');
+    try {
+      for (;;) fs.writeSync(fd, Buffer.alloc(64 * 1024));
+    } catch (err) {
+      t.is((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      fs.closeSync(fd);
+    }
+    const dataDir = path.join(mountPoint, 'data', 'deep');
+    const err = t.throws(() => createHopperStreams({ dataDir, name: 'full' }), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_IO');
+    t.regex(err!.message, /ENOSPC/);
+    t.deepEqual(fs.readdirSync(mountPoint), ['filler'], 'no dataDir, channel directory or lock draft left behind');
+
+    // Room for the lock and a few segments only.
+    fs.truncateSync(filler, 8 * 1024 * 1024 - 256 * 1024);
+    const hopper = createHopperStreams<string>({ dataDir, name: 'full', maxMemoryBytes: 0, onFull: 'error' });
+    const accepted: string[] = [];
+    let refused: HopperError | undefined;
+    for (let i = 0; refused === undefined && i < 100_000; i++) {
+      const record = `record ${i} ${'y'.repeat(1_000)}`;
+      try {
+        hopper.send(record);
+        accepted.push(record);
+      } catch (e) {
+        refused = e as HopperError;
+      }
+      if (i % 50 === 49) await nextTurn();
+    }
+    t.is(refused?.code, 'ERR_HOPPER_IO');
+    t.is((refused?.cause as NodeJS.ErrnoException | undefined)?.code, 'ENOSPC');
+    const closing = hopper.close();
+    const out = await collect<string>(hopper.readable);
+    await closing;
+    t.is(out.length, accepted.length);
+    t.true(
+      out.every((record, i) => record === accepted[i]),
+      'every accepted record arrives, in order',
+    );
+    t.deepEqual(fs.readdirSync(mountPoint).sort(), ['data', 'filler']);
+    t.deepEqual(fs.readdirSync(dataDir), []);
+  },
+);

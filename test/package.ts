@@ -22,12 +22,22 @@ test.before(() => {
 });
 
 test.serial('package - import works from an ES module', async (t) => {
-  const { stdout } = await runChild(t, process.execPath, ['--input-type=module', '-e', `import { createHopperStreams, HopperError } from 'hopper-streams';${roundTrip}`], { cwd: root });
+  const { stdout } = await runChild(
+    t,
+    process.execPath,
+    ['--input-type=module', '-e', `import { createHopperStreams, HopperError } from 'hopper-streams';${roundTrip}`],
+    { cwd: root },
+  );
   t.deepEqual(JSON.parse(stdout), { out: ['in memory', 'on disk'], error: 'function' });
 });
 
 test.serial('package - require works from CommonJS (Node >= 20.19)', async (t) => {
-  const { stdout } = await runChild(t, process.execPath, ['--no-warnings', '-e', `const { createHopperStreams, HopperError } = require('hopper-streams');${roundTrip}`], { cwd: root });
+  const { stdout } = await runChild(
+    t,
+    process.execPath,
+    ['--no-warnings', '-e', `const { createHopperStreams, HopperError } = require('hopper-streams');${roundTrip}`],
+    { cwd: root },
+  );
   t.deepEqual(JSON.parse(stdout), { out: ['in memory', 'on disk'], error: 'function' });
 });
 
@@ -41,7 +51,10 @@ test.serial('package - exports put types first and the tarball holds only dist a
   t.true(files.includes('dist/index.js'));
   t.true(files.includes('dist/index.d.ts'));
   t.true(files.includes('README.md'));
-  t.deepEqual(files.filter((file) => !/^(dist\/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)/.test(file)), []);
+  t.deepEqual(
+    files.filter((file) => !/^(dist\/|README\.md$|CHANGELOG\.md$|LICENSE$|package\.json$)/.test(file)),
+    [],
+  );
 });
 
 test.serial('package - the main entry works without streamx, and hopper-streams/streamx without it names the package to install', async (t) => {
@@ -67,7 +80,7 @@ test.serial('package - the main entry works without streamx, and hopper-streams/
   t.regex(out.streamx.message, /hopper-streams\/streamx needs the package `streamx`.*npm install streamx/);
 });
 
-test.serial('package - the streams are node:stream\'s own classes, as their types say', async (t) => {
+test.serial("package - the streams are node:stream's own classes, as their types say", async (t) => {
   const { stdout } = await runChild(
     t,
     process.execPath,

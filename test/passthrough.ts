@@ -15,18 +15,27 @@ interface Pair {
 }
 
 const subjects: Array<[string, () => Pair]> = [
-  ['createHopperStreams()', () => {
-    const hopper = createHopperStreams<unknown>();
-    return { writable: hopper.writable, readable: hopper.readable, send: (record) => hopper.send(record) };
-  }],
-  ['createHopperStreams() with maxMemoryBytes 0', () => {
-    const hopper = createHopperStreams<unknown>({ maxMemoryBytes: 0 });
-    return { writable: hopper.writable, readable: hopper.readable, send: (record) => hopper.send(record) };
-  }],
-  ['createHopperStream()', () => {
-    const duplex = createHopperStream<unknown>();
-    return { writable: duplex, readable: duplex, send: (record) => duplex.send(record) };
-  }],
+  [
+    'createHopperStreams()',
+    () => {
+      const hopper = createHopperStreams<unknown>();
+      return { writable: hopper.writable, readable: hopper.readable, send: (record) => hopper.send(record) };
+    },
+  ],
+  [
+    'createHopperStreams() with maxMemoryBytes 0',
+    () => {
+      const hopper = createHopperStreams<unknown>({ maxMemoryBytes: 0 });
+      return { writable: hopper.writable, readable: hopper.readable, send: (record) => hopper.send(record) };
+    },
+  ],
+  [
+    'createHopperStream()',
+    () => {
+      const duplex = createHopperStream<unknown>();
+      return { writable: duplex, readable: duplex, send: (record) => duplex.send(record) };
+    },
+  ],
 ];
 
 function passThrough(): Pair {
@@ -140,7 +149,7 @@ for (const [name, make] of subjects) {
 function blocksOf(file: string): Array<{ dataStart: number }> {
   const bytes = fs.readFileSync(file);
   const blocks = [];
-  for (let offset = decodeHeader(bytes)!.length; offset < bytes.length;) {
+  for (let offset = decodeHeader(bytes)!.length; offset < bytes.length; ) {
     const frame = parseBlockHeader(bytes, offset, bytes.length - offset);
     if (isProblem(frame)) throw new Error(frame.problem);
     blocks.push(frame);
@@ -197,7 +206,11 @@ for (const adapter of ['createHopperStreams()', 'createHopperStream()'] as const
       failure = err;
     }
     t.true(HopperError.is(failure, 'ERR_HOPPER_CORRUPT_SEGMENT'));
-    t.deepEqual(seen, Array.from({ length: 60 }, (_, i) => i), 'the first block, whole and in order');
+    t.deepEqual(
+      seen,
+      Array.from({ length: 60 }, (_, i) => i),
+      'the first block, whole and in order',
+    );
     t.is(hopper.stats().recordsOut, seen.length, 'every record counted as delivered was delivered');
     if (pair) t.true(HopperError.is(refusedMeanwhile, 'ERR_STREAM_DESTROYED'), 'send() between the damage and the error is refused');
   });

@@ -73,7 +73,9 @@ const preambleTypes = new Set([...preambleSource.matchAll(/^export (?:interface|
 function namesToImport(code: string): string[] {
   return preambleNames.filter((name) => {
     const used = new RegExp(`(?<![\\w.$'"])${name}\\b`).test(code);
-    const declared = new RegExp(`(?:const|let|var|function\\*?|interface|type|class)\\s+${name}\\b|import\\s*(?:type\\s*)?\\{[^}]*\\b${name}\\b[^}]*\\}`).test(code);
+    const declared = new RegExp(`(?:const|let|var|function\\*?|interface|type|class)\\s+${name}\\b|import\\s*(?:type\\s*)?\\{[^}]*\\b${name}\\b[^}]*\\}`).test(
+      code,
+    );
     return used && !declared;
   });
 }
@@ -88,7 +90,8 @@ test.before(() => {
   fs.copyFileSync(preamblePath, path.join(outDir, 'preamble.ts'));
   for (const [index, block] of tsBlocks.entries()) {
     const names = namesToImport(block.code);
-    const header = names.length > 0 ? [`import { ${names.map((name) => (preambleTypes.has(name) ? `type ${name}` : name)).join(', ')} } from './preamble.js';`] : [];
+    const header =
+      names.length > 0 ? [`import { ${names.map((name) => (preambleTypes.has(name) ? `type ${name}` : name)).join(', ')} } from './preamble.js';`] : [];
     block.headerLines = header.length;
     block.file = path.join(outDir, `block-${String(index + 1).padStart(2, '0')}-line-${block.line}.ts`);
     // `export {}` makes every block a module (top-level await, no globals shared between blocks).
@@ -116,7 +119,11 @@ test.before(() => {
 test('README - has TypeScript blocks, and no JavaScript blocks that this test would not check', (t) => {
   t.true(tsBlocks.length >= 4, `found ${tsBlocks.length} ts blocks`);
   const unchecked = allBlocks.filter((block) => /^(js|javascript|mjs|cjs|jsx|tsx)$/.test(block.lang));
-  t.deepEqual(unchecked.map((block) => `README.md:${block.line} (${block.lang})`), [], 'write code blocks as ```ts so that they are checked');
+  t.deepEqual(
+    unchecked.map((block) => `README.md:${block.line} (${block.lang})`),
+    [],
+    'write code blocks as ```ts so that they are checked',
+  );
 });
 
 test('README - every TypeScript block type-checks against the built package, under strict settings', async (t) => {
@@ -136,7 +143,11 @@ test('README - every TypeScript block type-checks against the built package, und
 test('README - a block that is not run says why, in its marker', (t) => {
   const marked = tsBlocks.filter((block) => block.notRunnable !== undefined);
   for (const block of marked) t.log(`README.md:${block.line}: type-checked only: ${block.notRunnable}`);
-  t.deepEqual(marked.filter((block) => !/\w/.test(block.notRunnable!)).map((block) => `README.md:${block.line}`), [], 'write the reason: <!-- readme-test: typecheck-only (why) -->');
+  t.deepEqual(
+    marked.filter((block) => !/\w/.test(block.notRunnable!)).map((block) => `README.md:${block.line}`),
+    [],
+    'write the reason: <!-- readme-test: typecheck-only (why) -->',
+  );
 });
 
 test('README - the quick start runs the same test command as CI', (t) => {
@@ -144,7 +155,13 @@ test('README - the quick start runs the same test command as CI', (t) => {
   t.truthy(quickStart, 'the quick start block');
   const command = /^(.*npm test)\b/m.exec(quickStart!.code)?.[1]?.trim();
   t.is(command, 'npm ci && npm test');
-  t.true(fs.readFileSync(path.join(root, '.ci', 'run'), 'utf8').split('\n').includes(command!), '.ci/run runs it as a line of its own');
+  t.true(
+    fs
+      .readFileSync(path.join(root, '.ci', 'run'), 'utf8')
+      .split('\n')
+      .includes(command!),
+    '.ci/run runs it as a line of its own',
+  );
   t.regex(quickStart!.code, /^npm ci && npm run demo\b/m, 'the demo command installs first');
 });
 

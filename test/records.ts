@@ -34,7 +34,10 @@ const samples: unknown[] = [
   false,
 ];
 
-for (const [tier, budget] of [['memory', 1024 ** 2], ['disk', 0]] as const) {
+for (const [tier, budget] of [
+  ['memory', 1024 ** 2],
+  ['disk', 0],
+] as const) {
   test(`records without a schema - round-trip from ${tier}: Buffers byte-exact, strings as strings, the rest as structuredClone gives it`, async (t) => {
     const out = await roundTrip(samples, budget);
     t.deepEqual(out, samples);
@@ -78,17 +81,31 @@ test('records with a schema - invalid records name the nested field path and the
 });
 
 test('records with a schema - records decoded from disk carry the same fields as those held in memory', async (t) => {
-  const schema = { type: 'record', name: 'Tagged', fields: [{ name: 'tag', type: ['null', 'string'], default: null }, { name: 'blob', type: 'bytes' }] };
+  const schema = {
+    type: 'record',
+    name: 'Tagged',
+    fields: [
+      { name: 'tag', type: ['null', 'string'], default: null },
+      { name: 'blob', type: 'bytes' },
+    ],
+  };
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<{ tag: string | null; blob: Buffer }>({ dataDir: dir.dataDir, schema, maxMemoryBytes: 150 });
-  const records = [{ tag: 'a', blob: Buffer.from('one') }, { tag: null, blob: Buffer.from('two') }, { tag: 'c', blob: Buffer.alloc(100, 1) }];
+  const records = [
+    { tag: 'a', blob: Buffer.from('one') },
+    { tag: null, blob: Buffer.from('two') },
+    { tag: 'c', blob: Buffer.alloc(100, 1) },
+  ];
   for (const record of records) hopper.send(record);
   t.is(hopper.stats().spilled, 2);
   const closed = hopper.close();
   const out = await collect<{ tag: string | null; blob: Buffer }>(hopper.readable);
   await closed;
-  t.deepEqual(out.map((record) => ({ ...record })), records);
+  t.deepEqual(
+    out.map((record) => ({ ...record })),
+    records,
+  );
   t.deepEqual(plain(out), plain(records));
 });
 
@@ -186,13 +203,17 @@ test('records without a schema - large Buffers round-trip through disk with the 
 const QUICK_CHECK_SCHEMAS: Record<string, unknown> = {
   event: JSON.parse(fs.readFileSync(new URL('../fixtures/schemas/event.avsc', import.meta.url), 'utf8')),
   recursive: {
-    type: 'record', name: 'Node', fields: [
+    type: 'record',
+    name: 'Node',
+    fields: [
       { name: 'value', type: 'int' },
       { name: 'next', type: ['null', 'Node'], default: null },
     ],
   },
   mixed: {
-    type: 'record', name: 'Mixed', fields: [
+    type: 'record',
+    name: 'Mixed',
+    fields: [
       { name: 'flag', type: 'boolean' },
       { name: 'ratio', type: 'float' },
       { name: 'score', type: 'double' },
@@ -211,7 +232,9 @@ const QUICK_CHECK_SCHEMAS: Record<string, unknown> = {
   },
   // Types the quick check leaves to avsc: it must answer false, never true, for them.
   fallback: {
-    type: 'record', name: 'Fallback', fields: [
+    type: 'record',
+    name: 'Fallback',
+    fields: [
       { name: 'id', type: 'long' },
       { name: 'attrs', type: { type: 'map', values: 'string' } },
       { name: 'hash', type: { type: 'fixed', name: 'Hash', size: 4 } },
@@ -225,9 +248,36 @@ const QUICK_CHECK_SCHEMAS: Record<string, unknown> = {
 
 /** Values close to what a schema accepts: edge numbers, wrong kinds, arrays and Buffers where objects go. */
 const NEAR_MISS_VALUES: unknown[] = [
-  -0, 0.5, Number.NaN, Infinity, -Infinity, 2 ** 31, -(2 ** 31) - 1, 2 ** 53 - 1, 2 ** 53 - 2, -(2 ** 53) + 2, 2 ** 53, 1e300,
-  '', 'A', 'C', 'toString', '__proto__', null, undefined, true, [], {}, Buffer.alloc(4), new Uint8Array(4), [1, 2], ['x'], [null],
-  { toString: '' }, { valueOf: () => 7 }, new Date(0),
+  -0,
+  0.5,
+  Number.NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  -(2 ** 31) - 1,
+  2 ** 53 - 1,
+  2 ** 53 - 2,
+  -(2 ** 53) + 2,
+  2 ** 53,
+  1e300,
+  '',
+  'A',
+  'C',
+  'toString',
+  '__proto__',
+  null,
+  undefined,
+  true,
+  [],
+  {},
+  Buffer.alloc(4),
+  new Uint8Array(4),
+  [1, 2],
+  ['x'],
+  [null],
+  { toString: '' },
+  { valueOf: () => 7 },
+  new Date(0),
 ];
 const nearMiss = fc.oneof(fc.constantFrom(...NEAR_MISS_VALUES), fc.anything());
 
@@ -275,7 +325,27 @@ test('records with a schema - the quick check accepts only what avsc isValid acc
     }
     fc.assert(
       fc.property(
-        fc.array(fc.constantFrom('seq', 'timestamp', 'kind', 'tags', 'referrer', 'next', 'value', 'child', 'children', 'id', 'big', 'small', 'ratio', 'list', 'opt', 'x'), { maxLength: 3 }),
+        fc.array(
+          fc.constantFrom(
+            'seq',
+            'timestamp',
+            'kind',
+            'tags',
+            'referrer',
+            'next',
+            'value',
+            'child',
+            'children',
+            'id',
+            'big',
+            'small',
+            'ratio',
+            'list',
+            'opt',
+            'x',
+          ),
+          { maxLength: 3 },
+        ),
         nearMiss,
         fc.boolean(),
         (path, replacement, remove) => {

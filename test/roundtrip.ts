@@ -79,7 +79,12 @@ test('.send() - ingress shedding with maxSegments 2 and onFull error: shed recor
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 2_000, maxSegmentBytes: 4_000, maxSegments: 2, onFull: 'error',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 2_000,
+    maxSegmentBytes: 4_000,
+    maxSegments: 2,
+    onFull: 'error',
   });
   const accepted: Point[] = [];
   const shed: Point[] = [];

@@ -32,7 +32,13 @@ for (const codec of ['null', 'deflate'] as const) {
   test(`segment files - a sealed segment decodes with avsc createFileDecoder to exactly the records written (codec ${codec})`, async (t) => {
     const dir = tempDataDir();
     t.teardown(dir.remove);
-    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: codec === 'deflate' ? 4_000 : 20_000, codec });
+    const hopper = createHopperStreams<Point>({
+      dataDir: dir.dataDir,
+      schema: pointSchema,
+      maxMemoryBytes: 0,
+      maxSegmentBytes: codec === 'deflate' ? 4_000 : 20_000,
+      codec,
+    });
     const aside = path.join(dir.dataDir, 'aside');
     const sealed = copySealedSegments(hopper, aside);
     const written = Array.from({ length: 3_000 }, (_, i) => point(i));
@@ -90,11 +96,20 @@ test('segment files - live in <dataDir>/<name>/ with zero-padded increasing .avr
   const files = dir.files();
   const segments = files.filter((file) => file.endsWith('.avro'));
   t.true(segments.length >= 3);
-  t.deepEqual(segments, segments.map((_, i) => path.join('events', segmentFileName(i + 1))));
-  t.deepEqual(files.filter((file) => !file.endsWith('.avro')), [path.join('events', 'hopper.lock', 'owner.json')]);
+  t.deepEqual(
+    segments,
+    segments.map((_, i) => path.join('events', segmentFileName(i + 1))),
+  );
+  t.deepEqual(
+    files.filter((file) => !file.endsWith('.avro')),
+    [path.join('events', 'hopper.lock', 'owner.json')],
+  );
   t.is(segmentFileName(42), '000000000042.avro');
   t.is(hopper.stats().segments, segments.length);
-  t.is(hopper.stats().diskBytes, segments.reduce((sum, file) => sum + fs.statSync(path.join(dir.dataDir, file)).size, 0));
+  t.is(
+    hopper.stats().diskBytes,
+    segments.reduce((sum, file) => sum + fs.statSync(path.join(dir.dataDir, file)).size, 0),
+  );
   await collect(hopper.readable);
   t.deepEqual(dir.files(), []);
 });
@@ -152,11 +167,17 @@ test('SegmentLog - one write per block, not per record; reads whole blocks back 
   const bytes = writes.reduce((a, b) => a + b, 0);
   t.is(bytes, log.bytes);
   t.true(writes.length < 20_000 / 100, `${writes.length} writes for 20000 records`);
-  t.true(writes.every((n) => n <= 64 * 1024 + 1024), 'blocks stay near the 64 KiB target');
+  t.true(
+    writes.every((n) => n <= 64 * 1024 + 1024),
+    'blocks stay near the 64 KiB target',
+  );
   for (let i = 0; i < 20_000; i++) t.is((log.next() as Point).seq, i);
   t.is(log.records, 0);
   t.is(log.segmentCount, 0, 'a log read through holds no files');
-  t.deepEqual(events.map((event) => event.action), ['removed']);
+  t.deepEqual(
+    events.map((event) => event.action),
+    ['removed'],
+  );
   log.close();
 });
 
@@ -165,7 +186,12 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   t.teardown(dir.remove);
   const codec = createCodec(pointSchema as never);
   const hooks = { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {} };
-  const bySize = new SegmentLog(dir.dataDir, codec, { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a' }, hooks);
+  const bySize = new SegmentLog(
+    dir.dataDir,
+    codec,
+    { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a' },
+    hooks,
+  );
   let accepted = 0;
   while (bySize.append(point(accepted)) === 'ok') accepted++;
   t.true(bySize.tryFlush());
@@ -178,7 +204,12 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
 
   const sub = path.join(dir.dataDir, 'b');
   fs.mkdirSync(sub);
-  const byCount = new SegmentLog(sub, codec, { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'b' }, hooks);
+  const byCount = new SegmentLog(
+    sub,
+    codec,
+    { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'b' },
+    hooks,
+  );
   t.is(byCount.append(point(0)), 'ok');
   t.is(byCount.append(point(1)), 'ok');
   t.is(byCount.append(point(2)), 'full');
@@ -222,26 +253,40 @@ test('SegmentLog - large Buffers written by reference read back byte-exact, amon
   const sealed: SegmentEvent[] = [];
   const aside = path.join(dir.dataDir, 'aside');
   fs.mkdirSync(aside);
-  const log = schemalessLog(dir.dataDir, {
-    onSegment: (event) => {
-      if (event.action !== 'sealed') return;
-      sealed.push(event);
-      fs.copyFileSync(event.file, path.join(aside, path.basename(event.file)));
+  const log = schemalessLog(
+    dir.dataDir,
+    {
+      onSegment: (event) => {
+        if (event.action !== 'sealed') return;
+        sealed.push(event);
+        fs.copyFileSync(event.file, path.join(aside, path.basename(event.file)));
+      },
     },
-  }, fileSystem, { maxSegmentBytes: 300_000 });
+    fileSystem,
+    { maxSegmentBytes: 300_000 },
+  );
   const records = mixedRecords();
   const copies = records.map((record) => (Buffer.isBuffer(record) ? Buffer.from(record) : record));
   for (const record of records) t.is(log.append(record), 'ok');
   t.true(log.tryFlush());
-  t.is(writes.reduce((a, b) => a + b, 0), log.bytes, 'the bytes counted are the bytes written');
+  t.is(
+    writes.reduce((a, b) => a + b, 0),
+    log.bytes,
+    'the bytes counted are the bytes written',
+  );
   t.true(sealed.length >= 2, `${sealed.length} segments sealed`);
   const onDisk: unknown[] = [];
   for (const event of sealed) onDisk.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
-  t.deepEqual(plain(onDisk), plain(copies.slice(0, onDisk.length).map((record) => (
-    Buffer.isBuffer(record) || typeof record === 'string' ? record : { data: JSON.stringify(record) }))));
+  t.deepEqual(
+    plain(onDisk),
+    plain(copies.slice(0, onDisk.length).map((record) => (Buffer.isBuffer(record) || typeof record === 'string' ? record : { data: JSON.stringify(record) }))),
+  );
   const out = records.map(() => log.next());
   t.deepEqual(out, copies);
-  t.true(records.every((record, i) => !Buffer.isBuffer(record) || out[i] !== record), 'records read from a file are not the Buffers written');
+  t.true(
+    records.every((record, i) => !Buffer.isBuffer(record) || out[i] !== record),
+    'records read from a file are not the Buffers written',
+  );
   t.deepEqual(records, copies, 'the Buffers written are left as they were');
   t.is(log.records, 0);
   log.close();
@@ -376,7 +421,10 @@ test('SegmentLog - large Buffers read from a file are views of their own block, 
   out[1]!.fill(0);
   t.deepEqual(out[0], Buffer.alloc(100_000, 1));
   t.deepEqual(out[2], Buffer.alloc(100_000, 3));
-  t.true(out.every((buffer) => buffer.buffer.byteLength <= 5 * 100_000), 'each keeps no more than its block alive, at most five times its size');
+  t.true(
+    out.every((buffer) => buffer.buffer.byteLength <= 5 * 100_000),
+    'each keeps no more than its block alive, at most five times its size',
+  );
   log.close();
 });
 
@@ -387,11 +435,17 @@ test('SegmentLog - a block holding Buffers by reference grows to 256 KiB, with a
   const log = schemalessLog(dir.dataDir, {}, fileSystem);
   for (let i = 0; i < 16; i++) t.is(log.append(Buffer.alloc(65_536, i)), 'ok');
   t.is(writes.length, 4, 'four blocks written as they filled, not at the turn');
-  t.true(writes.every((n) => n >= 256 * 1024 && n < 256 * 1024 + 1024), writes.join(', '));
+  t.true(
+    writes.every((n) => n >= 256 * 1024 && n < 256 * 1024 + 1024),
+    writes.join(', '),
+  );
   // Small records are copied: they still close a block at 64 KiB.
   for (let i = 0; i < 2_000; i++) t.is(log.append(`record ${i} `.repeat(4)), 'ok');
   t.true(log.tryFlush());
-  t.true(writes.slice(4).every((n) => n < 64 * 1024 + 1024), writes.join(', '));
+  t.true(
+    writes.slice(4).every((n) => n < 64 * 1024 + 1024),
+    writes.join(', '),
+  );
   for (let i = 0; i < 16; i++) t.deepEqual(log.next(), Buffer.alloc(65_536, i));
   for (let i = 0; i < 2_000; i++) t.is(log.next(), `record ${i} `.repeat(4));
   log.close();
@@ -464,5 +518,5 @@ test('BlockReader - reads a block by its own framing, and checks it against what
   t.regex(refused({ count: 2, checksum: checksum ^ 1 }).problem, /checksum mismatch/);
   const badSync = refused(undefined, Buffer.alloc(16, 8));
   t.regex(badSync.problem, /sync marker does not match/);
-  t.is(badSync.offset, size - 16, "the offset of the sync marker in the file");
+  t.is(badSync.offset, size - 16, 'the offset of the sync marker in the file');
 });

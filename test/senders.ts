@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
-import { createHopperStreams, HopperError } from '../lib/index.js';
+import { createHopperStreams, type HopperError } from '../lib/index.js';
 import { collect, nextTurn, tempDataDir } from './helpers/index.js';
 
 interface Tagged {
@@ -40,7 +40,10 @@ test('.sender() - many producers: per-sender order holds, the global order is th
   t.false(hopper.readable.readableEnded, 'one sender is still open');
   producers[3]!.writable.end();
   await reading;
-  t.deepEqual(out.map((record) => `${record.from}${record.n}`), accepted);
+  t.deepEqual(
+    out.map((record) => `${record.from}${record.n}`),
+    accepted,
+  );
   t.true(hopper.stats().spilled > 0);
   t.deepEqual(dir.files(), []);
 });
@@ -49,7 +52,16 @@ test('.sender() - an error on one sender ends that sender only; the others and t
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Tagged>({
-    dataDir: dir.dataDir, maxMemoryBytes: 1_000, schema: { type: 'record', name: 'Tagged', fields: [{ name: 'from', type: 'string' }, { name: 'n', type: 'int' }] },
+    dataDir: dir.dataDir,
+    maxMemoryBytes: 1_000,
+    schema: {
+      type: 'record',
+      name: 'Tagged',
+      fields: [
+        { name: 'from', type: 'string' },
+        { name: 'n', type: 'int' },
+      ],
+    },
   });
   const good = hopper.sender();
   const failing = hopper.sender();
@@ -67,10 +79,12 @@ test('.sender() - an error on one sender ends that sender only; the others and t
   const sourceFailure = new Error('upstream went away');
   await t.throwsAsync(
     pipeline(
-      Readable.from((async function* () {
-        yield { from: 'broken', n: 100 };
-        throw sourceFailure;
-      })()),
+      Readable.from(
+        (async function* () {
+          yield { from: 'broken', n: 100 };
+          throw sourceFailure;
+        })(),
+      ),
       broken,
     ),
     { is: sourceFailure },
@@ -81,9 +95,18 @@ test('.sender() - an error on one sender ends that sender only; the others and t
   hopper.writable.end();
   const out = await collect<Tagged>(hopper.readable);
   const by = (from: string): number[] => out.filter((record) => record.from === from).map((record) => record.n);
-  t.deepEqual(by('good'), Array.from({ length: 200 }, (_, n) => n));
-  t.deepEqual(by('failing'), Array.from({ length: 100 }, (_, n) => n));
-  t.deepEqual(by('broken'), Array.from({ length: 101 }, (_, n) => n));
+  t.deepEqual(
+    by('good'),
+    Array.from({ length: 200 }, (_, n) => n),
+  );
+  t.deepEqual(
+    by('failing'),
+    Array.from({ length: 100 }, (_, n) => n),
+  );
+  t.deepEqual(
+    by('broken'),
+    Array.from({ length: 101 }, (_, n) => n),
+  );
   t.deepEqual(by('send'), [0]);
 });
 

@@ -29,7 +29,10 @@ test('streamx createHopperStreams() - writable and readable round-trip through m
   hopper.writable.end(undefined);
   const out: Point[] = [];
   for await (const record of hopper.readable) out.push(record);
-  t.deepEqual(plain(out), Array.from({ length: 5_000 }, (_, i) => point(i)));
+  t.deepEqual(
+    plain(out),
+    Array.from({ length: 5_000 }, (_, i) => point(i)),
+  );
   t.true(hopper.stats().spilled > 4_000);
   t.deepEqual(dir.files(), []);
 });
@@ -40,7 +43,10 @@ test('streamx createHopperStream() - works in streamx.pipeline with streamx stre
   const hopper = createHopperStream<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 1_000 });
   const out: Point[] = [];
   await pipelinePromise(Readable.from(Array.from({ length: 3_000 }, (_, i) => point(i))), hopper, slowStreamxSink(out));
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: 3_000 }, (_, i) => i));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: 3_000 }, (_, i) => i),
+  );
   t.true(hopper.stats().spilled > 0);
   t.deepEqual(dir.files(), []);
 });
@@ -59,7 +65,10 @@ test("streamx createHopperStream() - works in Node's pipeline between Node strea
       },
     }),
   );
-  t.deepEqual(out, Array.from({ length: 2_000 }, (_, i) => i));
+  t.deepEqual(
+    out,
+    Array.from({ length: 2_000 }, (_, i) => i),
+  );
   t.false(fs.existsSync(hopper.path));
 });
 
@@ -140,5 +149,8 @@ test('streamx .close() - resolves without a reader when nothing is left to deliv
   for await (const record of hopper.readable) out.push(record);
   await closing;
   t.true(hopper.readerAttached);
-  t.deepEqual(out.map((p) => p.seq), [1, 2]);
+  t.deepEqual(
+    out.map((p) => p.seq),
+    [1, 2],
+  );
 });

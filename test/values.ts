@@ -9,7 +9,10 @@ import { collect, nextTurn, tempDataDir } from './helpers/index.js';
 // schema that is structuredClone's contract (Buffers stay Buffers); a value it would not give
 // back as written is refused when written, in both tiers alike.
 
-const TIERS = [['memory', 64 * 1024 ** 2], ['disk', 0]] as const;
+const TIERS = [
+  ['memory', 64 * 1024 ** 2],
+  ['disk', 0],
+] as const;
 
 /**
  * Sends each record, then reads everything back after the event loop turned once (so spilled
@@ -111,39 +114,48 @@ test('values without a schema - any value is refused in both tiers, or comes bac
 });
 
 const adapters: Array<[string, (values: unknown[]) => Promise<unknown[]>]> = [
-  ['createHopperStreams()', async (values) => {
-    const dir = tempDataDir();
-    try {
-      const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
-      for (const value of values) hopper.send(value);
-      hopper.writable.end();
-      return await collect(hopper.readable);
-    } finally {
-      dir.remove();
-    }
-  }],
-  ['createHopperStream()', async (values) => {
-    const dir = tempDataDir();
-    try {
-      const duplex = createHopperStream<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
-      for (const value of values) duplex.write(value);
-      duplex.end();
-      return await collect(duplex);
-    } finally {
-      dir.remove();
-    }
-  }],
-  ['streamx createHopperStreams()', async (values) => {
-    const dir = tempDataDir();
-    try {
-      const hopper = createStreamxHopper<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
-      for (const value of values) hopper.send(value);
-      hopper.writable.end(undefined);
-      return await collect(hopper.readable as unknown as AsyncIterable<unknown>);
-    } finally {
-      dir.remove();
-    }
-  }],
+  [
+    'createHopperStreams()',
+    async (values) => {
+      const dir = tempDataDir();
+      try {
+        const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+        for (const value of values) hopper.send(value);
+        hopper.writable.end();
+        return await collect(hopper.readable);
+      } finally {
+        dir.remove();
+      }
+    },
+  ],
+  [
+    'createHopperStream()',
+    async (values) => {
+      const dir = tempDataDir();
+      try {
+        const duplex = createHopperStream<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+        for (const value of values) duplex.write(value);
+        duplex.end();
+        return await collect(duplex);
+      } finally {
+        dir.remove();
+      }
+    },
+  ],
+  [
+    'streamx createHopperStreams()',
+    async (values) => {
+      const dir = tempDataDir();
+      try {
+        const hopper = createStreamxHopper<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
+        for (const value of values) hopper.send(value);
+        hopper.writable.end(undefined);
+        return await collect(hopper.readable as unknown as AsyncIterable<unknown>);
+      } finally {
+        dir.remove();
+      }
+    },
+  ],
 ];
 
 for (const [name, run] of adapters) {
@@ -161,14 +173,31 @@ for (const [name, run] of adapters) {
 
 const faithful: Array<[string, unknown]> = [
   ['NaN, ±Infinity and -0', [Number.NaN, Infinity, -Infinity, -0]],
-  ['undefined properties and array holes', { a: undefined, list: [1, , 3] }], // eslint-disable-line no-sparse-arrays
+  // biome-ignore lint/suspicious/noSparseArray: a hole is the value under test
+  ['undefined properties and array holes', { a: undefined, list: [1, , 3] }],
   ['a Date, an invalid Date, a RegExp', { when: new Date(1_700_000_000_000), never: new Date(Number.NaN), pattern: /a+b/giu }],
-  ['a Map and a Set', { map: new Map<unknown, unknown>([[1, { a: 1 }], ['k', [2n]]]), set: new Set(['x', 3]) }],
+  [
+    'a Map and a Set',
+    {
+      map: new Map<unknown, unknown>([
+        [1, { a: 1 }],
+        ['k', [2n]],
+      ]),
+      set: new Set(['x', 3]),
+    },
+  ],
   ['BigInt', { big: 2n ** 70n, negative: -5n }],
-  ['typed arrays, an ArrayBuffer and a DataView', {
-    i16: new Int16Array([1, -2]), f64: new Float64Array([0.5, Number.NaN]), big: new BigInt64Array([-1n]), ubig: new BigUint64Array([2n ** 63n]),
-    buffer: new Uint8Array([1, 2, 3]).buffer, view: new DataView(new Uint8Array([4, 5]).buffer),
-  }],
+  [
+    'typed arrays, an ArrayBuffer and a DataView',
+    {
+      i16: new Int16Array([1, -2]),
+      f64: new Float64Array([0.5, Number.NaN]),
+      big: new BigInt64Array([-1n]),
+      ubig: new BigUint64Array([2n ** 63n]),
+      buffer: new Uint8Array([1, 2, 3]).buffer,
+      view: new DataView(new Uint8Array([4, 5]).buffer),
+    },
+  ],
   ['a Uint8Array, top-level', new Uint8Array([9, 8, 7])],
   ['a view into a larger buffer, nested', { part: new Uint16Array(new ArrayBuffer(16), 4, 2) }],
   ['a nested Buffer, as a Buffer', { b: Buffer.from('hi') }],
@@ -182,7 +211,10 @@ for (const [tier, budget] of TIERS) {
   test(`values without a schema - come back as written from ${tier}: ${faithful.map(([name]) => name).join('; ')}`, async (t) => {
     const values = faithful.map(([, value]) => value);
     const { out, refused } = await through(values, { maxMemoryBytes: budget });
-    t.deepEqual(refused, values.map(() => undefined));
+    t.deepEqual(
+      refused,
+      values.map(() => undefined),
+    );
     for (const [i, [name, value]] of faithful.entries()) {
       t.true(sameValue(out[i], value), `${name}: ${util.inspect(out[i])}`);
     }
@@ -238,8 +270,20 @@ for (const [tier, budget] of TIERS) {
 
   test(`values without a schema - user code that throws while a record is read is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, async (t) => {
     const boom = new Error('boom');
-    const getter = Object.defineProperty({}, 'x', { enumerable: true, get: () => { throw boom; } });
-    const keys = new Proxy({}, { ownKeys: () => { throw boom; } });
+    const getter = Object.defineProperty({}, 'x', {
+      enumerable: true,
+      get: () => {
+        throw boom;
+      },
+    });
+    const keys = new Proxy(
+      {},
+      {
+        ownKeys: () => {
+          throw boom;
+        },
+      },
+    );
     const nestedKeys = { inner: [keys] };
     const hopper = createHopperStreams<unknown>({ maxMemoryBytes: budget });
     t.teardown(() => hopper.destroy());
@@ -255,10 +299,18 @@ for (const [tier, budget] of TIERS) {
   test(`values without a schema - nesting 5,000 deep is refused with a code, and the channel goes on (${tier})`, async (t) => {
     const object: Record<string, unknown> = {};
     let inner = object;
-    for (let i = 0; i < 5_000; i++) inner = (inner.a = {}) as Record<string, unknown>;
+    for (let i = 0; i < 5_000; i++) {
+      const next: Record<string, unknown> = {};
+      inner.a = next;
+      inner = next;
+    }
     const array: unknown[] = [];
     let list = array;
-    for (let i = 0; i < 5_000; i++) list.push((list = []));
+    for (let i = 0; i < 5_000; i++) {
+      const next: unknown[] = [];
+      list.push(next);
+      list = next;
+    }
     const hopper = createHopperStreams<unknown>({ maxMemoryBytes: budget });
     t.teardown(() => hopper.destroy());
     for (const record of [object, array]) {
@@ -271,8 +323,11 @@ for (const [tier, budget] of TIERS) {
   });
 }
 
-test('values without a schema - one serializer per block: the same object written twice, and a \'^\' in a value, read back alone', async (t) => {
-  const map = new Map<unknown, unknown>([[1, 'a'], ['^', new Date(94)]]);
+test("values without a schema - one serializer per block: the same object written twice, and a '^' in a value, read back alone", async (t) => {
+  const map = new Map<unknown, unknown>([
+    [1, 'a'],
+    ['^', new Date(94)],
+  ]);
   const records = [map, map, { caret: '^^', when: new Date(1) }, [map, map], map, 'after'];
   const { out } = await through(records, { maxMemoryBytes: 0 });
   t.true(util.isDeepStrictEqual(out, records));
@@ -367,7 +422,12 @@ for (const [tier, budget] of TIERS) {
 
   test(`records with a schema - a getter that throws is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, (t) => {
     const boom = new Error('boom');
-    const record = Object.defineProperty({ labels: {}, ratio: 1, total: 1, next: null }, 'count', { enumerable: true, get: () => { throw boom; } });
+    const record = Object.defineProperty({ labels: {}, ratio: 1, total: 1, next: null }, 'count', {
+      enumerable: true,
+      get: () => {
+        throw boom;
+      },
+    });
     const hopper = createHopperStreams<unknown>({ schema, maxMemoryBytes: budget });
     t.teardown(() => hopper.destroy());
     const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
@@ -380,7 +440,7 @@ for (const [tier, budget] of TIERS) {
   test(`records with a schema - a value of a recursive schema nested 100,000 deep is refused with a code (${tier})`, (t) => {
     const root: Record<string, unknown> = { labels: {}, ratio: 1, count: 1, total: 1, next: null };
     let node = root;
-    for (let i = 0; i < 100_000; i++) node = (node.next = { labels: {}, ratio: 1, count: 1, total: 1, next: null });
+    for (let i = 0; i < 100_000; i++) node = node.next = { labels: {}, ratio: 1, count: 1, total: 1, next: null };
     const hopper = createHopperStreams<unknown>({ schema, maxMemoryBytes: budget });
     t.teardown(() => hopper.destroy());
     const err = t.throws(() => hopper.send(root), { instanceOf: HopperError });

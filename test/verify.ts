@@ -45,7 +45,10 @@ function problemOf(report: SegmentReport): { problem: string; offset: number } {
 
 test('readSegment() - yields the records of a sound segment in order and reports their count and blocks', (t) => {
   const { records, report } = read(fixture('valid.avro'));
-  t.deepEqual(records.map(plain), Array.from({ length: 86 }, (_, i) => point(i)));
+  t.deepEqual(
+    records.map(plain),
+    Array.from({ length: 86 }, (_, i) => point(i)),
+  );
   t.deepEqual(report, { file: fixture('valid.avro'), ok: true, records: 86, blocks: 1, codec: 'null', channel: 'hopper' });
 });
 
@@ -68,8 +71,15 @@ test('readSegment() - a schemaless segment gives back values of every kind as th
   const circular: Record<string, unknown> = { name: 'loop' };
   circular.self = circular;
   const values: unknown[] = [
-    'text', Buffer.from([1, 2]), { plain: [1, 'two', null] }, Number.NaN, 2n ** 70n, new Map([['k', { b: Buffer.from('hi') }]]),
-    new Date(0), circular, new Uint16Array([7]),
+    'text',
+    Buffer.from([1, 2]),
+    { plain: [1, 'two', null] },
+    Number.NaN,
+    2n ** 70n,
+    new Map([['k', { b: Buffer.from('hi') }]]),
+    new Date(0),
+    circular,
+    new Uint16Array([7]),
   ];
   for (const value of values) hopper.send(value);
   await new Promise((resolve) => setImmediate(resolve));
@@ -79,7 +89,13 @@ test('readSegment() - a schemaless segment gives back values of every kind as th
   t.true(util.isDeepStrictEqual(records, values));
   const lines = records.map((record) => stringifyRecord(record, true));
   t.deepEqual(lines.slice(0, 7), [
-    '"text"', '{"$base64":"AQI="}', '{"plain":[1,"two",null]}', 'null', '"1180591620717411303424"', '{}', '"1970-01-01T00:00:00.000Z"',
+    '"text"',
+    '{"$base64":"AQI="}',
+    '{"plain":[1,"two",null]}',
+    'null',
+    '"1180591620717411303424"',
+    '{}',
+    '"1970-01-01T00:00:00.000Z"',
   ]);
   t.regex(lines[7]!, /^"<ref \*1> \{ name: 'loop', self: \[Circular \*1\] \}"$/);
   t.is(lines[8], '{"0":7}', 'other typed arrays as JSON.stringify shows them');
@@ -87,7 +103,10 @@ test('readSegment() - a schemaless segment gives back values of every kind as th
 
 test('readSegment() - deflate blocks, and Avro files that are not hopper segments', (t) => {
   const deflated = read(fixture('deflate.avro'));
-  t.deepEqual(deflated.records.map(plain), Array.from({ length: 50 }, (_, i) => point(i)));
+  t.deepEqual(
+    deflated.records.map(plain),
+    Array.from({ length: 50 }, (_, i) => point(i)),
+  );
   t.like(deflated.report, { ok: true, blocks: 2, codec: 'deflate' });
   const foreign = read(fixture('foreign.avro'));
   t.is(foreign.records.length, 5);
@@ -115,12 +134,18 @@ test('verifySegment() - each corrupted fixture is reported with its first proble
 
 test('readSegment() - stops at the first problem: the records before it are yielded, none after', (t) => {
   const { records, report } = read(fixture('bad-count.avro'));
-  t.deepEqual(records.map(plain), Array.from({ length: 85 }, (_, i) => point(i)));
+  t.deepEqual(
+    records.map(plain),
+    Array.from({ length: 85 }, (_, i) => point(i)),
+  );
   t.like(report, { ok: false, records: 85 });
 });
 
 test('verifySegment() - a header cut short, an unknown codec, a schema that is not Avro, a deflate block that does not inflate', (t) => {
-  t.deepEqual(problemOf(verifySegment(fileWith(t, valid.subarray(0, 100)))), { problem: 'the header is cut short or lacks the avro.schema metadata', offset: 0 });
+  t.deepEqual(problemOf(verifySegment(fileWith(t, valid.subarray(0, 100)))), {
+    problem: 'the header is cut short or lacks the avro.schema metadata',
+    offset: 0,
+  });
 
   const sync = Buffer.alloc(16, 7);
   const snappy = Buffer.concat([encodeHeader(Buffer.from('"string"'), 'snappy', sync), encodeBlockHeader(1, 2), Buffer.from([2, 0x61]), sync]);
@@ -155,12 +180,24 @@ test('segmentFiles() - a directory gives its .avro files, sorted; a file is itse
   const dir = tempDataDir();
   t.teardown(dir.remove);
   for (const name of ['000000000002.avro', '000000000001.avro', 'hopper.lock', 'notes.txt']) fs.writeFileSync(path.join(dir.dataDir, name), '');
-  t.deepEqual(segmentFiles(dir.dataDir), ['000000000001.avro', '000000000002.avro'].map((name) => path.join(dir.dataDir, name)));
+  t.deepEqual(
+    segmentFiles(dir.dataDir),
+    ['000000000001.avro', '000000000002.avro'].map((name) => path.join(dir.dataDir, name)),
+  );
   t.deepEqual(segmentFiles(fixture('valid.avro')), [fixture('valid.avro')]);
 });
 
 test('formatReport() - one line: the record and block counts with the codec and channel, or the offset and the problem', (t) => {
-  t.is(formatReport({ file: 'a.avro', ok: true, records: 1, blocks: 1, codec: 'null', channel: 'jobs' }), 'a.avro: ok, 1 record in 1 block (null, channel "jobs")');
-  t.is(formatReport({ file: 'b.avro', ok: true, records: 0, blocks: 0, codec: 'deflate', channel: undefined }), 'b.avro: ok, 0 records in 0 blocks (deflate, not a hopper segment)');
-  t.is(formatReport({ file: 'c.avro', ok: false, records: 3, problem: 'the sync marker does not match the header', offset: 99 }), 'c.avro: bad at byte 99: the sync marker does not match the header');
+  t.is(
+    formatReport({ file: 'a.avro', ok: true, records: 1, blocks: 1, codec: 'null', channel: 'jobs' }),
+    'a.avro: ok, 1 record in 1 block (null, channel "jobs")',
+  );
+  t.is(
+    formatReport({ file: 'b.avro', ok: true, records: 0, blocks: 0, codec: 'deflate', channel: undefined }),
+    'b.avro: ok, 0 records in 0 blocks (deflate, not a hopper segment)',
+  );
+  t.is(
+    formatReport({ file: 'c.avro', ok: false, records: 3, problem: 'the sync marker does not match the header', offset: 99 }),
+    'c.avro: bad at byte 99: the sync marker does not match the header',
+  );
 });

@@ -36,15 +36,20 @@ test('.writable - source.pipe(writable) drains a fast source at full speed', asy
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 5_000, maxSegmentBytes: 50_000 });
   const total = 20_000;
-  const source = Readable.from((function* () {
-    for (let i = 0; i < total; i++) yield point(i);
-  })());
+  const source = Readable.from(
+    (function* () {
+      for (let i = 0; i < total; i++) yield point(i);
+    })(),
+  );
   source.pipe(hopper.writable);
   await once(hopper.writable, 'finish');
   t.is(hopper.stats().recordsIn, total, 'the source finished before anything was read');
   t.is(hopper.stats().recordsOut, 0);
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: total }, (_, i) => i),
+  );
   t.deepEqual(dir.files(), []);
 });
 
@@ -61,12 +66,17 @@ test('.readable - a synchronous source piped through to a consumer that keeps up
       callback();
     },
   });
-  Readable.from((function* () {
-    for (let i = 0; i < total; i++) yield point(i);
-  })()).pipe(hopper.writable);
+  Readable.from(
+    (function* () {
+      for (let i = 0; i < total; i++) yield point(i);
+    })(),
+  ).pipe(hopper.writable);
   hopper.readable.pipe(sink);
   await once(sink, 'finish');
-  t.deepEqual(out, Array.from({ length: total }, (_, i) => i));
+  t.deepEqual(
+    out,
+    Array.from({ length: total }, (_, i) => i),
+  );
   t.is(hopper.stats().spilled, 0);
 });
 
@@ -74,7 +84,12 @@ test(".writable - onFull 'block' holds the callback of the write that meets the 
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 500, maxSegmentBytes: 1_000, maxSegments: 2, onFull: 'block',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 500,
+    maxSegmentBytes: 1_000,
+    maxSegments: 2,
+    onFull: 'block',
   });
   let fullEvents = 0;
   hopper.on('full', () => fullEvents++);
@@ -97,14 +112,22 @@ test(".writable - onFull 'block' holds the callback of the write that meets the 
   t.is(hopper.stats().recordsIn, written);
   hopper.writable.end();
   for (let next = await iterator.next(); !next.done; next = await iterator.next()) out.push(next.value as Point);
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: written }, (_, k) => k));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: written }, (_, k) => k),
+  );
 });
 
 test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying the record; accepted records are still delivered", async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({
-    dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 500, maxSegmentBytes: 1_000, maxSegments: 1, onFull: 'error',
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 500,
+    maxSegmentBytes: 1_000,
+    maxSegments: 1,
+    onFull: 'error',
   });
   const errored = once(hopper.writable, 'error');
   let refused: Point | undefined;
@@ -124,7 +147,10 @@ test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying t
   t.is(err.option, 'maxSegments', 'the cap is named as a field too');
   const out = await collect<Point>(hopper.readable);
   t.is(out.length, accepted);
-  t.deepEqual(out.map((record) => record.seq), Array.from({ length: accepted }, (_, k) => k));
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: accepted }, (_, k) => k),
+  );
   t.deepEqual(dir.files(), []);
 });
 
@@ -140,7 +166,10 @@ test('.writable - an invalid record fails its write with ERR_HOPPER_INVALID_RECO
   t.regex(err.message, /field `label` expected "string", got 7 \(number\)/);
   t.true(hopper.writable.destroyed, 'like any Node Writable, a failed write ends the writable');
   const out = await collect<Point>(hopper.readable);
-  t.deepEqual(plain(out), Array.from({ length: 50 }, (_, i) => point(i)));
+  t.deepEqual(
+    plain(out),
+    Array.from({ length: 50 }, (_, i) => point(i)),
+  );
 });
 
 test("events - 'spill' fires once per run of records going to disk", async (t) => {

@@ -56,7 +56,10 @@ export async function hopperBurstDrain<T>(job: BurstDrainJob<T>, options: Hopper
   const diskBytes = dirBytes(job.tmpDir);
 
   const drainStarted = now();
-  await pipeline(hopper.readable, recordSink<T>((record) => check.see(seqOf(record))));
+  await pipeline(
+    hopper.readable,
+    recordSink<T>((record) => check.see(seqOf(record))),
+  );
   const drained = now();
 
   return {

@@ -27,7 +27,7 @@ const ROW = 22;
 const GROUP_GAP = 34;
 const TOP = 56;
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
@@ -69,8 +69,8 @@ export function chartSvg(results: BenchResults): string {
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
     `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
-    `<text x="16" y="24" font-size="15" font-weight="600">${escape(`${results.package} ${results.version}: records/s per scenario and implementation (median, min–max; log scale)`)}</text>`,
-    `<text x="16" y="42" fill="#4b5563">${escape(`${results.machine.cpu}, ${results.machine.cores} cores, Node ${results.machine.node}; ${results.reps} repetition${results.reps === 1 ? '' : 's'}; ${results.date.slice(0, 10)}`)}</text>`,
+    `<text x="16" y="24" font-size="15" font-weight="600">${escapeXml(`${results.package} ${results.version}: records/s per scenario and implementation (median, min–max; log scale)`)}</text>`,
+    `<text x="16" y="42" fill="#4b5563">${escapeXml(`${results.machine.cpu}, ${results.machine.cores} cores, Node ${results.machine.node}; ${results.reps} repetition${results.reps === 1 ? '' : 's'}; ${results.date.slice(0, 10)}`)}</text>`,
   );
   for (let e = lo; e <= hi; e++) {
     const gx = x(10 ** e).toFixed(1);
@@ -80,27 +80,33 @@ export function chartSvg(results: BenchResults): string {
   let y = TOP;
   for (const group of data) {
     y += GROUP_GAP - 12;
-    out.push(`<text x="16" y="${y}" font-weight="600">${escape(group.title)}</text>`);
-    out.push(`<text x="${LABEL_WIDTH + PLOT_WIDTH}" y="${y}" text-anchor="end" fill="#4b5563">${escape(group.unit)}</text>`);
+    out.push(`<text x="16" y="${y}" font-weight="600">${escapeXml(group.title)}</text>`);
+    out.push(`<text x="${LABEL_WIDTH + PLOT_WIDTH}" y="${y}" text-anchor="end" fill="#4b5563">${escapeXml(group.unit)}</text>`);
     y += 12;
     for (const bar of group.bars) {
       const mid = y + ROW / 2;
       const x0 = x(10 ** lo);
       const xm = x(bar.median);
-      out.push(`<text x="${LABEL_WIDTH - 8}" y="${mid + 4}" text-anchor="end">${escape(bar.label)}</text>`);
-      out.push(`<rect x="${x0.toFixed(1)}" y="${(y + 4).toFixed(1)}" width="${Math.max(1, xm - x0).toFixed(1)}" height="${ROW - 8}" fill="${COLORS[bar.kind]}" rx="2"/>`);
+      out.push(`<text x="${LABEL_WIDTH - 8}" y="${mid + 4}" text-anchor="end">${escapeXml(bar.label)}</text>`);
+      out.push(
+        `<rect x="${x0.toFixed(1)}" y="${(y + 4).toFixed(1)}" width="${Math.max(1, xm - x0).toFixed(1)}" height="${ROW - 8}" fill="${COLORS[bar.kind]}" rx="2"/>`,
+      );
       if (bar.max > bar.min) {
         const a = x(bar.min).toFixed(1);
         const b = x(bar.max).toFixed(1);
         out.push(`<path d="M${a} ${mid}H${b}M${a} ${mid - 5}V${mid + 5}M${b} ${mid - 5}V${mid + 5}" stroke="#111827" stroke-width="1.2" fill="none"/>`);
       }
-      out.push(`<text x="${(Math.max(xm, x(bar.max)) + 8).toFixed(1)}" y="${mid + 4}" fill="#111827">${escape(`${short(bar.median)}/s`)}</text>`);
+      out.push(`<text x="${(Math.max(xm, x(bar.max)) + 8).toFixed(1)}" y="${mid + 4}" fill="#111827">${escapeXml(`${short(bar.median)}/s`)}</text>`);
       y += ROW;
     }
   }
   const legendY = height - 8;
   let lx = 16;
-  for (const [kind, text] of [['hopper', 'hopper-streams'], ['baseline', 'baseline'], ['peer', 'npm peer']] as const) {
+  for (const [kind, text] of [
+    ['hopper', 'hopper-streams'],
+    ['baseline', 'baseline'],
+    ['peer', 'npm peer'],
+  ] as const) {
     out.push(`<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${COLORS[kind]}"/>`);
     out.push(`<text x="${lx + 18}" y="${legendY}">${text}</text>`);
     lx += 130;

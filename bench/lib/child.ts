@@ -27,7 +27,12 @@ async function main(): Promise<RunOutcome> {
     report.metrics.baselineRssBytes = baselineRss;
     if (!report.check.inOrder) {
       const { expected, received, firstProblem } = report.check;
-      return { status: 'error', message: `check failed: read ${received} of ${expected}${firstProblem ? `; ${firstProblem}` : ''}`, wallMs, check: report.check };
+      return {
+        status: 'error',
+        message: `check failed: read ${received} of ${expected}${firstProblem ? `; ${firstProblem}` : ''}`,
+        wallMs,
+        check: report.check,
+      };
     }
     return { status: 'ok', wallMs, ...report };
   } catch (err) {

@@ -55,7 +55,11 @@ export class InterleavedOrderCheck {
   private readonly last: number[];
   firstProblem: string | undefined;
 
-  constructor(readonly expected: number, streams: number, private readonly streamOf: (seq: number) => number) {
+  constructor(
+    readonly expected: number,
+    streams: number,
+    private readonly streamOf: (seq: number) => number,
+  ) {
     this.last = new Array<number>(streams).fill(0);
   }
 

@@ -16,7 +16,10 @@ export class RawFileLog {
   private readIndex = 0;
   private readOffset = 0;
 
-  constructor(private readonly dir: string, private readonly fileBytes = RAW_FILE_BYTES) {}
+  constructor(
+    private readonly dir: string,
+    private readonly fileBytes = RAW_FILE_BYTES,
+  ) {}
 
   /** Appends `length` bytes of `buffer`; a new file is started once the current one reaches the roll-over size. */
   write(buffer: Buffer, length: number = buffer.length): void {

@@ -27,8 +27,7 @@ function showInfo(value: InfoValue | undefined): string {
 }
 
 export function targetsTable(results: BenchResults): string[] {
-  const rows = results.scenarios.flatMap((scenario) =>
-    scenario.targets.map((check) => [String(check.scenario), check.target, check.measured, verdict(check)]));
+  const rows = results.scenarios.flatMap((scenario) => scenario.targets.map((check) => [String(check.scenario), check.target, check.measured, verdict(check)]));
   return table(['#', 'target', 'measured (median, min–max)', 'verdict'], rows);
 }
 
@@ -55,7 +54,10 @@ export function scenarioTable(scenario: ScenarioResult): string[] {
     ...scenario.metrics.map((metric) => metric.label),
     ...scenario.infoColumns.map((column) => column.label),
   ];
-  return table(header, scenario.points.map((point) => pointRow(scenario, point, ratioMetrics)));
+  return table(
+    header,
+    scenario.points.map((point) => pointRow(scenario, point, ratioMetrics)),
+  );
 }
 
 function gridText(scenario: ScenarioResult): string {
@@ -66,8 +68,10 @@ function gridText(scenario: ScenarioResult): string {
 
 export function machineLine(results: BenchResults): string {
   const m = results.machine;
-  return `${m.cpu} (${m.cores} cores), Node ${m.node}, ${m.os}, ${formatValue(m.memoryBytes, 'bytes')} memory; ` +
-    `disk under ${m.tmpDir}: ${m.disk}; load average ${m.loadAverage.toFixed(2)} at the start`;
+  return (
+    `${m.cpu} (${m.cores} cores), Node ${m.node}, ${m.os}, ${formatValue(m.memoryBytes, 'bytes')} memory; ` +
+    `disk under ${m.tmpDir}: ${m.disk}; load average ${m.loadAverage.toFixed(2)} at the start`
+  );
 }
 
 export function markdownReport(results: BenchResults, options: { chartFile?: string } = {}): string {
@@ -80,8 +84,10 @@ export function markdownReport(results: BenchResults, options: { chartFile?: str
     '',
     `${results.reps} repetition${results.reps === 1 ? '' : 's'} of every figure, each in a child process of its own (so that peak RSS does not bleed), ` +
       'run one at a time with the implementations interleaved. Figures are medians, with the min–max of the repetitions in parentheses. ' +
-      'A ratio is this implementation\'s figure over the baseline\'s from the same repetition (run back to back), ' +
-      'summarised the same way. Whole run: ' + formatDuration(results.wallSeconds * 1000) + '. Rerun with `npm run bench`.',
+      "A ratio is this implementation's figure over the baseline's from the same repetition (run back to back), " +
+      'summarised the same way. Whole run: ' +
+      formatDuration(results.wallSeconds * 1000) +
+      '. Rerun with `npm run bench`.',
     '',
     '## Targets',
     '',

@@ -88,7 +88,9 @@ function baselineIndex(points: readonly Settings[], point: Settings, baseline: S
 }
 
 function describeSettings(settings: Settings): string {
-  return Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(' ');
+  return Object.entries(settings)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
 }
 
 interface Job {
@@ -236,7 +238,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     if (outcome.status === 'ok') {
       const ran = outcome.info.records;
       const fewer = typeof ran === 'number' && ran !== settings.records ? `, ran ${ran.toLocaleString('en-US')} records` : '';
-      log(`${prefix}: ${headline.label} ${formatValue(outcome.metrics[headline.key] ?? Number.NaN, headline.unit)} (${formatDuration(outcome.wallMs)}${fewer})`);
+      log(
+        `${prefix}: ${headline.label} ${formatValue(outcome.metrics[headline.key] ?? Number.NaN, headline.unit)} (${formatDuration(outcome.wallMs)}${fewer})`,
+      );
     } else if (outcome.status === 'unavailable') {
       log(`${prefix}: not available: ${outcome.reason}`);
     } else {

@@ -244,7 +244,7 @@ export default defineScenario({
   notes: [
     'Burst sizes: hopper-streams and the ceiling run the full 2,000,000 records; the peers run fewer, to keep `npm run bench` within 10 minutes on 2 cores (see the records column). ' +
       'fileq does a LevelDB put and two bookkeeping puts per push, and a get, a delete and two puts per poll: at about 5,000 records/s each way, 2,000,000 records would take some 12 minutes per repetition; ' +
-      'its 5,000 records stay in LevelDB\'s memtable, so if anything its rates are flattered. ' +
+      "its 5,000 records stay in LevelDB's memtable, so if anything its rates are flattered. " +
       'disk-queue (about 18 s per repetition at 2,000,000) runs 500,000 and fs-capacitor (about 11 s) 1,000,000; both cost the same per record at any queue length (an append-only file, read front to back).',
     'disk-queue fsyncs every push (fdatasync), by design; its reader reads 1 KiB at a time (not configurable).',
     'fs-capacitor keeps every byte on disk until it is destroyed (it does not free space as data is read); the peers hold JSON, hopper-streams and the ceiling Avro.',
@@ -293,9 +293,10 @@ export default defineScenario({
       checks.push({
         scenario: 2,
         target: `hopper-streams: ≥ ${factor}× the fastest peer's ${what} rate`,
-        measured: ratio === undefined
-          ? `n/a${missingNote}`
-          : `${ratio.toFixed(2)}× (${formatValue(ours!, 'records/s')} vs ${best!.settings.impl} ${formatValue(theirs!, 'records/s')}; medians)${missingNote}`,
+        measured:
+          ratio === undefined
+            ? `n/a${missingNote}`
+            : `${ratio.toFixed(2)}× (${formatValue(ours!, 'records/s')} vs ${best!.settings.impl} ${formatValue(theirs!, 'records/s')}; medians)${missingNote}`,
         met: ratio === undefined ? undefined : ratio >= factor,
       });
     }

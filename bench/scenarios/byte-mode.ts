@@ -66,19 +66,20 @@ export default defineScenario({
   timeoutMs: 120_000,
   notes: [
     'Both sides write to the page cache (the machine has far more memory than 2 GiB, and nothing is fsynced), so this compares CPU cost per byte more than the disk.',
-    'The baseline rolls over to a new file every 64 MiB, as hopper-streams\' default segments do: on the machine measured one 2 GiB file wrote 2–4× slower than 64 MiB files, and the baseline should be the fastest plain way.',
+    "The baseline rolls over to a new file every 64 MiB, as hopper-streams' default segments do: on the machine measured one 2 GiB file wrote 2–4× slower than 64 MiB files, and the baseline should be the fastest plain way.",
   ],
   label: (settings) => LABELS[settings.impl as string] ?? String(settings.impl),
 
   async run(settings, { tmpDir }): Promise<RunReport> {
     const bytes = Number(settings.bytes);
     const chunks = Math.floor(bytes / CHUNK_BYTES);
-    const timing = settings.impl === 'raw-fs'
-      ? await rawFs(chunks, tmpDir)
-      : await hopperBurstDrain<Buffer>(
-        { records: chunks, tmpDir, make: makeChunk, seqOf: chunkSeq, yieldEvery: YIELD_EVERY_CHUNKS },
-        { maxMemoryBytes: BUDGET },
-      );
+    const timing =
+      settings.impl === 'raw-fs'
+        ? await rawFs(chunks, tmpDir)
+        : await hopperBurstDrain<Buffer>(
+            { records: chunks, tmpDir, make: makeChunk, seqOf: chunkSeq, yieldEvery: YIELD_EVERY_CHUNKS },
+            { maxMemoryBytes: BUDGET },
+          );
     const total = chunks * CHUNK_BYTES;
     return {
       metrics: {
@@ -94,11 +95,13 @@ export default defineScenario({
 
   targets({ points }) {
     const ratio = points.find((p) => p.settings.impl === 'hopper')?.ratios.bytesPerSec;
-    return [{
-      scenario: 3,
-      target: 'hopper-streams: ≥ 0.7× raw fs throughput',
-      measured: formatRatio(ratio),
-      met: ratio && ratio.n > 0 ? ratio.median >= 0.7 : undefined,
-    }];
+    return [
+      {
+        scenario: 3,
+        target: 'hopper-streams: ≥ 0.7× raw fs throughput',
+        measured: formatRatio(ratio),
+        met: ratio && ratio.n > 0 ? ratio.median >= 0.7 : undefined,
+      },
+    ];
   },
 });

@@ -50,7 +50,7 @@ export default defineScenario({
   description:
     `Senders from \`hopper.sender()\` each send their share of the events, ${BATCH.toLocaleString('en-US')} at a time between turns of the event loop, ` +
     'all at once, into one hopper (8 MiB budget, event schema) drained by `pipeline(readable, sink)`. ' +
-    'Each sender\'s records must arrive in its own order.',
+    "Each sender's records must arrive in its own order.",
   grid: { senders: [1, 8], records: [1_000_000] },
   smoke: { records: [4_000] },
   baseline: { senders: 1 },
@@ -77,7 +77,10 @@ export default defineScenario({
     const check = new InterleavedOrderCheck(records, senders, (seq) => Math.floor((seq - 1) / share));
 
     const started = now();
-    const consumed = pipeline(hopper.readable, recordSink<Event>((event) => check.see(event.seq)));
+    const consumed = pipeline(
+      hopper.readable,
+      recordSink<Event>((event) => check.see(event.seq)),
+    );
     const handles = Array.from({ length: senders }, makeSender);
     await Promise.all(handles.map((sender, k) => sendAll(sender, k * share + 1, Math.max(0, Math.min(share, records - k * share)))));
     const spilled = hopper.stats().spilled;
@@ -95,12 +98,14 @@ export default defineScenario({
   targets({ points }) {
     const eight = points.find((p) => Number(p.settings.senders) === 8);
     const ratio = eight?.ratios.recordsPerSec;
-    return [{
-      scenario: 6,
-      target: 'report: 8 senders vs 1 sender, records/s',
-      measured: eight?.failure ?? formatRatio(ratio),
-      met: undefined,
-      report: true,
-    }];
+    return [
+      {
+        scenario: 6,
+        target: 'report: 8 senders vs 1 sender, records/s',
+        measured: eight?.failure ?? formatRatio(ratio),
+        met: undefined,
+        report: true,
+      },
+    ];
   },
 });

@@ -76,7 +76,10 @@ export default defineScenario({
       input = hopper.writable;
       spilled = () => hopper.stats().spilled;
       drainAll = async () => {
-        await pipeline(hopper.readable, recordSink<Event>((event) => check.see(event.seq)));
+        await pipeline(
+          hopper.readable,
+          recordSink<Event>((event) => check.see(event.seq)),
+        );
       };
     }
 

@@ -100,7 +100,14 @@ export default defineScenario({
     latencies.sort();
     const us = (q: number): number => quantile(latencies, q) * 1000;
     return {
-      metrics: { p50Us: us(0.5), p99Us: us(0.99), p999Us: us(0.999), maxUs: latencies[latencies.length - 1]! * 1000, recordsPerSec: perSecond(records, elapsed), spilled },
+      metrics: {
+        p50Us: us(0.5),
+        p99Us: us(0.99),
+        p999Us: us(0.999),
+        maxUs: latencies[latencies.length - 1]! * 1000,
+        recordsPerSec: perSecond(records, elapsed),
+        spilled,
+      },
       info: { records, warmup, batch: BATCH, backpressured },
       check: check.result(),
     };

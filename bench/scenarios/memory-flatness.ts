@@ -25,7 +25,7 @@ export default defineScenario({
   title: 'Memory flatness',
   description:
     'hopper-streams with an 8 MiB budget and the event schema; the consumer is stalled until every record is written, then drains. ' +
-    'Peak RSS is the child process\'s `process.resourceUsage().maxRSS`; the process baseline is its RSS after loading the modules, before the first record.',
+    "Peak RSS is the child process's `process.resourceUsage().maxRSS`; the process baseline is its RSS after loading the modules, before the first record.",
   grid: { records: [1_000_000, 10_000_000] },
   smoke: { records: [2_000, 4_000] },
   baseline: { records: 1_000_000 },
@@ -40,7 +40,7 @@ export default defineScenario({
   timeoutMs: 240_000,
   notes: [
     `Allowance: process baseline + 2 × budget + 64 MiB = baseline + ${formatValue(ALLOWANCE, 'bytes')}.`,
-    'Peak RSS counts garbage V8 has not collected yet. Once most records from the producer\'s allocation site survive a scavenge (the memory tier holds them), ' +
+    "Peak RSS counts garbage V8 has not collected yet. Once most records from the producer's allocation site survive a scavenge (the memory tier holds them), " +
       'V8 pretenures that site: later records are allocated straight in old space, and those that spill die there and wait for a full GC. ' +
       'To see how much of the peak that is: `npx tsx bench/profile.ts memory-flatness --flag=--no-allocation-site-pretenuring`.',
   ],
@@ -62,12 +62,14 @@ export default defineScenario({
   targets({ points }) {
     const [small, large] = [...points].sort((a, b) => Number(a.settings.records) - Number(b.settings.records));
     const ratio = large?.ratios.peakRssBytes;
-    const checks: TargetCheck[] = [{
-      scenario: 4,
-      target: `peak RSS at ${large?.label ?? '10M'} ≤ 1.1× peak RSS at ${small?.label ?? '1M'}`,
-      measured: formatRatio(ratio),
-      met: ratio && ratio.n > 0 ? ratio.median <= 1.1 : undefined,
-    }];
+    const checks: TargetCheck[] = [
+      {
+        scenario: 4,
+        target: `peak RSS at ${large?.label ?? '10M'} ≤ 1.1× peak RSS at ${small?.label ?? '1M'}`,
+        measured: formatRatio(ratio),
+        met: ratio && ratio.n > 0 ? ratio.median <= 1.1 : undefined,
+      },
+    ];
     for (const point of [small, large]) {
       if (point === undefined) continue;
       const peak = point.metrics.peakRssBytes;
@@ -76,7 +78,9 @@ export default defineScenario({
       checks.push({
         scenario: 4,
         target: `${point.label}: peak RSS ≤ process baseline + 2 × budget + 64 MiB`,
-        measured: ok ? `${formatValue(peak.median, 'bytes')}, limit ${formatValue(base.median + ALLOWANCE, 'bytes')} (baseline ${formatValue(base.median, 'bytes')}; medians)` : 'n/a',
+        measured: ok
+          ? `${formatValue(peak.median, 'bytes')}, limit ${formatValue(base.median + ALLOWANCE, 'bytes')} (baseline ${formatValue(base.median, 'bytes')}; medians)`
+          : 'n/a',
         met: ok ? peak.median <= base.median + ALLOWANCE : undefined,
       });
     }

@@ -17,7 +17,7 @@ const LABELS: Record<string, string> = {
   passthrough: 'PassThrough (objectMode)',
   hopper: 'hopper-streams Duplex, event schema',
   'hopper-noschema': 'hopper-streams Duplex, no schema',
-  'pair': 'hopper-streams pair, event schema',
+  pair: 'hopper-streams pair, event schema',
   'pair-noschema': 'hopper-streams pair, no schema',
 };
 
@@ -28,7 +28,7 @@ export default defineScenario({
   description:
     'A synchronous generator (`Readable.from`) feeds the stream, a sink that calls back at once drains it. ' +
     'hopper-streams runs as one `pipeline(source, createHopperStream(), sink)` (Duplex), and as ' +
-    '`pipeline(source, hopper.writable)` beside `pipeline(hopper.readable, sink)` (pair, the README\'s first usage), with a 16 MiB budget; ' +
+    "`pipeline(source, hopper.writable)` beside `pipeline(hopper.readable, sink)` (pair, the README's first usage), with a 16 MiB budget; " +
     'the baseline is `pipeline(source, new PassThrough({ objectMode: true }), sink)`. ' +
     'Records are the 11-field event of fixtures/schemas/event.avsc.',
   grid: { impl: ['passthrough', 'hopper', 'hopper-noschema', 'pair', 'pair-noschema'], records: [500_000] },

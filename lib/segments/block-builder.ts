@@ -48,7 +48,10 @@ export class BlockBuilder {
   stagedPending = 0;
 
   /** `byReference`: large Buffers (the codec says which) are held by reference, not copied. */
-  constructor(private readonly codec: RecordCodec, private readonly byReference: boolean) {}
+  constructor(
+    private readonly codec: RecordCodec,
+    private readonly byReference: boolean,
+  ) {}
 
   /** Bytes of the block's data. */
   get pending(): number {

@@ -17,7 +17,11 @@ export type Loss = 'nothing' | 'block' | 'rest-of-block' | 'rest-of-segment';
 
 /** Something in a segment file is not what the format or the ledger says: where, what, and what it costs. */
 export class Corruption extends Error {
-  constructor(readonly offset: number, readonly problem: string, readonly loss: Loss) {
+  constructor(
+    readonly offset: number,
+    readonly problem: string,
+    readonly loss: Loss,
+  ) {
     super(problem);
   }
 }

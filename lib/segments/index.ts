@@ -6,10 +6,7 @@ import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
 import { Corruption } from './block-reader.js';
-import {
-  CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs,
-  type SegmentDirectory, type SegmentFileSystem,
-} from './io.js';
+import { CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
 import { SegmentWriter } from './writer.js';
@@ -119,7 +116,10 @@ export class SegmentLog {
     this.block = new BlockBuilder(codec, byReference);
     this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
     this.writer = new SegmentWriter(
-      fileSystem, this.directory, this.ledger, codec.type.schema({ exportAttrs: true }),
+      fileSystem,
+      this.directory,
+      this.ledger,
+      codec.type.schema({ exportAttrs: true }),
       { codec: options.codec, channel: options.channel, sealAt: this.sealAt },
       (segment) => hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records }),
     );
@@ -283,7 +283,8 @@ export class SegmentLog {
     const segment = this.ledger.oldestUnread();
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
     // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
-    if (!this.directory.intact()) throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
+    if (!this.directory.intact())
+      throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
     this.reader.open(segment);
     return segment;
   }
@@ -316,9 +317,7 @@ export class SegmentLog {
     if (victim === undefined) return undefined;
     // Only the segment being read can come before the victim with records still unread.
     const { segments } = this.ledger;
-    const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim)
-      ? reading.records - this.reader.fromSegment
-      : 0;
+    const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim) ? reading.records - this.reader.fromSegment : 0;
     try {
       unlinkOurs(this.fs, this.directory, victim);
     } catch {

@@ -1,7 +1,7 @@
 import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, Corruption, decodeRecord } from './block-reader.js';
+import { BlockReader, Corruption, decodeRecord, type ReadBlock } from './block-reader.js';
 import { READ_FLAGS, closeQuietly, type SegmentFileSystem } from './io.js';
 import type { Segment } from './ledger.js';
 
@@ -29,7 +29,11 @@ export class SegmentReader {
   private blockOffset = 0;
   private readonly blocks: BlockReader;
 
-  constructor(private readonly fs: SegmentFileSystem, private readonly codec: RecordCodec, private readonly compression: string) {
+  constructor(
+    private readonly fs: SegmentFileSystem,
+    private readonly codec: RecordCodec,
+    private readonly compression: string,
+  ) {
     this.blocks = new BlockReader(fs);
   }
 
@@ -53,7 +57,11 @@ export class SegmentReader {
       const errno = (err as NodeJS.ErrnoException).code;
       // Gone, or a symlink put in its place: retrying will not bring the file back.
       if (errno === 'ENOENT' || errno === 'ELOOP' || errno === 'ENXIO') {
-        throw new Corruption(0, errno === 'ENOENT' ? 'the segment file is gone' : 'the segment file was replaced by a symbolic link or a special file', 'rest-of-segment');
+        throw new Corruption(
+          0,
+          errno === 'ENOENT' ? 'the segment file is gone' : 'the segment file was replaced by a symbolic link or a special file',
+          'rest-of-segment',
+        );
       }
       this.segment = undefined;
       throw ioError('opening a segment for reading', segment.file, err);
@@ -102,7 +110,7 @@ export class SegmentReader {
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
     this.blockOffset = blockOffset;
-    let read;
+    let read: ReadBlock;
     try {
       read = this.blocks.block(blockOffset, blockEnd - blockOffset, segment.size, segment.sync, this.compression, {
         count: segment.blockCounts[this.block]!,

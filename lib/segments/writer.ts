@@ -13,7 +13,6 @@ import { segmentFileName, type Ledger, type Segment } from './ledger.js';
 // file), writes blocks to the end of the active one, and seals it when it is large enough. Each
 // write is entered in the ledger. It never reads, and never removes a segment.
 
-
 export interface SegmentWriterOptions {
   /** Segment compression, written into each header. */
   codec: string;
@@ -134,8 +133,20 @@ export class SegmentWriter {
     this.ledger.nextSeq++;
     unlinkQuietly(this.fs, draft);
     const segment: Segment = {
-      seq, file, sync, header, size: 0, records: 0, blockEnds: [], blockCounts: [], blockChecksums: [],
-      sealed: false, writeFd: fd, removalFailed: false, dev: stat.dev, ino: stat.ino,
+      seq,
+      file,
+      sync,
+      header,
+      size: 0,
+      records: 0,
+      blockEnds: [],
+      blockCounts: [],
+      blockChecksums: [],
+      sealed: false,
+      writeFd: fd,
+      removalFailed: false,
+      dev: stat.dev,
+      ino: stat.ino,
     };
     this.ledger.add(segment);
     return segment;

@@ -27,12 +27,7 @@ export async function endChild(child: ChildProcess): Promise<void> {
 }
 
 /** Runs a command to its end and resolves with its output; rejects with stderr on a non-zero status. */
-export async function runChild(
-  t: Teardown,
-  command: string,
-  args: readonly string[],
-  options: SpawnOptions = {},
-): Promise<{ stdout: string; stderr: string }> {
+export async function runChild(t: Teardown, command: string, args: readonly string[], options: SpawnOptions = {}): Promise<{ stdout: string; stderr: string }> {
   const child = spawnChild(t, command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

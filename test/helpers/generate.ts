@@ -9,9 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 const [bytesArg, doneFile, stepFile] = process.argv.slice(2);
 const total = Number(bytesArg);
 const hash = crypto.createHash('sha256');
-const write = (chunk: Buffer): Promise<void> => new Promise((resolve, reject) => {
-  process.stdout.write(chunk, (err) => (err ? reject(err) : resolve()));
-});
+const write = (chunk: Buffer): Promise<void> =>
+  new Promise((resolve, reject) => {
+    process.stdout.write(chunk, (err) => (err ? reject(err) : resolve()));
+  });
 const released = (): number => {
   try {
     return Number(fs.readFileSync(stepFile!, 'utf8'));
