@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './args.js';
-import { runBuffer } from './buffer.js';
+import { runBuffer, standardInput } from './buffer.js';
 import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
 import { formatReport, readSegment, segmentFiles, verifySegment } from './verify.js';
@@ -88,7 +88,7 @@ async function verify(paths: string[]): Promise<number> {
 
 async function buffer(command: BufferCommand): Promise<{ code: number; flushed: boolean }> {
   const codec = command.schemaFile === undefined ? undefined : loadSchema(command.schemaFile);
-  return runBuffer(command, codec, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+  return runBuffer(command, codec, { stdin: standardInput(), stdout: process.stdout, stderr: process.stderr });
 }
 
 /**
