@@ -20,8 +20,9 @@ const OUTPUT_BATCH_BYTES = 64 * 1024;
  * records keep that overshoot small. Output puts the pieces of a chunk back together.
  */
 const BYTE_RECORD_BYTES = 16 * 1024;
-/** A regular file on stdin is read in pieces of this size, one a record in byte mode. */
+/** A regular file on stdin is read in pieces of this size, at most this many per turn of the loop. */
 const FILE_READ_BYTES = 64 * 1024;
+const FILE_PIECES_PER_TURN = 4;
 /** Skipped invalid lines reported one by one; past this, only counted. */
 const SKIP_MESSAGES = 10;
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -45,7 +46,7 @@ function refusalMessage(err: Error, command: BufferCommand): string {
 
 /**
  * A regular file on stdin (`< file`), read with synchronous reads from where the shell left
- * its offset, one piece per turn of the event loop: a read from a regular file does not wait
+ * its offset, a few pieces per turn of the event loop: a read from a regular file does not wait
  * on another process, and it spares each piece a trip through libuv's thread pool, where
  * `fs.ReadStream` (Node's own stdin for a file) sends it. Turning the loop between pieces
  * keeps signals, timers and stdout's writes going.
@@ -60,17 +61,23 @@ class FileInput extends Readable {
 
   override _read(): void {
     setImmediate(() => {
-      if (this.destroyed) return;
-      // A new buffer for each piece: it becomes a record, and records are held.
-      const piece = Buffer.allocUnsafeSlow(FILE_READ_BYTES);
-      let bytes: number;
-      try {
-        bytes = fs.readSync(this.fd, piece, 0, piece.length, null);
-      } catch (err) {
-        this.destroy(err as Error);
-        return;
+      for (let pieces = 0; pieces < FILE_PIECES_PER_TURN && !this.destroyed; pieces++) {
+        // A new buffer for each piece: it becomes a record, and records are held.
+        const piece = Buffer.allocUnsafeSlow(FILE_READ_BYTES);
+        let bytes: number;
+        try {
+          bytes = fs.readSync(this.fd, piece, 0, piece.length, null);
+        } catch (err) {
+          this.destroy(err as Error);
+          return;
+        }
+        if (bytes === 0) {
+          this.push(null);
+          return;
+        }
+        // push() is false once the reader wants no more for now (paused, or its buffer full).
+        if (!this.push(bytes === piece.length ? piece : piece.subarray(0, bytes))) return;
       }
-      this.push(bytes === 0 ? null : bytes === piece.length ? piece : piece.subarray(0, bytes));
     });
   }
 }
