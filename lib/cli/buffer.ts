@@ -53,6 +53,8 @@ function refusalMessage(err: Error, command: BufferCommand): string {
  */
 class FileInput extends Readable {
   private readonly fd: number;
+  /** The end was read: a turn still scheduled reads nothing more. */
+  private atEnd = false;
 
   constructor(fd: number) {
     super({ highWaterMark: FILE_READ_BYTES });
@@ -61,7 +63,7 @@ class FileInput extends Readable {
 
   override _read(): void {
     setImmediate(() => {
-      for (let pieces = 0; pieces < FILE_PIECES_PER_TURN && !this.destroyed; pieces++) {
+      for (let pieces = 0; pieces < FILE_PIECES_PER_TURN && !this.destroyed && !this.atEnd; pieces++) {
         // A new buffer for each piece: it becomes a record, and records are held.
         const piece = Buffer.allocUnsafeSlow(FILE_READ_BYTES);
         let bytes: number;
@@ -72,6 +74,7 @@ class FileInput extends Readable {
           return;
         }
         if (bytes === 0) {
+          this.atEnd = true;
           this.push(null);
           return;
         }
