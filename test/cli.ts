@@ -176,6 +176,64 @@ test.serial('buffer --lines - 50,000 NDJSON lines through a 64 KiB budget arrive
   t.deepEqual(leftovers(tmpdir), []);
 });
 
+/**
+ * Runs the CLI with a regular file as its stdin (`< file`), `skip` bytes of it already read
+ * through the same open file, as a shell script that read a header first would leave it.
+ * stdout is not read until `readAfter()` resolves, if given: the CLI holds what stdout does not take.
+ */
+async function runCliOnFile(
+  t: Teardown,
+  args: string[],
+  options: { file: string; skip?: number; tmpdir: string; flags?: string; readAfter?: () => Promise<unknown> },
+): Promise<Run> {
+  const fd = fs.openSync(options.file, options.flags ?? 'r');
+  try {
+    if (options.skip !== undefined) fs.readSync(fd, Buffer.alloc(options.skip), 0, options.skip, null);
+    const child = spawnChild(t, process.execPath, [cli, ...args], { cwd: root, env: { ...process.env, TMPDIR: options.tmpdir }, stdio: [fd, 'pipe', 'pipe'] });
+    return await collectRun(child, options.readAfter?.());
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test.serial('buffer - a regular file on stdin arrives byte-exact from where the shell left its offset, through a budget it overflows, its short last piece too', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const file = path.join(withTmpdir(t), 'input.bin');
+  const input = crypto.randomBytes(3 * MiB + 1000);
+  fs.writeFileSync(file, input);
+  // stdout is read once 2 MiB of the input wait on disk.
+  const readAfter = (): Promise<void> => waitForDisk(tmpdir, 2 * MiB);
+  const { code, stdout, stderr } = await runCliOnFile(t, ['--memory', '256KiB', '--progress'], { file, skip: 777, tmpdir, readAfter });
+  t.is(code, 0, stderr);
+  t.is(stdout.length, input.length - 777);
+  t.true(stdout.equals(input.subarray(777)), 'output equals the input after the offset');
+  t.regex(stderr, /^hopper-streams: done in .*: in 3\.0MiB .*; memory peak \S+ of 256KiB; disk peak \S*MiB in [1-9]/m);
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test.serial('buffer --lines - a regular file on stdin: lines cut across its pieces come out whole and in order', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const file = path.join(withTmpdir(t), 'input.ndjson');
+  const input = Array.from({ length: 20_000 }, (_, i) => `${JSON.stringify(point(i))}\n`).join('');
+  fs.writeFileSync(file, input);
+  const { code, stdout, stderr } = await runCliOnFile(t, ['--lines', '--memory', '64KiB'], { file, tmpdir });
+  t.is(code, 0, stderr);
+  t.true(stdout.toString() === input, 'output equals input');
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
+test.serial('buffer - a regular file on stdin that cannot be read (opened write-only) fails with one line: exit 1', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const file = path.join(withTmpdir(t), 'write-only.bin');
+  fs.writeFileSync(file, 'some bytes');
+  const { code, stdout, stderr } = await runCliOnFile(t, [], { file, tmpdir, flags: 'a' });
+  t.is(code, 1);
+  t.is(stdout.length, 0);
+  t.regex(stderr, /^hopper-streams: reading stdin failed: EBADF\b.*\n$/);
+  t.is(fs.readFileSync(file, 'utf8'), 'some bytes', 'the file is untouched');
+  t.deepEqual(leftovers(tmpdir), []);
+});
+
 const eventSchema = path.join(root, 'fixtures', 'schemas', 'event.avsc');
 const KINDS = ['PAGE_VIEW', 'CLICK', 'API_CALL', 'ERROR'];
 
@@ -466,7 +524,7 @@ test.serial('runtime failures - --dir that is a file is an I/O error: exit 1 wit
 
 test.serial('runtime failures - a segment damaged on disk while held: the records before it are delivered, then exit 1 with one line naming the file and offset', async (t) => {
   const tmpdir = withTmpdir(t);
-  const { child, input } = await startHolding(t, tmpdir, ['--memory', '64KiB'], MiB, 400 * 1024);
+  const { child, input } = await startHolding(t, tmpdir, ['--memory', '64KiB'], 2 * MiB, 400 * 1024);
   const [segment] = (fs.readdirSync(tmpdir, { recursive: true }) as string[]).filter((name) => name.endsWith('.avro'));
   const fd = fs.openSync(path.join(tmpdir, segment!), 'r+');
   fs.writeSync(fd, Buffer.alloc(1000, 0x55), 0, 1000, 300_000);

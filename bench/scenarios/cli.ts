@@ -1,7 +1,9 @@
 /**
  * 7. The command line as a pipe buffer: bytes from a file through `hopper-streams` to /dev/null,
  * against a bare Node pipe (`process.stdin.pipe(process.stdout)`) and, where it is installed,
- * mbuffer. Each run is a whole process, as a shell pipeline would start it.
+ * mbuffer. Each run is a whole process, as a shell pipeline would start it: stdin is the file
+ * itself (`< file`, the issue's target) or a pipe from `cat` (`cat file |`, as most pipelines
+ * feed a pipe buffer).
  */
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -43,17 +45,23 @@ function makeInput(file: string, bytes: number): void {
   }
 }
 
-function runCommand(command: string, args: string[], input: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+/** Runs the command on `input` (as the file itself or through `cat`), to /dev/null; resolves once every process has exited. */
+function runCommand(command: string, args: string[], input: string, stdin: 'file' | 'pipe', env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const stdin = fs.openSync(input, 'r');
+    const cat = stdin === 'pipe' ? spawn('cat', [input], { stdio: ['ignore', 'pipe', 'inherit'] }) : undefined;
+    const inputFd = cat === undefined ? fs.openSync(input, 'r') : undefined;
     const stdout = fs.openSync('/dev/null', 'w');
-    const child = spawn(command, args, { stdio: [stdin, stdout, 'pipe'], env });
-    fs.closeSync(stdin);
+    const child = spawn(command, args, { stdio: [cat?.stdout ?? inputFd!, stdout, 'pipe'], env });
+    if (inputFd !== undefined) fs.closeSync(inputFd);
     fs.closeSync(stdout);
+    // The child has its own end of cat's pipe.
+    cat?.stdout!.destroy();
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
+    cat?.on('error', reject);
+    const catExit = cat === undefined ? Promise.resolve() : new Promise<void>((done) => cat.on('close', () => done()));
+    child.on('close', (code) => void catExit.then(() => resolve({ code, stderr })));
   });
 }
 
@@ -62,10 +70,10 @@ export default defineScenario({
   name: 'cli',
   title: 'Command line: bytes through a pipe buffer',
   description:
-    'A file of random bytes is the standard input of the command, /dev/null its standard output; the time is that of the ' +
-    'whole process, start to exit. hopper-streams runs as `hopper-streams` with its defaults (byte mode, 64 MiB of memory) ' +
+    'A file of random bytes is the standard input of the command (the file itself, or a pipe from `cat`), /dev/null its ' +
+    'standard output; the time is that of the whole process (and `cat`), start to exit. hopper-streams runs as `hopper-streams` with its defaults (byte mode, 64 MiB of memory) ' +
     'from the built package; the baseline is `node -e "process.stdin.pipe(process.stdout)"`; mbuffer is reported beside them where installed.',
-  grid: { impl: ['node-pipe', 'hopper', 'mbuffer'], megabytes: [200] },
+  grid: { impl: ['node-pipe', 'hopper', 'mbuffer'], stdin: ['file', 'pipe'], megabytes: [200] },
   smoke: { megabytes: [2] },
   baseline: { impl: 'node-pipe' },
   metrics: [
@@ -74,7 +82,7 @@ export default defineScenario({
   chart: { metric: 'bytesPerSec', unit: 'bytes/s' },
   timeoutMs: 180_000,
   notes: ['The file is read from the page cache (written just before), so the figures are of the processes, not the disk.'],
-  label: (settings) => LABELS[settings.impl as string] ?? String(settings.impl),
+  label: (settings) => `${LABELS[settings.impl as string] ?? String(settings.impl)}, ${settings.stdin === 'pipe' ? 'cat file |' : '< file'}`,
 
   async run(settings, { tmpDir }): Promise<RunReport> {
     const bytes = Number(settings.megabytes) * 1_000_000;
@@ -94,7 +102,7 @@ export default defineScenario({
     const input = path.join(tmpDir, 'input.bin');
     makeInput(input, bytes);
     const started = now();
-    const { code, stderr } = await runCommand(command, args, input, { ...process.env, NODE_OPTIONS: '' });
+    const { code, stderr } = await runCommand(command, args, input, settings.stdin === 'pipe' ? 'pipe' : 'file', { ...process.env, NODE_OPTIONS: '' });
     const elapsed = now() - started;
     if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr.trim()}`);
     return {
@@ -108,7 +116,8 @@ export default defineScenario({
     const checks: TargetCheck[] = [];
     for (const point of points.filter((p: PointSummary) => !p.isBaseline)) {
       const ratio = point.ratios.bytesPerSec;
-      const target = point.settings.impl === 'hopper' ? 0.9 : undefined;
+      // The issue's target is for a file on stdin; through a pipe, it is reported.
+      const target = point.settings.impl === 'hopper' && point.settings.stdin !== 'pipe' ? 0.9 : undefined;
       checks.push({
         scenario: 7,
         target: target === undefined ? `report: ${point.label}` : `${point.label}: ≥ ${target}× the bare Node pipe's throughput`,

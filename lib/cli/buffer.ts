@@ -1,5 +1,6 @@
+import fs from 'node:fs';
 import os from 'node:os';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { BufferCommand } from './args.js';
 import type { RecordCodec } from '../codec.js';
 import { HopperError } from '../errors.js';
@@ -14,11 +15,14 @@ import { createHopperStreams } from '../streams.js';
 /** Output is written in pieces of about this size (lines are gathered up to it). */
 const OUTPUT_BATCH_BYTES = 64 * 1024;
 /**
- * Byte mode cuts stdin's chunks (64 KiB from a pipe) into records of at most this size: the
- * hopper's readable buffers up to 16 records beyond the memory budget, so small records keep
- * that overshoot small.
+ * Byte mode cuts stdin's chunks (64 KiB from a pipe or a file) into records of at most this
+ * size: the hopper's readable buffers up to 16 records beyond the memory budget, so small
+ * records keep that overshoot small. Output puts the pieces of a chunk back together.
  */
 const BYTE_RECORD_BYTES = 16 * 1024;
+/** A regular file on stdin is read in pieces of this size, at most this many per turn of the loop. */
+const FILE_READ_BYTES = 64 * 1024;
+const FILE_PIECES_PER_TURN = 4;
 /** Skipped invalid lines reported one by one; past this, only counted. */
 const SKIP_MESSAGES = 10;
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -38,6 +42,61 @@ function refusalMessage(err: Error, command: BufferCommand): string {
     return `record too large: it is bigger than ${memory} and, encoded, than --max-disk ${formatBytes(command.maxDisk)} allows`;
   }
   return err.message;
+}
+
+/**
+ * A regular file on stdin (`< file`), read with synchronous reads from where the shell left
+ * its offset, a few pieces per turn of the event loop: a read from a regular file does not wait
+ * on another process, and it spares each piece a trip through libuv's thread pool, where
+ * `fs.ReadStream` (Node's own stdin for a file) sends it. Turning the loop between pieces
+ * keeps signals, timers and stdout's writes going.
+ */
+class FileInput extends Readable {
+  private readonly fd: number;
+  /** The end was read: a turn still scheduled reads nothing more. */
+  private atEnd = false;
+
+  constructor(fd: number) {
+    super({ highWaterMark: FILE_READ_BYTES });
+    this.fd = fd;
+  }
+
+  override _read(): void {
+    setImmediate(() => {
+      for (let pieces = 0; pieces < FILE_PIECES_PER_TURN && !this.destroyed && !this.atEnd; pieces++) {
+        // A new buffer for each piece: it becomes a record, and records are held.
+        const piece = Buffer.allocUnsafeSlow(FILE_READ_BYTES);
+        let bytes: number;
+        try {
+          bytes = fs.readSync(this.fd, piece, 0, piece.length, null);
+        } catch (err) {
+          this.destroy(err as Error);
+          return;
+        }
+        if (bytes === 0) {
+          this.atEnd = true;
+          this.push(null);
+          return;
+        }
+        // push() is false once the reader wants no more for now (paused, or its buffer full).
+        if (!this.push(bytes === piece.length ? piece : piece.subarray(0, bytes))) return;
+      }
+    });
+  }
+}
+
+/**
+ * Standard input as a stream: a regular file as a {@link FileInput}; anything else (a pipe, a
+ * terminal, a socket) is `process.stdin` as Node makes it, since reading it could block.
+ */
+export function standardInput(): Readable {
+  let regular = false;
+  try {
+    regular = fs.fstatSync(0).isFile();
+  } catch {
+    // No stdin at all (closed): process.stdin reports that its own way.
+  }
+  return regular ? new FileInput(0) : process.stdin;
 }
 
 export interface BufferIo {
@@ -73,6 +132,12 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const { writable, readable } = hopper;
   const buffers = codec !== undefined && schemaHasBytes(codec.type.schema());
   const splitter = command.lines ? new LineSplitter(command.separator) : undefined;
+  // A piece of a chunk is a view of it: records are taken and leave in order, so the chunk
+  // bytes a view keeps alive beyond the held records' own are those of a chunk partly
+  // delivered or partly spilled, at the two ends of what memory holds (a chunk at most, each).
+  // drop-newest refuses pieces one by one when full, and could leave one held piece of each
+  // of many chunks, each keeping its whole chunk alive: there, pieces are copies.
+  const copyPieces = command.onFull === 'drop-newest';
 
   let bytesIn = 0;
   let bytesOut = 0;
@@ -214,8 +279,8 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     let ok = true;
     if (splitter === undefined) {
       for (let start = 0; start < chunk.length; start += BYTE_RECORD_BYTES) {
-        // A copy, not a slice: a record held in memory must not keep the whole chunk alive.
-        const record = chunk.length <= BYTE_RECORD_BYTES ? chunk : Buffer.from(chunk.subarray(start, start + BYTE_RECORD_BYTES));
+        const piece = chunk.subarray(start, start + BYTE_RECORD_BYTES);
+        const record = chunk.length <= BYTE_RECORD_BYTES ? chunk : copyPieces ? Buffer.from(piece) : piece;
         ok = writeRecord(record, `stopped at input byte ${before + start}`) && ok;
         if (!inputOpen) return;
       }
@@ -261,14 +326,28 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const pumpOutput = (): void => {
     if (waitingForDrain || finished) return;
     if (splitter === undefined) {
-      // Corked, the records of one turn go out in one writev.
+      // Corked, the records of one turn go out in one writev (where stdout has one). Records
+      // that lie side by side in memory (pieces of one stdin chunk) go out as one write of up
+      // to OUTPUT_BATCH_BYTES: without that, a 64 KiB chunk cut in four would cost four writes.
       stdout.cork();
       try {
+        let run: Buffer | undefined;
+        let ok = true;
         for (let record: unknown = readable.read(); record !== null; record = readable.read()) {
+          const piece = record as Buffer;
           recordsOut++;
-          bytesOut += (record as Buffer).length;
-          if (!stdout.write(record as Buffer)) return waitForDrain();
+          bytesOut += piece.length;
+          if (run !== undefined && run.buffer === piece.buffer && run.byteOffset + run.length === piece.byteOffset && run.length + piece.length <= OUTPUT_BATCH_BYTES) {
+            run = Buffer.from(run.buffer, run.byteOffset, run.length + piece.length);
+            continue;
+          }
+          if (run !== undefined) ok = stdout.write(run);
+          run = piece;
+          if (!ok) break;
         }
+        // A record read is a record written, even past a full stdout: it waits in stdout's buffer.
+        if (run !== undefined) ok = stdout.write(run) && ok;
+        if (!ok) return waitForDrain();
       } finally {
         stdout.uncork();
       }

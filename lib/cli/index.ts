@@ -2,13 +2,13 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './args.js';
-import { runBuffer } from './buffer.js';
+import { runBuffer, standardInput } from './buffer.js';
 import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
-import { formatReport, readSegment, segmentFiles, verifySegment } from './verify.js';
 
 // The `hopper-streams` command: parses the arguments, runs buffer, cat or verify, and exits
 // with its status: 0 done, 1 a run-time failure, 2 bad flags, 128+n after signal n.
+// cat and verify load their module when run: a buffer's start-up does not wait on it.
 
 const OUTPUT_BATCH_BYTES = 64 * 1024;
 
@@ -45,6 +45,7 @@ async function write(text: string): Promise<void> {
 
 /** `cat FILE...`: the records of each file as NDJSON; a bad file is reported on stderr (status 1). */
 async function cat(files: string[]): Promise<number> {
+  const { formatReport, readSegment } = await import('./verify.js');
   let code = 0;
   for (const file of files) {
     const reading = readSegment(file);
@@ -73,6 +74,7 @@ async function cat(files: string[]): Promise<number> {
 
 /** `verify DIR|FILE...`: one line per file; status 1 when any is bad. */
 async function verify(paths: string[]): Promise<number> {
+  const { formatReport, segmentFiles, verifySegment } = await import('./verify.js');
   let code = 0;
   for (const target of paths) {
     const files = segmentFiles(target);
@@ -88,7 +90,7 @@ async function verify(paths: string[]): Promise<number> {
 
 async function buffer(command: BufferCommand): Promise<{ code: number; flushed: boolean }> {
   const codec = command.schemaFile === undefined ? undefined : loadSchema(command.schemaFile);
-  return runBuffer(command, codec, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+  return runBuffer(command, codec, { stdin: standardInput(), stdout: process.stdout, stderr: process.stderr });
 }
 
 /**
