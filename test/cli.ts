@@ -95,76 +95,94 @@ function progressLines(stderr: string): Array<{ in: number; out: number; mem: nu
   const lines: Array<{ in: number; out: number; mem: number; budget: number; disk: number }> = [];
   for (const match of stderr.matchAll(/^in (\S+) .*? \| out (\S+) .*? \| mem (\S+)\/(\S+) \| disk (\S+) /gm)) {
     const [, input, output, mem, budget, disk] = match as unknown as [string, string, string, string, string, string];
-    lines.push({ in: parseSize(input, 'in', 0), out: parseSize(output, 'out', 0), mem: parseSize(mem, 'mem', 0), budget: parseSize(budget, 'budget', 0), disk: parseSize(disk, 'disk', 0) });
+    lines.push({
+      in: parseSize(input, 'in', 0),
+      out: parseSize(output, 'out', 0),
+      mem: parseSize(mem, 'mem', 0),
+      budget: parseSize(budget, 'budget', 0),
+      disk: parseSize(disk, 'disk', 0),
+    });
   }
   return lines;
 }
 
-test.serial('buffer - a producer that finishes long before a slow consumer: every byte arrives in order, the rest waits on disk, memory stays within --memory', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const doneFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.producer-done`);
-  const goFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.consumer-go`);
-  t.teardown(() => {
-    fs.rmSync(doneFile, { force: true });
-    fs.rmSync(goFile, { force: true });
-  });
-  const size = 8 * MiB;
-  const tsx = ['--import', 'tsx/esm'];
-  const producer = spawnChild(t, process.execPath, [...tsx, helper('generate.ts'), String(size), doneFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const hopper = spawnChild(t, process.execPath, [cli, '--memory', '1MiB', '--progress'], {
-    env: { ...process.env, TMPDIR: tmpdir },
-    stdio: [producer.stdout!, 'pipe', 'pipe'],
-  });
-  // The consumer reads nothing until the go file exists: the test writes it once the producer
-  // has exited and a progress line shows that the hopper holds all of the input.
-  const consumer = spawnChild(t, process.execPath, [...tsx, helper('slow-consumer.ts'), goFile], { stdio: [hopper.stdout!, 'pipe', 'inherit'] });
-  // The children have their own copies of the pipes between them: the test must not read them.
-  producer.stdout!.destroy();
-  hopper.stdout!.destroy();
-  const producerExit = once(producer, 'exit');
-  let stderr = '';
-  const heldAll = new Promise<void>((resolve) => {
-    hopper.stderr!.on('data', (chunk: Buffer) => {
-      stderr += String(chunk);
-      if (progressLines(stderr).some((line) => line.in === size)) resolve();
+test.serial(
+  'buffer - a producer that finishes long before a slow consumer: every byte arrives in order, the rest waits on disk, memory stays within --memory',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const doneFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.producer-done`);
+    const goFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.consumer-go`);
+    t.teardown(() => {
+      fs.rmSync(doneFile, { force: true });
+      fs.rmSync(goFile, { force: true });
     });
-  });
-  let report = '';
-  consumer.stdout!.on('data', (chunk: Buffer) => {
-    report += String(chunk);
-  });
-  const [[producerCode]] = await within(Promise.all([producerExit, heldAll]), 'the producer exiting and a progress line showing all input held');
-  fs.writeFileSync(goFile, '');
-  const [[hopperCode], [consumerCode]] = await within(Promise.all([once(hopper, 'exit'), once(consumer, 'close'), once(hopper.stderr!, 'close')]), 'the hopper and the consumer exiting');
-  t.deepEqual([producerCode, hopperCode, consumerCode], [0, 0, 0], stderr);
-  const produced = JSON.parse(fs.readFileSync(doneFile, 'utf8')) as { sha256: string; bytes: number };
-  const consumed = JSON.parse(report) as { sha256: string; bytes: number };
-  t.is(consumed.bytes, size);
-  t.is(consumed.sha256, produced.sha256);
-  // While the consumer waited, everything was held: within the budget in memory, the rest on disk,
-  // and not in an output queue.
-  const lines = progressLines(stderr);
-  t.true(lines.every((line) => line.mem <= MiB && line.budget === MiB), stderr);
-  const held = lines.find((line) => line.in === size); // printed before the consumer started reading
-  t.truthy(held, stderr);
-  t.true(held!.disk >= 6 * MiB, `disk ${held!.disk}`);
-  t.true(held!.out < MiB, `out ${held!.out}`);
-  const summary = /^hopper-streams: done in .*: in 8\.0MiB \(.*memory peak (\S+) of 1\.0MiB; disk peak (\S+) in 1 segment/m.exec(stderr);
-  t.truthy(summary, stderr);
-  t.true(parseSize(summary![1]!, 'peak', 0) <= MiB);
-  t.deepEqual(leftovers(tmpdir), [], 'the temp directory is removed');
-});
+    const size = 8 * MiB;
+    const tsx = ['--import', 'tsx/esm'];
+    const producer = spawnChild(t, process.execPath, [...tsx, helper('generate.ts'), String(size), doneFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const hopper = spawnChild(t, process.execPath, [cli, '--memory', '1MiB', '--progress'], {
+      env: { ...process.env, TMPDIR: tmpdir },
+      stdio: [producer.stdout!, 'pipe', 'pipe'],
+    });
+    // The consumer reads nothing until the go file exists: the test writes it once the producer
+    // has exited and a progress line shows that the hopper holds all of the input.
+    const consumer = spawnChild(t, process.execPath, [...tsx, helper('slow-consumer.ts'), goFile], { stdio: [hopper.stdout!, 'pipe', 'inherit'] });
+    // The children have their own copies of the pipes between them: the test must not read them.
+    producer.stdout!.destroy();
+    hopper.stdout!.destroy();
+    const producerExit = once(producer, 'exit');
+    let stderr = '';
+    const heldAll = new Promise<void>((resolve) => {
+      hopper.stderr!.on('data', (chunk: Buffer) => {
+        stderr += String(chunk);
+        if (progressLines(stderr).some((line) => line.in === size)) resolve();
+      });
+    });
+    let report = '';
+    consumer.stdout!.on('data', (chunk: Buffer) => {
+      report += String(chunk);
+    });
+    const [[producerCode]] = await within(Promise.all([producerExit, heldAll]), 'the producer exiting and a progress line showing all input held');
+    fs.writeFileSync(goFile, '');
+    const [[hopperCode], [consumerCode]] = await within(
+      Promise.all([once(hopper, 'exit'), once(consumer, 'close'), once(hopper.stderr!, 'close')]),
+      'the hopper and the consumer exiting',
+    );
+    t.deepEqual([producerCode, hopperCode, consumerCode], [0, 0, 0], stderr);
+    const produced = JSON.parse(fs.readFileSync(doneFile, 'utf8')) as { sha256: string; bytes: number };
+    const consumed = JSON.parse(report) as { sha256: string; bytes: number };
+    t.is(consumed.bytes, size);
+    t.is(consumed.sha256, produced.sha256);
+    // While the consumer waited, everything was held: within the budget in memory, the rest on disk,
+    // and not in an output queue.
+    const lines = progressLines(stderr);
+    t.true(
+      lines.every((line) => line.mem <= MiB && line.budget === MiB),
+      stderr,
+    );
+    const held = lines.find((line) => line.in === size); // printed before the consumer started reading
+    t.truthy(held, stderr);
+    t.true(held!.disk >= 6 * MiB, `disk ${held!.disk}`);
+    t.true(held!.out < MiB, `out ${held!.out}`);
+    const summary = /^hopper-streams: done in .*: in 8\.0MiB \(.*memory peak (\S+) of 1\.0MiB; disk peak (\S+) in 1 segment/m.exec(stderr);
+    t.truthy(summary, stderr);
+    t.true(parseSize(summary![1]!, 'peak', 0) <= MiB);
+    t.deepEqual(leftovers(tmpdir), [], 'the temp directory is removed');
+  },
+);
 
-test.serial('buffer --lines - lines split across reads, multi-byte characters, CRLF and empty lines come out as they went in; a last line without newline gets one', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const text = Buffer.from('plain line\n{"json": [1, 2]}\n\ncafé ✓ 漢字\r\n\tindented\nno newline at the end');
-  const cut = text.indexOf('é') + 1; // inside the two bytes of é
-  const { code, stdout, stderr } = await runCli(t, ['--lines', '--memory', '0'], { tmpdir, input: [text.subarray(0, cut), text.subarray(cut)] });
-  t.is(code, 0, stderr);
-  t.is(stdout.toString(), `${text.toString()}\n`);
-  t.is(stderr, '');
-  t.deepEqual(leftovers(tmpdir), []);
-});
+test.serial(
+  'buffer --lines - lines split across reads, multi-byte characters, CRLF and empty lines come out as they went in; a last line without newline gets one',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const text = Buffer.from('plain line\n{"json": [1, 2]}\n\ncafé ✓ 漢字\r\n\tindented\nno newline at the end');
+    const cut = text.indexOf('é') + 1; // inside the two bytes of é
+    const { code, stdout, stderr } = await runCli(t, ['--lines', '--memory', '0'], { tmpdir, input: [text.subarray(0, cut), text.subarray(cut)] });
+    t.is(code, 0, stderr);
+    t.is(stdout.toString(), `${text.toString()}\n`);
+    t.is(stderr, '');
+    t.deepEqual(leftovers(tmpdir), []);
+  },
+);
 
 test.serial('buffer --lines - 50,000 NDJSON lines through a 64 KiB budget arrive intact and in order', async (t) => {
   const tmpdir = withTmpdir(t);
@@ -196,20 +214,23 @@ async function runCliOnFile(
   }
 }
 
-test.serial('buffer - a regular file on stdin arrives byte-exact from where the shell left its offset, through a budget it overflows, its short last piece too', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const file = path.join(withTmpdir(t), 'input.bin');
-  const input = crypto.randomBytes(3 * MiB + 1000);
-  fs.writeFileSync(file, input);
-  // stdout is read once 2 MiB of the input wait on disk.
-  const readAfter = (): Promise<void> => waitForDisk(tmpdir, 2 * MiB);
-  const { code, stdout, stderr } = await runCliOnFile(t, ['--memory', '256KiB', '--progress'], { file, skip: 777, tmpdir, readAfter });
-  t.is(code, 0, stderr);
-  t.is(stdout.length, input.length - 777);
-  t.true(stdout.equals(input.subarray(777)), 'output equals the input after the offset');
-  t.regex(stderr, /^hopper-streams: done in .*: in 3\.0MiB .*; memory peak \S+ of 256KiB; disk peak \S*MiB in [1-9]/m);
-  t.deepEqual(leftovers(tmpdir), []);
-});
+test.serial(
+  'buffer - a regular file on stdin arrives byte-exact from where the shell left its offset, through a budget it overflows, its short last piece too',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const file = path.join(withTmpdir(t), 'input.bin');
+    const input = crypto.randomBytes(3 * MiB + 1000);
+    fs.writeFileSync(file, input);
+    // stdout is read once 2 MiB of the input wait on disk.
+    const readAfter = (): Promise<void> => waitForDisk(tmpdir, 2 * MiB);
+    const { code, stdout, stderr } = await runCliOnFile(t, ['--memory', '256KiB', '--progress'], { file, skip: 777, tmpdir, readAfter });
+    t.is(code, 0, stderr);
+    t.is(stdout.length, input.length - 777);
+    t.true(stdout.equals(input.subarray(777)), 'output equals the input after the offset');
+    t.regex(stderr, /^hopper-streams: done in .*: in 3\.0MiB .*; memory peak \S+ of 256KiB; disk peak \S*MiB in [1-9]/m);
+    t.deepEqual(leftovers(tmpdir), []);
+  },
+);
 
 test.serial('buffer --lines - a regular file on stdin: lines cut across its pieces come out whole and in order', async (t) => {
   const tmpdir = withTmpdir(t);
@@ -239,33 +260,47 @@ const KINDS = ['PAGE_VIEW', 'CLICK', 'API_CALL', 'ERROR'];
 
 function event(i: number): Record<string, unknown> {
   return {
-    seq: i + 1, timestamp: 1_700_000_000_000 + i, userId: `u${i % 97}`, sessionId: `s${i % 13}`, kind: KINDS[i % 4],
-    path: `/items/${i}`, status: i % 10 === 0 ? 404 : 200, durationMs: i / 8, bytes: 512 + i, tags: i % 3 === 0 ? ['a', 'b'] : [],
+    seq: i + 1,
+    timestamp: 1_700_000_000_000 + i,
+    userId: `u${i % 97}`,
+    sessionId: `s${i % 13}`,
+    kind: KINDS[i % 4],
+    path: `/items/${i}`,
+    status: i % 10 === 0 ? 404 : 200,
+    durationMs: i / 8,
+    bytes: 512 + i,
+    tags: i % 3 === 0 ? ['a', 'b'] : [],
     referrer: i % 5 === 0 ? null : `https://example.com/${i}`,
   };
 }
 
-test.serial('buffer --lines --schema - lines are validated and stored Avro-encoded; they come back as JSON of the schema, defaults filled in, undeclared fields dropped', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const events = Array.from({ length: 3000 }, (_, i) => event(i));
-  const lines = events.map((e, i) => {
-    const line: Record<string, unknown> = { ...e };
-    if (i % 7 === 0) {
-      delete line.tags; // both have defaults in event.avsc
-      delete line.referrer;
-    }
-    if (i % 11 === 0) line.extra = 'not in the schema';
-    return JSON.stringify(line);
-  });
-  const { code, stdout, stderr } = await runCli(t, ['--lines', '--schema', eventSchema, '--memory', '32KiB', '--progress'], { tmpdir, input: `${lines.join('\n')}\n` });
-  t.is(code, 0, stderr);
-  const expected = events.map((e, i) => JSON.stringify(i % 7 === 0 ? { ...e, tags: [], referrer: null } : e));
-  const got = stdout.toString().split('\n');
-  t.is(got.pop(), '');
-  t.deepEqual(got, expected);
-  t.regex(stderr, /, [1-9]\d* rec spilled$/m, 'records came back from disk too');
-  t.deepEqual(leftovers(tmpdir), []);
-});
+test.serial(
+  'buffer --lines --schema - lines are validated and stored Avro-encoded; they come back as JSON of the schema, defaults filled in, undeclared fields dropped',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const events = Array.from({ length: 3000 }, (_, i) => event(i));
+    const lines = events.map((e, i) => {
+      const line: Record<string, unknown> = { ...e };
+      if (i % 7 === 0) {
+        delete line.tags; // both have defaults in event.avsc
+        delete line.referrer;
+      }
+      if (i % 11 === 0) line.extra = 'not in the schema';
+      return JSON.stringify(line);
+    });
+    const { code, stdout, stderr } = await runCli(t, ['--lines', '--schema', eventSchema, '--memory', '32KiB', '--progress'], {
+      tmpdir,
+      input: `${lines.join('\n')}\n`,
+    });
+    t.is(code, 0, stderr);
+    const expected = events.map((e, i) => JSON.stringify(i % 7 === 0 ? { ...e, tags: [], referrer: null } : e));
+    const got = stdout.toString().split('\n');
+    t.is(got.pop(), '');
+    t.deepEqual(got, expected);
+    t.regex(stderr, /, [1-9]\d* rec spilled$/m, 'records came back from disk too');
+    t.deepEqual(leftovers(tmpdir), []);
+  },
+);
 
 test.serial('buffer --lines --schema - a bad line fails with its line number and field: exit 1 after the lines before it are delivered', async (t) => {
   const tmpdir = withTmpdir(t);
@@ -288,7 +323,10 @@ test.serial('buffer --on-invalid skip - invalid lines are skipped with a message
     return i === 1 ? 'not json at all' : `{"seq":${i},"label":${i},"score":1}`;
   });
   const valid = lines.filter((_, i) => i % 4 !== 1);
-  const { code, stdout, stderr } = await runCli(t, ['--lines', '--schema', schema, '--on-invalid', 'skip', '--memory', '256'], { tmpdir, input: lines.join('\n') });
+  const { code, stdout, stderr } = await runCli(t, ['--lines', '--schema', schema, '--on-invalid', 'skip', '--memory', '256'], {
+    tmpdir,
+    input: lines.join('\n'),
+  });
   t.is(code, 0, stderr);
   t.is(stdout.toString(), `${valid.join('\n')}\n`);
   const messages = stderr.trimEnd().split('\n');
@@ -303,13 +341,25 @@ test.serial('buffer --lines --schema - bytes and fixed fields travel as {"$base6
   const tmpdir = withTmpdir(t);
   const schemaFile = path.join(tmpdir, '..', `${path.basename(tmpdir)}.avsc`);
   t.teardown(() => fs.rmSync(schemaFile, { force: true }));
-  fs.writeFileSync(schemaFile, JSON.stringify({
-    type: 'record', name: 'Blob',
-    fields: [{ name: 'id', type: 'int' }, { name: 'data', type: 'bytes' }, { name: 'tag', type: { type: 'fixed', name: 'Tag', size: 2 } }],
-  }));
-  const lines = Array.from({ length: 200 }, (_, id) => JSON.stringify({
-    id, data: { $base64: crypto.randomBytes(id % 40).toString('base64') }, tag: { $base64: Buffer.from([id, 255 - id]).toString('base64') },
-  }));
+  fs.writeFileSync(
+    schemaFile,
+    JSON.stringify({
+      type: 'record',
+      name: 'Blob',
+      fields: [
+        { name: 'id', type: 'int' },
+        { name: 'data', type: 'bytes' },
+        { name: 'tag', type: { type: 'fixed', name: 'Tag', size: 2 } },
+      ],
+    }),
+  );
+  const lines = Array.from({ length: 200 }, (_, id) =>
+    JSON.stringify({
+      id,
+      data: { $base64: crypto.randomBytes(id % 40).toString('base64') },
+      tag: { $base64: Buffer.from([id, 255 - id]).toString('base64') },
+    }),
+  );
   const { code, stdout, stderr } = await runCli(t, ['--lines', '--schema', schemaFile, '--memory', '2KiB'], { tmpdir, input: `${lines.join('\n')}\n` });
   t.is(code, 0, stderr);
   t.is(stdout.toString(), `${lines.join('\n')}\n`);
@@ -318,33 +368,46 @@ test.serial('buffer --lines --schema - bytes and fixed fields travel as {"$base6
   t.regex(short.stderr, /^hopper-streams: line 1: invalid record: field `tag` expected fixed Tag/);
 });
 
-test.serial('buffer --on-full error - a write that meets the disk cap stops the input: what was accepted is delivered, then exit 1 with one line', async (t) => {
-  const tmpdir = withTmpdir(t);
-  // Far more input than memory, disk and pipes hold; stdout is read only once the CLI has said
-  // that the cap stopped its input (the rest of the input waits in the pipe until it exits).
-  const input = crypto.randomBytes(3 * MiB);
-  const child = spawnChild(t, process.execPath, [cli, '--memory', '64KiB', '--max-disk', '256KiB', '--on-full', 'error'], { env: { ...process.env, TMPDIR: tmpdir } });
-  child.stdin!.on('error', () => {});
-  child.stdin!.end(input);
-  const said = watchStderr(child).until((text) => text.endsWith('\n'), 'the CLI saying that the disk cap stopped its input');
-  const { code, stdout, stderr } = await collectRun(child, said);
-  t.is(code, 1);
-  t.true(stdout.length > 256 * 1024 && stdout.length < input.length, `${stdout.length} bytes delivered`);
-  t.true(stdout.equals(input.subarray(0, stdout.length)), 'what was delivered is the input, in order, up to the refused record');
-  t.is(stderr, `hopper-streams: stopped at input byte ${stdout.length}: hopper is full: neither memory (--memory 64KiB) nor the disk cap (--max-disk 256KiB) has room for it; the record was not accepted\n`);
-  t.deepEqual(leftovers(tmpdir), []);
-});
+test.serial(
+  'buffer --on-full error - a write that meets the disk cap stops the input: what was accepted is delivered, then exit 1 with one line',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    // Far more input than memory, disk and pipes hold; stdout is read only once the CLI has said
+    // that the cap stopped its input (the rest of the input waits in the pipe until it exits).
+    const input = crypto.randomBytes(3 * MiB);
+    const child = spawnChild(t, process.execPath, [cli, '--memory', '64KiB', '--max-disk', '256KiB', '--on-full', 'error'], {
+      env: { ...process.env, TMPDIR: tmpdir },
+    });
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(input);
+    const said = watchStderr(child).until((text) => text.endsWith('\n'), 'the CLI saying that the disk cap stopped its input');
+    const { code, stdout, stderr } = await collectRun(child, said);
+    t.is(code, 1);
+    t.true(stdout.length > 256 * 1024 && stdout.length < input.length, `${stdout.length} bytes delivered`);
+    t.true(stdout.equals(input.subarray(0, stdout.length)), 'what was delivered is the input, in order, up to the refused record');
+    t.is(
+      stderr,
+      `hopper-streams: stopped at input byte ${stdout.length}: hopper is full: neither memory (--memory 64KiB) nor the disk cap (--max-disk 256KiB) has room for it; the record was not accepted\n`,
+    );
+    t.deepEqual(leftovers(tmpdir), []);
+  },
+);
 
 test.serial('buffer --on-full error - a refusal at --max-segments names the flags that set the limits', async (t) => {
   const tmpdir = withTmpdir(t);
   const lines = Array.from({ length: 5000 }, (_, i) => `line ${i} ${'x'.repeat(100)}`);
-  const child = spawnChild(t, process.execPath, [cli, '-l', '-m', '0', '--segment-size', '4k', '--max-segments', '2', '--on-full', 'error'], { env: { ...process.env, TMPDIR: tmpdir } });
+  const child = spawnChild(t, process.execPath, [cli, '-l', '-m', '0', '--segment-size', '4k', '--max-segments', '2', '--on-full', 'error'], {
+    env: { ...process.env, TMPDIR: tmpdir },
+  });
   child.stdin!.on('error', () => {});
   child.stdin!.end(`${lines.join('\n')}\n`);
   const said = watchStderr(child).until((text) => text.endsWith('\n'), 'the CLI saying that --max-segments stopped its input');
   const segments = await collectRun(child, said);
   t.is(segments.code, 1);
-  t.regex(segments.stderr, /^hopper-streams: stopped at line \d+: hopper is full: neither memory \(--memory 0B\) nor the disk cap \(--max-segments 2\) has room for it; the record was not accepted\n$/);
+  t.regex(
+    segments.stderr,
+    /^hopper-streams: stopped at line \d+: hopper is full: neither memory \(--memory 0B\) nor the disk cap \(--max-segments 2\) has room for it; the record was not accepted\n$/,
+  );
   t.deepEqual(leftovers(tmpdir), []);
 });
 
@@ -362,27 +425,33 @@ test.serial('buffer --on-full block - at the disk cap the input waits for the co
   t.deepEqual(leftovers(tmpdir), []);
 });
 
-test.serial('buffer --on-full drop-newest - lines that find no room are dropped, never silently: the rest arrive in order and the drops are counted', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const lines = Array.from({ length: 40_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`);
-  const { code, stdout, stderr } = await runCli(t, ['--lines', '--memory', '4KiB', '--max-disk', '64KiB', '--on-full', 'drop-newest'], { tmpdir, input: `${lines.join('\n')}\n` });
-  t.is(code, 0, stderr);
-  const out = stdout.toString().trimEnd().split('\n');
-  const dropped = Number(/^hopper-streams: (\d+) records dropped \(--on-full drop-newest\)\n$/.exec(stderr)?.[1]);
-  t.true(dropped > 0, stderr);
-  t.is(out.length + dropped, lines.length);
-  const seqs = out.map((line) => Number(line.split(' ')[1]));
-  t.true(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!), 'what arrives is in order');
-  t.true(out.every((line) => lines[Number(line.split(' ')[1])] === line));
-});
+test.serial(
+  'buffer --on-full drop-newest - lines that find no room are dropped, never silently: the rest arrive in order and the drops are counted',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const lines = Array.from({ length: 40_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`);
+    const { code, stdout, stderr } = await runCli(t, ['--lines', '--memory', '4KiB', '--max-disk', '64KiB', '--on-full', 'drop-newest'], {
+      tmpdir,
+      input: `${lines.join('\n')}\n`,
+    });
+    t.is(code, 0, stderr);
+    const out = stdout.toString().trimEnd().split('\n');
+    const dropped = Number(/^hopper-streams: (\d+) records dropped \(--on-full drop-newest\)\n$/.exec(stderr)?.[1]);
+    t.true(dropped > 0, stderr);
+    t.is(out.length + dropped, lines.length);
+    const seqs = out.map((line) => Number(line.split(' ')[1]));
+    t.true(
+      seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]!),
+      'what arrives is in order',
+    );
+    t.true(out.every((line) => lines[Number(line.split(' ')[1])] === line));
+  },
+);
 
 test.serial('buffer - every --on-full policy and --codec from the library is accepted and passed through', async (t) => {
   const tmpdir = withTmpdir(t);
   const input = crypto.randomBytes(200_000);
-  const runs = [
-    ...ON_FULL_POLICIES.map((policy) => ['--on-full', policy]),
-    ...SEGMENT_CODECS.map((codec) => ['--codec', codec]),
-  ];
+  const runs = [...ON_FULL_POLICIES.map((policy) => ['--on-full', policy]), ...SEGMENT_CODECS.map((codec) => ['--codec', codec])];
   for (const args of runs) {
     const { code, stdout, stderr } = await runCli(t, [...args, '--memory', '16KiB', '--segment-size', '64KiB'], { tmpdir, input });
     t.is(code, 0, `${args.join(' ')}: ${stderr}`);
@@ -405,7 +474,10 @@ test.serial('buffer -m -l - sizes as pv and mbuffer users type them (4k, 64MB, 4
   const tmpdir = withTmpdir(t);
   const input = Array.from({ length: 2000 }, (_, i) => `line ${i}\n`).join('');
   for (const [args, budget] of [
-    [['-m', '4k', '-l'], '4.0KiB'], [['--memory', '64MB', '--lines'], '64MiB'], [['-m4M', '-l'], '4.0MiB'], [['--memory=4KiB', '-l'], '4.0KiB'],
+    [['-m', '4k', '-l'], '4.0KiB'],
+    [['--memory', '64MB', '--lines'], '64MiB'],
+    [['-m4M', '-l'], '4.0MiB'],
+    [['--memory=4KiB', '-l'], '4.0KiB'],
   ] as const) {
     const { code, stdout, stderr } = await runCli(t, [...args, '--progress'], { tmpdir, input });
     t.is(code, 0, stderr);
@@ -443,7 +515,10 @@ test.serial('buffer --on-invalid skip - the summary counts add up: records in = 
 test.serial('buffer --on-full drop-newest - the summary counts add up: records in = out + dropped', async (t) => {
   const tmpdir = withTmpdir(t);
   const lines = Array.from({ length: 40_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`);
-  const { code, stderr } = await runCli(t, ['-l', '-m', '4k', '--max-disk', '64k', '--on-full', 'drop-newest', '--progress'], { tmpdir, input: `${lines.join('\n')}\n` });
+  const { code, stderr } = await runCli(t, ['-l', '-m', '4k', '--max-disk', '64k', '--on-full', 'drop-newest', '--progress'], {
+    tmpdir,
+    input: `${lines.join('\n')}\n`,
+  });
   t.is(code, 0, stderr);
   const summary = /^hopper-streams: done in .*: in \S+ (\d+) rec .* out \S+ (\d+) rec .*; (\d+) records dropped$/m.exec(stderr);
   t.truthy(summary, stderr);
@@ -473,7 +548,10 @@ test.serial('buffer -s - with the input size known, the progress line shows perc
 test.serial('bad flags - exit 2 with a one-line message naming the flag, nothing on stdout', async (t) => {
   const tmpdir = withTmpdir(t);
   const cases: Array<[string[], RegExp]> = [
-    [['--memory', '64XB'], /^hopper-streams: --memory expects a size like 64M, 512KiB or 1048576, got "64XB": unknown unit "XB" \(use k, M, G or T, with or without B or iB\)/],
+    [
+      ['--memory', '64XB'],
+      /^hopper-streams: --memory expects a size like 64M, 512KiB or 1048576, got "64XB": unknown unit "XB" \(use k, M, G or T, with or without B or iB\)/,
+    ],
     [['-m', 'lots'], /--memory expects a size .* got "lots": it is not a size/],
     [['-s', '0'], /--size expects a size .* got "0": it must be at least 1 bytes/],
     [['--progress', '-q'], /--progress and --quiet contradict each other/],
@@ -522,19 +600,22 @@ test.serial('runtime failures - --dir that is a file is an I/O error: exit 1 wit
   t.regex(stderr, /^hopper-streams: dataDir .*plain-file exists and is not a directory\n$/);
 });
 
-test.serial('runtime failures - a segment damaged on disk while held: the records before it are delivered, then exit 1 with one line naming the file and offset', async (t) => {
-  const tmpdir = withTmpdir(t);
-  const { child, input } = await startHolding(t, tmpdir, ['--memory', '64KiB'], 2 * MiB, 400 * 1024);
-  const [segment] = (fs.readdirSync(tmpdir, { recursive: true }) as string[]).filter((name) => name.endsWith('.avro'));
-  const fd = fs.openSync(path.join(tmpdir, segment!), 'r+');
-  fs.writeSync(fd, Buffer.alloc(1000, 0x55), 0, 1000, 300_000);
-  fs.closeSync(fd);
-  const { code, stdout, stderr } = await collectRun(child, undefined);
-  t.is(code, 1);
-  t.true(stdout.length < input.length && stdout.equals(input.subarray(0, stdout.length)));
-  t.regex(stderr, /^hopper-streams: corrupt segment \S+000000000001\.avro at byte \d+: .*\n$/);
-  t.deepEqual(leftovers(tmpdir), []);
-});
+test.serial(
+  'runtime failures - a segment damaged on disk while held: the records before it are delivered, then exit 1 with one line naming the file and offset',
+  async (t) => {
+    const tmpdir = withTmpdir(t);
+    const { child, input } = await startHolding(t, tmpdir, ['--memory', '64KiB'], 2 * MiB, 400 * 1024);
+    const [segment] = (fs.readdirSync(tmpdir, { recursive: true }) as string[]).filter((name) => name.endsWith('.avro'));
+    const fd = fs.openSync(path.join(tmpdir, segment!), 'r+');
+    fs.writeSync(fd, Buffer.alloc(1000, 0x55), 0, 1000, 300_000);
+    fs.closeSync(fd);
+    const { code, stdout, stderr } = await collectRun(child, undefined);
+    t.is(code, 1);
+    t.true(stdout.length < input.length && stdout.equals(input.subarray(0, stdout.length)));
+    t.regex(stderr, /^hopper-streams: corrupt segment \S+000000000001\.avro at byte \d+: .*\n$/);
+    t.deepEqual(leftovers(tmpdir), []);
+  },
+);
 
 test('parseCommand() - the short flags are their long forms: -m, -l, -0, -s, -q, -V', (t) => {
   const short = parseCommand(['-m', '4M', '-l', '-s', '1G', '-q']);
@@ -549,9 +630,21 @@ test('parseCommand() - the short flags are their long forms: -m, -l, -0, -s, -q,
 
 test('parseSize() - k, M, G, T with or without B or iB, all powers of 1024 as mbuffer and pv read them', (t) => {
   for (const [text, bytes] of [
-    ['4k', 4 * 1024], ['4K', 4 * 1024], ['4KB', 4 * 1024], ['4kb', 4 * 1024], ['4KiB', 4 * 1024],
-    ['4M', 4 * MiB], ['64MB', 64 * MiB], ['64MiB', 64 * MiB], ['1.5G', 1.5 * 1024 * MiB], ['2GB', 2 * 1024 * MiB],
-    ['1T', 1024 * 1024 * MiB], ['1TB', 1024 * 1024 * MiB], ['1TiB', 1024 * 1024 * MiB], ['512B', 512], ['512b', 512],
+    ['4k', 4 * 1024],
+    ['4K', 4 * 1024],
+    ['4KB', 4 * 1024],
+    ['4kb', 4 * 1024],
+    ['4KiB', 4 * 1024],
+    ['4M', 4 * MiB],
+    ['64MB', 64 * MiB],
+    ['64MiB', 64 * MiB],
+    ['1.5G', 1.5 * 1024 * MiB],
+    ['2GB', 2 * 1024 * MiB],
+    ['1T', 1024 * 1024 * MiB],
+    ['1TB', 1024 * 1024 * MiB],
+    ['1TiB', 1024 * 1024 * MiB],
+    ['512B', 512],
+    ['512b', 512],
   ] as const) {
     t.is(parseSize(text, '--memory', 0), bytes, text);
   }
@@ -617,15 +710,19 @@ function watchStderr(child: ChildProcess): { text: () => string; until: (test: (
   });
   return {
     text: () => stderr,
-    until: (test, what) => within(new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (!test(stderr)) return;
-        waiters.delete(check);
-        resolve();
-      };
-      waiters.add(check);
-      check();
-    }), what),
+    until: (test, what) =>
+      within(
+        new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (!test(stderr)) return;
+            waiters.delete(check);
+            resolve();
+          };
+          waiters.add(check);
+          check();
+        }),
+        what,
+      ),
   };
 }
 
@@ -689,14 +786,17 @@ test.serial('cat - a schemaless segment prints its strings, its Buffers as {"$ba
   const tmpdir = withTmpdir(t);
   const { code, stdout } = await runCli(t, ['cat', fixture('schemaless.avro')], { tmpdir });
   t.is(code, 0);
-  t.is(stdout.toString(), [
-    '"a line of text"',
-    `{"$base64":"${Buffer.from([0x00, 0xff, 0x10, 0x80, 0x0a]).toString('base64')}"}`,
-    '{"id":7,"tags":["x","y"],"nested":{"ok":true,"none":null}}',
-    '42',
-    '"café ✓"',
-    '',
-  ].join('\n'));
+  t.is(
+    stdout.toString(),
+    [
+      '"a line of text"',
+      `{"$base64":"${Buffer.from([0x00, 0xff, 0x10, 0x80, 0x0a]).toString('base64')}"}`,
+      '{"id":7,"tags":["x","y"],"nested":{"ok":true,"none":null}}',
+      '42',
+      '"café ✓"',
+      '',
+    ].join('\n'),
+  );
 });
 
 test.serial('cat - a file stops at its first problem: records before it printed, the problem on stderr, the next file read, exit 1', async (t) => {
@@ -704,11 +804,14 @@ test.serial('cat - a file stops at its first problem: records before it printed,
   const { code, stdout, stderr } = await runCli(t, ['cat', fixture('bad-count.avro'), fixture('not-avro.avro'), fixture('foreign.avro')], { tmpdir });
   t.is(code, 1);
   t.is(stdout.toString().split('\n').length, 85 + 5 + 1);
-  t.is(stderr, [
-    'hopper-streams: fixtures/segments/bad-count.avro: bad at byte 1991: the block\'s 85 records use 1775 of its 1798 bytes',
-    'hopper-streams: fixtures/segments/not-avro.avro: bad at byte 0: not an Avro object container file (the magic bytes "Obj\\x01" are missing)',
-    '',
-  ].join('\n'));
+  t.is(
+    stderr,
+    [
+      "hopper-streams: fixtures/segments/bad-count.avro: bad at byte 1991: the block's 85 records use 1775 of its 1798 bytes",
+      'hopper-streams: fixtures/segments/not-avro.avro: bad at byte 0: not an Avro object container file (the magic bytes "Obj\\x01" are missing)',
+      '',
+    ].join('\n'),
+  );
 });
 
 test.serial('verify DIR - one line per file with its record count or its first problem and byte offset; exit 1 when any is bad', async (t) => {
@@ -716,10 +819,10 @@ test.serial('verify DIR - one line per file with its record count or its first p
   const { code, stdout } = await runCli(t, ['verify', 'fixtures/segments'], { tmpdir });
   t.is(code, 1);
   t.deepEqual(stdout.toString().split('\n'), [
-    'fixtures/segments/bad-count.avro: bad at byte 1991: the block\'s 85 records use 1775 of its 1798 bytes',
+    "fixtures/segments/bad-count.avro: bad at byte 1991: the block's 85 records use 1775 of its 1798 bytes",
     'fixtures/segments/bad-sync.avro: bad at byte 2014: the sync marker does not match the header',
     'fixtures/segments/deflate.avro: ok, 50 records in 2 blocks (deflate, channel "hopper")',
-    'fixtures/segments/flipped-bytes.avro: bad at byte 216: record 1 of the block\'s 86 does not decode with the file\'s schema',
+    "fixtures/segments/flipped-bytes.avro: bad at byte 216: record 1 of the block's 86 does not decode with the file's schema",
     'fixtures/segments/foreign.avro: ok, 5 records in 1 block (null, not a hopper segment)',
     'fixtures/segments/not-avro.avro: bad at byte 0: not an Avro object container file (the magic bytes "Obj\\x01" are missing)',
     'fixtures/segments/schemaless.avro: ok, 5 records in 2 blocks (null, channel "hopper")',
@@ -743,7 +846,10 @@ test.serial('verify DIR - checks the segments of a live channel directory; exit 
   t.is(code, 0);
   const lines = stdout.toString().trimEnd().split('\n');
   t.is(lines.length, hopper.stats().segments);
-  t.true(lines.every((line) => / ok, \d+ records in \d+ blocks? \(null, channel "live"\)$/.test(line)), stdout.toString());
+  t.true(
+    lines.every((line) => / ok, \d+ records in \d+ blocks? \(null, channel "live"\)$/.test(line)),
+    stdout.toString(),
+  );
   const records = lines.reduce((sum, line) => sum + Number(/ok, (\d+) record/.exec(line)![1]), 0);
   t.is(records, 1000);
 });
@@ -767,6 +873,7 @@ test.serial('progress - on a terminal: one line redrawn a few times a second, th
   const script = spawnChild(t, 'script', ['-qfec', command, '/dev/null'], { cwd: root });
   let screen = '';
   let released = 0;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the progress line's escape codes are what is checked
   const draws = (): string[] => [...screen.matchAll(/\r(in [^\r\n]*?)\x1b\[K/g)].map((match) => match[1]!);
   script.stdout!.on('data', (text: Buffer) => {
     screen += String(text);
@@ -785,11 +892,18 @@ test.serial('progress - on a terminal: one line redrawn a few times a second, th
   const lines = draws();
   // Chunks 1 to 7 each waited for a redraw showing the one before it.
   t.true(lines.length >= chunks - 1, `${lines.length} redraws: ${JSON.stringify(screen)}`);
-  t.true(lines.every((line) => line.length < 80 && /^in \S+ \S+\/s \| out \S+ \S+\/s \| mem \S+\/256KiB \| disk \S+ \d+ seg$/.test(line)), lines.join('\n'));
+  t.true(
+    lines.every((line) => line.length < 80 && /^in \S+ \S+\/s \| out \S+ \S+\/s \| mem \S+\/256KiB \| disk \S+ \d+ seg$/.test(line)),
+    lines.join('\n'),
+  );
   const inputs = lines.map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', 0));
-  t.true(inputs.every((bytes, i) => i === 0 || bytes >= inputs[i - 1]!), 'input only grows');
+  t.true(
+    inputs.every((bytes, i) => i === 0 || bytes >= inputs[i - 1]!),
+    'input only grows',
+  );
   t.true(new Set(inputs.filter((bytes) => bytes > 0)).size >= chunks - 1, `the line updates with each chunk: ${inputs.join(', ')}`);
   // The summary replaces the line: erased, then printed on a line of its own, last.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the progress line's escape codes are what is checked
   t.regex(screen, /\r\x1b\[Khopper-streams: done in \S+: in 512KiB \(.*\r?\n$/);
   t.deepEqual(leftovers(tmpdir), []);
 });

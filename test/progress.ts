@@ -1,14 +1,22 @@
 import test from 'ava';
-import {
-  PLAIN_INTERVAL_MS, ProgressLine, TTY_INTERVAL_MS, formatBytes, formatCount, formatDuration, type ProgressSample,
-} from '../lib/cli/progress.js';
+import { PLAIN_INTERVAL_MS, ProgressLine, TTY_INTERVAL_MS, formatBytes, formatCount, formatDuration, type ProgressSample } from '../lib/cli/progress.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 function sample(overrides: Partial<ProgressSample> = {}): ProgressSample {
   return {
-    bytesIn: 0, recordsIn: 0, bytesOut: 0, recordsOut: 0, memoryBytes: 0, memoryBudget: MiB, diskBytes: 0, segments: 0, skipped: 0, dropped: 0, held: 0,
+    bytesIn: 0,
+    recordsIn: 0,
+    bytesOut: 0,
+    recordsOut: 0,
+    memoryBytes: 0,
+    memoryBudget: MiB,
+    diskBytes: 0,
+    segments: 0,
+    skipped: 0,
+    dropped: 0,
+    held: 0,
     ...overrides,
   };
 }
@@ -19,8 +27,14 @@ function fakeLine(tty: boolean, options: { columns?: number; records?: boolean; 
   let counters = sample();
   const written: string[] = [];
   const line = new ProgressLine({
-    write: (text) => written.push(text), tty, sample: () => counters, now: () => now, columns: () => options.columns, records: options.records,
-    size: options.size, outputIsInput: options.outputIsInput,
+    write: (text) => written.push(text),
+    tty,
+    sample: () => counters,
+    now: () => now,
+    columns: () => options.columns,
+    records: options.records,
+    size: options.size,
+    outputIsInput: options.outputIsInput,
   });
   return {
     line,
@@ -80,7 +94,9 @@ test('ProgressLine - lines mode shows record counts that add up: in = out + skip
   const { line, written, advance } = fakeLine(false, { records: true });
   advance(1000, { bytesIn: 4 * KiB, recordsIn: 12_345, bytesOut: KiB, recordsOut: 100, skipped: 3, dropped: 40, held: 12_202 });
   line.update();
-  t.deepEqual(written, ['in 4.0KiB 12.3k rec 4.0KiB/s | out 1.0KiB 100 rec 1.0KiB/s | mem 0B/1.0MiB | disk 0B 0 seg | held 12.2k rec | 3 skipped | 40 dropped\n']);
+  t.deepEqual(written, [
+    'in 4.0KiB 12.3k rec 4.0KiB/s | out 1.0KiB 100 rec 1.0KiB/s | mem 0B/1.0MiB | disk 0B 0 seg | held 12.2k rec | 3 skipped | 40 dropped\n',
+  ]);
 });
 
 test('ProgressLine - with the input size known (-s): percent in and out, and the ETA of the input at its rate', (t) => {
@@ -124,8 +140,11 @@ test('ProgressLine.finish() - replaces the line with the summary: totals, averag
   advance(2000, { bytesIn: 8 * MiB, recordsIn: 1003, bytesOut: 8 * MiB, recordsOut: 1000, skipped: 2, dropped: 1 });
   line.update();
   line.finish({ status: 'done', peakMemoryBytes: MiB, peakDiskBytes: 7 * MiB, peakSegments: 1, spilled: 870 });
-  t.is(written[1], '\r\x1b[Khopper-streams: done in 2.0s: in 8.0MiB 1003 rec (4.0MiB/s), out 8.0MiB 1000 rec (4.0MiB/s);'
-    + ' memory peak 1.0MiB of 1.0MiB; disk peak 7.0MiB in 1 segment, 870 rec spilled; 2 invalid lines skipped; 1 record dropped\n');
+  t.is(
+    written[1],
+    '\r\x1b[Khopper-streams: done in 2.0s: in 8.0MiB 1003 rec (4.0MiB/s), out 8.0MiB 1000 rec (4.0MiB/s);' +
+      ' memory peak 1.0MiB of 1.0MiB; disk peak 7.0MiB in 1 segment, 870 rec spilled; 2 invalid lines skipped; 1 record dropped\n',
+  );
 });
 
 test('ProgressLine.finish() - records still held when the run ends are named as not delivered', (t) => {
@@ -176,6 +195,7 @@ test('ProgressLine.start() - refreshes on a timer a few times a second on a term
     t.deepEqual(clock.running(), [], 'finish() stops the timer');
     clock.tick();
     t.is(written.length, 4, 'the summary, and nothing drawn after it');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the progress line's escape codes are what is checked
     t.regex(written[3]!, /^(\r\x1b\[K)?hopper-streams: done in /);
   }
 });

@@ -46,7 +46,13 @@ function makeInput(file: string, bytes: number): void {
 }
 
 /** Runs the command on `input` (as the file itself or through `cat`), to /dev/null; resolves once every process has exited. */
-function runCommand(command: string, args: string[], input: string, stdin: 'file' | 'pipe', env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+function runCommand(
+  command: string,
+  args: string[],
+  input: string,
+  stdin: 'file' | 'pipe',
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const cat = stdin === 'pipe' ? spawn('cat', [input], { stdio: ['ignore', 'pipe', 'inherit'] }) : undefined;
     const inputFd = cat === undefined ? fs.openSync(input, 'r') : undefined;
@@ -55,7 +61,7 @@ function runCommand(command: string, args: string[], input: string, stdin: 'file
     if (inputFd !== undefined) fs.closeSync(inputFd);
     fs.closeSync(stdout);
     // The child has its own end of cat's pipe.
-    cat?.stdout!.destroy();
+    cat?.stdout?.destroy();
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
     child.on('error', reject);
@@ -76,9 +82,7 @@ export default defineScenario({
   grid: { impl: ['node-pipe', 'hopper', 'mbuffer'], stdin: ['file', 'pipe'], megabytes: [200] },
   smoke: { megabytes: [2] },
   baseline: { impl: 'node-pipe' },
-  metrics: [
-    { key: 'bytesPerSec', label: 'throughput', unit: 'bytes/s', better: 'higher' },
-  ],
+  metrics: [{ key: 'bytesPerSec', label: 'throughput', unit: 'bytes/s', better: 'higher' }],
   chart: { metric: 'bytesPerSec', unit: 'bytes/s' },
   timeoutMs: 180_000,
   notes: ['The file is read from the page cache (written just before), so the figures are of the processes, not the disk.'],

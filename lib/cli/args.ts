@@ -51,11 +51,20 @@ const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
 /** Every unit in powers of 1024, as mbuffer and pv read `k`, `M`, `G`, `T` (case ignored). */
 const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: KiB, kb: KiB, kib: KiB,
-  m: MiB, mb: MiB, mib: MiB,
-  g: GiB, gb: GiB, gib: GiB,
-  t: TiB, tb: TiB, tib: TiB,
+  '': 1,
+  b: 1,
+  k: KiB,
+  kb: KiB,
+  kib: KiB,
+  m: MiB,
+  mb: MiB,
+  mib: MiB,
+  g: GiB,
+  gb: GiB,
+  gib: GiB,
+  t: TiB,
+  tb: TiB,
+  tib: TiB,
 };
 
 /**
@@ -232,9 +241,7 @@ export function parseCommand(argv: string[]): Command {
     name: values.name,
     segmentSize: values['segment-size'] === undefined ? DEFAULTS.segmentSize : parseSize(values['segment-size'], '--segment-size', 1),
     maxDisk: values['max-disk'] === undefined ? DEFAULTS.maxDisk : parseSize(values['max-disk'], '--max-disk', 1, true),
-    maxSegments: values['max-segments'] === undefined
-      ? DEFAULTS.maxSegments
-      : parseCount(values['max-segments'], '--max-segments', 1, true),
+    maxSegments: values['max-segments'] === undefined ? DEFAULTS.maxSegments : parseCount(values['max-segments'], '--max-segments', 1, true),
     onFull: parseChoice(values['on-full'], '--on-full', ON_FULL_POLICIES, 'block'),
     codec: parseChoice(values.codec, '--codec', SEGMENT_CODECS, 'null'),
     lines,

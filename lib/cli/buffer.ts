@@ -173,8 +173,16 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
     const stats = hopper.stats();
     trackPeaks(stats);
     return {
-      bytesIn, recordsIn: recordsTaken + skipped, bytesOut, recordsOut, memoryBytes: stats.memoryBytes,
-      memoryBudget: command.memory, diskBytes: stats.diskBytes, segments: stats.segments, skipped, dropped: stats.dropped,
+      bytesIn,
+      recordsIn: recordsTaken + skipped,
+      bytesOut,
+      recordsOut,
+      memoryBytes: stats.memoryBytes,
+      memoryBudget: command.memory,
+      diskBytes: stats.diskBytes,
+      segments: stats.segments,
+      skipped,
+      dropped: stats.dropped,
       held: held(stats),
     };
   };
@@ -186,10 +194,15 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
   const showProgress = command.progress ?? stderr.isTTY === true;
   const progress = showProgress
     ? new ProgressLine({
-      write: (text) => stderr.write(text), tty: stderr.isTTY === true, sample, columns: () => stderr.columns, records: command.lines,
-      // With --schema, the output is JSON written anew: its bytes are not the input's.
-      size: command.size, outputIsInput: command.schemaFile === undefined,
-    })
+        write: (text) => stderr.write(text),
+        tty: stderr.isTTY === true,
+        sample,
+        columns: () => stderr.columns,
+        records: command.lines,
+        // With --schema, the output is JSON written anew: its bytes are not the input's.
+        size: command.size,
+        outputIsInput: command.schemaFile === undefined,
+      })
     : undefined;
   const say = (text: string): void => {
     if (progress) progress.message(text);
@@ -337,7 +350,12 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
           const piece = record as Buffer;
           recordsOut++;
           bytesOut += piece.length;
-          if (run !== undefined && run.buffer === piece.buffer && run.byteOffset + run.length === piece.byteOffset && run.length + piece.length <= OUTPUT_BATCH_BYTES) {
+          if (
+            run !== undefined &&
+            run.buffer === piece.buffer &&
+            run.byteOffset + run.length === piece.byteOffset &&
+            run.length + piece.length <= OUTPUT_BATCH_BYTES
+          ) {
             run = Buffer.from(run.buffer, run.byteOffset, run.length + piece.length);
             continue;
           }
@@ -347,7 +365,7 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
         }
         // A record read is a record written, even past a full stdout: it waits in stdout's buffer.
         if (run !== undefined) ok = stdout.write(run) && ok;
-        if (!ok) return waitForDrain();
+        if (!ok) waitForDrain();
       } finally {
         stdout.uncork();
       }
@@ -360,7 +378,10 @@ export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined
       if (batch.length >= OUTPUT_BATCH_BYTES) {
         const ok = writeText(batch);
         batch = '';
-        if (!ok) return waitForDrain();
+        if (!ok) {
+          waitForDrain();
+          return;
+        }
       }
     }
     if (batch !== '' && !writeText(batch)) waitForDrain();

@@ -131,11 +131,12 @@ export function formatSummary(sample: ProgressSample, totals: ProgressTotals, el
   const seconds = Math.max(elapsedMs, 1) / 1000;
   const segments = `${totals.peakSegments} segment${totals.peakSegments === 1 ? '' : 's'}`;
   const count = (n: number): string => (records ? ` ${n} rec` : '');
-  let text = `hopper-streams: ${totals.status} in ${formatDuration(elapsedMs)}:`
-    + ` in ${formatBytes(sample.bytesIn)}${count(sample.recordsIn)} (${formatBytes(sample.bytesIn / seconds)}/s),`
-    + ` out ${formatBytes(sample.bytesOut)}${count(sample.recordsOut)} (${formatBytes(sample.bytesOut / seconds)}/s);`
-    + ` memory peak ${formatBytes(totals.peakMemoryBytes)} of ${formatBytes(sample.memoryBudget)};`
-    + ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}${records ? `, ${totals.spilled} rec spilled` : ''}`;
+  let text =
+    `hopper-streams: ${totals.status} in ${formatDuration(elapsedMs)}:` +
+    ` in ${formatBytes(sample.bytesIn)}${count(sample.recordsIn)} (${formatBytes(sample.bytesIn / seconds)}/s),` +
+    ` out ${formatBytes(sample.bytesOut)}${count(sample.recordsOut)} (${formatBytes(sample.bytesOut / seconds)}/s);` +
+    ` memory peak ${formatBytes(totals.peakMemoryBytes)} of ${formatBytes(sample.memoryBudget)};` +
+    ` disk peak ${formatBytes(totals.peakDiskBytes)} in ${segments}${records ? `, ${totals.spilled} rec spilled` : ''}`;
   if (sample.skipped > 0) text += `; ${sample.skipped} invalid line${sample.skipped === 1 ? '' : 's'} skipped`;
   if (sample.dropped > 0) text += `; ${sample.dropped} record${sample.dropped === 1 ? '' : 's'} dropped`;
   if (records && sample.held > 0) text += `; ${sample.held} record${sample.held === 1 ? '' : 's'} not delivered`;

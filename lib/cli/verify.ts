@@ -100,7 +100,7 @@ export function* readSegment(file: string): Generator<unknown, SegmentReport, vo
     let blocks = 0;
     const reader = new BlockReader(fs);
     reader.reset(fd);
-    for (offset = header.length; offset < size;) {
+    for (offset = header.length; offset < size; ) {
       const { frame, data } = reader.block(offset, size - offset, size, header.sync, header.codec);
       // Inside a deflated block, positions are in the inflated data: report the block's data start.
       const at = (pos: number): number => offset + frame.dataStart + (header.codec === 'null' ? pos : 0);
@@ -150,7 +150,11 @@ export function segmentFiles(target: string): string[] {
     return [target]; // readSegment reports why it cannot be read.
   }
   if (!stat.isDirectory()) return [target];
-  return fs.readdirSync(target).filter((name) => name.endsWith('.avro')).sort().map((name) => path.join(target, name));
+  return fs
+    .readdirSync(target)
+    .filter((name) => name.endsWith('.avro'))
+    .sort()
+    .map((name) => path.join(target, name));
 }
 
 /** One line per file: `FILE: ok, N records in B blocks` or `FILE: bad at byte O: problem`. */
