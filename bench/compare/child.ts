@@ -1,0 +1,44 @@
+/**
+ * One run of `bench/compare/run.ts`, in the checkout given as its first argument: a burst of events
+ * into a hopper with the reader paused, then the drain, timed apart. Prints one JSON line.
+ *
+ *   node --import tsx/esm bench/compare/child.ts CHECKOUT MODE RECORDS
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { eventSchema, makeEvent } from '../../examples/events.js';
+import { MODES, type Mode } from './modes.js';
+
+const [checkout, modeName, recordsArg] = process.argv.slice(2);
+const mode: Mode | undefined = MODES[modeName ?? ''];
+if (checkout === undefined || mode === undefined || recordsArg === undefined) throw new Error('usage: child.ts CHECKOUT MODE RECORDS');
+const records = Number(recordsArg);
+const { createHopperStreams } = (await import(path.join(path.resolve(checkout), 'lib/index.ts'))) as typeof import('../../lib/index.js');
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-compare-'));
+try {
+  const hopper = createHopperStreams<{ seq: number }>({
+    dataDir,
+    name: 'compare',
+    maxMemoryBytes: mode.maxMemoryBytes,
+    ...(mode.schema ? { schema: eventSchema() } : {}),
+  });
+  const started = performance.now();
+  for (let seq = 1; seq <= records; seq++) {
+    hopper.send(makeEvent(seq));
+    if (seq % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  const written = performance.now();
+  hopper.writable.end();
+  let seen = 0;
+  for await (const record of hopper.readable) {
+    if (record.seq !== ++seen) throw new Error(`record ${seen} had seq ${record.seq}`);
+  }
+  const drained = performance.now();
+  if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
+  const rate = (ms: number): number => (records * 1000) / ms;
+  console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started) }));
+} finally {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}

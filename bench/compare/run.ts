@@ -1,0 +1,47 @@
+/**
+ * Compares checkouts of hopper-streams on one workload, in one run: each repetition runs every
+ * checkout once, in a process of its own, in alternating order, and each figure is given as a
+ * ratio to the first checkout's in the same repetition (median, min–max). For before/after
+ * figures of a change: make a worktree of the commit before (`git worktree add ../before REV`,
+ * `npm ci` there), then
+ *
+ *   npx tsx bench/compare/run.ts MODE RECORDS REPS ../before .
+ *
+ * MODE is one of bench/compare/modes.ts. Each checkout's own lib/ is loaded; the records and this
+ * harness come from this checkout.
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MODES } from './modes.js';
+
+interface Rates {
+  write: number;
+  drain: number;
+  total: number;
+}
+
+const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
+const [mode, recordsArg, repsArg, ...checkouts] = process.argv.slice(2);
+if (mode === undefined || !(mode in MODES) || checkouts.length < 2) {
+  console.error(`usage: npx tsx bench/compare/run.ts MODE RECORDS REPS BASE OTHER...\n  MODE: ${Object.keys(MODES).join(', ')}`);
+  process.exit(2);
+}
+const reps = Number(repsArg);
+const runs = new Map<string, Rates[]>(checkouts.map((checkout) => [checkout, []]));
+for (let rep = 0; rep < reps; rep++) {
+  for (const checkout of rep % 2 === 0 ? checkouts : [...checkouts].reverse()) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx/esm', CHILD, path.resolve(checkout), mode, String(recordsArg)], { encoding: 'utf8' });
+    runs.get(checkout)!.push(JSON.parse(out.trim().split('\n').pop()!) as Rates);
+  }
+}
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const base = runs.get(checkouts[0]!)!;
+for (const [checkout, rates] of runs) {
+  const cells = (['write', 'drain', 'total'] as const).map((key) => {
+    const ratios = rates.map((rate, i) => rate[key] / base[i]![key]);
+    const range = `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
+    return `${key} ${Math.round(median(rates.map((rate) => rate[key])) / 1000)} k/s, ${median(ratios).toFixed(2)}× (${range})`;
+  });
+  console.log(`${mode} ${checkout}: ${cells.join('; ')}`);
+}
