@@ -1,12 +1,16 @@
 import type { EventEmitter } from 'node:events';
-import type { Channel, ChannelEvents, ChannelReader, ChannelWriter } from './channel.js';
+import type { Channel, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 import type { SegmentFileSystem } from './segments/index.js';
 
-// What the readable-stream and streamx adapters share: opening a channel whose events go to an
-// emitter, and wiring a Duplex of either kind to it. Nothing here knows a stream class.
+// What the node:stream and streamx adapters share: a HopperCore owns the channel of one hopper
+// (or one Duplex) and does everything that does not depend on a stream class: path, send(),
+// senders, stats(), close() and teardown, the reader and abort wiring. Each adapter gives it a
+// StreamSide for what its stream library does differently. Nothing here knows a stream class,
+// and nothing here is on the per-record path: writes go from the writable to its ChannelWriter,
+// records from the channel to the reader the adapter attached.
 
 /** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
 export type HopperEvents = ChannelEvents;
@@ -17,49 +21,144 @@ export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...
 /** Internal seams, for tests: not part of the public API. */
 export interface HopperInternals {
   /** The file operations of the segment log (fault injection). */
-  fileSystem?: SegmentFileSystem;
-}
-
-/** Opens a channel whose events are emitted on `emitter`. */
-export function channelOn(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}): Channel {
-  return openChannel(
-    resolveOptions(options),
-    (event, ...args) => {
-      emitter.emit(event, ...args);
-    },
-    internals.fileSystem,
-  );
-}
-
-/** The parts of a Duplex (of either stream library) that the channel drives. */
-export interface DuplexSide {
-  push(record: unknown): boolean;
-  destroy(err?: Error): void;
+  fileSystem?: SegmentFileSystem | undefined;
 }
 
 /**
- * Wires a Duplex to a new channel: its write side is one writer, its read side the reader, an
- * aborted `signal` destroys it. `isGone` says whether the Duplex is already being destroyed;
- * `reader` overrides the reader's `start`, `end` (default: push null) and `fail` (default: destroy).
+ * Makes a Writable over a new writer of `channel`. A write the channel refused ends the writer;
+ * any other error it is destroyed with goes to `onForeignError`; `onEnd` runs once it has ended.
  */
-export function wireDuplex(
-  duplex: DuplexSide & EventEmitter,
-  options: HopperOptions | undefined,
-  isGone: () => boolean,
-  reader: Partial<Pick<ChannelReader, 'start' | 'end' | 'fail'>> = {},
-): { channel: Channel; writer: ChannelWriter; stopListening: () => void } {
-  const channel = channelOn(options, duplex);
-  const writer = channel.openWriter();
-  writer.onChannelClose = () => {
-    if (!isGone()) duplex.destroy();
-  };
-  // The Duplex is the failing reader too: it is destroyed with the failure once its buffered records are read.
-  writer.onChannelFail = () => {};
-  channel.attachReader({
-    push: (record) => duplex.push(record),
-    end: reader.end ?? (() => duplex.push(null)),
-    fail: reader.fail ?? ((err) => duplex.destroy(err)),
-    start: reader.start,
-  });
-  return { channel, writer, stopListening: onAbort(options?.signal, (err) => duplex.destroy(err)) };
+export type WriterStreamFactory<W> = (channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void) => W;
+
+/** What the core asks of an adapter's readable side: the readable of a pair, or the Duplex. */
+export interface StreamSide {
+  /** True once the stream is being destroyed. */
+  isGone(): boolean;
+  /** Destroys the stream, with `err` if given; its destroy hook calls {@link HopperCore.release}. */
+  destroy(err?: Error): void;
+  /** After close() was asked and nothing is left to deliver: ends the stream, though nobody reads it. */
+  endIfIdle(channel: Channel): void;
+  /**
+   * Calls `done` once the stream has closed, with its failure if it failed. If it had closed
+   * already, calls `done` at once and returns false.
+   */
+  whenClosed(channel: Channel, done: (err?: Error) => void): boolean;
+  /** Ends the hopper's own write side, unless it is ended or destroyed already. */
+  endWrites(): void;
+}
+
+/** The channel of one hopper, and what both stream adapters do with it. */
+export class HopperCore {
+  readonly channel: Channel;
+  private readonly signal: AbortSignal | undefined;
+  private side: StreamSide | undefined;
+  /** Stops listening to the abort signal. */
+  private stopListening: () => void = () => {};
+  /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
+  private closing = false;
+
+  /** Opens a channel whose events are emitted on `emitter`. */
+  constructor(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}) {
+    this.channel = openChannel(
+      resolveOptions(options),
+      (event, ...args) => {
+        emitter.emit(event, ...args);
+      },
+      internals.fileSystem,
+    );
+    this.signal = options?.signal;
+  }
+
+  /** Delivers the channel's records to `reader`, and tears `side` down when the signal aborts. */
+  attach(side: StreamSide, reader: ChannelReader): void {
+    this.side = side;
+    this.channel.attachReader(reader);
+    this.stopListening = onAbort(this.signal, (err) => this.teardown(err));
+  }
+
+  /**
+   * A writer for a Duplex's own write side: when the channel closes, the Duplex is destroyed.
+   * When reading fails, the Duplex is the failing reader too: it is destroyed with the failure
+   * once its buffered records are read.
+   */
+  duplexWriter(side: StreamSide): ChannelWriter {
+    const writer = this.channel.openWriter();
+    writer.onChannelClose = () => {
+      if (!side.isGone()) side.destroy();
+    };
+    writer.onChannelFail = () => {};
+    return writer;
+  }
+
+  /** The channel directory, `<dataDir>/<name>`. */
+  get path(): string {
+    return this.channel.path;
+  }
+
+  get readerAttached(): boolean {
+    return this.channel.readerAttached;
+  }
+
+  send(record: unknown): void {
+    this.channel.send(record);
+  }
+
+  /** Another Writable into the channel; an error on it ends that sender only. */
+  sender<W>(writerStream: WriterStreamFactory<W>): W {
+    return writerStream(
+      this.channel,
+      () => {},
+      () => this.endIfClosing(),
+    );
+  }
+
+  /** The hopper's own Writable: an error on it that the channel did not cause fails the whole hopper. */
+  ownWriter<W>(writerStream: WriterStreamFactory<W>): W {
+    return writerStream(
+      this.channel,
+      (err) => this.teardown(err),
+      () => this.endIfClosing(),
+    );
+  }
+
+  stats(): HopperStats {
+    return this.channel.stats();
+  }
+
+  /**
+   * Ends the hopper's own write side and resolves once the readable side has delivered
+   * everything and closed; rejects if it fails first.
+   */
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const side = this.side!;
+      const open = side.whenClosed(this.channel, (err) => (err ? reject(err) : resolve()));
+      if (!open) return;
+      this.closing = true;
+      side.endWrites();
+      this.endIfClosing();
+    });
+  }
+
+  /** A writer ended: if close() was asked and nothing is left, the readable side ends. */
+  endIfClosing(): void {
+    if (this.closing) this.side!.endIfIdle(this.channel);
+  }
+
+  /** Destroys the readable side (with `err`, which it emits) and closes the channel. */
+  teardown(err?: Error): void {
+    if (!this.side!.isGone()) this.side!.destroy(err);
+    this.channel.close();
+  }
+
+  /**
+   * The readable side is being destroyed: closing the channel destroys the writable and every
+   * sender without an error. The producer's writes then fail with ERR_STREAM_DESTROYED, but the
+   * error itself is reported once, by the readable: an 'error' on a writable nobody listens to
+   * would crash the process.
+   */
+  release(): void {
+    this.stopListening();
+    this.channel.close();
+  }
 }

@@ -45,7 +45,7 @@ export interface DropEvent {
   policy: 'drop-newest' | 'drop-oldest';
   reason: string;
   /** With `'drop-oldest'`: the segment file deleted. */
-  file?: string;
+  file?: string | undefined;
 }
 
 /** Events a channel reports, with their payloads. */

@@ -33,15 +33,15 @@ export interface HopperErrorDetails {
   /** The record that was refused (`ERR_HOPPER_FULL`, `ERR_HOPPER_INVALID_RECORD`, `ERR_HOPPER_RECORD_TOO_LARGE`). */
   record?: unknown;
   /** Path of the offending field inside the record (`ERR_HOPPER_INVALID_RECORD`), e.g. `['user', 'age']`. */
-  path?: string[];
+  path?: string[] | undefined;
   /** Segment file concerned (`ERR_HOPPER_CORRUPT_SEGMENT`, `ERR_HOPPER_IO`). */
-  file?: string;
+  file?: string | undefined;
   /** Byte offset in `file` where the problem was found (`ERR_HOPPER_CORRUPT_SEGMENT`). */
-  offset?: number;
+  offset?: number | undefined;
   /** The disk cap that had no room for the record (`ERR_HOPPER_FULL`): name a setting without parsing the message. */
-  option?: LimitOption;
+  option?: LimitOption | undefined;
   /** Records taken and not acknowledged by the brokers, in order (the Kafka sink's errors). */
-  records?: unknown[];
+  records?: unknown[] | undefined;
   /** The underlying error. */
   cause?: unknown;
 }

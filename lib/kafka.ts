@@ -63,7 +63,7 @@ export interface KafkaSinkOptions<T> {
   /** The topic every record goes to. */
   topic: string;
   /** The message key of a record (`null` or `undefined` for none). Records with one key keep their order. */
-  key?: (record: T) => string | Buffer | null | undefined;
+  key?: ((record: T) => string | Buffer | null | undefined) | undefined;
   /** How a record becomes the message value: Avro in the Confluent wire format, or a function of your own. */
   value: KafkaAvroValue | ((record: T) => Buffer);
   /**
@@ -71,23 +71,23 @@ export interface KafkaSinkOptions<T> {
    * `1` (the leader only). `null` leaves `acks` out of `send()`, for producers configured with it.
    * @default -1
    */
-  acks?: -1 | 1 | null;
+  acks?: -1 | 1 | null | undefined;
   /**
    * Most records in one `send()`.
    * @default 1000
    */
-  maxBatchRecords?: number;
+  maxBatchRecords?: number | undefined;
   /**
    * Most bytes of keys and values in one `send()`; a single larger record goes alone.
    * @default 524288 (512 KiB)
    */
-  maxBatchBytes?: number;
+  maxBatchBytes?: number | undefined;
   /**
    * Backoff between attempts: `initialMs` before the first resend, doubled per attempt up to `maxMs`
    * (less up to a fifth at random). Failed sends are retried until the sink is destroyed.
    * @default { initialMs: 100, maxMs: 30_000 }
    */
-  retry?: Partial<RetryPolicy>;
+  retry?: { [K in keyof RetryPolicy]?: RetryPolicy[K] | undefined } | undefined;
 }
 
 /** Where a batch went: one entry per partition it touched. */

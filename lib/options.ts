@@ -26,39 +26,39 @@ export interface HopperOptions {
    * Must be a single path component (no separators, not `.` or `..`), at most 255 bytes.
    * @default 'hopper'
    */
-  name?: string;
+  name?: string | undefined;
   /**
    * Directory under which the channel directory is made (created if missing).
    * By default a fresh directory from `fs.mkdtemp(os.tmpdir())`, removed when the channel closes.
    */
-  dataDir?: string;
+  dataDir?: string | undefined;
   /**
    * Avro schema of the records: a JSON object, a JSON string or an avsc `Type`.
    * Records are validated against it when written and Avro-encoded on disk.
    * Without one, Buffers, strings and JSON values are accepted.
    * A plain object literal is accepted as is (also `as const`); avsc checks it at creation.
    */
-  schema?: AvroSchema;
+  schema?: AvroSchema | undefined;
   /**
    * Memory budget, in bytes, for records held in memory. A record that does not fit goes to disk.
    * @default 16 MiB
    */
-  maxMemoryBytes?: number;
+  maxMemoryBytes?: number | undefined;
   /**
    * A segment file is sealed once it passes this size, and the next one is opened.
    * @default 64 MiB
    */
-  maxSegmentBytes?: number;
+  maxSegmentBytes?: number | undefined;
   /**
    * Cap on the number of segment files existing at once (hopper's `max_disk_files`).
    * @default Infinity
    */
-  maxSegments?: number;
+  maxSegments?: number | undefined;
   /**
    * Cap on the bytes of all segment files together.
    * @default Infinity
    */
-  maxDiskBytes?: number;
+  maxDiskBytes?: number | undefined;
   /**
    * When memory is full and a disk cap is reached:
    * - `'block'` holds the write callback until the reader frees room (`send()` throws `ERR_HOPPER_FULL`);
@@ -69,12 +69,12 @@ export interface HopperOptions {
    * Every drop is counted in `stats().dropped` and announced with a `'drop'` event.
    * @default 'block'
    */
-  onFull?: OnFull;
+  onFull?: OnFull | undefined;
   /**
    * Avro block codec of segment files.
    * @default 'null'
    */
-  codec?: SegmentCodec;
+  codec?: SegmentCodec | undefined;
   /**
    * What the reader does when a segment file was damaged after it was written (bytes changed, cut
    * short, a header overwritten): `'error'` fails the readable with `ERR_HOPPER_CORRUPT_SEGMENT`
@@ -82,7 +82,7 @@ export interface HopperOptions {
    * records lost in `stats().corrupted`, emits `'corrupt'`, and goes on.
    * @default 'error'
    */
-  onCorrupt?: OnCorrupt;
+  onCorrupt?: OnCorrupt | undefined;
   /**
    * Staleness window of the channel's lock, in ms: a lock whose owner cannot be proved dead (it is
    * on another host, or in another container's pid namespace) is taken over once its heartbeat is
@@ -91,11 +91,11 @@ export interface HopperOptions {
    * this host (pid gone, or reused by another process) is taken over at once.
    * @default 30000
    */
-  staleLockMs?: number;
+  staleLockMs?: number | undefined;
   /**
    * Aborting this signal destroys the hopper (both sides, and its files) with an `AbortError`.
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface ResolvedOptions {

@@ -1,9 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable, finished } from 'node:stream';
-import { channelOn, wireDuplex, type HopperEvents, type HopperInternals, type HopperListener } from './adapter.js';
-import type { Channel, ChannelWriter, HopperStats } from './channel.js';
-import { onAbort } from './errors.js';
+import { HopperCore, type HopperEvents, type HopperInternals, type HopperListener, type StreamSide } from './adapter.js';
+import type { Channel, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import type { HopperOptions } from './options.js';
 
 type WriteCallback = (error: Error | null | undefined) => void;
@@ -110,6 +109,39 @@ function endReadable(readable: Readable): void {
   else process.nextTick(() => readable.push(null));
 }
 
+/** The channel's reader for a Node readable (a pair's readable, or the Duplex): `fail` tears the hopper down. */
+function nodeReader(readable: Readable, core: HopperCore): ChannelReader {
+  return {
+    push: (record) => readable.push(record),
+    end: () => endReadable(readable),
+    fail: (err) => failAfterBuffered(readable, err, (error) => core.teardown(error)),
+    start: () => startFlowing(readable),
+  };
+}
+
+/** A Node readable (with the writable that feeds it: the Duplex itself, or a pair's writable) as the core sees it. */
+function nodeSide(readable: Readable, writable: Writable): StreamSide {
+  return {
+    isGone: () => readable.destroyed,
+    destroy: (err) => readable.destroy(err),
+    endIfIdle: (channel) => endIfIdle(channel, readable),
+    whenClosed: (channel, done) => {
+      if (readable.destroyed) {
+        done(readable.errored ?? undefined);
+        return false;
+      }
+      // A pair's readable has no write side to wait for; a Duplex's has.
+      finished(readable, (err?: Error | null) => {
+        done(err && !(readable.readableEnded && channel.closed) ? err : undefined);
+      });
+      return true;
+    },
+    endWrites: () => {
+      if (!writable.writableEnded && !writable.destroyed) writable.end();
+    },
+  };
+}
+
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
@@ -163,49 +195,36 @@ export class HopperStreams<T = unknown> extends EventEmitter {
   readonly writable: HopperWritable<T>;
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
   readonly readable: HopperReadable<T>;
+  private readonly core: HopperCore;
+  /** The core's channel (tests read the segment log's buffers through it). */
   private readonly channel: Channel;
-  /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
-  private closing = false;
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super();
-    const channel = channelOn(options, this, internals);
+    const core = new HopperCore(options, this, internals);
+    this.core = core;
+    const channel = core.channel;
     this.channel = channel;
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
-    const writable = writerStream(
-      channel,
-      (err) => this.teardown(err),
-      () => this.endIfClosing(),
-    );
+    const writable = core.ownWriter(writerStream);
     const readable = new Readable({
       objectMode: true,
       read: () => channel.deliver(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
-        stopListening();
-        // Closing the channel destroys the writable and every sender without an error: the
-        // producer's writes now fail with ERR_STREAM_DESTROYED (and a pipeline into the writable
-        // sees a premature close), but the error itself is reported once, by the readable. An
-        // 'error' on a writable nobody listens to would crash the process.
-        channel.close();
+        core.release();
         callback(err);
       },
     });
-    channel.attachReader({
-      push: (record) => readable.push(record),
-      end: () => endReadable(readable),
-      fail: (err) => failAfterBuffered(readable, err, (error) => this.teardown(error)),
-      start: () => startFlowing(readable),
-    });
-    const stopListening = onAbort(options?.signal, (err) => this.teardown(err));
-    countWaiting(readable, channel);
+    core.attach(nodeSide(readable, writable), nodeReader(readable, core));
+    countWaiting(readable, this.channel);
     this.writable = writable as unknown as HopperWritable<T>;
     this.readable = readable as unknown as HopperReadable<T>;
   }
 
   /** The channel directory, `<dataDir>/<name>`. */
   get path(): string {
-    return this.channel.path;
+    return this.core.path;
   }
 
   /**
@@ -214,7 +233,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * is false, records wait in the hopper for a reader, and {@link HopperStreams.close} waits with them.
    */
   get readerAttached(): boolean {
-    return this.channel.readerAttached;
+    return this.core.readerAttached;
   }
 
   /**
@@ -227,7 +246,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * counted.
    */
   send(record: T): void {
-    this.channel.send(record);
+    this.core.send(record);
   }
 
   /**
@@ -236,16 +255,12 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * ends that sender only: the others, `send()` and the readable go on.
    */
   sender(): HopperWritable<T> {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    ) as unknown as HopperWritable<T>;
+    return this.core.sender(writerStream) as unknown as HopperWritable<T>;
   }
 
   /** Counters of the channel now. */
   stats(): HopperStats {
-    return this.channel.stats();
+    return this.core.stats();
   }
 
   /**
@@ -255,25 +270,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * {@link HopperStreams.readerAttached}). Rejects if the hopper is destroyed with an error first.
    */
   close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const readable = this.readable as unknown as Readable;
-      if (readable.destroyed) {
-        if (readable.errored) reject(readable.errored);
-        else resolve();
-        return;
-      }
-      finished(readable, { writable: false }, (err?: Error | null) => {
-        if (err && !(readable.readableEnded && this.channel.closed)) reject(err);
-        else resolve();
-      });
-      this.closing = true;
-      if (!this.writable.writableEnded && !this.writable.destroyed) this.writable.end();
-      this.endIfClosing();
-    });
-  }
-
-  private endIfClosing(): void {
-    if (this.closing) endIfIdle(this.channel, this.readable);
+    return this.core.close();
   }
 
   /**
@@ -281,12 +278,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * it; the writable closes without an error of its own (later writes fail with `ERR_STREAM_DESTROYED`).
    */
   destroy(err?: Error): void {
-    this.teardown(err);
-  }
-
-  private teardown(err: Error | undefined): void {
-    if (!this.readable.destroyed) this.readable.destroy(err);
-    this.channel.close();
+    this.core.teardown(err);
   }
 }
 
@@ -348,68 +340,44 @@ export interface HopperDuplex<T = unknown> extends NodeDuplex {
 }
 
 class HopperDuplexStream extends Duplex {
+  private readonly core: HopperCore;
+  // The core's channel and this side's writer, kept here for the per-record _write and _read.
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
-  private readonly stopListening: () => void;
-  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
-    ({
-      channel: this.channel,
-      writer: this.writer,
-      stopListening: this.stopListening,
-    } = wireDuplex(this as unknown as Duplex & EventEmitter, options, () => this.destroyed, {
-      start: () => startFlowing(this),
-      end: () => endReadable(this),
-      fail: (err) => failAfterBuffered(this, err, (error) => this.destroy(error)),
-    }));
+    const core = new HopperCore(options, this);
+    const side = nodeSide(this, this);
+    this.core = core;
+    this.channel = core.channel;
+    this.writer = core.duplexWriter(side);
+    core.attach(side, nodeReader(this, core));
     countWaiting(this, this.channel);
   }
 
   get path(): string {
-    return this.channel.path;
+    return this.core.path;
   }
 
   send(record: unknown): void {
-    this.channel.send(record);
+    this.core.send(record);
   }
 
   get readerAttached(): boolean {
-    return this.channel.readerAttached;
+    return this.core.readerAttached;
   }
 
   sender(): Writable {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    );
+    return this.core.sender(writerStream);
   }
 
   stats(): HopperStats {
-    return this.channel.stats();
+    return this.core.stats();
   }
 
   close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.destroyed) {
-        if (this.errored) reject(this.errored);
-        else resolve();
-        return;
-      }
-      finished(this, (err?: Error | null) => {
-        if (err && !(this.readableEnded && this.channel.closed)) reject(err);
-        else resolve();
-      });
-      this.closing = true;
-      if (!this.writableEnded) this.end();
-      this.endIfClosing();
-    });
-  }
-
-  private endIfClosing(): void {
-    if (this.closing) endIfIdle(this.channel, this);
+    return this.core.close();
   }
 
   override _write(record: unknown, _encoding: string, callback: Callback): void {
@@ -419,7 +387,7 @@ class HopperDuplexStream extends Duplex {
   override _final(callback: Callback): void {
     this.writer.end();
     callback();
-    this.endIfClosing();
+    this.core.endIfClosing();
   }
 
   override _read(): void {
@@ -427,8 +395,7 @@ class HopperDuplexStream extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
-    this.stopListening();
-    this.channel.close();
+    this.core.release();
     callback(err);
   }
 }

@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { channelOn, wireDuplex, type HopperEvents, type HopperListener } from './adapter.js';
-import type { Channel, ChannelWriter, HopperStats } from './channel.js';
-import { missingPeerError, onAbort } from './errors.js';
+import { HopperCore, type HopperEvents, type HopperListener, type StreamSide } from './adapter.js';
+import type { Channel, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
+import { missingPeerError } from './errors.js';
 import type { HopperOptions } from './options.js';
 
 // The streamx adapter: the same channel as lib/streams.ts, under streamx's Writable, Readable
@@ -60,6 +60,40 @@ function endIfIdle(channel: Channel, readable: Readable): void {
   if (!readable.destroying) readable.read();
 }
 
+/** The channel's reader for a streamx readable (a pair's readable, or the Duplex). */
+function streamxReader(readable: Readable, core: HopperCore): ChannelReader {
+  return {
+    push: (record) => readable.push(record),
+    end: () => readable.push(null),
+    fail: (err) => core.teardown(err),
+  };
+}
+
+/** A streamx readable (with the writable that feeds it: the Duplex itself, or a pair's writable) as the core sees it. */
+function streamxSide(readable: Readable, writable: Writable): StreamSide {
+  return {
+    isGone: () => readable.destroying,
+    destroy: (err) => readable.destroy(err),
+    endIfIdle: (channel) => endIfIdle(channel, readable),
+    whenClosed: (_channel, done) => {
+      if (readable.destroyed) {
+        const err = getStreamError(readable);
+        done(isPlainDestroy(err) ? undefined : err!);
+        return false;
+      }
+      let failure: Error | undefined;
+      readable.once('error', (err: Error) => {
+        failure = err;
+      });
+      readable.once('close', () => done(failure));
+      return true;
+    },
+    endWrites: () => {
+      if (!writable.destroying) writable.end(undefined);
+    },
+  };
+}
+
 function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
   const stream = new Writable({
@@ -104,66 +138,50 @@ export interface HopperStreams<T> {
 export class HopperStreams<T = unknown> extends EventEmitter {
   readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
-  private readonly channel: Channel;
-  private closing = false;
+  private readonly core: HopperCore;
 
   constructor(options?: HopperOptions) {
     super();
-    const channel = channelOn(options, this);
-    this.channel = channel;
-    const writable = writerStream(
-      channel,
-      (err) => this.destroy(err),
-      () => this.endIfClosing(),
-    );
-    const stopListening = onAbort(options?.signal, (err) => this.destroy(err));
+    const core = new HopperCore(options, this);
+    this.core = core;
+    const channel = core.channel;
+    const writable = core.ownWriter(writerStream);
     const readable = new Readable({
       read(callback: Callback) {
         channel.deliver();
         callback(null);
       },
       predestroy() {
-        stopListening();
-        // As in the node:stream adapter: closing the channel destroys the writers without an
-        // error; the error is reported once, by the readable.
-        channel.close();
+        core.release();
       },
     });
-    channel.attachReader({
-      push: (record) => readable.push(record),
-      end: () => readable.push(null),
-      fail: (err) => this.destroy(err),
-    });
+    core.attach(streamxSide(readable, writable), streamxReader(readable, core));
     this.writable = writable as HopperWritable<T>;
     this.readable = readable as HopperReadable<T>;
   }
 
   /** The channel directory, `<dataDir>/<name>`. */
   get path(): string {
-    return this.channel.path;
+    return this.core.path;
   }
 
   /** True once the readable has asked for records; see the Node adapter's `readerAttached`. */
   get readerAttached(): boolean {
-    return this.channel.readerAttached;
+    return this.core.readerAttached;
   }
 
   /** Accepts a record at once or throws; see the Node adapter's `send()`. */
   send(record: T): void {
-    this.channel.send(record);
+    this.core.send(record);
   }
 
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
   sender(): HopperWritable<T> {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    ) as HopperWritable<T>;
+    return this.core.sender(writerStream) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
-    return this.channel.stats();
+    return this.core.stats();
   }
 
   /**
@@ -171,33 +189,12 @@ export class HopperStreams<T = unknown> extends EventEmitter {
    * nothing left to deliver, at once, read or not.
    */
   close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const readable = this.readable;
-      if (readable.destroyed) {
-        const err = getStreamError(readable);
-        if (!isPlainDestroy(err)) reject(err);
-        else resolve();
-        return;
-      }
-      let failure: Error | undefined;
-      readable.once('error', (err: Error) => {
-        failure = err;
-      });
-      readable.once('close', () => (failure ? reject(failure) : resolve()));
-      this.closing = true;
-      if (!this.writable.destroying) this.writable.end(undefined);
-      this.endIfClosing();
-    });
-  }
-
-  private endIfClosing(): void {
-    if (this.closing) endIfIdle(this.channel, this.readable);
+    return this.core.close();
   }
 
   /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
   destroy(err?: Error): void {
-    if (!this.readable.destroying) this.readable.destroy(err);
-    this.channel.close();
+    this.core.teardown(err);
   }
 }
 
@@ -215,39 +212,40 @@ export interface HopperDuplex<T> {
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only retypes write() and end(), which Duplex has
 export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
+  private readonly core: HopperCore;
+  // The core's channel and this side's writer, kept here for the per-record _write and _read.
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
-  private readonly stopListening: () => void;
-  private closing = false;
 
   constructor(options?: HopperOptions) {
     super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
-    ({ channel: this.channel, writer: this.writer, stopListening: this.stopListening } = wireDuplex(this, options, () => this.destroying));
+    const core = new HopperCore(options, this);
+    const side = streamxSide(this, this);
+    this.core = core;
+    this.channel = core.channel;
+    this.writer = core.duplexWriter(side);
+    core.attach(side, streamxReader(this, core));
   }
 
   get path(): string {
-    return this.channel.path;
+    return this.core.path;
   }
 
   send(record: T): void {
-    this.channel.send(record);
+    this.core.send(record);
   }
 
   /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
   get readerAttached(): boolean {
-    return this.channel.readerAttached;
+    return this.core.readerAttached;
   }
 
   sender(): HopperWritable<T> {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    ) as HopperWritable<T>;
+    return this.core.sender(writerStream) as HopperWritable<T>;
   }
 
   stats(): HopperStats {
-    return this.channel.stats();
+    return this.core.stats();
   }
 
   /**
@@ -255,26 +253,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
    * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
    */
   close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (this.destroyed) {
-        const err = getStreamError(this);
-        if (!isPlainDestroy(err)) reject(err);
-        else resolve();
-        return;
-      }
-      let failure: Error | undefined;
-      this.once('error', (err: Error) => {
-        failure = err;
-      });
-      this.once('close', () => (failure ? reject(failure) : resolve()));
-      this.closing = true;
-      if (!this.destroying) this.end();
-      this.endIfClosing();
-    });
-  }
-
-  private endIfClosing(): void {
-    if (this.closing) endIfIdle(this.channel, this);
+    return this.core.close();
   }
 
   override _write(record: unknown, callback: Callback): void {
@@ -284,7 +263,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   override _final(callback: Callback): void {
     this.writer.end();
     callback(null);
-    this.endIfClosing();
+    this.core.endIfClosing();
   }
 
   override _read(callback: Callback): void {
@@ -297,8 +276,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   }
 
   override _predestroy(): void {
-    this.stopListening();
-    this.channel.close();
+    this.core.release();
   }
 }
 

@@ -21,7 +21,7 @@ const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
 export interface BenchOptions {
   /** Scenario names (file names under bench/scenarios/); default all. */
-  scenarios?: readonly string[];
+  scenarios?: readonly string[] | undefined;
   /** Repetitions of every point; at least 5 for published figures. */
   reps: number;
   /** Tiny sizes (each scenario's `smoke` grid): checks the code path, measures nothing. */

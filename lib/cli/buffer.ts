@@ -12,8 +12,8 @@ import { createHopperStreams } from '../streams.js';
 // readable to stdout at the pace stdout drains. Byte mode writes stdin's Buffers as records;
 // --lines writes lines (strings), and with --schema, parsed, validated records.
 
-/** Output is written in pieces of about this size (lines are gathered up to it). */
-const OUTPUT_BATCH_BYTES = 64 * 1024;
+/** Output is written in pieces of about this size (lines are gathered up to it), by `cat` too. */
+export const OUTPUT_BATCH_BYTES = 64 * 1024;
 /**
  * Byte mode cuts stdin's chunks (64 KiB from a pipe or a file) into records of at most this
  * size: the hopper's readable buffers up to 16 records beyond the memory budget, so small

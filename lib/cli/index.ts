@@ -2,15 +2,13 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './args.js';
-import { runBuffer, standardInput } from './buffer.js';
+import { OUTPUT_BATCH_BYTES, runBuffer, standardInput } from './buffer.js';
 import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
 
 // The `hopper-streams` command: parses the arguments, runs buffer, cat or verify, and exits
 // with its status: 0 done, 1 a run-time failure, 2 bad flags, 128+n after signal n.
 // cat and verify load their module when run: a buffer's start-up does not wait on it.
-
-const OUTPUT_BATCH_BYTES = 64 * 1024;
 
 function version(): string {
   const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };

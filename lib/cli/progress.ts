@@ -47,11 +47,11 @@ export interface ProgressOptions {
    */
   every?: (ms: number, tick: () => void) => () => void;
   /** Show record counts (lines mode); in byte mode records are just pieces of the input. */
-  records?: boolean;
+  records?: boolean | undefined;
   /** The input's size in bytes, if known (`-s`): the line shows percent and ETA. */
   size?: number | undefined;
   /** Whether output bytes are input bytes (not so with --schema), so that out has a percent too. */
-  outputIsInput?: boolean;
+  outputIsInput?: boolean | undefined;
 }
 
 /** Refresh period on a terminal, and between plain lines otherwise. */
