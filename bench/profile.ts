@@ -16,6 +16,7 @@ import { formatDuration, formatValue } from './lib/format.js';
 import { topSelfTime, type CpuProfile } from './lib/profile.js';
 import type { Settings } from './lib/define-scenario.js';
 import { loadScenario } from './lib/registry.js';
+import { runMain } from './lib/main.js';
 
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({ allowPositionals: true, options: { top: { type: 'string' }, flag: { type: 'string', multiple: true } } });
@@ -49,12 +50,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -19,6 +19,7 @@ import { runBench, type BenchResults } from './lib/runner.js';
 import { formatDuration } from './lib/format.js';
 import { markdownReport } from './lib/report.js';
 import { SCENARIO_NAMES } from './lib/registry.js';
+import { runMain } from './lib/main.js';
 
 const USAGE = `Usage: npm run bench -- [options]
 
@@ -98,12 +99,4 @@ async function main(): Promise<number> {
   return failed.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -70,8 +70,7 @@ function event(i: number): Event {
 }
 
 async function mockFor(t: { teardown(fn: () => Promise<void> | void): void }, topic: string): Promise<MockCluster> {
-  const mock = await startMock([`${topic}:3`]);
-  t.teardown(() => mock.stop());
+  const mock = await startMock(t, [`${topic}:3`]);
   return mock;
 }
 
@@ -219,8 +218,7 @@ test.serial(
 test.serial(
   'createKafkaSink() - a topic the brokers refuse (authorization, unknown) fails the sink through kafkajs with the records not acknowledged',
   async (t) => {
-    const mock = await startMock(['denied', 'missing'], { topicErrors: { denied: 29, missing: 3 } });
-    t.teardown(() => mock.stop());
+    const mock = await startMock(t, ['denied', 'missing'], { topicErrors: { denied: 29, missing: 3 } });
     const producer = await producerFor(t, mock.brokers);
     for (const [topic, type] of [
       ['denied', 'TOPIC_AUTHORIZATION_FAILED'],

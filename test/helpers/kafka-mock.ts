@@ -47,9 +47,13 @@ export interface MockCluster {
 
 /**
  * Starts a mock cluster with the given topics (`name` or `name:partitions`); `topicErrors` maps a
- * topic to the Kafka protocol error code its metadata requests get.
+ * topic to the Kafka protocol error code its metadata requests get. The test's teardown ends it.
  */
-export async function startMock(topics: string[], options: { brokers?: number; topicErrors?: Record<string, number> } = {}): Promise<MockCluster> {
+export async function startMock(
+  t: { teardown(fn: () => Promise<void> | void): void },
+  topics: string[],
+  options: { brokers?: number; topicErrors?: Record<string, number> } = {},
+): Promise<MockCluster> {
   const binary = await buildMock();
   const errorArgs = Object.entries(options.topicErrors ?? {}).flatMap(([topic, code]) => ['-e', `${topic}=${code}`]);
   const args = ['-b', String(options.brokers ?? 3), ...errorArgs, ...topics];
@@ -70,6 +74,8 @@ export async function startMock(topics: string[], options: { brokers?: number; t
       await exited;
     }
   };
+  // Ended by the test's teardown whatever happens next, a wait for its first line included.
+  t.teardown(stop);
   try {
     const bootstrap = await nextLine('the bootstrap list');
     return {
