@@ -1,5 +1,6 @@
 import type { RecordCodec } from './codec.js';
 import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeAfterEndError, type HopperError, type LimitOption } from './errors.js';
+import { memoryCopy } from './memory-copy.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
 import type { AppendResult, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';
@@ -559,7 +560,7 @@ export class Channel {
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
   private place(record: unknown, size: number): Refusal | undefined {
     if (this.memoryBytes + size <= this.options.maxMemoryBytes) {
-      this.queue.push(record, size);
+      this.queue.push(memoryCopy(record), size);
       this.memoryBytes += size;
       this.memoryRecords++;
     } else {

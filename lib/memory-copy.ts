@@ -1,0 +1,73 @@
+/**
+ * What the memory tier keeps of a record: a copy, when the record is plain data.
+ *
+ * Why: V8 decides per allocation site (an object or array literal in the producer's code) whether
+ * to allocate its objects straight in old space, from how many of them survive a young-generation
+ * collection. A memory tier holding the producer's own objects makes nearly all of them survive
+ * while it fills, so V8 pretenures the producer's sites; from then on every record they make, even
+ * one that goes to disk and is dropped at once, lives until a full collection. That cost the burst
+ * write about 40% of its rate and the process some 60 MiB of peak RSS (bench scenarios 2 and 4;
+ * `npx tsx bench/profile.ts burst-drain impl=hopper --flag=--no-allocation-site-pretenuring` shows
+ * the difference). Copies made here come from this module's sites, which only ever make records
+ * that are held, so the producer's records die young whichever tier they take. A library cannot
+ * set V8's flags for its user's process; this is the part of the cause it owns.
+ *
+ * Only plain data is copied: plain objects and arrays (what literals make) of strings, booleans,
+ * null and finite numbers other than -0, which is also what the segment log writes as JSON, so a
+ * copy comes back from memory exactly as it would from disk (shared parts become equal copies in
+ * both tiers). Any other record (a string or a Buffer, a Date or a Map anywhere in it, an array
+ * with holes or named properties, a value nested deeper than {@link COPY_DEPTH}) is kept as
+ * written, as before: literals are rarely what such records are made of.
+ */
+
+const COPY_DEPTH = 64;
+
+/** Thrown inside the copy, and caught in {@link memoryCopy}: the record is kept as written. */
+const NOT_PLAIN = new Error('not plain data');
+
+/** Throws {@link NOT_PLAIN} unless `value` is a string, a boolean, or a number JSON carries exactly. */
+function checkScalar(value: unknown): void {
+  if (typeof value === 'string' || typeof value === 'boolean') return;
+  // NaN, ±Infinity and -0 are not JSON (nor is undefined): such a record takes the V8 path on disk.
+  if (typeof value !== 'number' || !Number.isFinite(value) || (value === 0 && 1 / value < 0)) throw NOT_PLAIN;
+}
+
+function copyObject(value: object, depth: number): unknown {
+  if (depth === COPY_DEPTH) throw NOT_PLAIN;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Array.prototype) {
+    const copy = (value as unknown[]).slice();
+    // Holes read as undefined and are refused below; named properties would not survive slice().
+    if (copy.length > 0 && Object.keys(value).length !== copy.length) throw NOT_PLAIN;
+    for (let i = 0; i < copy.length; i++) {
+      const item = copy[i];
+      if (typeof item !== 'object') checkScalar(item);
+      else if (item !== null) copy[i] = copyObject(item, depth + 1);
+    }
+    return copy;
+  }
+  if (proto !== Object.prototype) throw NOT_PLAIN;
+  // A spread keeps the object's shape (its hidden class), so the copy is as fast to read.
+  const copy: Record<string, unknown> = { ...value };
+  for (const key in copy) {
+    const item = copy[key];
+    if (typeof item !== 'object') checkScalar(item);
+    else if (item !== null) copy[key] = copyObject(item, depth + 1);
+  }
+  return copy;
+}
+
+/**
+ * The value the memory tier holds for `record` (already validated): a copy when it is plain data,
+ * else the record itself.
+ */
+export function memoryCopy(record: unknown): unknown {
+  if (typeof record !== 'object' || record === null) return record;
+  try {
+    return copyObject(record, 0);
+  } catch {
+    // Not plain data; or a getter that threw now though it did not during validation: the record
+    // was accepted, so it is kept as written.
+    return record;
+  }
+}
