@@ -1,6 +1,7 @@
 /**
  * One run of `bench/compare/run.ts`, in the checkout given as its first argument: a burst of events
- * into a hopper with the reader paused, then the drain, timed apart. Prints one JSON line.
+ * into a hopper with the reader paused, then the drain, timed apart. Prints one JSON line: the
+ * rates, and the process's peak RSS.
  *
  *   node --import tsx/esm bench/compare/child.ts CHECKOUT MODE RECORDS
  */
@@ -38,7 +39,9 @@ try {
   const drained = performance.now();
   if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
   const rate = (ms: number): number => (records * 1000) / ms;
-  console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started) }));
+  // maxRSS is in KiB.
+  const peakRssMiB = process.resourceUsage().maxRSS / 1024;
+  console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB }));
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

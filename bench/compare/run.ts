@@ -19,6 +19,7 @@ interface Rates {
   write: number;
   drain: number;
   total: number;
+  peakRssMiB: number;
 }
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -43,5 +44,6 @@ for (const [checkout, rates] of runs) {
     const range = `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
     return `${key} ${Math.round(median(rates.map((rate) => rate[key])) / 1000)} k/s, ${median(ratios).toFixed(2)}× (${range})`;
   });
+  cells.push(`peak RSS ${Math.round(median(rates.map((rate) => rate.peakRssMiB)))} MiB`);
   console.log(`${mode} ${checkout}: ${cells.join('; ')}`);
 }
