@@ -63,6 +63,9 @@ function copyObject(value: object, depth: number): unknown {
  */
 export function memoryCopy(record: unknown): unknown {
   if (typeof record !== 'object' || record === null) return record;
+  // A Buffer (the CLI's byte mode) or any other class: kept, without a throw per record.
+  const proto = Object.getPrototypeOf(record);
+  if (proto !== Object.prototype && proto !== Array.prototype) return record;
   try {
     return copyObject(record, 0);
   } catch {
