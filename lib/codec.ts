@@ -4,7 +4,7 @@ import type { Schema, Type } from 'avsc';
 import { HopperError, invalidRecordError, recordTooLargeError } from './errors.js';
 import type { AvroSchema } from './options.js';
 import { compileQuickCheck } from './quick-check.js';
-import { SizeProblem, VIEW_TYPES, compileSizeOf, sizeOfSchemaless } from './size.js';
+import { SizeProblem, VIEW_TYPES, compileSizeOf, isQuickValid, sizeOfSchemaless } from './size.js';
 
 /**
  * How records become bytes in a segment, and how their in-memory size is estimated.
@@ -500,8 +500,20 @@ function envelopeCodec(): RecordCodec {
   return {
     type,
     validateAndSize,
-    // Without a schema, the size walk is what finds values structuredClone would not give back.
-    validate: validateAndSize,
+    // Without a schema, the size walk is what finds values structuredClone would not give back;
+    // plain data passes a quicker walk that only checks, for the records handed straight over.
+    validate(record) {
+      if (typeof record === 'object' && record !== null) {
+        let plain = false;
+        try {
+          plain = isQuickValid(record);
+        } catch {
+          // A getter or a Proxy threw: the full walk below reads it again and reports it.
+        }
+        if (plain) return;
+      }
+      validateAndSize(record);
+    },
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed()))

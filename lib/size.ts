@@ -89,6 +89,38 @@ function quickSize(value: unknown, depth: number): number {
   }
 }
 
+/**
+ * The fast check, without sizes, for a record handed straight to a waiting reader: true when the
+ * value is plain data the quick walk would accept (plain objects and arrays of primitives other
+ * than symbols and BigInts, and known views), no deeper than CYCLE_CHECK_DEPTH. False means "ask
+ * {@link sizeOfSchemaless}", which decides. Leaves are checked in the loops, not by a call each:
+ * this runs once per record on the pass-through path.
+ */
+export function isQuickValid(value: object, depth = 0): boolean {
+  if (depth === CYCLE_CHECK_DEPTH) return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype) {
+    for (const key in value) {
+      const item = (value as Record<string, unknown>)[key];
+      const kind = typeof item;
+      if (kind === 'string' || kind === 'number' || kind === 'boolean' || kind === 'undefined') continue;
+      if (kind !== 'object' || (item !== null && !isQuickValid(item as object, depth + 1))) return false;
+    }
+    return true;
+  }
+  if (proto === Array.prototype) {
+    const array = value as unknown[];
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      const kind = typeof item;
+      if (kind === 'string' || kind === 'number' || kind === 'boolean' || kind === 'undefined') continue;
+      if (kind !== 'object' || (item !== null && !isQuickValid(item as object, depth + 1))) return false;
+    }
+    return true;
+  }
+  return VIEW_PROTOTYPES.has(proto);
+}
+
 /** Where a value stops being something structuredClone gives back as it was written (thrown by the size walk, made a HopperError by the codec). */
 export class SizeProblem extends Error {
   constructor(

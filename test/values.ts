@@ -43,6 +43,37 @@ async function through(records: unknown[], options: HopperOptions): Promise<{ ou
 }
 
 /**
+ * As {@link through}, with a consumer already waiting (a 'data' listener, one turn of the event
+ * loop passed): each accepted record is handed straight to it, never queued. `queued` counts the
+ * records that were held in memory or on disk instead (it should stay 0).
+ */
+async function handedOver(records: unknown[]): Promise<{ out: unknown[]; refused: Array<string | undefined>; queued: number }> {
+  const dir = tempDataDir();
+  try {
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 64 * 1024 ** 2 });
+    const out: unknown[] = [];
+    hopper.readable.on('data', (record) => out.push(record));
+    await nextTurn();
+    let queued = 0;
+    const refused = records.map((record) => {
+      try {
+        hopper.send(record);
+        const stats = hopper.stats();
+        queued = Math.max(queued, stats.memoryRecords + stats.diskRecords);
+        return undefined;
+      } catch (err) {
+        if (!HopperError.is(err)) throw err;
+        return err.code;
+      }
+    });
+    await hopper.close();
+    return { out, refused, queued };
+  } finally {
+    dir.remove();
+  }
+}
+
+/**
  * util.isDeepStrictEqual, except that an invalid Date equals another one: Node's comparison
  * calls two invalid Dates unequal (NaN !== NaN), even a Date and its structuredClone.
  */
@@ -81,7 +112,7 @@ const anyValue = fc.anything({
   values: [fc.boolean(), fc.integer(), fc.double(), edgeNumbers, fc.string({ unit: 'binary' }), fc.constant(null), fc.constant(undefined)],
 });
 
-test('values without a schema - any value is refused in both tiers, or comes back as structuredClone gives it in both, and records after it arrive', async (t) => {
+test('values without a schema - any value is refused in both tiers and when handed straight over, or comes back as structuredClone gives it in both, and records after it arrive', async (t) => {
   let accepted = 0;
   let runs = 0;
   await fc.assert(
@@ -105,12 +136,43 @@ test('values without a schema - any value is refused in both tiers, or comes bac
         }
       }
       if (results[0]!.refused[1] !== results[1]!.refused[1]) return false;
+      // Handed straight to a waiting consumer: refused alike, or delivered as the object written.
+      const direct = await handedOver(['before', value, 'after']);
+      if (direct.queued !== 0 || direct.refused[1] !== results[0]!.refused[1]) return false;
+      if (direct.out.length !== (direct.refused[1] === undefined ? 3 : 2)) return false;
+      if (direct.refused[1] === undefined && direct.out[1] !== value) return false;
       if (results[0]!.refused[1] === undefined) accepted++;
       return true;
     }),
     { numRuns: 120 },
   );
   t.true(accepted > runs / 2, `most values are accepted (${accepted} of ${runs})`);
+});
+
+test('values without a schema - handed straight to a waiting consumer, a record whose getter throws is ERR_HOPPER_INVALID_RECORD with its error as cause', async (t) => {
+  const boom = new Error('boom');
+  const getter = Object.defineProperty({ a: 1 }, 'x', {
+    enumerable: true,
+    get: () => {
+      throw boom;
+    },
+  });
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir });
+  const out: unknown[] = [];
+  hopper.readable.on('data', (record) => out.push(record));
+  await nextTurn();
+  for (const record of [getter, { deep: [getter] }]) {
+    const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+    t.is(err!.cause, boom);
+  }
+  const plain = { a: 1, b: ['x'] };
+  hopper.send(plain);
+  t.is(out[0], plain, 'a plain record is handed over as the object written');
+  await hopper.close();
+  t.is(out.length, 1);
 });
 
 const adapters: Array<[string, (values: unknown[]) => Promise<unknown[]>]> = [
