@@ -4,8 +4,15 @@ import type { Type } from 'avsc';
 // memory path (about a third of the time per event record in the pass-through profile), mostly its long
 // check, `val % 1 === 0`, which is a floating-point remainder call for timestamps and other
 // numbers beyond small integers. This check is compiled from the schema, like avsc's, for the
-// common types only. It is sound, not complete: true only for values avsc's `isValid` accepts;
-// false means "ask avsc", which then decides (and names the field when the record is invalid).
+// common types only. It is sound, not complete: true only for values avsc's `isValid` accepts
+// and gives back as written (no -0 for an int or long, no float beyond the float range); false
+// means "ask avsc" and the fidelity check, which then decide (and name the field).
+
+/** Enums with at most this many symbols are checked by comparisons, not a Set lookup. */
+const ENUM_INLINE_SYMBOLS = 8;
+
+/** The largest float32; a number beyond it may round to Infinity when written as a float. */
+const FLOAT_MAX = 3.4028234663852886e38;
 
 /** avsc's isSafeLong bounds: a long must be an integer within ±(2^53 − 2). */
 const LONG_MAX = 9007199254740990;
@@ -37,11 +44,16 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
       case 'boolean':
         return `typeof ${value} === 'boolean'`;
       case 'int':
-        // avsc's check is `val === (val | 0)`, which coerces (and can throw on) objects: test the kind first.
-        return `(typeof ${value} === 'number' && ${value} === (${value} | 0))`;
+        // avsc's check is `val === (val | 0)`, which coerces (and can throw on) objects: test the
+        // kind first. -0 passes avsc but comes back as 0: it is left to avsc and the fidelity check.
+        return `(typeof ${value} === 'number' && ${value} === (${value} | 0) && (${value} !== 0 || 1 / ${value} > 0))`;
       case 'long':
-        return `(typeof ${value} === 'number' && Number.isInteger(${value}) && ${value} >= -${LONG_MAX} && ${value} <= ${LONG_MAX})`;
+        // A small integer passes the first test without a call; any other integer in range, the second.
+        return `(typeof ${value} === 'number' && (${value} !== 0 ? ${value} === (${value} | 0) || (Number.isInteger(${value}) && ${value} >= -${LONG_MAX} && ${value} <= ${LONG_MAX}) : 1 / ${value} > 0))`;
       case 'float':
+        // A finite value beyond the float range comes back as ±Infinity; NaN and ±Infinity are
+        // left to avsc too (they come back as written, more slowly checked).
+        return `(typeof ${value} === 'number' && ${value} >= -${FLOAT_MAX} && ${value} <= ${FLOAT_MAX})`;
       case 'double':
         return `typeof ${value} === 'number'`;
       case 'string':
@@ -49,7 +61,10 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
       case 'bytes':
         return `Buffer.isBuffer(${value})`;
       case 'enum': {
-        const id = constants.push(new Set(parts.symbols)) - 1;
+        const symbols = parts.symbols!;
+        // A few symbols: compared one by one (an interned string compares by pointer); more: a Set.
+        if (symbols.length <= ENUM_INLINE_SYMBOLS) return `(${symbols.map((symbol) => `${value} === ${JSON.stringify(symbol)}`).join(' || ')})`;
+        const id = constants.push(new Set(symbols)) - 1;
         return `(typeof ${value} === 'string' && c[${id}].has(${value}))`;
       }
       case 'union:unwrapped': {

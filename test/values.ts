@@ -506,6 +506,46 @@ for (const [tier, budget] of TIERS) {
     t.deepEqual({ ...out[0]!.labels }, { b: 'y' });
   });
 
+  test(`records with a schema - -0 for an int or a long and a float beyond its range are refused where the compiled check takes the record (${tier})`, async (t) => {
+    // No map and no multi-branch union: the compiled quick check decides these records alone.
+    const flat = {
+      type: 'record',
+      name: 'Flat',
+      fields: [
+        { name: 'ratio', type: 'float' },
+        { name: 'count', type: 'int' },
+        { name: 'total', type: 'long' },
+        { name: 'items', type: { type: 'array', items: 'long' } },
+      ],
+    };
+    const good = { ratio: 0.5, count: 1, total: 2 ** 40, items: [0, 1] };
+    const cases: Array<[unknown, string[], RegExp]> = [
+      [{ ...good, count: -0 }, ['count'], /-0/],
+      [{ ...good, total: -0 }, ['total'], /-0/],
+      [{ ...good, items: [1, -0] }, ['items', '1'], /-0/],
+      [{ ...good, ratio: 1e39 }, ['ratio'], /beyond the range of a float/],
+      [{ ...good, ratio: -3.5e38 }, ['ratio'], /beyond the range of a float/],
+    ];
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, schema: flat, maxMemoryBytes: budget });
+    for (const [record, path, message] of cases) {
+      const err = t.throws(() => hopper.send(record), { instanceOf: HopperError });
+      t.is(err!.code, 'ERR_HOPPER_INVALID_RECORD');
+      t.deepEqual(err!.path, path);
+      t.regex(err!.message, message);
+    }
+    for (const ratio of [Number.NaN, Infinity, 3.4028234663852886e38]) hopper.send({ ...good, ratio });
+    const closed = hopper.close();
+    const out = await collect<{ ratio: number; count: number }>(hopper.readable);
+    await closed;
+    t.deepEqual(
+      out.map((record) => record.ratio),
+      [Number.NaN, Infinity, 3.4028234663852886e38],
+    );
+    t.true(out.every((record) => Object.is(record.count, 1)));
+  });
+
   test(`records with a schema - a getter that throws is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, (t) => {
     const boom = new Error('boom');
     const record = Object.defineProperty({ labels: {}, ratio: 1, total: 1, next: null }, 'count', {
