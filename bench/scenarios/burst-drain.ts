@@ -277,9 +277,10 @@ export default defineScenario({
     const vsCeiling = hopper?.ratios.recordsPerSec;
     checks.push({
       scenario: 2,
-      target: 'hopper-streams: ≥ 0.5× the ceiling for the whole burst and drain',
+      // Issue 15 (Performance II) raised this from 0.5×.
+      target: 'hopper-streams: ≥ 0.8× the ceiling for the whole burst and drain',
       measured: formatRatio(vsCeiling),
-      met: vsCeiling && vsCeiling.n > 0 ? vsCeiling.median >= 0.5 : undefined,
+      met: vsCeiling && vsCeiling.n > 0 ? vsCeiling.median >= 0.8 : undefined,
     });
     for (const [key, factor, what] of [
       ['writeRecordsPerSec', 3, 'write'],
