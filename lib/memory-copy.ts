@@ -57,6 +57,14 @@ function copyObject(value: object, depth: number): unknown {
   return copy;
 }
 
+const EMPTY = {};
+
+/** Whether something made a property of Object.prototype enumerable (a polluted prototype). */
+function prototypeHasEnumerable(): boolean {
+  for (const _key in EMPTY) return true;
+  return false;
+}
+
 /**
  * The value the memory tier holds for `record` (already validated): a copy when it is plain data,
  * else the record itself.
@@ -66,6 +74,8 @@ export function memoryCopy(record: unknown): unknown {
   // A Buffer (the CLI's byte mode) or any other class: kept, without a throw per record.
   const proto = Object.getPrototypeOf(record);
   if (proto !== Object.prototype && proto !== Array.prototype) return record;
+  // for...in in the copy would also see what is enumerable on Object.prototype, and copy it in.
+  if (prototypeHasEnumerable()) return record;
   try {
     return copyObject(record, 0);
   } catch {

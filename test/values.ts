@@ -2,6 +2,7 @@ import util from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
 import { createHopperStream, createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
+import { memoryCopy } from '../lib/memory-copy.js';
 import { createHopperStreams as createStreamxHopper } from '../lib/streamx.js';
 import { collect, nextTurn, tempDataDir } from './helpers/index.js';
 
@@ -173,6 +174,22 @@ test('values without a schema - handed straight to a waiting consumer, a record 
   t.is(out[0], plain, 'a plain record is handed over as the object written');
   await hopper.close();
   t.is(out.length, 1);
+});
+
+test('memoryCopy() - plain data is copied; with an enumerable property on Object.prototype, the record is kept as written', (t) => {
+  const record = { a: { b: [1, 'x'] } };
+  const copy = memoryCopy(record) as typeof record;
+  t.not(copy, record);
+  t.not(copy.a.b, record.a.b);
+  t.deepEqual(copy, record);
+  // Synchronous: no other test of this file runs while the prototype is polluted.
+  (Object.prototype as Record<string, unknown>).polluted = { c: 1 };
+  try {
+    t.is(memoryCopy(record), record, 'a copy would have taken the inherited property in as its own');
+  } finally {
+    delete (Object.prototype as Record<string, unknown>).polluted;
+  }
+  t.not(memoryCopy(record), record);
 });
 
 const adapters: Array<[string, (values: unknown[]) => Promise<unknown[]>]> = [
@@ -544,6 +561,29 @@ for (const [tier, budget] of TIERS) {
       [Number.NaN, Infinity, 3.4028234663852886e38],
     );
     t.true(out.every((record) => Object.is(record.count, 1)));
+  });
+
+  test(`records with a schema - a record comes back as it was when sent, though the producer changes it afterwards (${tier})`, async (t) => {
+    const flat = {
+      type: 'record',
+      name: 'Tagged',
+      fields: [
+        { name: 'n', type: 'long' },
+        { name: 'tags', type: { type: 'array', items: 'string' } },
+      ],
+    };
+    const record = { n: 1, tags: ['a'] };
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<typeof record>({ dataDir: dir.dataDir, schema: flat, maxMemoryBytes: budget });
+    hopper.send(record);
+    record.n = 2;
+    record.tags.push('b');
+    await nextTurn();
+    const closed = hopper.close();
+    const out = await collect<typeof record>(hopper.readable);
+    await closed;
+    t.deepEqual({ ...out[0]! }, { n: 1, tags: ['a'] });
   });
 
   test(`records with a schema - a getter that throws is ERR_HOPPER_INVALID_RECORD with its error as cause (${tier})`, (t) => {
