@@ -5,10 +5,10 @@
  * to allocate its objects straight in old space, from how many of them survive a young-generation
  * collection. A memory tier holding the producer's own objects makes nearly all of them survive
  * while it fills, so V8 pretenures the producer's sites; from then on every record they make, even
- * one that goes to disk and is dropped at once, lives until a full collection. That cost the burst
- * write about 40% of its rate and the process some 60 MiB of peak RSS (bench scenarios 2 and 4;
- * `npx tsx bench/profile.ts burst-drain impl=hopper --flag=--no-allocation-site-pretenuring` shows
- * the difference). Copies made here come from this module's sites, which only ever make records
+ * one that goes to disk and is dropped at once, lives until a full collection. In 0.3.0 that cost
+ * the burst write about a third of its rate and the process some 60 MiB of peak RSS (bench
+ * scenarios 2 and 4; running them with `--no-allocation-site-pretenuring` showed the difference,
+ * which is gone since). Copies made here come from this module's sites, which only ever make records
  * that are held, so the producer's records die young whichever tier they take. A library cannot
  * set V8's flags for its user's process; this is the part of the cause it owns.
  *
