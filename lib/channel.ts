@@ -1,6 +1,6 @@
 import type { RecordCodec } from './codec.js';
 import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeAfterEndError, type HopperError, type LimitOption } from './errors.js';
-import { memoryCopy } from './memory-copy.js';
+import { memoryCopy } from './plain-data.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
 import type { AppendResult, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';

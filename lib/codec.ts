@@ -3,6 +3,7 @@ import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError, invalidRecordError, recordTooLargeError } from './errors.js';
 import type { AvroSchema } from './options.js';
+import { isJsonExact } from './plain-data.js';
 import { compileQuickCheck } from './quick-check.js';
 import { SizeProblem, VIEW_TYPES, compileSizeOf, isQuickValid, sizeOfSchemaless } from './size.js';
 
@@ -76,45 +77,6 @@ const VALUE_BRANCH = 4;
 const DATA_JSON = 0;
 const DATA_V8 = 2;
 const STRING_TYPE = avsc.Type.forSchema('string');
-
-/** Deeper values are not looked at for the JSON path: they take the V8 path. */
-const JSON_MAX_DEPTH = 64;
-
-/**
- * Whether `JSON.parse(JSON.stringify(value))` gives back exactly `value` (as util.isDeepStrictEqual
- * sees it), for a value the size walk accepted: plain objects and arrays (no holes, no
- * `undefined`, no named properties on arrays), strings, booleans, null, and finite numbers
- * other than -0. Strings are exact whatever they hold: JSON.stringify escapes lone surrogates.
- */
-function jsonExact(value: unknown, depth: number): boolean {
-  switch (typeof value) {
-    case 'string':
-    case 'boolean':
-      return true;
-    case 'number':
-      return Number.isFinite(value) && !Object.is(value, -0);
-    case 'object': {
-      if (value === null) return true;
-      if (depth === JSON_MAX_DEPTH) return false;
-      const proto = Object.getPrototypeOf(value);
-      if (proto === Array.prototype) {
-        const array = value as unknown[];
-        for (let i = 0; i < array.length; i++) {
-          const item = array[i];
-          if (item === undefined || !jsonExact(item, depth + 1)) return false;
-        }
-        return array.length === 0 || Object.keys(array).length === array.length;
-      }
-      if (proto !== Object.prototype) return false;
-      for (const key in value) {
-        if (!jsonExact((value as Record<string, unknown>)[key], depth + 1)) return false;
-      }
-      return true;
-    }
-    default:
-      return false;
-  }
-}
 
 /** A varint length of up to 2^53 takes at most this many bytes. */
 const LENGTH_MAX_BYTES = 8;
@@ -520,7 +482,7 @@ function envelopeCodec(): RecordCodec {
         return type.encode(record, buf, pos);
       // JSON is exact for plain data, and several times cheaper than a V8 serialization per
       // record (each releaseBuffer() is a new external buffer for the garbage collector).
-      if (typeof record !== 'string' && jsonExact(record, 0)) {
+      if (typeof record !== 'string' && isJsonExact(record)) {
         let text: string;
         try {
           text = JSON.stringify(record);

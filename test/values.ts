@@ -2,7 +2,7 @@ import util from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
 import { createHopperStream, createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
-import { memoryCopy } from '../lib/memory-copy.js';
+import { isJsonExact, memoryCopy } from '../lib/plain-data.js';
 import { createHopperStreams as createStreamxHopper } from '../lib/streamx.js';
 import { collect, nextTurn, tempDataDir } from './helpers/index.js';
 
@@ -176,20 +176,46 @@ test('values without a schema - handed straight to a waiting consumer, a record 
   t.is(out.length, 1);
 });
 
-test('memoryCopy() - plain data is copied; with an enumerable property on Object.prototype, the record is kept as written', (t) => {
+test('memoryCopy() - copies exactly the objects isJsonExact() accepts, and the copy is equal and shares no object (property)', (t) => {
+  const sharesObject = (a: unknown, b: unknown): boolean => {
+    if (typeof a !== 'object' || a === null) return false;
+    if (a === b) return true;
+    return Object.keys(a).some((key) => sharesObject((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
+  };
+  let copied = 0;
+  fc.assert(
+    // Exotic values, JSON values, and plain objects and arrays whose only flaw may be a leaf (NaN, -0, undefined).
+    fc.property(
+      fc.oneof(anyValue, fc.jsonValue(), fc.anything({ values: [fc.double(), edgeNumbers, fc.string(), fc.constant(null), fc.constant(undefined)] })),
+      (value) => {
+        if (typeof value !== 'object' || value === null) return Object.is(memoryCopy(value), value);
+        const copy = memoryCopy(value);
+        if (copy === value) return !isJsonExact(value);
+        copied++;
+        return isJsonExact(value) && util.isDeepStrictEqual(copy, value) && !sharesObject(copy, value);
+      },
+    ),
+    { numRuns: 500 },
+  );
+  t.true(copied > 100, `many values were plain data (${copied})`);
+});
+
+test('memoryCopy() - with enumerable properties on Object.prototype, no copy takes one in as its own', (t) => {
   const record = { a: { b: [1, 'x'] } };
-  const copy = memoryCopy(record) as typeof record;
-  t.not(copy, record);
-  t.not(copy.a.b, record.a.b);
-  t.deepEqual(copy, record);
   // Synchronous: no other test of this file runs while the prototype is polluted.
-  (Object.prototype as Record<string, unknown>).polluted = { c: 1 };
-  try {
-    t.is(memoryCopy(record), record, 'a copy would have taken the inherited property in as its own');
-  } finally {
-    delete (Object.prototype as Record<string, unknown>).polluted;
+  const proto = Object.prototype as Record<string, unknown>;
+  for (const polluted of [{ c: 1 }, 7]) {
+    proto.polluted = polluted;
+    let copy: unknown;
+    try {
+      copy = memoryCopy(record);
+    } finally {
+      delete proto.polluted;
+    }
+    t.false(Object.hasOwn(copy as object, 'polluted'));
+    t.false(Object.hasOwn((copy as typeof record).a, 'polluted'));
+    t.deepEqual(copy, record);
   }
-  t.not(memoryCopy(record), record);
 });
 
 const adapters: Array<[string, (values: unknown[]) => Promise<unknown[]>]> = [

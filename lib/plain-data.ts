@@ -1,7 +1,10 @@
 /**
- * What the memory tier keeps of a record: a copy, when the record is plain data.
+ * Plain data: what JSON gives back exactly (the segment log's JSON path for records without a
+ * schema, {@link isJsonExact}), and the copy the memory tier keeps of such a record
+ * ({@link memoryCopy}). One rule for both, so that a copy comes back from memory exactly as the
+ * record would from disk.
  *
- * Why: V8 decides per allocation site (an object or array literal in the producer's code) whether
+ * Why the memory tier copies: V8 decides per allocation site (an object or array literal in the producer's code) whether
  * to allocate its objects straight in old space, from how many of them survive a young-generation
  * collection. A memory tier holding the producer's own objects makes nearly all of them survive
  * while it fills, so V8 pretenures the producer's sites; from then on every record they make, even
@@ -16,24 +19,58 @@
  * null and finite numbers other than -0, which is also what the segment log writes as JSON, so a
  * copy comes back from memory exactly as it would from disk (shared parts become equal copies in
  * both tiers). Any other record (a string or a Buffer, a Date or a Map anywhere in it, an array
- * with holes or named properties, a value nested deeper than {@link COPY_DEPTH}) is kept as
+ * with holes or named properties, a value nested deeper than {@link PLAIN_MAX_DEPTH}) is kept as
  * written, as before: literals are rarely what such records are made of.
  */
 
-const COPY_DEPTH = 64;
+/** Deeper values are not looked at: they take the V8 path on disk, and are held as written. */
+const PLAIN_MAX_DEPTH = 64;
+
+/** A leaf JSON gives back exactly: a string (JSON.stringify escapes lone surrogates), a boolean, or a finite number other than -0. */
+function isJsonScalar(value: unknown): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value) && (value !== 0 || 1 / value > 0);
+    default:
+      return false;
+  }
+}
+
+/**
+ * Whether `JSON.parse(JSON.stringify(value))` gives back exactly `value` (as util.isDeepStrictEqual
+ * sees it), for a value the size walk accepted: plain objects and arrays (no holes, no
+ * `undefined`, no named properties on arrays) of such scalars and null, no deeper than
+ * {@link PLAIN_MAX_DEPTH}.
+ */
+export function isJsonExact(value: unknown, depth = 0): boolean {
+  if (typeof value !== 'object') return isJsonScalar(value);
+  if (value === null) return true;
+  if (depth === PLAIN_MAX_DEPTH) return false;
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Array.prototype) {
+    const array = value as unknown[];
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      if (item === undefined || !isJsonExact(item, depth + 1)) return false;
+    }
+    return array.length === 0 || Object.keys(array).length === array.length;
+  }
+  if (proto !== Object.prototype) return false;
+  for (const key in value) {
+    if (!isJsonExact((value as Record<string, unknown>)[key], depth + 1)) return false;
+  }
+  return true;
+}
 
 /** Thrown inside the copy, and caught in {@link memoryCopy}: the record is kept as written. */
 const NOT_PLAIN = new Error('not plain data');
 
-/** Throws {@link NOT_PLAIN} unless `value` is a string, a boolean, or a number JSON carries exactly. */
-function checkScalar(value: unknown): void {
-  if (typeof value === 'string' || typeof value === 'boolean') return;
-  // NaN, ±Infinity and -0 are not JSON (nor is undefined): such a record takes the V8 path on disk.
-  if (typeof value !== 'number' || !Number.isFinite(value) || (value === 0 && 1 / value < 0)) throw NOT_PLAIN;
-}
-
+/** The copy of a plain object or array, under {@link isJsonExact}'s rule, in the same pass; throws {@link NOT_PLAIN} where that rule says no. */
 function copyObject(value: object, depth: number): unknown {
-  if (depth === COPY_DEPTH) throw NOT_PLAIN;
+  if (depth === PLAIN_MAX_DEPTH) throw NOT_PLAIN;
   const proto = Object.getPrototypeOf(value);
   if (proto === Array.prototype) {
     const copy = (value as unknown[]).slice();
@@ -41,8 +78,9 @@ function copyObject(value: object, depth: number): unknown {
     if (copy.length > 0 && Object.keys(value).length !== copy.length) throw NOT_PLAIN;
     for (let i = 0; i < copy.length; i++) {
       const item = copy[i];
-      if (typeof item !== 'object') checkScalar(item);
-      else if (item !== null) copy[i] = copyObject(item, depth + 1);
+      if (typeof item !== 'object') {
+        if (!isJsonScalar(item)) throw NOT_PLAIN;
+      } else if (item !== null) copy[i] = copyObject(item, depth + 1);
     }
     return copy;
   }
@@ -51,8 +89,9 @@ function copyObject(value: object, depth: number): unknown {
   const copy: Record<string, unknown> = { ...value };
   for (const key in copy) {
     const item = copy[key];
-    if (typeof item !== 'object') checkScalar(item);
-    else if (item !== null) copy[key] = copyObject(item, depth + 1);
+    if (typeof item !== 'object') {
+      if (!isJsonScalar(item)) throw NOT_PLAIN;
+    } else if (item !== null) copy[key] = copyObject(item, depth + 1);
   }
   return copy;
 }
