@@ -1,7 +1,7 @@
 /**
  * One run of `bench/compare/run.ts`, in the checkout given as its first argument: a burst of events
- * into a hopper with the reader paused, then the drain, timed apart. Prints one JSON line: the
- * rates, and the process's peak RSS.
+ * into a hopper with the reader paused, then the drain, timed apart; or a pass-through (the mode's
+ * `through`). Prints one JSON line: the rates, and the process's peak RSS.
  *
  *   node --import tsx/esm bench/compare/child.ts CHECKOUT MODE RECORDS
  */
@@ -9,39 +9,59 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { eventSchema, makeEvent } from '../../examples/events.js';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { eventSchema, events, makeEvent, type Event } from '../../examples/events.js';
 import { MODES, type Mode } from './modes.js';
 
 const [checkout, modeName, recordsArg] = process.argv.slice(2);
 const mode: Mode | undefined = MODES[modeName ?? ''];
 if (checkout === undefined || mode === undefined || recordsArg === undefined) throw new Error('usage: child.ts CHECKOUT MODE RECORDS');
 const records = Number(recordsArg);
-const { createHopperStreams } = (await import(path.join(path.resolve(checkout), 'lib/index.ts'))) as typeof import('../../lib/index.js');
+const lib = (await import(path.join(path.resolve(checkout), 'lib/index.ts'))) as typeof import('../../lib/index.js');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-compare-'));
+const rate = (ms: number): number => (records * 1000) / ms;
+// maxRSS is in KiB.
+const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 try {
-  const hopper = createHopperStreams<{ seq: number }>({
-    dataDir,
-    name: 'compare',
-    maxMemoryBytes: mode.maxMemoryBytes,
-    ...(mode.schema ? { schema: eventSchema() } : {}),
-  });
-  const started = performance.now();
-  for (let seq = 1; seq <= records; seq++) {
-    hopper.send(makeEvent(seq));
-    if (seq % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
-  }
-  const written = performance.now();
-  hopper.writable.end();
+  const options = { dataDir, name: 'compare', maxMemoryBytes: mode.maxMemoryBytes, ...(mode.schema ? { schema: eventSchema() } : {}) };
   let seen = 0;
-  for await (const record of hopper.readable) {
+  const check = (record: { seq: number }): void => {
     if (record.seq !== ++seen) throw new Error(`record ${seen} had seq ${record.seq}`);
+  };
+  if (mode.through !== undefined) {
+    const sink = new Writable({
+      objectMode: true,
+      write(record: { seq: number }, _encoding, callback) {
+        check(record);
+        callback();
+      },
+    });
+    const source = Readable.from(events(records));
+    const started = performance.now();
+    if (mode.through === 'duplex') {
+      await pipeline(source, lib.createHopperStream<Event>(options), sink);
+    } else {
+      const hopper = lib.createHopperStreams<Event>(options);
+      await Promise.all([pipeline(source, hopper.writable), pipeline(hopper.readable, sink)]);
+    }
+    const ended = performance.now();
+    if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
+    console.log(JSON.stringify({ total: rate(ended - started), peakRssMiB: peakRssMiB() }));
+  } else {
+    const hopper = lib.createHopperStreams<{ seq: number }>(options);
+    const started = performance.now();
+    for (let seq = 1; seq <= records; seq++) {
+      hopper.send(makeEvent(seq));
+      if (seq % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    const written = performance.now();
+    hopper.writable.end();
+    for await (const record of hopper.readable) check(record);
+    const drained = performance.now();
+    if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
+    console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB: peakRssMiB() }));
   }
-  const drained = performance.now();
-  if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
-  const rate = (ms: number): number => (records * 1000) / ms;
-  // maxRSS is in KiB.
-  const peakRssMiB = process.resourceUsage().maxRSS / 1024;
-  console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB }));
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });
 }

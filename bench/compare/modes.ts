@@ -1,7 +1,13 @@
-/** The workloads `bench/compare/run.ts` can run: the event records, with or without their schema, all spilled or past an 8 MiB budget. */
+/**
+ * The workloads `bench/compare/run.ts` can run, on the event records with or without their
+ * schema: a burst with the reader paused, all spilled or past an 8 MiB budget, then the drain;
+ * or (`through`) a pass-through as bench scenario 1 drives it, a synchronous source piped through
+ * the Duplex or the pair to a sink that keeps up (16 MiB budget).
+ */
 export interface Mode {
   schema: boolean;
   maxMemoryBytes: number;
+  through?: 'duplex' | 'pair';
 }
 
 export const MODES: Record<string, Mode> = {
@@ -9,4 +15,8 @@ export const MODES: Record<string, Mode> = {
   'noschema-spill': { schema: false, maxMemoryBytes: 0 },
   'schema-8mib': { schema: true, maxMemoryBytes: 8 * 1024 * 1024 },
   'noschema-8mib': { schema: false, maxMemoryBytes: 8 * 1024 * 1024 },
+  'duplex-schema': { schema: true, maxMemoryBytes: 16 * 1024 * 1024, through: 'duplex' },
+  'duplex-noschema': { schema: false, maxMemoryBytes: 16 * 1024 * 1024, through: 'duplex' },
+  'pair-schema': { schema: true, maxMemoryBytes: 16 * 1024 * 1024, through: 'pair' },
+  'pair-noschema': { schema: false, maxMemoryBytes: 16 * 1024 * 1024, through: 'pair' },
 };

@@ -16,8 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { MODES } from './modes.js';
 
 interface Rates {
-  write: number;
-  drain: number;
+  /** Absent for a pass-through mode, which has only a total. */
+  write?: number;
+  drain?: number;
   total: number;
   peakRssMiB: number;
 }
@@ -39,10 +40,11 @@ for (let rep = 0; rep < reps; rep++) {
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const base = runs.get(checkouts[0]!)!;
 for (const [checkout, rates] of runs) {
-  const cells = (['write', 'drain', 'total'] as const).map((key) => {
-    const ratios = rates.map((rate, i) => rate[key] / base[i]![key]);
+  const keys = (['write', 'drain', 'total'] as const).filter((key) => rates[0]![key] !== undefined);
+  const cells = keys.map((key) => {
+    const ratios = rates.map((rate, i) => rate[key]! / base[i]![key]!);
     const range = `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
-    return `${key} ${Math.round(median(rates.map((rate) => rate[key])) / 1000)} k/s, ${median(ratios).toFixed(2)}× (${range})`;
+    return `${key} ${Math.round(median(rates.map((rate) => rate[key]!)) / 1000)} k/s, ${median(ratios).toFixed(2)}× (${range})`;
   });
   cells.push(`peak RSS ${Math.round(median(rates.map((rate) => rate.peakRssMiB)))} MiB`);
   console.log(`${mode} ${checkout}: ${cells.join('; ')}`);
