@@ -126,6 +126,9 @@ interface Refusal {
 
 const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
 
+/** The size of a record that went straight to the segment log: not estimated (see SPILLING). */
+const UNSIZED = -1;
+
 /**
  * The reader's push() threw: a consumer's 'data' listener, run inside push(). Like a PassThrough,
  * the channel lets that exception reach whoever called write() or send(); the record was accepted
@@ -164,6 +167,13 @@ const ADMITTING = 1 << 7;
 const DROPPING = 1 << 8;
 /** The disk tier recovered from a fault while the channel was inside it: the running loop resumes when it is done. */
 const RECOVERED = 1 << 9;
+/**
+ * A record went to disk for want of room in memory, and the reader has taken nothing since: memory
+ * has not freed room, so writes go to the segment log without being sized for memory. A smaller
+ * record that might have fitted in what room is left goes to disk too; the first record the reader
+ * takes (from either tier) ends this.
+ */
+const SPILLING = 1 << 10;
 /** The channel is inside the disk tier or one of its loops: a recovery waits for it to finish. */
 const BUSY = DELIVERING | ADMITTING | DROPPING;
 /** Not open: ending or closed. */
@@ -306,7 +316,7 @@ export class Channel {
     let refusal: Refusal | undefined;
     try {
       if (this.tryHandOver(record)) return;
-      const size = this.codec.validateAndSize(record);
+      const size = this.checkAndSize(record);
       refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
     } catch (err) {
       throw err instanceof ConsumerThrew ? err.error : err;
@@ -332,7 +342,7 @@ export class Channel {
       this.checkOpen();
       handed = this.tryHandOver(record);
       if (!handed) {
-        size = this.codec.validateAndSize(record);
+        size = this.checkAndSize(record);
         refusal = this.blocked.length > 0 ? WAITING : this.place(record, size);
       }
     } catch (err) {
@@ -352,6 +362,16 @@ export class Channel {
     if (this.options.onFull === 'block') this.blocked.push({ writer, record, size: size!, callback });
     else if (this.countDropped(refusal.reason)) callback();
     else this.failWrite(writer, callback, this.refusalError(record, refusal));
+  }
+
+  /**
+   * Validates a record (throws as the codec's validate()); sizes it unless it is going straight to
+   * disk (while spilling, or with a memory budget of 0).
+   */
+  private checkAndSize(record: unknown): number {
+    if ((this.flags & SPILLING) === 0 && this.options.maxMemoryBytes !== 0) return this.codec.validateAndSize(record);
+    this.codec.validate(record);
+    return UNSIZED;
   }
 
   private refusalError(record: unknown, refusal: Refusal): HopperError {
@@ -408,6 +428,16 @@ export class Channel {
     this.flags |= READER_STARTED | DELIVERING;
     try {
       for (;;) {
+        const head = this.queue.peek();
+        if (head instanceof DiskRun && head.count > 0 && this.blocked.length === 0) {
+          // A run of disk records, read straight through: the per-record bookkeeping of next() is
+          // for the run's edges (its end, lost records, held writes), checked again after it.
+          const more = this.deliverRun(reader, head);
+          if (more === false || (this.flags & CLOSED) !== 0) return;
+          if (more === true) continue;
+          this.flags |= READER_WAITING;
+          return;
+        }
         let record: unknown;
         try {
           record = this.next();
@@ -430,6 +460,39 @@ export class Channel {
       }
     } finally {
       this.flags &= ~DELIVERING;
+    }
+  }
+
+  /**
+   * Pushes the records of `run` (the head placement) while the reader wants them and no write is
+   * held. Returns false when the reader wants no more (or reading failed); true when deliverAll
+   * goes on (the run ended, a write is now held, or lost records were skipped over); undefined
+   * when the log has no record to give now (a failed read is being retried).
+   */
+  private deliverRun(reader: ChannelReader, run: DiskRun): boolean | undefined {
+    const log = this.log;
+    for (;;) {
+      let record: unknown;
+      try {
+        record = log.next();
+      } catch (err) {
+        this.fail(err as Error);
+        return false;
+      }
+      if (record === undefined) {
+        const lost = log.takeLost();
+        if (lost === undefined) return undefined;
+        this.skipLost(lost);
+        return true;
+      }
+      this.recordsOut++;
+      this.flags &= ~SPILLING;
+      if (--run.count === 0) {
+        this.queue.shift();
+        return this.push(reader, record);
+      }
+      if (!this.push(reader, record)) return false;
+      if (this.blocked.length > 0 || (this.flags & CLOSED) !== 0) return true;
     }
   }
 
@@ -518,6 +581,7 @@ export class Channel {
       this.queue.shift();
     }
     this.recordsOut++;
+    this.flags &= ~SPILLING;
     if (this.blocked.length > 0) this.admitBlocked();
     return record;
   }
@@ -559,7 +623,9 @@ export class Channel {
 
   /** Places a record in memory or on disk; returns why it could not, or undefined when placed. */
   private place(record: unknown, size: number): Refusal | undefined {
-    if (this.memoryBytes + size <= this.options.maxMemoryBytes) {
+    // A write held while spilling, admitted after the reader freed room, is sized now.
+    if (size === UNSIZED && (this.flags & SPILLING) === 0 && this.options.maxMemoryBytes !== 0) size = this.codec.validateAndSize(record);
+    if (size !== UNSIZED && this.memoryBytes + size <= this.options.maxMemoryBytes) {
       this.queue.push(memoryCopy(record), size);
       this.memoryBytes += size;
       this.memoryRecords++;
@@ -567,6 +633,7 @@ export class Channel {
       let result = this.log.append(record);
       if (result === 'full' && this.options.onFull === 'drop-oldest') result = this.appendDroppingOldest(record);
       if (result === 'too-large') {
+        if (size === UNSIZED) size = this.codec.validateAndSize(record);
         if (size > this.options.maxMemoryBytes) {
           throw recordTooLargeError(
             record,
@@ -590,6 +657,7 @@ export class Channel {
         };
       }
       this.spilled++;
+      this.flags |= SPILLING;
       const last = this.queue.last();
       if (last instanceof DiskRun) {
         last.count++;

@@ -159,16 +159,15 @@ export class SegmentLog {
     if (alone > maxDiskBytes) return this.refused('too-large');
     // A pending block with no active segment will open one when it is written: count its header.
     const ledger = this.ledger;
-    const needsHeader = ledger.active() === undefined;
-    if (needsHeader && block.count === 0 && ledger.segments.length >= this.options.maxSegments) return this.refused('full');
+    const active = ledger.active();
+    if (active === undefined && block.count === 0 && ledger.segments.length >= this.options.maxSegments) return this.refused('full');
     const pending = block.stagedPending;
-    const after = ledger.fileBytes + (needsHeader ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
+    const after = ledger.fileBytes + (active === undefined ? this.headerBytes : 0) + pending + BLOCK_FRAMING_BYTES + compressionSlack(pending, codec);
     if (after > maxDiskBytes) return this.refused('full');
 
     const full = block.keep();
     this.records++;
-    const active = ledger.active();
-    const room = this.sealAt - (active ? active.size : this.headerBytes);
+    const room = this.sealAt - (active !== undefined ? active.size : this.headerBytes);
     if (full || pending >= room) {
       this.tryFlush();
     } else if (!this.flushScheduled) {
