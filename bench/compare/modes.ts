@@ -2,12 +2,15 @@
  * The workloads `bench/compare/run.ts` can run, on the event records with or without their
  * schema: a burst with the reader paused, all spilled or past an 8 MiB budget, then the drain;
  * or (`through`) a pass-through as bench scenario 1 drives it, a synchronous source piped through
- * the Duplex or the pair to a sink that keeps up (16 MiB budget).
+ * the Duplex or the pair to a sink that keeps up (16 MiB budget). A burst is written with
+ * `send()` and drained with `for await`, or (`streams`) as bench scenario 2 does it: `writable.write()`
+ * honouring its return value, then `pipeline(readable, sink)`.
  */
 export interface Mode {
   schema: boolean;
   maxMemoryBytes: number;
   through?: 'duplex' | 'pair';
+  streams?: boolean;
 }
 
 export const MODES: Record<string, Mode> = {
@@ -15,6 +18,8 @@ export const MODES: Record<string, Mode> = {
   'noschema-spill': { schema: false, maxMemoryBytes: 0 },
   'schema-8mib': { schema: true, maxMemoryBytes: 8 * 1024 * 1024 },
   'noschema-8mib': { schema: false, maxMemoryBytes: 8 * 1024 * 1024 },
+  'schema-8mib-streams': { schema: true, maxMemoryBytes: 8 * 1024 * 1024, streams: true },
+  'noschema-8mib-streams': { schema: false, maxMemoryBytes: 8 * 1024 * 1024, streams: true },
   'duplex-schema': { schema: true, maxMemoryBytes: 16 * 1024 * 1024, through: 'duplex' },
   'duplex-noschema': { schema: false, maxMemoryBytes: 16 * 1024 * 1024, through: 'duplex' },
   'pair-schema': { schema: true, maxMemoryBytes: 16 * 1024 * 1024, through: 'pair' },
