@@ -1,6 +1,8 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { createHopperStreams, HopperError } from '../lib/index.js';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
 import { collect, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 
 // Ports of hopper's own tests (round trip, ingress shedding, concurrent sender and receiver),
@@ -146,3 +148,52 @@ test('createHopperStreams() - a producer and a consumer run concurrently with ra
     { numRuns: 8 },
   );
 });
+
+for (const shape of ['pair', 'Duplex'] as const) {
+  test(`${shape === 'pair' ? 'createHopperStreams()' : 'createHopperStream()'} - a flowing consumer (pipeline to a sink that stalls at random) gets every record once, in order, while the producer writes (property)`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 16 }), async (seed, sinkHighWaterMark) => {
+        let state = seed;
+        const random = (): number => {
+          state = (state * 1103515245 + 12345) % 2 ** 31;
+          return state / 2 ** 31;
+        };
+        const options = { dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 1_500, maxSegmentBytes: 3_000 };
+        const hopper = shape === 'pair' ? createHopperStreams<Point>(options) : undefined;
+        const duplex = shape === 'Duplex' ? createHopperStream<Point>(options) : undefined;
+        const writable = hopper?.writable ?? duplex!;
+        const readable = hopper?.readable ?? duplex!;
+        const total = 3_000;
+        let expected = 0;
+        let outOfOrder = 0;
+        const sink = new Writable({
+          objectMode: true,
+          highWaterMark: sinkHighWaterMark,
+          write(record: Point, _encoding, callback) {
+            if (record.seq !== expected++) outOfOrder++;
+            const roll = random();
+            if (roll < 0.002) setTimeout(callback, 2);
+            else if (roll < 0.03) setImmediate(callback);
+            else callback();
+          },
+        });
+        const producer = (async () => {
+          // A backlog first, so that the consumer starts with records waiting in memory and on disk.
+          const backlog = Math.floor(random() * 1_000);
+          for (let i = 0; i < total; i++) {
+            t.true(writable.write(point(i)), 'no backpressure before the cap');
+            if (i >= backlog && random() < 0.01) await nextTurn();
+          }
+          writable.end();
+        })();
+        await Promise.all([producer, pipeline(readable, sink)]);
+        t.is(outOfOrder, 0);
+        t.is(expected, total);
+        t.deepEqual(dir.files(), []);
+      }),
+      { numRuns: 8 },
+    );
+  });
+}
