@@ -181,14 +181,14 @@ for (const [name, make] of [
     'createHopperStreams() .readable',
     () => {
       const h = createHopperStreams<Point>({ schema: pointSchema, maxMemoryBytes: 2048 });
-      return { writable: h.writable, readable: h.readable };
+      return { writable: h.writable, readable: h.readable, path: h.path };
     },
   ],
   [
     'createHopperStream()',
     () => {
       const d = createHopperStream<Point>({ schema: pointSchema, maxMemoryBytes: 2048 });
-      return { writable: d, readable: d };
+      return { writable: d, readable: d, path: d.path };
     },
   ],
 ] as const) {
@@ -208,6 +208,30 @@ for (const [name, make] of [
       Array.from({ length: 301 }, (_, i) => i),
     );
     t.true(readable.destroyed);
+  });
+
+  test(`${name} - a 'data' listener that destroys the readable while a backlog drains stops delivery there and removes the files, without an error`, async (t) => {
+    const { writable, readable, path: channelDir } = make();
+    for (let i = 0; i < 3_000; i++) writable.write(point(i));
+    t.true(
+      fs.readdirSync(channelDir).some((file) => file.endsWith('.avro')),
+      'part of the backlog is on disk',
+    );
+    const seen: number[] = [];
+    let errors = 0;
+    readable.on('error', () => errors++);
+    readable.on('data', (record: Point) => {
+      seen.push(record.seq);
+      if (record.seq === 2_000) readable.destroy();
+    });
+    await once(readable, 'close');
+    await nextTurn();
+    t.deepEqual(
+      seen,
+      Array.from({ length: 2_001 }, (_, i) => i),
+    );
+    t.is(errors, 0);
+    t.false(fs.existsSync(channelDir));
   });
 }
 
