@@ -52,13 +52,18 @@ export type HopperRecordCode = 'ERR_HOPPER_FULL' | 'ERR_HOPPER_IO';
 /**
  * What `HopperError.is(err, code)` narrows `err` to: a `HopperError` with that `code`, and with
  * `ERR_HOPPER_FULL` a `record: T`; `ERR_HOPPER_IO` carries `record?: T` (only when a write was
- * handed back: a failed read or directory has no record) and the system error as `cause`.
+ * handed back: a failed read or directory has no record) and the system error as `cause`;
+ * `ERR_HOPPER_KAFKA_SEND` carries `records: T[]` (those the Kafka sink had taken and the brokers
+ * had not acknowledged, in order) and the client's error as `cause`.
  */
-export type HopperErrorOf<C extends HopperErrorCode, T = unknown> = HopperError & { readonly code: C } & (C extends 'ERR_HOPPER_FULL'
-    ? { readonly record: T }
-    : C extends 'ERR_HOPPER_IO'
-      ? { readonly record?: T; readonly cause: unknown }
-      : unknown);
+export type HopperErrorOf<C extends HopperErrorCode, T = unknown> = C extends 'ERR_HOPPER_KAFKA_SEND'
+  ? // Omitted first: `unknown[] & T[]` would type `records.map()` with unknown[]'s overload.
+    Omit<HopperError, 'records'> & { readonly code: C; readonly records: T[]; readonly cause: unknown }
+  : HopperError & { readonly code: C } & (C extends 'ERR_HOPPER_FULL'
+        ? { readonly record: T }
+        : C extends 'ERR_HOPPER_IO'
+          ? { readonly record?: T; readonly cause: unknown }
+          : unknown);
 
 /**
  * The one error class of hopper-streams: a message that says what went wrong and a `code` to branch on.
@@ -101,11 +106,13 @@ export class HopperError extends Error {
   /**
    * True when `err` is a HopperError, with the given code if one is named; it then narrows `err`
    * to that code (see {@link HopperErrorOf}). `T` is the type of `err.record` with
-   * `ERR_HOPPER_FULL` and `ERR_HOPPER_IO`: the hopper's own `T`, since the record handed back is
+   * `ERR_HOPPER_FULL` and `ERR_HOPPER_IO`, and of `err.records` with `ERR_HOPPER_KAFKA_SEND`
+   * (the sink's `T`): the hopper's own `T`, since the record handed back is
    * the one written (`HopperError.is<Event>(err, 'ERR_HOPPER_FULL')`).
    */
   static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_FULL'): err is HopperErrorOf<'ERR_HOPPER_FULL', T>;
   static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_IO'): err is HopperErrorOf<'ERR_HOPPER_IO', T>;
+  static is<T = unknown>(err: unknown, code: 'ERR_HOPPER_KAFKA_SEND'): err is HopperErrorOf<'ERR_HOPPER_KAFKA_SEND', T>;
   static is<C extends HopperErrorCode>(err: unknown, code: C): err is HopperErrorOf<C>;
   static is(err: unknown, code?: HopperErrorCode): err is HopperError;
   static is(err: unknown, code?: HopperErrorCode): boolean {

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 export { createHopperStream, createHopperStreams, HopperStreams } from './streams.js';
 export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from './streams.js';
 export type { CorruptEvent, DropEvent, HopperStats } from './channel.js';

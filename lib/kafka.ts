@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * `hopper-streams/kafka`: a Writable that hands records on to a Kafka producer and calls a write
  * back only once the brokers have acknowledged the batch that carried it. Behind a hopper, a send
@@ -127,6 +128,20 @@ export interface KafkaSinkStats {
 
 /** The objectMode Writable {@link createKafkaSink} returns: a Writable with `stats()` and the `'ack'` and `'retry'` events. */
 export interface KafkaSink<T> extends Writable {
+  /**
+   * Not callable (nothing is a `never`): this makes the sink fit `NodeJS.WritableStream`, what
+   * `pipe()` and `pipeline()` ask of a destination. First, so that TypeScript reports a wrong
+   * record against a `T` overload (see `HopperWritable.write`).
+   */
+  write(chunk: never, encoding?: BufferEncoding | Callback, callback?: Callback): boolean;
+  /** Takes a `T`; `callback` fires once the brokers have acknowledged the batch that carried it. */
+  write(chunk: T, callback?: Callback): boolean;
+  write(chunk: T, encoding: BufferEncoding, callback?: Callback): boolean;
+  /** Not callable: see the first `write()`. */
+  end(chunk: never, encoding?: BufferEncoding | (() => void), callback?: () => void): this;
+  end(callback?: () => void): this;
+  end(chunk: T, callback?: () => void): this;
+  end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
   /** The sink's counters, a fresh object each call. */
   stats(): KafkaSinkStats;
   on(event: 'ack', listener: (event: KafkaAckEvent<T>) => void): this;

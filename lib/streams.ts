@@ -13,19 +13,20 @@ type NodeWriteCallback = (err?: Error | null) => void;
  * without backpressure until the disk cap. `write()` and `end()` take a `T`.
  */
 export interface HopperWritable<T> extends NodeWritable {
+  /**
+   * Not callable (nothing is a `never`): this makes the writable fit `NodeJS.WritableStream`,
+   * whose string and `Uint8Array` writes are what `pipe()` and `pipeline()` ask of a destination.
+   * It comes first because TypeScript 7 reports a failed call against the last overload: a record
+   * of the wrong shape is then told what a `T` lacks ("Property 'id' is missing"), not "never".
+   */
+  write(chunk: never, encoding?: BufferEncoding | NodeWriteCallback, callback?: NodeWriteCallback): boolean;
   write(chunk: T, callback?: WriteCallback): boolean;
   write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
-  /**
-   * Not callable (nothing is a `never`): these make the writable fit `NodeJS.WritableStream`,
-   * whose string and `Uint8Array` writes are what `pipe()` and `pipeline()` ask of a destination.
-   */
-  write(chunk: never, callback?: NodeWriteCallback): boolean;
-  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  /** Not callable: see the first `write()`. */
+  end(chunk: never, encoding?: BufferEncoding | (() => void), callback?: () => void): this;
   end(callback?: () => void): this;
   end(chunk: T, callback?: () => void): this;
   end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
-  end(chunk: never, callback?: () => void): this;
-  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
 }
 
 /** The objectMode Readable side of a hopper (a `Readable` of `node:stream`): yields every accepted `T`, in order. */
@@ -335,16 +336,15 @@ export interface HopperDuplexEvents<T> extends HopperEvents {
  * {@link createHopperStreams}' `readable`.
  */
 export interface HopperDuplex<T = unknown> extends NodeDuplex {
+  /** Not callable: see {@link HopperWritable.write}. */
+  write(chunk: never, encoding?: BufferEncoding | NodeWriteCallback, callback?: NodeWriteCallback): boolean;
   write(chunk: T, callback?: WriteCallback): boolean;
   write(chunk: T, encoding: BufferEncoding, callback?: WriteCallback): boolean;
   /** Not callable: see {@link HopperWritable.write}. */
-  write(chunk: never, callback?: NodeWriteCallback): boolean;
-  write(chunk: never, encoding?: BufferEncoding, callback?: NodeWriteCallback): boolean;
+  end(chunk: never, encoding?: BufferEncoding | (() => void), callback?: () => void): this;
   end(callback?: () => void): this;
   end(chunk: T, callback?: () => void): this;
   end(chunk: T, encoding: BufferEncoding, callback?: () => void): this;
-  end(chunk: never, callback?: () => void): this;
-  end(chunk: never, encoding?: BufferEncoding, callback?: () => void): this;
   /** The channel directory, `<dataDir>/<name>`. */
   readonly path: string;
   /** See {@link HopperStreams.send}. */

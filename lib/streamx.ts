@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
