@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { parseCommand, parseSize } from '../lib/cli/args.js';
+import { parseCommand, parseSize, type BufferCommand } from '../lib/cli/args.js';
 import { createHopperStreams } from '../lib/index.js';
 import { ON_FULL_POLICIES, SEGMENT_CODECS } from '../lib/options.js';
 import { spawnChild } from './helpers/children.js';
@@ -96,11 +96,11 @@ function progressLines(stderr: string): Array<{ in: number; out: number; mem: nu
   for (const match of stderr.matchAll(/^in (\S+) .*? \| out (\S+) .*? \| mem (\S+)\/(\S+) \| disk (\S+) /gm)) {
     const [, input, output, mem, budget, disk] = match as unknown as [string, string, string, string, string, string];
     lines.push({
-      in: parseSize(input, 'in', 0),
-      out: parseSize(output, 'out', 0),
-      mem: parseSize(mem, 'mem', 0),
-      budget: parseSize(budget, 'budget', 0),
-      disk: parseSize(disk, 'disk', 0),
+      in: parseSize(input, 'in', { min: 0 }),
+      out: parseSize(output, 'out', { min: 0 }),
+      mem: parseSize(mem, 'mem', { min: 0 }),
+      budget: parseSize(budget, 'budget', { min: 0 }),
+      disk: parseSize(disk, 'disk', { min: 0 }),
     });
   }
   return lines;
@@ -165,7 +165,7 @@ test.serial(
     t.true(held!.out < MiB, `out ${held!.out}`);
     const summary = /^hopper-streams: done in .*: in 8\.0MiB \(.*memory peak (\S+) of 1\.0MiB; disk peak (\S+) in 1 segment/m.exec(stderr);
     t.truthy(summary, stderr);
-    t.true(parseSize(summary![1]!, 'peak', 0) <= MiB);
+    t.true(parseSize(summary![1]!, 'peak', { min: 0 }) <= MiB);
     t.deepEqual(leftovers(tmpdir), [], 'the temp directory is removed');
   },
 );
@@ -395,8 +395,8 @@ test.serial(
 
 test.serial('buffer --on-full error - a refusal at --max-segments names the flags that set the limits', async (t) => {
   const tmpdir = withTmpdir(t);
-  const lines = Array.from({ length: 5000 }, (_, i) => `line ${i} ${'x'.repeat(100)}`);
-  const child = spawnChild(t, process.execPath, [cli, '-l', '-m', '0', '--segment-size', '4k', '--max-segments', '2', '--on-full', 'error'], {
+  const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i} ${'x'.repeat(100)}`);
+  const child = spawnChild(t, process.execPath, [cli, '-l', '-m', '0', '--segment-size', '64k', '--max-segments', '2', '--on-full', 'error'], {
     env: { ...process.env, TMPDIR: tmpdir },
   });
   child.stdin!.on('error', () => {});
@@ -406,7 +406,7 @@ test.serial('buffer --on-full error - a refusal at --max-segments names the flag
   t.is(segments.code, 1);
   t.regex(
     segments.stderr,
-    /^hopper-streams: stopped at line \d+: hopper is full: neither memory \(--memory 0B\) nor the disk cap \(--max-segments 2\) has room for it; the record was not accepted\n$/,
+    /^hopper-streams: stopped at line \d+: hopper is full: neither memory \(-m 0B\) nor the disk cap \(--max-segments 2\) has room for it; the record was not accepted\n$/,
   );
   t.deepEqual(leftovers(tmpdir), []);
 });
@@ -421,7 +421,7 @@ test.serial('buffer --on-full block - at the disk cap the input waits for the co
   t.is(code, 0, stderr);
   t.is(sha256(stdout), sha256(input));
   const summary = /disk peak (\S+) in/.exec(stderr);
-  t.true(parseSize(summary![1]!, 'disk', 0) <= 256 * 1024, stderr);
+  t.true(parseSize(summary![1]!, 'disk', { min: 0 }) <= 256 * 1024, stderr);
   t.deepEqual(leftovers(tmpdir), []);
 });
 
@@ -552,17 +552,31 @@ test.serial('bad flags - exit 2 with a one-line message naming the flag, nothing
       ['--memory', '64XB'],
       /^hopper-streams: --memory expects a size like 64M, 512KiB or 1048576, got "64XB": unknown unit "XB" \(use k, M, G or T, with or without B or iB\)/,
     ],
-    [['-m', 'lots'], /--memory expects a size .* got "lots": it is not a size/],
-    [['-s', '0'], /--size expects a size .* got "0": it must be at least 1 bytes/],
-    [['--progress', '-q'], /--progress and --quiet contradict each other/],
+    [['-m', 'lots'], /^hopper-streams: -m expects a size .* got "lots": it is not a size/],
+    [['-m', '-5M'], /^hopper-streams: -m expects a size like 64M, 512KiB or 1048576, got "-5M": a size cannot be negative/],
+    [['--memory', '-1'], /^hopper-streams: --memory expects a size .* got "-1": a size cannot be negative/],
+    [['--max-disk=-2G'], /^hopper-streams: --max-disk expects a size .* got "-2G": a size cannot be negative/],
+    [['-s', '0'], /^hopper-streams: -s expects a size .* got "0": an input of 0 bytes has nothing to show progress for; leave the flag out/],
+    [
+      ['--max-disk', '0'],
+      /^hopper-streams: --max-disk expects a size .*, or unlimited, got "0": a cap of 0 leaves no room on disk; give a size above 0, or unlimited for no cap/,
+    ],
+    [['--progress', '-q'], /--progress and -q contradict each other/],
+    [['--progress', '--quiet'], /--progress and --quiet contradict each other/],
     [['-x'], /unknown option -x/],
-    [['--segment-size', '0'], /--segment-size .* it must be at least 1 bytes/],
+    [['--segment-size', '0'], /^hopper-streams: --segment-size expects a size .* got "0": the smallest is 64KiB, one block/],
+    [['--segment-size', '1'], /^hopper-streams: --segment-size expects a size .* got "1": the smallest is 64KiB, one block/],
+    [['--segment-size', '65535'], /^hopper-streams: --segment-size .* got "65535": the smallest is 64KiB/],
     [['--max-segments', '0'], /--max-segments expects a whole number from 1 up, or unlimited, got "0"/],
     [['--frobnicate'], /^hopper-streams: unknown option --frobnicate \(see hopper-streams --help\)\n$/],
-    [['--memory'], /^hopper-streams: --memory needs a value/],
-    [['-m'], /^hopper-streams: --memory needs a value/],
+    [['--memory'], /^hopper-streams: --memory needs a value: a size like 64M/],
+    [['-m'], /^hopper-streams: -m needs a value: a size like 64M/],
+    [['-m', '--lines'], /^hopper-streams: -m needs a value: a size like 64M/],
+    [['--dir', '-l'], /^hopper-streams: --dir needs a value: a directory path/],
+    [['--on-full'], /^hopper-streams: --on-full needs a value: one of block, error/],
     [['--lines=yes'], /--lines does not take a value/],
     [['--on-full', 'sometimes'], new RegExp(`--on-full expects one of ${ON_FULL_POLICIES.join(', ')}, got "sometimes"`)],
+    [['--on-full=sometimes'], /--on-full expects one of/],
     [['--codec', 'zstd'], /--codec expects one of null, deflate, got "zstd"/],
     [['--schema', 'fixtures/schemas/point.avsc'], /--schema needs --lines/],
     [['--lines', '--on-invalid', 'skip'], /--on-invalid needs --schema/],
@@ -571,6 +585,8 @@ test.serial('bad flags - exit 2 with a one-line message naming the flag, nothing
     [['--name', '../up'], /--name "\.\.\/up" is not a single directory name/],
     [['leftover'], /unexpected argument "leftover"/],
     [['cat'], /cat needs at least one segment file/],
+    [['cat', '--json'], /cat needs at least one segment file/],
+    [['verify', '--json', 'fixtures/segments'], /--json is an option of cat, not of verify/],
   ];
   for (const [args, expected] of cases) {
     const { code, stdout, stderr } = await runCli(t, args, { tmpdir });
@@ -578,6 +594,14 @@ test.serial('bad flags - exit 2 with a one-line message naming the flag, nothing
     t.is(stdout.length, 0);
     t.regex(stderr, expected);
     t.is(stderr.split('\n').length, 2, `one line: ${stderr}`);
+    // Named as typed: `-m` as -m, `--max-disk=-2G` as --max-disk; and never a library option.
+    const flags = args.filter((arg) => arg.startsWith('-')).map((arg) => arg.split('=')[0]!);
+    if (args[0]!.startsWith('-'))
+      t.true(
+        flags.some((flag) => stderr.includes(`${flag} `)),
+        `names a flag of ${args.join(' ')}: ${stderr}`,
+      );
+    t.notRegex(stderr, /dataDir|maxMemoryBytes|maxDiskBytes|maxSegmentBytes|\bbytes\b.*at least 1 bytes/);
   }
   t.deepEqual(leftovers(tmpdir), []);
 });
@@ -591,13 +615,42 @@ test.serial('runtime failures - a locked channel directory exits 1 with one line
   t.regex(stderr, /^hopper-streams: channel directory .*busy is locked by process \d+ .*\n$/);
 });
 
-test.serial('runtime failures - --dir that is a file is an I/O error: exit 1 with one line', async (t) => {
+test.serial('runtime failures - --dir that is a file: exit 1 with one line naming --dir and what would work', async (t) => {
   const tmpdir = withTmpdir(t);
   const file = path.join(tmpdir, 'plain-file');
   fs.writeFileSync(file, '');
   const { code, stderr } = await runCli(t, ['--dir', file], { tmpdir, input: 'x' });
   t.is(code, 1);
-  t.regex(stderr, /^hopper-streams: dataDir .*plain-file exists and is not a directory\n$/);
+  t.regex(
+    stderr,
+    /^hopper-streams: --dir \S*plain-file is a file, not a directory; give --dir a directory this user can write to \(one that does not exist yet is made\), or leave --dir out to use a temp directory\n$/,
+  );
+  const below = await runCli(t, ['--dir', path.join(file, 'sub')], { tmpdir, input: 'x' });
+  t.is(below.code, 1);
+  t.regex(below.stderr, /^hopper-streams: --dir \S*plain-file\/sub: a part of the path is a file, not a directory; give --dir a directory/);
+  t.deepEqual(fs.readdirSync(tmpdir), ['plain-file']);
+});
+
+test.serial('runtime failures - --dir on a file system that takes no directories (/proc) says so, without ENOENT or dataDir', async (t) => {
+  const tmpdir = withTmpdir(t);
+  t.true(fs.statSync('/proc').isDirectory(), 'this test needs Linux /proc');
+  const { code, stdout, stderr } = await runCli(t, ['--dir', '/proc'], { tmpdir, input: 'x' });
+  t.is(code, 1);
+  t.is(stdout.length, 0);
+  t.regex(
+    stderr,
+    /^hopper-streams: --dir \/proc: cannot make the channel directory "hopper" in it: its file system does not take new directories \(as \/proc and \/sys do not\); give --dir a directory this user can write to .*\n$/,
+  );
+  t.notRegex(stderr, /ENOENT|dataDir/);
+});
+
+test.serial('runtime failures - --name naming a file in --dir: exit 1 naming --name and what would work', async (t) => {
+  const tmpdir = withTmpdir(t);
+  fs.writeFileSync(path.join(tmpdir, 'job'), 'not a directory');
+  const { code, stderr } = await runCli(t, ['--dir', tmpdir, '--name', 'job'], { tmpdir, input: 'x' });
+  t.is(code, 1);
+  t.regex(stderr, /^hopper-streams: --name job: \S+\/job exists and is not a directory; give another --name, or remove it\n$/);
+  t.is(fs.readFileSync(path.join(tmpdir, 'job'), 'utf8'), 'not a directory');
 });
 
 test.serial(
@@ -618,9 +671,11 @@ test.serial(
 );
 
 test('parseCommand() - the short flags are their long forms: -m, -l, -0, -s, -q, -V', (t) => {
-  const short = parseCommand(['-m', '4M', '-l', '-s', '1G', '-q']);
-  const long = parseCommand(['--memory', '4MiB', '--lines', '--size', '1GiB', '--no-progress']);
+  const { typed, ...short } = parseCommand(['-m', '4M', '-l', '-s', '1G', '-q']) as BufferCommand;
+  const { typed: typedLong, ...long } = parseCommand(['--memory', '4MiB', '--lines', '--size', '1GiB', '--no-progress']) as BufferCommand;
   t.deepEqual(short, long);
+  t.deepEqual(typed, { memory: '-m', lines: '-l', size: '-s', quiet: '-q' }, 'each flag as typed, for the messages');
+  t.deepEqual(typedLong, { memory: '--memory', lines: '--lines', size: '--size', 'no-progress': '--no-progress' });
   t.like(short, { command: 'buffer', memory: 4 * MiB, lines: true, separator: '\n', size: 1024 * MiB, progress: false });
   t.like(parseCommand(['-0']), { lines: true, separator: '\0' }, '-0 implies --lines');
   t.like(parseCommand(['--quiet']), { progress: false });
@@ -646,24 +701,24 @@ test('parseSize() - k, M, G, T with or without B or iB, all powers of 1024 as mb
     ['512B', 512],
     ['512b', 512],
   ] as const) {
-    t.is(parseSize(text, '--memory', 0), bytes, text);
+    t.is(parseSize(text, '--memory', { min: 0 }), bytes, text);
   }
-  t.throws(() => parseSize('4P', '--memory', 0), { message: /--memory expects a size .* got "4P": unknown unit "P"/ });
+  t.throws(() => parseSize('4P', '--memory', { min: 0 }), { message: /--memory expects a size .* got "4P": unknown unit "P"/ });
 });
 
 test('parseSize() - plain bytes, KiB/MiB/GiB (powers of 1024) with decimals, and unlimited where allowed', (t) => {
-  t.is(parseSize('1048576', '--memory', 0), 1048576);
-  t.is(parseSize('0', '--memory', 0), 0);
-  t.is(parseSize('512KiB', '--memory', 0), 512 * 1024);
-  t.is(parseSize('64MiB', '--memory', 0), 64 * MiB);
-  t.is(parseSize('1.5GiB', '--memory', 0), 1.5 * 1024 * MiB);
-  t.is(parseSize('10 gib', '--memory', 0), 10 * 1024 * MiB);
-  t.is(parseSize('unlimited', '--max-disk', 1, true), Infinity);
-  t.throws(() => parseSize('unlimited', '--memory', 0), { message: /--memory expects a size .* got "unlimited": it is not a size/ });
-  t.throws(() => parseSize('1.5', '--memory', 0), { message: /bytes must be a whole number/ });
-  t.throws(() => parseSize('2XB', '--memory', 0), { message: /unknown unit "XB"/ });
-  t.throws(() => parseSize('-1', '--memory', 0), { message: /it is not a size/ });
-  t.throws(() => parseSize('3 parsecs', '--memory', 0), { message: /unknown unit "parsecs"/ });
+  t.is(parseSize('1048576', '--memory', { min: 0 }), 1048576);
+  t.is(parseSize('0', '--memory', { min: 0 }), 0);
+  t.is(parseSize('512KiB', '--memory', { min: 0 }), 512 * 1024);
+  t.is(parseSize('64MiB', '--memory', { min: 0 }), 64 * MiB);
+  t.is(parseSize('1.5GiB', '--memory', { min: 0 }), 1.5 * 1024 * MiB);
+  t.is(parseSize('10 gib', '--memory', { min: 0 }), 10 * 1024 * MiB);
+  t.is(parseSize('unlimited', '--max-disk', { min: 1, allowUnlimited: true }), Infinity);
+  t.throws(() => parseSize('unlimited', '--memory', { min: 0 }), { message: /--memory expects a size .* got "unlimited": it is not a size/ });
+  t.throws(() => parseSize('1.5', '--memory', { min: 0 }), { message: /bytes must be a whole number/ });
+  t.throws(() => parseSize('2XB', '--memory', { min: 0 }), { message: /unknown unit "XB"/ });
+  t.throws(() => parseSize('-1', '--memory', { min: 0 }), { message: /got "-1": a size cannot be negative/ });
+  t.throws(() => parseSize('3 parsecs', '--memory', { min: 0 }), { message: /unknown unit "parsecs"/ });
 });
 
 test.serial('--help and --version - print to stdout and exit 0', async (t) => {
@@ -672,7 +727,7 @@ test.serial('--help and --version - print to stdout and exit 0', async (t) => {
   t.is(help.code, 0);
   t.regex(help.stdout.toString(), /^Usage: hopper-streams \[buffer\] \[options\]/);
   t.regex(help.stdout.toString(), new RegExp(`--on-full POLICY +at the disk cap: ${ON_FULL_POLICIES.join('\\|')} `));
-  for (const word of ['cat FILE.avro', 'verify DIR|FILE', '--lines', '--schema', '--on-invalid', '--progress', 'Exit status']) {
+  for (const word of ['cat [--json] FILE.avro', 'verify DIR|FILE', '--lines', '--schema', '--on-invalid', '--progress', 'Exit status']) {
     t.true(help.stdout.toString().includes(word), word);
   }
   for (const word of ['-m, --memory SIZE', '-s, --size SIZE', '-l, --lines', '-0, --null', '-q, --quiet', 'in powers of 1024 as\nmbuffer and pv read them']) {
@@ -782,9 +837,26 @@ test.serial('cat - prints the records of a segment as NDJSON', async (t) => {
   t.is(deflated.stdout.toString().split('\n').length, 50 + 5 + 1);
 });
 
-test.serial('cat - a schemaless segment prints its strings, its Buffers as {"$base64": ...} and its JSON values as written', async (t) => {
+test.serial('cat - a schemaless segment prints its strings as they are, its Buffers as {"$base64": ...} and its JSON values as written', async (t) => {
   const tmpdir = withTmpdir(t);
   const { code, stdout } = await runCli(t, ['cat', fixture('schemaless.avro')], { tmpdir });
+  t.is(code, 0);
+  t.is(
+    stdout.toString(),
+    [
+      'a line of text',
+      `{"$base64":"${Buffer.from([0x00, 0xff, 0x10, 0x80, 0x0a]).toString('base64')}"}`,
+      '{"id":7,"tags":["x","y"],"nested":{"ok":true,"none":null}}',
+      '42',
+      'café ✓',
+      '',
+    ].join('\n'),
+  );
+});
+
+test.serial('cat --json - prints every record as JSON, strings as JSON strings', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const { code, stdout } = await runCli(t, ['cat', '--json', fixture('schemaless.avro')], { tmpdir });
   t.is(code, 0);
   t.is(
     stdout.toString(),
@@ -836,6 +908,32 @@ test.serial('verify DIR - one line per file with its record count or its first p
   t.regex(sound.stdout.toString(), /^fixtures\/segments\/missing.avro: bad at byte 0: cannot read the file \(ENOENT on open\)$/m);
 });
 
+test.serial('cat - the segments of a --lines channel print their lines as written, so NDJSON stays NDJSON', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const input = `${Array.from({ length: 200 }, (_, i) => JSON.stringify({ seq: i, text: `line "${i}"` })).join('\n')}\n`;
+  // What `--lines` holds: each line, a string without its newline, here all on disk.
+  const hopper = createHopperStreams<string>({ dataDir: tmpdir, name: 'lines', maxMemoryBytes: 0 });
+  t.teardown(() => hopper.destroy());
+  for (const line of input.trimEnd().split('\n')) hopper.send(line);
+  await sleep(10); // the last block is written when the event loop turns
+  const files = fs
+    .readdirSync(hopper.path)
+    .filter((name) => name.endsWith('.avro'))
+    .map((name) => path.join(hopper.path, name));
+  t.true(files.length > 0);
+  const { code, stdout, stderr } = await runCli(t, ['cat', ...files], { tmpdir });
+  t.is(code, 0, stderr);
+  t.is(stdout.toString(), input);
+  t.deepEqual(
+    stdout
+      .toString()
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown),
+    Array.from({ length: 200 }, (_, i) => ({ seq: i, text: `line "${i}"` })),
+  );
+});
+
 test.serial('verify DIR - checks the segments of a live channel directory; exit 0 when all are sound', async (t) => {
   const tmpdir = withTmpdir(t);
   const hopper = createHopperStreams<string>({ dataDir: tmpdir, name: 'live', maxMemoryBytes: 0, maxSegmentBytes: 4096 });
@@ -877,7 +975,7 @@ test.serial('progress - on a terminal: one line redrawn a few times a second, th
   const draws = (): string[] => [...screen.matchAll(/\r(in [^\r\n]*?)\x1b\[K/g)].map((match) => match[1]!);
   script.stdout!.on('data', (text: Buffer) => {
     screen += String(text);
-    const shown = Math.max(0, ...draws().map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', 0)));
+    const shown = Math.max(0, ...draws().map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', { min: 0 })));
     if (shown >= (released + 1) * chunk && released < chunks - 1) {
       released = Math.floor(shown / chunk);
       fs.writeFileSync(`${stepFile}.tmp`, String(released));
@@ -896,7 +994,7 @@ test.serial('progress - on a terminal: one line redrawn a few times a second, th
     lines.every((line) => line.length < 80 && /^in \S+ \S+\/s \| out \S+ \S+\/s \| mem \S+\/256KiB \| disk \S+ \d+ seg$/.test(line)),
     lines.join('\n'),
   );
-  const inputs = lines.map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', 0));
+  const inputs = lines.map((line) => parseSize(/^in (\S+)/.exec(line)![1]!, 'in', { min: 0 }));
   t.true(
     inputs.every((bytes, i) => i === 0 || bytes >= inputs[i - 1]!),
     'input only grows',

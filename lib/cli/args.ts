@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { ON_FULL_POLICIES, SEGMENT_CODECS, nameProblem, type OnFull, type SegmentCodec } from '../options.js';
+import { BLOCK_TARGET_BYTES } from '../segments/block-builder.js';
 
 // The command line of hopper-streams, as data: flags parsed with node:util parseArgs, sizes
 // read as mbuffer and pv read them (k, M, G, T in powers of 1024, with or without B or iB).
@@ -36,13 +37,15 @@ export interface BufferCommand {
   onInvalid: OnInvalid;
   /** true: `--progress`; false: `--no-progress`; undefined: on when stderr is a terminal. */
   progress: boolean | undefined;
+  /** Each flag given, by its long name, as the user typed it (`-m` or `--memory`): messages name it so. */
+  typed: Partial<Record<BufferFlag, string>>;
 }
 
 export type Command =
   | { command: 'help' }
   | { command: 'version' }
   | BufferCommand
-  | { command: 'cat'; files: string[] }
+  | { command: 'cat'; files: string[]; json: boolean }
   | { command: 'verify'; paths: string[] };
 
 const KiB = 1024;
@@ -74,13 +77,18 @@ const UNITS: Record<string, number> = {
  */
 export const DEFAULTS = {
   memory: 64 * MiB,
+  /**
+   * The smallest --segment-size: one block (a segment is sealed past this size, and a block is
+   * written whole), so a smaller size would only make a file per block.
+   */
+  minSegmentSize: BLOCK_TARGET_BYTES,
   segmentSize: 64 * MiB,
   maxDisk: 10 * GiB,
   maxSegments: Infinity,
 } as const;
 
 export const USAGE = `Usage: hopper-streams [buffer] [options]     stdin -> hopper -> stdout
-       hopper-streams cat FILE.avro...          print segment records as NDJSON
+       hopper-streams cat [--json] FILE.avro... print segment records, one per line
        hopper-streams verify DIR|FILE...        check segment files
 
 Reads stdin as fast as it comes and writes stdout at the consumer's pace. What the consumer
@@ -91,7 +99,7 @@ Options of buffer:
       --dir PATH           where the channel directory is made (default: a temp directory,
                            removed at exit)
       --name NAME          channel directory name under --dir (default hopper)
-      --segment-size SIZE  seal a segment file past this size (default 64MiB)
+      --segment-size SIZE  seal a segment file past this size (default 64MiB; at least 64KiB)
       --max-disk SIZE      cap on segment bytes, or "unlimited" (default 10GiB)
       --max-segments N     cap on segment files, or "unlimited" (default unlimited)
       --on-full POLICY     at the disk cap: ${ON_FULL_POLICIES.join('|')} (default block)
@@ -109,6 +117,9 @@ Options of buffer:
   -h, --help               show this help
   -V, --version            show the version
 
+Options of cat: --json prints every record as JSON (strings too); without it, a string
+record (a --lines line) prints as the text it is, other records as JSON.
+
 SIZE is bytes, or a number with k, M, G or T, with or without B or iB, in powers of 1024 as
 mbuffer and pv read them: 4k, 512KiB, 64M, 64MB and 1.5GiB are all binary (64M = 67108864).
 In JSON (cat's output, --schema lines), bytes are {"$base64": "..."}.
@@ -118,18 +129,29 @@ with --on-invalid error, I/O error, corrupt segment; verify: a bad file); 2 bad 
 130/143/129 on SIGINT/SIGTERM/SIGHUP (a second signal discards what is held);
 141 when stdout's reader went away.`;
 
+/** What a size flag takes, said when a value is refused. */
+export interface SizeRule {
+  /** The smallest value; below it, `tooSmall` says why and what would work. */
+  min: number;
+  tooSmall?: string;
+  allowUnlimited?: boolean;
+}
+
 /**
  * Reads a size: plain bytes (`1048576`) or a number with a unit in powers of 1024 (`4k`,
  * `64M`, `64MB`, `512KiB`, `1.5GiB`); `unlimited` when `allowUnlimited`. Throws UsageError
- * naming the flag.
+ * naming the flag as the user typed it.
  */
-export function parseSize(text: string, flag: string, min: number, allowUnlimited = false): number {
+export function parseSize(text: string, flag: string, rule: SizeRule): number {
+  const { min, allowUnlimited = false } = rule;
   if (allowUnlimited && /^(unlimited|infinity)$/i.test(text)) return Infinity;
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
   const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
   let problem: string | undefined;
   let value = NaN;
-  if (!match) {
+  if (/^\s*-\s*[\d.]/.test(text)) {
+    problem = 'a size cannot be negative';
+  } else if (!match) {
     problem = 'it is not a size';
   } else if (unit === undefined) {
     problem = `unknown unit "${match[2]}" (use k, M, G or T, with or without B or iB)`;
@@ -137,13 +159,26 @@ export function parseSize(text: string, flag: string, min: number, allowUnlimite
     value = Math.floor(Number(match[1]) * unit);
     if (unit === 1 && match[1]!.includes('.')) problem = 'bytes must be a whole number';
     else if (!Number.isSafeInteger(value)) problem = 'it is too large';
-    else if (value < min) problem = `it must be at least ${min} bytes`;
+    else if (value < min) problem = rule.tooSmall ?? `the smallest is ${formatSize(min)}`;
   }
   if (problem !== undefined) {
     const range = allowUnlimited ? ', or unlimited' : '';
     throw new UsageError(`${flag} expects a size like 64M, 512KiB or 1048576${range}, got ${JSON.stringify(text)}: ${problem}`);
   }
   return value;
+}
+
+/** A size as the user would type it: `64KiB`, `1 byte`. */
+function formatSize(bytes: number): string {
+  for (const [unit, size] of [
+    ['TiB', TiB],
+    ['GiB', GiB],
+    ['MiB', MiB],
+    ['KiB', KiB],
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return bytes === 1 ? '1 byte' : `${bytes} bytes`;
 }
 
 function parseCount(text: string, flag: string, min: number, allowUnlimited: boolean): number {
@@ -187,10 +222,66 @@ const BUFFER_OPTIONS = {
   version: { type: 'boolean', short: 'V' },
 } as const;
 
-const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' } } as const;
+/** A flag of buffer, by its long name. */
+export type BufferFlag = keyof typeof BUFFER_OPTIONS;
 
-/** Runs parseArgs, with its errors turned into one-line UsageErrors. */
-function parsing<T>(parse: () => T): T {
+/** What each flag that takes a value wants, said when the value is missing. */
+const WANTS: Record<string, string> = {
+  memory: 'a size like 64M (0 sends every record to disk)',
+  dir: 'a directory path',
+  name: 'a directory name',
+  'segment-size': 'a size like 64M',
+  'max-disk': 'a size like 10G, or unlimited',
+  'max-segments': 'a whole number, or unlimited',
+  'on-full': `one of ${ON_FULL_POLICIES.join(', ')}`,
+  codec: `one of ${SEGMENT_CODECS.join(', ')}`,
+  schema: 'an Avro schema file (.avsc)',
+  'on-invalid': `one of ${ON_INVALID_POLICIES.join(', ')}`,
+  size: 'a size like 64M',
+};
+
+const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
+
+type Options = Record<string, { type: 'string' | 'boolean'; short?: string }>;
+
+/**
+ * parseArgs takes a value that starts with `-` for an option (`-m -5M`: "-m needs a value"); a
+ * flag that takes a value followed by a negative number gets it, inline, so that the value is
+ * refused for what it is.
+ */
+function joinNegativeValues(args: string[], options: Options): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, option] of Object.entries(options)) {
+    if (option.type !== 'string') continue;
+    takesValue.add(`--${name}`);
+    if (option.short !== undefined) takesValue.add(`-${option.short}`);
+  }
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (arg === '--') return [...joined, ...args.slice(i)];
+    if (takesValue.has(arg) && next !== undefined && /^-[\d.]/.test(next)) {
+      joined.push(arg.startsWith('--') ? `${arg}=${next}` : `${arg}${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
+/** The flag of `options` that `arg` names (`-m`, `--memory`, `--memory=4k`, `-m4k`), by its long name. */
+function flagOf(arg: string, options: Options): string | undefined {
+  for (const [name, option] of Object.entries(options)) {
+    if (arg === `--${name}` || arg.startsWith(`--${name}=`)) return name;
+    if (option.short !== undefined && arg.startsWith(`-${option.short}`) && !arg.startsWith('--')) return name;
+  }
+  return undefined;
+}
+
+/** Runs parseArgs, with its errors turned into one-line UsageErrors that name the flag as typed. */
+function parsing<T>(args: string[], options: Options, parse: () => T): T {
   try {
     return parse();
   } catch (err) {
@@ -200,8 +291,12 @@ function parsing<T>(parse: () => T): T {
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new UsageError(`unexpected argument ${JSON.stringify(quoted)}`);
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       if (/does not take an argument/.test(message)) throw new UsageError(`${quoted} does not take a value`);
-      // '-m, --memory <value>': the flag by its long name.
-      throw new UsageError(`${quoted?.replace(/ <value>$/, '').replace(/^-\w, /, '')} needs a value`);
+      // "Option '-m, --memory <value>' argument missing" (the flag came last), or "Option '-m'
+      // argument is ambiguous ... use '--memory=-XYZ'" (a flag came next): the flag as typed.
+      const long = (/--([\w-]+) <value>/.exec(message) ?? /use '--([\w-]+)=/.exec(message))?.[1];
+      const typed = /ambiguous/.test(message) ? quoted : args.findLast((arg) => long !== undefined && flagOf(arg, options) === long);
+      const wants = long === undefined ? undefined : WANTS[long];
+      throw new UsageError(`${typed ?? `--${long}`} needs a value${wants === undefined ? '' : `: ${wants}`}`);
     }
     throw new UsageError(message.split('\n')[0]!);
   }
@@ -211,44 +306,70 @@ function parsing<T>(parse: () => T): T {
 export function parseCommand(argv: string[]): Command {
   const [first, ...rest] = argv;
   if (first === 'cat' || first === 'verify') {
-    const { values, positionals } = parsing(() => parseArgs({ args: rest, options: FILE_OPTIONS, strict: true, allowPositionals: true }));
+    const { values, positionals } = parsing(rest, FILE_OPTIONS, () => parseArgs({ args: rest, options: FILE_OPTIONS, strict: true, allowPositionals: true }));
     if (values.help) return { command: 'help' };
+    if (values.json && first === 'verify') throw new UsageError('--json is an option of cat, not of verify');
     if (positionals.length === 0) {
       throw new UsageError(first === 'cat' ? 'cat needs at least one segment file' : 'verify needs at least one directory or file');
     }
-    return first === 'cat' ? { command: 'cat', files: positionals } : { command: 'verify', paths: positionals };
+    return first === 'cat' ? { command: 'cat', files: positionals, json: values.json === true } : { command: 'verify', paths: positionals };
   }
-  const args = first === 'buffer' ? rest : argv;
-  const { values } = parsing(() => parseArgs({ args, options: BUFFER_OPTIONS, strict: true, allowPositionals: false }));
+  const args = joinNegativeValues(first === 'buffer' ? rest : argv, BUFFER_OPTIONS);
+  const { values, tokens } = parsing(args, BUFFER_OPTIONS, () =>
+    parseArgs({ args, options: BUFFER_OPTIONS, strict: true, allowPositionals: false, tokens: true }),
+  );
+  const typed: Partial<Record<BufferFlag, string>> = {};
+  for (const token of tokens) if (token.kind === 'option') typed[token.name as BufferFlag] = token.rawName;
+  const flag = (name: BufferFlag): string => typed[name] ?? `--${name}`;
   if (values.help) return { command: 'help' };
   if (values.version) return { command: 'version' };
   const quiet = values['no-progress'] === true || values.quiet === true;
-  if (values.progress && quiet) throw new UsageError(`--progress and ${values.quiet ? '--quiet' : '--no-progress'} contradict each other`);
+  if (values.progress && quiet) throw new UsageError(`--progress and ${values.quiet ? flag('quiet') : '--no-progress'} contradict each other`);
   const lines = values.lines === true || values.null === true;
-  if (values.schema !== undefined && !lines) throw new UsageError('--schema needs --lines: records must be lines of JSON');
+  if (values.schema !== undefined && !lines) throw new UsageError('--schema needs --lines (-l): records must be lines of JSON');
   if (values['on-invalid'] !== undefined && values.schema === undefined) {
     throw new UsageError('--on-invalid needs --schema: without one, no line is invalid');
   }
-  if (values.dir === '') throw new UsageError('--dir needs a path');
+  if (values.dir === '') throw new UsageError('--dir needs a path: a directory to make the channel directory in');
   if (values.name !== undefined) {
     const problem = nameProblem(values.name);
     if (problem !== undefined) throw new UsageError(`--name ${JSON.stringify(values.name)} is not a single directory name: ${problem}`);
   }
   return {
     command: 'buffer',
-    memory: values.memory === undefined ? DEFAULTS.memory : parseSize(values.memory, '--memory', 0),
+    memory: values.memory === undefined ? DEFAULTS.memory : parseSize(values.memory, flag('memory'), { min: 0 }),
     dir: values.dir,
     name: values.name,
-    segmentSize: values['segment-size'] === undefined ? DEFAULTS.segmentSize : parseSize(values['segment-size'], '--segment-size', 1),
-    maxDisk: values['max-disk'] === undefined ? DEFAULTS.maxDisk : parseSize(values['max-disk'], '--max-disk', 1, true),
-    maxSegments: values['max-segments'] === undefined ? DEFAULTS.maxSegments : parseCount(values['max-segments'], '--max-segments', 1, true),
-    onFull: parseChoice(values['on-full'], '--on-full', ON_FULL_POLICIES, 'block'),
-    codec: parseChoice(values.codec, '--codec', SEGMENT_CODECS, 'null'),
+    segmentSize:
+      values['segment-size'] === undefined
+        ? DEFAULTS.segmentSize
+        : parseSize(values['segment-size'], flag('segment-size'), {
+            min: DEFAULTS.minSegmentSize,
+            tooSmall: `the smallest is ${formatSize(DEFAULTS.minSegmentSize)}, one block: a segment is sealed past this size, so a smaller one would make a file per block`,
+          }),
+    maxDisk:
+      values['max-disk'] === undefined
+        ? DEFAULTS.maxDisk
+        : parseSize(values['max-disk'], flag('max-disk'), {
+            min: 1,
+            allowUnlimited: true,
+            tooSmall: 'a cap of 0 leaves no room on disk; give a size above 0, or unlimited for no cap',
+          }),
+    maxSegments: values['max-segments'] === undefined ? DEFAULTS.maxSegments : parseCount(values['max-segments'], flag('max-segments'), 1, true),
+    onFull: parseChoice(values['on-full'], flag('on-full'), ON_FULL_POLICIES, 'block'),
+    codec: parseChoice(values.codec, flag('codec'), SEGMENT_CODECS, 'null'),
     lines,
     separator: values.null ? '\0' : '\n',
-    size: values.size === undefined ? undefined : parseSize(values.size, '--size', 1),
+    size:
+      values.size === undefined
+        ? undefined
+        : parseSize(values.size, flag('size'), {
+            min: 1,
+            tooSmall: 'an input of 0 bytes has nothing to show progress for; leave the flag out when the size is not known',
+          }),
     schemaFile: values.schema,
-    onInvalid: parseChoice(values['on-invalid'], '--on-invalid', ON_INVALID_POLICIES, 'error'),
+    onInvalid: parseChoice(values['on-invalid'], flag('on-invalid'), ON_INVALID_POLICIES, 'error'),
     progress: values.progress ? true : quiet ? false : undefined,
+    typed,
   };
 }

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
-import type { BufferCommand } from './args.js';
+import type { BufferCommand, BufferFlag } from './args.js';
 import type { RecordCodec } from '../codec.js';
 import { HopperError } from '../errors.js';
 import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
@@ -33,15 +34,73 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * code and the cap it names (`option`).
  */
 function refusalMessage(err: Error, command: BufferCommand): string {
-  const memory = `--memory ${formatBytes(command.memory)}`;
+  const memory = `${flag(command, 'memory')} ${formatBytes(command.memory)}`;
+  const maxDisk = `${flag(command, 'max-disk')} ${formatBytes(command.maxDisk)}`;
   if (HopperError.is(err, 'ERR_HOPPER_FULL') && err.option !== undefined) {
-    const cap = err.option === 'maxSegments' ? `--max-segments ${command.maxSegments}` : `--max-disk ${formatBytes(command.maxDisk)}`;
+    const cap = err.option === 'maxSegments' ? `${flag(command, 'max-segments')} ${command.maxSegments}` : maxDisk;
     return `hopper is full: neither memory (${memory}) nor the disk cap (${cap}) has room for it; the record was not accepted`;
   }
   if (HopperError.is(err, 'ERR_HOPPER_RECORD_TOO_LARGE')) {
-    return `record too large: it is bigger than ${memory} and, encoded, than --max-disk ${formatBytes(command.maxDisk)} allows`;
+    return `record too large: it is bigger than ${memory} and, encoded, than ${maxDisk} allows`;
   }
   return err.message;
+}
+
+/** A flag as the user typed it (`-m` or `--memory`), by its long name. */
+function flag(command: BufferCommand, name: BufferFlag): string {
+  return command.typed[name] ?? `--${name}`;
+}
+
+/** Why a directory operation failed, from its system error, in the user's words. */
+function systemReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied: this user may not write there';
+    case 'EROFS':
+      return 'it is on a read-only file system';
+    case 'ENOENT':
+      return 'its file system does not take new directories (as /proc and /sys do not)';
+    case 'ENOTDIR':
+      return 'a part of the path is a file, not a directory';
+    case 'ENOSPC':
+      return 'no space left on the device';
+    case 'EDQUOT':
+      return 'the disk quota is used up';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/**
+ * What the user is told when the channel directory cannot be opened: the library's message names
+ * `dataDir`, an option the CLI user never typed, so the CLI looks at --dir itself and says what is
+ * wrong with it, and what would work.
+ */
+function openFailureMessage(err: unknown, command: BufferCommand): string {
+  if (!HopperError.is(err, 'ERR_HOPPER_IO') || command.dir === undefined) return (err as Error).message;
+  const dir = command.dir;
+  const name = command.name ?? 'hopper';
+  const instead = 'give --dir a directory this user can write to (one that does not exist yet is made), or leave --dir out to use a temp directory';
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.statSync(dir);
+  } catch (statErr) {
+    if ((statErr as NodeJS.ErrnoException).code !== 'ENOENT') return `--dir ${dir}: ${systemReason(statErr)}; ${instead}`;
+    return `--dir ${dir}: cannot make it: ${systemReason(err.cause)}; ${instead}`;
+  }
+  if (!stat.isDirectory()) return `--dir ${dir} is a file, not a directory; ${instead}`;
+  let channel: fs.Stats | undefined;
+  try {
+    channel = fs.lstatSync(path.join(dir, name));
+  } catch {}
+  if (channel !== undefined && !channel.isDirectory()) {
+    const named = command.name === undefined ? 'the channel directory' : `--name ${name}`;
+    return `${named}: ${path.join(dir, name)} exists and is not a directory; give another --name, or remove it`;
+  }
+  const what = `cannot make the channel directory ${JSON.stringify(name)} in it`;
+  return `--dir ${dir}: ${err.cause === undefined ? err.message : `${what}: ${systemReason(err.cause)}`}; ${instead}`;
 }
 
 /**
@@ -118,17 +177,22 @@ export interface BufferOutcome {
  */
 export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined, io: BufferIo): Promise<BufferOutcome> {
   const { stdin, stdout, stderr } = io;
-  const hopper = createHopperStreams<unknown>({
-    dataDir: command.dir,
-    name: command.name,
-    schema: codec?.type,
-    maxMemoryBytes: command.memory,
-    maxSegmentBytes: command.segmentSize,
-    maxSegments: command.maxSegments,
-    maxDiskBytes: command.maxDisk,
-    onFull: command.onFull,
-    codec: command.codec,
-  });
+  let hopper: ReturnType<typeof createHopperStreams<unknown>>;
+  try {
+    hopper = createHopperStreams<unknown>({
+      dataDir: command.dir,
+      name: command.name,
+      schema: codec?.type,
+      maxMemoryBytes: command.memory,
+      maxSegmentBytes: command.segmentSize,
+      maxSegments: command.maxSegments,
+      maxDiskBytes: command.maxDisk,
+      onFull: command.onFull,
+      codec: command.codec,
+    });
+  } catch (err) {
+    throw new Error(openFailureMessage(err, command), { cause: err });
+  }
   const { writable, readable } = hopper;
   const buffers = codec !== undefined && schemaHasBytes(codec.type.schema());
   const splitter = command.lines ? new LineSplitter(command.separator) : undefined;

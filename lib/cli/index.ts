@@ -41,8 +41,13 @@ async function write(text: string): Promise<void> {
   if (!process.stdout.write(text)) await once(process.stdout, 'drain');
 }
 
-/** `cat FILE...`: the records of each file as NDJSON; a bad file is reported on stderr (status 1). */
-async function cat(files: string[]): Promise<number> {
+/**
+ * `cat FILE...`: the records of each file, one per line; a bad file is reported on stderr (status
+ * 1). A string record (a `--lines` line) prints as the text it is, so the output of a `--lines`
+ * segment is its lines as they were written (`| jq` reads NDJSON lines); other records print as
+ * JSON. `json`: every record as JSON, strings as JSON strings.
+ */
+async function cat(files: string[], json: boolean): Promise<number> {
   const { formatReport, readSegment } = await import('./verify.js');
   let code = 0;
   for (const file of files) {
@@ -59,7 +64,8 @@ async function cat(files: string[]): Promise<number> {
         }
         break;
       }
-      batch += `${stringifyRecord(step.value, true)}\n`;
+      const record = step.value;
+      batch += `${!json && typeof record === 'string' ? record : stringifyRecord(record, true)}\n`;
       if (batch.length >= OUTPUT_BATCH_BYTES) {
         await write(batch);
         batch = '';
@@ -125,7 +131,7 @@ async function main(argv: string[]): Promise<void> {
         await write(`${version()}\n`);
         return exit(0, true);
       case 'cat':
-        return exit(await cat(command.files), true);
+        return exit(await cat(command.files, command.json), true);
       case 'verify':
         return exit(await verify(command.paths), true);
       case 'buffer': {
