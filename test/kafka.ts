@@ -24,7 +24,7 @@ import {
 } from '../lib/kafka.js';
 import { isRetriableSendError, retryDelay } from '../lib/kafka-policy.js';
 import { startMock, readTopic, type MockCluster } from './helpers/kafka-mock.js';
-import { nextTurn, plain } from './helpers/index.js';
+import { nextTurn, plain, tempDataDir } from './helpers/index.js';
 import { eventSchema as exampleSchema, events, type Event as ExampleEvent } from '../examples/events.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -564,9 +564,12 @@ async function startExample(
   t: { teardown(fn: () => Promise<void> | void): void },
   env: Record<string, string>,
 ): Promise<{ port: number; child: ChildProcess; output: () => string }> {
+  // The example's hopper lives in a directory of this test's, removed once the child is gone: a
+  // child killed with SIGKILL leaves its channel directory (and lock) behind.
+  const dir = tempDataDir();
   const child = spawn(process.execPath, ['--import', 'tsx/esm', 'examples/http-to-kafka.ts'], {
     cwd: root,
-    env: { ...process.env, PORT: '0', ...env },
+    env: { ...process.env, PORT: '0', HOPPER_DATA_DIR: dir.dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = once(child, 'exit');
@@ -576,6 +579,7 @@ async function startExample(
       child.kill('SIGKILL');
       await exited;
     }
+    dir.remove();
   });
   let output = '';
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (output += text));

@@ -165,6 +165,23 @@ test('README - the quick start runs the same test command as CI', (t) => {
   t.regex(quickStart!.code, /^npm ci && npm run demo\b/m, 'the demo command installs first');
 });
 
+test('README - the quick start names the system packages CI installs, in one line to paste', (t) => {
+  const line = allBlocks
+    .filter((block) => block.lang === 'sh')
+    .flatMap((block) => block.code.split('\n'))
+    .find((text) => /^sudo apt-get install -y /.test(text));
+  t.truthy(line, 'a `sudo apt-get install -y ...` line in a sh block');
+  const named = line!
+    .replace(/^sudo apt-get install -y /, '')
+    .trim()
+    .split(/\s+/)
+    .sort();
+  const ci = fs.readFileSync(path.join(root, '.ci', 'run'), 'utf8');
+  const installed = [...ci.matchAll(/apt-get install -y -qq ([^;}]+?);/g)].flatMap((match) => match[1]!.trim().split(/\s+/)).sort();
+  t.true(installed.length > 0, '.ci/run installs apt packages');
+  t.deepEqual(named, installed);
+});
+
 for (const block of tsBlocks) {
   if (block.notRunnable !== undefined) continue;
   test(`README - the block at line ${block.line} runs to completion`, async (t) => {
