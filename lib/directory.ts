@@ -471,7 +471,12 @@ export class ChannelDirectory {
   static open(dataDir: string | undefined, name: string, staleLockMs: number): ChannelDirectory {
     let dir: ChannelDirectory;
     if (dataDir === undefined) {
-      const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-streams-'));
+      let temp: string;
+      try {
+        temp = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-streams-'));
+      } catch (err) {
+        throw directoryError(`cannot create a temporary directory in ${os.tmpdir()} (no dataDir given)`, err);
+      }
       dir = new ChannelDirectory(temp, true, name, staleLockMs);
     } else {
       const resolved = path.resolve(dataDir);

@@ -644,6 +644,18 @@ test.serial('runtime failures - --dir on a file system that takes no directories
   t.notRegex(stderr, /ENOENT|dataDir/);
 });
 
+test.serial('runtime failures - without --dir, a TMPDIR that does not exist: exit 1 naming TMPDIR and what would work', async (t) => {
+  const tmpdir = withTmpdir(t);
+  const missing = path.join(tmpdir, 'no-such-dir');
+  const { code, stderr } = await runCli(t, [], { tmpdir: missing, input: 'x' });
+  t.is(code, 1);
+  t.is(
+    stderr,
+    `hopper-streams: cannot make a temp directory in ${missing} (TMPDIR): it does not exist; set TMPDIR to a directory this user can write to, or give --dir\n`,
+  );
+  t.false(fs.existsSync(missing));
+});
+
 test.serial('runtime failures - --name naming a file in --dir: exit 1 naming --name and what would work', async (t) => {
   const tmpdir = withTmpdir(t);
   fs.writeFileSync(path.join(tmpdir, 'job'), 'not a directory');

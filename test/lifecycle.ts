@@ -346,6 +346,23 @@ test('channel directory - a missing dataDir is created, and the channel director
   t.true(fs.existsSync(dataDir), 'the given dataDir itself is left in place');
 });
 
+test.serial('channel directory - without dataDir, a temp directory that cannot be made is an ERR_HOPPER_IO naming it, not a raw fs error', (t) => {
+  const missing = path.join(tempDataDir().dataDir, 'gone');
+  fs.rmdirSync(path.dirname(missing));
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = missing; // os.tmpdir() reads it on each call; serial tests run alone
+  try {
+    const err = t.throws(() => createHopperStreams(), { instanceOf: HopperError });
+    t.is(err!.code, 'ERR_HOPPER_IO');
+    t.is(err!.message.split(':')[0], `cannot create a temporary directory in ${missing} (no dataDir given)`);
+    t.is((err!.cause as NodeJS.ErrnoException).code, 'ENOENT');
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  }
+  t.false(fs.existsSync(path.dirname(missing)));
+});
+
 test('channel directory - a dataDir that cannot be created is refused at creation with ERR_HOPPER_IO naming it', (t) => {
   // /proc refuses new directories even to root.
   const err = t.throws(() => createHopperStreams({ dataDir: '/proc/hopper-streams-test/data' }), { instanceOf: HopperError });

@@ -7,7 +7,7 @@ import type { RecordCodec } from '../codec.js';
 import { HopperError } from '../errors.js';
 import { LineSplitter, parseRecord, schemaHasBytes, stringifyRecord } from './json-lines.js';
 import { ProgressLine, formatBytes, type ProgressSample } from './progress.js';
-import { createHopperStreams } from '../streams.js';
+import { createHopperStreams, type HopperStreams } from '../streams.js';
 
 // `hopper-streams [buffer]`: stdin into a hopper's writable as fast as it comes, the hopper's
 // readable to stdout at the pace stdout drains. Byte mode writes stdin's Buffers as records;
@@ -52,7 +52,7 @@ function flag(command: BufferCommand, name: BufferFlag): string {
 }
 
 /** Why a directory operation failed, from its system error, in the user's words. */
-function systemReason(err: unknown): string {
+function systemReason(err: unknown, enoent = 'its file system does not take new directories (as /proc and /sys do not)'): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'EACCES':
@@ -61,7 +61,7 @@ function systemReason(err: unknown): string {
     case 'EROFS':
       return 'it is on a read-only file system';
     case 'ENOENT':
-      return 'its file system does not take new directories (as /proc and /sys do not)';
+      return enoent;
     case 'ENOTDIR':
       return 'a part of the path is a file, not a directory';
     case 'ENOSPC':
@@ -79,7 +79,11 @@ function systemReason(err: unknown): string {
  * wrong with it, and what would work.
  */
 function openFailureMessage(err: unknown, command: BufferCommand): string {
-  if (!HopperError.is(err, 'ERR_HOPPER_IO') || command.dir === undefined) return (err as Error).message;
+  if (!HopperError.is(err, 'ERR_HOPPER_IO')) return (err as Error).message;
+  if (command.dir === undefined) {
+    const reason = systemReason(err.cause, fs.existsSync(os.tmpdir()) ? undefined : 'it does not exist');
+    return `cannot make a temp directory in ${os.tmpdir()} (TMPDIR): ${reason}; set TMPDIR to a directory this user can write to, or give --dir`;
+  }
   const dir = command.dir;
   const name = command.name ?? 'hopper';
   const instead = 'give --dir a directory this user can write to (one that does not exist yet is made), or leave --dir out to use a temp directory';
@@ -177,7 +181,7 @@ export interface BufferOutcome {
  */
 export function runBuffer(command: BufferCommand, codec: RecordCodec | undefined, io: BufferIo): Promise<BufferOutcome> {
   const { stdin, stdout, stderr } = io;
-  let hopper: ReturnType<typeof createHopperStreams<unknown>>;
+  let hopper: HopperStreams<unknown>;
   try {
     hopper = createHopperStreams<unknown>({
       dataDir: command.dir,
