@@ -10,8 +10,10 @@ import { decodeHeader, encodeBlockHeader, encodeHeader } from '../lib/ocf.js';
 import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
 import { BlockBuilder } from '../lib/segments/block-builder.js';
 import { BlockReader, Corruption, decodeRecord } from '../lib/segments/block-reader.js';
+import { RetryPolicy } from '../lib/segments/io.js';
+import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
+import { collect, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
   return collect(avsc.createFileDecoder(file));
@@ -346,10 +348,11 @@ test('SegmentLog - with deflate, large Buffers taken from the block being filled
   log.close();
 });
 
-test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', async (t) => {
+test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const faulty = new FaultyFileSystem();
+  const clock = new ManualClock();
+  const faulty = new FaultyFileSystem(clock);
   let recovered = 0;
   const faults: string[] = [];
   const log = schemalessLog(dir.dataDir, { onFault: (event) => faults.push(event.operation), onRecovered: () => recovered++ }, faulty.fs);
@@ -361,8 +364,13 @@ test('SegmentLog - a failed write of a block holding Buffers by reference is ret
   t.is(log.append(Buffer.alloc(70_000, 9)), 'fault');
   faulty.shortenWrites(1);
   // Retries back off from 5 ms: the third attempt (a short write, completed) goes through.
-  for (let waited = 0; log.fault !== undefined && waited < 5_000; waited += 10) await sleep(10);
+  t.is(clock.nextDelay, 5);
+  t.true(clock.runNext());
+  t.not(log.fault, undefined, 'the second attempt fails too');
+  t.is(clock.nextDelay, 10);
+  t.true(clock.runNext());
   t.is(log.fault, undefined);
+  t.is(clock.pending, 0);
   t.is(faulty.failures.write, 2);
   t.true(recovered >= 1);
   t.deepEqual(faults, ['write']);
@@ -519,4 +527,46 @@ test('BlockReader - reads a block by its own framing, and checks it against what
   const badSync = refused(undefined, Buffer.alloc(16, 8));
   t.regex(badSync.problem, /sync marker does not match/);
   t.is(badSync.offset, size - 16, 'the offset of the sync marker in the file');
+});
+
+test('RetryPolicy - one timer on the clock it is given, its delay doubling from 5 ms to 1 s and back to 5 ms once things work', (t) => {
+  const clock = new ManualClock();
+  let retries = 0;
+  const policy = new RetryPolicy(() => retries++, clock);
+  const delays: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    policy.schedule();
+    policy.schedule(); // armed already: still one timer
+    t.is(clock.pending, 1);
+    delays.push(clock.nextDelay!);
+    t.true(clock.runNext());
+  }
+  t.deepEqual(delays, [5, 10, 20, 40, 80, 160, 320, 640, 1_000, 1_000]);
+  t.is(retries, 10);
+  policy.writesWork();
+  policy.schedule();
+  t.is(clock.nextDelay, 5, 'back to 5 ms once writes work');
+  policy.stop();
+  t.is(clock.pending, 0, 'stop() disarms the timer');
+  policy.schedule();
+  t.is(clock.pending, 0, 'a stopped policy arms nothing');
+  t.is(retries, 10);
+});
+
+test('RetryPolicy - failed reads are given up on only when they are both 10 in a row and 5 s old, by the clock given', (t) => {
+  const clock = new ManualClock();
+  const policy = new RetryPolicy(() => {}, clock);
+  // Ten quick failures: not old enough.
+  for (let i = 0; i < 20; i++) t.false(policy.readFailed(), `failure ${i + 1} at ${clock.now()} ms`);
+  clock.setTimeout(() => {}, 5_000);
+  clock.runNext();
+  t.true(policy.readFailed(), 'the 21st, 5 s after the first');
+  policy.readsWork(false);
+  t.is(policy.failingReads, 0);
+  // Old enough, but not ten yet.
+  t.false(policy.readFailed());
+  clock.setTimeout(() => {}, 60_000);
+  clock.runNext();
+  for (let i = 2; i < 10; i++) t.false(policy.readFailed(), `failure ${i}`);
+  t.true(policy.readFailed(), 'the 10th, a minute after the first');
 });

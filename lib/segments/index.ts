@@ -22,7 +22,7 @@ import { SegmentWriter } from './writer.js';
 // This facade owns the caps, the record count, the corruption policy, failure handling and the
 // removal of segments. It knows nothing of memory placements or streams.
 
-export type { SegmentDirectory, SegmentFileSystem } from './io.js';
+export type { RetryClock, SegmentDirectory, SegmentFileSystem } from './io.js';
 export { segmentFileName } from './ledger.js';
 
 export interface SegmentLogOptions {
@@ -125,7 +125,7 @@ export class SegmentLog {
     );
     this.headerBytes = this.writer.headerBytes;
     this.reader = new SegmentReader(fileSystem, codec, options.codec);
-    this.retry = new RetryPolicy(this.retryFailed);
+    this.retry = new RetryPolicy(this.retryFailed, fileSystem.retryClock);
     this.removeStaleSegments();
   }
 
