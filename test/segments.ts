@@ -9,7 +9,8 @@ import { createCodec } from '../lib/codec.js';
 import { decodeHeader, encodeBlockHeader, encodeHeader } from '../lib/ocf.js';
 import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
 import { BlockBuilder } from '../lib/segments/block-builder.js';
-import { BlockReader, Corruption, decodeRecord } from '../lib/segments/block-reader.js';
+import { BlockReader, decodeRecord } from '../lib/segments/block-reader.js';
+import { Corruption, DecoderBug } from '../lib/segments/results.js';
 import { RetryPolicy } from '../lib/segments/io.js';
 import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
@@ -570,3 +571,52 @@ test('RetryPolicy - failed reads are given up on only when they are both 10 in a
   for (let i = 2; i < 10; i++) t.false(policy.readFailed(), `failure ${i}`);
   t.true(policy.readFailed(), 'the 10th, a minute after the first');
 });
+
+test('decodeRecord - what bad bytes make a decoder throw does not decode (offset -1); anything else is a DecoderBug, not corruption', (t) => {
+  const union = avsc.Type.forSchema(['null', 'string']);
+  t.is(decodeRecord(union, Buffer.from([0x08]), 0, false).offset, -1, 'avsc: invalid union index (an Error)');
+  const array = avsc.Type.forSchema({ type: 'array', items: 'int' });
+  const count = avsc.Type.forSchema('long').toBuffer(2 ** 33);
+  t.is(decodeRecord(array, count, 0, false).offset, -1, 'avsc: a block count past any array (RangeError: Invalid array length)');
+  const jsonText = { decode: (buf: Buffer) => ({ value: JSON.parse(buf.toString()) as unknown, offset: buf.length }) };
+  t.is(decodeRecord(jsonText, Buffer.from('{not json'), 0, false).offset, -1, 'JSON text that does not parse (a SyntaxError)');
+  const serialized = { decode: (buf: Buffer) => ({ value: v8.deserialize(buf) as unknown, offset: buf.length }) };
+  t.is(decodeRecord(serialized, Buffer.from([0xff, 0x0f, 0x5c, 1, 2]), 0, false).offset, -1, 'node:v8 data that does not deserialize');
+  for (const bug of [
+    new TypeError("Cannot read properties of undefined (reading 'x')"),
+    new RangeError('The value of "offset" is out of range'),
+    new ReferenceError('x is not defined'),
+  ]) {
+    const buggy = {
+      decode: (): never => {
+        throw bug;
+      },
+    };
+    const err = t.throws(() => decodeRecord(buggy, Buffer.alloc(4), 0, false), { instanceOf: DecoderBug });
+    t.is(err!.cause, bug);
+    t.true(err!.message.includes(bug.message));
+  }
+});
+
+for (const onCorrupt of ['error', 'skip'] as const) {
+  test(`SegmentLog - a decoder that throws a TypeError fails next() with a DecoderBug, never corruption (onCorrupt '${onCorrupt}')`, (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const codec = createCodec('string');
+    const buggy = { ...codec, decode: (buf: Buffer, pos: number) => (buf[pos] === 0x06 ? (undefined as unknown as { x: never }).x : codec.decode(buf, pos)) };
+    const log = new SegmentLog(
+      dir.dataDir,
+      buggy,
+      { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt, channel: 'unit' },
+      { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {} },
+    );
+    t.teardown(() => log.close());
+    for (const record of ['a', 'bug', 'c']) t.is(log.append(record), 'ok');
+    t.true(log.tryFlush());
+    t.is(log.next(), 'a');
+    const err = t.throws(() => log.next(), { instanceOf: DecoderBug });
+    t.true(err!.cause instanceof TypeError);
+    t.is(log.takeLost(), undefined, 'nothing skipped');
+    t.is(log.records, 2, 'nothing counted as lost');
+  });
+}

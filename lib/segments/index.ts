@@ -5,10 +5,10 @@ import { HopperError, corruptSegmentError, ioError } from '../errors.js';
 import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '../ocf.js';
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
-import { Corruption } from './block-reader.js';
 import { CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
+import { Corruption, LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 import { SegmentWriter } from './writer.js';
 
 // The segment log: an append-only sequence of Avro Object Container Files in the channel
@@ -18,12 +18,14 @@ import { SegmentWriter } from './writer.js';
 // - the reader (reader.ts) reads blocks back through the block reader (block-reader.ts, shared
 //   with `verify`), checks them, and decodes records;
 // - the ledger (ledger.ts) is the index of segments and blocks that all of them consult;
-// - io.ts holds the file operations and the one retry policy.
+// - io.ts holds the file operations and the one retry policy;
+// - results.ts says how each part fails, and what this facade answers the channel.
 // This facade owns the caps, the record count, the corruption policy, failure handling and the
 // removal of segments. It knows nothing of memory placements or streams.
 
 export type { RetryClock, SegmentDirectory, SegmentFileSystem } from './io.js';
 export { segmentFileName } from './ledger.js';
+export { LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 
 export interface SegmentLogOptions {
   maxSegmentBytes: number;
@@ -42,32 +44,12 @@ export interface SegmentEvent {
   records: number;
 }
 
-/** A failed file operation the log is retrying. */
-export interface FaultEvent {
-  operation: 'write' | 'read' | 'remove';
-  file: string;
-  error: Error;
-}
-
 export interface SegmentLogHooks {
   onSegment(event: SegmentEvent): void;
   /** A file operation failed; the log retries it. */
   onFault(event: FaultEvent): void;
   /** A retried operation went through: blocked writers and a waiting reader can go on. */
   onRecovered(): void;
-}
-
-/** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
-export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
-
-/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over: see {@link SegmentLog.takeLost}. */
-export class LostRecords {
-  constructor(
-    readonly count: number,
-    readonly file: string,
-    readonly offset: number,
-    readonly problem: string,
-  ) {}
 }
 
 /**
@@ -310,7 +292,7 @@ export class SegmentLog {
    * policy). Returns where its records stood among the records still in the log (`offset`
    * records come before them), or undefined when no segment can go.
    */
-  dropOldest(): { offset: number; count: number; file: string } | undefined {
+  dropOldest(): DroppedSegment | undefined {
     const reading = this.reader.segment;
     const victim = this.ledger.oldestDroppable(reading);
     if (victim === undefined) return undefined;

@@ -1,9 +1,10 @@
 import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, Corruption, decodeRecord, type ReadBlock } from './block-reader.js';
+import { BlockReader, decodeRecord, type ReadBlock } from './block-reader.js';
 import { READ_FLAGS, closeQuietly, type SegmentFileSystem } from './io.js';
 import type { Segment } from './ledger.js';
+import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (never
 // through a symlink, never one that was swapped), checks its header and each block against the
