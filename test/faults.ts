@@ -237,3 +237,34 @@ for (const [outageMs, label] of [
     t.true(readFaults <= 20, `${readFaults} read faults during the shortage`);
   });
 }
+
+test("destroy() - a 'fault' listener that throws for a segment left at close: the lock is released first, and the exception is the readable's error", async (t) => {
+  const { hopper, faulty, dir } = faultyHopper(t, { name: 'left' });
+  for (let i = 0; i < 50; i++) hopper.send(point(i));
+  await nextTurn();
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const thrown = new Error('a fault listener that throws');
+  const seen: FaultEvent[] = [];
+  hopper.on('fault', (event) => {
+    seen.push(event);
+    throw thrown;
+  });
+  const errored = once(hopper.readable, 'error');
+  hopper.destroy();
+  const [err] = (await errored) as [Error];
+  t.is(err, thrown, 'the exception is reported, not swallowed');
+  t.is(seen.length, 1);
+  t.like(seen[0], { operation: 'remove' });
+  t.regex(seen[0]!.error.message, /removing a segment at close failed on .*EBUSY/);
+  t.true(
+    dir.files().some((file) => seen[0]!.file.endsWith(file)),
+    'the file that could not go is left',
+  );
+  // The lock went before the listener ran: the channel opens again, and removes the leftover.
+  const again = new HopperStreams<Point>({ dataDir: dir.dataDir, name: 'left', schema: pointSchema });
+  t.deepEqual(
+    dir.files().filter((file) => file.endsWith('.avro')),
+    [],
+  );
+  again.destroy();
+});

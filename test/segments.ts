@@ -620,3 +620,21 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     t.is(log.records, 2, 'nothing counted as lost');
   });
 }
+
+test('SegmentLog - close() hands back the segments it could not remove instead of announcing them itself', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const log = schemalessLog(dir.dataDir, { onFault: () => t.fail('close() runs no hook') }, faulty.fs);
+  t.is(log.append('kept'), 'ok');
+  t.true(log.tryFlush());
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const leftovers = log.close();
+  t.is(leftovers.length, 1);
+  t.is(leftovers[0]!.operation, 'remove');
+  t.is(faulty.failures.unlink, 3, 'tried three times');
+  t.true(HopperError.is(leftovers[0]!.error, 'ERR_HOPPER_IO'));
+  t.deepEqual(log.close(), [], 'idempotent');
+  faulty.clear();
+  t.deepEqual(fs.readdirSync(dir.dataDir), [segmentFileName(1)], 'the file is left');
+});

@@ -5,7 +5,17 @@ import { HopperError, corruptSegmentError, ioError } from '../errors.js';
 import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '../ocf.js';
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
-import { CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import {
+  CLOSE_ATTEMPTS,
+  READ_FLAGS,
+  RetryPolicy,
+  closeQuietly,
+  isSystemError,
+  plainDirectory,
+  unlinkOurs,
+  type SegmentDirectory,
+  type SegmentFileSystem,
+} from './io.js';
 import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
 import { Corruption, LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
@@ -309,33 +319,43 @@ export class SegmentLog {
     return { offset, count: victim.records, file: victim.file };
   }
 
-  /** Closes every file and removes every segment this log created. Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Closes every file and removes every segment this log created. Idempotent. Returns what it could
+   * not remove, for the caller to announce once it has released the rest (a 'fault' listener runs
+   * user code, which must not run while files are half closed).
+   */
+  close(): FaultEvent[] {
+    if (this.closed) return [];
     this.closed = true;
     this.retry.stop();
     this.reader.closeFile();
+    const leftovers: FaultEvent[] = [];
     for (const segment of this.ledger.clear()) {
       if (segment.writeFd !== undefined) closeQuietly(this.fs, segment.writeFd);
-      this.removeAtClose(segment);
+      const left = this.removeAtClose(segment);
+      if (left !== undefined) leftovers.push(left);
     }
     this.block.clear();
     this.records = 0;
+    return leftovers;
   }
 
-  /** Removes a file at close, trying a few times; one that cannot go is reported and left. */
-  private removeAtClose(segment: Segment): void {
+  /** Removes a file at close, trying a few times; returns the fault when it cannot go (it is left). */
+  private removeAtClose(segment: Segment): FaultEvent | undefined {
     const { file } = segment;
     let error: unknown;
     for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
       try {
         unlinkOurs(this.fs, this.directory, segment);
-        return;
+        return undefined;
       } catch (err) {
+        // A system error (EBUSY, EIO...) leaves the file for the next open, which removes it as
+        // stale; anything else is a bug, and goes on to the caller.
+        if (!isSystemError(err)) throw err;
         error = err;
       }
     }
-    this.hooks.onFault({ operation: 'remove', file, error: ioError('removing a segment at close', file, error) });
+    return { operation: 'remove', file, error: ioError('removing a segment at close', file, error) };
   }
 
   private flushOnTurn = (): void => {

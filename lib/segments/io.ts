@@ -83,6 +83,11 @@ function remainder(parts: Buffer[], skip: number): Buffer[] {
   return rest;
 }
 
+/** True for an error a system call threw (it carries an errno `code` such as 'EIO'), as opposed to a bug. */
+export function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
+}
+
 export function closeQuietly(fs: SegmentFileSystem, fd: number): void {
   try {
     fs.closeSync(fd);
