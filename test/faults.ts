@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import test from 'ava';
-import { HopperError, type FaultEvent, type HopperOptions } from '../lib/index.js';
+import { HopperError, type DropEvent, type FaultEvent, type HopperOptions } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
 import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
@@ -267,4 +267,43 @@ test("destroy() - a 'fault' listener that throws for a segment left at close: th
     [],
   );
   again.destroy();
+});
+
+test("faults - with onFull 'drop-oldest', a segment that cannot be removed to make room is announced once, and the drop goes on once it can", async (t) => {
+  const { hopper, faulty, faults } = faultyHopper(t, { onFull: 'drop-oldest', maxSegmentBytes: 1_000, maxDiskBytes: 6_000 });
+  const drops: DropEvent[] = [];
+  hopper.on('drop', (event) => drops.push(event));
+  let sent = 0;
+  // Fill the disk: sealed segments, nothing dropped yet.
+  while (drops.length === 0) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  t.is(drops[0]!.policy, 'drop-oldest');
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const before = drops.length;
+  // Until room is needed again, then 50 writes more that need room.
+  while (drops.length === before && sent < 5_000) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  for (let i = 0; i < 50; i++) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  const removeFaults = faults.filter((event) => event.operation === 'remove');
+  t.is(removeFaults.length, 1, 'announced once, not once per write');
+  t.regex(removeFaults[0]!.error.message, /removing a segment to make room failed on .*EBUSY/);
+  t.true(HopperError.is(removeFaults[0]!.error, 'ERR_HOPPER_IO'));
+  t.true(
+    drops.slice(before).every((event) => event.policy === 'drop-oldest' && event.file === undefined),
+    'with no segment that can go, the incoming records are dropped',
+  );
+  faulty.clear();
+  while (!drops.slice(before).some((event) => event.file !== undefined)) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  t.pass('a segment is removed to make room again once removals work');
+  hopper.destroy();
 });

@@ -87,6 +87,8 @@ export class SegmentLog {
   private readonly retry: RetryPolicy;
 
   private flushScheduled = false;
+  /** Set while removing a segment to make room fails ('drop-oldest'): announced once per run. */
+  private dropFailing = false;
   /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
   private writeFault: Error | undefined;
 
@@ -311,9 +313,18 @@ export class SegmentLog {
     const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim) ? reading.records - this.reader.fromSegment : 0;
     try {
       unlinkOurs(this.fs, this.directory, victim);
-    } catch {
+    } catch (err) {
+      if (!isSystemError(err)) throw err;
+      // Safe to answer "nothing can go": nothing was removed, the segment keeps its records, and
+      // the caller applies its policy as for a full log. The next write that needs room tries
+      // again; a run of such failures is announced once.
+      if (!this.dropFailing) {
+        this.dropFailing = true;
+        this.hooks.onFault({ operation: 'remove', file: victim.file, error: ioError('removing a segment to make room', victim.file, err) });
+      }
       return undefined;
     }
+    this.dropFailing = false;
     this.records -= victim.records;
     this.forget(victim);
     return { offset, count: victim.records, file: victim.file };

@@ -47,7 +47,11 @@ export interface DroppedSegment {
   file: string;
 }
 
-/** A failed file operation: the log retries it (a removal at close is tried a few times, then left and reported). */
+/**
+ * A failed file operation: the log retries it. A removal to make room (`'drop-oldest'`) is tried
+ * again by the next write that needs room; a removal at close is tried a few times, then the file
+ * is left (the next open removes it as stale).
+ */
 export interface FaultEvent {
   operation: 'write' | 'read' | 'remove';
   file: string;
