@@ -307,3 +307,39 @@ test("faults - with onFull 'drop-oldest', a segment that cannot be removed to ma
   t.pass('a segment is removed to make room again once removals work');
   hopper.destroy();
 });
+
+test('faults - a stale segment that cannot be checked at open (EACCES) is left untouched and announced with a fault', async (t) => {
+  const first = faultyHopper(t, { name: 'stale' });
+  for (let i = 0; i < 50; i++) first.hopper.send(point(i));
+  await nextTurn();
+  // A segment left by a run that ended: its removal at close fails.
+  first.faulty.fail('unlink', 'EBUSY', Infinity);
+  first.hopper.destroy();
+  await once(first.hopper.readable, 'close');
+  const left = first.dir.files().filter((file) => file.endsWith('.avro'));
+  t.is(left.length, 1);
+
+  const faulty = new FaultyFileSystem(new ManualClock());
+  faulty.fail('open', 'EACCES', 1);
+  const second = new HopperStreams<Point>({ dataDir: first.dir.dataDir, name: 'stale', schema: pointSchema }, { fileSystem: faulty.fs });
+  const faults: FaultEvent[] = [];
+  second.on('fault', (event) => faults.push(event));
+  await nextTurn();
+  t.is(faults.length, 1, 'announced once the opener can listen');
+  t.is(faults[0]!.operation, 'remove');
+  t.regex(faults[0]!.error.message, /checking a stale segment failed on .*000000000001\.avro: EACCES/);
+  t.deepEqual(
+    first.dir.files().filter((file) => file.endsWith('.avro')),
+    left,
+    'left untouched',
+  );
+  second.destroy();
+
+  // Once it can be checked, it is recognised as ours and removed.
+  const third = new HopperStreams<Point>({ dataDir: first.dir.dataDir, name: 'stale', schema: pointSchema });
+  t.deepEqual(
+    first.dir.files().filter((file) => file.endsWith('.avro')),
+    [],
+  );
+  third.destroy();
+});

@@ -487,7 +487,15 @@ export class SegmentLog {
       const head = Buffer.alloc(Math.min(64 * 1024, stat.size));
       const n = this.fs.readSync(fd, head, 0, head.length, 0);
       return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined ? { dev: stat.dev, ino: stat.ino } : undefined;
-    } catch {
+    } catch (err) {
+      if (!isSystemError(err)) throw err;
+      // Gone since the listing, or swapped for a symlink or a special file: not a file of ours, and
+      // safe to leave without a word.
+      if (err.code === 'ENOENT' || err.code === 'ELOOP' || err.code === 'ENXIO') return undefined;
+      // Any other failure (EACCES, EIO, EMFILE...) leaves the file unchecked, so untouched (never
+      // delete what is not proved ours), and says so once the opener can listen.
+      const fault: FaultEvent = { operation: 'remove', file, error: ioError('checking a stale segment', file, err) };
+      process.nextTick(() => this.hooks.onFault(fault));
       return undefined;
     } finally {
       if (fd !== undefined) closeQuietly(this.fs, fd);
