@@ -643,3 +643,28 @@ test('SegmentLog - close() hands back the segments it could not remove instead o
   faulty.clear();
   t.deepEqual(fs.readdirSync(dir.dataDir), [segmentFileName(1)], 'the file is left');
 });
+
+test('SegmentLog - a read that throws something other than a system error is a bug: thrown as it is, never retried as ERR_HOPPER_IO', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  let broken = false;
+  const bug = new TypeError('a bug in a read');
+  const fileSystem: SegmentFileSystem = {
+    ...fs,
+    readSync: ((...args: Parameters<typeof fs.readSync>) => {
+      if (broken) throw bug;
+      return fs.readSync(...args);
+    }) as typeof fs.readSync,
+  };
+  const log = schemalessLog(dir.dataDir, { onFault: (event) => t.fail(`no fault expected: ${event.error.message}`) }, fileSystem);
+  t.teardown(() => log.close());
+  t.is(log.append('on disk'), 'ok');
+  t.true(log.tryFlush());
+  broken = true;
+  t.is(
+    t.throws(() => log.next()),
+    bug,
+  );
+  broken = false;
+  t.is(log.records, 1, 'nothing was counted as read or lost');
+});

@@ -398,7 +398,9 @@ export class SegmentLog {
     for (const segment of this.ledger.failedRemovals()) {
       try {
         unlinkOurs(this.fs, this.directory, segment);
-      } catch {
+      } catch (err) {
+        if (!isSystemError(err)) throw err;
+        // Still failing: announced at its first failure (removeSegment); the timer tries again.
         this.retry.schedule();
         continue;
       }
