@@ -188,6 +188,9 @@ export class SegmentLog {
     try {
       this.writer.write(this.block);
     } catch (err) {
+      // The writer throws ERR_HOPPER_IO for a failed system call. A bug would be taken for a write
+      // fault too (announced with its message, and retried): this runs on timers, where throwing
+      // it on would crash the process, and the log has no way yet to fail the channel from there.
       this.writeFailed(err as HopperError);
       return false;
     }

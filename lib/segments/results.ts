@@ -8,9 +8,11 @@
 //    says), and by `verify`/`cat`, which report it. Recoverable: the log can step over it.
 //    (ocf.ts, pure functions over bytes, returns a `FrameProblem` instead of throwing; the block
 //    reader turns it into a Corruption at once, so it never travels further.)
-// 2. `HopperError` with `ERR_HOPPER_IO` (errors.ts `ioError()`): a system call failed. Retried by
+// 2. `HopperError` with `ERR_HOPPER_IO` (errors.ts `ioError()`): a system call failed, and only
+//    that (`isSystemError()` in io.ts: an Error with an errno `code` and a `syscall`). Retried by
 //    the one `RetryPolicy` (io.ts) and announced with a `FaultEvent`; reads are given up on after
-//    a long run of failures, and then the channel fails with it.
+//    a long run of failures, and then the channel fails with it. (One exception: the write path
+//    still takes whatever the writer throws for a write fault; see the note in SegmentLog.tryFlush.)
 // 3. Anything else is a bug, `DecoderBug` included: never caught as 1 or 2 (so never counted as
 //    corruption, never retried), it reaches the channel, which fails with it.
 //
