@@ -1,23 +1,13 @@
 import nodeFs from 'node:fs';
-import path from 'node:path';
 import type { RecordCodec } from '../codec.js';
 import { HopperError, corruptSegmentError, ioError } from '../errors.js';
-import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '../ocf.js';
+import { BLOCK_FRAMING_BYTES, compressionSlack } from '../ocf.js';
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
-import {
-  CLOSE_ATTEMPTS,
-  READ_FLAGS,
-  RetryPolicy,
-  closeQuietly,
-  isSystemError,
-  plainDirectory,
-  unlinkOurs,
-  type SegmentDirectory,
-  type SegmentFileSystem,
-} from './io.js';
-import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
+import { CLOSE_ATTEMPTS, RetryPolicy, closeQuietly, isSystemError, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { Ledger, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
+import { removeStaleSegments } from './stale.js';
 import { Corruption, LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 import { SegmentWriter } from './writer.js';
 
@@ -29,6 +19,7 @@ import { SegmentWriter } from './writer.js';
 //   with `verify`), checks them, and decodes records;
 // - the ledger (ledger.ts) is the index of segments and blocks that all of them consult;
 // - io.ts holds the file operations and the one retry policy;
+// - stale.ts removes, at open, the segments a previous run left;
 // - results.ts says how each part fails, and what this facade answers the channel.
 // This facade owns the caps, the record count, the corruption policy, failure handling and the
 // removal of segments. It knows nothing of memory placements or streams.
@@ -120,7 +111,7 @@ export class SegmentLog {
     this.headerBytes = this.writer.headerBytes;
     this.reader = new SegmentReader(fileSystem, codec, options.codec);
     this.retry = new RetryPolicy(this.retryFailed, fileSystem.retryClock);
-    this.removeStaleSegments();
+    removeStaleSegments(fileSystem, this.dir, this.ledger, hooks.onFault);
   }
 
   /** Segment files that exist now. */
@@ -449,61 +440,4 @@ export class SegmentLog {
     // A waiting reader tries again (a read that fails again schedules the next retry).
     else this.hooks.onRecovered();
   };
-
-  /**
-   * Removes segment files a previous run of this channel left behind: only regular files named
-   * like segments whose header carries this package's owner mark (a segment is never linked into
-   * place without its whole header, see SegmentWriter). Anything else (a symlink, a FIFO, a file
-   * of someone else's) stays untouched and unopened for writing, and new segments are numbered
-   * past every existing name.
-   */
-  private removeStaleSegments(): void {
-    let names: string[];
-    try {
-      names = this.fs.readdirSync(this.dir) as string[];
-    } catch (err) {
-      throw ioError('listing the channel directory', this.dir, err);
-    }
-    for (const name of names) {
-      const match = SEGMENT_NAME.exec(name);
-      if (!match) continue;
-      this.ledger.nextSeq = Math.max(this.ledger.nextSeq, Number(match[1]) + 1);
-      const file = path.join(this.dir, name);
-      const identity = this.ourSegment(file);
-      if (identity === undefined) continue;
-      try {
-        // Unlinked only if the name still holds the file whose header was checked.
-        const stat = this.fs.lstatSync(file);
-        if (stat.isFile() && stat.dev === identity.dev && stat.ino === identity.ino) this.fs.unlinkSync(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('removing a stale segment', file, err);
-      }
-    }
-  }
-
-  /** The identity of `file` when it is a regular file with this package's owner mark in its header. */
-  private ourSegment(file: string): { dev: number; ino: number } | undefined {
-    let fd: number | undefined;
-    try {
-      if (!this.fs.lstatSync(file).isFile()) return undefined;
-      fd = this.fs.openSync(file, READ_FLAGS);
-      const stat = this.fs.fstatSync(fd);
-      if (!stat.isFile()) return undefined;
-      const head = Buffer.alloc(Math.min(64 * 1024, stat.size));
-      const n = this.fs.readSync(fd, head, 0, head.length, 0);
-      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined ? { dev: stat.dev, ino: stat.ino } : undefined;
-    } catch (err) {
-      if (!isSystemError(err)) throw err;
-      // Gone since the listing, or swapped for a symlink or a special file: not a file of ours, and
-      // safe to leave without a word.
-      if (err.code === 'ENOENT' || err.code === 'ELOOP' || err.code === 'ENXIO') return undefined;
-      // Any other failure (EACCES, EIO, EMFILE...) leaves the file unchecked, so untouched (never
-      // delete what is not proved ours), and says so once the opener can listen.
-      const fault: FaultEvent = { operation: 'remove', file, error: ioError('checking a stale segment', file, err) };
-      process.nextTick(() => this.hooks.onFault(fault));
-      return undefined;
-    } finally {
-      if (fd !== undefined) closeQuietly(this.fs, fd);
-    }
-  }
 }
