@@ -14,7 +14,7 @@ let exitHookInstalled = false;
 
 function releaseAllAtExit(): void {
   // Every channel is released, even after one of them threw (a 'fault' listener's exception, or a
-  // bug); the first exception is then thrown on, and Node prints it and exits with code 1.
+  // bug); the first exception is then thrown on, and Node prints it.
   let first: { error: unknown } | undefined;
   for (const release of [...openChannels]) {
     try {
