@@ -47,7 +47,10 @@ export interface SegmentEvent {
 
 export interface SegmentLogHooks {
   onSegment(event: SegmentEvent): void;
-  /** A file operation failed; the log retries it. */
+  /**
+   * A file operation failed (see FaultEvent): the log retries it, or leaves the file and says so.
+   * Never called from close(), which hands its leftovers back instead.
+   */
   onFault(event: FaultEvent): void;
   /** A retried operation went through: blocked writers and a waiting reader can go on. */
   onRecovered(): void;

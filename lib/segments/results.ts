@@ -21,7 +21,9 @@
 // - `LostRecords` from `takeLost()` after `next()`: what a skip over corruption cost;
 // - `DroppedSegment` from `dropOldest()`: what making room cost (undefined: nothing could go);
 // - `FaultEvent`s from `close()`: the files it could not remove, for the engine to announce once
-//   the directory is released.
+//   the directory is released;
+// - and, inside the log, `unlinkOurs()` (io.ts) answers 'not-ours' for a file that is no longer
+//   the one created: it is left, and forgotten like a removed one.
 // `AppendResult`, `LostRecords` and the shape of `next()` are shared with channel.ts and stay as
 // they are here; issue 22 item 1 changes `next()` there.
 //
