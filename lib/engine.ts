@@ -2,7 +2,7 @@ import { Channel, type ChannelEmit } from './channel.js';
 import { createCodec } from './codec.js';
 import { ChannelDirectory } from './directory.js';
 import type { ResolvedOptions } from './options.js';
-import { SegmentLog, type SegmentFileSystem } from './segments/index.js';
+import { SegmentLog, type FaultEvent, type SegmentFileSystem } from './segments/index.js';
 
 // Where the engine is put together: the codec, the channel directory (locked), the segment log in
 // it, and the channel over them, built here in that order and released in the reverse order
@@ -13,7 +13,17 @@ const openChannels = new Set<() => void>();
 let exitHookInstalled = false;
 
 function releaseAllAtExit(): void {
-  for (const release of [...openChannels]) release();
+  // Every channel is released, even after one of them threw (a 'fault' listener's exception, or a
+  // bug); the first exception is then thrown on, and Node prints it.
+  let first: { error: unknown } | undefined;
+  for (const release of [...openChannels]) {
+    try {
+      release();
+    } catch (error) {
+      first ??= { error };
+    }
+  }
+  if (first !== undefined) throw first.error;
 }
 
 /**
@@ -45,13 +55,17 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
   }
   const release = (): void => {
     openChannels.delete(release);
+    let leftovers: FaultEvent[];
     try {
-      log.close();
-    } catch {
-      // Removal is best effort (a 'fault' listener may throw): a leftover file must not turn a
-      // finished run into a crash, nor keep the lock.
+      // Throws only on a bug: files it cannot remove are handed back, not thrown.
+      leftovers = log.close();
+    } finally {
+      directory.release();
     }
-    directory.release();
+    // Announced once nothing is held any more: a 'fault' listener that throws can neither keep the
+    // lock nor leave a file open, and its exception reaches whoever closed the channel (the
+    // readable's destroy(), which Node turns into its 'error').
+    for (const fault of leftovers) emit('fault', fault);
   };
   channel = new Channel(options, { codec, disk: log, path: directory.path, release }, emit);
   const opened = channel;

@@ -67,8 +67,8 @@ export function isRetriableSendError(error: unknown): boolean {
   return true;
 }
 
-/** The backoff between attempts. */
-export interface RetryPolicy {
+/** The Kafka sink's backoff between attempts (the segment log's retries have a RetryPolicy of their own, in segments/io.ts). */
+export interface KafkaRetryPolicy {
   /** Wait before the first resend, in milliseconds. */
   initialMs: number;
   /** The longest wait between attempts, in milliseconds. */
@@ -80,7 +80,7 @@ export interface RetryPolicy {
  * attempt up to `maxMs`, less up to a fifth at random, so that many sinks that lost the same
  * cluster do not all come back in the same instant. `random` is a number in [0, 1).
  */
-export function retryDelay(attempt: number, policy: RetryPolicy, random: number = Math.random()): number {
+export function retryDelay(attempt: number, policy: KafkaRetryPolicy, random: number = Math.random()): number {
   const exponent = Math.min(Math.max(attempt - 1, 0), 52);
   const full = Math.min(policy.maxMs, policy.initialMs * 2 ** exponent);
   return Math.round(full * (1 - random / 5));

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import type { Type } from 'avsc';
 import { createCodec } from './codec.js';
 import { kafkaDestroyedError, kafkaEncodeError, kafkaSendError } from './errors.js';
-import { isRetriableSendError, retryDelay, type RetryPolicy } from './kafka-policy.js';
+import { isRetriableSendError, retryDelay, type KafkaRetryPolicy } from './kafka-policy.js';
 import { describe, type AvroSchema } from './options.js';
 
 /** A message as the producer's `send()` takes it. */
@@ -88,7 +88,7 @@ export interface KafkaSinkOptions<T> {
    * (less up to a fifth at random). Failed sends are retried until the sink is destroyed.
    * @default { initialMs: 100, maxMs: 30_000 }
    */
-  retry?: { [K in keyof RetryPolicy]?: RetryPolicy[K] | undefined } | undefined;
+  retry?: { [K in keyof KafkaRetryPolicy]?: KafkaRetryPolicy[K] | undefined } | undefined;
 }
 
 /** Where a batch went: one entry per partition it touched. */
@@ -158,7 +158,7 @@ type Callback = (err?: Error | null) => void;
 
 const DEFAULT_MAX_BATCH_RECORDS = 1000;
 const DEFAULT_MAX_BATCH_BYTES = 512 * 1024;
-const DEFAULT_RETRY: RetryPolicy = { initialMs: 100, maxMs: 30_000 };
+const DEFAULT_RETRY: KafkaRetryPolicy = { initialMs: 100, maxMs: 30_000 };
 const KNOWN = new Set(['producer', 'topic', 'key', 'value', 'acks', 'maxBatchRecords', 'maxBatchBytes', 'retry']);
 /** The Confluent wire format's header: the magic byte 0 and a 4-byte schema id. */
 const HEADER_BYTES = 5;
@@ -186,7 +186,7 @@ interface Resolved<T> {
   acks: -1 | 1 | null;
   maxBatchRecords: number;
   maxBatchBytes: number;
-  retry: RetryPolicy;
+  retry: KafkaRetryPolicy;
 }
 
 function resolveSinkOptions<T>(options: KafkaSinkOptions<T>): Resolved<T> {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import test from 'ava';
+import avsc from 'avsc';
 import { createHopperStreams, type HopperError, type CorruptEvent, type HopperOptions, type SegmentEvent } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader, type BlockFrame } from '../lib/ocf.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
@@ -141,6 +142,45 @@ for (const [name, damage] of Object.entries(damages)) {
       'in order',
     );
     t.is(out.at(-1), total - 1, 'everything after the damage arrives');
+    t.deepEqual(dir.files(), []);
+  });
+}
+
+/** A logical type whose decoding has a bug: it throws a TypeError on the record `{ seq: 13 }`. */
+class BuggyOnDecode extends avsc.types.LogicalType {
+  override _fromValue(value: unknown): unknown {
+    if (value === 13) return (undefined as unknown as { seq: number }).seq;
+    return value;
+  }
+  override _toValue(value: unknown): unknown {
+    return value;
+  }
+}
+
+for (const onCorrupt of ['error', 'skip'] as const) {
+  test(`onCorrupt '${onCorrupt}' - a decoder that throws a TypeError on sound bytes is a bug: the readable fails with it, nothing is counted or skipped as corruption`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const schema = avsc.Type.forSchema({ type: 'long', logicalType: 'buggy' }, { logicalTypes: { buggy: BuggyOnDecode } });
+    const hopper = createHopperStreams<number>({ dataDir: dir.dataDir, schema, maxMemoryBytes: 0, onCorrupt });
+    const events: CorruptEvent[] = [];
+    hopper.on('corrupt', (event) => events.push(event));
+    for (let i = 0; i < 20; i++) hopper.send(i);
+    await nextTurn();
+    const seen: number[] = [];
+    hopper.readable.on('data', (record: number) => seen.push(record));
+    const [err] = (await once(hopper.readable, 'error')) as [Error];
+    t.is(err.name, 'DecoderBug');
+    t.true(err.cause instanceof TypeError);
+    t.false((err as HopperError).code === 'ERR_HOPPER_CORRUPT_SEGMENT');
+    t.deepEqual(
+      seen,
+      Array.from({ length: 13 }, (_, i) => i),
+      'the records before it were delivered',
+    );
+    t.deepEqual(events, []);
+    t.is(hopper.stats().corrupted, 0);
+    await nextTurn();
     t.deepEqual(dir.files(), []);
   });
 }

@@ -1,29 +1,31 @@
 import { once } from 'node:events';
 import test from 'ava';
-import { HopperError, type FaultEvent, type HopperOptions } from '../lib/index.js';
+import { HopperError, type DropEvent, type FaultEvent, type HopperOptions } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
-import { within } from './helpers/wait.js';
+import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
+import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
-// Faults injected through the segment log's file seam: no real disk has to fail.
+// Faults injected through the segment log's file seam: no real disk has to fail. The log's
+// retries wait on a clock the test drives: no test sleeps through a retry.
 
 function faultyHopper(t: { teardown(fn: () => void): void }, options: HopperOptions = {}) {
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const faulty = new FaultyFileSystem();
+  const clock = new ManualClock();
+  const faulty = new FaultyFileSystem(clock);
   const hopper = new HopperStreams<Point>(
     { dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 4_000, ...options },
     { fileSystem: faulty.fs },
   );
   const faults: FaultEvent[] = [];
   hopper.on('fault', (event) => faults.push(event));
-  return { hopper, faulty, faults, dir };
+  return { hopper, faulty, faults, dir, clock };
 }
 
 for (const code of ['ENOSPC', 'EIO'] as const) {
   test(`faults - ${code} on block writes: accepted records are kept and retried, new disk-bound records are handed back with ERR_HOPPER_IO`, async (t) => {
-    const { hopper, faulty, faults } = faultyHopper(t, { onFull: 'error' });
+    const { hopper, faulty, faults, clock } = faultyHopper(t, { onFull: 'error' });
     const sender = hopper.sender();
     for (let i = 0; i < 100; i++) hopper.send(point(i));
     await nextTurn(); // the pending block is written when the event loop turns
@@ -53,7 +55,8 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     t.deepEqual((writeError as HopperError).record, point(120));
 
     faulty.clear();
-    await sleep(50); // the retry goes through
+    t.true(clock.runNext(), 'a retry was armed'); // it goes through
+    t.is(clock.pending, 0, 'no retry is armed once the write went through');
     for (let i = 121; i < 130; i++) sender.write(point(i));
     sender.end();
     const out = (await collect<Point>(hopper.readable)).map((record) => record.seq);
@@ -64,15 +67,21 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
 }
 
 test("faults - with onFull 'block', writes that need the disk wait while it fails and go on once it recovers", async (t) => {
-  const { hopper, faulty } = faultyHopper(t, { onFull: 'block' });
+  const { hopper, faulty, clock } = faultyHopper(t, { onFull: 'block' });
   faulty.fail('write', 'ENOSPC', Infinity);
   const done: number[] = [];
   hopper.writable.write(point(0), (err) => (err ? t.fail(err.message) : done.push(0)));
   await nextTurn(); // its block fails to write: the disk is now known to fail
   for (let i = 1; i < 20; i++) hopper.writable.write(point(i), (err) => (err ? t.fail(err.message) : done.push(i)));
-  await sleep(30);
+  // Retries that fail again: the writes stay held.
+  for (let retry = 0; retry < 3; retry++) {
+    t.true(clock.runNext());
+    await nextTurn();
+  }
+  t.true(faulty.failures.write >= 4);
   t.deepEqual(done, [0], 'writes that need the disk are held while it fails');
   faulty.clear();
+  t.true(clock.runNext()); // the retry that goes through
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
   t.deepEqual(
@@ -83,7 +92,7 @@ test("faults - with onFull 'block', writes that need the disk wait while it fail
 });
 
 test('faults - EMFILE when creating a segment is retried; nothing is lost', async (t) => {
-  const { hopper, faulty, faults } = faultyHopper(t);
+  const { hopper, faulty, faults, clock } = faultyHopper(t);
   faulty.fail('create', 'EMFILE', 3);
   let refusals = 0;
   for (let i = 0; i < 200; i++) {
@@ -94,7 +103,7 @@ test('faults - EMFILE when creating a segment is retried; nothing is lost', asyn
       } catch (err) {
         t.is((err as HopperError).code, 'ERR_HOPPER_IO');
         refusals++;
-        await sleep(5);
+        t.true(clock.runNext(), 'a retry is armed while records are refused');
       }
     }
   }
@@ -122,12 +131,12 @@ test('faults - short writes are completed: the segment holds every byte', async 
 });
 
 test('faults - EIO on reads is retried, and delivery goes on when reads work again', async (t) => {
-  const { hopper, faulty, faults } = faultyHopper(t);
+  const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 300; i++) hopper.send(point(i));
   await nextTurn();
   faulty.fail('read', 'EIO', 3);
   hopper.writable.end();
-  const out = await collect<Point>(hopper.readable);
+  const out = await clock.runUntil(collect<Point>(hopper.readable), 'the delivery of every record');
   t.deepEqual(
     out.map((record) => record.seq),
     Array.from({ length: 300 }, (_, i) => i),
@@ -137,19 +146,23 @@ test('faults - EIO on reads is retried, and delivery goes on when reads work aga
 });
 
 test('faults - reads that keep failing end in ERR_HOPPER_IO on the readable, naming the file', async (t) => {
-  const { hopper, faulty } = faultyHopper(t);
+  const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 50; i++) hopper.send(point(i));
   await nextTurn();
   faulty.fail('read', 'EIO', Infinity);
   const errored = once(hopper.readable, 'error');
   hopper.readable.resume();
-  const [err] = (await errored) as [HopperError];
+  const [err] = (await clock.runUntil(errored, "the readable's error")) as [HopperError];
   t.is(err.code, 'ERR_HOPPER_IO');
   t.regex(err.message, /reading a segment failed on .*000000000001\.avro: EIO/);
+  // Given up on only after 10 failed reads in a row that went on for 5 s.
+  t.true(faulty.failures.read >= 10, `${faulty.failures.read} failed reads`);
+  t.true(clock.now() >= 5_000, `given up after ${clock.now()} ms`);
+  t.is(faults.filter((event) => event.operation === 'read').length, faulty.failures.read - 1, 'each retried failure was reported');
 });
 
 test('faults - a failed delete of a read segment does not stop delivery; it still counts against the caps until removed', async (t) => {
-  const { hopper, faulty, faults, dir } = faultyHopper(t, { maxSegmentBytes: 1_000 });
+  const { hopper, faulty, faults, dir, clock } = faultyHopper(t, { maxSegmentBytes: 1_000 });
   for (let i = 0; i < 200; i++) hopper.send(point(i));
   await nextTurn();
   const segmentsBefore = hopper.stats().segments;
@@ -173,7 +186,7 @@ test('faults - a failed delete of a read segment does not stop delivery; it stil
     out,
     Array.from({ length: 200 }, (_, i) => i),
   );
-  await within(removed, `the removal of ${stuck} once the fault cleared`);
+  await clock.runUntil(removed, `the removal of ${stuck} once the fault cleared`);
   t.false(
     dir.files().some((file) => stuck.endsWith(file)),
     'removed once the fault cleared',
@@ -186,7 +199,7 @@ for (const [outageMs, label] of [
   [3_000, '3 s'],
 ] as const) {
   test(`faults - an fd shortage (EMFILE) of ${label} while reading is waited out with backoff: nothing is lost`, async (t) => {
-    const { hopper, faulty, faults } = faultyHopper(t, { maxSegmentBytes: 2_000 });
+    const { hopper, faulty, faults, clock } = faultyHopper(t, { maxSegmentBytes: 2_000 });
     const total = 3_000;
     for (let i = 0; i < total; i++) hopper.send(point(i));
     await nextTurn();
@@ -198,16 +211,20 @@ for (const [outageMs, label] of [
     faulty.fail('open', 'EMFILE', Infinity);
     faulty.fail('read', 'EMFILE', Infinity);
     let cleared = false;
-    setTimeout(() => {
+    const clearOnTime = (): void => {
+      if (cleared || clock.now() < outageMs) return;
       cleared = true;
       faulty.clear();
-    }, outageMs);
+    };
     hopper.writable.end();
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) break;
-      out.push((next.value as Point).seq);
-    }
+    const rest = (async () => {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) break;
+        out.push((next.value as Point).seq);
+      }
+    })();
+    await clock.runUntil(rest, 'the delivery of every record', clearOnTime);
     t.true(cleared, 'the readable waited for the shortage to end');
     t.deepEqual(
       out,
@@ -220,3 +237,109 @@ for (const [outageMs, label] of [
     t.true(readFaults <= 20, `${readFaults} read faults during the shortage`);
   });
 }
+
+test("destroy() - a 'fault' listener that throws for a segment left at close: the lock is released first, and the exception is the readable's error", async (t) => {
+  const { hopper, faulty, dir } = faultyHopper(t, { name: 'left' });
+  for (let i = 0; i < 50; i++) hopper.send(point(i));
+  await nextTurn();
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const thrown = new Error('a fault listener that throws');
+  const seen: FaultEvent[] = [];
+  hopper.on('fault', (event) => {
+    seen.push(event);
+    throw thrown;
+  });
+  const errored = once(hopper.readable, 'error');
+  hopper.destroy();
+  const [err] = (await errored) as [Error];
+  t.is(err, thrown, 'the exception is reported, not swallowed');
+  t.is(seen.length, 1);
+  t.like(seen[0], { operation: 'remove' });
+  t.regex(seen[0]!.error.message, /removing a segment at close failed on .*EBUSY/);
+  t.true(
+    dir.files().some((file) => seen[0]!.file.endsWith(file)),
+    'the file that could not go is left',
+  );
+  // The lock went before the listener ran: the channel opens again, and removes the leftover.
+  const again = new HopperStreams<Point>({ dataDir: dir.dataDir, name: 'left', schema: pointSchema });
+  t.deepEqual(
+    dir.files().filter((file) => file.endsWith('.avro')),
+    [],
+  );
+  again.destroy();
+});
+
+test("faults - with onFull 'drop-oldest', a segment that cannot be removed to make room is announced once, and the drop goes on once it can", async (t) => {
+  const { hopper, faulty, faults } = faultyHopper(t, { onFull: 'drop-oldest', maxSegmentBytes: 1_000, maxDiskBytes: 6_000 });
+  const drops: DropEvent[] = [];
+  hopper.on('drop', (event) => drops.push(event));
+  let sent = 0;
+  // Fill the disk: sealed segments, nothing dropped yet.
+  while (drops.length === 0) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  t.is(drops[0]!.policy, 'drop-oldest');
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const before = drops.length;
+  // Until room is needed again, then 50 writes more that need room.
+  while (drops.length === before && sent < 5_000) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  for (let i = 0; i < 50; i++) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  const removeFaults = faults.filter((event) => event.operation === 'remove');
+  t.is(removeFaults.length, 1, 'announced once, not once per write');
+  t.regex(removeFaults[0]!.error.message, /removing a segment to make room failed on .*EBUSY/);
+  t.true(HopperError.is(removeFaults[0]!.error, 'ERR_HOPPER_IO'));
+  t.true(
+    drops.slice(before).every((event) => event.policy === 'drop-oldest' && event.file === undefined),
+    'with no segment that can go, the incoming records are dropped',
+  );
+  faulty.clear();
+  while (!drops.slice(before).some((event) => event.file !== undefined)) {
+    hopper.send(point(sent++));
+    if (sent % 10 === 0) await nextTurn();
+  }
+  t.pass('a segment is removed to make room again once removals work');
+  hopper.destroy();
+});
+
+test('faults - a stale segment that cannot be checked at open (EACCES) is left untouched and announced with a fault', async (t) => {
+  const first = faultyHopper(t, { name: 'stale' });
+  for (let i = 0; i < 50; i++) first.hopper.send(point(i));
+  await nextTurn();
+  // A segment left by a run that ended: its removal at close fails.
+  first.faulty.fail('unlink', 'EBUSY', Infinity);
+  first.hopper.destroy();
+  await once(first.hopper.readable, 'close');
+  const left = first.dir.files().filter((file) => file.endsWith('.avro'));
+  t.is(left.length, 1);
+
+  const faulty = new FaultyFileSystem(new ManualClock());
+  faulty.fail('open', 'EACCES', 1);
+  const second = new HopperStreams<Point>({ dataDir: first.dir.dataDir, name: 'stale', schema: pointSchema }, { fileSystem: faulty.fs });
+  const faults: FaultEvent[] = [];
+  second.on('fault', (event) => faults.push(event));
+  await nextTurn();
+  t.is(faults.length, 1, 'announced once the opener can listen');
+  t.is(faults[0]!.operation, 'remove');
+  t.regex(faults[0]!.error.message, /checking a stale segment failed on .*000000000001\.avro: EACCES/);
+  t.deepEqual(
+    first.dir.files().filter((file) => file.endsWith('.avro')),
+    left,
+    'left untouched',
+  );
+  second.destroy();
+
+  // Once it can be checked, it is recognised as ours and removed.
+  const third = new HopperStreams<Point>({ dataDir: first.dir.dataDir, name: 'stale', schema: pointSchema });
+  t.deepEqual(
+    first.dir.files().filter((file) => file.endsWith('.avro')),
+    [],
+  );
+  third.destroy();
+});

@@ -10,6 +10,7 @@ import { spawnChild } from './helpers/children.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
+const exitFaultChild = fileURLToPath(new URL('helpers/exit-fault-child.ts', import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
 const sha256 = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -369,4 +370,23 @@ test('channel directory - a dataDir that cannot be created is refused at creatio
   t.is(err!.code, 'ERR_HOPPER_IO');
   t.regex(err!.message, /cannot create dataDir \/proc\/hopper-streams-test\/data/);
   t.false(fs.existsSync('/proc/hopper-streams-test'));
+});
+
+test("exit hook - a 'fault' listener that throws at exit does not keep any channel's lock or files; its exception is printed", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const child = spawnChild(t, process.execPath, ['--import', 'tsx/esm', exitFaultChild, dir.dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  await once(child, 'close');
+  t.regex(stderr, /a fault listener that throws at exit \(remove\)/);
+  // Both channels were released: every lock is gone; only the segment that could not be removed is left.
+  const files = dir.files();
+  t.deepEqual(
+    files.filter((file) => !file.endsWith('.avro')),
+    [],
+  );
+  t.true(files.length >= 1 && files.every((file) => file.startsWith(`first${path.sep}`)), files.join(', '));
 });

@@ -9,9 +9,12 @@ import { createCodec } from '../lib/codec.js';
 import { decodeHeader, encodeBlockHeader, encodeHeader } from '../lib/ocf.js';
 import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
 import { BlockBuilder } from '../lib/segments/block-builder.js';
-import { BlockReader, Corruption, decodeRecord } from '../lib/segments/block-reader.js';
+import { BlockReader, decodeRecord } from '../lib/segments/block-reader.js';
+import { Corruption, DecoderBug } from '../lib/segments/results.js';
+import { RetryPolicy } from '../lib/segments/io.js';
+import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
+import { collect, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
   return collect(avsc.createFileDecoder(file));
@@ -346,10 +349,11 @@ test('SegmentLog - with deflate, large Buffers taken from the block being filled
   log.close();
 });
 
-test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', async (t) => {
+test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const faulty = new FaultyFileSystem();
+  const clock = new ManualClock();
+  const faulty = new FaultyFileSystem(clock);
   let recovered = 0;
   const faults: string[] = [];
   const log = schemalessLog(dir.dataDir, { onFault: (event) => faults.push(event.operation), onRecovered: () => recovered++ }, faulty.fs);
@@ -361,8 +365,13 @@ test('SegmentLog - a failed write of a block holding Buffers by reference is ret
   t.is(log.append(Buffer.alloc(70_000, 9)), 'fault');
   faulty.shortenWrites(1);
   // Retries back off from 5 ms: the third attempt (a short write, completed) goes through.
-  for (let waited = 0; log.fault !== undefined && waited < 5_000; waited += 10) await sleep(10);
+  t.is(clock.nextDelay, 5);
+  t.true(clock.runNext());
+  t.not(log.fault, undefined, 'the second attempt fails too');
+  t.is(clock.nextDelay, 10);
+  t.true(clock.runNext());
   t.is(log.fault, undefined);
+  t.is(clock.pending, 0);
   t.is(faulty.failures.write, 2);
   t.true(recovered >= 1);
   t.deepEqual(faults, ['write']);
@@ -480,8 +489,13 @@ test('BlockBuilder - a staged record that is dropped leaves the block as it was,
   t.is(block.count, 1);
   t.is(block.shift(), 'first');
   t.is(block.count, 0);
-  const buffer = (block as unknown as { buffer: Buffer }).buffer;
-  t.true(buffer.length <= 128 * 1024, `the block buffer is back to ${buffer.length} bytes`);
+  // The block's data is a view of its buffer: the memory it keeps alive is the buffer's size.
+  block.stage('next');
+  block.keep();
+  const [data] = block.parts('null');
+  t.is(data!.toString('latin1').includes('next'), true);
+  const held = data!.buffer.byteLength;
+  t.true(held <= 128 * 1024, `the block buffer is back to ${held} bytes`);
 });
 
 test('BlockReader - reads a block by its own framing, and checks it against what the ledger says was written', (t) => {
@@ -519,4 +533,138 @@ test('BlockReader - reads a block by its own framing, and checks it against what
   const badSync = refused(undefined, Buffer.alloc(16, 8));
   t.regex(badSync.problem, /sync marker does not match/);
   t.is(badSync.offset, size - 16, 'the offset of the sync marker in the file');
+});
+
+test('RetryPolicy - one timer on the clock it is given, its delay doubling from 5 ms to 1 s and back to 5 ms once things work', (t) => {
+  const clock = new ManualClock();
+  let retries = 0;
+  const policy = new RetryPolicy(() => retries++, clock);
+  const delays: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    policy.schedule();
+    policy.schedule(); // armed already: still one timer
+    t.is(clock.pending, 1);
+    delays.push(clock.nextDelay!);
+    t.true(clock.runNext());
+  }
+  t.deepEqual(delays, [5, 10, 20, 40, 80, 160, 320, 640, 1_000, 1_000]);
+  t.is(retries, 10);
+  policy.writesWork();
+  policy.schedule();
+  t.is(clock.nextDelay, 5, 'back to 5 ms once writes work');
+  policy.stop();
+  t.is(clock.pending, 0, 'stop() disarms the timer');
+  policy.schedule();
+  t.is(clock.pending, 0, 'a stopped policy arms nothing');
+  t.is(retries, 10);
+});
+
+test('RetryPolicy - failed reads are given up on only when they are both 10 in a row and 5 s old, by the clock given', (t) => {
+  const clock = new ManualClock();
+  const policy = new RetryPolicy(() => {}, clock);
+  // Ten quick failures: not old enough.
+  for (let i = 0; i < 20; i++) t.false(policy.readFailed(), `failure ${i + 1} at ${clock.now()} ms`);
+  clock.setTimeout(() => {}, 5_000);
+  clock.runNext();
+  t.true(policy.readFailed(), 'the 21st, 5 s after the first');
+  policy.readsWork(false);
+  t.is(policy.failingReads, 0);
+  // Old enough, but not ten yet.
+  t.false(policy.readFailed());
+  clock.setTimeout(() => {}, 60_000);
+  clock.runNext();
+  for (let i = 2; i < 10; i++) t.false(policy.readFailed(), `failure ${i}`);
+  t.true(policy.readFailed(), 'the 10th, a minute after the first');
+});
+
+test('decodeRecord - what bad bytes make a decoder throw does not decode (offset -1); anything else is a DecoderBug, not corruption', (t) => {
+  const union = avsc.Type.forSchema(['null', 'string']);
+  t.is(decodeRecord(union, Buffer.from([0x08]), 0, false).offset, -1, 'avsc: invalid union index (an Error)');
+  const array = avsc.Type.forSchema({ type: 'array', items: 'int' });
+  const count = avsc.Type.forSchema('long').toBuffer(2 ** 33);
+  t.is(decodeRecord(array, count, 0, false).offset, -1, 'avsc: a block count past any array (RangeError: Invalid array length)');
+  const jsonText = { decode: (buf: Buffer) => ({ value: JSON.parse(buf.toString()) as unknown, offset: buf.length }) };
+  t.is(decodeRecord(jsonText, Buffer.from('{not json'), 0, false).offset, -1, 'JSON text that does not parse (a SyntaxError)');
+  const serialized = { decode: (buf: Buffer) => ({ value: v8.deserialize(buf) as unknown, offset: buf.length }) };
+  t.is(decodeRecord(serialized, Buffer.from([0xff, 0x0f, 0x5c, 1, 2]), 0, false).offset, -1, 'node:v8 data that does not deserialize');
+  for (const bug of [
+    new TypeError("Cannot read properties of undefined (reading 'x')"),
+    new RangeError('The value of "offset" is out of range'),
+    new ReferenceError('x is not defined'),
+  ]) {
+    const buggy = {
+      decode: (): never => {
+        throw bug;
+      },
+    };
+    const err = t.throws(() => decodeRecord(buggy, Buffer.alloc(4), 0, false), { instanceOf: DecoderBug });
+    t.is(err!.cause, bug);
+    t.true(err!.message.includes(bug.message));
+  }
+});
+
+for (const onCorrupt of ['error', 'skip'] as const) {
+  test(`SegmentLog - a decoder that throws a TypeError fails next() with a DecoderBug, never corruption (onCorrupt '${onCorrupt}')`, (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const codec = createCodec('string');
+    const buggy = { ...codec, decode: (buf: Buffer, pos: number) => (buf[pos] === 0x06 ? (undefined as unknown as { x: never }).x : codec.decode(buf, pos)) };
+    const log = new SegmentLog(
+      dir.dataDir,
+      buggy,
+      { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt, channel: 'unit' },
+      { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {} },
+    );
+    t.teardown(() => log.close());
+    for (const record of ['a', 'bug', 'c']) t.is(log.append(record), 'ok');
+    t.true(log.tryFlush());
+    t.is(log.next(), 'a');
+    const err = t.throws(() => log.next(), { instanceOf: DecoderBug });
+    t.true(err!.cause instanceof TypeError);
+    t.is(log.takeLost(), undefined, 'nothing skipped');
+    t.is(log.records, 2, 'nothing counted as lost');
+  });
+}
+
+test('SegmentLog - close() hands back the segments it could not remove instead of announcing them itself', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const log = schemalessLog(dir.dataDir, { onFault: () => t.fail('close() runs no hook') }, faulty.fs);
+  t.is(log.append('kept'), 'ok');
+  t.true(log.tryFlush());
+  faulty.fail('unlink', 'EBUSY', Infinity);
+  const leftovers = log.close();
+  t.is(leftovers.length, 1);
+  t.is(leftovers[0]!.operation, 'remove');
+  t.is(faulty.failures.unlink, 3, 'tried three times');
+  t.true(HopperError.is(leftovers[0]!.error, 'ERR_HOPPER_IO'));
+  t.deepEqual(log.close(), [], 'idempotent');
+  faulty.clear();
+  t.deepEqual(fs.readdirSync(dir.dataDir), [segmentFileName(1)], 'the file is left');
+});
+
+test('SegmentLog - a read that throws something other than a system error is a bug: thrown as it is, never retried as ERR_HOPPER_IO', (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  let broken = false;
+  const bug = new TypeError('a bug in a read');
+  const fileSystem: SegmentFileSystem = {
+    ...fs,
+    readSync: ((...args: Parameters<typeof fs.readSync>) => {
+      if (broken) throw bug;
+      return fs.readSync(...args);
+    }) as typeof fs.readSync,
+  };
+  const log = schemalessLog(dir.dataDir, { onFault: (event) => t.fail(`no fault expected: ${event.error.message}`) }, fileSystem);
+  t.teardown(() => log.close());
+  t.is(log.append('on disk'), 'ok');
+  t.true(log.tryFlush());
+  broken = true;
+  t.is(
+    t.throws(() => log.next()),
+    bug,
+  );
+  broken = false;
+  t.is(log.records, 1, 'nothing was counted as read or lost');
 });

@@ -4,7 +4,8 @@ import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { JSON_ENVELOPE_SCHEMA, createCodec } from '../codec.js';
 import { MAGIC, OWNER_KEY, decodeHeader, type OcfHeader } from '../ocf.js';
-import { BlockReader, Corruption, decodeRecord, type RecordDecoder } from '../segments/block-reader.js';
+import { BlockReader, decodeRecord, type RecordDecoder } from '../segments/block-reader.js';
+import { Corruption } from '../segments/results.js';
 
 // Reads a segment file (any Avro Object Container File) block by block, with the block reader the
 // segment log uses, and checks everything its framing promises: magic, header, each block's count

@@ -1,30 +1,14 @@
 import zlib from 'node:zlib';
 import { BLOCK_HEADER_MAX_BYTES, blockData, checkSync, isProblem, parseBlockHeader, type BlockFrame, type FrameProblem } from '../ocf.js';
 import type { SegmentFileSystem } from './io.js';
+import { Corruption, DecoderBug } from './results.js';
 
 // Reading blocks from a segment file, for the log and for `verify` and `cat` alike: bytes through
 // a read-ahead buffer, each block's framing checked (count, size, sync marker, and against what
 // the ledger says was written when the caller knows), its data inflated, records decoded one at a
-// time. What is wrong is thrown as a Corruption; system errors are thrown as they come. What to do
-// about either (skip, stop, retry, report) is the caller's.
-
-/**
- * What a piece of corruption costs when skipped: nothing (bytes appended after the last block),
- * the block about to be read, the rest of the block being decoded, or the rest of the segment
- * (a damaged header, a file cut short).
- */
-export type Loss = 'nothing' | 'block' | 'rest-of-block' | 'rest-of-segment';
-
-/** Something in a segment file is not what the format or the ledger says: where, what, and what it costs. */
-export class Corruption extends Error {
-  constructor(
-    readonly offset: number,
-    readonly problem: string,
-    readonly loss: Loss,
-  ) {
-    super(problem);
-  }
-}
+// time. What is wrong is thrown as a Corruption; system errors are thrown as they come; a decoder
+// that throws for another reason than bad bytes is a DecoderBug (see results.ts). What to do about
+// each (skip, stop, retry, report) is the caller's.
 
 const READ_AHEAD_BYTES = 256 * 1024;
 /** Blocks this large are read alone, into a buffer of their own (large Buffer records become views of it). */
@@ -142,12 +126,34 @@ export interface RecordDecoder {
  * The record at `pos` and where the next one starts; offset -1 for what does not decode (avsc or
  * V8 throw on some garbage, such as a union branch index out of range). The caller checks the
  * offset against the block's end. `settled`: `data` is never written again, so large Buffer
- * records may be views of it.
+ * records may be views of it. Throws a {@link DecoderBug} when the decoder throws anything bad
+ * bytes do not make it throw.
  */
 export function decodeRecord(decoder: RecordDecoder, data: Buffer, pos: number, settled: boolean): { value: unknown; offset: number } {
   try {
     return decoder.decode(data, pos, settled);
-  } catch {
-    return { value: undefined, offset: -1 };
+  } catch (err) {
+    // Safe to call "does not decode": the decoder read bytes that are not a record of its schema.
+    if (isBadBytesError(err)) return { value: undefined, offset: -1 };
+    throw new DecoderBug(err);
   }
+}
+
+/**
+ * True for what a decoder throws on bytes that are not a record of its schema, by the exact class
+ * of the error:
+ * - a plain `Error`: avsc 5.7's refusals of invalid data (`invalid union index`, `invalid <name> enum
+ *   index`, `potential precision loss`, in lib/types.js), and node:v8's Deserializer's
+ *   (`Unable to deserialize cloned data.`, `ReadRawBytes() failed`);
+ * - a `SyntaxError`: JSON.parse of the JSON text of a schemaless record;
+ * - a `RangeError` "Invalid array length": avsc's `new Array(n)` with a block count read from the
+ *   bytes (ArrayType._read).
+ * Everything else (a TypeError, any other RangeError, a HopperError, a subclass) is a bug: avsc
+ * answers truncated data with offset -1, never with an exception.
+ */
+export function isBadBytesError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const proto = Object.getPrototypeOf(err) as unknown;
+  if (proto === Error.prototype || proto === SyntaxError.prototype) return true;
+  return proto === RangeError.prototype && err.message === 'Invalid array length';
 }

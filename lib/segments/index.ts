@@ -1,14 +1,14 @@
 import nodeFs from 'node:fs';
-import path from 'node:path';
 import type { RecordCodec } from '../codec.js';
 import { HopperError, corruptSegmentError, ioError } from '../errors.js';
-import { BLOCK_FRAMING_BYTES, OWNER_KEY, compressionSlack, decodeHeader } from '../ocf.js';
+import { BLOCK_FRAMING_BYTES, compressionSlack } from '../ocf.js';
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
-import { Corruption } from './block-reader.js';
-import { CLOSE_ATTEMPTS, READ_FLAGS, RetryPolicy, closeQuietly, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
-import { Ledger, SEGMENT_NAME, type Segment } from './ledger.js';
+import { CLOSE_ATTEMPTS, RetryPolicy, closeQuietly, isSystemError, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { Ledger, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
+import { removeStaleSegments } from './stale.js';
+import { Corruption, LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 import { SegmentWriter } from './writer.js';
 
 // The segment log: an append-only sequence of Avro Object Container Files in the channel
@@ -18,12 +18,15 @@ import { SegmentWriter } from './writer.js';
 // - the reader (reader.ts) reads blocks back through the block reader (block-reader.ts, shared
 //   with `verify`), checks them, and decodes records;
 // - the ledger (ledger.ts) is the index of segments and blocks that all of them consult;
-// - io.ts holds the file operations and the one retry policy.
+// - io.ts holds the file operations and the one retry policy;
+// - stale.ts removes, at open, the segments a previous run left;
+// - results.ts says how each part fails, and what this facade answers the channel.
 // This facade owns the caps, the record count, the corruption policy, failure handling and the
 // removal of segments. It knows nothing of memory placements or streams.
 
-export type { SegmentDirectory, SegmentFileSystem } from './io.js';
+export type { RetryClock, SegmentDirectory, SegmentFileSystem } from './io.js';
 export { segmentFileName } from './ledger.js';
+export { LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 
 export interface SegmentLogOptions {
   maxSegmentBytes: number;
@@ -42,32 +45,15 @@ export interface SegmentEvent {
   records: number;
 }
 
-/** A failed file operation the log is retrying. */
-export interface FaultEvent {
-  operation: 'write' | 'read' | 'remove';
-  file: string;
-  error: Error;
-}
-
 export interface SegmentLogHooks {
   onSegment(event: SegmentEvent): void;
-  /** A file operation failed; the log retries it. */
+  /**
+   * A file operation failed (see FaultEvent): the log retries it, or leaves the file and says so.
+   * Never called from close(), which hands its leftovers back instead.
+   */
   onFault(event: FaultEvent): void;
   /** A retried operation went through: blocked writers and a waiting reader can go on. */
   onRecovered(): void;
-}
-
-/** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
-export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
-
-/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over: see {@link SegmentLog.takeLost}. */
-export class LostRecords {
-  constructor(
-    readonly count: number,
-    readonly file: string,
-    readonly offset: number,
-    readonly problem: string,
-  ) {}
 }
 
 /**
@@ -95,6 +81,8 @@ export class SegmentLog {
   private readonly retry: RetryPolicy;
 
   private flushScheduled = false;
+  /** Set while removing a segment to make room fails ('drop-oldest'): announced once per run. */
+  private dropFailing = false;
   /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
   private writeFault: Error | undefined;
 
@@ -125,8 +113,8 @@ export class SegmentLog {
     );
     this.headerBytes = this.writer.headerBytes;
     this.reader = new SegmentReader(fileSystem, codec, options.codec);
-    this.retry = new RetryPolicy(this.retryFailed);
-    this.removeStaleSegments();
+    this.retry = new RetryPolicy(this.retryFailed, fileSystem.retryClock);
+    removeStaleSegments(fileSystem, this.dir, this.ledger, hooks.onFault);
   }
 
   /** Segment files that exist now. */
@@ -194,6 +182,9 @@ export class SegmentLog {
     try {
       this.writer.write(this.block);
     } catch (err) {
+      // The writer throws ERR_HOPPER_IO for a failed system call. A bug would be taken for a write
+      // fault too (announced with its message, and retried): this runs on timers, where throwing
+      // it on would crash the process, and the log has no way yet to fail the channel from there.
       this.writeFailed(err as HopperError);
       return false;
     }
@@ -310,7 +301,7 @@ export class SegmentLog {
    * policy). Returns where its records stood among the records still in the log (`offset`
    * records come before them), or undefined when no segment can go.
    */
-  dropOldest(): { offset: number; count: number; file: string } | undefined {
+  dropOldest(): DroppedSegment | undefined {
     const reading = this.reader.segment;
     const victim = this.ledger.oldestDroppable(reading);
     if (victim === undefined) return undefined;
@@ -319,41 +310,60 @@ export class SegmentLog {
     const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim) ? reading.records - this.reader.fromSegment : 0;
     try {
       unlinkOurs(this.fs, this.directory, victim);
-    } catch {
+    } catch (err) {
+      if (!isSystemError(err)) throw err;
+      // Safe to answer "nothing can go": nothing was removed, the segment keeps its records, and
+      // the caller applies its policy as for a full log. The next write that needs room tries
+      // again; a run of such failures is announced once.
+      if (!this.dropFailing) {
+        this.dropFailing = true;
+        this.hooks.onFault({ operation: 'remove', file: victim.file, error: ioError('removing a segment to make room', victim.file, err) });
+      }
       return undefined;
     }
+    this.dropFailing = false;
     this.records -= victim.records;
     this.forget(victim);
     return { offset, count: victim.records, file: victim.file };
   }
 
-  /** Closes every file and removes every segment this log created. Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Closes every file and removes every segment this log created. Idempotent. Returns what it could
+   * not remove, for the caller to announce once it has released the rest (a 'fault' listener runs
+   * user code, which must not run while files are half closed).
+   */
+  close(): FaultEvent[] {
+    if (this.closed) return [];
     this.closed = true;
     this.retry.stop();
     this.reader.closeFile();
+    const leftovers: FaultEvent[] = [];
     for (const segment of this.ledger.clear()) {
       if (segment.writeFd !== undefined) closeQuietly(this.fs, segment.writeFd);
-      this.removeAtClose(segment);
+      const left = this.removeAtClose(segment);
+      if (left !== undefined) leftovers.push(left);
     }
     this.block.clear();
     this.records = 0;
+    return leftovers;
   }
 
-  /** Removes a file at close, trying a few times; one that cannot go is reported and left. */
-  private removeAtClose(segment: Segment): void {
+  /** Removes a file at close, trying a few times; returns the fault when it cannot go (it is left). */
+  private removeAtClose(segment: Segment): FaultEvent | undefined {
     const { file } = segment;
     let error: unknown;
     for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
       try {
         unlinkOurs(this.fs, this.directory, segment);
-        return;
+        return undefined;
       } catch (err) {
+        // A system error (EBUSY, EIO...) leaves the file for the next open, which removes it as
+        // stale; anything else is a bug, and goes on to the caller.
+        if (!isSystemError(err)) throw err;
         error = err;
       }
     }
-    this.hooks.onFault({ operation: 'remove', file, error: ioError('removing a segment at close', file, error) });
+    return { operation: 'remove', file, error: ioError('removing a segment at close', file, error) };
   }
 
   private flushOnTurn = (): void => {
@@ -385,7 +395,9 @@ export class SegmentLog {
     for (const segment of this.ledger.failedRemovals()) {
       try {
         unlinkOurs(this.fs, this.directory, segment);
-      } catch {
+      } catch (err) {
+        if (!isSystemError(err)) throw err;
+        // Still failing: announced at its first failure (removeSegment); the timer tries again.
         this.retry.schedule();
         continue;
       }
@@ -431,53 +443,4 @@ export class SegmentLog {
     // A waiting reader tries again (a read that fails again schedules the next retry).
     else this.hooks.onRecovered();
   };
-
-  /**
-   * Removes segment files a previous run of this channel left behind: only regular files named
-   * like segments whose header carries this package's owner mark (a segment is never linked into
-   * place without its whole header, see SegmentWriter). Anything else (a symlink, a FIFO, a file
-   * of someone else's) stays untouched and unopened for writing, and new segments are numbered
-   * past every existing name.
-   */
-  private removeStaleSegments(): void {
-    let names: string[];
-    try {
-      names = this.fs.readdirSync(this.dir) as string[];
-    } catch (err) {
-      throw ioError('listing the channel directory', this.dir, err);
-    }
-    for (const name of names) {
-      const match = SEGMENT_NAME.exec(name);
-      if (!match) continue;
-      this.ledger.nextSeq = Math.max(this.ledger.nextSeq, Number(match[1]) + 1);
-      const file = path.join(this.dir, name);
-      const identity = this.ourSegment(file);
-      if (identity === undefined) continue;
-      try {
-        // Unlinked only if the name still holds the file whose header was checked.
-        const stat = this.fs.lstatSync(file);
-        if (stat.isFile() && stat.dev === identity.dev && stat.ino === identity.ino) this.fs.unlinkSync(file);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError('removing a stale segment', file, err);
-      }
-    }
-  }
-
-  /** The identity of `file` when it is a regular file with this package's owner mark in its header. */
-  private ourSegment(file: string): { dev: number; ino: number } | undefined {
-    let fd: number | undefined;
-    try {
-      if (!this.fs.lstatSync(file).isFile()) return undefined;
-      fd = this.fs.openSync(file, READ_FLAGS);
-      const stat = this.fs.fstatSync(fd);
-      if (!stat.isFile()) return undefined;
-      const head = Buffer.alloc(Math.min(64 * 1024, stat.size));
-      const n = this.fs.readSync(fd, head, 0, head.length, 0);
-      return decodeHeader(head.subarray(0, n))?.meta[OWNER_KEY] !== undefined ? { dev: stat.dev, ino: stat.ino } : undefined;
-    } catch {
-      return undefined;
-    } finally {
-      if (fd !== undefined) closeQuietly(this.fs, fd);
-    }
-  }
 }

@@ -7,11 +7,27 @@ import nodeFs from 'node:fs';
 /**
  * The file operations the segment log uses: node:fs by default, a seam for fault injection.
  * No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ * The seam also carries the clock retries wait on (`retryClock`, the system clock when absent), so
+ * that a test that injects a fault also drives its retries instead of sleeping through them.
  */
 export type SegmentFileSystem = Pick<
   typeof nodeFs,
   'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync' | 'lstatSync' | 'linkSync'
->;
+> & { readonly retryClock?: RetryClock | undefined };
+
+/** What the retry policy waits on: a one-shot timer and the time now, in milliseconds. */
+export interface RetryClock {
+  now(): number;
+  setTimeout(run: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+/** The real clock: `Date.now` and the global timers. */
+export const systemClock: RetryClock = {
+  now: () => Date.now(),
+  setTimeout: (run, ms) => setTimeout(run, ms),
+  clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout | undefined),
+};
 
 /**
  * The channel directory as the segment log sees it: where segments go, where a new one is
@@ -65,6 +81,11 @@ function remainder(parts: Buffer[], skip: number): Buffer[] {
     }
   }
   return rest;
+}
+
+/** True for an error a system call threw (it carries an errno `code` such as 'EIO'), as opposed to a bug. */
+export function isSystemError(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && typeof (err as NodeJS.ErrnoException).code === 'string' && typeof (err as NodeJS.ErrnoException).syscall === 'string';
 }
 
 export function closeQuietly(fs: SegmentFileSystem, fd: number): void {
@@ -130,27 +151,35 @@ export class RetryPolicy {
   /** Reads failed in a row; 0 while reads work. */
   failingReads = 0;
   private failingSince = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
+  private armed = false;
   private delay = RETRY_FIRST_MS;
   private stopped = false;
 
-  /** `retry` runs when the timer fires: it tries again whatever failed. */
-  constructor(private readonly retry: () => void) {}
+  /** `retry` runs when the timer fires: it tries again whatever failed. `clock`: what it waits on. */
+  constructor(
+    private readonly retry: () => void,
+    private readonly clock: RetryClock = systemClock,
+  ) {}
 
   /** Arms the one timer, unless it is armed already. */
   schedule(): void {
-    if (this.timer !== undefined || this.stopped) return;
+    if (this.armed || this.stopped) return;
     const delay = this.delay;
     this.delay = Math.min(this.delay * 2, RETRY_MAX_MS);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.stopped) this.retry();
-    }, delay);
+    this.armed = true;
+    this.timer = this.clock.setTimeout(this.fire, delay);
   }
+
+  private fire = (): void => {
+    this.armed = false;
+    this.timer = undefined;
+    if (!this.stopped) this.retry();
+  };
 
   /** A read failed: true when the reader should give up, else the retry is scheduled. */
   readFailed(): boolean {
-    const now = Date.now();
+    const now = this.clock.now();
     if (this.failingReads++ === 0) this.failingSince = now;
     return this.failingReads >= READ_ATTEMPTS && now - this.failingSince >= READ_GIVE_UP_MS;
   }
@@ -168,6 +197,7 @@ export class RetryPolicy {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.timer);
+    if (this.armed) this.clock.clearTimeout(this.timer);
+    this.armed = false;
   }
 }

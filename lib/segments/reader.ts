@@ -1,9 +1,10 @@
 import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, Corruption, decodeRecord, type ReadBlock } from './block-reader.js';
-import { READ_FLAGS, closeQuietly, type SegmentFileSystem } from './io.js';
+import { BlockReader, decodeRecord, type ReadBlock } from './block-reader.js';
+import { READ_FLAGS, closeQuietly, isSystemError, type SegmentFileSystem } from './io.js';
 import type { Segment } from './ledger.js';
+import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (never
 // through a symlink, never one that was swapped), checks its header and each block against the
@@ -84,7 +85,8 @@ export class SegmentReader {
     try {
       header = this.blocks.bytes(0, segment.header.length, segment.size);
     } catch (err) {
-      if (err instanceof Corruption) throw err;
+      // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
+      if (err instanceof Corruption || !isSystemError(err)) throw err;
       this.close();
       throw ioError('reading a segment', segment.file, err);
     }
@@ -117,7 +119,8 @@ export class SegmentReader {
         checksum: segment.blockChecksums[this.block]!,
       });
     } catch (err) {
-      if (err instanceof Corruption) throw err;
+      // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
+      if (err instanceof Corruption || !isSystemError(err)) throw err;
       throw ioError('reading a segment', segment.file, err);
     }
     this.current = read.data;

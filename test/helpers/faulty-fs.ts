@@ -1,13 +1,20 @@
 import fs from 'node:fs';
-import type { SegmentFileSystem } from '../../lib/segments/index.js';
+import type { RetryClock, SegmentFileSystem } from '../../lib/segments/index.js';
 
 export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
 
 /**
  * node:fs with faults on demand, for the segment log's file seam: the next `times` calls of an
- * operation fail with an errno code, or writes come back short.
+ * operation fail with an errno code, or writes come back short. Given a clock, the log's retries
+ * wait on it.
  */
 export class FaultyFileSystem {
+  readonly fs: SegmentFileSystem;
+
+  constructor(clock?: RetryClock) {
+    this.fs = { ...this.operations, retryClock: clock };
+  }
+
   readonly calls: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   private readonly pending_ = new Map<FaultOperation, { code: string; times: number }>();
@@ -42,7 +49,7 @@ export class FaultyFileSystem {
     throw Object.assign(new Error(`${fault.code}: injected fault, ${operation}`), { code: fault.code, syscall: operation });
   }
 
-  readonly fs: SegmentFileSystem = {
+  private readonly operations: SegmentFileSystem = {
     ...fs,
     openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode) => {
       const creates = flags === 'wx' || (typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0);
