@@ -329,9 +329,12 @@ class ValueSerializer extends v8.Serializer {
 /** Reads what {@link ValueSerializer} wrote; each view gets a copy of its bytes (the buffer read from is reused). */
 class ValueDeserializer extends v8.Deserializer {
   _readHostObject(): ArrayBufferView {
-    const View = VIEW_TYPES[this.readUint32()] as (typeof VIEW_TYPES)[number] | undefined;
-    if (View === undefined) throw new TypeError('unknown view class');
+    const index = this.readUint32();
+    const View = VIEW_TYPES[index] as (typeof VIEW_TYPES)[number] | undefined;
+    // Plain Errors: damaged bytes, which the block reader reports as corruption (block-reader.ts isBadBytesError).
+    if (View === undefined) throw new Error(`damaged bytes: no view class number ${index}`);
     const bytes = this.readRawBytes(this.readUint32());
+    if (bytes.length % (View.BYTES_PER_ELEMENT ?? 1) !== 0) throw new Error(`damaged bytes: ${bytes.length} bytes are no whole ${View.name}`);
     if (View === Buffer) return Buffer.from(bytes);
     const copy = new ArrayBuffer(bytes.length);
     new Uint8Array(copy).set(bytes);

@@ -668,3 +668,20 @@ test('SegmentLog - a read that throws something other than a system error is a b
   broken = false;
   t.is(log.records, 1, 'nothing was counted as read or lost');
 });
+
+test('decodeRecord - a schemaless record whose view class or view length was damaged does not decode; it is no DecoderBug', (t) => {
+  const codec = createCodec(undefined);
+  const buf = Buffer.alloc(256);
+  const end = codec.encode({ floats: new Float64Array([1.5, -2]) }, buf, 0);
+  t.true(end > 0);
+  t.deepEqual(decodeRecord(codec, buf, 0, false).value, { floats: new Float64Array([1.5, -2]) }, 'the undamaged record decodes');
+  // A host object: '\' (0x5c), the view class number, the byte length (16), the bytes.
+  const at = buf.subarray(0, end).findIndex((byte, i) => byte === 0x5c && buf[i + 2] === 16);
+  t.true(at > 0, 'the view is found in the encoded bytes');
+  const badClass = Buffer.from(buf.subarray(0, end));
+  badClass[at + 1] = 0x7f;
+  t.is(decodeRecord(codec, badClass, 0, false).offset, -1, 'a view class number no class has');
+  const badLength = Buffer.from(buf.subarray(0, end));
+  badLength[at + 2] = 15;
+  t.is(decodeRecord(codec, badLength, 0, false).offset, -1, '15 bytes are no whole Float64Array');
+});
