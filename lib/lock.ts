@@ -44,9 +44,16 @@ function code(err: unknown): string | undefined {
  * are judged from /proc, never from this set. It lives on `globalThis` (one per thread) so that
  * two copies of this package loaded in one thread see each other's locks.
  */
-const heldTokens: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('hopper-streams.lock.held-tokens')] ??= new Set<string>()) as Set<
-  string
->;
+const heldTokens = sharedInThisThread(Symbol.for('hopper-streams.lock.held-tokens'));
+
+function sharedInThisThread(key: symbol): Set<string> {
+  const global = globalThis as Record<symbol, Set<string> | undefined>;
+  const existing = global[key];
+  if (existing !== undefined) return existing;
+  const created = new Set<string>();
+  global[key] = created;
+  return created;
+}
 
 /** What can be known of a holder from here: provably dead (and why), provably alive, or neither. */
 type Verdict = { dead: string } | 'alive' | 'unknown';
@@ -67,7 +74,8 @@ function judge(holder: LockHolder): Verdict {
     }
     if (holder.tid === undefined) return heldTokens.has(holder.token) ? 'alive' : 'unknown';
     if (holder.tid === me.tid) {
-      if (holder.threadStartTime === me.threadStartTime) return heldTokens.has(holder.token) ? 'alive' : { dead: 'it names this thread, which does not hold it' };
+      if (holder.threadStartTime === me.threadStartTime)
+        return heldTokens.has(holder.token) ? 'alive' : { dead: 'it names this thread, which does not hold it' };
       return { dead: `thread ${holder.tid} of this process is another thread than the one that took the lock` };
     }
   } else {
@@ -317,11 +325,16 @@ function describeHolder(seen: Seen): string {
   if (seen === 'unreadable') return 'an unreadable lock';
   const me = thisThread();
   const sameProcess =
-    seen.pid === me.pid && seen.hostname === me.hostname && seen.bootId === me.bootId && seen.pidNamespace === me.pidNamespace && seen.startTime === me.startTime;
+    seen.pid === me.pid &&
+    seen.hostname === me.hostname &&
+    seen.bootId === me.bootId &&
+    seen.pidNamespace === me.pidNamespace &&
+    seen.startTime === me.startTime;
   let who: string;
   if (sameProcess && heldTokens.has(seen.token)) who = `another channel of this thread (pid ${seen.pid} on ${seen.hostname})`;
   else if (sameProcess && seen.tid !== undefined) who = `${threadName(seen)} of this process (pid ${seen.pid} on ${seen.hostname})`;
-  else if (sameProcess) who = `this process (pid ${seen.pid} on ${seen.hostname}) in a thread the lock does not name (a lock of hopper-streams 0.5.0, or from a system without /proc)`;
+  else if (sameProcess)
+    who = `this process (pid ${seen.pid} on ${seen.hostname}) in a thread the lock does not name (a lock of hopper-streams 0.5.0, or from a system without /proc)`;
   else if (seen.threadId !== undefined && seen.threadId !== 0) who = `process ${seen.pid} on ${seen.hostname} (${threadName(seen)})`;
   else who = `process ${seen.pid} on ${seen.hostname}`;
   return `${who}, started ${seen.since}, last sign of life ${new Date(seen.heartbeat).toISOString()}`;
