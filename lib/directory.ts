@@ -8,8 +8,12 @@ import { Lock } from './lock.js';
 // directory is still the one opened. The lock protocol itself is lock.ts.
 
 const LOCK_DIR = 'hopper.lock';
-/** An open meets its channel directory removed under it (an owner that made it, closing) this many times before it fails. */
-const OPEN_ATTEMPTS = 8;
+/**
+ * An open meets its channel directory removed under it (by an owner that made it, closing) this many
+ * times before it fails. Each time is a few system calls; more than a handful means someone removes
+ * it on purpose.
+ */
+const OPEN_ATTEMPTS = 100;
 
 function code(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;

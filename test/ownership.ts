@@ -688,7 +688,7 @@ test.serial(
 );
 
 test.serial(
-  'createHopperStreams() - open/close churn of 8 processes while the channel directory is made and removed under them: a contended open fails only with ERR_HOPPER_LOCKED',
+  'createHopperStreams() - open/close churn of 8 processes while the channel directory is removed under them whenever it is empty: a contended open fails only with ERR_HOPPER_LOCKED',
   async (t) => {
     const dir = tempDataDir();
     t.teardown(dir.remove);
@@ -703,8 +703,9 @@ test.serial(
         return child;
       }),
     );
-    // What an owner that made the channel directory does when it closes: removes it if empty. Here
-    // as fast as it can, so that opens meet the directory gone between their mkdir and their lock.
+    // What an owner that made the channel directory does when it closes: removes it if it is empty.
+    // Here every tenth of a millisecond, so that opens meet the directory gone between their mkdir
+    // and their lock far more often than the processes' own closes make them do.
     const flicker = spawn(process.execPath, ['-e', FLICKER, path.join(dir.dataDir, name)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     endInTeardown(t, flicker);
     await message(flicker, (m: { ready?: boolean }) => m.ready === true);
@@ -744,18 +745,17 @@ test.serial(
 const FLICKER = `
 const fs = require('node:fs');
 const dir = process.argv[1];
+const pause = new Int32Array(new SharedArrayBuffer(4));
 let removed = 0;
 let stop = false;
 process.on('message', () => { stop = true; });
 const loop = () => {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 100; i++) {
     try { fs.rmdirSync(dir); removed++; } catch {}
-    try { fs.mkdirSync(dir); } catch {}
+    Atomics.wait(pause, 0, 0, 0.1);
   }
-  if (stop) {
-    try { fs.rmdirSync(dir); } catch {}
-    process.send({ removed }, () => process.exit(0));
-  } else setImmediate(loop);
+  if (stop) process.send({ removed }, () => process.exit(0));
+  else setImmediate(loop);
 };
 process.send({ ready: true });
 loop();
