@@ -11,8 +11,9 @@ import { processStartTime } from '../lib/proc.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 import { osThreadId, startWorker, workerMessage } from './helpers/threads.js';
 
-// Ownership of a channel directory across processes, and only our own files: real processes,
-// real files. Serial, so several processes at once do not overload a small CI machine.
+// Ownership of a channel directory across processes and worker threads, and only our own files:
+// real processes, real threads, real files. Serial, so several processes at once do not overload a
+// small CI machine.
 
 const childScript = fileURLToPath(new URL('helpers/owner-child.ts', import.meta.url));
 
