@@ -658,7 +658,6 @@ test.serial(
     const hopper = createHopperStreams<{ worker: number; seq: number }>({ dataDir: dir.dataDir, maxMemoryBytes: 20_000, maxSegmentBytes: 5_000 });
     const workers = 4;
     const count = 5_000;
-    const reading = collect<{ worker: number; seq: number }>(hopper.readable);
     await Promise.all(
       Array.from({ length: workers }, (_, w) => {
         const worker = startWorker(t, threadChild, { mode: 'produce', dataDir: dir.dataDir, name: 'unused', count, worker: w });
@@ -671,9 +670,10 @@ test.serial(
         });
       }),
     );
+    // Read once every worker is done: the records have filled memory and spilled to disk.
     t.true(hopper.stats().spilled > 0, 'some records went through the disk tier');
     const closing = hopper.close();
-    const out = await reading;
+    const out = await collect<{ worker: number; seq: number }>(hopper.readable);
     await closing;
     t.is(out.length, workers * count);
     for (let w = 0; w < workers; w++) {
