@@ -232,9 +232,10 @@ export function onAbort(signal: AbortSignal | undefined, abort: (err: Error) => 
   return () => signal.removeEventListener('abort', listener);
 }
 
-/** Another live owner holds the channel directory (or is taking over a stale lock on it). */
-export function lockedError(lock: string, holder: string): HopperError {
-  return new HopperError('ERR_HOPPER_LOCKED', `channel directory ${path.dirname(lock)} is locked by ${holder} (${lock})`, { file: lock });
+/** Another live owner holds the channel directory (or is taking over a stale lock on it); `when` says when it can be taken. */
+export function lockedError(lock: string, holder: string, when?: string): HopperError {
+  const message = `channel directory ${path.dirname(lock)} is locked by ${holder} (${lock})${when === undefined ? '' : `; ${when}`}`;
+  return new HopperError('ERR_HOPPER_LOCKED', message, { file: lock });
 }
 
 /** The channel lost its lock or its directory while it ran: it stops writing. */

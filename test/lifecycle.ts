@@ -242,7 +242,7 @@ test('channel directory - a second open channel on the same directory fails with
   const first = createHopperStreams({ dataDir: dir.dataDir, name: 'jobs' });
   const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'jobs' }), { instanceOf: HopperError });
   t.is(err!.code, 'ERR_HOPPER_LOCKED');
-  t.regex(err!.message, new RegExp(`locked by another channel in this process \\(pid ${process.pid} on `));
+  t.regex(err!.message, new RegExp(`locked by another channel of this thread \\(pid ${process.pid} on `));
   const other = createHopperStreams({ dataDir: dir.dataDir, name: 'other-jobs' });
   other.destroy();
   const closing = first.close();

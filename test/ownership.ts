@@ -7,11 +7,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, HopperError, type CorruptEvent, type SegmentEvent } from '../lib/index.js';
-import { processStartTime } from '../lib/directory.js';
+import { processStartTime } from '../lib/proc.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { osThreadId, startWorker, workerMessage } from './helpers/threads.js';
 
-// Ownership of a channel directory across processes, and only our own files: real processes,
-// real files. Serial, so several processes at once do not overload a small CI machine.
+// Ownership of a channel directory across processes and worker threads, and only our own files:
+// real processes, real threads, real files. Serial, so several processes at once do not overload a
+// small CI machine.
 
 const childScript = fileURLToPath(new URL('helpers/owner-child.ts', import.meta.url));
 
@@ -145,16 +147,25 @@ test.serial('createHopperStreams() - a lock whose pid is alive but is another pr
   t.deepEqual(dir.files(), []);
 });
 
-test.serial('createHopperStreams() - a lock naming this process, which no channel here holds, is taken over (a PID 1 restarted as PID 1)', (t) => {
+test.serial('createHopperStreams() - a lock naming this thread, which no channel here holds, is taken over (a PID 1 restarted as PID 1)', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const channelDir = path.join(dir.dataDir, 'self');
-  forgeLock(channelDir, { pid: process.pid, startTime: processStartTime(process.pid), ...linuxProcess });
+  const tid = osThreadId();
+  forgeLock(channelDir, {
+    pid: process.pid,
+    startTime: processStartTime(process.pid),
+    tid,
+    threadStartTime: fs.readFileSync(`/proc/${process.pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19],
+    threadId: 0,
+    ...linuxProcess,
+  });
   const hopper = createHopperStreams({ dataDir: dir.dataDir, name: 'self' });
-  // A channel that is open in this process still holds it.
+  // A channel that is open in this thread still holds it.
   const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'self' }), { instanceOf: HopperError });
   t.is(err!.code, 'ERR_HOPPER_LOCKED');
-  t.regex(err!.message, /another channel in this process/);
+  t.regex(err!.message, /another channel of this thread/);
+  t.regex(err!.message, /its owner is alive/);
   hopper.destroy();
   t.deepEqual(dir.files(), []);
 });
@@ -464,3 +475,289 @@ test.serial(
     t.deepEqual(fs.readdirSync(dataDir), []);
   },
 );
+
+// Worker threads: one channel, one owner, across threads as across processes.
+
+const threadChild = new URL('helpers/thread-child.ts', import.meta.url);
+
+interface Ready {
+  ready: true;
+  tid: number;
+  threadId: number;
+}
+
+interface OpenAnswer {
+  round?: number;
+  owner: boolean;
+  collision?: boolean;
+  code?: string;
+  message?: string;
+}
+
+/** Starts a worker of thread-child.ts and waits until it is set up. */
+async function threadWorker(t: ExecutionContext, data: Record<string, unknown>): Promise<{ worker: import('node:worker_threads').Worker; ready: Ready }> {
+  const worker = startWorker(t, threadChild, data);
+  const ready = await workerMessage<Ready>(worker, (m) => m.ready === true);
+  return { worker, ready };
+}
+
+/** Name, inode, size and bytes of every file under `dir`, to prove that none was touched. */
+function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (current: string): void => {
+    for (const entry of fs.readdirSync(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else {
+        const stat = fs.statSync(full);
+        const bytes = entry.name === 'owner.json' ? '' : crypto.createHash('sha256').update(fs.readFileSync(full)).digest('hex');
+        out.push(`${path.relative(dir, full)} ${stat.ino} ${stat.size} ${bytes}`);
+      }
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+/** A thread id of this process that was alive a moment ago and is not any more. */
+async function deadThread(t: ExecutionContext): Promise<{ tid: number; threadStartTime: string }> {
+  const { worker, ready } = await threadWorker(t, { mode: 'open', dataDir: os.tmpdir(), name: 'unused' });
+  const stat = fs.readFileSync(`/proc/${process.pid}/task/${ready.tid}/stat`, 'utf8');
+  await worker.terminate();
+  t.false(fs.existsSync(`/proc/${process.pid}/task/${ready.tid}`), "a terminated worker's OS thread is gone once terminate() resolves");
+  return { tid: ready.tid, threadStartTime: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]! };
+}
+
+for (const k of [2, 8]) {
+  test.serial(
+    `createHopperStreams() - ${k} worker threads racing to open one channel: exactly one owner in each of 50 rounds, with and without a dead thread's lock`,
+    async (t) => {
+      const dir = tempDataDir();
+      t.teardown(dir.remove);
+      const name = 'raced';
+      const channelDir = path.join(dir.dataDir, name);
+      const workers = (await Promise.all(Array.from({ length: k }, () => threadWorker(t, { mode: 'race', dataDir: dir.dataDir, name })))).map((w) => w.worker);
+      const dead = await deadThread(t);
+      let namedThread = 0;
+      for (const stale of [false, true]) {
+        for (let round = 0; round < 50; round++) {
+          if (stale) {
+            forgeLock(channelDir, { pid: process.pid, startTime: processStartTime(process.pid), ...dead, threadId: 999, ...linuxProcess });
+          }
+          const answers = await Promise.all(
+            workers.map((worker) => {
+              const answer = workerMessage<OpenAnswer>(worker, (m) => m.round === round);
+              worker.postMessage({ op: 'open', round });
+              return answer;
+            }),
+          );
+          const owners = answers.filter((answer) => answer.owner);
+          const where = `${stale ? "with a dead thread's" : 'without a'} lock, round ${round}`;
+          t.is(owners.length, 1, `one owner ${where}: ${JSON.stringify(answers)}`);
+          t.false(
+            owners.some((answer) => answer.collision),
+            `no second holder of the marker ${where}`,
+          );
+          for (const answer of answers.filter((a) => !a.owner)) {
+            t.is(answer.code, 'ERR_HOPPER_LOCKED', `${where}: ${answer.message}`);
+            if (/locked by worker thread \d+ \(OS thread \d+\) of this process/.test(answer.message!)) namedThread++;
+          }
+          const holder = workers[answers.indexOf(owners[0]!)]!;
+          const released = workerMessage(holder, (m: { released?: boolean }) => m.released === true);
+          holder.postMessage({ op: 'release' });
+          await released;
+          t.false(fs.existsSync(path.join(channelDir, 'hopper.lock')), `the lock is gone after release, ${where}`);
+        }
+      }
+      t.true(namedThread > 0, 'losers are told which thread holds the lock');
+      t.deepEqual(dir.files(), [], 'no lock, draft, guard or marker is left behind');
+    },
+  );
+}
+
+test.serial(
+  "createHopperStreams() - a live worker's channel opened from the main thread and from another worker: ERR_HOPPER_LOCKED naming the worker, its files untouched, its records all delivered",
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const channelDir = path.join(dir.dataDir, 'c');
+    const { worker: owner, ready } = await threadWorker(t, { mode: 'hold', dataDir: dir.dataDir, name: 'c', count: 1_000 });
+    const written = await workerMessage<{ written: true; segments: number }>(owner, (m) => m.written === true);
+    t.true(written.segments > 1, 'the records went to several segment files');
+    const before = snapshot(channelDir);
+    const names = new RegExp(`locked by worker thread ${ready.threadId} \\(OS thread ${ready.tid}\\) of this process \\(pid ${process.pid} on `);
+
+    const err = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, name: 'c' }), { instanceOf: HopperError });
+    t.is(err?.code, 'ERR_HOPPER_LOCKED');
+    t.regex(err?.message ?? '', names);
+    t.regex(err?.message ?? '', /its owner is alive/);
+
+    const { worker: other } = await threadWorker(t, { mode: 'open', dataDir: dir.dataDir, name: 'c' });
+    const answer = workerMessage<OpenAnswer>(other);
+    other.postMessage({ op: 'open' });
+    const fromWorker = await answer;
+    t.false(fromWorker.owner);
+    t.is(fromWorker.code, 'ERR_HOPPER_LOCKED');
+    t.regex(fromWorker.message ?? '', names);
+
+    t.deepEqual(snapshot(channelDir), before, "the worker's lock and segment files are untouched");
+    const drained = workerMessage<{ records: string[]; failure?: string }>(owner, (m) => 'records' in m);
+    owner.postMessage({ op: 'drain' });
+    const { records, failure } = await drained;
+    t.is(failure, undefined, 'the owner never lost its lock');
+    t.deepEqual(
+      records,
+      Array.from({ length: 1_000 }, (_, i) => `record ${i}`),
+    );
+    t.deepEqual(dir.files(), []);
+  },
+);
+
+test.serial(
+  'createHopperStreams() - a worker terminated mid-spill leaves its lock naming an ended thread: an open from the main thread takes over at once and removes its leftovers',
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const channelDir = path.join(dir.dataDir, 'spilled');
+    for (let run = 0; run < 3; run++) {
+      const { worker, ready } = await threadWorker(t, { mode: 'spill', dataDir: dir.dataDir, name: 'spilled' });
+      await workerMessage(worker, (m: { spilling?: boolean }) => m.spilling === true);
+      await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 50)));
+      await worker.terminate();
+      t.false(fs.existsSync(`/proc/${process.pid}/task/${ready.tid}`), "the worker's OS thread is gone");
+      const lock = JSON.parse(fs.readFileSync(path.join(channelDir, 'hopper.lock', 'owner.json'), 'utf8')) as { tid: number };
+      t.is(lock.tid, ready.tid, 'terminate() ran no exit hook: the lock still names the worker');
+      t.true(
+        fs.readdirSync(channelDir).some((file) => file.endsWith('.avro')),
+        'it left segment files',
+      );
+      fs.writeFileSync(path.join(channelDir, 'notes.txt'), 'foreign');
+
+      // The default staleLockMs (30 s) has not passed: the takeover is on proof, not on silence.
+      const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'spilled', maxMemoryBytes: 0, maxSegmentBytes: 500 });
+      t.deepEqual(fs.readdirSync(channelDir).sort(), ['hopper.lock', 'notes.txt']);
+      t.deepEqual(fs.readdirSync(path.join(channelDir, 'hopper.lock')), ['owner.json']);
+      for (let i = 0; i < 300; i++) hopper.send(`fresh ${i}`);
+      const closing = hopper.close();
+      t.deepEqual(
+        await collect(hopper.readable),
+        Array.from({ length: 300 }, (_, i) => `fresh ${i}`),
+      );
+      await closing;
+      t.deepEqual(dir.files(), [path.join('spilled', 'notes.txt')]);
+      fs.unlinkSync(path.join(channelDir, 'notes.txt'));
+    }
+  },
+);
+
+test.serial(
+  ".send() - records produced in several workers and posted to one hopper in the main thread: every record once, in each worker's order",
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<{ worker: number; seq: number }>({ dataDir: dir.dataDir, maxMemoryBytes: 20_000, maxSegmentBytes: 5_000 });
+    const workers = 4;
+    const count = 5_000;
+    await Promise.all(
+      Array.from({ length: workers }, (_, w) => {
+        const worker = startWorker(t, threadChild, { mode: 'produce', dataDir: dir.dataDir, name: 'unused', count, worker: w });
+        return new Promise<void>((resolve, reject) => {
+          worker.on('message', (m: { records?: Array<{ worker: number; seq: number }>; done?: boolean }) => {
+            for (const record of m.records ?? []) hopper.send(record);
+            if (m.done) resolve();
+          });
+          worker.once('error', reject);
+        });
+      }),
+    );
+    // Read once every worker is done: the records have filled memory and spilled to disk.
+    t.true(hopper.stats().spilled > 0, 'some records went through the disk tier');
+    const closing = hopper.close();
+    const out = await collect<{ worker: number; seq: number }>(hopper.readable);
+    await closing;
+    t.is(out.length, workers * count);
+    for (let w = 0; w < workers; w++) {
+      const seqs = out.filter((record) => record.worker === w).map((record) => record.seq);
+      t.deepEqual(
+        seqs,
+        Array.from({ length: count }, (_, i) => i),
+        `worker ${w}: every record once, in order`,
+      );
+    }
+    t.deepEqual(dir.files(), []);
+  },
+);
+
+test.serial(
+  'createHopperStreams() - open/close churn of 8 processes while the channel directory is removed under them whenever it is empty: a contended open fails only with ERR_HOPPER_LOCKED',
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const name = 'churned';
+    const children = await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const child = spawn(process.execPath, ['--import', 'tsx/esm', childScript, 'churn', dir.dataDir, name], {
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        });
+        endInTeardown(t, child);
+        await message(child, (m: { ready?: boolean }) => m.ready === true);
+        return child;
+      }),
+    );
+    // What an owner that made the channel directory does when it closes: removes it if it is empty.
+    // Here every tenth of a millisecond, so that opens meet the directory gone between their mkdir
+    // and their lock far more often than the processes' own closes make them do.
+    const flicker = spawn(process.execPath, ['-e', FLICKER, path.join(dir.dataDir, name)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    endInTeardown(t, flicker);
+    await message(flicker, (m: { ready?: boolean }) => m.ready === true);
+    const results = await Promise.all(
+      children.map((child) => {
+        const result = message<{ opens: number; collisions: number; refusals: Record<string, number>; others: string[] }>(child, (m) => 'opens' in m);
+        child.send({ op: 'go', rounds: 200 });
+        return result;
+      }),
+    );
+    const flickered = message<{ removed: number }>(flicker);
+    flicker.send('stop');
+    const { removed } = await flickered;
+    const opens = results.reduce((sum, r) => sum + r.opens, 0);
+    const locked = results.reduce((sum, r) => sum + (r.refusals.ERR_HOPPER_LOCKED ?? 0), 0);
+    t.log(`${opens} opens, ${locked} refusals, the channel directory removed ${removed} times under them`);
+    t.true(opens > 0 && locked > 0, 'the opens were contended');
+    t.deepEqual(
+      results.flatMap((r) => r.others),
+      [],
+      'no refusal other than ERR_HOPPER_LOCKED',
+    );
+    t.is(
+      results.reduce((sum, r) => sum + r.collisions, 0),
+      0,
+      'never two owners at once',
+    );
+    for (const child of children) {
+      const exited = once(child, 'exit');
+      child.send({ op: 'exit' });
+      await exited;
+    }
+    t.deepEqual(dir.files(), [], 'no lock, draft, guard or marker is left behind');
+  },
+);
+
+const FLICKER = `
+const fs = require('node:fs');
+const dir = process.argv[1];
+const pause = new Int32Array(new SharedArrayBuffer(4));
+let removed = 0;
+let stop = false;
+process.on('message', () => { stop = true; });
+const loop = () => {
+  for (let i = 0; i < 100; i++) {
+    try { fs.rmdirSync(dir); removed++; } catch {}
+    Atomics.wait(pause, 0, 0, 0.1);
+  }
+  if (stop) process.send({ removed }, () => process.exit(0));
+  else setImmediate(loop);
+};
+process.send({ ready: true });
+loop();
+`;

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { SEGMENT_DRAFT } from '../directory.js';
+import { SEGMENT_DRAFT } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';

@@ -4,6 +4,10 @@
 // proves it by creating a marker file with O_EXCL (two owners at once collide on it) and holds the
 // channel until `release`. Answers each command with one message.
 //
+// "churn": on `go`, opens and closes the channel `rounds` times as fast as it can; an open that
+// succeeds proves it is the only owner with the marker file, as "race" does. Answers with the count
+// of opens and of refusals by code, and the message of every refusal that is not ERR_HOPPER_LOCKED.
+//
 // "spill": opens a channel with every record going to disk and writes without end, until it is
 // killed; prints a line once its first segment exists. With a kill point ("after-create":
 // right after a new segment's draft file is created, before its header is written;
@@ -16,7 +20,7 @@ import type { SegmentFileSystem } from '../../lib/segments/index.js';
 
 const [mode, dataDir, name, killAt] = process.argv.slice(2);
 
-type Command = { op: 'open'; round: number; staleLockMs?: number } | { op: 'release' } | { op: 'exit' };
+type Command = { op: 'open'; round: number; staleLockMs?: number } | { op: 'release' } | { op: 'exit' } | { op: 'go'; rounds: number };
 
 if (mode === 'race') {
   const marker = path.join(dataDir!, `${name}.owner-marker`);
@@ -47,6 +51,41 @@ if (mode === 'race') {
       process.disconnect();
       process.exit(0);
     }
+  });
+  process.send!({ ready: true });
+} else if (mode === 'churn') {
+  const marker = path.join(dataDir!, `${name}.owner-marker`);
+  process.on('message', (command: Command) => {
+    if (command.op === 'exit') {
+      process.disconnect();
+      process.exit(0);
+    }
+    if (command.op !== 'go') return;
+    let opens = 0;
+    let collisions = 0;
+    const refusals: Record<string, number> = {};
+    const others: string[] = [];
+    for (let round = 0; round < command.rounds; round++) {
+      let hopper: ReturnType<typeof createHopperStreams>;
+      try {
+        hopper = createHopperStreams({ dataDir, name });
+      } catch (err) {
+        const e = err as Error & { code?: string };
+        const code = e.code ?? e.name;
+        refusals[code] = (refusals[code] ?? 0) + 1;
+        if (code !== 'ERR_HOPPER_LOCKED') others.push(e.message);
+        continue;
+      }
+      opens++;
+      try {
+        fs.closeSync(fs.openSync(marker, 'wx'));
+        fs.rmSync(marker);
+      } catch {
+        collisions++;
+      }
+      hopper.destroy();
+    }
+    process.send!({ opens, collisions, refusals, others });
   });
   process.send!({ ready: true });
 } else if (mode === 'spill') {
