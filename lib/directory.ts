@@ -74,6 +74,30 @@ export interface FileIdentity {
   ino: number;
 }
 
+/** statfs(2) `f_type` of every FUSE mount (`FUSE_SUPER_MAGIC` in linux/magic.h). */
+const FUSE_SUPER_MAGIC = 0x65735546;
+
+/**
+ * Refuses a directory on a FUSE file system. libfuse's high-level API gives each hard-linked path
+ * its own inode (and, with `use_ino`, the kernel still caches each path's size apart), so the
+ * (device, inode) and size checks that keep the channel to its own files would see a segment as
+ * replaced or cut short when it is neither: a channel there would report corruption that is not
+ * there. A path that does not exist, or a system without statfs, has nothing to judge.
+ */
+function refuseFuse(dir: string): void {
+  let type: number;
+  try {
+    type = fs.statfsSync(dir).type;
+  } catch {
+    return;
+  }
+  if (type === FUSE_SUPER_MAGIC) {
+    throw directoryError(
+      `${dir} is on a FUSE file system, which hopper-streams does not support: FUSE does not keep a file's identity (inode) and size alike across its hard links, which the segment log relies on to touch only its own files; use a local file system (ext4, xfs, tmpfs) or a block device`,
+    );
+  }
+}
+
 /**
  * Where a channel lives: `<dataDir>/<name>/`, made if missing and held with a lock directory for
  * as long as the channel is open. Knows nothing of segments; it only makes, locks and unmakes
@@ -160,6 +184,12 @@ export class ChannelDirectory {
       } catch (err) {
         throw directoryError(`cannot create a temporary directory in ${os.tmpdir()} (no dataDir given)`, err);
       }
+      try {
+        refuseFuse(temp);
+      } catch (err) {
+        removeEmpty([temp]);
+        throw err;
+      }
       dir = new ChannelDirectory(temp, true, name, staleLockMs);
     } else {
       const resolved = path.resolve(dataDir);
@@ -186,6 +216,8 @@ export class ChannelDirectory {
         } catch (err) {
           throw directoryError(`dataDir ${resolved} is not writable`, err);
         }
+        refuseFuse(resolved);
+        refuseFuse(path.join(resolved, name));
         dir = new ChannelDirectory(resolved, false, name, staleLockMs);
       } catch (err) {
         removeEmpty(made);

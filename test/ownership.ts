@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, HopperError, type CorruptEvent, type SegmentEvent } from '../lib/index.js';
 import { processStartTime } from '../lib/proc.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { mountSlowFs } from './helpers/fuse.js';
 import { osThreadId, startWorker, workerMessage } from './helpers/threads.js';
 
 // Ownership of a channel directory across processes and worker threads, and only our own files:
@@ -761,3 +762,23 @@ const loop = () => {
 process.send({ ready: true });
 loop();
 `;
+
+test('createHopperStreams() - a dataDir on FUSE is refused at open with ERR_HOPPER_IO that says why, and nothing is left in it', async (t) => {
+  const mounted = await mountSlowFs(t, 0);
+  if ('notChecked' in mounted) {
+    t.log(`NOT CHECKED: ${mounted.notChecked}`);
+    t.pass();
+    return;
+  }
+  const dataDir = path.join(mounted.mountPoint, 'spool', 'deep');
+  const err = t.throws(() => createHopperStreams({ dataDir, name: 'c' }), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_IO');
+  t.regex(err!.message, /FUSE/);
+  t.regex(err!.message, /spool/);
+  t.deepEqual(fs.readdirSync(mounted.mountPoint), [], 'the dataDir it made is removed again');
+  // An existing dataDir on FUSE is refused too, and kept.
+  fs.mkdirSync(path.join(mounted.mountPoint, 'existing'));
+  const again = t.throws(() => createHopperStreams({ dataDir: path.join(mounted.mountPoint, 'existing'), name: 'c' }), { instanceOf: HopperError });
+  t.is(again!.code, 'ERR_HOPPER_IO');
+  t.deepEqual(fs.readdirSync(path.join(mounted.mountPoint, 'existing')), []);
+});
