@@ -25,10 +25,12 @@ export interface HopperInternals {
 }
 
 /**
- * Makes a Writable over a new writer of `channel`. A write the channel refused ends the writer;
- * any other error it is destroyed with goes to `onForeignError`; `onEnd` runs once it has ended.
+ * Makes a Writable over a new writer of `channel`. A write the channel refused ends the writer.
+ * With `own` (the hopper's own writable), being destroyed otherwise (with an error from outside,
+ * or without one) before `end()` cuts the input short ({@link ChannelWriter.fail}); a sender just
+ * ends. `onEnd` runs once it has ended.
  */
-export type WriterStreamFactory<W> = (channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void) => W;
+export type WriterStreamFactory<W> = (channel: Channel, own: boolean, onEnd: () => void) => W;
 
 /** What the core asks of an adapter's readable side: the readable of a pair, or the Duplex. */
 export interface StreamSide {
@@ -105,20 +107,15 @@ export class HopperCore {
 
   /** Another Writable into the channel; an error on it ends that sender only. */
   sender<W>(writerStream: WriterStreamFactory<W>): W {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    );
+    return writerStream(this.channel, false, () => this.endIfClosing());
   }
 
-  /** The hopper's own Writable: an error on it that the channel did not cause fails the whole hopper. */
+  /**
+   * The hopper's own Writable: destroyed before end() by anything but the channel, it ends the
+   * input, and the readable fails with `ERR_HOPPER_PRODUCER_FAILED` after every record accepted.
+   */
   ownWriter<W>(writerStream: WriterStreamFactory<W>): W {
-    return writerStream(
-      this.channel,
-      (err) => this.teardown(err),
-      () => this.endIfClosing(),
-    );
+    return writerStream(this.channel, true, () => this.endIfClosing());
   }
 
   stats(): HopperStats {

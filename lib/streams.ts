@@ -173,11 +173,13 @@ function nodeSide(readable: Readable, writable: Writable): StreamSide {
 
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
- * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
- * destroyed with is handed to `onForeignError`. `onEnd` runs once the writer has ended.
+ * with `onFull: 'error'`) ends this writer like any failed Node write. The hopper's `own` writable
+ * destroyed otherwise before end() cuts the input short. `onEnd` runs once the writer has ended.
  */
-function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
+function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
+  /** Destroyed by the channel closing: no producer failed. */
+  let byChannel = false;
   const stream = new Writable({
     objectMode: true,
     write(record: unknown, _encoding: string, callback: Callback) {
@@ -189,12 +191,13 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void, on
       onEnd();
     },
     destroy(err: Error | null, callback: Callback) {
-      writer.abort();
-      if (err && err !== writer.lastError) onForeignError(err);
+      if (own && !byChannel && (err === null || err !== writer.lastError)) writer.fail(err ?? undefined);
+      else writer.abort();
       callback(err);
     },
   });
   writer.onChannelClose = () => {
+    byChannel = true;
     if (!stream.destroyed) stream.destroy();
   };
   return stream;
@@ -234,8 +237,8 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.core = core;
     const channel = core.channel;
     this.channel = channel;
-    // An error of the hopper's own writable that the channel did not cause (a failed source in a
-    // pipeline, destroy(err)) fails the whole hopper.
+    // The hopper's own writable destroyed before end() (a failed source in a pipeline,
+    // destroy(err)) ends the input; the readable fails after the records accepted before.
     const writable = core.ownWriter(writerStream);
     const readable: Readable = new Readable({
       objectMode: true,

@@ -154,3 +154,35 @@ test('streamx .close() - resolves without a reader when nothing is left to deliv
     [1, 2],
   );
 });
+
+for (const [tier, maxMemoryBytes] of [
+  ['in memory', 1024 ** 2],
+  ['on disk', 1_000],
+] as const) {
+  test(`streamx createHopperStreams() - writable.destroy(err) ends the input: every record accepted is delivered ${tier}, then ERR_HOPPER_PRODUCER_FAILED`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes, maxSegmentBytes: 2_000 });
+    for (let i = 0; i < 300; i++) hopper.send(point(i));
+    if (tier === 'on disk') t.true(hopper.stats().diskRecords > 0, 'the backlog is on disk');
+    const failure = new Error('producer gave up');
+    hopper.writable.on('error', () => {});
+    hopper.writable.destroy(failure);
+    await nextTurn();
+    const records: Point[] = [];
+    let error: unknown;
+    try {
+      for await (const record of hopper.readable) records.push(record);
+    } catch (err) {
+      error = err;
+    }
+    t.deepEqual(
+      records.map((p) => p.seq),
+      Array.from({ length: 300 }, (_, i) => i),
+    );
+    t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'), String(error));
+    t.is((error as Error).cause, failure);
+    await t.throwsAsync(hopper.close(), { is: error as Error });
+    t.deepEqual(dir.files(), []);
+  });
+}

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
 import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
@@ -172,7 +173,7 @@ test('.writable - an invalid record fails its write with ERR_HOPPER_INVALID_RECO
   );
 });
 
-test("events - 'spill' fires once per run of records going to disk", async (t) => {
+test("events - 'spill' fires once when records start going to disk", async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 100 });
@@ -198,3 +199,46 @@ test('.send() - an invalid record throws at once and the channel keeps working',
   t.deepEqual(plain(await collect(hopper.readable)), [point(0), point(1)]);
   await closed;
 });
+
+/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
+async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
+  const records: T[] = [];
+  try {
+    for await (const record of readable) records.push(record);
+  } catch (error) {
+    return { records, error };
+  }
+  return { records, error: undefined };
+}
+
+for (const [tier, maxMemoryBytes] of [
+  ['in memory', 1024 ** 2],
+  ['on disk', 1_000],
+] as const) {
+  test(`.writable - pipeline() with a source that throws: every record accepted is delivered ${tier}, then ERR_HOPPER_PRODUCER_FAILED with the source's error as cause`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes, maxSegmentBytes: 2_000 });
+    const failure = new Error('bad line 501');
+    async function* source(): AsyncGenerator<Point> {
+      for (let i = 0; i < 500; i++) yield point(i);
+      throw failure;
+    }
+    await t.throwsAsync(pipeline(source(), hopper.writable), { is: failure });
+    t.true(hopper.writable.destroyed);
+    t.is(hopper.stats().recordsIn, 500);
+    if (tier === 'on disk') t.true(hopper.stats().diskRecords > 0, 'the backlog is on disk');
+    else t.is(hopper.stats().memoryRecords, 500, 'the backlog is in memory');
+    t.throws(() => hopper.send(point(500)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
+    const closing = hopper.close();
+    const { records, error } = await readToFailure(hopper.readable);
+    t.deepEqual(
+      plain(records),
+      Array.from({ length: 500 }, (_, i) => point(i)),
+    );
+    t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'));
+    t.is((error as Error).cause, failure);
+    await t.throwsAsync(closing, { is: error as Error });
+    t.deepEqual(dir.files(), [], 'the files are removed');
+  });
+}
