@@ -186,6 +186,40 @@ test("events - 'spill' fires once when records start going to disk", async (t) =
   hopper.destroy();
 });
 
+test("events - 'spill' fires once per spill, however often the reader frees memory meanwhile; 'caughtUp' when the disk backlog is empty again, and they alternate", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 100 });
+  const events: string[] = [];
+  hopper.on('spill', () => events.push('spill'));
+  hopper.on('caughtUp', (event) => {
+    events.push('caughtUp');
+    t.is(event.recordsOut, hopper.stats().recordsOut);
+  });
+  const readAll = async (): Promise<void> => {
+    hopper.readable.resume();
+    while (hopper.stats().recordsOut < hopper.stats().recordsIn) await nextTurn();
+    hopper.readable.pause();
+  };
+  // One burst: the reader takes a few records now and then, so memory frees room and the writes
+  // go back to memory and on to disk again, while the disk backlog never empties.
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 20; i++) hopper.send('0123456789');
+    t.true(hopper.stats().diskRecords > 0);
+    hopper.readable.read();
+  }
+  t.deepEqual(events, ['spill'], 'one burst, one spill');
+  t.true(hopper.stats().spilled > 20, 'records went to disk in several runs');
+  await readAll();
+  t.deepEqual(events, ['spill', 'caughtUp']);
+  // The paused readable takes some into its own buffer first, then memory fills, then the disk.
+  for (let i = 0; i < 60; i++) hopper.send('0123456789');
+  await readAll();
+  t.deepEqual(events, ['spill', 'caughtUp', 'spill', 'caughtUp']);
+  t.like(hopper.stats(), { spills: 2, caughtUps: 2, diskRecords: 0 });
+  hopper.destroy();
+});
+
 test('.send() - an invalid record throws at once and the channel keeps working', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
