@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import path from 'node:path';
 import type { Channel, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
@@ -49,6 +50,20 @@ export interface StreamSide {
   endWrites(): void;
 }
 
+/** Hoppers whose close() is pending: warned about if the process is about to exit with records held. */
+const pendingCloses = new Set<HopperCore>();
+let beforeExitHookInstalled = false;
+
+/**
+ * The event loop is empty: a close() still pending with records held would wait forever (an
+ * unsettled top-level await then exits with code 13, printing nothing). 'beforeExit' runs then,
+ * and on an exit with nothing left to do; 'exit' runs too late for a warning, which is written
+ * on a later tick.
+ */
+function warnPendingCloses(): void {
+  for (const core of pendingCloses) core.warnIfHeld();
+}
+
 /** The channel of one hopper, and what both stream adapters do with it. */
 export class HopperCore {
   readonly channel: Channel;
@@ -58,6 +73,8 @@ export class HopperCore {
   private stopListening: () => void = () => {};
   /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
   private closing = false;
+  /** The warning about a pending close() at exit was given. */
+  private warned = false;
 
   /** Opens a channel whose events are emitted on `emitter`. */
   constructor(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}) {
@@ -129,12 +146,33 @@ export class HopperCore {
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const side = this.side!;
-      const open = side.whenClosed(this.channel, (err) => (err ? reject(err) : resolve()));
+      const open = side.whenClosed(this.channel, (err) => {
+        pendingCloses.delete(this);
+        if (err) reject(err);
+        else resolve();
+      });
       if (!open) return;
+      pendingCloses.add(this);
+      if (!beforeExitHookInstalled) {
+        beforeExitHookInstalled = true;
+        process.on('beforeExit', warnPendingCloses);
+      }
       this.closing = true;
       side.endWrites();
       this.endIfClosing();
     });
+  }
+
+  /** At exit with close() pending: one warning if records are still held for a reader. */
+  warnIfHeld(): void {
+    const held = this.channel.waiting;
+    if (this.warned || held === 0) return;
+    this.warned = true;
+    const where = this.channel.path;
+    process.emitWarning(
+      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} records held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
+      { type: 'HopperWarning', code: 'HOPPER_CLOSE_PENDING' },
+    );
   }
 
   /** A writer ended: if close() was asked and nothing is left, the readable side ends. */

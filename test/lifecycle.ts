@@ -8,6 +8,7 @@ import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
 import { spawnChild } from './helpers/children.js';
 import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { within } from './helpers/wait.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
@@ -424,4 +425,40 @@ test('.destroy(err) - the whole hopper still discards: destroying the hopper aft
   t.deepEqual(records, []);
   t.is(error, failure);
   t.false(fs.existsSync(hopper.path));
+});
+
+const closeChildScript = fileURLToPath(new URL('helpers/close-child.ts', import.meta.url));
+
+/** Runs helpers/close-child.ts to its exit: its exit code and stderr. */
+async function runCloseChild(t: Parameters<typeof spawnChild>[0], mode: 'read' | 'nobody', dataDir: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawnChild(t, process.execPath, ['--import', 'tsx/esm', closeChildScript, mode, dataDir, 'orders'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  const [code] = (await within(once(child, 'close'), 'the child exiting')) as [number | null];
+  return { code, stderr };
+}
+
+test('.close() - pending at exit with records held and nothing reading: one warning names the hopper, the records held and the readable', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { code, stderr } = await runCloseChild(t, 'nobody', dir.dataDir);
+  t.is(code, 13, 'an unsettled top-level await');
+  const warnings = stderr.split('\n').filter((line) => line.includes('HopperWarning'));
+  t.is(warnings.length, 1, stderr);
+  t.regex(warnings[0]!, /hopper "orders"/);
+  t.true(warnings[0]!.includes(path.join(dir.dataDir, 'orders')));
+  t.regex(warnings[0]!, /50 records held/);
+  t.regex(warnings[0]!, /nothing reading hopper\.readable/);
+  t.deepEqual(dir.files(), [], 'the exit hook removed the files');
+});
+
+test('.close() - read to the end: no warning at exit', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { code, stderr } = await runCloseChild(t, 'read', dir.dataDir);
+  t.is(code, 0);
+  t.false(stderr.includes('HopperWarning'), stderr);
+  t.deepEqual(dir.files(), []);
 });
