@@ -96,6 +96,8 @@ export interface ChannelReader {
    * of piling up until the stream's first read on a later tick.
    */
   start?(): void;
+  /** Every writer has ended: the input is complete (records may still wait to be delivered). */
+  inputEnded?(): void;
 }
 
 /**
@@ -428,13 +430,24 @@ export class Channel {
         write.callback(destroyedError());
       }
     }
-    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) this.flags |= ENDING;
+    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) {
+      this.flags |= ENDING;
+      this.reader?.inputEnded?.();
+    }
     try {
       // Held writes of other writers may now be first in line.
       if (this.blocked.length > 0) this.admitBlocked();
       this.wakeReader();
     } catch (err) {
       throw err instanceof ConsumerThrew ? err.error : err;
+    }
+    // Nothing left to deliver: the end goes to the reader now, as a PassThrough's end() pushes its
+    // end at once, whether or not anything reads. A failed input waits for a reader instead: its
+    // error must not reach a readable nobody listens to yet.
+    if (this.reader !== undefined && this.inputFailure === undefined && this.finished && (this.flags & (CLOSED | FAILED)) === 0) {
+      this.flags |= DELIVERED;
+      this.close();
+      this.reader.end();
     }
   }
 
