@@ -26,7 +26,7 @@ test.serial('examples/pipeline - numbers go through hopper and transform, in ord
   t.true(spilled > 0);
 });
 
-test.serial('examples - the scripts run as the README shows', async (t) => {
+test.serial('examples - the scripts run as docs/guide.md shows', async (t) => {
   const etl = await runChild(t, process.execPath, ['--import', 'tsx/esm', 'examples/etl.ts', '--records', '20000'], { cwd: root });
   t.regex(etl.stdout, /loaded 20000 rows \(in order: true\)/);
   const composed = await runChild(t, process.execPath, ['--import', 'tsx/esm', 'examples/pipeline.ts', '--records', '5000'], { cwd: root });

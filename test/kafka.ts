@@ -557,7 +557,7 @@ test.serial('createKafkaSink() - the wait between attempts doubles from initialM
   t.is(retryDelay(1, policy, 0.5), 90);
 });
 
-// --- examples/http-to-kafka.ts, run as the README says. ---
+// --- examples/http-to-kafka.ts, run as docs/kafka.md says. ---
 
 /** Starts the example as a child process against `brokers`; resolves with its port once it listens. */
 async function startExample(

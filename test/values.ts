@@ -336,7 +336,7 @@ for (const [tier, budget] of TIERS) {
     const [loop, dates, pair, fourth, fifth] = out as [Record<string, unknown>, { a: object; b: object }, { a: object; b: object }, object, object];
     t.is(loop.self, loop);
     t.is(dates.a, dates.b);
-    // Plain data comes back equal; from disk, its shared parts are copies (see README, Limits).
+    // Plain data comes back equal; from disk, its shared parts are copies (see docs/operations.md, Limits).
     t.deepEqual(pair, { a: { n: 1 }, b: { n: 1 } });
     t.deepEqual(fourth, { n: 1 });
     t.deepEqual(fifth, { n: 1 });
