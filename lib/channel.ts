@@ -246,11 +246,14 @@ export class Channel {
   private corrupted = 0;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
+  /** The codec's copy, for records the memory tier holds that are not plain data (see memoryCopy). */
+  private readonly copyOther: (record: unknown) => unknown;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.emit = emit;
     this.codec = parts.codec;
+    this.copyOther = (record) => parts.codec.copy(record);
     this.log = parts.disk;
     this.path = parts.path;
     this.release = parts.release;
@@ -626,7 +629,7 @@ export class Channel {
     // A write held while spilling, admitted after the reader freed room, is sized now.
     if (size === UNSIZED && (this.flags & SPILLING) === 0 && this.options.maxMemoryBytes !== 0) size = this.codec.validateAndSize(record);
     if (size !== UNSIZED && this.memoryBytes + size <= this.options.maxMemoryBytes) {
-      this.queue.push(memoryCopy(record), size);
+      this.queue.push(memoryCopy(record, this.copyOther), size);
       this.memoryBytes += size;
       this.memoryRecords++;
     } else {

@@ -3,7 +3,7 @@ import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError, invalidRecordError, recordTooLargeError } from './errors.js';
 import type { AvroSchema } from './options.js';
-import { isJsonExact } from './plain-data.js';
+import { copyView, isJsonExact } from './plain-data.js';
 import { compileQuickCheck } from './quick-check.js';
 import { SizeProblem, VIEW_TYPES, compileSizeOf, isQuickValid, sizeOfSchemaless } from './size.js';
 
@@ -27,6 +27,12 @@ export interface RecordCodec {
    * `ERR_HOPPER_RECORD_TOO_LARGE` when the record cannot be encoded.
    */
   encode(record: unknown, buf: Buffer, pos: number): number;
+  /**
+   * A copy of a validated record that plain-data's copy does not make (a Buffer, a Date, a class
+   * instance avsc accepts...), equal to what the disk tier would give back for it and sharing no
+   * object with it: what the memory tier holds. Strings and other primitives come back as they are.
+   */
+  copy(record: unknown): unknown;
   /** The block being filled was written or emptied: state kept for it (a reused serializer) can go. */
   endBlock?(): void;
   /**
@@ -284,6 +290,15 @@ function schemaCodec(type: Type): RecordCodec {
       }
     },
     decode: (buf, pos) => type.decode(buf, pos),
+    copy(record) {
+      if (typeof record !== 'object' || record === null) return record;
+      try {
+        return type.fromBuffer(type.toBuffer(record));
+      } catch {
+        // User code (a getter) that threw now though it did not during validation: kept as written.
+        return record;
+      }
+    },
   };
 }
 
@@ -533,6 +548,20 @@ function envelopeCodec(): RecordCodec {
       const view = settled ? decodeBytesView(buf, pos) : undefined;
       if (view !== undefined) return view;
       return type.decode(buf, pos);
+    },
+    copy(record) {
+      if (typeof record !== 'object' || record === null) return record;
+      if (ArrayBuffer.isView(record)) return copyView(record);
+      try {
+        const serializer = new ValueSerializer();
+        serializer.writeHeader();
+        serializer.writeValue(record);
+        const bytes = serializer.releaseBuffer();
+        return readAlone(bytes, 0, bytes.length);
+      } catch {
+        // User code (a getter) that threw now though it did not during validation: kept as written.
+        return record;
+      }
     },
     largeBytes(record) {
       return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;

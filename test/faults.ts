@@ -220,3 +220,23 @@ for (const [outageMs, label] of [
     t.true(readFaults <= 20, `${readFaults} read faults during the shortage`);
   });
 }
+
+test('faults - a block write retried after ENOSPC writes large Buffers as they were accepted, though the producer reused them meanwhile', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Buffer>({ dataDir: dir.dataDir, maxMemoryBytes: 0 }, { fileSystem: faulty.fs });
+  faulty.fail('write', 'ENOSPC', Infinity);
+  const faulted = once(hopper, 'fault');
+  const buffers = [1, 2, 3].map((n) => Buffer.alloc(65_536, n));
+  for (const buffer of buffers) hopper.send(buffer);
+  await within(faulted, 'a failed block write');
+  for (const buffer of buffers) buffer.fill(0);
+  faulty.clear();
+  void hopper.close();
+  const out = await collect<Buffer>(hopper.readable);
+  t.deepEqual(
+    out,
+    [1, 2, 3].map((n) => Buffer.alloc(65_536, n)),
+  );
+});

@@ -1,8 +1,9 @@
 import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from '../codec.js';
 import { compress } from '../ocf.js';
+import { copyBuffer } from '../plain-data.js';
 
-// The block being filled: records encoded one after another into one buffer, large Buffers held
-// by reference between them. It knows nothing of files or caps: the log asks it to stage a
+// The block being filled: records encoded one after another into one buffer, copies of large
+// Buffers held by reference between them. It knows nothing of files or caps: the log asks it to stage a
 // record, checks the caps, then keeps or drops it; the writer takes its parts to write them.
 
 export const BLOCK_TARGET_BYTES = 64 * 1024;
@@ -33,9 +34,10 @@ export class BlockBuilder {
   pos = 0;
   count = 0;
   /**
-   * Large Buffers in the block, held by reference instead of copied into it, in block order. They
-   * are written with the block's other bytes in one `writev`; until then the caller's Buffer is
-   * only read, never changed, so a retried write writes the same bytes.
+   * Large Buffers in the block, held by reference instead of copied into it, in block order: each a
+   * copy of the producer's Buffer made when it was kept (one copy, not two: the block's buffer does
+   * not grow for it). They are written with the block's other bytes in one `writev`; they are
+   * never changed, so a retried write writes the same bytes.
    */
   private refs: Ref[] = [];
   /** Bytes of the Buffers in `refs`. */
@@ -47,7 +49,7 @@ export class BlockBuilder {
   /** Bytes of the block's data if the staged record is kept. */
   stagedPending = 0;
 
-  /** `byReference`: large Buffers (the codec says which) are held by reference, not copied. */
+  /** `byReference`: copies of large Buffers (the codec says which) are held by reference, not copied into the block. */
   constructor(
     private readonly codec: RecordCodec,
     private readonly byReference: boolean,
@@ -92,7 +94,10 @@ export class BlockBuilder {
     this.pos = end;
     const large = this.stagedLarge;
     if (large !== undefined) {
-      this.refs.push({ start: this.stagedStart, at: end, bytes: large });
+      // A copy, made before the write is acknowledged: the producer may reuse its Buffer as soon
+      // as its callback fired (or send() returned), long before the block is written (and a write
+      // retried after a fault writes the bytes as they were accepted).
+      this.refs.push({ start: this.stagedStart, at: end, bytes: copyBuffer(large) });
       this.refBytes += large.length;
       this.stagedLarge = undefined;
     }
@@ -116,7 +121,7 @@ export class BlockBuilder {
     let value: unknown;
     const ref = this.refs[0];
     if (ref !== undefined && ref.start === this.start) {
-      // Held by reference: the Buffer that was appended (as the memory tier would give it back).
+      // Held by reference: the copy of the Buffer that was appended (as the memory tier would give it back).
       this.refs.shift();
       this.refBytes -= ref.bytes.length;
       value = ref.bytes;
