@@ -148,6 +148,12 @@ function expectation(type: Type): string {
   return name ? `${kind} ${name}` : JSON.stringify(kind);
 }
 
+const LONE_SURROGATE = 'holds a lone surrogate, which Avro strings (UTF-8) give back as U+FFFD; send it as bytes, or repair it (toWellFormed())';
+
+function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
 /** The largest finite float: a double beyond it (and beyond the rounding margin) becomes Infinity as a float. */
 function floatOverflows(value: number): boolean {
   return Number.isFinite(value) && !Number.isFinite(Math.fround(value));
@@ -165,7 +171,9 @@ interface TypeParts {
  * What avsc accepts (its `isValid` is true) but would not give back as written, with the path to
  * it: a `map` given as anything but a plain object (avsc reads its own enumerable properties, so
  * a JS Map comes back as `{}`), a `float` beyond the float range (it comes back as Infinity), a
- * -0 for an `int` or `long` (it comes back as 0). Undefined when there is none.
+ * -0 for an `int` or `long` (it comes back as 0), a string (or map key) with a lone surrogate (it
+ * comes back with U+FFFD), a plain object with a key its record type does not declare (it is
+ * dropped). Undefined when there is none.
  */
 function fidelityProblem(type: Type, value: unknown, path: string[]): string | undefined {
   const parts = type as unknown as TypeParts;
@@ -177,13 +185,18 @@ function fidelityProblem(type: Type, value: unknown, path: string[]): string | u
     case 'int':
     case 'long':
       return Object.is(value, -0) ? `is -0, which an Avro ${parts.typeName} gives back as 0` : undefined;
+    case 'string':
+      return typeof value === 'string' && !isWellFormed(value) ? LONE_SURROGATE : undefined;
     case 'map': {
+      // Missing: avsc takes the field's default (it accepted the record).
+      if (value === undefined) return undefined;
       const proto = value === null || typeof value !== 'object' ? undefined : Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) {
         return `is ${value instanceof Map ? 'a Map' : 'not a plain object'}; avsc encodes a map from an object's own properties (it would come back as {}): give a plain object`;
       }
       for (const key of Object.keys(value as object)) {
         path.push(key);
+        if (!isWellFormed(key)) return `is a map key that ${LONE_SURROGATE}`;
         const found = fidelityProblem(parts.valuesType!, (value as Record<string, unknown>)[key], path);
         if (found) return found;
         path.pop();
@@ -203,6 +216,15 @@ function fidelityProblem(type: Type, value: unknown, path: string[]): string | u
     case 'record':
     case 'error': {
       if (value === null || typeof value !== 'object') return undefined;
+      // A plain object keeps every key in memory; Avro keeps the declared fields only. (Any other
+      // object is copied through avsc in both tiers.)
+      if (Object.getPrototypeOf(value) === Object.prototype) {
+        const undeclared = Object.keys(value).find((key) => !parts.fields!.some((field) => field.name === key));
+        if (undeclared !== undefined) {
+          path.push(undeclared);
+          return 'is a field the schema does not declare, which Avro does not carry (it would be dropped on disk); leave it out, or declare it';
+        }
+      }
       for (const field of parts.fields!) {
         path.push(field.name);
         const found = fidelityProblem(field.type, (value as Record<string, unknown>)[field.name], path);

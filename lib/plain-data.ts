@@ -1,3 +1,5 @@
+import { mayHaveNamedKeys } from './size.js';
+
 /**
  * Plain data: what JSON gives back exactly (the segment log's JSON path for records without a
  * schema, {@link isJsonExact}), and the copy the memory tier keeps of such a record
@@ -58,7 +60,7 @@ export function isJsonExact(value: unknown, depth = 0): boolean {
       const item = array[i];
       if (item === undefined || !isJsonExact(item, depth + 1)) return false;
     }
-    return array.length === 0 || Object.keys(array).length === array.length;
+    return !mayHaveNamedKeys(array);
   }
   if (proto !== Object.prototype) return false;
   for (const key in value) {
@@ -75,9 +77,9 @@ function copyObject(value: object, depth: number): unknown {
   if (depth === PLAIN_MAX_DEPTH) throw NOT_PLAIN;
   const proto = Object.getPrototypeOf(value);
   if (proto === Array.prototype) {
-    const copy = (value as unknown[]).slice();
     // Holes read as undefined and are refused below; named properties would not survive slice().
-    if (copy.length > 0 && Object.keys(value).length !== copy.length) throw NOT_PLAIN;
+    if (mayHaveNamedKeys(value as unknown[])) throw NOT_PLAIN;
+    const copy = (value as unknown[]).slice();
     for (let i = 0; i < copy.length; i++) {
       const item = copy[i];
       if (typeof item !== 'object') {
