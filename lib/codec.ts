@@ -42,24 +42,56 @@ export interface RecordCodec {
    */
   decode(buf: Buffer, pos: number, settled?: boolean): { value: unknown; offset: number };
   /**
-   * Schemaless only: a record that is a Buffer of at least {@link BY_REFERENCE_BYTES}, returned so
-   * that the segment log can write its bytes by reference instead of copying them into a block.
+   * Schemaless only: a record whose encoding ends in many bytes, split so that the segment log can
+   * write those bytes by reference instead of copying them into a block (which would grow to hold
+   * them): a Buffer or a string of at least {@link BY_REFERENCE_BYTES}, or a large flat array (its
+   * node:v8 serialization). Undefined for any other record, which {@link encode} encodes.
    */
-  largeBytes?(record: unknown): Buffer | undefined;
+  largeRecord?(record: unknown): LargeRecord | undefined;
   /**
-   * Schemaless only: encodes what comes before the bytes of a {@link largeBytes} record of `length`
-   * bytes (its union branch and length) into `buf` at `pos`, which has room for
-   * {@link BYTES_HEAD_MAX_BYTES}; returns the new position. Those bytes, then the Buffer's, are the record.
+   * Schemaless only: encodes what comes before the bytes of a {@link largeRecord} (its union branch
+   * and length) into `buf` at `pos`, which has room for {@link BYTES_HEAD_MAX_BYTES}; returns the
+   * new position. Those bytes, then the large record's, are the record.
    */
-  encodeBytesHead?(length: number, buf: Buffer, pos: number): number;
+  encodeLargeHead?(large: LargeRecord, buf: Buffer, pos: number): number;
+  /** Schemaless only: the record a {@link largeRecord} holds (its bytes must not change again), as the memory tier would give it back. */
+  largeValue?(large: LargeRecord): unknown;
+}
+
+/** A record written by reference: see {@link RecordCodec.largeRecord}. */
+export interface LargeRecord {
+  /**
+   * `buffer`: a Buffer record's own bytes, which the producer may change once the write is
+   * acknowledged (the block keeps a copy); `string`: a string record's UTF-8; `value`: the node:v8
+   * serialization (header included) of a large flat array.
+   */
+  readonly kind: 'buffer' | 'string' | 'value';
+  readonly bytes: Buffer;
 }
 
 /** Buffers this large are written to segments by reference, and read back as views of what was read. */
 export const BY_REFERENCE_BYTES = 16 * 1024;
 /** A Buffer record decoded as a view keeps alive at most this many times its own size. */
 const VIEW_MAX_SHARE = 5;
-/** The union branch (one byte) and a length up to 2^53 (eight bytes of varint), with room to spare. */
+/** The union branch (one or two bytes) and a length up to 2^53 (eight bytes of varint), with room to spare. */
 export const BYTES_HEAD_MAX_BYTES = 16;
+/**
+ * A flat array (no object in it but null) of at least this many items goes to disk as node:v8 bytes,
+ * not as JSON: JSON's number formatting made a 5,000,000-number array cost twenty times its v8
+ * serialization. A flat array holds no object two items could share, so memory (which copies it)
+ * and disk give it back alike.
+ */
+const LARGE_FLAT_ITEMS = 4096;
+
+/** Whether `record` is a plain array of at least {@link LARGE_FLAT_ITEMS} items, none an object but null. */
+function isLargeFlatArray(record: unknown): record is unknown[] {
+  if (!Array.isArray(record) || record.length < LARGE_FLAT_ITEMS || Object.getPrototypeOf(record) !== Array.prototype) return false;
+  for (let i = 0; i < record.length; i++) {
+    const item = record[i];
+    if (typeof item === 'object' && item !== null) return false;
+  }
+  return true;
+}
 
 /** The union branch and the length of a `bytes` value are Avro longs. */
 const LONG_TYPE = avsc.Type.forSchema('long');
@@ -77,7 +109,9 @@ export const JSON_ENVELOPE_SCHEMA = [
   { type: 'record', name: 'Json', namespace: 'hopper_streams', fields: [{ name: 'json', type: 'string' }] },
 ] as const;
 
-/** The envelope's `Value` branch: union index 2, zigzag-encoded as one byte. */
+/** The envelope's branches, zigzag-encoded as one byte: `bytes` (union index 0), `string` (1), `Value` (2). */
+const BYTES_BRANCH = 0;
+const STRING_BRANCH = 2;
 const VALUE_BRANCH = 4;
 /** The branches of `Value.data`: JSON text (index 0) or node:v8 bytes (index 1), zigzag-encoded. */
 const DATA_JSON = 0;
@@ -428,6 +462,17 @@ class ValueWriter {
   }
 }
 
+/**
+ * Serializes `record` with a serializer of its own (nothing it wrote before to refer to), with
+ * the version header or without it.
+ */
+function serializeAlone(record: unknown, header: boolean): Buffer {
+  const serializer = new ValueSerializer();
+  if (header) serializer.writeHeader();
+  serializer.writeValue(record);
+  return serializer.releaseBuffer();
+}
+
 function readAlone(buf: Buffer, at: number, length: number): unknown {
   const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
   deserializer.readHeader();
@@ -484,8 +529,9 @@ function envelopeCodec(): RecordCodec {
   const writer = new ValueWriter();
   const reader = new ValueReader();
   // encode() answers a short buffer with the bytes missing, and is called again once there is
-  // room: the record is serialized once.
+  // room: the record is serialized (or made JSON) once.
   let pendingRecord: unknown;
+  let pendingText: string | undefined;
   let pendingBytes: Buffer | undefined;
   const validateAndSize = (record: unknown): number => {
     checkTopLevel(record);
@@ -517,40 +563,46 @@ function envelopeCodec(): RecordCodec {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed()))
         return type.encode(record, buf, pos);
-      // JSON is exact for plain data, and several times cheaper than a V8 serialization per
-      // record (each releaseBuffer() is a new external buffer for the garbage collector).
-      if (typeof record !== 'string' && isJsonExact(record)) {
-        let text: string;
-        try {
-          text = JSON.stringify(record);
-        } catch (err) {
-          throw encodeFailure(record, err);
+      let text = pendingText;
+      let bytes = pendingBytes;
+      if (pendingRecord !== record) {
+        text = bytes = undefined;
+        const flat = isLargeFlatArray(record);
+        // JSON is exact for plain data, and several times cheaper than a V8 serialization per
+        // record (each releaseBuffer() is a new external buffer for the garbage collector).
+        if (!flat && typeof record !== 'string' && isJsonExact(record)) {
+          try {
+            text = JSON.stringify(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
+        } else {
+          try {
+            bytes = flat ? serializeAlone(record, false) : writer.serialize(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
         }
-        if (pos + 2 > buf.length) return buf.length - (pos + 2 + text.length * 3 + LENGTH_MAX_BYTES);
-        buf[pos] = VALUE_BRANCH;
+      }
+      // A short buffer: keep what was made for the call that follows, once there is room.
+      const length = text !== undefined ? Buffer.byteLength(text) : V8_HEADER.length + bytes!.length;
+      const end = pos + 2 + LENGTH_MAX_BYTES + length;
+      if (end > buf.length) {
+        pendingRecord = record;
+        pendingText = text;
+        pendingBytes = bytes;
+        return buf.length - end;
+      }
+      pendingRecord = pendingText = pendingBytes = undefined;
+      buf[pos] = VALUE_BRANCH;
+      if (text !== undefined) {
         buf[pos + 1] = DATA_JSON;
         return STRING_TYPE.encode(text, buf, pos + 2);
       }
-      let bytes = pendingBytes;
-      if (bytes === undefined || pendingRecord !== record) {
-        try {
-          bytes = writer.serialize(record);
-        } catch (err) {
-          throw encodeFailure(record, err);
-        }
-      }
-      const length = V8_HEADER.length + bytes.length;
-      if (pos + 2 + LENGTH_MAX_BYTES + length > buf.length) {
-        pendingRecord = record;
-        pendingBytes = bytes;
-        return buf.length - (pos + 2 + LENGTH_MAX_BYTES + length);
-      }
-      pendingRecord = pendingBytes = undefined;
-      buf[pos] = VALUE_BRANCH;
       buf[pos + 1] = DATA_V8;
       const at = LONG_TYPE.encode(length, buf, pos + 2);
       V8_HEADER.copy(buf, at);
-      bytes.copy(buf, at + V8_HEADER.length);
+      bytes!.copy(buf, at + V8_HEADER.length);
       return at + length;
     },
     endBlock() {
@@ -575,22 +627,44 @@ function envelopeCodec(): RecordCodec {
       if (typeof record !== 'object' || record === null) return record;
       if (ArrayBuffer.isView(record)) return copyView(record);
       try {
-        const serializer = new ValueSerializer();
-        serializer.writeHeader();
-        serializer.writeValue(record);
-        const bytes = serializer.releaseBuffer();
+        const bytes = serializeAlone(record, true);
         return readAlone(bytes, 0, bytes.length);
       } catch {
         // User code (a getter) that threw now though it did not during validation: kept as written.
         return record;
       }
     },
-    largeBytes(record) {
-      return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;
+    largeRecord(record) {
+      if (Buffer.isBuffer(record)) return record.length >= BY_REFERENCE_BYTES ? { kind: 'buffer', bytes: record } : undefined;
+      if (typeof record === 'string') {
+        if (record.length < BY_REFERENCE_BYTES || !isWellFormed(record)) return undefined;
+        // An ASCII string (its UTF-8 is as long as it is) is its Latin-1 bytes: a copy, where
+        // encoding UTF-8 cost four times as much (a 64 MiB string).
+        const ascii = Buffer.byteLength(record) === record.length;
+        return { kind: 'string', bytes: Buffer.from(record, ascii ? 'latin1' : 'utf8') };
+      }
+      if (!isLargeFlatArray(record)) return undefined;
+      let bytes: Buffer;
+      try {
+        bytes = serializeAlone(record, true);
+      } catch (err) {
+        throw encodeFailure(record, err);
+      }
+      return { kind: 'value', bytes };
     },
-    encodeBytesHead(length, buf, pos) {
-      buf[pos] = 0; // the union branch: 'bytes'
-      return LONG_TYPE.encode(length, buf, pos + 1);
+    encodeLargeHead(large, buf, pos) {
+      if (large.kind === 'value') {
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_V8;
+        return LONG_TYPE.encode(large.bytes.length, buf, pos + 2);
+      }
+      buf[pos] = large.kind === 'buffer' ? BYTES_BRANCH : STRING_BRANCH;
+      return LONG_TYPE.encode(large.bytes.length, buf, pos + 1);
+    },
+    largeValue(large) {
+      if (large.kind === 'buffer') return large.bytes;
+      if (large.kind === 'string') return large.bytes.toString('utf8');
+      return readAlone(large.bytes, 0, large.bytes.length);
     },
   };
 }
