@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer';
 import v8 from 'node:v8';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
@@ -462,6 +463,25 @@ class ValueWriter {
   }
 }
 
+/** V8's serialization tag of a string held one byte per character (Latin-1): '"'. */
+const ONE_BYTE_STRING_TAG = 0x22;
+
+/**
+ * The UTF-8 bytes of a long string. UTF-8 encoding cost a 64 MiB string four times its
+ * v8.serialize, and most long strings are ASCII, whose UTF-8 is their Latin-1: V8 serializes a
+ * string it holds one byte per character as a tag, its length, then those bytes (a copy, and
+ * the one way JavaScript can tell how V8 holds a string), so when the tag says so and the bytes
+ * are ASCII, they are the UTF-8. Anything else (or another serialization format) is encoded.
+ */
+function utf8Of(text: string): Buffer {
+  const serialized = v8.serialize(text);
+  if (serialized[V8_HEADER.length] === ONE_BYTE_STRING_TAG && serialized.length - text.length > V8_HEADER.length) {
+    const bytes = serialized.subarray(serialized.length - text.length);
+    if (isAscii(bytes)) return bytes;
+  }
+  return Buffer.from(text, 'utf8');
+}
+
 /**
  * Serializes `record` with a serializer of its own (nothing it wrote before to refer to), with
  * the version header or without it.
@@ -548,6 +568,8 @@ function envelopeCodec(): RecordCodec {
     // Without a schema, the size walk is what finds values structuredClone would not give back;
     // plain data passes a quicker walk that only checks, for the records handed straight over.
     validate(record) {
+      // Any string is valid: sizing it (its UTF-8 length) cost a 64 MiB string a scan.
+      if (typeof record === 'string') return;
       if (typeof record === 'object' && record !== null) {
         let plain = false;
         try {
@@ -638,10 +660,7 @@ function envelopeCodec(): RecordCodec {
       if (Buffer.isBuffer(record)) return record.length >= BY_REFERENCE_BYTES ? { kind: 'buffer', bytes: record } : undefined;
       if (typeof record === 'string') {
         if (record.length < BY_REFERENCE_BYTES || !isWellFormed(record)) return undefined;
-        // An ASCII string (its UTF-8 is as long as it is) is its Latin-1 bytes: a copy, where
-        // encoding UTF-8 cost four times as much (a 64 MiB string).
-        const ascii = Buffer.byteLength(record) === record.length;
-        return { kind: 'string', bytes: Buffer.from(record, ascii ? 'latin1' : 'utf8') };
+        return { kind: 'string', bytes: utf8Of(record) };
       }
       if (!isLargeFlatArray(record)) return undefined;
       let bytes: Buffer;

@@ -975,7 +975,10 @@ const LARGE_RECORDS: Array<[string, () => unknown]> = [
       return { a: flat, b: flat };
     },
   ],
-  ['a 100,000-character string', () => 'x'.repeat(50_000) + 'é'.repeat(50_000)],
+  ['a 100,000-character ASCII string', () => 'x'.repeat(100_000)],
+  ['a 100,000-character Latin-1 string', () => 'x'.repeat(50_000) + 'é'.repeat(50_000)],
+  // Two bytes a character in V8, each with an ASCII low byte (Ł is U+0141: 'A' in Latin-1).
+  ['a 100,000-character string of two-byte characters', () => 'Ł'.repeat(100_000)],
   ['a 100,000-character string with a lone surrogate', () => `${'x'.repeat(100_000)}\ud800`],
 ];
 
