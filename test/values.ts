@@ -4,6 +4,7 @@ import avsc from 'avsc';
 import fc from 'fast-check';
 import { createHopperStream, createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
 import { isJsonExact, memoryCopy } from '../lib/plain-data.js';
+import { mayHaveNamedKeys } from '../lib/size.js';
 import { createHopperStreams as createStreamxHopper } from '../lib/streamx.js';
 import { collect, nextTurn, tempDataDir } from './helpers/index.js';
 
@@ -1020,3 +1021,14 @@ for (const codec of ['null', 'deflate'] as const) {
     });
   }
 }
+
+test('mayHaveNamedKeys() - false for arrays without named keys, short and long, true for arrays with one (and for short arrays with holes)', (t) => {
+  for (const length of [0, 1, 63, 64, 65, 1_000, 100_000]) {
+    const array = Array.from({ length }, (_, i) => i);
+    t.false(mayHaveNamedKeys(array), `${length} items: the quick walk is kept`);
+    t.true(mayHaveNamedKeys(Object.assign(array, { label: 'x' })), `${length} items and a named key`);
+  }
+  t.true(mayHaveNamedKeys(Object.assign([1, 2], { f: undefined })));
+  // biome-ignore lint/suspicious/noSparseArray: a hole is the value under test
+  t.true(mayHaveNamedKeys([1, , 3]));
+});
