@@ -81,6 +81,13 @@ export interface ChannelReader {
    * of piling up until the stream's first read on a later tick.
    */
   start?(): void;
+  /**
+   * Whether a record pushed now would wait in the reader's own buffer (a consumer in paused mode,
+   * an async iterator) instead of reaching the consumer at once (a `'data'` listener, a pipe). A
+   * record handed straight over is then copied first, as a record held in memory is: the producer
+   * may reuse what it wrote once its write returned. Absent: it would always wait.
+   */
+  holds?(): boolean;
 }
 
 /**
@@ -757,7 +764,8 @@ export class Channel {
 
   /**
    * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
-   * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
+   * at once, validated but neither sized nor queued (it is never held; it is copied only when the
+   * reader's own buffer would hold it, see {@link ChannelReader.holds}). A readable whose consumer
    * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
    * of 0 keeps every record on the segment log's path. Throws what the codec's validate() throws.
    */
@@ -779,8 +787,9 @@ export class Channel {
     this.flags = (this.flags & ~READER_WAITING) | DELIVERING;
     this.recordsOut++;
     let more: boolean;
+    const reader = this.reader!;
     try {
-      more = this.push(this.reader!, record);
+      more = this.push(reader, reader.holds === undefined || reader.holds() ? memoryCopy(record, this.copyOther) : record);
     } finally {
       this.flags &= ~DELIVERING;
     }

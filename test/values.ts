@@ -1032,3 +1032,48 @@ test('mayHaveNamedKeys() - false for arrays without named keys, short and long, 
   // biome-ignore lint/suspicious/noSparseArray: a hole is the value under test
   t.true(mayHaveNamedKeys([1, , 3]));
 });
+
+/** Writes `record` and resolves once its write was acknowledged: write() and its callback, or (streamx, whose write() takes none) send(). */
+type Acknowledged = (record: unknown) => Promise<void>;
+
+for (const [name, open] of [
+  [
+    'createHopperStreams()',
+    (dataDir: string) => {
+      const hopper = createHopperStreams<unknown>({ dataDir });
+      const write: Acknowledged = (record) => new Promise((resolve, reject) => hopper.writable.write(record, (err) => (err ? reject(err) : resolve())));
+      return { readable: hopper.readable as AsyncIterable<unknown>, write, end: () => hopper.writable.end() };
+    },
+  ],
+  [
+    'streamx createHopperStreams()',
+    (dataDir: string) => {
+      const hopper = createStreamxHopper<unknown>({ dataDir });
+      const write: Acknowledged = async (record) => hopper.send(record);
+      return { readable: hopper.readable as unknown as AsyncIterable<unknown>, write, end: () => hopper.writable.end(undefined) };
+    },
+  ],
+] as const) {
+  test(`${name} - a Buffer or object refilled once its write was acknowledged, while an async iterator waits, comes back as each write gave it`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = open(dir.dataDir);
+    const out: unknown[] = [];
+    const reading = (async () => {
+      for await (const record of hopper.readable) out.push(record);
+    })();
+    await nextTurn();
+    const pooled = Buffer.alloc(100);
+    const reused = { n: 0, list: [0] };
+    const writes = 6;
+    for (let n = 0; n < writes; n++) await hopper.write(n % 2 === 0 ? pooled.fill(n) : Object.assign(reused, { n, list: [n] }));
+    pooled.fill(99);
+    reused.n = 99;
+    hopper.end();
+    await reading;
+    t.deepEqual(
+      out.map((record) => (Buffer.isBuffer(record) ? record[0] : (record as typeof reused).n)),
+      Array.from({ length: writes }, (_, n) => n),
+    );
+  });
+}
