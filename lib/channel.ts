@@ -98,6 +98,13 @@ export interface ChannelReader {
   start?(): void;
   /** Every writer has ended: the input is complete (records may still wait to be delivered). */
   inputEnded?(): void;
+  /**
+   * Whether a record pushed now would wait in the reader's own buffer (a consumer in paused mode,
+   * an async iterator) instead of reaching the consumer at once (a `'data'` listener, a pipe). A
+   * record handed straight over is then copied first, as a record held in memory is: the producer
+   * may reuse what it wrote once its write returned. Absent: it would always wait.
+   */
+  holds?(): boolean;
 }
 
 /**
@@ -278,11 +285,14 @@ export class Channel {
   private inputFailure: HopperError | undefined;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
+  /** The codec's copy, for records the memory tier holds that are not plain data (see memoryCopy). */
+  private readonly copyOther: (record: unknown) => unknown;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.emit = emit;
     this.codec = parts.codec;
+    this.copyOther = (record) => parts.codec.copy(record);
     this.log = parts.disk;
     this.path = parts.path;
     this.release = parts.release;
@@ -683,7 +693,7 @@ export class Channel {
     // A write held while spilling, admitted after the reader freed room, is sized now.
     if (size === UNSIZED && (this.flags & SPILLING) === 0 && this.options.maxMemoryBytes !== 0) size = this.codec.validateAndSize(record);
     if (size !== UNSIZED && this.memoryBytes + size <= this.options.maxMemoryBytes) {
-      this.queue.push(memoryCopy(record), size);
+      this.queue.push(memoryCopy(record, this.copyOther), size);
       this.memoryBytes += size;
       this.memoryRecords++;
     } else {
@@ -822,7 +832,8 @@ export class Channel {
 
   /**
    * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
-   * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
+   * at once, validated but neither sized nor queued (it is never held; it is copied only when the
+   * reader's own buffer would hold it, see {@link ChannelReader.holds}). A readable whose consumer
    * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
    * of 0 keeps every record on the segment log's path. Throws what the codec's validate() throws.
    */
@@ -844,8 +855,9 @@ export class Channel {
     this.flags = (this.flags & ~READER_WAITING) | DELIVERING;
     this.recordsOut++;
     let more: boolean;
+    const reader = this.reader!;
     try {
-      more = this.push(this.reader!, record);
+      more = this.push(reader, reader.holds === undefined || reader.holds() ? memoryCopy(record, this.copyOther) : record);
     } finally {
       this.flags &= ~DELIVERING;
     }

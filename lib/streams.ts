@@ -174,6 +174,9 @@ function nodeReader(readable: Readable, core: HopperCore, inRead: () => InRead):
     end: () => endReadable(readable, inRead(), listenedAtEnd),
     fail: (err) => failAfterBuffered(readable, err, (error) => core.teardown(error)),
     start: () => startFlowing(readable),
+    // Node emits 'data' inside push() exactly when the readable flows, holds nothing, and has a
+    // 'data' listener (Readable's addChunk); otherwise the record waits in its buffer.
+    holds: () => !(readable.readableFlowing === true && readable.readableLength === 0 && readable.listenerCount('data') > 0),
   };
 }
 
