@@ -101,12 +101,12 @@ export class HopperCore {
    * once its buffered records are read.
    */
   duplexWriter(side: StreamSide): ChannelWriter {
-    const writer = this.channel.openWriter();
-    writer.onChannelClose = () => {
-      if (!side.isGone()) side.destroy();
-    };
-    writer.onChannelFail = () => {};
-    return writer;
+    return this.channel.openWriter({
+      onChannelClose: () => {
+        if (!side.isGone()) side.destroy();
+      },
+      onChannelFail: () => {},
+    });
   }
 
   /** The channel directory, `<dataDir>/<name>`. */

@@ -205,9 +205,14 @@ function nodeSide(readable: Readable, writable: Writable): StreamSide {
  * destroyed otherwise before end() cuts the input short. `onEnd` runs once the writer has ended.
  */
 function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
-  const writer: ChannelWriter = channel.openWriter();
   /** Destroyed by the channel closing: no producer failed. */
   let byChannel = false;
+  const writer: ChannelWriter = channel.openWriter({
+    onChannelClose: () => {
+      byChannel = true;
+      if (!stream.destroyed) stream.destroy();
+    },
+  });
   const stream = new Writable({
     objectMode: true,
     write(record: unknown, _encoding: string, callback: Callback) {
@@ -224,10 +229,6 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       callback(err);
     },
   });
-  writer.onChannelClose = () => {
-    byChannel = true;
-    if (!stream.destroyed) stream.destroy();
-  };
   return stream;
 }
 

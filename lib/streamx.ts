@@ -147,9 +147,14 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
 }
 
 function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
-  const writer: ChannelWriter = channel.openWriter();
   /** Destroyed by the channel closing: no producer failed. */
   let byChannel = false;
+  const writer: ChannelWriter = channel.openWriter({
+    onChannelClose: () => {
+      byChannel = true;
+      if (!stream.destroying) stream.destroy();
+    },
+  });
   const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
     // default 1 KiB per object lets a burst of that many writes return true within one tick.
@@ -169,10 +174,6 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       else writer.abort();
     },
   });
-  writer.onChannelClose = () => {
-    byChannel = true;
-    if (!stream.destroying) stream.destroy();
-  };
   return stream;
 }
 
