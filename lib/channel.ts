@@ -11,17 +11,11 @@ import {
 import type { RecordCodec } from './codec.js';
 import { destroyedError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
+import { HeldWrites, failWrite } from './held-writes.js';
 import { NOTHING, Tiers, type Refusal } from './tiers.js';
 
 export { ChannelWriter } from './channel-parts.js';
 export type { ChannelEmit, ChannelEvents, ChannelParts, ChannelReader, CorruptEvent, DiskTier, DropEvent, HopperStats } from './channel-parts.js';
-
-interface BlockedWrite {
-  writer: ChannelWriter | undefined;
-  record: unknown;
-  size: number;
-  callback: WriteCallback;
-}
 
 const WAITING: Refusal = { reason: 'earlier writes are waiting for room' };
 
@@ -72,7 +66,7 @@ export class Channel implements WriterChannel {
   private readonly release: () => void;
   /** The channel directory `<dataDir>/<name>`. */
   readonly path: string;
-  private readonly blocked: BlockedWrite[] = [];
+  private readonly blocked = new HeldWrites();
   private readonly writers = new Set<ChannelWriter>();
   private reader: ChannelReader | undefined;
   private flags = 0;
@@ -183,7 +177,7 @@ export class Channel implements WriterChannel {
         refusal = this.blocked.length > 0 ? WAITING : tiers.place(record, size);
       }
     } catch (err) {
-      this.failWrite(writer, callback, err as Error);
+      failWrite(writer, callback, err as Error);
       return;
     }
     if (handed || refusal === undefined) {
@@ -195,9 +189,9 @@ export class Channel implements WriterChannel {
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.push({ writer, record, size, callback });
+    if (this.options.onFull === 'block') this.blocked.hold(writer, record, size, callback);
     else if (tiers.countDropped(refusal.reason)) callback();
-    else this.failWrite(writer, callback, tiers.refusalError(record, refusal));
+    else failWrite(writer, callback, tiers.refusalError(record, refusal));
   }
 
   /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
@@ -212,14 +206,7 @@ export class Channel implements WriterChannel {
     if (writer.ended) return;
     writer.ended = true;
     this.writers.delete(writer);
-    if (aborted) {
-      for (let i = this.blocked.length - 1; i >= 0; i--) {
-        const write = this.blocked[i]!;
-        if (write.writer !== writer) continue;
-        this.blocked.splice(i, 1);
-        write.callback(destroyedError());
-      }
-    }
+    if (aborted) this.blocked.fail(destroyedError, writer);
     if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) {
       this.flags |= ENDING | END_DUE;
       this.reader?.inputEnded?.();
@@ -267,7 +254,7 @@ export class Channel implements WriterChannel {
 
   /** One round of the loop: held writes in, records out, and the end once nothing is left. */
   private step(): void {
-    if (this.blocked.length > 0) this.admitBlocked();
+    if (this.blocked.length > 0) this.blocked.admit(this.place, this.isClosed);
     const tiers = this.tiers;
     while ((this.flags & (READER_WAITING | CLOSED | FAILED)) === READER_WAITING) {
       let record: unknown;
@@ -309,24 +296,8 @@ export class Channel implements WriterChannel {
     else this.reader?.fail(failure);
   }
 
-  /** Places held writes, in the order made, while there is room; calls each back once placed. */
-  private admitBlocked(): void {
-    const tiers = this.tiers;
-    while (this.blocked.length > 0 && (this.flags & CLOSED) === 0) {
-      const write = this.blocked[0]!;
-      let refusal: Refusal | undefined;
-      try {
-        refusal = tiers.place(write.record, write.size);
-      } catch (err) {
-        this.blocked.shift();
-        this.failWrite(write.writer, write.callback, err as Error);
-        continue;
-      }
-      if (refusal !== undefined) return;
-      this.blocked.shift();
-      write.callback();
-    }
-  }
+  private readonly place = (record: unknown, size: number): Refusal | undefined => this.tiers.place(record, size);
+  private readonly isClosed = (): boolean => (this.flags & CLOSED) !== 0;
 
   /**
    * A record can go straight to the reader: it wants records and nothing is queued or held
@@ -356,7 +327,7 @@ export class Channel implements WriterChannel {
     for (const writer of [...this.writers]) writer.hooks.onChannelClose();
     this.tiers.clear();
     this.release();
-    for (const write of this.blocked.splice(0)) this.failWrite(write.writer, write.callback, destroyedError());
+    this.blocked.fail(destroyedError);
   }
 
   /**
@@ -371,11 +342,6 @@ export class Channel implements WriterChannel {
     for (const writer of [...this.writers]) (writer.hooks.onChannelFail ?? writer.hooks.onChannelClose)();
     if (this.reader) this.reader.fail(err);
     else this.close();
-  }
-
-  private failWrite(writer: ChannelWriter | undefined, callback: WriteCallback, err: Error): void {
-    if (writer) writer.lastError = err;
-    callback(err);
   }
 
   private checkOpen(): void {
