@@ -242,6 +242,8 @@ export class Channel implements WriterChannel {
       if (incoming !== NOTHING) {
         this.tiers.passedThrough();
         this.out(incoming);
+        // The pass-through's common case, where a round would find nothing to do: return at once.
+        if ((this.flags & (UPDATE_AGAIN | NOT_OPEN)) === 0 && this.tiers.length === 0 && this.blocked.length === 0) return;
       }
       do {
         this.flags &= ~UPDATE_AGAIN;
