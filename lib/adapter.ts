@@ -276,3 +276,14 @@ export class HopperBase<T> extends EventEmitter {
     this.core.teardown(err);
   }
 }
+
+/**
+ * Gives a Duplex class (which cannot extend HopperBase) the hopper's methods: `path`,
+ * `readerAttached`, `send()`, `stats()` and `close()`, HopperBase's own, defined on its
+ * prototype once. Its instances keep their HopperCore in `core`, as HopperBase's do.
+ */
+export function withHopperMethods(prototype: object): void {
+  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close']) {
+    Object.defineProperty(prototype, name, Object.getOwnPropertyDescriptor(HopperBase.prototype, name)!);
+  }
+}

@@ -1,6 +1,6 @@
 import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWritable } from 'node:stream';
 import { Duplex, Readable, Writable } from 'node:stream';
-import { HopperBase, HopperCore, type HopperEvents, type HopperInternals, type HopperListener } from './adapter.js';
+import { HopperBase, HopperCore, type HopperEvents, type HopperInternals, type HopperListener, withHopperMethods } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
 import { NodeReader, bufferedRecords, nodeSide } from './node-reader.js';
 import type { HopperOptions } from './options.js';
@@ -228,29 +228,9 @@ class HopperDuplexStream extends Duplex {
     core.attach(side, this.reader);
   }
 
-  // The hopper's methods, as HopperBase has them (a Duplex cannot share its superclass).
-  get path(): string {
-    return this.core.path;
-  }
-
-  send(record: unknown): void {
-    this.core.send(record);
-  }
-
-  get readerAttached(): boolean {
-    return this.core.readerAttached;
-  }
-
+  // path, readerAttached, send(), stats() and close() are HopperBase's (withHopperMethods below).
   sender(): Writable {
     return this.core.sender(writerStream);
-  }
-
-  stats(): HopperStats {
-    return this.core.stats();
-  }
-
-  close(): Promise<void> {
-    return this.core.close();
   }
 
   override _write(record: unknown, _encoding: string, callback: Callback): void {
@@ -279,6 +259,7 @@ class HopperDuplexStream extends Duplex {
   }
 }
 countWaiting(HopperDuplexStream.prototype);
+withHopperMethods(HopperDuplexStream.prototype);
 
 /**
  * Creates a hopper: `{ writable, readable, send, sender, stats, close, destroy }`, an EventEmitter.

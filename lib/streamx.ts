@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { HopperBase, HopperCore, type HopperEvents, type StreamSide } from './adapter.js';
+import { HopperBase, HopperCore, type HopperEvents, type StreamSide, withHopperMethods } from './adapter.js';
 import type { Channel, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { missingPeerError } from './errors.js';
 import type { HopperOptions } from './options.js';
@@ -214,10 +214,23 @@ export interface HopperDuplexEvents<T> extends Streamx.DuplexEvents, HopperEvent
   data: [record: T];
 }
 
-/** `write()` and `end()` of the Duplex take a `T`. */
+/** `write()` and `end()` of the Duplex take a `T`; the hopper's methods are HopperBase's (see withHopperMethods). */
 export interface HopperDuplex<T> {
   write(data: T): boolean;
   end(data?: T): this;
+  /** The channel directory, `<dataDir>/<name>`. */
+  readonly path: string;
+  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
+  readonly readerAttached: boolean;
+  /** Accepts a record at once or throws; see the Node adapter's `send()`. */
+  send(record: T): void;
+  /** Counters of the channel now. */
+  stats(): HopperStats;
+  /**
+   * Ends the write side and resolves once every record has been delivered and the Duplex has
+   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
+   */
+  close(): Promise<void>;
 }
 
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
@@ -239,33 +252,9 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
     reader.attach(this, core, this);
   }
 
-  get path(): string {
-    return this.core.path;
-  }
-
-  send(record: T): void {
-    this.core.send(record);
-  }
-
-  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
-  get readerAttached(): boolean {
-    return this.core.readerAttached;
-  }
-
+  /** Another streamx Writable into this Duplex's channel. */
   sender(): HopperWritable<T> {
     return this.core.sender(writerStream) as HopperWritable<T>;
-  }
-
-  stats(): HopperStats {
-    return this.core.stats();
-  }
-
-  /**
-   * Ends the write side and resolves once every record has been delivered and the Duplex has
-   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
-   */
-  close(): Promise<void> {
-    return this.core.close();
   }
 
   override _write(record: unknown, callback: Callback): void {
@@ -291,6 +280,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
     this.core.release();
   }
 }
+withHopperMethods(HopperDuplex.prototype);
 
 /** Creates a hopper over streamx: `{ writable, readable, send, sender, stats, close, destroy }`. */
 export function createHopperStreams<T = unknown>(options?: HopperOptions): HopperStreams<T> {
