@@ -58,6 +58,7 @@ export class Channel implements WriterChannel {
   private readonly options: ResolvedOptions;
   private readonly codec: RecordCodec;
   private readonly tiers: Tiers;
+  private readonly emit: ChannelEmit;
   /**
    * The disk tier, read by test/values.ts (`hopper.channel.log.block.buffer`) until that test stops
    * reaching into private fields (reworked on another branch): then this field goes.
@@ -84,8 +85,6 @@ export class Channel implements WriterChannel {
     this.release = parts.release;
     this.emit = emit;
   }
-
-  private readonly emit: ChannelEmit;
 
   /** The disk tier can go on (a retried operation went through); called on a tick of its own. */
   diskRecovered(): void {
