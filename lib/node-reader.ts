@@ -126,6 +126,11 @@ export class NodeReader implements ChannelReader {
    * tick; until then every push is buffered. Reading now, while nothing is queued, makes the next
    * push go straight to the consumer: a synchronous producer then feeds a keeping-up consumer
    * record by record instead of filling memory and spilling before the consumer's first turn.
+   * This is the one call from the channel back into it through the stream (read(0) → _read() →
+   * deliver()), before the write is placed and outside the channel's loop. Node leaves no other
+   * way: a readable starts with its `sync` flag set (Node 20 lib/internal/streams/readable.js:265,
+   * `kEmitClose | kAutoDestroy | kConstructed | kSync`), only a read() clears it (line 743), and
+   * while it is set addChunk() buffers a push instead of emitting 'data' (line 551).
    */
   start(): void {
     if (this.readable.readableFlowing === true && !this.readable.destroyed) this.readable.read(0);
