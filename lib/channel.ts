@@ -145,7 +145,8 @@ export class Channel implements WriterChannel {
     const tiers = this.tiers;
     const refusal = this.blocked.length > 0 ? WAITING : tiers.place(record, tiers.checkAndSize(record));
     if (refusal === undefined) {
-      this.update();
+      // Placed: only a reader that waits can take it now (nothing is held: it would have waited).
+      if ((this.flags & READER_WAITING) !== 0) this.update();
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
@@ -180,6 +181,12 @@ export class Channel implements WriterChannel {
       return;
     }
     if (handed || refusal === undefined) {
+      // Placed, with no reader waiting: nothing can move now, so the loop is not run (a burst
+      // written while the reader is paused costs a placement per record, and no more).
+      if (!handed && (this.flags & READER_WAITING) === 0) {
+        callback();
+        return;
+      }
       try {
         this.update(handed ? record : undefined);
       } finally {
