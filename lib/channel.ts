@@ -59,11 +59,6 @@ export class Channel implements WriterChannel {
   private readonly codec: RecordCodec;
   private readonly tiers: Tiers;
   private readonly emit: ChannelEmit;
-  /**
-   * The disk tier, read by test/values.ts (`hopper.channel.log.block.buffer`) until that test stops
-   * reaching into private fields (reworked on another branch): then this field goes.
-   */
-  private readonly log: ChannelParts['disk'];
   private readonly release: () => void;
   /** The channel directory `<dataDir>/<name>`. */
   readonly path: string;
@@ -79,8 +74,7 @@ export class Channel implements WriterChannel {
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.codec = parts.codec;
-    this.log = parts.disk;
-    this.tiers = new Tiers(options, parts.codec, this.log, emit);
+    this.tiers = new Tiers(options, parts.codec, parts.disk, emit);
     this.path = parts.path;
     this.release = parts.release;
     this.emit = emit;

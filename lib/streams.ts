@@ -123,21 +123,15 @@ export class HopperStreams<T = unknown> extends HopperBase<T> {
   readonly writable: HopperWritable<T>;
   /** Drains the channel: memory records as they are, disk records decoded, all in write order. */
   readonly readable: HopperReadable<T>;
-  /**
-   * The core's channel, read by test/values.ts (`hopper.channel.log.block.buffer`) until that test
-   * stops reaching into private fields (reworked on another branch): then this field goes.
-   */
-  private readonly channel: Channel;
 
   constructor(options?: HopperOptions, internals?: HopperInternals) {
     super(options, internals);
     const core = this.core;
-    this.channel = core.channel;
     // The hopper's own writable destroyed before end() (a failed source in a pipeline,
     // destroy(err)) ends the input; the readable fails after the records accepted before.
     const writable = core.ownWriter(writerStream);
     const readable = new PairReadable(() => core.release());
-    const reader = new NodeReader(readable, this.channel, (err) => core.teardown(err));
+    const reader = new NodeReader(readable, core.channel, (err) => core.teardown(err));
     readable.reader = reader;
     core.attach(nodeSide(readable, writable), reader);
     this.writable = writable as unknown as HopperWritable<T>;
