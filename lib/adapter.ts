@@ -48,6 +48,8 @@ export interface StreamSide {
   whenClosed(channel: Channel, done: (err?: Error) => void): boolean;
   /** Ends the hopper's own write side, unless it is ended or destroyed already. */
   endWrites(): void;
+  /** Records delivered into the stream's own buffer and not yet read by its consumer. */
+  buffered(): number;
 }
 
 /** Hoppers whose close() is pending: warned about if the process is about to exit with records held. */
@@ -159,12 +161,13 @@ export class HopperCore {
 
   /** At exit with close() pending: one warning if records are still held for a reader. */
   warnIfHeld(): void {
-    const held = this.channel.waiting;
+    // Records pushed into a paused readable's buffer are as unread as those still in the channel.
+    const held = this.channel.waiting + (this.side?.buffered() ?? 0);
     if (this.warned || held === 0) return;
     this.warned = true;
     const where = this.channel.path;
     process.emitWarning(
-      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} records held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
+      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} ${held === 1 ? 'record' : 'records'} held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
       { type: 'HopperWarning', code: 'HOPPER_CLOSE_PENDING' },
     );
   }

@@ -27,6 +27,13 @@ export interface HopperStats {
   diskRecords: number;
   /** Bytes of the segment files, plus the block being filled. */
   diskBytes: number;
+  /**
+   * Bytes of memory the disk tier holds for its I/O, besides the records counted in
+   * `memoryBytes`: the block being filled (with the large records it holds by reference), the
+   * block being read, and the read-ahead. About 64 KiB to 320 KiB; more only while a single
+   * larger record passes, and back once it has.
+   */
+  ioBufferBytes: number;
   /** Segment files that exist now. */
   segments: number;
   /** Records accepted since the channel opened. */
@@ -119,6 +126,8 @@ export interface DiskTier {
   readonly records: number;
   readonly bytes: number;
   readonly segmentCount: number;
+  /** Bytes of memory held for I/O (see HopperStats.ioBufferBytes). */
+  readonly bufferBytes: number;
   /** The error disk writes are failing with, while they are retried. */
   readonly fault: Error | undefined;
   /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */

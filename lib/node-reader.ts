@@ -174,5 +174,6 @@ export function nodeSide(readable: Readable, writable: Writable): StreamSide {
     endWrites: () => {
       if (!writable.writableEnded && !writable.destroyed) writable.end();
     },
+    buffered: () => bufferedRecords.call(readable),
   };
 }

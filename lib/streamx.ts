@@ -144,6 +144,8 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
     endWrites: () => {
       if (!writable.destroying) writable.end(undefined);
     },
+    // streamx's queue (fast-fifo) counts its records; `buffered` counts byteLength units.
+    buffered: () => (readable as unknown as { _readableState: { queue: { length: number } } })._readableState.queue.length,
   };
 }
 

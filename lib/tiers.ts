@@ -212,6 +212,7 @@ export class Tiers {
       memoryBytes: this.memoryBytes,
       diskRecords: this.disk.records,
       diskBytes: this.disk.bytes,
+      ioBufferBytes: this.disk.bufferBytes,
       segments: this.disk.segmentCount,
       recordsIn: this.recordsIn,
       recordsOut: this.recordsOut,

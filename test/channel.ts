@@ -40,6 +40,8 @@ class ScriptedDisk implements DiskTier {
     return this.segments.length;
   }
 
+  readonly bufferBytes = 0;
+
   append(record: unknown): AppendResult {
     if (this.fault !== undefined) return 'fault';
     if (this.records >= this.maxRecords) return 'full';

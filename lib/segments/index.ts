@@ -125,6 +125,11 @@ export class SegmentLog {
     return this.ledger.segments.length;
   }
 
+  /** Bytes of memory held for I/O: the block being filled, the block being read, the read-ahead. */
+  get bufferBytes(): number {
+    return this.block.bufferBytes + this.reader.bufferBytes;
+  }
+
   /** Bytes of all segment files plus the block being filled. */
   get bytes(): number {
     if (this.block.count === 0) return this.ledger.fileBytes;
