@@ -1,6 +1,6 @@
-import type { EventEmitter } from 'node:events';
+import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import type { Channel, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
+import type { Channel, ChannelEmit, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
@@ -48,6 +48,8 @@ export interface StreamSide {
   whenClosed(channel: Channel, done: (err?: Error) => void): boolean;
   /** Ends the hopper's own write side, unless it is ended or destroyed already. */
   endWrites(): void;
+  /** Records delivered into the stream's own buffer and not yet read by its consumer. */
+  buffered(): number;
 }
 
 /** Hoppers whose close() is pending: warned about if the process is about to exit with records held. */
@@ -76,15 +78,9 @@ export class HopperCore {
   /** The warning about a pending close() at exit was given. */
   private warned = false;
 
-  /** Opens a channel whose events are emitted on `emitter`. */
-  constructor(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}) {
-    this.channel = openChannel(
-      resolveOptions(options),
-      (event, ...args) => {
-        emitter.emit(event, ...args);
-      },
-      internals.fileSystem,
-    );
+  /** Opens a channel whose events go to `emit`. */
+  constructor(options: HopperOptions | undefined, emit: ChannelEmit, internals: HopperInternals = {}) {
+    this.channel = openChannel(resolveOptions(options), emit, internals.fileSystem);
     this.signal = options?.signal;
   }
 
@@ -101,12 +97,12 @@ export class HopperCore {
    * once its buffered records are read.
    */
   duplexWriter(side: StreamSide): ChannelWriter {
-    const writer = this.channel.openWriter();
-    writer.onChannelClose = () => {
-      if (!side.isGone()) side.destroy();
-    };
-    writer.onChannelFail = () => {};
-    return writer;
+    return this.channel.openWriter({
+      onChannelClose: () => {
+        if (!side.isGone()) side.destroy();
+      },
+      onChannelFail: () => {},
+    });
   }
 
   /** The channel directory, `<dataDir>/<name>`. */
@@ -165,12 +161,13 @@ export class HopperCore {
 
   /** At exit with close() pending: one warning if records are still held for a reader. */
   warnIfHeld(): void {
-    const held = this.channel.waiting;
+    // Records pushed into a paused readable's buffer are as unread as those still in the channel.
+    const held = this.channel.waiting + (this.side?.buffered() ?? 0);
     if (this.warned || held === 0) return;
     this.warned = true;
     const where = this.channel.path;
     process.emitWarning(
-      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} records held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
+      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} ${held === 1 ? 'record' : 'records'} held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
       { type: 'HopperWarning', code: 'HOPPER_CLOSE_PENDING' },
     );
   }
@@ -195,5 +192,101 @@ export class HopperCore {
   release(): void {
     this.stopListening();
     this.channel.close();
+  }
+}
+
+/**
+ * `on`/`once`/`off` and the other listener methods take only the hopper's events, with their
+ * payloads. Not `EventEmitter<HopperEvents>`: @types/node 26's takes any other event name too
+ * (its EventNames includes the name asked for), and an interface that narrows it no longer
+ * extends it; so the class extends the plain EventEmitter and this interface types it, alike
+ * under every @types/node the type tests run.
+ */
+// biome-ignore lint/correctness/noUnusedVariables: T must match the class this interface merges with
+export interface HopperBase<T> {
+  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+}
+
+/**
+ * The hopper object of both adapters' `createHopperStreams()`: an EventEmitter of the hopper's
+ * events (typed: {@link HopperEvents}) with the methods both share, written once here. Each
+ * adapter adds its `writable`, `readable` and `sender()`.
+ */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only types the listener methods EventEmitter has
+export class HopperBase<T> extends EventEmitter {
+  /** The channel of this hopper, and what both adapters do with it. */
+  protected readonly core: HopperCore;
+
+  constructor(options: HopperOptions | undefined, internals?: HopperInternals) {
+    super();
+    this.core = new HopperCore(options, (event, ...args) => this.emit(event, ...args), internals);
+  }
+
+  /** The channel directory, `<dataDir>/<name>`. */
+  get path(): string {
+    return this.core.path;
+  }
+
+  /**
+   * True once the readable has asked for records: something consumes it (a pipe, a `'data'` or
+   * `'readable'` listener, async iteration, `read()`), so records are being delivered. While it
+   * is false, records wait in the hopper for a reader, and `close()` waits with them.
+   */
+  get readerAttached(): boolean {
+    return this.core.readerAttached;
+  }
+
+  /**
+   * Hopper's `Sender::send`: accepts the record at once, or throws a `HopperError`:
+   * `ERR_HOPPER_FULL` (its `.record` is the refused record) when memory is full and a disk cap is
+   * reached and `onFull` is `'block'` or `'error'`; `ERR_HOPPER_IO` (its `.record` is the refused
+   * record, its `.cause` the system error) when memory is full and disk writes are failing;
+   * `ERR_HOPPER_INVALID_RECORD` when it does not match the schema; `ERR_HOPPER_RECORD_TOO_LARGE`
+   * when it fits in neither tier. With a drop policy a record that finds no room is dropped and
+   * counted.
+   */
+  send(record: T): void {
+    this.core.send(record);
+  }
+
+  /** Counters of the channel now. */
+  stats(): HopperStats {
+    return this.core.stats();
+  }
+
+  /**
+   * Ends the hopper's own writable and resolves once the readable side has delivered everything
+   * and ended (senders must end too), and the channel's files are removed. With nothing left to
+   * deliver it resolves at once, read or not; records still held wait for a reader (see
+   * `readerAttached`). Rejects if the hopper is destroyed with an error first, or with
+   * `ERR_HOPPER_PRODUCER_FAILED` if its writable was destroyed before `end()`.
+   */
+  close(): Promise<void> {
+    return this.core.close();
+  }
+
+  /**
+   * Tears down both sides at once and removes the channel's files. With `err`, the readable emits
+   * it; the writable closes without an error of its own (later writes fail with `ERR_STREAM_DESTROYED`).
+   */
+  destroy(err?: Error): void {
+    this.core.teardown(err);
+  }
+}
+
+/**
+ * Gives a Duplex class (which cannot extend HopperBase) the hopper's methods: `path`,
+ * `readerAttached`, `send()`, `stats()` and `close()`, HopperBase's own, defined on its
+ * prototype once. Its instances keep their HopperCore in `core`, as HopperBase's do.
+ */
+export function withHopperMethods(prototype: object): void {
+  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close']) {
+    Object.defineProperty(prototype, name, Object.getOwnPropertyDescriptor(HopperBase.prototype, name)!);
   }
 }

@@ -1,8 +1,8 @@
 /// <reference types="node" preserve="true" />
-import { EventEmitter } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type * as Streamx from 'streamx';
-import { HopperCore, type HopperEvents, type HopperListener, type StreamSide } from './adapter.js';
+import { HopperBase, HopperCore, type HopperEvents, type StreamSide, withHopperMethods } from './adapter.js';
 import type { Channel, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { missingPeerError } from './errors.js';
 import type { HopperOptions } from './options.js';
@@ -144,13 +144,20 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
     endWrites: () => {
       if (!writable.destroying) writable.end(undefined);
     },
+    // streamx's queue (fast-fifo) counts its records; `buffered` counts byteLength units.
+    buffered: () => (readable as unknown as { _readableState: { queue: { length: number } } })._readableState.queue.length,
   };
 }
 
 function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
-  const writer: ChannelWriter = channel.openWriter();
   /** Destroyed by the channel closing: no producer failed. */
   let byChannel = false;
+  const writer: ChannelWriter = channel.openWriter({
+    onChannelClose: () => {
+      byChannel = true;
+      if (!stream.destroying) stream.destroy();
+    },
+  });
   const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
     // default 1 KiB per object lets a burst of that many writes return true within one tick.
@@ -170,36 +177,17 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       else writer.abort();
     },
   });
-  writer.onChannelClose = () => {
-    byChannel = true;
-    if (!stream.destroying) stream.destroy();
-  };
   return stream;
 }
 
-/** `on`/`once`/`off` and the other listener methods take only the hopper's events, with their payloads. */
-// biome-ignore lint/correctness/noUnusedVariables: T must match the class this interface merges with
-export interface HopperStreams<T> {
-  on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-  prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
-}
-
 /** A hopper over streamx: a Writable and a Readable joined by a bounded-memory channel. */
-// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only types the listener methods EventEmitter has
-export class HopperStreams<T = unknown> extends EventEmitter {
+export class HopperStreams<T = unknown> extends HopperBase<T> {
   readonly writable: HopperWritable<T>;
   readonly readable: HopperReadable<T>;
-  private readonly core: HopperCore;
 
   constructor(options?: HopperOptions) {
-    super();
-    const core = new HopperCore(options, this);
-    this.core = core;
+    super(options);
+    const core = this.core;
     const channel = core.channel;
     const writable = core.ownWriter(writerStream);
     const reader = new StreamxReader(defaultByteLength);
@@ -218,41 +206,9 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.readable = readable as HopperReadable<T>;
   }
 
-  /** The channel directory, `<dataDir>/<name>`. */
-  get path(): string {
-    return this.core.path;
-  }
-
-  /** True once the readable has asked for records; see the Node adapter's `readerAttached`. */
-  get readerAttached(): boolean {
-    return this.core.readerAttached;
-  }
-
-  /** Accepts a record at once or throws; see the Node adapter's `send()`. */
-  send(record: T): void {
-    this.core.send(record);
-  }
-
   /** Another streamx Writable feeding the same channel; an error on it ends that sender only. */
   sender(): HopperWritable<T> {
     return this.core.sender(writerStream) as HopperWritable<T>;
-  }
-
-  stats(): HopperStats {
-    return this.core.stats();
-  }
-
-  /**
-   * Ends the writable and resolves once the readable has delivered everything and closed; with
-   * nothing left to deliver, at once, read or not.
-   */
-  close(): Promise<void> {
-    return this.core.close();
-  }
-
-  /** Tears down both sides at once and removes the channel's files; with `err`, the readable emits it. */
-  destroy(err?: Error): void {
-    this.core.teardown(err);
   }
 }
 
@@ -261,10 +217,23 @@ export interface HopperDuplexEvents<T> extends Streamx.DuplexEvents, HopperEvent
   data: [record: T];
 }
 
-/** `write()` and `end()` of the Duplex take a `T`. */
+/** `write()` and `end()` of the Duplex take a `T`; the hopper's methods are HopperBase's (see withHopperMethods). */
 export interface HopperDuplex<T> {
   write(data: T): boolean;
   end(data?: T): this;
+  /** The channel directory, `<dataDir>/<name>`. */
+  readonly path: string;
+  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
+  readonly readerAttached: boolean;
+  /** Accepts a record at once or throws; see the Node adapter's `send()`. */
+  send(record: T): void;
+  /** Counters of the channel now. */
+  stats(): HopperStats;
+  /**
+   * Ends the write side and resolves once every record has been delivered and the Duplex has
+   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
+   */
+  close(): Promise<void>;
 }
 
 /** A hopper as one streamx Duplex, for `streamx.pipeline` or Node's `pipeline`. */
@@ -278,40 +247,17 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   constructor(options?: HopperOptions) {
     const reader = new StreamxReader(() => 1);
     super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: reader.byteLength });
-    const core = new HopperCore(options, this);
+    const emitter = this as unknown as EventEmitter;
+    const core = new HopperCore(options, (event, ...args) => emitter.emit(event, ...args));
     this.core = core;
     this.channel = core.channel;
     this.writer = core.duplexWriter(streamxSide(this, this));
     reader.attach(this, core, this);
   }
 
-  get path(): string {
-    return this.core.path;
-  }
-
-  send(record: T): void {
-    this.core.send(record);
-  }
-
-  /** True once the readable side has asked for records; see the Node adapter's `readerAttached`. */
-  get readerAttached(): boolean {
-    return this.core.readerAttached;
-  }
-
+  /** Another streamx Writable into this Duplex's channel. */
   sender(): HopperWritable<T> {
     return this.core.sender(writerStream) as HopperWritable<T>;
-  }
-
-  stats(): HopperStats {
-    return this.core.stats();
-  }
-
-  /**
-   * Ends the write side and resolves once every record has been delivered and the Duplex has
-   * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
-   */
-  close(): Promise<void> {
-    return this.core.close();
   }
 
   override _write(record: unknown, callback: Callback): void {
@@ -337,6 +283,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
     this.core.release();
   }
 }
+withHopperMethods(HopperDuplex.prototype);
 
 /** Creates a hopper over streamx: `{ writable, readable, send, sender, stats, close, destroy }`. */
 export function createHopperStreams<T = unknown>(options?: HopperOptions): HopperStreams<T> {

@@ -467,7 +467,11 @@ test('.destroy(err) - the whole hopper still discards: destroying the hopper aft
 const closeChildScript = fileURLToPath(new URL('helpers/close-child.ts', import.meta.url));
 
 /** Runs helpers/close-child.ts to its exit: its exit code and stderr. */
-async function runCloseChild(t: Parameters<typeof spawnChild>[0], mode: 'read' | 'nobody', dataDir: string): Promise<{ code: number | null; stderr: string }> {
+async function runCloseChild(
+  t: Parameters<typeof spawnChild>[0],
+  mode: 'read' | 'nobody' | 'paused',
+  dataDir: string,
+): Promise<{ code: number | null; stderr: string }> {
   const child = spawnChild(t, process.execPath, ['--import', 'tsx/esm', closeChildScript, mode, dataDir, 'orders'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
@@ -489,6 +493,16 @@ test('.close() - pending at exit with records held and nothing reading: one warn
   t.regex(warnings[0]!, /50 records held/);
   t.regex(warnings[0]!, /nothing reading hopper\.readable/);
   t.deepEqual(dir.files(), [], 'the exit hook removed the files');
+});
+
+test('.close() - pending at exit with records pushed into a paused readable: they count as held in the warning', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { code, stderr } = await runCloseChild(t, 'paused', dir.dataDir);
+  t.is(code, 13, 'an unsettled top-level await');
+  const warnings = stderr.split('\n').filter((line) => line.includes('HopperWarning'));
+  t.is(warnings.length, 1, stderr);
+  t.regex(warnings[0]!, /40 records held/);
 });
 
 test('.close() - read to the end: no warning at exit', async (t) => {

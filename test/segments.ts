@@ -352,7 +352,7 @@ test('SegmentLog - with deflate, large Buffers taken from the block being filled
   log.close();
 });
 
-test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', (t) => {
+test('SegmentLog - a failed write of a block holding Buffers by reference is retried with the same bytes', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const clock = new ManualClock();
@@ -376,7 +376,10 @@ test('SegmentLog - a failed write of a block holding Buffers by reference is ret
   t.is(log.fault, undefined);
   t.is(clock.pending, 0);
   t.is(faulty.failures.write, 2);
-  t.true(recovered >= 1);
+  // The log tells the channel of a recovery on a tick of its own, never from inside its own calls.
+  t.is(recovered, 0);
+  await new Promise((resolve) => process.nextTick(resolve));
+  t.is(recovered, 1);
   t.deepEqual(faults, ['write']);
   t.is(log.append(Buffer.alloc(70_000, 9)), 'ok');
   t.true(log.tryFlush());
@@ -411,9 +414,8 @@ for (const onCorrupt of ['error', 'skip'] as const) {
       t.is(err!.code, 'ERR_HOPPER_CORRUPT_SEGMENT');
       t.regex(err!.message, /checksum mismatch/);
     } else {
-      t.is(log.next(), undefined);
-      const lost = log.takeLost();
-      t.true(lost instanceof LostRecords);
+      const lost = log.next();
+      t.true(lost instanceof LostRecords, 'next() gives the records lost');
       t.is((lost as LostRecords).count, 1);
       t.regex((lost as LostRecords).problem, /checksum mismatch/);
       t.deepEqual(log.next(), records[2]);
@@ -624,7 +626,6 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     t.is(log.next(), 'a');
     const err = t.throws(() => log.next(), { instanceOf: DecoderBug });
     t.true(err!.cause instanceof TypeError);
-    t.is(log.takeLost(), undefined, 'nothing skipped');
     t.is(log.records, 2, 'nothing counted as lost');
   });
 }

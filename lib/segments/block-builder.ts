@@ -55,6 +55,11 @@ export class BlockBuilder {
     private readonly byReference: boolean,
   ) {}
 
+  /** Bytes of memory the block holds: its buffer and the large records it holds by reference. */
+  get bufferBytes(): number {
+    return this.buffer.length + this.refBytes;
+  }
+
   /** Bytes of the block's data. */
   get pending(): number {
     return this.pos - this.start + this.refBytes;

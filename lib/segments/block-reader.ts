@@ -32,6 +32,11 @@ export class BlockReader {
   private ahead: Buffer = EMPTY;
   private aheadStart = 0;
 
+  /** Bytes of the read-ahead buffer. */
+  get bufferBytes(): number {
+    return this.ahead.length;
+  }
+
   constructor(private readonly fs: SegmentFileSystem) {}
 
   /** Reads from `fd` from now on (the caller opens and closes it). */

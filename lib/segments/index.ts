@@ -8,7 +8,7 @@ import { CLOSE_ATTEMPTS, RetryPolicy, closeQuietly, isSystemError, plainDirector
 import { Ledger, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
 import { removeStaleSegments } from './stale.js';
-import { Corruption, LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
+import { Corruption, LostRecords, WAIT, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 import { SegmentWriter } from './writer.js';
 
 // The segment log: an append-only sequence of Avro Object Container Files in the channel
@@ -26,7 +26,7 @@ import { SegmentWriter } from './writer.js';
 
 export type { RetryClock, SegmentDirectory, SegmentFileSystem } from './io.js';
 export { segmentFileName } from './ledger.js';
-export { LostRecords, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
+export { LostRecords, WAIT, type AppendResult, type DroppedSegment, type FaultEvent } from './results.js';
 
 export interface SegmentLogOptions {
   maxSegmentBytes: number;
@@ -52,7 +52,10 @@ export interface SegmentLogHooks {
    * Never called from close(), which hands its leftovers back instead.
    */
   onFault(event: FaultEvent): void;
-  /** A retried operation went through: blocked writers and a waiting reader can go on. */
+  /**
+   * A retried operation went through (or a read is worth retrying): blocked writers and a waiting
+   * reader can go on. Called on a tick of its own, never from inside a call into the log.
+   */
   onRecovered(): void;
 }
 
@@ -89,8 +92,8 @@ export class SegmentLog {
   /** Records appended and not yet read (or dropped, or lost), pending block included. */
   records = 0;
   private closed = false;
-  /** Corruption skipped over by the last next(), not yet taken. */
-  private lost: LostRecords | undefined;
+  /** onRecovered is due on the next tick. */
+  private recoveryScheduled = false;
 
   constructor(dir: string | SegmentDirectory, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
     this.directory = typeof dir === 'string' ? plainDirectory(dir) : dir;
@@ -120,6 +123,11 @@ export class SegmentLog {
   /** Segment files that exist now. */
   get segmentCount(): number {
     return this.ledger.segments.length;
+  }
+
+  /** Bytes of memory held for I/O: the block being filled, the block being read, the read-ahead. */
+  get bufferBytes(): number {
+    return this.block.bufferBytes + this.reader.bufferBytes;
   }
 
   /** Bytes of all segment files plus the block being filled. */
@@ -193,10 +201,10 @@ export class SegmentLog {
   }
 
   /**
-   * The next record in write order. The caller knows one exists (`records > 0`). Returns
-   * undefined when it cannot be read now: a failed read is being retried (the log calls
-   * `onRecovered` when it is worth asking again), or, with `onCorrupt: 'skip'`, corruption was
-   * skipped over ({@link takeLost} says what was lost; ask again at once). Throws
+   * The next record in write order (the caller knows one exists: `records > 0`), or what stands
+   * in its way: {@link WAIT} when it cannot be read now (a failed read is being retried; the log
+   * calls `onRecovered` when it is worth asking again), or, with `onCorrupt: 'skip'`, the
+   * {@link LostRecords} skipped over (ask again at once). Records are never undefined. Throws
    * `ERR_HOPPER_CORRUPT_SEGMENT` (with 'error') or `ERR_HOPPER_IO` when reads keep failing.
    */
   next(): unknown {
@@ -212,20 +220,12 @@ export class SegmentLog {
       if (this.retry.failingReads !== 0) this.readsWork();
       return value;
     } catch (err) {
-      if (err instanceof Corruption) {
-        this.lost = this.corruption(err);
-        return undefined;
-      }
+      // The segment reader's Corruption is its typed failure: it becomes a loss (or, with
+      // 'error', ERR_HOPPER_CORRUPT_SEGMENT) here and goes no further.
+      if (err instanceof Corruption) return this.corruption(err);
       if (HopperError.is(err, 'ERR_HOPPER_IO')) return this.readFailed(err);
       throw err;
     }
-  }
-
-  /** The records the last next() skipped over, once; undefined when it skipped none. */
-  takeLost(): LostRecords | undefined {
-    const lost = this.lost;
-    this.lost = undefined;
-    return lost;
   }
 
   /** The next record, from the front of the block being filled: the reader has read every file. */
@@ -419,11 +419,11 @@ export class SegmentLog {
     this.retry.schedule();
   }
 
-  private readFailed(err: HopperError): undefined {
+  private readFailed(err: HopperError): typeof WAIT {
     if (this.retry.readFailed()) throw err;
     this.hooks.onFault({ operation: 'read', file: err.file ?? this.dir, error: err });
     this.retry.schedule();
-    return undefined;
+    return WAIT;
   }
 
   private readsWork(): void {
@@ -433,14 +433,30 @@ export class SegmentLog {
   private recovered(): void {
     this.writeFault = undefined;
     this.retry.writesWork();
-    this.hooks.onRecovered();
+    this.scheduleRecovered();
   }
+
+  /**
+   * Tells the channel on a tick of its own: a recovery is found inside an append, a read or a
+   * drop (a removed segment freed the room a failing write waited for), while the channel is in
+   * the middle of placing or delivering; it picks the news up once it is done, never re-entered.
+   */
+  private scheduleRecovered(): void {
+    if (this.recoveryScheduled) return;
+    this.recoveryScheduled = true;
+    process.nextTick(this.reportRecovered);
+  }
+
+  private reportRecovered = (): void => {
+    this.recoveryScheduled = false;
+    if (!this.closed) this.hooks.onRecovered();
+  };
 
   /** The retry timer fired: try again whatever failed. */
   private retryFailed = (): void => {
     this.retryRemovals();
     if (this.writeFault !== undefined) this.tryFlush();
     // A waiting reader tries again (a read that fails again schedules the next retry).
-    else this.hooks.onRecovered();
+    else this.scheduleRecovered();
   };
 }

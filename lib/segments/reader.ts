@@ -30,6 +30,11 @@ export class SegmentReader {
   private blockOffset = 0;
   private readonly blocks: BlockReader;
 
+  /** Bytes of the block being read and of the read-ahead. */
+  get bufferBytes(): number {
+    return this.current.length + this.blocks.bufferBytes;
+  }
+
   constructor(
     private readonly fs: SegmentFileSystem,
     private readonly codec: RecordCodec,

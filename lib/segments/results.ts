@@ -36,7 +36,10 @@
 /** What an append did: stored the record, or found a disk cap in the way ('too-large': even an empty log cannot take it; 'fault': disk writes are failing). */
 export type AppendResult = 'ok' | 'full' | 'too-large' | 'fault';
 
-/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over: see `SegmentLog.takeLost()`. */
+/** What `SegmentLog.next()` gives when no record can be read now: ask again after `onRecovered`. */
+export const WAIT: unique symbol = Symbol('wait');
+
+/** With `onCorrupt: 'skip'`, records lost to corruption and skipped over (see `SegmentLog.next()`): ask again at once. */
 export class LostRecords {
   constructor(
     readonly count: number,
