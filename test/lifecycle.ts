@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
 import { spawnChild } from './helpers/children.js';
-import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, nextTurn, point, pointSchema, tempDataDir, type Point, readToFailure } from './helpers/index.js';
 import { within } from './helpers/wait.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
@@ -391,17 +391,6 @@ test("exit hook - a 'fault' listener that throws at exit does not keep any chann
   );
   t.true(files.length >= 1 && files.every((file) => file.startsWith(`first${path.sep}`)), files.join(', '));
 });
-
-/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
-async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
-  const records: T[] = [];
-  try {
-    for await (const record of readable) records.push(record);
-  } catch (error) {
-    return { records, error };
-  }
-  return { records, error: undefined };
-}
 
 for (const [tier, maxMemoryBytes] of [
   ['in memory', 1024 ** 2],

@@ -3,7 +3,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
-import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point, readToFailure } from './helpers/index.js';
 
 test('.writable - write() returns true and calls back for writes far beyond the memory budget while the reader is paused', async (t) => {
   const dir = tempDataDir();
@@ -233,17 +233,6 @@ test('.send() - an invalid record throws at once and the channel keeps working',
   t.deepEqual(plain(await collect(hopper.readable)), [point(0), point(1)]);
   await closed;
 });
-
-/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
-async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
-  const records: T[] = [];
-  try {
-    for await (const record of readable) records.push(record);
-  } catch (error) {
-    return { records, error };
-  }
-  return { records, error: undefined };
-}
 
 for (const [tier, maxMemoryBytes] of [
   ['in memory', 1024 ** 2],

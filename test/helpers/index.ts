@@ -28,6 +28,17 @@ export async function collect<T>(readable: Readable | AsyncIterable<T>): Promise
   return out;
 }
 
+/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
+export async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
+  const records: T[] = [];
+  try {
+    for await (const record of readable) records.push(record);
+  } catch (error) {
+    return { records, error };
+  }
+  return { records, error: undefined };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
