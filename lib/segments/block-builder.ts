@@ -11,7 +11,7 @@ export const BLOCK_TARGET_BYTES = 64 * 1024;
  * A block holding Buffers by reference may grow to this, Buffers included, as long as what was
  * copied into it stays under BLOCK_TARGET_BYTES: fewer, larger writes and reads (faster in the
  * byte-mode benchmark than 64 KiB blocks; 1 MiB ones were no faster). A record read from such a
- * block is a view of it (see codec.ts): it keeps the block's memory alive, at most five times its
+ * block is a view of it (see envelope-codec.ts): it keeps the block's memory alive, at most five times its
  * own size.
  */
 const BY_REFERENCE_BLOCK_BYTES = 256 * 1024;

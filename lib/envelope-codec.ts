@@ -1,0 +1,391 @@
+import { isAscii } from 'node:buffer';
+import v8 from 'node:v8';
+import avsc from 'avsc';
+import type { Schema } from 'avsc';
+import { invalidRecordError } from './errors.js';
+import { copyView, isJsonExact } from './plain-data.js';
+import { SizeProblem, VIEW_TYPES, isQuickValid, sizeOfSchemaless } from './size.js';
+import { BY_REFERENCE_BYTES, checkTopLevel, encodeFailure, isWellFormed, unreadable, type RecordCodec } from './record-codec.js';
+
+// The codec of a channel without a schema: the envelope union carries Buffers and strings
+// byte-exact, plain data as JSON text, anything else as node:v8 bytes (structuredClone's format).
+
+/** A Buffer record decoded as a view keeps alive at most this many times its own size. */
+const VIEW_MAX_SHARE = 5;
+/**
+ * A flat array (no object in it but null) of at least this many items goes to disk as node:v8 bytes,
+ * not as JSON: JSON's number formatting made a 5,000,000-number array cost twenty times its v8
+ * serialization. A flat array holds no object two items could share, so memory (which copies it)
+ * and disk give it back alike.
+ */
+const LARGE_FLAT_ITEMS = 4096;
+
+/** Whether `record` is a plain array of at least {@link LARGE_FLAT_ITEMS} items, none an object but null. */
+function isLargeFlatArray(record: unknown): record is unknown[] {
+  if (!Array.isArray(record) || record.length < LARGE_FLAT_ITEMS || Object.getPrototypeOf(record) !== Array.prototype) return false;
+  for (let i = 0; i < record.length; i++) {
+    const item = record[i];
+    if (typeof item === 'object' && item !== null) return false;
+  }
+  return true;
+}
+
+/** The union branch and the length of a `bytes` value are Avro longs. */
+const LONG_TYPE = avsc.Type.forSchema('long');
+
+const ENVELOPE_SCHEMA = [
+  'bytes',
+  'string',
+  { type: 'record', name: 'Value', namespace: 'hopper_streams', fields: [{ name: 'data', type: ['string', 'bytes'] }] },
+] as const;
+
+/** The schemaless envelope of 0.2.0 and before (JSON text), which `verify` and `cat` still read. */
+export const JSON_ENVELOPE_SCHEMA = [
+  'bytes',
+  'string',
+  { type: 'record', name: 'Json', namespace: 'hopper_streams', fields: [{ name: 'json', type: 'string' }] },
+] as const;
+
+/** The envelope's branches, zigzag-encoded as one byte: `bytes` (union index 0), `string` (1), `Value` (2). */
+const BYTES_BRANCH = 0;
+const STRING_BRANCH = 2;
+const VALUE_BRANCH = 4;
+/** The branches of `Value.data`: JSON text (index 0) or node:v8 bytes (index 1), zigzag-encoded. */
+const DATA_JSON = 0;
+const DATA_V8 = 2;
+const STRING_TYPE = avsc.Type.forSchema('string');
+
+/** A varint length of up to 2^53 takes at most this many bytes. */
+const LENGTH_MAX_BYTES = 8;
+
+/**
+ * The envelope's `bytes` branch (union index 0, encoded as the byte 0) of at least
+ * {@link BY_REFERENCE_BYTES} at `pos`, as a view of `buf` rather than a copy; undefined when the record
+ * is anything else, which avsc then decodes. A view keeps all of `buf`'s memory alive as long as it
+ * lives, so it is only taken when the record is at least a fifth of that memory (a block of four
+ * 64 KiB Buffers read in one piece: each is a view of it).
+ */
+function decodeBytesView(buf: Buffer, pos: number): { value: Buffer; offset: number } | undefined {
+  if (buf[pos] !== 0) return undefined;
+  let length: number;
+  let at: number;
+  try {
+    ({ value: length, offset: at } = LONG_TYPE.decode(buf, pos + 1) as { value: number; offset: number });
+  } catch {
+    return undefined; // a length past 2^53: avsc's own decoding says what is wrong
+  }
+  if (at < 0) return undefined;
+  const end = at + length;
+  if (length < BY_REFERENCE_BYTES || end > buf.length || length * VIEW_MAX_SHARE < buf.buffer.byteLength) return undefined;
+  return { value: buf.subarray(at, end), offset: end };
+}
+
+/** Writes typed arrays and DataViews (at any depth) as their class and their own bytes only, as node:v8's DefaultSerializer does. */
+class ValueSerializer extends v8.Serializer {
+  constructor() {
+    super();
+    (this as unknown as { _setTreatArrayBufferViewsAsHostObjects(flag: boolean): void })._setTreatArrayBufferViewsAsHostObjects(true);
+  }
+
+  _writeHostObject(view: ArrayBufferView): void {
+    const index = VIEW_INDEX.get(Object.getPrototypeOf(view) as object);
+    // The size walk refuses other views first; this is the serializer's own refusal.
+    if (index === undefined) throw new TypeError('a view of an unknown class cannot be serialized');
+    this.writeUint32(index);
+    this.writeUint32(view.byteLength);
+    this.writeRawBytes(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+  }
+}
+
+/** Reads what {@link ValueSerializer} wrote; each view gets a copy of its bytes (the buffer read from is reused). */
+class ValueDeserializer extends v8.Deserializer {
+  _readHostObject(): ArrayBufferView {
+    const index = this.readUint32();
+    const View = VIEW_TYPES[index] as (typeof VIEW_TYPES)[number] | undefined;
+    // Plain Errors: damaged bytes, which the block reader reports as corruption (block-reader.ts isBadBytesError).
+    if (View === undefined) throw new Error(`damaged bytes: no view class number ${index}`);
+    const bytes = this.readRawBytes(this.readUint32());
+    if (bytes.length % (View.BYTES_PER_ELEMENT ?? 1) !== 0) throw new Error(`damaged bytes: ${bytes.length} bytes are no whole ${View.name}`);
+    if (View === Buffer) return Buffer.from(bytes);
+    const copy = new ArrayBuffer(bytes.length);
+    new Uint8Array(copy).set(bytes);
+    if (View === DataView) return new DataView(copy);
+    const TypedArray = View as unknown as new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView;
+    return new TypedArray(copy, 0, bytes.length / View.BYTES_PER_ELEMENT!);
+  }
+}
+
+const VIEW_INDEX = new Map<object, number>(VIEW_TYPES.map((type, index) => [type.prototype, index]));
+
+/** The version header a Deserializer needs; written before each record, as a record is read alone. */
+const V8_HEADER = (() => {
+  const serializer = new v8.Serializer();
+  serializer.writeHeader();
+  return serializer.releaseBuffer();
+})();
+/** V8's tag for a reference to an object serialized earlier ('^'). */
+const OBJECT_REFERENCE_TAG = 0x5e;
+
+/**
+ * Serializes records in structuredClone's format. One serializer is reused for a block: creating
+ * one per record costs several times more. A reused serializer remembers every object it wrote,
+ * and writes an object it meets again as a reference to the earlier one, which a record read
+ * alone could not resolve. A reference always contains the byte '^', so a record whose bytes
+ * hold none is self-contained; one whose bytes do (a real reference, or a '^' in a string or a
+ * number) is written again by a serializer of its own.
+ */
+class ValueWriter {
+  private serializer = new ValueSerializer();
+  private records = 0;
+
+  serialize(record: unknown): Buffer {
+    let bytes: Buffer;
+    try {
+      this.serializer.writeValue(record);
+      bytes = this.serializer.releaseBuffer();
+    } catch (err) {
+      this.renew();
+      throw err;
+    }
+    this.records++;
+    if (bytes.indexOf(OBJECT_REFERENCE_TAG) !== -1) {
+      const alone = new ValueSerializer();
+      alone.writeValue(record);
+      bytes = alone.releaseBuffer();
+    }
+    // A serializer holds on to every object it wrote: a large record must not outlive its block.
+    if (bytes.length >= BY_REFERENCE_BYTES) this.renew();
+    return bytes;
+  }
+
+  renew(): void {
+    if (this.records === 0) return;
+    this.serializer = new ValueSerializer();
+    this.records = 0;
+  }
+}
+
+/** V8's serialization tag of a string held one byte per character (Latin-1): '"'. */
+const ONE_BYTE_STRING_TAG = 0x22;
+
+/**
+ * The UTF-8 bytes of a long string. UTF-8 encoding cost a 64 MiB string four times its
+ * v8.serialize, and most long strings are ASCII, whose UTF-8 is their Latin-1: V8 serializes a
+ * string it holds one byte per character as a tag, its length, then those bytes (a copy, and
+ * the one way JavaScript can tell how V8 holds a string), so when the tag says so and the bytes
+ * are ASCII, they are the UTF-8. Anything else (or another serialization format) is encoded.
+ */
+function utf8Of(text: string): Buffer {
+  const serialized = v8.serialize(text);
+  if (serialized[V8_HEADER.length] === ONE_BYTE_STRING_TAG && serialized.length - text.length > V8_HEADER.length) {
+    const bytes = serialized.subarray(serialized.length - text.length);
+    if (isAscii(bytes)) return bytes;
+  }
+  return Buffer.from(text, 'utf8');
+}
+
+/**
+ * Serializes `record` with a serializer of its own (nothing it wrote before to refer to), with
+ * the version header or without it.
+ */
+function serializeAlone(record: unknown, header: boolean): Buffer {
+  const serializer = new ValueSerializer();
+  if (header) serializer.writeHeader();
+  serializer.writeValue(record);
+  return serializer.releaseBuffer();
+}
+
+function readAlone(buf: Buffer, at: number, length: number): unknown {
+  const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
+  deserializer.readHeader();
+  return deserializer.readValue();
+}
+
+/**
+ * Deserializes records, one Deserializer per block while records are read in order (one per
+ * record costs about twice as much). A shared Deserializer numbers the objects of every record
+ * it reads in one sequence, which is what a record without references (no '^' byte) ignores; a
+ * record with one was written by a serializer of its own, and is read by a deserializer of its own.
+ */
+class ValueReader {
+  private buffer: Buffer | undefined;
+  private deserializer: ValueDeserializer | undefined;
+  /** Where the shared deserializer stands in `buffer`. */
+  private position = 0;
+  private tagBuffer: Buffer | undefined;
+  private nextTag = 0;
+
+  /** `settled`: `buf` is never written again (else what was learnt of it may be stale, and each record is read alone). */
+  read(buf: Buffer, at: number, length: number, settled: boolean): unknown {
+    if (!settled) return readAlone(buf, at, length);
+    // The next '^' at or after `at`, found once per stretch of records without one.
+    if (buf !== this.tagBuffer || this.nextTag < at) {
+      const found = buf.indexOf(OBJECT_REFERENCE_TAG, at);
+      this.tagBuffer = buf;
+      this.nextTag = found === -1 ? Infinity : found;
+    }
+    if (this.nextTag < at + length) return readAlone(buf, at, length);
+    let deserializer = this.deserializer;
+    if (deserializer === undefined || buf !== this.buffer || at < this.position) {
+      deserializer = this.deserializer = new ValueDeserializer(buf);
+      this.buffer = buf;
+      this.position = 0;
+    }
+    const internal = deserializer as unknown as { _readRawBytes(length: number): number };
+    // Skip what lies between records (their framing, other records): the reads are relative to `buf`.
+    if (at > this.position) internal._readRawBytes(at - this.position);
+    deserializer.readHeader();
+    const value: unknown = deserializer.readValue();
+    this.position = internal._readRawBytes(0);
+    if (this.position !== at + length) {
+      // The bytes were not one whole value: start afresh next time, and say so.
+      this.deserializer = undefined;
+      throw new RangeError('a value does not use exactly its bytes');
+    }
+    return value;
+  }
+}
+
+export function envelopeCodec(): RecordCodec {
+  const type = avsc.Type.forSchema(ENVELOPE_SCHEMA as unknown as Schema);
+  const writer = new ValueWriter();
+  const reader = new ValueReader();
+  // encode() answers a short buffer with the bytes missing, and is called again once there is
+  // room: the record is serialized (or made JSON) once.
+  let pendingRecord: unknown;
+  let pendingText: string | undefined;
+  let pendingBytes: Buffer | undefined;
+  const validateAndSize = (record: unknown): number => {
+    checkTopLevel(record);
+    try {
+      return sizeOfSchemaless(record);
+    } catch (err) {
+      if (!(err instanceof SizeProblem)) throw unreadable(record, err);
+      throw invalidRecordError(record, err.path, err.problem);
+    }
+  };
+  return {
+    type,
+    validateAndSize,
+    // Without a schema, the size walk is what finds values structuredClone would not give back;
+    // plain data passes a quicker walk that only checks, for the records handed straight over.
+    validate(record) {
+      // Any string is valid: sizing it (its UTF-8 length) cost a 64 MiB string a scan.
+      if (typeof record === 'string') return;
+      if (typeof record === 'object' && record !== null) {
+        let plain = false;
+        try {
+          plain = isQuickValid(record);
+        } catch {
+          // A getter or a Proxy threw: the full walk below reads it again and reports it.
+        }
+        if (plain) return;
+      }
+      validateAndSize(record);
+    },
+    encode(record, buf, pos) {
+      // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
+      if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed()))
+        return type.encode(record, buf, pos);
+      let text = pendingText;
+      let bytes = pendingBytes;
+      if (pendingRecord !== record) {
+        text = bytes = undefined;
+        const flat = isLargeFlatArray(record);
+        // JSON is exact for plain data, and several times cheaper than a V8 serialization per
+        // record (each releaseBuffer() is a new external buffer for the garbage collector).
+        if (!flat && typeof record !== 'string' && isJsonExact(record)) {
+          try {
+            text = JSON.stringify(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
+        } else {
+          try {
+            bytes = flat ? serializeAlone(record, false) : writer.serialize(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
+        }
+      }
+      // A short buffer: keep what was made for the call that follows, once there is room.
+      const length = text !== undefined ? Buffer.byteLength(text) : V8_HEADER.length + bytes!.length;
+      const end = pos + 2 + LENGTH_MAX_BYTES + length;
+      if (end > buf.length) {
+        pendingRecord = record;
+        pendingText = text;
+        pendingBytes = bytes;
+        return buf.length - end;
+      }
+      pendingRecord = pendingText = pendingBytes = undefined;
+      buf[pos] = VALUE_BRANCH;
+      if (text !== undefined) {
+        buf[pos + 1] = DATA_JSON;
+        return STRING_TYPE.encode(text, buf, pos + 2);
+      }
+      buf[pos + 1] = DATA_V8;
+      const at = LONG_TYPE.encode(length, buf, pos + 2);
+      V8_HEADER.copy(buf, at);
+      bytes!.copy(buf, at + V8_HEADER.length);
+      return at + length;
+    },
+    endBlock() {
+      writer.renew();
+    },
+    decode(buf, pos, settled) {
+      if (buf[pos] === VALUE_BRANCH && buf[pos + 1] === DATA_JSON) {
+        const { value: text, offset } = STRING_TYPE.decode(buf, pos + 2) as { value: string; offset: number };
+        return offset < 0 ? { value: undefined, offset } : { value: JSON.parse(text), offset };
+      }
+      if (buf[pos] === VALUE_BRANCH) {
+        if (buf[pos + 1] !== DATA_V8) return { value: undefined, offset: -1 };
+        const { value: length, offset: at } = LONG_TYPE.decode(buf, pos + 2) as { value: number; offset: number };
+        if (at < 0 || at + length > buf.length) return { value: undefined, offset: -1 };
+        return { value: reader.read(buf, at, length, settled === true), offset: at + length };
+      }
+      const view = settled ? decodeBytesView(buf, pos) : undefined;
+      if (view !== undefined) return view;
+      return type.decode(buf, pos);
+    },
+    copy(record) {
+      if (typeof record !== 'object' || record === null) return record;
+      if (ArrayBuffer.isView(record)) return copyView(record);
+      try {
+        const bytes = serializeAlone(record, true);
+        return readAlone(bytes, 0, bytes.length);
+      } catch {
+        // User code (a getter) that threw now though it did not during validation: kept as written.
+        return record;
+      }
+    },
+    largeRecord(record) {
+      if (Buffer.isBuffer(record)) return record.length >= BY_REFERENCE_BYTES ? { kind: 'buffer', bytes: record } : undefined;
+      if (typeof record === 'string') {
+        if (record.length < BY_REFERENCE_BYTES || !isWellFormed(record)) return undefined;
+        return { kind: 'string', bytes: utf8Of(record) };
+      }
+      if (!isLargeFlatArray(record)) return undefined;
+      let bytes: Buffer;
+      try {
+        bytes = serializeAlone(record, true);
+      } catch (err) {
+        throw encodeFailure(record, err);
+      }
+      return { kind: 'value', bytes };
+    },
+    encodeLargeHead(large, buf, pos) {
+      if (large.kind === 'value') {
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_V8;
+        return LONG_TYPE.encode(large.bytes.length, buf, pos + 2);
+      }
+      buf[pos] = large.kind === 'buffer' ? BYTES_BRANCH : STRING_BRANCH;
+      return LONG_TYPE.encode(large.bytes.length, buf, pos + 1);
+    },
+    largeValue(large) {
+      if (large.kind === 'buffer') return large.bytes;
+      if (large.kind === 'string') return large.bytes.toString('utf8');
+      return readAlone(large.bytes, 0, large.bytes.length);
+    },
+  };
+}
