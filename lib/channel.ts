@@ -3,7 +3,7 @@ import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeA
 import { memoryCopy } from './plain-data.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
-import type { AppendResult, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';
+import type { AppendResult, DiskBehindEvent, FaultEvent, LostRecords, SegmentEvent } from './segments/index.js';
 
 /** Counters of a channel at one moment. */
 export interface HopperStats {
@@ -27,6 +27,10 @@ export interface HopperStats {
   dropped: number;
   /** Records lost to damaged segment files and skipped over (`onCorrupt: 'skip'`). */
   corrupted: number;
+  /** Bytes handed to the disk and not written yet (write-behind); see `maxPendingDiskBytes`. */
+  pendingDiskBytes: number;
+  /** Synchronous writes made because more than `maxPendingDiskBytes` waited for the disk. */
+  syncWrites: number;
 }
 
 /** Payload of the `'corrupt'` event. */
@@ -63,6 +67,8 @@ export interface ChannelEvents {
   corrupt: [CorruptEvent];
   /** A file operation failed and is being retried; nothing accepted is lost meanwhile. */
   fault: [FaultEvent];
+  /** More than `maxPendingDiskBytes` waited for the disk, which was written synchronously; once per episode. */
+  diskBehind: [DiskBehindEvent];
 }
 
 export type ChannelEmit = <K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]) => void;
@@ -92,6 +98,10 @@ export interface DiskTier {
   readonly records: number;
   readonly bytes: number;
   readonly segmentCount: number;
+  /** Bytes handed to the disk and not written yet. */
+  readonly pendingBytes: number;
+  /** Synchronous writes made because the disk fell behind. */
+  readonly syncWrites: number;
   /** The error disk writes are failing with, while they are retried. */
   readonly fault: Error | undefined;
   /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */
@@ -533,6 +543,8 @@ export class Channel {
       spilled: this.spilled,
       dropped: this.dropped,
       corrupted: this.corrupted,
+      pendingDiskBytes: this.log.pendingBytes,
+      syncWrites: this.log.syncWrites,
     };
   }
 

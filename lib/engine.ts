@@ -46,6 +46,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
         onSegment: (event) => emit('segment', event),
         onFault: (event) => emit('fault', event),
         onRecovered: () => channel?.diskRecovered(),
+        onDiskBehind: (event) => emit('diskBehind', event),
       },
       fileSystem,
     );
