@@ -101,8 +101,10 @@ test('faults - EMFILE when creating a segment is retried; nothing is lost', asyn
   const err = t.throws(() => hopper.send(point(100)), { instanceOf: HopperError });
   t.is(err!.code, 'ERR_HOPPER_IO');
   t.deepEqual(err!.record, point(100));
+  // Retried until the segment is created and everything waiting is on disk.
+  await clock.runUntil(diskSettled(hopper), 'the segment created once the shortage ended');
   hopper.writable.end();
-  const out = await clock.runUntil(collect<Point>(hopper.readable), 'the delivery of every record');
+  const out = await collect<Point>(hopper.readable);
   t.deepEqual(
     out.map((record) => record.seq),
     Array.from({ length: 100 }, (_, i) => i),
@@ -126,7 +128,7 @@ test('faults - short writes are completed: the segment holds every byte', async 
 test('faults - EIO on reads is retried, and delivery goes on when reads work again', async (t) => {
   const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 300; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   faulty.fail('read', 'EIO', 3);
   hopper.writable.end();
   const out = await clock.runUntil(collect<Point>(hopper.readable), 'the delivery of every record');
@@ -141,7 +143,7 @@ test('faults - EIO on reads is retried, and delivery goes on when reads work aga
 test('faults - reads that keep failing end in ERR_HOPPER_IO on the readable, naming the file', async (t) => {
   const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 50; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   faulty.fail('read', 'EIO', Infinity);
   const errored = once(hopper.readable, 'error');
   hopper.readable.resume();
@@ -198,7 +200,7 @@ for (const [outageMs, label] of [
     const { hopper, faulty, faults, clock } = faultyHopper(t, { maxSegmentBytes: 2_000 });
     const total = 3_000;
     for (let i = 0; i < total; i++) hopper.send(point(i));
-    await nextTurn();
+    await diskSettled(hopper);
     t.true(hopper.stats().segments > 10);
     const iterator = hopper.readable[Symbol.asyncIterator]();
     const out: number[] = [];

@@ -92,6 +92,13 @@ export class BlockReader {
   }
 }
 
+/** A block whose bytes are in memory (waiting for the disk), checked as {@link BlockReader.block} checks one read with `written`. */
+export function checkedBlock(bytes: Buffer, offset: number, sync: Buffer, codec: string, written: WrittenBlock): ReadBlock {
+  const frame = parseBlockHeader(bytes, 0, bytes.length);
+  const checked = checkBlock(bytes, offset, frame, sync, written);
+  return { frame: checked, data: blockBytes(bytes, offset, checked, codec) };
+}
+
 /** Checks a parsed block; throws a Corruption (offsets made absolute with `offset`) for the first thing wrong. */
 function checkBlock(bytes: Buffer, offset: number, frame: BlockFrame | FrameProblem, sync: Buffer, written: WrittenBlock | undefined): BlockFrame {
   if (isProblem(frame)) throw new Corruption(offset + frame.offset, frame.problem, 'block');

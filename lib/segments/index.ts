@@ -305,8 +305,14 @@ export class SegmentLog {
     return true;
   }
 
+  /** Segments read through while the writer used them go once it lets go of them. */
+  private removeLetGo(): void {
+    for (const segment of [...this.ledger.segments]) if (segment.readThrough && !this.writer.busy(segment)) this.removeSegment(segment);
+  }
+
   /** Bytes reached the disk. */
   private written = (): void => {
+    this.removeLetGo();
     if (this.behind && this.ledger.pendingBytes <= this.options.maxPendingDiskBytes / 2) this.behind = false;
     if (this.writeFault !== undefined) {
       this.recovered();
@@ -400,8 +406,10 @@ export class SegmentLog {
       if (segment === 'wait') return 'wait';
       if (segment === undefined) return 'in-block';
     }
-    if (segment.blockEnds[reader.block]! > Ledger.readable(segment)) return 'wait';
-    reader.loadBlock();
+    const end = segment.blockEnds[reader.block]!;
+    // Still waiting for the disk (or being written): read from memory, as the writer holds it.
+    if (end > Ledger.readable(segment)) reader.loadBlockFrom(Ledger.pendingBlock(segment, reader.blockStart, end));
+    else reader.loadBlock();
     return 'loaded';
   }
 
@@ -422,7 +430,11 @@ export class SegmentLog {
   private startReading(): Segment | undefined | 'wait' {
     const segment = this.ledger.oldestUnread();
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
-    if (!segment.created) return 'wait';
+    // Not created yet: its blocks are read from memory; the file is opened once one is on disk.
+    if (!segment.created) {
+      this.reader.begin(segment);
+      return segment;
+    }
     // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
     if (!this.directory.intact())
       throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
@@ -462,7 +474,7 @@ export class SegmentLog {
     let offset = 0;
     for (const segment of this.ledger.segments) {
       if (segment === victim) break;
-      if (segment.removing || segment.removalFailed) continue;
+      if (segment.removing || segment.removalFailed || segment.readThrough) continue;
       offset += segment === reading ? segment.records - this.reader.fromSegment : segment.records;
     }
     try {
@@ -501,6 +513,7 @@ export class SegmentLog {
     this.writer.close();
     this.reader.closeFile();
     const leftovers: FaultEvent[] = [];
+    const readThrough: Segment[] = [];
     for (const segment of this.ledger.clear()) {
       // A descriptor a background write is using is closed by the writer when that write ends:
       // closed now, its number could be reused by another file before the write lands.
@@ -508,13 +521,17 @@ export class SegmentLog {
         closeQuietly(this.fs, segment.writeFd);
         segment.writeFd = undefined;
       }
-      // A file not linked into place yet has nothing to remove (the writer undoes its draft).
+      // A segment whose file was never created has nothing on disk.
       if (!segment.created) continue;
       const left = this.removeAtClose(segment);
       if (left !== undefined) leftovers.push(left);
+      else if (segment.removing) readThrough.push(segment);
     }
     this.block.clear();
     this.records = 0;
+    // Segments read through whose removal was under way in the background are gone now: they are
+    // announced as removed, as they would have been, once every file is closed.
+    for (const segment of readThrough) this.hooks.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
     return leftovers;
   }
 
@@ -547,6 +564,22 @@ export class SegmentLog {
    */
   private removeSegment(segment: Segment): void {
     if (segment === this.reader.segment) this.reader.close();
+    // Read through: no block goes to it any more.
+    segment.sealed = true;
+    // The writer is writing to it: removed once it lets go.
+    if (this.writer.busy(segment)) {
+      segment.readThrough = true;
+      return;
+    }
+    segment.readThrough = false;
+    // What still waits for the disk was read from memory: it need not be written any more.
+    this.ledger.discard(segment);
+    if (!segment.created) {
+      // It never reached the disk: nothing to remove, and nothing to announce.
+      this.ledger.forget(segment);
+      if (this.writeFault !== undefined) this.retryWrites();
+      return;
+    }
     if (segment.writeFd !== undefined) {
       // Every block of it was read, so none waits for the disk: nothing writes to the descriptor.
       if (this.writeThrough) closeQuietly(this.fs, segment.writeFd);
@@ -622,6 +655,7 @@ export class SegmentLog {
   }
 
   private writeFailed(err: HopperError): void {
+    this.removeLetGo();
     const first = this.writeFault === undefined;
     this.writeFault = err;
     if (first) this.hooks.onFault({ operation: 'write', file: err.file ?? this.dir, error: err });

@@ -31,12 +31,12 @@ export interface Segment extends OwnFile {
   seq: number;
   /** The file exists under `file` (linked into place); until then it is a plan with bytes waiting. */
   created: boolean;
-  /** A background task is creating the file (draft, first write, link). */
-  creating: boolean;
   /** Bytes waiting for the disk, in position order; a block is readable once nothing before its end waits. */
   chunks: Chunk[];
   /** Being removed in the background: it still counts against the caps, and is not read. */
   removing: boolean;
+  /** Read through while the writer still used it: removed once the writer lets go. Not read. */
+  readThrough: boolean;
   sync: Buffer;
   /** The exact header bytes written: a reader checks the file still starts with them. */
   header: Buffer;
@@ -78,8 +78,17 @@ export class Ledger {
     this.segments.push(segment);
   }
 
+  /** A new segment's header goes first: it waits for the disk as a block does. */
+  addHeader(segment: Segment): void {
+    const length = segment.header.length;
+    segment.chunks.push({ position: 0, length, parts: [segment.header], inFlight: false });
+    this.pendingBytes += length;
+    segment.size += length;
+    this.fileBytes += length;
+  }
+
   /**
-   * A block of `count` records, `length` bytes with its framing (and the header, for a new file),
+   * A block of `count` records, `length` bytes with its framing,
    * goes at the end of `segment`: `parts` wait for the disk until the writer has written them.
    */
   addBlock(segment: Segment, length: number, count: number, checksum: number, parts: Buffer[]): void {
@@ -100,6 +109,19 @@ export class Ledger {
     this.pendingBytes -= chunk.length;
   }
 
+  /** Bytes of `segment` still waiting for the disk are not needed any more (it was read through): they are let go. */
+  discard(segment: Segment): void {
+    for (const chunk of segment.chunks) this.pendingBytes -= chunk.length;
+    segment.chunks = [];
+  }
+
+  /** The bytes of the block at [start, end) of `segment`, waiting for the disk (the caller knows they are: see {@link readable}). */
+  static pendingBlock(segment: Segment, start: number, end: number): Buffer {
+    const chunk = segment.chunks.find((c) => c.position <= start && start < c.position + c.length)!;
+    const bytes = chunk.parts.length === 1 ? chunk.parts[0]! : Buffer.concat(chunk.parts);
+    return bytes.subarray(start - chunk.position, end - chunk.position);
+  }
+
   /** Bytes of `segment` that are on disk without a gap from its start: blocks ending there can be read. */
   static readable(segment: Segment): number {
     return !segment.created ? 0 : segment.chunks.length === 0 ? segment.size : segment.chunks[0]!.position;
@@ -116,12 +138,14 @@ export class Ledger {
 
   /** The oldest segment whose records can be read (its removal has not failed: it was read through). */
   oldestUnread(): Segment | undefined {
-    return this.segments.find((s) => !s.removalFailed && !s.removing);
+    return this.segments.find((s) => !s.removalFailed && !s.removing && !s.readThrough);
   }
 
   /** The oldest sealed segment that can be removed to make room, other than `reading` and those `busy` says are being written. */
   oldestDroppable(reading: Segment | undefined, busy: (segment: Segment) => boolean): Segment | undefined {
-    return this.segments.find((segment) => segment.sealed && !segment.removalFailed && !segment.removing && segment !== reading && !busy(segment));
+    return this.segments.find(
+      (segment) => segment.sealed && !segment.removalFailed && !segment.removing && !segment.readThrough && segment !== reading && !busy(segment),
+    );
   }
 
   /** Segments whose removal failed and is to be retried. */

@@ -1,7 +1,7 @@
 import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, decodeRecord, type ReadBlock } from './block-reader.js';
+import { BlockReader, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
 import { READ_FLAGS, closeQuietly, isSystemError, type SegmentFileSystem } from './io.js';
 import type { Segment } from './ledger.js';
 import { Corruption } from './results.js';
@@ -24,6 +24,8 @@ export class SegmentReader {
   /** Records taken from the segment being read (read, or lost to corruption). */
   fromSegment = 0;
   private fd: number | undefined;
+  /** The file of the segment being read was opened and checked (a segment read from memory is not, until a block is on disk). */
+  private opened = false;
   private offset = 0;
   private current: Buffer = EMPTY;
   private pos = 0;
@@ -44,6 +46,16 @@ export class SegmentReader {
    * loss can be counted), ERR_HOPPER_IO when a system call fails (nothing is being read then).
    */
   open(segment: Segment): void {
+    this.begin(segment);
+    this.openFile();
+  }
+
+  /**
+   * Starts reading `segment` without opening its file: its first blocks are still waiting for the
+   * disk, and are read from memory ({@link loadBlockFrom}); the file is opened and checked when a
+   * block is read from it.
+   */
+  begin(segment: Segment): void {
     this.closeFile();
     this.blocks.reset(-1);
     this.segment = segment;
@@ -51,6 +63,12 @@ export class SegmentReader {
     this.fromSegment = 0;
     this.offset = segment.header.length;
     this.left = 0;
+  }
+
+  /** Opens the file of the segment being read and checks it: see {@link open}. */
+  private openFile(): void {
+    const segment = this.segment!;
+    this.opened = true;
     let fd: number;
     try {
       fd = this.fs.openSync(segment.file, READ_FLAGS);
@@ -65,6 +83,7 @@ export class SegmentReader {
         );
       }
       this.segment = undefined;
+      this.opened = false;
       throw ioError('opening a segment for reading', segment.file, err);
     }
     this.fd = fd;
@@ -106,8 +125,14 @@ export class SegmentReader {
     return this.block < this.segment!.blockEnds.length;
   }
 
+  /** Where the next block starts in the segment. */
+  get blockStart(): number {
+    return this.offset;
+  }
+
   /** Reads and checks the next block of the segment (the caller knows there is one: {@link hasBlock}). */
   loadBlock(): void {
+    if (!this.opened) this.openFile();
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
@@ -123,6 +148,26 @@ export class SegmentReader {
       if (err instanceof Corruption || !isSystemError(err)) throw err;
       throw ioError('reading a segment', segment.file, err);
     }
+    this.loaded(read, blockEnd);
+  }
+
+  /**
+   * Takes the next block from `bytes`, its bytes still waiting for the disk (a reader that caught
+   * up with the writer reads them from memory), checked as a block read from the file is.
+   */
+  loadBlockFrom(bytes: Buffer): void {
+    const segment = this.segment!;
+    const blockOffset = this.offset;
+    const blockEnd = segment.blockEnds[this.block]!;
+    this.blockOffset = blockOffset;
+    const read = checkedBlock(bytes, blockOffset, segment.sync, this.compression, {
+      count: segment.blockCounts[this.block]!,
+      checksum: segment.blockChecksums[this.block]!,
+    });
+    this.loaded(read, blockEnd);
+  }
+
+  private loaded(read: ReadBlock, blockEnd: number): void {
     this.current = read.data;
     this.pos = 0;
     this.left = read.frame.count;
@@ -200,5 +245,6 @@ export class SegmentReader {
       closeQuietly(this.fs, this.fd);
       this.fd = undefined;
     }
+    this.opened = false;
   }
 }

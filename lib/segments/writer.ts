@@ -2,22 +2,11 @@ import crypto from 'node:crypto';
 import type nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC } from '../lock.js';
+import { SEGMENT_DRAFT } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import {
-  CREATE_FLAGS,
-  closeInBackground,
-  closeQuietly,
-  fsAsync,
-  unlinkOursAsync,
-  unlinkQuietly,
-  writeAll,
-  writeAllAsync,
-  type SegmentDirectory,
-  type SegmentFileSystem,
-} from './io.js';
+import { CREATE_FLAGS, closeInBackground, closeQuietly, unlinkQuietly, writeAll, writeAllAsync, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
 // The segment writer: plans where each block goes (the active segment, or a new one past
@@ -78,11 +67,9 @@ export class SegmentWriter {
   enqueue(block: BlockBuilder): void {
     const ledger = this.ledger;
     let segment = ledger.active();
-    const parts: Buffer[] = [];
     if (segment === undefined) {
       const sync = crypto.randomBytes(16);
       const header = this.encodeHeader(sync);
-      parts.push(header);
       const seq = ledger.nextSeq++;
       segment = {
         seq,
@@ -100,12 +87,14 @@ export class SegmentWriter {
         dev: 0,
         ino: 0,
         created: false,
-        creating: false,
         chunks: [],
         removing: false,
+        readThrough: false,
       };
       ledger.add(segment);
+      ledger.addHeader(segment);
     }
+    const parts: Buffer[] = [];
     const data = block.parts(this.options.codec);
     let dataLength = 0;
     let checksum = 0;
@@ -143,17 +132,18 @@ export class SegmentWriter {
 
   /**
    * The last resort when the disk falls behind: writes every waiting byte not being written in the
-   * background, synchronously, in order (creating segments as needed). A segment whose file the
-   * background task is creating is left to it. Throws ERR_HOPPER_IO (what failed still waits, to
-   * be written again); returns the bytes written.
+   * background, synchronously, in order (creating segments as needed). Throws ERR_HOPPER_IO (what
+   * failed still waits, to be written again); returns the bytes written.
    */
   writeSync(): number {
     let bytes = 0;
     for (const segment of this.ledger.segments) {
-      if (segment.chunks.length === 0 || segment.creating) continue;
+      if (segment.chunks.length === 0) continue;
       if (!segment.created) {
-        bytes += this.createSync(segment);
-        continue;
+        // The header and every block waiting, in one write.
+        const all = [...segment.chunks];
+        for (const chunk of all) bytes += chunk.length;
+        this.createFile(segment, all);
       }
       for (const chunk of [...segment.chunks]) {
         if (chunk.inFlight) continue;
@@ -178,7 +168,7 @@ export class SegmentWriter {
 
   /** True while the background task uses `segment`'s write descriptor (close() leaves it to the task). */
   busy(segment: Segment): boolean {
-    return segment.creating || segment.chunks.some((chunk) => chunk.inFlight);
+    return segment.chunks.some((chunk) => chunk.inFlight);
   }
 
   private async run(): Promise<void> {
@@ -187,8 +177,9 @@ export class SegmentWriter {
         if (this.closed || this.failing) return;
         const segment = this.ledger.segments.find((s) => s.chunks.some((chunk) => !chunk.inFlight));
         if (segment === undefined) return;
-        if (!segment.created) await this.create(segment);
-        else await this.writeSome(segment);
+        if (!segment.created) this.createFile(segment, [segment.chunks[0]!]);
+        if (segment.chunks.length > 0) await this.writeSome(segment);
+        else this.written(segment);
       }
     } catch (err) {
       // Nothing of what failed counts as written: it waits, and is written again by the retry.
@@ -222,15 +213,23 @@ export class SegmentWriter {
     try {
       await writeAllAsync(this.fs, segment.writeFd!, parts, length, chunks[0]!.position);
     } catch (err) {
-      throw ioError('writing a block', segment.file, err);
-    } finally {
       for (const chunk of chunks) chunk.inFlight = false;
+      if (this.closed) {
+        this.closeIfIdle(segment);
+        return;
+      }
+      throw ioError('writing a block', segment.file, err);
     }
+    for (const chunk of chunks) chunk.inFlight = false;
     if (this.closed) {
       this.closeIfIdle(segment);
       return;
     }
     for (const chunk of chunks) this.ledger.written(segment, chunk);
+    this.written(segment);
+  }
+
+  private written(segment: Segment): void {
     this.settle(segment);
     this.events.written();
   }
@@ -240,7 +239,8 @@ export class SegmentWriter {
     if (!segment.sealed || segment.chunks.length > 0 || segment.writeFd === undefined || this.busy(segment)) return;
     void closeInBackground(this.fs, segment.writeFd);
     segment.writeFd = undefined;
-    this.events.sealed(segment);
+    // A segment sealed because it was read through is removed, not announced as sealed.
+    if (!segment.readThrough) this.events.sealed(segment);
   }
 
   /** The log closed while the task wrote to `segment`: its descriptor is the task's to close (see SegmentLog.close). */
@@ -256,91 +256,23 @@ export class SegmentWriter {
   }
 
   /**
-   * Creates `segment`'s file with its header and first blocks in one step, in the background:
-   * they are written into a draft in the draft directory (the lock directory), which is then
-   * linked under the segment's name (link(2) never replaces a file that is there) and unlinked. So
-   * a segment file never exists without its header, and a crash leaves at most a draft, which goes
-   * with the stale lock. Closing meanwhile undoes what was done.
+   * Creates `segment`'s file with its header (and `chunks` after it): they are written into a draft in the draft
+   * directory (the lock directory), which is then linked under the segment's name (link(2) never
+   * replaces a file that is there) and unlinked. So a segment file never exists without its
+   * header, and a crash leaves at most a draft, which goes with the stale lock. Synchronous: once
+   * per segment (not per block), and so that a close() never meets a file being created in the
+   * background: the background task only ever writes to files that exist. Throws ERR_HOPPER_IO.
    */
-  private async create(segment: Segment): Promise<void> {
+  private createFile(segment: Segment, chunks: Chunk[]): void {
     const lost = this.directory.verify();
     if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
     const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
-    const chunks = this.gather(segment);
-    const { parts, length } = joined(chunks);
-    segment.creating = true;
-    let fd: number | undefined;
-    let linked = false;
-    try {
-      try {
-        fd = await fsAsync.open(this.fs, draft, CREATE_FLAGS, 0o644);
-      } catch (err) {
-        // Our own, from a failed attempt (a crash leaves it to the lock's removal).
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') await fsAsync.unlink(this.fs, draft).catch(() => {});
-        throw ioError('creating a segment', draft, err);
-      }
-      if (this.closed) return;
-      try {
-        await writeAllAsync(this.fs, fd, parts, length, 0);
-      } catch (err) {
-        throw ioError('writing a block', draft, err);
-      }
-      if (this.closed) return;
-      let stat: nodeFs.Stats;
-      try {
-        stat = await fsAsync.fstat(this.fs, fd);
-      } catch (err) {
-        throw ioError('creating a segment', draft, err);
-      }
-      if (this.closed) return;
-      for (;;) {
-        try {
-          await fsAsync.link(this.fs, draft, segment.file);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
-          // A foreign file holds the name: take the next number (past every segment planned).
-          segment.seq = this.ledger.nextSeq++;
-          segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
-        }
-        if (this.closed) return;
-      }
-      linked = true;
-      segment.dev = stat.dev;
-      segment.ino = stat.ino;
-      // The draft name goes; the file stays under the segment's name.
-      await fsAsync.unlink(this.fs, draft).catch(() => {});
-      if (this.closed) return;
-      segment.writeFd = fd;
-      segment.created = true;
-      fd = undefined;
-    } finally {
-      segment.creating = false;
-      if (fd !== undefined) {
-        void closeInBackground(this.fs, fd);
-        // Failed or closed before the draft was linked and unlinked: the draft goes (and, closed
-        // after the link, the file too: the log's close() could not see it yet).
-        await fsAsync.unlink(this.fs, draft).catch(() => {});
-        if (linked && this.closed) await unlinkOursAsync(this.fs, this.directory, segment).catch(() => {});
-      }
-    }
-    for (const chunk of chunks) this.ledger.written(segment, chunk);
-    this.settle(segment);
-    this.events.written();
-  }
-
-  /** {@link create} synchronously (the last resort), with all of `segment`'s waiting bytes; returns them. */
-  private createSync(segment: Segment): number {
-    const lost = this.directory.verify();
-    if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
-    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT_SYNC);
-    const chunks = [...segment.chunks];
     const { parts, length } = joined(chunks);
     let fd: number;
     try {
       fd = this.fs.openSync(draft, CREATE_FLAGS, 0o644);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') unlinkQuietly(this.fs, draft);
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') unlinkQuietly(this.fs, draft); // our own, from a failed attempt
       throw ioError('creating a segment', draft, err);
     }
     let stat: nodeFs.Stats;
@@ -357,6 +289,7 @@ export class SegmentWriter {
           break;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
+          // A foreign file holds the name: take the next number (past every segment planned).
           segment.seq = this.ledger.nextSeq++;
           segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
         }
@@ -372,8 +305,6 @@ export class SegmentWriter {
     segment.writeFd = fd;
     segment.created = true;
     for (const chunk of chunks) this.ledger.written(segment, chunk);
-    this.settle(segment);
-    return length;
   }
 }
 
