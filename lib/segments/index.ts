@@ -311,9 +311,10 @@ export class SegmentLog {
   }
 
   /** Bytes reached the disk. */
-  private written = (): void => {
+  private written = (background: boolean): void => {
     this.removeLetGo();
-    if (this.behind && this.ledger.pendingBytes <= this.options.maxPendingDiskBytes / 2) this.behind = false;
+    // The episode ends when the disk itself has caught up, not when the last resort emptied the queue.
+    if (background && this.behind && this.ledger.pendingBytes <= this.options.maxPendingDiskBytes / 2) this.behind = false;
     if (this.writeFault !== undefined) {
       this.recovered();
       this.writer.resume();

@@ -31,8 +31,8 @@ export interface SegmentWriterOptions {
 export interface SegmentWriterEvents {
   /** A segment was sealed and all of it is on disk (its file closed for writing). */
   sealed(segment: Segment): void;
-  /** Bytes reached the disk: a reader waiting for them can go on, a fault is over. */
-  written(): void;
+  /** Bytes reached the disk (`background`: written by the background task, not by {@link SegmentWriter.writeSync}): a fault is over. */
+  written(background: boolean): void;
   /** A background write failed with ERR_HOPPER_IO: nothing more is written until {@link SegmentWriter.resume}. */
   failed(err: Error): void;
 }
@@ -157,7 +157,7 @@ export class SegmentWriter {
       }
       this.settle(segment);
     }
-    if (bytes > 0) this.events.written();
+    if (bytes > 0) this.events.written(false);
     return bytes;
   }
 
@@ -231,7 +231,7 @@ export class SegmentWriter {
 
   private written(segment: Segment): void {
     this.settle(segment);
-    this.events.written();
+    this.events.written(true);
   }
 
   /** After a write: a sealed segment with nothing waiting is closed for writing, and announced. */
