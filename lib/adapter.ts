@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import path from 'node:path';
 import type { Channel, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
 import { openChannel } from './engine.js';
 import { onAbort } from './errors.js';
@@ -25,10 +26,12 @@ export interface HopperInternals {
 }
 
 /**
- * Makes a Writable over a new writer of `channel`. A write the channel refused ends the writer;
- * any other error it is destroyed with goes to `onForeignError`; `onEnd` runs once it has ended.
+ * Makes a Writable over a new writer of `channel`. A write the channel refused ends the writer.
+ * With `own` (the hopper's own writable), being destroyed otherwise (with an error from outside,
+ * or without one) before `end()` cuts the input short ({@link ChannelWriter.fail}); a sender just
+ * ends. `onEnd` runs once it has ended.
  */
-export type WriterStreamFactory<W> = (channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void) => W;
+export type WriterStreamFactory<W> = (channel: Channel, own: boolean, onEnd: () => void) => W;
 
 /** What the core asks of an adapter's readable side: the readable of a pair, or the Duplex. */
 export interface StreamSide {
@@ -47,6 +50,20 @@ export interface StreamSide {
   endWrites(): void;
 }
 
+/** Hoppers whose close() is pending: warned about if the process is about to exit with records held. */
+const pendingCloses = new Set<HopperCore>();
+let beforeExitHookInstalled = false;
+
+/**
+ * The event loop is empty: a close() still pending with records held would wait forever (an
+ * unsettled top-level await then exits with code 13, printing nothing). 'beforeExit' runs then,
+ * and on an exit with nothing left to do; 'exit' runs too late for a warning, which is written
+ * on a later tick.
+ */
+function warnPendingCloses(): void {
+  for (const core of pendingCloses) core.warnIfHeld();
+}
+
 /** The channel of one hopper, and what both stream adapters do with it. */
 export class HopperCore {
   readonly channel: Channel;
@@ -56,6 +73,8 @@ export class HopperCore {
   private stopListening: () => void = () => {};
   /** close() was called: once nothing is left to deliver, the readable ends even with no reader. */
   private closing = false;
+  /** The warning about a pending close() at exit was given. */
+  private warned = false;
 
   /** Opens a channel whose events are emitted on `emitter`. */
   constructor(options: HopperOptions | undefined, emitter: EventEmitter, internals: HopperInternals = {}) {
@@ -105,20 +124,15 @@ export class HopperCore {
 
   /** Another Writable into the channel; an error on it ends that sender only. */
   sender<W>(writerStream: WriterStreamFactory<W>): W {
-    return writerStream(
-      this.channel,
-      () => {},
-      () => this.endIfClosing(),
-    );
+    return writerStream(this.channel, false, () => this.endIfClosing());
   }
 
-  /** The hopper's own Writable: an error on it that the channel did not cause fails the whole hopper. */
+  /**
+   * The hopper's own Writable: destroyed before end() by anything but the channel, it ends the
+   * input, and the readable fails with `ERR_HOPPER_PRODUCER_FAILED` after every record accepted.
+   */
   ownWriter<W>(writerStream: WriterStreamFactory<W>): W {
-    return writerStream(
-      this.channel,
-      (err) => this.teardown(err),
-      () => this.endIfClosing(),
-    );
+    return writerStream(this.channel, true, () => this.endIfClosing());
   }
 
   stats(): HopperStats {
@@ -132,12 +146,33 @@ export class HopperCore {
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const side = this.side!;
-      const open = side.whenClosed(this.channel, (err) => (err ? reject(err) : resolve()));
+      const open = side.whenClosed(this.channel, (err) => {
+        pendingCloses.delete(this);
+        if (err) reject(err);
+        else resolve();
+      });
       if (!open) return;
+      pendingCloses.add(this);
+      if (!beforeExitHookInstalled) {
+        beforeExitHookInstalled = true;
+        process.on('beforeExit', warnPendingCloses);
+      }
       this.closing = true;
       side.endWrites();
       this.endIfClosing();
     });
+  }
+
+  /** At exit with close() pending: one warning if records are still held for a reader. */
+  warnIfHeld(): void {
+    const held = this.channel.waiting;
+    if (this.warned || held === 0) return;
+    this.warned = true;
+    const where = this.channel.path;
+    process.emitWarning(
+      `hopper "${path.basename(where)}" (${where}): close() is still pending as the process is about to exit, with ${held} records held and nothing reading hopper.readable; they are lost at exit. Read hopper.readable (for await, pipe) while awaiting close(), or destroy() the hopper to discard them.`,
+      { type: 'HopperWarning', code: 'HOPPER_CLOSE_PENDING' },
+    );
   }
 
   /** A writer ended: if close() was asked and nothing is left, the readable side ends. */

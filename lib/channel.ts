@@ -1,5 +1,14 @@
 import type { RecordCodec } from './codec.js';
-import { destroyedError, fullError, recordTooLargeError, refusedForFault, writeAfterEndError, type HopperError, type LimitOption } from './errors.js';
+import {
+  destroyedError,
+  fullError,
+  producerFailedError,
+  recordTooLargeError,
+  refusedForFault,
+  writeAfterEndError,
+  type HopperError,
+  type LimitOption,
+} from './errors.js';
 import { memoryCopy } from './plain-data.js';
 import type { ResolvedOptions } from './options.js';
 import { DiskRun, PlacementQueue } from './placements.js';
@@ -23,6 +32,10 @@ export interface HopperStats {
   recordsOut: number;
   /** Records that went to disk since the channel opened. */
   spilled: number;
+  /** Times records started going to disk with no disk backlog (`'spill'` events). */
+  spills: number;
+  /** Times the disk backlog emptied again (`'caughtUp'` events). */
+  caughtUps: number;
   /** Records dropped by a `'drop-newest'` or `'drop-oldest'` policy since the channel opened. */
   dropped: number;
   /** Records lost to damaged segment files and skipped over (`onCorrupt: 'skip'`). */
@@ -55,8 +68,10 @@ export interface DropEvent {
 
 /** Events a channel reports, with their payloads. */
 export interface ChannelEvents {
-  /** The first record of a run went to disk. */
+  /** Records started going to disk: the first record went to disk while the disk backlog was empty. */
   spill: [{ recordsIn: number; memoryBytes: number }];
+  /** The disk backlog is empty again (after a `'spill'`): every record that went to disk has been read (or dropped, or lost). */
+  caughtUp: [{ recordsIn: number; recordsOut: number }];
   /** A write met the cap: memory full and a disk cap reached. */
   full: [{ record: unknown; reason: string }];
   /** A segment file was sealed, or removed after being read (or dropped). */
@@ -87,6 +102,15 @@ export interface ChannelReader {
    * of piling up until the stream's first read on a later tick.
    */
   start?(): void;
+  /** Every writer has ended: the input is complete (records may still wait to be delivered). */
+  inputEnded?(): void;
+  /**
+   * Whether a record pushed now would wait in the reader's own buffer (a consumer in paused mode,
+   * an async iterator) instead of reaching the consumer at once (a `'data'` listener, a pipe). A
+   * record handed straight over is then copied first, as a record held in memory is: the producer
+   * may reuse what it wrote once its write returned. Absent: it would always wait.
+   */
+  holds?(): boolean;
 }
 
 /**
@@ -184,6 +208,8 @@ const RECOVERED = 1 << 9;
  * takes (from either tier) ends this.
  */
 const SPILLING = 1 << 10;
+/** 'spill' was emitted and the disk backlog has not emptied since ('caughtUp' clears it). */
+const ON_DISK = 1 << 11;
 /** The channel is inside the disk tier or one of its loops: a recovery waits for it to finish. */
 const BUSY = DELIVERING | ADMITTING | DROPPING;
 /** Not open: ending or closed. */
@@ -220,6 +246,15 @@ export class ChannelWriter {
     this.channel.closeWriter(this, false);
   }
 
+  /**
+   * The producer failed (the writable was destroyed before end(), `cause` its error if any): the
+   * input ends, records accepted so far are still delivered, then the reader fails with
+   * `ERR_HOPPER_PRODUCER_FAILED`. Held writes fail, as for {@link abort}.
+   */
+  fail(cause: Error | undefined): void {
+    this.channel.cutShort(this, cause);
+  }
+
   /** The writer is gone (destroyed): its held writes fail, and it counts as ended. */
   abort(): void {
     this.channel.closeWriter(this, true);
@@ -254,13 +289,20 @@ export class Channel {
   private spilled = 0;
   private dropped = 0;
   private corrupted = 0;
+  private spills = 0;
+  private caughtUps = 0;
+  /** A producer failed before the input ended: the reader fails with this once everything is delivered. */
+  private inputFailure: HopperError | undefined;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
+  /** The codec's copy, for records the memory tier holds that are not plain data (see memoryCopy). */
+  private readonly copyOther: (record: unknown) => unknown;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
     this.emit = emit;
     this.codec = parts.codec;
+    this.copyOther = (record) => parts.codec.copy(record);
     this.log = parts.disk;
     this.path = parts.path;
     this.release = parts.release;
@@ -388,6 +430,13 @@ export class Channel {
     return refusal.fault ? refusedForFault(record, refusal.fault) : fullError(record, refusal.reason, refusal.option);
   }
 
+  /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
+  cutShort(writer: ChannelWriter, cause: Error | undefined): void {
+    if (writer.ended) return;
+    this.inputFailure ??= producerFailedError(cause);
+    this.closeWriter(writer, true);
+  }
+
   /** Ends a writer (`aborted`: it was destroyed, so its held writes fail). Idempotent. */
   closeWriter(writer: ChannelWriter, aborted: boolean): void {
     if (writer.ended) return;
@@ -401,13 +450,24 @@ export class Channel {
         write.callback(destroyedError());
       }
     }
-    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) this.flags |= ENDING;
+    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) {
+      this.flags |= ENDING;
+      this.reader?.inputEnded?.();
+    }
     try {
       // Held writes of other writers may now be first in line.
       if (this.blocked.length > 0) this.admitBlocked();
       this.wakeReader();
     } catch (err) {
       throw err instanceof ConsumerThrew ? err.error : err;
+    }
+    // Nothing left to deliver: the end goes to the reader now, as a PassThrough's end() pushes its
+    // end at once, whether or not anything reads. A failed input waits for a reader instead: its
+    // error must not reach a readable nobody listens to yet.
+    if (this.reader !== undefined && this.inputFailure === undefined && this.finished && (this.flags & (CLOSED | FAILED)) === 0) {
+      this.flags |= DELIVERED;
+      this.close();
+      this.reader.end();
     }
   }
 
@@ -463,7 +523,8 @@ export class Channel {
           // Everything is delivered: release the files before the reader sees the end.
           this.flags |= DELIVERED;
           this.close();
-          reader.end();
+          if (this.inputFailure === undefined) reader.end();
+          else reader.fail(this.inputFailure);
           return;
         }
         if (!this.push(reader, record) || (this.flags & CLOSED) !== 0) return;
@@ -499,6 +560,7 @@ export class Channel {
       this.flags &= ~SPILLING;
       if (--run.count === 0) {
         this.queue.shift();
+        this.checkCaughtUp();
         return this.push(reader, record);
       }
       if (!this.push(reader, record)) return false;
@@ -541,6 +603,8 @@ export class Channel {
       recordsIn: this.recordsIn,
       recordsOut: this.recordsOut,
       spilled: this.spilled,
+      spills: this.spills,
+      caughtUps: this.caughtUps,
       dropped: this.dropped,
       corrupted: this.corrupted,
       pendingDiskBytes: this.log.pendingBytes,
@@ -582,7 +646,10 @@ export class Channel {
         this.skipLost(lost);
         continue;
       }
-      if (--head.count === 0) this.queue.shift();
+      if (--head.count === 0) {
+        this.queue.shift();
+        this.checkCaughtUp();
+      }
       break;
     }
     if (head === undefined) return undefined;
@@ -638,7 +705,7 @@ export class Channel {
     // A write held while spilling, admitted after the reader freed room, is sized now.
     if (size === UNSIZED && (this.flags & SPILLING) === 0 && this.options.maxMemoryBytes !== 0) size = this.codec.validateAndSize(record);
     if (size !== UNSIZED && this.memoryBytes + size <= this.options.maxMemoryBytes) {
-      this.queue.push(memoryCopy(record), size);
+      this.queue.push(memoryCopy(record, this.copyOther), size);
       this.memoryBytes += size;
       this.memoryRecords++;
     } else {
@@ -671,10 +738,11 @@ export class Channel {
       this.spilled++;
       this.flags |= SPILLING;
       const last = this.queue.last();
-      if (last instanceof DiskRun) {
-        last.count++;
-      } else {
-        this.queue.push(new DiskRun(1), 0);
+      if (last instanceof DiskRun) last.count++;
+      else this.queue.push(new DiskRun(1), 0);
+      if ((this.flags & ON_DISK) === 0) {
+        this.flags |= ON_DISK;
+        this.spills++;
         this.emit('spill', { recordsIn: this.recordsIn, memoryBytes: this.memoryBytes });
       }
     }
@@ -708,6 +776,7 @@ export class Channel {
     this.removeFromRuns(gone.offset, gone.count);
     this.dropped += gone.count;
     this.emit('drop', { count: gone.count, policy: 'drop-oldest', reason: 'the disk cap was reached', file: gone.file });
+    this.checkCaughtUp();
     return true;
   }
 
@@ -716,6 +785,15 @@ export class Channel {
     this.removeFromRuns(0, lost.count);
     this.corrupted += lost.count;
     this.emit('corrupt', { file: lost.file, offset: lost.offset, count: lost.count, problem: lost.problem });
+    this.checkCaughtUp();
+  }
+
+  /** After records left the disk tier: once its backlog is empty, the spill is over ('caughtUp'). */
+  private checkCaughtUp(): void {
+    if ((this.flags & ON_DISK) === 0 || this.log.records !== 0) return;
+    this.flags &= ~ON_DISK;
+    this.caughtUps++;
+    this.emit('caughtUp', { recordsIn: this.recordsIn, recordsOut: this.recordsOut });
   }
 
   /**
@@ -766,7 +844,8 @@ export class Channel {
 
   /**
    * The memory tier's fast path: a reader waiting with nothing queued before this record takes it
-   * at once, validated but neither sized nor queued (it is never held). A readable whose consumer
+   * at once, validated but neither sized nor queued (it is never held; it is copied only when the
+   * reader's own buffer would hold it, see {@link ChannelReader.holds}). A readable whose consumer
    * is attached but has not asked yet is asked first (see {@link ChannelReader.start}). A budget
    * of 0 keeps every record on the segment log's path. Throws what the codec's validate() throws.
    */
@@ -788,8 +867,9 @@ export class Channel {
     this.flags = (this.flags & ~READER_WAITING) | DELIVERING;
     this.recordsOut++;
     let more: boolean;
+    const reader = this.reader!;
     try {
-      more = this.push(this.reader!, record);
+      more = this.push(reader, reader.holds === undefined || reader.holds() ? memoryCopy(record, this.copyOther) : record);
     } finally {
       this.flags &= ~DELIVERING;
     }

@@ -1,9 +1,10 @@
+import { isAscii } from 'node:buffer';
 import v8 from 'node:v8';
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
 import { HopperError, invalidRecordError, recordTooLargeError } from './errors.js';
 import type { AvroSchema } from './options.js';
-import { isJsonExact } from './plain-data.js';
+import { copyView, isJsonExact } from './plain-data.js';
 import { compileQuickCheck } from './quick-check.js';
 import { SizeProblem, VIEW_TYPES, compileSizeOf, isQuickValid, sizeOfSchemaless } from './size.js';
 
@@ -27,6 +28,12 @@ export interface RecordCodec {
    * `ERR_HOPPER_RECORD_TOO_LARGE` when the record cannot be encoded.
    */
   encode(record: unknown, buf: Buffer, pos: number): number;
+  /**
+   * A copy of a validated record that plain-data's copy does not make (a Buffer, a Date, a class
+   * instance avsc accepts...), equal to what the disk tier would give back for it and sharing no
+   * object with it: what the memory tier holds. Strings and other primitives come back as they are.
+   */
+  copy(record: unknown): unknown;
   /** The block being filled was written or emptied: state kept for it (a reused serializer) can go. */
   endBlock?(): void;
   /**
@@ -36,24 +43,56 @@ export interface RecordCodec {
    */
   decode(buf: Buffer, pos: number, settled?: boolean): { value: unknown; offset: number };
   /**
-   * Schemaless only: a record that is a Buffer of at least {@link BY_REFERENCE_BYTES}, returned so
-   * that the segment log can write its bytes by reference instead of copying them into a block.
+   * Schemaless only: a record whose encoding ends in many bytes, split so that the segment log can
+   * write those bytes by reference instead of copying them into a block (which would grow to hold
+   * them): a Buffer or a string of at least {@link BY_REFERENCE_BYTES}, or a large flat array (its
+   * node:v8 serialization). Undefined for any other record, which {@link encode} encodes.
    */
-  largeBytes?(record: unknown): Buffer | undefined;
+  largeRecord?(record: unknown): LargeRecord | undefined;
   /**
-   * Schemaless only: encodes what comes before the bytes of a {@link largeBytes} record of `length`
-   * bytes (its union branch and length) into `buf` at `pos`, which has room for
-   * {@link BYTES_HEAD_MAX_BYTES}; returns the new position. Those bytes, then the Buffer's, are the record.
+   * Schemaless only: encodes what comes before the bytes of a {@link largeRecord} (its union branch
+   * and length) into `buf` at `pos`, which has room for {@link BYTES_HEAD_MAX_BYTES}; returns the
+   * new position. Those bytes, then the large record's, are the record.
    */
-  encodeBytesHead?(length: number, buf: Buffer, pos: number): number;
+  encodeLargeHead?(large: LargeRecord, buf: Buffer, pos: number): number;
+  /** Schemaless only: the record a {@link largeRecord} holds (its bytes must not change again), as the memory tier would give it back. */
+  largeValue?(large: LargeRecord): unknown;
+}
+
+/** A record written by reference: see {@link RecordCodec.largeRecord}. */
+export interface LargeRecord {
+  /**
+   * `buffer`: a Buffer record's own bytes, which the producer may change once the write is
+   * acknowledged (the block keeps a copy); `string`: a string record's UTF-8; `value`: the node:v8
+   * serialization (header included) of a large flat array.
+   */
+  readonly kind: 'buffer' | 'string' | 'value';
+  readonly bytes: Buffer;
 }
 
 /** Buffers this large are written to segments by reference, and read back as views of what was read. */
 export const BY_REFERENCE_BYTES = 16 * 1024;
 /** A Buffer record decoded as a view keeps alive at most this many times its own size. */
 const VIEW_MAX_SHARE = 5;
-/** The union branch (one byte) and a length up to 2^53 (eight bytes of varint), with room to spare. */
+/** The union branch (one or two bytes) and a length up to 2^53 (eight bytes of varint), with room to spare. */
 export const BYTES_HEAD_MAX_BYTES = 16;
+/**
+ * A flat array (no object in it but null) of at least this many items goes to disk as node:v8 bytes,
+ * not as JSON: JSON's number formatting made a 5,000,000-number array cost twenty times its v8
+ * serialization. A flat array holds no object two items could share, so memory (which copies it)
+ * and disk give it back alike.
+ */
+const LARGE_FLAT_ITEMS = 4096;
+
+/** Whether `record` is a plain array of at least {@link LARGE_FLAT_ITEMS} items, none an object but null. */
+function isLargeFlatArray(record: unknown): record is unknown[] {
+  if (!Array.isArray(record) || record.length < LARGE_FLAT_ITEMS || Object.getPrototypeOf(record) !== Array.prototype) return false;
+  for (let i = 0; i < record.length; i++) {
+    const item = record[i];
+    if (typeof item === 'object' && item !== null) return false;
+  }
+  return true;
+}
 
 /** The union branch and the length of a `bytes` value are Avro longs. */
 const LONG_TYPE = avsc.Type.forSchema('long');
@@ -71,7 +110,9 @@ export const JSON_ENVELOPE_SCHEMA = [
   { type: 'record', name: 'Json', namespace: 'hopper_streams', fields: [{ name: 'json', type: 'string' }] },
 ] as const;
 
-/** The envelope's `Value` branch: union index 2, zigzag-encoded as one byte. */
+/** The envelope's branches, zigzag-encoded as one byte: `bytes` (union index 0), `string` (1), `Value` (2). */
+const BYTES_BRANCH = 0;
+const STRING_BRANCH = 2;
 const VALUE_BRANCH = 4;
 /** The branches of `Value.data`: JSON text (index 0) or node:v8 bytes (index 1), zigzag-encoded. */
 const DATA_JSON = 0;
@@ -142,6 +183,12 @@ function expectation(type: Type): string {
   return name ? `${kind} ${name}` : JSON.stringify(kind);
 }
 
+const LONE_SURROGATE = 'holds a lone surrogate, which Avro strings (UTF-8) give back as U+FFFD; send it as bytes, or repair it (toWellFormed())';
+
+function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
 /** The largest finite float: a double beyond it (and beyond the rounding margin) becomes Infinity as a float. */
 function floatOverflows(value: number): boolean {
   return Number.isFinite(value) && !Number.isFinite(Math.fround(value));
@@ -159,7 +206,9 @@ interface TypeParts {
  * What avsc accepts (its `isValid` is true) but would not give back as written, with the path to
  * it: a `map` given as anything but a plain object (avsc reads its own enumerable properties, so
  * a JS Map comes back as `{}`), a `float` beyond the float range (it comes back as Infinity), a
- * -0 for an `int` or `long` (it comes back as 0). Undefined when there is none.
+ * -0 for an `int` or `long` (it comes back as 0), a string (or map key) with a lone surrogate (it
+ * comes back with U+FFFD), a plain object with a key its record type does not declare (it is
+ * dropped). Undefined when there is none.
  */
 function fidelityProblem(type: Type, value: unknown, path: string[]): string | undefined {
   const parts = type as unknown as TypeParts;
@@ -171,13 +220,18 @@ function fidelityProblem(type: Type, value: unknown, path: string[]): string | u
     case 'int':
     case 'long':
       return Object.is(value, -0) ? `is -0, which an Avro ${parts.typeName} gives back as 0` : undefined;
+    case 'string':
+      return typeof value === 'string' && !isWellFormed(value) ? LONE_SURROGATE : undefined;
     case 'map': {
+      // Missing: avsc takes the field's default (it accepted the record).
+      if (value === undefined) return undefined;
       const proto = value === null || typeof value !== 'object' ? undefined : Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) {
         return `is ${value instanceof Map ? 'a Map' : 'not a plain object'}; avsc encodes a map from an object's own properties (it would come back as {}): give a plain object`;
       }
       for (const key of Object.keys(value as object)) {
         path.push(key);
+        if (!isWellFormed(key)) return `is a map key that ${LONE_SURROGATE}`;
         const found = fidelityProblem(parts.valuesType!, (value as Record<string, unknown>)[key], path);
         if (found) return found;
         path.pop();
@@ -197,6 +251,15 @@ function fidelityProblem(type: Type, value: unknown, path: string[]): string | u
     case 'record':
     case 'error': {
       if (value === null || typeof value !== 'object') return undefined;
+      // A plain object keeps every key in memory; Avro keeps the declared fields only. (Any other
+      // object is copied through avsc in both tiers.)
+      if (Object.getPrototypeOf(value) === Object.prototype) {
+        const undeclared = Object.keys(value).find((key) => !parts.fields!.some((field) => field.name === key));
+        if (undeclared !== undefined) {
+          path.push(undeclared);
+          return 'is a field the schema does not declare, which Avro does not carry (it would be dropped on disk); leave it out, or declare it';
+        }
+      }
       for (const field of parts.fields!) {
         path.push(field.name);
         const found = fidelityProblem(field.type, (value as Record<string, unknown>)[field.name], path);
@@ -284,6 +347,15 @@ function schemaCodec(type: Type): RecordCodec {
       }
     },
     decode: (buf, pos) => type.decode(buf, pos),
+    copy(record) {
+      if (typeof record !== 'object' || record === null) return record;
+      try {
+        return type.fromBuffer(type.toBuffer(record));
+      } catch {
+        // User code (a getter) that threw now though it did not during validation: kept as written.
+        return record;
+      }
+    },
   };
 }
 
@@ -394,6 +466,36 @@ class ValueWriter {
   }
 }
 
+/** V8's serialization tag of a string held one byte per character (Latin-1): '"'. */
+const ONE_BYTE_STRING_TAG = 0x22;
+
+/**
+ * The UTF-8 bytes of a long string. UTF-8 encoding cost a 64 MiB string four times its
+ * v8.serialize, and most long strings are ASCII, whose UTF-8 is their Latin-1: V8 serializes a
+ * string it holds one byte per character as a tag, its length, then those bytes (a copy, and
+ * the one way JavaScript can tell how V8 holds a string), so when the tag says so and the bytes
+ * are ASCII, they are the UTF-8. Anything else (or another serialization format) is encoded.
+ */
+function utf8Of(text: string): Buffer {
+  const serialized = v8.serialize(text);
+  if (serialized[V8_HEADER.length] === ONE_BYTE_STRING_TAG && serialized.length - text.length > V8_HEADER.length) {
+    const bytes = serialized.subarray(serialized.length - text.length);
+    if (isAscii(bytes)) return bytes;
+  }
+  return Buffer.from(text, 'utf8');
+}
+
+/**
+ * Serializes `record` with a serializer of its own (nothing it wrote before to refer to), with
+ * the version header or without it.
+ */
+function serializeAlone(record: unknown, header: boolean): Buffer {
+  const serializer = new ValueSerializer();
+  if (header) serializer.writeHeader();
+  serializer.writeValue(record);
+  return serializer.releaseBuffer();
+}
+
 function readAlone(buf: Buffer, at: number, length: number): unknown {
   const deserializer = new ValueDeserializer(buf.subarray(at, at + length));
   deserializer.readHeader();
@@ -450,8 +552,9 @@ function envelopeCodec(): RecordCodec {
   const writer = new ValueWriter();
   const reader = new ValueReader();
   // encode() answers a short buffer with the bytes missing, and is called again once there is
-  // room: the record is serialized once.
+  // room: the record is serialized (or made JSON) once.
   let pendingRecord: unknown;
+  let pendingText: string | undefined;
   let pendingBytes: Buffer | undefined;
   const validateAndSize = (record: unknown): number => {
     checkTopLevel(record);
@@ -468,6 +571,8 @@ function envelopeCodec(): RecordCodec {
     // Without a schema, the size walk is what finds values structuredClone would not give back;
     // plain data passes a quicker walk that only checks, for the records handed straight over.
     validate(record) {
+      // Any string is valid: sizing it (its UTF-8 length) cost a 64 MiB string a scan.
+      if (typeof record === 'string') return;
       if (typeof record === 'object' && record !== null) {
         let plain = false;
         try {
@@ -483,40 +588,46 @@ function envelopeCodec(): RecordCodec {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
       if (Buffer.isBuffer(record) || (typeof record === 'string' && (record as string & { isWellFormed(): boolean }).isWellFormed()))
         return type.encode(record, buf, pos);
-      // JSON is exact for plain data, and several times cheaper than a V8 serialization per
-      // record (each releaseBuffer() is a new external buffer for the garbage collector).
-      if (typeof record !== 'string' && isJsonExact(record)) {
-        let text: string;
-        try {
-          text = JSON.stringify(record);
-        } catch (err) {
-          throw encodeFailure(record, err);
+      let text = pendingText;
+      let bytes = pendingBytes;
+      if (pendingRecord !== record) {
+        text = bytes = undefined;
+        const flat = isLargeFlatArray(record);
+        // JSON is exact for plain data, and several times cheaper than a V8 serialization per
+        // record (each releaseBuffer() is a new external buffer for the garbage collector).
+        if (!flat && typeof record !== 'string' && isJsonExact(record)) {
+          try {
+            text = JSON.stringify(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
+        } else {
+          try {
+            bytes = flat ? serializeAlone(record, false) : writer.serialize(record);
+          } catch (err) {
+            throw encodeFailure(record, err);
+          }
         }
-        if (pos + 2 > buf.length) return buf.length - (pos + 2 + text.length * 3 + LENGTH_MAX_BYTES);
-        buf[pos] = VALUE_BRANCH;
+      }
+      // A short buffer: keep what was made for the call that follows, once there is room.
+      const length = text !== undefined ? Buffer.byteLength(text) : V8_HEADER.length + bytes!.length;
+      const end = pos + 2 + LENGTH_MAX_BYTES + length;
+      if (end > buf.length) {
+        pendingRecord = record;
+        pendingText = text;
+        pendingBytes = bytes;
+        return buf.length - end;
+      }
+      pendingRecord = pendingText = pendingBytes = undefined;
+      buf[pos] = VALUE_BRANCH;
+      if (text !== undefined) {
         buf[pos + 1] = DATA_JSON;
         return STRING_TYPE.encode(text, buf, pos + 2);
       }
-      let bytes = pendingBytes;
-      if (bytes === undefined || pendingRecord !== record) {
-        try {
-          bytes = writer.serialize(record);
-        } catch (err) {
-          throw encodeFailure(record, err);
-        }
-      }
-      const length = V8_HEADER.length + bytes.length;
-      if (pos + 2 + LENGTH_MAX_BYTES + length > buf.length) {
-        pendingRecord = record;
-        pendingBytes = bytes;
-        return buf.length - (pos + 2 + LENGTH_MAX_BYTES + length);
-      }
-      pendingRecord = pendingBytes = undefined;
-      buf[pos] = VALUE_BRANCH;
       buf[pos + 1] = DATA_V8;
       const at = LONG_TYPE.encode(length, buf, pos + 2);
       V8_HEADER.copy(buf, at);
-      bytes.copy(buf, at + V8_HEADER.length);
+      bytes!.copy(buf, at + V8_HEADER.length);
       return at + length;
     },
     endBlock() {
@@ -537,12 +648,45 @@ function envelopeCodec(): RecordCodec {
       if (view !== undefined) return view;
       return type.decode(buf, pos);
     },
-    largeBytes(record) {
-      return Buffer.isBuffer(record) && record.length >= BY_REFERENCE_BYTES ? record : undefined;
+    copy(record) {
+      if (typeof record !== 'object' || record === null) return record;
+      if (ArrayBuffer.isView(record)) return copyView(record);
+      try {
+        const bytes = serializeAlone(record, true);
+        return readAlone(bytes, 0, bytes.length);
+      } catch {
+        // User code (a getter) that threw now though it did not during validation: kept as written.
+        return record;
+      }
     },
-    encodeBytesHead(length, buf, pos) {
-      buf[pos] = 0; // the union branch: 'bytes'
-      return LONG_TYPE.encode(length, buf, pos + 1);
+    largeRecord(record) {
+      if (Buffer.isBuffer(record)) return record.length >= BY_REFERENCE_BYTES ? { kind: 'buffer', bytes: record } : undefined;
+      if (typeof record === 'string') {
+        if (record.length < BY_REFERENCE_BYTES || !isWellFormed(record)) return undefined;
+        return { kind: 'string', bytes: utf8Of(record) };
+      }
+      if (!isLargeFlatArray(record)) return undefined;
+      let bytes: Buffer;
+      try {
+        bytes = serializeAlone(record, true);
+      } catch (err) {
+        throw encodeFailure(record, err);
+      }
+      return { kind: 'value', bytes };
+    },
+    encodeLargeHead(large, buf, pos) {
+      if (large.kind === 'value') {
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_V8;
+        return LONG_TYPE.encode(large.bytes.length, buf, pos + 2);
+      }
+      buf[pos] = large.kind === 'buffer' ? BYTES_BRANCH : STRING_BRANCH;
+      return LONG_TYPE.encode(large.bytes.length, buf, pos + 1);
+    },
+    largeValue(large) {
+      if (large.kind === 'buffer') return large.bytes;
+      if (large.kind === 'string') return large.bytes.toString('utf8');
+      return readAlone(large.bytes, 0, large.bytes.length);
     },
   };
 }

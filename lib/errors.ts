@@ -12,6 +12,9 @@ import path from 'node:path';
  * - `ERR_HOPPER_KAFKA_SEND`: the Kafka sink met an error that retrying cannot fix (a record larger
  *   than the broker accepts, authorization, an unknown topic); `.records` holds the records it had
  *   taken and the brokers had not acknowledged, `.cause` the client's error.
+ * - `ERR_HOPPER_PRODUCER_FAILED`: the hopper's writable was destroyed before `end()` (its source
+ *   failed in a `pipeline`, `destroy(err)`, an aborted request): the readable fails with it after
+ *   every record accepted before that; `.cause` is the producer's error, if it had one.
  * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
  */
 export type HopperErrorCode =
@@ -22,6 +25,7 @@ export type HopperErrorCode =
   | 'ERR_HOPPER_CORRUPT_SEGMENT'
   | 'ERR_HOPPER_IO'
   | 'ERR_HOPPER_KAFKA_SEND'
+  | 'ERR_HOPPER_PRODUCER_FAILED'
   | 'ERR_STREAM_WRITE_AFTER_END'
   | 'ERR_STREAM_DESTROYED';
 
@@ -130,6 +134,19 @@ export function writeAfterEndError(): HopperError {
 
 export function destroyedError(): HopperError {
   return new HopperError('ERR_STREAM_DESTROYED', 'the hopper was destroyed');
+}
+
+/**
+ * The input was cut short: the hopper's writable was destroyed before `end()`, with `cause` (its
+ * producer's error) or without an error. Reported by the readable after the records accepted before.
+ */
+export function producerFailedError(cause: Error | undefined): HopperError {
+  const how = cause === undefined ? 'without an error' : `with: ${cause.message}`;
+  return new HopperError(
+    'ERR_HOPPER_PRODUCER_FAILED',
+    `the input was cut short: hopper.writable was destroyed before end() (${how}); every record accepted before that was delivered`,
+    { cause },
+  );
 }
 
 export function ioError(operation: string, file: string, cause: unknown): HopperError {

@@ -6,7 +6,8 @@ import type { Type } from 'avsc';
 // numbers beyond small integers. This check is compiled from the schema, like avsc's, for the
 // common types only. It is sound, not complete: true only for values avsc's `isValid` accepts
 // and gives back as written (no -0 for an int or long, no float beyond the float range); false
-// means "ask avsc" and the fidelity check, which then decide (and name the field).
+// means "ask avsc" and the fidelity check, which then decide (and name the field). It is false
+// too for a string with a lone surrogate and for a plain object with an undeclared key.
 
 /** Enums with at most this many symbols are checked by comparisons, not a Set lookup. */
 const ENUM_INLINE_SYMBOLS = 8;
@@ -57,7 +58,9 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
       case 'double':
         return `typeof ${value} === 'number'`;
       case 'string':
-        return `typeof ${value} === 'string'`;
+        // A lone surrogate comes back as U+FFFD (Avro strings are UTF-8). isWellFormed() is a
+        // flag test for a one-byte string (no surrogates there), a scan only for a two-byte one.
+        return `(typeof ${value} === 'string' && ${value}.isWellFormed())`;
       case 'bytes':
         return `Buffer.isBuffer(${value})`;
       case 'enum': {
@@ -114,6 +117,14 @@ export function compileQuickCheck(root: Type): (value: unknown) => boolean {
             : `((${slot} = v[${JSON.stringify(field.name)}]) === undefined || ${check})`,
         );
       }
+      // A plain object with a key the schema does not declare would keep it in memory and lose it
+      // on disk: it is left to avsc and the fidelity check, which refuse it. (Other objects are
+      // copied through avsc in both tiers, so they come back alike.) for-in also sees what is
+      // enumerable on Object.prototype: such a record takes the slower path, which reads own keys.
+      const names = parts.fields!.map((field) => `case ${JSON.stringify(field.name)}:`).join(' ');
+      const declaredOnly =
+        constants.push(new Function(`return function (v) { for (const k in v) switch (k) { ${names} continue; default: return false; } return true; };`)()) - 1;
+      terms.push(`(Object.getPrototypeOf(v) !== Object.prototype || c[${declaredOnly}](v))`);
       const slots = parts.fields!.map((_, index) => `x${index}`);
       body = `${slots.length > 0 ? `let ${slots.join(', ')};` : ''} return ${terms.join(' && ')};`;
     }

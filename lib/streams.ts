@@ -66,9 +66,12 @@ function startFlowing(readable: { readableFlowing: boolean | null; destroyed: bo
  * `'data'` listeners, but hands what is pushed outside it, into an empty buffer, straight to them.
  * That took about a tenth off the per-record cost of draining a backlog. Otherwise (paused, or
  * nothing waiting, so that the next write is handed over) records are pushed at once.
+ * `inRead()` says whether the channel is inside the stream's `_read()`, and which.
  */
-function readFromChannel(readable: Readable, channel: Channel): () => void {
+function readFromChannel(readable: Readable, channel: Channel): { read: () => void; inRead: () => InRead } {
   let scheduled = false;
+  let inRead: InRead = 'no';
+  let reads = 0;
   const drain = (): void => {
     scheduled = false;
     if (readable.destroyed) return;
@@ -79,13 +82,21 @@ function readFromChannel(readable: Readable, channel: Channel): () => void {
       readable.destroy(err as Error);
     }
   };
-  return () => {
-    if (readable.readableFlowing !== true || channel.waiting === 0) {
-      channel.deliver();
-    } else if (!scheduled) {
-      scheduled = true;
-      process.nextTick(drain);
-    }
+  return {
+    read: () => {
+      if (readable.readableFlowing !== true || channel.waiting === 0) {
+        inRead = reads++ === 0 ? 'first' : 'later';
+        try {
+          channel.deliver();
+        } finally {
+          inRead = 'no';
+        }
+      } else if (!scheduled) {
+        scheduled = true;
+        process.nextTick(drain);
+      }
+    },
+    inRead: () => inRead,
   };
 }
 
@@ -129,23 +140,43 @@ function failAfterBuffered(readable: Readable, err: Error, destroy: (err: Error)
   };
 }
 
+/** Where the channel is delivering from: outside the stream's `_read()`, in its first, or in a later one. */
+type InRead = 'no' | 'first' | 'later';
+
 /**
- * Ends a readable as a PassThrough's end would: records it still holds get their own 'readable'
- * event before the one for the end. The channel reaches its end inside the read that pushed
- * them, where a push(null) would share their event.
+ * Ends a readable as a PassThrough's end would, which pushes its end at once, behind the records
+ * it holds, and outside a read emits 'readable' there and then. So the end is pushed at once (a
+ * paused readable then knows it has ended, and emits 'end' once emptied, paused or not: a pipe
+ * into a destination that needs drain pauses it no more often than a PassThrough), except where
+ * a 'readable' listener would then count its events differently:
+ * - a listener attached when the input ended got a PassThrough's event at its end besides the
+ *   one its records had: the end is pushed on a later tick, which gives the same two;
+ * - in a later read (a listener reading what an earlier event announced), a push inside the
+ *   read would add an event: the end goes on a later tick too.
+ * In the first read, records and end were waiting together, and a push inside the read shares
+ * the event already due for them (Node's onEofChunk), as a PassThrough's one event does.
  */
-function endReadable(readable: Readable): void {
-  if (bufferedRecords.call(readable) === 0) readable.push(null);
+function endReadable(readable: Readable, inRead: InRead, listenedAtEnd: boolean): void {
+  const listening = readable.listenerCount('readable') > 0;
+  if (bufferedRecords.call(readable) === 0 || !listening || (inRead === 'first' && !listenedAtEnd)) readable.push(null);
   else process.nextTick(() => readable.push(null));
 }
 
 /** The channel's reader for a Node readable (a pair's readable, or the Duplex): `fail` tears the hopper down. */
-function nodeReader(readable: Readable, core: HopperCore): ChannelReader {
+function nodeReader(readable: Readable, core: HopperCore, inRead: () => InRead): ChannelReader {
+  /** A 'readable' listener was attached when the input ended. */
+  let listenedAtEnd = false;
   return {
     push: (record) => readable.push(record),
-    end: () => endReadable(readable),
+    inputEnded: () => {
+      listenedAtEnd = readable.listenerCount('readable') > 0;
+    },
+    end: () => endReadable(readable, inRead(), listenedAtEnd),
     fail: (err) => failAfterBuffered(readable, err, (error) => core.teardown(error)),
     start: () => startFlowing(readable),
+    // Node emits 'data' inside push() exactly when the readable flows, holds nothing, and has a
+    // 'data' listener (Readable's addChunk); otherwise the record waits in its buffer.
+    holds: () => !(readable.readableFlowing === true && readable.readableLength === 0 && readable.listenerCount('data') > 0),
   };
 }
 
@@ -174,11 +205,13 @@ function nodeSide(readable: Readable, writable: Writable): StreamSide {
 
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
- * with `onFull: 'error'`) ends this writer like any failed Node write; any other error it is
- * destroyed with is handed to `onForeignError`. `onEnd` runs once the writer has ended.
+ * with `onFull: 'error'`) ends this writer like any failed Node write. The hopper's `own` writable
+ * destroyed otherwise before end() cuts the input short. `onEnd` runs once the writer has ended.
  */
-function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
+function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
+  /** Destroyed by the channel closing: no producer failed. */
+  let byChannel = false;
   const stream = new Writable({
     objectMode: true,
     write(record: unknown, _encoding: string, callback: Callback) {
@@ -190,12 +223,13 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void, on
       onEnd();
     },
     destroy(err: Error | null, callback: Callback) {
-      writer.abort();
-      if (err && err !== writer.lastError) onForeignError(err);
+      if (own && !byChannel && (err === null || err !== writer.lastError)) writer.fail(err ?? undefined);
+      else writer.abort();
       callback(err);
     },
   });
   writer.onChannelClose = () => {
+    byChannel = true;
     if (!stream.destroyed) stream.destroy();
   };
   return stream;
@@ -235,8 +269,8 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.core = core;
     const channel = core.channel;
     this.channel = channel;
-    // An error of the hopper's own writable that the channel did not cause (a failed source in a
-    // pipeline, destroy(err)) fails the whole hopper.
+    // The hopper's own writable destroyed before end() (a failed source in a pipeline,
+    // destroy(err)) ends the input; the readable fails after the records accepted before.
     const writable = core.ownWriter(writerStream);
     const readable: Readable = new Readable({
       objectMode: true,
@@ -246,8 +280,8 @@ export class HopperStreams<T = unknown> extends EventEmitter {
         callback(err);
       },
     });
-    const read = readFromChannel(readable, channel);
-    core.attach(nodeSide(readable, writable), nodeReader(readable, core));
+    const { read, inRead } = readFromChannel(readable, channel);
+    core.attach(nodeSide(readable, writable), nodeReader(readable, core, inRead));
     countWaiting(readable, this.channel);
     this.writable = writable as unknown as HopperWritable<T>;
     this.readable = readable as unknown as HopperReadable<T>;
@@ -383,8 +417,9 @@ class HopperDuplexStream extends Duplex {
     this.core = core;
     this.channel = core.channel;
     this.writer = core.duplexWriter(side);
-    this.readChannel = readFromChannel(this, this.channel);
-    core.attach(side, nodeReader(this, core));
+    const { read, inRead } = readFromChannel(this, this.channel);
+    this.readChannel = read;
+    core.attach(side, nodeReader(this, core, inRead));
     countWaiting(this, this.channel);
   }
 

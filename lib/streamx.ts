@@ -61,13 +61,65 @@ function endIfIdle(channel: Channel, readable: Readable): void {
   if (!readable.destroying) readable.read();
 }
 
-/** The channel's reader for a streamx readable (a pair's readable, or the Duplex). */
-function streamxReader(readable: Readable, core: HopperCore): ChannelReader {
-  return {
-    push: (record) => readable.push(record),
-    end: () => readable.push(null),
-    fail: (err) => core.teardown(err),
+/** streamx's own measure of a record (index.js defaultByteLength). */
+const defaultByteLength = (data: unknown): number => (ArrayBuffer.isView(data) ? data.byteLength : 1024);
+
+/**
+ * The channel's reader for a streamx readable (a pair's readable, or the Duplex). A failure
+ * waits until the records already pushed into the readable are taken: destroy() would discard
+ * them, though the channel counted them as delivered. streamx gives no notice of a record leaving
+ * its buffer except measuring it again (`byteLength`, called by ReadableState.shift() in
+ * index.js): a measure outside this reader's own push is a record taken.
+ */
+class StreamxReader implements ChannelReader {
+  // Set by attach(): the readable is built with this reader's byteLength, so after it.
+  private readable!: Readable;
+  private core!: HopperCore;
+  private pushing = false;
+  private failure: Error | undefined;
+  private checking = false;
+
+  constructor(private readonly measure: (data: unknown) => number) {}
+
+  /** Delivers `core`'s records to `readable`. */
+  attach(readable: Readable, core: HopperCore, writable: Writable): void {
+    this.readable = readable;
+    this.core = core;
+    core.attach(streamxSide(readable, writable), this);
+  }
+
+  /** The readable's `byteLength` option. */
+  readonly byteLength = (data: unknown): number => {
+    if (!this.pushing && this.failure !== undefined && !this.checking) {
+      this.checking = true;
+      process.nextTick(() => {
+        this.checking = false;
+        this.failIfTaken();
+      });
+    }
+    return this.measure(data);
   };
+
+  push(record: unknown): boolean {
+    this.pushing = true;
+    const more = this.readable.push(record);
+    this.pushing = false;
+    return more;
+  }
+
+  end(): void {
+    this.readable.push(null);
+  }
+
+  fail(err: Error): void {
+    this.failure = err;
+    this.failIfTaken();
+  }
+
+  private failIfTaken(): void {
+    const state = (this.readable as unknown as { _readableState: { buffered: number } })._readableState;
+    if (!this.readable.destroying && state.buffered === 0) this.core.teardown(this.failure);
+  }
 }
 
 /** A streamx readable (with the writable that feeds it: the Duplex itself, or a pair's writable) as the core sees it. */
@@ -95,8 +147,10 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
   };
 }
 
-function writerStream(channel: Channel, onForeignError: (err: Error) => void, onEnd: () => void): Writable {
+function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writable {
   const writer: ChannelWriter = channel.openWriter();
+  /** Destroyed by the channel closing: no producer failed. */
+  let byChannel = false;
   const stream = new Writable({
     // streamx hands writes to _write on the next tick; counting records rather than streamx's
     // default 1 KiB per object lets a burst of that many writes return true within one tick.
@@ -112,11 +166,12 @@ function writerStream(channel: Channel, onForeignError: (err: Error) => void, on
     },
     predestroy(this: Writable) {
       const err = getStreamError(this);
-      writer.abort();
-      if (!isPlainDestroy(err) && err !== writer.lastError) onForeignError(err!);
+      if (own && !byChannel && (err === null || err !== writer.lastError)) writer.fail(isPlainDestroy(err) ? undefined : err!);
+      else writer.abort();
     },
   });
   writer.onChannelClose = () => {
+    byChannel = true;
     if (!stream.destroying) stream.destroy();
   };
   return stream;
@@ -147,7 +202,9 @@ export class HopperStreams<T = unknown> extends EventEmitter {
     this.core = core;
     const channel = core.channel;
     const writable = core.ownWriter(writerStream);
+    const reader = new StreamxReader(defaultByteLength);
     const readable = new Readable({
+      byteLength: reader.byteLength,
       read(callback: Callback) {
         channel.deliver();
         callback(null);
@@ -156,7 +213,7 @@ export class HopperStreams<T = unknown> extends EventEmitter {
         core.release();
       },
     });
-    core.attach(streamxSide(readable, writable), streamxReader(readable, core));
+    reader.attach(readable, core, writable);
     this.writable = writable as HopperWritable<T>;
     this.readable = readable as HopperReadable<T>;
   }
@@ -219,13 +276,13 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   private readonly writer: ChannelWriter;
 
   constructor(options?: HopperOptions) {
-    super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: () => 1 });
+    const reader = new StreamxReader(() => 1);
+    super({ highWaterMark: WRITABLE_HIGH_WATER_MARK, byteLength: reader.byteLength });
     const core = new HopperCore(options, this);
-    const side = streamxSide(this, this);
     this.core = core;
     this.channel = core.channel;
-    this.writer = core.duplexWriter(side);
-    core.attach(side, streamxReader(this, core));
+    this.writer = core.duplexWriter(streamxSide(this, this));
+    reader.attach(this, core, this);
   }
 
   get path(): string {

@@ -7,6 +7,7 @@ interface Event {
 
 const hopper = createHopperStreams<Event>();
 hopper.on('spill', ({ recordsIn, memoryBytes }) => void (recordsIn + memoryBytes));
+hopper.on('caughtUp', ({ recordsIn, recordsOut }) => void (recordsIn + recordsOut));
 hopper.once('full', ({ reason }) => void reason.length);
 hopper.on('segment', (segment) => void (segment.action === 'sealed' ? segment.bytes : segment.file));
 const onDrop = (drop: DropEvent): void => void drop.count;

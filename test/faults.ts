@@ -3,6 +3,7 @@ import test from 'ava';
 import { HopperError, type DropEvent, type FaultEvent, type HopperOptions } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
 import { ManualClock } from './helpers/clock.js';
+import { within } from './helpers/wait.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
 import { collect, diskSettled, nextTurn, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
@@ -340,4 +341,24 @@ test('faults - a stale segment that cannot be checked at open (EACCES) is left u
     [],
   );
   third.destroy();
+});
+
+test('faults - a block write retried after ENOSPC writes large Buffers as they were accepted, though the producer reused them meanwhile', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Buffer>({ dataDir: dir.dataDir, maxMemoryBytes: 0 }, { fileSystem: faulty.fs });
+  faulty.fail('write', 'ENOSPC', Infinity);
+  const faulted = once(hopper, 'fault');
+  const buffers = [1, 2, 3].map((n) => Buffer.alloc(65_536, n));
+  for (const buffer of buffers) hopper.send(buffer);
+  await within(faulted, 'a failed block write');
+  for (const buffer of buffers) buffer.fill(0);
+  faulty.clear();
+  void hopper.close();
+  const out = await collect<Buffer>(hopper.readable);
+  t.deepEqual(
+    out,
+    [1, 2, 3].map((n) => Buffer.alloc(65_536, n)),
+  );
 });

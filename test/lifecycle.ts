@@ -8,6 +8,7 @@ import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
 import { spawnChild } from './helpers/children.js';
 import { collect, diskSettled, nextTurn, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
+import { within } from './helpers/wait.js';
 
 const childScript = fileURLToPath(new URL('helpers/child.ts', import.meta.url));
 const exitFaultChild = fileURLToPath(new URL('helpers/exit-fault-child.ts', import.meta.url));
@@ -387,4 +388,112 @@ test("exit hook - a 'fault' listener that throws at exit does not keep any chann
     [],
   );
   t.true(files.length >= 1 && files.every((file) => file.startsWith(`first${path.sep}`)), files.join(', '));
+});
+
+/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
+async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
+  const records: T[] = [];
+  try {
+    for await (const record of readable) records.push(record);
+  } catch (error) {
+    return { records, error };
+  }
+  return { records, error: undefined };
+}
+
+for (const [tier, maxMemoryBytes] of [
+  ['in memory', 1024 ** 2],
+  ['on disk', 1_000],
+] as const) {
+  for (const withError of [true, false]) {
+    test(`.writable.destroy(${withError ? 'err' : ''}) - ends the input: every record accepted is delivered ${tier}, then the readable fails with ERR_HOPPER_PRODUCER_FAILED`, async (t) => {
+      const dir = tempDataDir();
+      t.teardown(dir.remove);
+      const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes, maxSegmentBytes: 2_000 });
+      for (let i = 0; i < 300; i++) hopper.writable.write(point(i));
+      if (tier === 'on disk') t.true(hopper.stats().diskRecords > 0, 'the backlog is on disk');
+      else t.is(hopper.stats().memoryRecords, 300, 'the backlog is in memory');
+      const failure = new Error('producer gave up');
+      let writableErrors = 0;
+      hopper.writable.on('error', () => writableErrors++);
+      if (withError) hopper.writable.destroy(failure);
+      else hopper.writable.destroy();
+      await nextTurn();
+      t.true(fs.existsSync(hopper.path), 'the backlog is kept');
+      t.throws(() => hopper.send(point(300)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
+      const { records, error } = await readToFailure(hopper.readable);
+      t.deepEqual(
+        records.map((p) => p.seq),
+        Array.from({ length: 300 }, (_, i) => i),
+      );
+      t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'), String(error));
+      t.is((error as Error).cause, withError ? failure : undefined);
+      t.is(writableErrors, withError ? 1 : 0, "the writable's own error is its own");
+      await t.throwsAsync(hopper.close(), { is: error as Error });
+      t.deepEqual(dir.files(), []);
+    });
+  }
+}
+
+test('.writable.destroy(err) - with a sender still open, the readable fails only after the sender ends and its records too are delivered', async (t) => {
+  const hopper = createHopperStreams<string>({ maxMemoryBytes: 20 });
+  const sender = hopper.sender();
+  hopper.writable.write('a');
+  sender.write('b');
+  hopper.writable.on('error', () => {});
+  hopper.writable.destroy(new Error('gone'));
+  sender.write('c');
+  sender.end();
+  const { records, error } = await readToFailure(hopper.readable);
+  t.deepEqual(records, ['a', 'b', 'c']);
+  t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'));
+});
+
+test('.destroy(err) - the whole hopper still discards: destroying the hopper after its writable failed delivers nothing more', async (t) => {
+  const hopper = createHopperStreams<string>({ maxMemoryBytes: 20 });
+  for (let i = 0; i < 10; i++) hopper.writable.write(`record ${i}`);
+  hopper.writable.on('error', () => {});
+  hopper.writable.destroy(new Error('source failed'));
+  const failure = new Error('operator abort');
+  hopper.destroy(failure);
+  const { records, error } = await readToFailure(hopper.readable);
+  t.deepEqual(records, []);
+  t.is(error, failure);
+  t.false(fs.existsSync(hopper.path));
+});
+
+const closeChildScript = fileURLToPath(new URL('helpers/close-child.ts', import.meta.url));
+
+/** Runs helpers/close-child.ts to its exit: its exit code and stderr. */
+async function runCloseChild(t: Parameters<typeof spawnChild>[0], mode: 'read' | 'nobody', dataDir: string): Promise<{ code: number | null; stderr: string }> {
+  const child = spawnChild(t, process.execPath, ['--import', 'tsx/esm', closeChildScript, mode, dataDir, 'orders'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  const [code] = (await within(once(child, 'close'), 'the child exiting')) as [number | null];
+  return { code, stderr };
+}
+
+test('.close() - pending at exit with records held and nothing reading: one warning names the hopper, the records held and the readable', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { code, stderr } = await runCloseChild(t, 'nobody', dir.dataDir);
+  t.is(code, 13, 'an unsettled top-level await');
+  const warnings = stderr.split('\n').filter((line) => line.includes('HopperWarning'));
+  t.is(warnings.length, 1, stderr);
+  t.regex(warnings[0]!, /hopper "orders"/);
+  t.true(warnings[0]!.includes(path.join(dir.dataDir, 'orders')));
+  t.regex(warnings[0]!, /50 records held/);
+  t.regex(warnings[0]!, /nothing reading hopper\.readable/);
+  t.deepEqual(dir.files(), [], 'the exit hook removed the files');
+});
+
+test('.close() - read to the end: no warning at exit', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const { code, stderr } = await runCloseChild(t, 'read', dir.dataDir);
+  t.is(code, 0);
+  t.false(stderr.includes('HopperWarning'), stderr);
+  t.deepEqual(dir.files(), []);
 });

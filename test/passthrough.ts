@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Readable, Writable } from 'node:stream';
 import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
@@ -58,22 +58,57 @@ const readableScenarios: Array<[string, Step[]]> = [
   ['write, turn, write, turn, end()', [(w) => w.write(1), 'turn', (w) => w.write(2), 'turn', (w) => w.end()]],
 ];
 
-async function readableEvents(make: () => Pair, steps: Step[], reading: boolean): Promise<{ events: number; records: unknown[] }> {
+/** Runs `steps` with a 'readable' listener attached before them (or, `late`, after them), and counts its events. */
+async function readableEvents(make: () => Pair, steps: Step[], reading: boolean, late = false): Promise<{ events: number; records: unknown[] }> {
   const { writable, readable } = make();
   let events = 0;
   const records: unknown[] = [];
-  readable.on('readable', () => {
-    events++;
-    if (!reading) return;
-    for (let record = readable.read(); record !== null; record = readable.read()) records.push(record);
-  });
+  const listen = (): void => {
+    readable.on('readable', () => {
+      events++;
+      if (!reading) return;
+      for (let record = readable.read(); record !== null; record = readable.read()) records.push(record);
+    });
+  };
+  if (!late) listen();
   for (const step of steps) {
     if (step === 'turn') await nextTurn();
     else step(writable);
   }
+  if (late) listen();
   await settle();
   readable.destroy();
   return { events, records };
+}
+
+/**
+ * Writes `count` records (and ends), then pipes into a destination whose buffer is full, and
+ * lets it drain one write per turn: the 'pause', 'resume' and 'end' events, and what arrived.
+ */
+async function pipedIntoFullDestination(make: () => Pair, count: number, end: boolean): Promise<{ events: string[]; written: unknown[] }> {
+  const { writable, readable } = make();
+  const events: string[] = [];
+  for (const event of ['pause', 'resume', 'end']) readable.on(event, () => events.push(event));
+  const pending: Array<() => void> = [];
+  const written: unknown[] = [];
+  const destination = new Writable({
+    objectMode: true,
+    highWaterMark: 16,
+    write(record: unknown, _encoding, callback) {
+      written.push(record);
+      pending.push(callback);
+    },
+  });
+  for (let i = 0; i <= 16; i++) destination.write('earlier');
+  for (let i = 0; i < count; i++) writable.write(i);
+  if (end) writable.end();
+  readable.pipe(destination);
+  for (let turn = 0; turn < count + 40; turn++) {
+    await nextTurn();
+    for (const callback of pending.splice(0)) callback();
+  }
+  readable.destroy();
+  return { events, written };
 }
 
 for (const [name, make] of subjects) {
@@ -83,6 +118,30 @@ for (const [name, make] of subjects) {
         const expected = await readableEvents(passThrough, steps, reading);
         const actual = await readableEvents(make, steps, reading);
         t.deepEqual(actual, expected, `${scenario}, ${reading ? 'reading in the listener' : 'not reading'}`);
+      }
+    }
+  });
+
+  test(`${name} - a 'readable' listener attached after records (and the end) are waiting gets the events a PassThrough's gets`, async (t) => {
+    for (const count of [1, 2, 16, 17, 40]) {
+      for (const end of [false, true]) {
+        for (const reading of [false, true]) {
+          const steps: Step[] = Array.from({ length: count }, (_, i) => (w: Writable) => w.write(i));
+          if (end) steps.push((w) => w.end());
+          const expected = await readableEvents(passThrough, steps, reading, true);
+          const actual = await readableEvents(make, steps, reading, true);
+          t.deepEqual(actual, expected, `${count} records${end ? ' and end()' : ''}, ${reading ? 'reading in the listener' : 'not reading'}`);
+        }
+      }
+    }
+  });
+
+  test(`${name} - piped into a destination that already needs drain, pauses and ends as a PassThrough does`, async (t) => {
+    for (const count of [0, 1, 16, 17, 40]) {
+      for (const end of [false, true]) {
+        const expected = await pipedIntoFullDestination(passThrough, count, end);
+        const actual = await pipedIntoFullDestination(make, count, end);
+        t.deepEqual(actual, expected, `${count} records${end ? ' and end()' : ''}`);
       }
     }
   });

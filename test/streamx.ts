@@ -5,6 +5,7 @@ import test from 'ava';
 import { Readable, Writable, pipelinePromise } from 'streamx';
 import { createHopperStream, createHopperStreams } from '../lib/streamx.js';
 import { HopperError } from '../lib/index.js';
+import { decodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
 import { nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 function slowStreamxSink(out: unknown[]): Writable {
@@ -153,4 +154,78 @@ test('streamx .close() - resolves without a reader when nothing is left to deliv
     out.map((p) => p.seq),
     [1, 2],
   );
+});
+
+for (const [tier, maxMemoryBytes] of [
+  ['in memory', 1024 ** 2],
+  ['on disk', 1_000],
+] as const) {
+  test(`streamx createHopperStreams() - writable.destroy(err) ends the input: every record accepted is delivered ${tier}, then ERR_HOPPER_PRODUCER_FAILED`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes, maxSegmentBytes: 2_000 });
+    for (let i = 0; i < 300; i++) hopper.send(point(i));
+    if (tier === 'on disk') t.true(hopper.stats().diskRecords > 0, 'the backlog is on disk');
+    const failure = new Error('producer gave up');
+    hopper.writable.on('error', () => {});
+    hopper.writable.destroy(failure);
+    await nextTurn();
+    const records: Point[] = [];
+    let error: unknown;
+    try {
+      for await (const record of hopper.readable) records.push(record);
+    } catch (err) {
+      error = err;
+    }
+    t.deepEqual(
+      records.map((p) => p.seq),
+      Array.from({ length: 300 }, (_, i) => i),
+    );
+    t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'), String(error));
+    t.is((error as Error).cause, failure);
+    await t.throwsAsync(hopper.close(), { is: error as Error });
+    t.deepEqual(dir.files(), []);
+  });
+}
+
+test("streamx createHopperStreams() - onCorrupt 'error': records read intact before a corrupt block reach the consumer before the error", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 8_000, onCorrupt: 'error' });
+  const sealed: string[] = [];
+  hopper.on('segment', (event) => {
+    if (event.action === 'sealed') sealed.push(event.file);
+  });
+  // Blocks are written when the event loop turns: bursts of 60 make blocks of 60 records, more
+  // than the readable's buffer holds (16).
+  for (let i = 0; i < 600; i++) {
+    hopper.send(point(i));
+    if (i % 60 === 59) await nextTurn();
+  }
+  await nextTurn();
+  const bytes = fs.readFileSync(sealed[0]!);
+  let offset = decodeHeader(bytes)!.length;
+  const first = parseBlockHeader(bytes, offset, bytes.length - offset);
+  if (isProblem(first)) throw new Error(first.problem);
+  offset = first.end;
+  const second = parseBlockHeader(bytes, offset, bytes.length - offset);
+  if (isProblem(second)) throw new Error(second.problem);
+  const fd = fs.openSync(sealed[0]!, 'r+');
+  fs.writeSync(fd, Buffer.from([0xff]), 0, 1, second.dataStart + 3);
+  fs.closeSync(fd);
+
+  const seen: number[] = [];
+  let failure: unknown;
+  try {
+    for await (const record of hopper.readable) seen.push(record.seq);
+  } catch (err) {
+    failure = err;
+  }
+  t.true(HopperError.is(failure, 'ERR_HOPPER_CORRUPT_SEGMENT'), String(failure));
+  t.deepEqual(
+    seen,
+    Array.from({ length: 60 }, (_, i) => i),
+    'the first block, whole and in order',
+  );
+  t.is(hopper.stats().recordsOut, seen.length, 'every record counted as delivered was delivered');
 });

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import { createHopperStreams, HopperError } from '../lib/index.js';
 import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
@@ -172,7 +173,7 @@ test('.writable - an invalid record fails its write with ERR_HOPPER_INVALID_RECO
   );
 });
 
-test("events - 'spill' fires once per run of records going to disk", async (t) => {
+test("events - 'spill' fires once when records start going to disk", async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 100 });
@@ -182,6 +183,40 @@ test("events - 'spill' fires once per run of records going to disk", async (t) =
   t.deepEqual(spills, [10], 'ten 10-byte strings fill 100 bytes; the 11th starts the one run');
   t.is(hopper.stats().spilled, 10);
   t.is(hopper.stats().memoryBytes, 100);
+  hopper.destroy();
+});
+
+test("events - 'spill' fires once per spill, however often the reader frees memory meanwhile; 'caughtUp' when the disk backlog is empty again, and they alternate", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 100 });
+  const events: string[] = [];
+  hopper.on('spill', () => events.push('spill'));
+  hopper.on('caughtUp', (event) => {
+    events.push('caughtUp');
+    t.is(event.recordsOut, hopper.stats().recordsOut);
+  });
+  const readAll = async (): Promise<void> => {
+    hopper.readable.resume();
+    while (hopper.stats().recordsOut < hopper.stats().recordsIn) await nextTurn();
+    hopper.readable.pause();
+  };
+  // One burst: the reader takes a few records now and then, so memory frees room and the writes
+  // go back to memory and on to disk again, while the disk backlog never empties.
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 20; i++) hopper.send('0123456789');
+    t.true(hopper.stats().diskRecords > 0);
+    hopper.readable.read();
+  }
+  t.deepEqual(events, ['spill'], 'one burst, one spill');
+  t.true(hopper.stats().spilled > 20, 'records went to disk in several runs');
+  await readAll();
+  t.deepEqual(events, ['spill', 'caughtUp']);
+  // The paused readable takes some into its own buffer first, then memory fills, then the disk.
+  for (let i = 0; i < 60; i++) hopper.send('0123456789');
+  await readAll();
+  t.deepEqual(events, ['spill', 'caughtUp', 'spill', 'caughtUp']);
+  t.like(hopper.stats(), { spills: 2, caughtUps: 2, diskRecords: 0 });
   hopper.destroy();
 });
 
@@ -198,3 +233,46 @@ test('.send() - an invalid record throws at once and the channel keeps working',
   t.deepEqual(plain(await collect(hopper.readable)), [point(0), point(1)]);
   await closed;
 });
+
+/** Reads `readable` to its end or its error: the records it gave, and the error it failed with. */
+async function readToFailure<T>(readable: AsyncIterable<T>): Promise<{ records: T[]; error: unknown }> {
+  const records: T[] = [];
+  try {
+    for await (const record of readable) records.push(record);
+  } catch (error) {
+    return { records, error };
+  }
+  return { records, error: undefined };
+}
+
+for (const [tier, maxMemoryBytes] of [
+  ['in memory', 1024 ** 2],
+  ['on disk', 1_000],
+] as const) {
+  test(`.writable - pipeline() with a source that throws: every record accepted is delivered ${tier}, then ERR_HOPPER_PRODUCER_FAILED with the source's error as cause`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes, maxSegmentBytes: 2_000 });
+    const failure = new Error('bad line 501');
+    async function* source(): AsyncGenerator<Point> {
+      for (let i = 0; i < 500; i++) yield point(i);
+      throw failure;
+    }
+    await t.throwsAsync(pipeline(source(), hopper.writable), { is: failure });
+    t.true(hopper.writable.destroyed);
+    t.is(hopper.stats().recordsIn, 500);
+    if (tier === 'on disk') t.true(hopper.stats().diskRecords > 0, 'the backlog is on disk');
+    else t.is(hopper.stats().memoryRecords, 500, 'the backlog is in memory');
+    t.throws(() => hopper.send(point(500)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
+    const closing = hopper.close();
+    const { records, error } = await readToFailure(hopper.readable);
+    t.deepEqual(
+      plain(records),
+      Array.from({ length: 500 }, (_, i) => point(i)),
+    );
+    t.true(HopperError.is(error, 'ERR_HOPPER_PRODUCER_FAILED'));
+    t.is((error as Error).cause, failure);
+    await t.throwsAsync(closing, { is: error as Error });
+    t.deepEqual(dir.files(), [], 'the files are removed');
+  });
+}

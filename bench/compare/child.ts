@@ -18,6 +18,7 @@ import { MODES, type Mode } from './modes.js';
 const [checkout, modeName, recordsArg] = process.argv.slice(2);
 const mode: Mode | undefined = MODES[modeName ?? ''];
 if (checkout === undefined || mode === undefined || recordsArg === undefined) throw new Error('usage: child.ts CHECKOUT MODE RECORDS');
+if (mode.bytes !== undefined && (mode.schema || mode.through !== undefined)) throw new Error('a bytes mode is a schemaless burst');
 const records = Number(recordsArg);
 const lib = (await import(path.join(path.resolve(checkout), 'lib/index.ts'))) as typeof import('../../lib/index.js');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-compare-'));
@@ -27,8 +28,17 @@ const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 try {
   const options = { dataDir, name: 'compare', maxMemoryBytes: mode.maxMemoryBytes, ...(mode.schema ? { schema: eventSchema() } : {}) };
   let seen = 0;
-  const check = (record: { seq: number }): void => {
-    if (record.seq !== ++seen) throw new Error(`record ${seen} had seq ${record.seq}`);
+  const bytes = mode.bytes;
+  // A bytes mode's record is a Buffer whose first four bytes hold its seq.
+  const seqOf = (record: { seq: number } | Buffer): number => (Buffer.isBuffer(record) ? record.readUInt32LE(0) : record.seq);
+  const check = (record: { seq: number } | Buffer): void => {
+    if (seqOf(record) !== ++seen) throw new Error(`record ${seen} had seq ${seqOf(record)}`);
+  };
+  const makeRecord = (seq: number): { seq: number } | Buffer => {
+    if (bytes === undefined) return makeEvent(seq);
+    const buffer = Buffer.allocUnsafe(bytes).fill(seq & 0xff);
+    buffer.writeUInt32LE(seq, 0);
+    return buffer;
   };
   if (mode.through !== undefined) {
     const sink = new Writable({
@@ -50,12 +60,12 @@ try {
     if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
     console.log(JSON.stringify({ total: rate(ended - started), peakRssMiB: peakRssMiB() }));
   } else {
-    const hopper = lib.createHopperStreams<{ seq: number }>(options);
+    const hopper = lib.createHopperStreams<{ seq: number } | Buffer>(options);
     const turn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
     const started = performance.now();
     for (let seq = 1; seq <= records; seq++) {
-      if (mode.streams !== true) hopper.send(makeEvent(seq));
-      else if (!hopper.writable.write(makeEvent(seq))) await once(hopper.writable, 'drain');
+      if (mode.streams !== true) hopper.send(makeRecord(seq));
+      else if (!hopper.writable.write(makeRecord(seq))) await once(hopper.writable, 'drain');
       if (seq % 16_384 === 0) await turn();
     }
     hopper.writable.end();
@@ -67,7 +77,7 @@ try {
       const sink = new Writable({
         objectMode: true,
         highWaterMark: 16,
-        write(record: { seq: number }, _encoding, callback) {
+        write(record: { seq: number } | Buffer, _encoding, callback) {
           check(record);
           callback();
         },

@@ -10,7 +10,7 @@ export type Grid = Readonly<Record<string, readonly SettingValue[]>>;
 export type InfoValue = string | number | boolean | null;
 
 /** Units the report knows how to print. */
-export type Unit = 'records/s' | 'bytes/s' | 'bytes' | 'us' | 'count' | 's';
+export type Unit = 'records/s' | 'bytes/s' | 'bytes' | 'us' | 'count' | 's' | 'ratio';
 
 export interface Metric {
   key: string;

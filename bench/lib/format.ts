@@ -38,6 +38,8 @@ export function formatValue(value: number, unit: Unit): string {
       return `${sig(value)} s`;
     case 'count':
       return Math.round(value).toLocaleString('en-US');
+    case 'ratio':
+      return `${sig(value)}×`;
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Scenario } from './define-scenario.js';
 
-/** The scenarios of tracker issues 6 and 15, in issue order: one file each under bench/scenarios/. */
+/** The scenarios of tracker issues 6, 15 and 21, in issue order: one file each under bench/scenarios/. */
 const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   passthrough: () => import('../scenarios/passthrough.js'),
   'burst-drain': () => import('../scenarios/burst-drain.js'),
@@ -10,6 +10,7 @@ const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   concurrency: () => import('../scenarios/concurrency.js'),
   cli: () => import('../scenarios/cli.js'),
   'event-loop': () => import('../scenarios/event-loop.js'),
+  'large-record': () => import('../scenarios/large-record.js'),
 };
 
 export const SCENARIO_NAMES: readonly string[] = Object.keys(loaders);

@@ -1,8 +1,9 @@
-import { BYTES_HEAD_MAX_BYTES, type RecordCodec } from '../codec.js';
+import { BYTES_HEAD_MAX_BYTES, type LargeRecord, type RecordCodec } from '../codec.js';
 import { compress } from '../ocf.js';
+import { copyBuffer } from '../plain-data.js';
 
-// The block being filled: records encoded one after another into one buffer, large Buffers held
-// by reference between them. It knows nothing of files or caps: the log asks it to stage a
+// The block being filled: records encoded one after another into one buffer, large records (copies
+// of large Buffers, serializations of large flat arrays) held by reference between them. It knows nothing of files or caps: the log asks it to stage a
 // record, checks the caps, then keeps or drops it; the writer takes its parts to write them.
 
 export const BLOCK_TARGET_BYTES = 64 * 1024;
@@ -15,11 +16,11 @@ export const BLOCK_TARGET_BYTES = 64 * 1024;
  */
 const BY_REFERENCE_BLOCK_BYTES = 256 * 1024;
 
-/** A large Buffer held by reference: its head (union branch and length) is at [start, at) in the block; its bytes come after `at`. */
+/** A large record held by reference: its head (union branch and length) is at [start, at) in the block; its bytes come after `at`. */
 interface Ref {
   start: number;
   at: number;
-  bytes: Buffer;
+  large: LargeRecord;
 }
 
 export class BlockBuilder {
@@ -33,9 +34,10 @@ export class BlockBuilder {
   pos = 0;
   count = 0;
   /**
-   * Large Buffers in the block, held by reference instead of copied into it, in block order. They
-   * are written with the block's other bytes in one `writev`; until then the caller's Buffer is
-   * only read, never changed, so a retried write writes the same bytes.
+   * Large records in the block, held by reference instead of copied into it, in block order: a
+   * copy of the producer's Buffer made when it was kept (one copy, not two: the block's buffer does
+   * not grow for it), or the serialization the codec made of a large value. They are written with the block's other bytes in one `writev`; they are
+   * never changed, so a retried write writes the same bytes.
    */
   private refs: Ref[] = [];
   /** Bytes of the Buffers in `refs`. */
@@ -43,11 +45,11 @@ export class BlockBuilder {
   /** The record staged by {@link stage}: encoded at [stagedStart, stagedEnd), not kept yet. */
   private stagedStart = 0;
   private stagedEnd = 0;
-  private stagedLarge: Buffer | undefined;
+  private stagedLarge: LargeRecord | undefined;
   /** Bytes of the block's data if the staged record is kept. */
   stagedPending = 0;
 
-  /** `byReference`: large Buffers (the codec says which) are held by reference, not copied. */
+  /** `byReference`: large records (the codec says which) are held by reference, not copied into the block. */
   constructor(
     private readonly codec: RecordCodec,
     private readonly byReference: boolean,
@@ -61,14 +63,14 @@ export class BlockBuilder {
   /** Encodes `record` after the block's records, without keeping it yet; returns its size in the block. */
   stage(record: unknown): number {
     if (this.count === 0) this.start = this.pos = 0;
-    // A large Buffer is not copied: only its head goes into the block.
-    const large = this.byReference ? this.codec.largeBytes!(record) : undefined;
+    // A large record's bytes are not copied: only its head goes into the block.
+    const large = this.byReference ? this.codec.largeRecord!(record) : undefined;
     let start = this.pos;
     let end: number;
     if (large !== undefined) {
       if (this.buffer.length - start < BYTES_HEAD_MAX_BYTES) this.makeRoom(BYTES_HEAD_MAX_BYTES);
       start = this.pos;
-      end = this.codec.encodeBytesHead!(large.length, this.buffer, start);
+      end = this.codec.encodeLargeHead!(large, this.buffer, start);
     } else {
       end = this.codec.encode(record, this.buffer, start);
       while (end < 0) {
@@ -78,7 +80,7 @@ export class BlockBuilder {
         end = this.codec.encode(record, this.buffer, start);
       }
     }
-    const referenced = large === undefined ? 0 : large.length;
+    const referenced = large === undefined ? 0 : large.bytes.length;
     this.stagedStart = start;
     this.stagedEnd = end;
     this.stagedLarge = large;
@@ -92,8 +94,11 @@ export class BlockBuilder {
     this.pos = end;
     const large = this.stagedLarge;
     if (large !== undefined) {
-      this.refs.push({ start: this.stagedStart, at: end, bytes: large });
-      this.refBytes += large.length;
+      // A Buffer record's bytes are copied before the write is acknowledged: the producer may reuse
+      // its Buffer as soon as its callback fired (or send() returned), long before the block is
+      // written (and a write retried after a fault writes the bytes as they were accepted).
+      this.refs.push({ start: this.stagedStart, at: end, large: large.kind === 'buffer' ? { kind: 'buffer', bytes: copyBuffer(large.bytes) } : large });
+      this.refBytes += large.bytes.length;
       this.stagedLarge = undefined;
     }
     this.count++;
@@ -116,10 +121,10 @@ export class BlockBuilder {
     let value: unknown;
     const ref = this.refs[0];
     if (ref !== undefined && ref.start === this.start) {
-      // Held by reference: the Buffer that was appended (as the memory tier would give it back).
+      // Held by reference: the copy of the Buffer that was appended, or the value its bytes hold (as the memory tier would give it back).
       this.refs.shift();
-      this.refBytes -= ref.bytes.length;
-      value = ref.bytes;
+      this.refBytes -= ref.large.bytes.length;
+      value = this.codec.largeValue!(ref.large);
       this.start = ref.at;
     } else {
       // The block is written over once flushed: records decoded from it must be copies.
@@ -134,13 +139,13 @@ export class BlockBuilder {
     return value;
   }
 
-  /** The block's data, in order: compressed in one piece, or the block's bytes with the Buffers held by reference between them. */
+  /** The block's data, in order: compressed in one piece, or the block's bytes with the large records held by reference between them. */
   parts(compression: string): Buffer[] {
     if (this.refs.length === 0) return [compress(this.buffer.subarray(this.start, this.pos), compression)];
     const parts: Buffer[] = [];
     let pos = this.start;
     for (const ref of this.refs) {
-      parts.push(this.buffer.subarray(pos, ref.at), ref.bytes);
+      parts.push(this.buffer.subarray(pos, ref.at), ref.large.bytes);
       pos = ref.at;
     }
     if (pos < this.pos) parts.push(this.buffer.subarray(pos, this.pos));

@@ -146,7 +146,7 @@ export class SegmentLog {
     this.hooks = hooks;
     // Large Buffers can be written by reference when the codec says which, and blocks are not
     // compressed (deflate needs all the bytes in one place).
-    const byReference = options.codec === 'null' && codec.largeBytes !== undefined && codec.encodeBytesHead !== undefined;
+    const byReference = options.codec === 'null' && codec.largeRecord !== undefined && codec.encodeLargeHead !== undefined && codec.largeValue !== undefined;
     this.block = new BlockBuilder(codec, byReference);
     this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
     this.writeThrough = options.maxPendingDiskBytes === 0;
