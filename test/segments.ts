@@ -14,7 +14,7 @@ import { Corruption, DecoderBug } from '../lib/segments/results.js';
 import { RetryPolicy } from '../lib/segments/io.js';
 import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, diskSettled, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, diskSettled, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
   return collect(avsc.createFileDecoder(file));
@@ -708,4 +708,100 @@ test('decodeRecord - a schemaless record whose view class or view length was dam
   const badLength = Buffer.from(buf.subarray(0, end));
   badLength[at + 2] = 15;
   t.is(decodeRecord(codec, badLength, 0, false).offset, -1, '15 bytes are no whole Float64Array');
+});
+
+// Write-behind: the log's background writes, with the fault seam holding them in flight.
+
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+test('SegmentLog - write-behind: a fault that arrives while a write is in flight is retried; records appended meanwhile are kept, in order', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const clock = new ManualClock();
+  const faulty = new FaultyFileSystem(clock);
+  const faults: string[] = [];
+  let recovered = 0;
+  const log = schemalessLog(dir.dataDir, { onFault: (event) => faults.push(event.error.message), onRecovered: () => recovered++ }, faulty.fs, {
+    maxPendingDiskBytes: 4 * 1024 * 1024,
+  });
+  t.teardown(() => log.close());
+  const records = Array.from({ length: 3_000 }, (_, i) => `record ${i} ${'z'.repeat(i % 90)}`);
+  for (const record of records.slice(0, 1_000)) t.is(log.append(record), 'ok');
+  faulty.hold('write');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  // The disk fails while the write is under way: the write meets the fault when it completes.
+  faulty.fail('write', 'EIO', 1);
+  for (const record of records.slice(1_000, 2_000)) t.is(log.append(record), 'ok', 'accepted while the write is in flight');
+  t.true(log.tryFlush());
+  faulty.release('write');
+  await until(() => log.fault !== undefined, 'the write fault');
+  t.is(faults.length, 1);
+  t.regex(faults[0]!, /writing a block failed on .*EIO/);
+  t.is(log.append('refused'), 'fault', 'refused while writes fail');
+  // The retry writes what waits; nothing is written twice or lost.
+  t.is(clock.nextDelay, 5);
+  t.true(clock.runNext());
+  await log.idle();
+  t.is(log.fault, undefined);
+  t.is(log.pendingBytes, 0);
+  t.true(recovered >= 1);
+  for (const record of records.slice(2_000)) t.is(log.append(record), 'ok');
+  t.true(log.tryFlush());
+  await log.idle();
+  for (const record of records) t.is(log.next(), record);
+  t.is(log.records, 0);
+});
+
+test('SegmentLog - write-behind: close() while writes are in flight leaves no file, writes nothing after, and leaks no descriptor', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const before = openFds();
+  const log = schemalessLog(dir.dataDir, {}, faulty.fs, { maxPendingDiskBytes: 4 * 1024 * 1024, maxSegmentBytes: 200_000 });
+  for (let i = 0; i < 5_000; i++) t.is(log.append(`record ${i} ${'y'.repeat(100)}`), 'ok');
+  faulty.hold('write');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  t.true(log.segmentCount > 1);
+  t.true(log.pendingBytes > 0);
+  // Calls are counted when they run: the held one counts once released.
+  const writesBefore = faulty.calls.write + faulty.heldCount('write');
+  t.deepEqual(log.close(), []);
+  t.deepEqual(fs.readdirSync(dir.dataDir), [], 'every file is gone at close, the one being written to included');
+  faulty.release('write');
+  await log.idle();
+  t.is(faulty.calls.write, writesBefore, 'the write in flight was the last: nothing is written after close');
+  t.deepEqual(fs.readdirSync(dir.dataDir), []);
+  await until(() => openFds() === before, 'the descriptors closed');
+  t.is(openFds(), before);
+});
+
+test('SegmentLog - write-behind: a reader that caught up reads blocks still waiting for the disk from memory, and their segment goes without being written', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const segments: string[] = [];
+  const log = schemalessLog(dir.dataDir, { onSegment: (event) => segments.push(event.action) }, faulty.fs, {
+    maxPendingDiskBytes: 4 * 1024 * 1024,
+    maxSegmentBytes: 100_000,
+  });
+  t.teardown(() => log.close());
+  faulty.hold('write');
+  const records = Array.from({ length: 4_000 }, (_, i) => ({ i, text: `record ${i}` }));
+  for (const record of records) t.is(log.append(record), 'ok');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  t.true(log.segmentCount > 1);
+  // Nothing of it is readable from the files: the disk is stalled.
+  for (const record of records) t.deepEqual(log.next(), record);
+  t.is(log.records, 0);
+  faulty.release('write');
+  await log.idle();
+  t.is(log.pendingBytes, 0);
+  t.is(log.segmentCount, 0, 'every segment read through is gone');
+  t.deepEqual(fs.readdirSync(dir.dataDir), []);
+  t.true(faulty.calls.write <= 2, `${faulty.calls.write} writes: only the one in flight, nothing after`);
 });
