@@ -146,6 +146,8 @@ export interface ChannelParts {
   path: string;
   /** Closes the disk tier, then releases the channel directory; called once, at close. */
   release(): void;
+  /** Resolves once the disk tier has no file operation under way in the background. */
+  idle(): Promise<void>;
 }
 
 type WriteCallback = (err?: Error | null) => void;
@@ -274,6 +276,8 @@ export class Channel {
   private readonly emit: ChannelEmit;
   private readonly log: DiskTier;
   private readonly release: () => void;
+  /** Resolves once the disk tier has no file operation under way in the background. */
+  readonly idle: () => Promise<void>;
   /** The channel directory `<dataDir>/<name>`. */
   readonly path: string;
   private readonly queue = new PlacementQueue();
@@ -306,6 +310,7 @@ export class Channel {
     this.log = parts.disk;
     this.path = parts.path;
     this.release = parts.release;
+    this.idle = parts.idle;
   }
 
   /** A failed disk operation went through on retry: blocked writers and a waiting reader can go on. */

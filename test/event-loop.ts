@@ -101,7 +101,11 @@ test('.send() - on a slow disk (ext4 -o sync on a loop device on FUSE, 2 ms per 
     return;
   }
   const hopper = createHopperStreams<string>({ dataDir: disk.dir, maxMemoryBytes: 64 * 1024 });
-  t.teardown(() => hopper.destroy());
+  // Before the slow disk is unmounted: close() resolves once nothing runs on it in the background.
+  t.teardown(async () => {
+    hopper.destroy();
+    await hopper.close().catch(() => undefined);
+  });
   // A ticker counts turns of the event loop, and those taken while bytes waited for the disk.
   let turnsWhileWaiting = 0;
   let ticking = true;
@@ -129,4 +133,5 @@ test('.send() - on a slow disk (ext4 -o sync on a loop device on FUSE, 2 ms per 
     out.every((value, i) => value === record(i)),
     'every record once, in order',
   );
+  await hopper.close();
 });

@@ -7,7 +7,6 @@ import { BlockBuilder } from './block-builder.js';
 import {
   CLOSE_ATTEMPTS,
   RetryPolicy,
-  closeInBackground,
   closeQuietly,
   isSystemError,
   plainDirectory,
@@ -189,16 +188,12 @@ export class SegmentLog {
     return this.ledger.pendingBytes;
   }
 
-  /** Resolves once no background file operation is under way (tests; a close that waits). */
+  /** Resolves once no background file operation is under way (a close that waits; tests). */
   async idle(): Promise<void> {
     for (;;) {
-      const running = [this.writer.idle(), ...this.removals];
-      if (running.length === 1 && this.removals.size === 0) {
-        await running[0];
-        if (this.removals.size === 0) return;
-        continue;
-      }
-      await Promise.all(running);
+      await this.writer.idle();
+      if (this.removals.size === 0) return;
+      await Promise.all(this.removals);
     }
   }
 
@@ -582,9 +577,9 @@ export class SegmentLog {
       return;
     }
     if (segment.writeFd !== undefined) {
-      // Every block of it was read, so none waits for the disk: nothing writes to the descriptor.
-      if (this.writeThrough) closeQuietly(this.fs, segment.writeFd);
-      else void closeInBackground(this.fs, segment.writeFd);
+      // Nothing writes to the descriptor (the writer let go). Closed at once, as once per segment:
+      // a descriptor closed in the background could outlive the channel's close.
+      closeQuietly(this.fs, segment.writeFd);
       segment.writeFd = undefined;
       segment.sealed = true;
     }

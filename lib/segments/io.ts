@@ -21,14 +21,10 @@ export type SegmentFileSystem = Pick<
   | 'fstatSync'
   | 'lstatSync'
   | 'linkSync'
-  | 'open'
-  | 'close'
   | 'writev'
   | 'read'
   | 'unlink'
-  | 'fstat'
   | 'lstat'
-  | 'link'
 > & { readonly retryClock?: RetryClock | undefined };
 
 /** What the retry policy waits on: a one-shot timer and the time now, in milliseconds. */
@@ -102,24 +98,12 @@ export async function writeAllAsync(fs: SegmentFileSystem, fd: number, parts: Bu
 
 /** The asynchronous calls of the seam as promises (each runs on libuv's thread pool). */
 export const fsAsync = {
-  open: (fs: SegmentFileSystem, file: string, flags: number, mode?: number): Promise<number> =>
-    new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)))),
-  close: (fs: SegmentFileSystem, fd: number): Promise<void> => new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve()))),
-  fstat: (fs: SegmentFileSystem, fd: number): Promise<nodeFs.Stats> =>
-    new Promise((resolve, reject) => fs.fstat(fd, (err, stat) => (err ? reject(err) : resolve(stat)))),
   lstat: (fs: SegmentFileSystem, file: string): Promise<nodeFs.Stats> =>
     new Promise((resolve, reject) => fs.lstat(file, (err, stat) => (err ? reject(err) : resolve(stat)))),
-  link: (fs: SegmentFileSystem, from: string, to: string): Promise<void> =>
-    new Promise((resolve, reject) => fs.link(from, to, (err) => (err ? reject(err) : resolve()))),
   unlink: (fs: SegmentFileSystem, file: string): Promise<void> => new Promise((resolve, reject) => fs.unlink(file, (err) => (err ? reject(err) : resolve()))),
   read: (fs: SegmentFileSystem, fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> =>
     new Promise((resolve, reject) => fs.read(fd, buffer, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)))),
 };
-
-/** Closes `fd` on the thread pool; a close error leaves nothing to recover. */
-export function closeInBackground(fs: SegmentFileSystem, fd: number): Promise<void> {
-  return fsAsync.close(fs, fd).catch(() => {});
-}
 
 function remainder(parts: Buffer[], skip: number): Buffer[] {
   const rest: Buffer[] = [];

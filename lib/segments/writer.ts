@@ -6,7 +6,7 @@ import { SEGMENT_DRAFT } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import { CREATE_FLAGS, closeInBackground, closeQuietly, unlinkQuietly, writeAll, writeAllAsync, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { CREATE_FLAGS, closeQuietly, unlinkQuietly, writeAll, writeAllAsync, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
 // The segment writer: plans where each block goes (the active segment, or a new one past
@@ -234,10 +234,10 @@ export class SegmentWriter {
     this.events.written(true);
   }
 
-  /** After a write: a sealed segment with nothing waiting is closed for writing, and announced. */
+  /** After a write: a sealed segment with nothing waiting is closed for writing (once per segment, synchronously), and announced. */
   private settle(segment: Segment): void {
     if (!segment.sealed || segment.chunks.length > 0 || segment.writeFd === undefined || this.busy(segment)) return;
-    void closeInBackground(this.fs, segment.writeFd);
+    closeQuietly(this.fs, segment.writeFd);
     segment.writeFd = undefined;
     // A segment sealed because it was read through is removed, not announced as sealed.
     if (!segment.readThrough) this.events.sealed(segment);
@@ -246,7 +246,7 @@ export class SegmentWriter {
   /** The log closed while the task wrote to `segment`: its descriptor is the task's to close (see SegmentLog.close). */
   private closeIfIdle(segment: Segment): void {
     if (segment.writeFd !== undefined && !this.busy(segment)) {
-      void closeInBackground(this.fs, segment.writeFd);
+      closeQuietly(this.fs, segment.writeFd);
       segment.writeFd = undefined;
     }
   }

@@ -120,12 +120,6 @@ export class FaultyFileSystem {
       this.check('unlink');
       fs.unlinkSync(file);
     },
-    open: ((file: fs.PathLike, flags: fs.OpenMode, mode: fs.Mode | undefined, callback: (err: Error | null, fd: number) => void) => {
-      const creates = typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0;
-      const err = this.fault(creates ? 'create' : 'open');
-      if (err) process.nextTick(callback, err, -1);
-      else fs.open(file, flags, mode, callback);
-    }) as typeof fs.open,
     writev: ((fd: number, buffers: NodeJS.ArrayBufferView[], position: number, callback: (err: Error | null, n: number) => void) => {
       this.later('write', () => {
         const err = this.fault('write');
