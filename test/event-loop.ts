@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { createHopperStreams, type DiskBehindEvent } from '../lib/index.js';
@@ -17,7 +18,7 @@ import { within } from './helpers/wait.js';
 
 const syncIoChild = fileURLToPath(new URL('helpers/sync-io-child.ts', import.meta.url));
 
-test('.send() - a steady spill makes no synchronous file call (node --trace-sync-io): only opening and creating a segment do', async (t) => {
+test('.send() - a steady spill makes no synchronous file call (node --trace-sync-io), and a drain none per block', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const turns = 300; // 30,000 records of about 150 bytes: about 70 blocks
@@ -45,6 +46,17 @@ test('.send() - a steady spill makes no synchronous file call (node --trace-sync
   t.is(summary.segments, 1, 'one segment file: no segment was created in the steady phase');
   t.is(summary.syncWrites, 0);
   t.deepEqual(warnings, [], steady.slice(0, 3_000));
+  // The drain reads some 70 blocks ahead in the background: what is left synchronous is per
+  // segment (opening it and checking its header, closing and removing it), not per block.
+  const drainBegin = stderr.indexOf('DRAIN BEGIN');
+  const drainEnd = stderr.indexOf('DRAIN END');
+  t.true(drainBegin > end && drainEnd > drainBegin, stderr.slice(-2_000));
+  t.is((JSON.parse(stderr.slice(drainEnd + 'DRAIN END'.length).split('\n')[0]!) as { read: number }).read, summary.sent);
+  const drainWarnings = stderr
+    .slice(drainBegin, drainEnd)
+    .split('\n')
+    .filter((line) => line.includes('Detected use of sync API'));
+  t.true(drainWarnings.length <= 12, `${drainWarnings.length} synchronous calls while draining one segment: ${drainWarnings.join(' | ')}`);
   // The tracer does see what the channel does synchronously: opening it, before the steady phase.
   t.true(stderr.slice(0, begin).includes('Detected use of sync API'), 'the tracer reports synchronous calls at all');
 });
@@ -91,6 +103,35 @@ test('.send() - a disk that stalls: accepted at once while bytes wait; past maxP
     out.every((record, i) => record.equals(sent[i]!)),
     'in order, as they were when sent',
   );
+});
+
+// Serial: it counts the descriptors of the whole process, which concurrent tests would move.
+test.serial('.destroy() - during a read ahead in flight: no error, no descriptor left, no file left, nothing read after', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const before = fs.readdirSync('/proc/self/fd').length;
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const hopper = new HopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0 }, { fileSystem: faulty.fs });
+  for (let i = 0; i < 2_000; i++) hopper.send(`record ${i}`);
+  await diskSettled(hopper);
+  faulty.hold('read');
+  let errors = 0;
+  hopper.readable.on('error', () => errors++);
+  const seen: string[] = [];
+  hopper.readable.on('data', (record: string) => seen.push(record));
+  await faulty.whenHeld('read');
+  t.deepEqual(seen, [], 'the first block is still being read');
+  hopper.destroy();
+  t.deepEqual(dir.files(), [], 'the files are gone at once');
+  const readsBefore = faulty.calls.read + faulty.heldCount('read');
+  faulty.release('read');
+  await hopper.close();
+  await nextTurn();
+  t.is(faulty.calls.read, readsBefore, 'no read after destroy');
+  t.deepEqual(seen, [], 'nothing delivered after destroy');
+  t.is(errors, 0);
+  t.is(fs.readdirSync('/proc/self/fd').length, before, 'every descriptor closed');
+  t.deepEqual(dir.files(), []);
 });
 
 test('.send() - on a slow disk (ext4 -o sync on a loop device on FUSE, 2 ms per operation) writes are accepted while the disk works, and the event loop turns meanwhile', async (t) => {

@@ -192,6 +192,7 @@ export class SegmentLog {
   async idle(): Promise<void> {
     for (;;) {
       await this.writer.idle();
+      await this.reader.idle();
       if (this.removals.size === 0) return;
       await Promise.all(this.removals);
     }
@@ -300,6 +301,11 @@ export class SegmentLog {
     return true;
   }
 
+  /** A read ahead ended: a reader waiting for it is told. */
+  private readLanded = (): void => {
+    if (!this.closed) this.wakeReader();
+  };
+
   /** Segments read through while the writer used them go once it lets go of them. */
   private removeLetGo(): void {
     for (const segment of [...this.ledger.segments]) if (segment.readThrough && !this.writer.busy(segment)) this.removeSegment(segment);
@@ -405,7 +411,9 @@ export class SegmentLog {
     const end = segment.blockEnds[reader.block]!;
     // Still waiting for the disk (or being written): read from memory, as the writer holds it.
     if (end > Ledger.readable(segment)) reader.loadBlockFrom(Ledger.pendingBlock(segment, reader.blockStart, end));
-    else reader.loadBlock();
+    else if (this.writeThrough) reader.loadBlock();
+    // Read ahead on the thread pool: waited for only when the reader is faster than the disk.
+    else return reader.loadBlockAhead(this.readLanded);
     return 'loaded';
   }
 

@@ -2,7 +2,8 @@
 // `node --trace-sync-io`, which prints a warning with a stack for each synchronous file call made
 // after the first turn of the event loop. The child marks the steady phase on stderr: it begins
 // once the first segment exists and its bytes are on disk (opening the channel and creating a
-// segment file are synchronous by design), and ends before the channel is closed.
+// segment file are synchronous by design), and ends before the channel is closed. A drain phase
+// follows: the records read back, blocks read ahead in the background.
 import { createHopperStreams } from '../../lib/index.js';
 
 const [dataDir, turnsArg] = process.argv.slice(2);
@@ -30,4 +31,13 @@ for (let turn = 0; turn < turns; turn++) {
 while (hopper.stats().pendingDiskBytes > 0) await nextTurn();
 const { diskBytes, segments, syncWrites } = hopper.stats();
 process.stderr.write(`STEADY END ${JSON.stringify({ sent, diskBytes, segments, syncWrites })}\n`);
-hopper.destroy();
+// The drain: every record read back, through the read-ahead.
+process.stderr.write('DRAIN BEGIN\n');
+let read = 0;
+for await (const value of hopper.readable) {
+  if (value !== record(read)) throw new Error(`record ${read} came back as ${value}`);
+  if (++read < sent) continue;
+  // Before the break, which closes the channel (synchronously, by design).
+  process.stderr.write(`DRAIN END ${JSON.stringify({ read })}\n`);
+  break;
+}
