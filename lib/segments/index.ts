@@ -410,7 +410,8 @@ export class SegmentLog {
     }
     const end = segment.blockEnds[reader.block]!;
     // Still waiting for the disk (or being written): read from memory, as the writer holds it.
-    if (end > Ledger.readable(segment)) reader.loadBlockFrom(Ledger.pendingBlock(segment, reader.blockStart, end));
+    const pending = Ledger.pendingBlock(segment, reader.blockStart, end);
+    if (pending !== undefined) reader.loadBlockFrom(pending);
     else if (this.writeThrough) reader.loadBlock();
     // Read ahead on the thread pool: waited for only when the reader is faster than the disk.
     else return reader.loadBlockAhead(this.readLanded);

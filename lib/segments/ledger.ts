@@ -115,16 +115,23 @@ export class Ledger {
     segment.chunks = [];
   }
 
-  /** The bytes of the block at [start, end) of `segment`, waiting for the disk (the caller knows they are: see {@link readable}). */
-  static pendingBlock(segment: Segment, start: number, end: number): Buffer {
-    const chunk = segment.chunks.find((c) => c.position <= start && start < c.position + c.length)!;
+  /**
+   * The bytes of the block at [start, end) of `segment` while they wait for the disk (or are being
+   * written), from the writer's own buffers; undefined once they are on disk. Blocks may reach the
+   * disk out of order (the last resort writes those not in flight), so each block is asked alone.
+   */
+  static pendingBlock(segment: Segment, start: number, end: number): Buffer | undefined {
+    const chunk = Ledger.pendingChunk(segment, start, end);
+    if (chunk === undefined) return undefined;
     const bytes = chunk.parts.length === 1 ? chunk.parts[0]! : Buffer.concat(chunk.parts);
     return bytes.subarray(start - chunk.position, end - chunk.position);
   }
 
-  /** Bytes of `segment` that are on disk without a gap from its start: blocks ending there can be read. */
-  static readable(segment: Segment): number {
-    return !segment.created ? 0 : segment.chunks.length === 0 ? segment.size : segment.chunks[0]!.position;
+  /** The chunk holding the block at [start, end) of `segment` while it waits for the disk; undefined once it is on disk. */
+  static pendingChunk(segment: Segment, start: number, end: number): Chunk | undefined {
+    const { chunks } = segment;
+    if (chunks.length === 0 || chunks[0]!.position >= end) return undefined;
+    return chunks.find((c) => c.position <= start && start < c.position + c.length);
   }
 
   /** The file is gone: it no longer counts. */

@@ -317,11 +317,11 @@ export class SegmentReader {
     const segment = this.segment;
     if (this.ahead !== undefined || this.fd === undefined || segment === undefined) return;
     const start = this.offset;
-    const onDisk = Ledger.readable(segment);
     let end = start;
     for (let i = this.block; i < segment.blockEnds.length; i++) {
       const blockEnd = segment.blockEnds[i]!;
-      if (blockEnd > onDisk) break;
+      // Only blocks on disk: one still waiting is read from memory when its turn comes.
+      if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
       const large = blockEnd - end >= READ_ALONE_BYTES;
       // A large block is read alone, into a buffer of its size (large records become views of it).
       if (end > start && (large || blockEnd - start > READ_AHEAD_BYTES)) break;
