@@ -6,7 +6,9 @@ import nodeFs from 'node:fs';
 
 /**
  * The file operations the segment log uses: node:fs by default, a seam for fault injection.
- * No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ * Synchronous calls for what happens once per segment (creating, opening, closing it) and the last
+ * resort past maxPendingDiskBytes; asynchronous ones (libuv's thread pool) for block writes, reads
+ * ahead and removals. No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
  * The seam also carries the clock retries wait on (`retryClock`, the system clock when absent), so
  * that a test that injects a fault also drives its retries instead of sleeping through them.
  */
