@@ -119,7 +119,8 @@ export class SegmentReader {
     const fileSize = stat.size;
     let header: Buffer;
     try {
-      header = this.blocks.bytes(0, segment.header.length, segment.size);
+      // The header alone: blocks are read ahead in the background (or by loadBlock) after it.
+      header = this.blocks.bytes(0, segment.header.length, segment.header.length);
     } catch (err) {
       // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
       if (err instanceof Corruption || !isSystemError(err)) throw err;
