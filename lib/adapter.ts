@@ -145,7 +145,8 @@ export class HopperCore {
       const open = side.whenClosed(this.channel, (err) => {
         pendingCloses.delete(this);
         if (err) reject(err);
-        else resolve();
+        // Once no write or removal runs in the background any more: nothing touches the disk after.
+        else this.channel.idle().then(resolve, reject);
       });
       if (!open) return;
       pendingCloses.add(this);

@@ -1,5 +1,5 @@
 import type { RecordCodec } from './codec.js';
-import type { AppendResult, FaultEvent, LostRecords, SegmentEvent, WAIT } from './segments/index.js';
+import type { AppendResult, DiskBehindEvent, FaultEvent, LostRecords, SegmentEvent, WAIT } from './segments/index.js';
 
 // What the channel (channel.ts) is made of and talks to: its counters and events, the reader it
 // delivers to, the disk tier it pages to, and the writers that feed it. docs/design.md says who
@@ -34,6 +34,10 @@ export interface HopperStats {
    * larger record passes, and back once it has.
    */
   ioBufferBytes: number;
+  /** Bytes handed to the disk and not written yet (write-behind); see `maxPendingDiskBytes`. */
+  pendingDiskBytes: number;
+  /** Synchronous writes made because more than `maxPendingDiskBytes` waited for the disk. */
+  syncWrites: number;
   /** Segment files that exist now. */
   segments: number;
   /** Records accepted since the channel opened. */
@@ -88,6 +92,8 @@ export interface ChannelEvents {
   corrupt: [CorruptEvent];
   /** A file operation failed and is being retried; nothing accepted is lost meanwhile. */
   fault: [FaultEvent];
+  /** More than `maxPendingDiskBytes` waited for the disk, which was written synchronously; once per episode. */
+  diskBehind: [DiskBehindEvent];
 }
 
 export type ChannelEmit = <K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]) => void;
@@ -128,6 +134,10 @@ export interface DiskTier {
   readonly segmentCount: number;
   /** Bytes of memory held for I/O (see HopperStats.ioBufferBytes). */
   readonly bufferBytes: number;
+  /** Bytes handed to the disk and not written yet. */
+  readonly pendingBytes: number;
+  /** Synchronous writes made because the disk fell behind. */
+  readonly syncWrites: number;
   /** The error disk writes are failing with, while they are retried. */
   readonly fault: Error | undefined;
   /** Keeps a record, or says which cap (or fault) is in the way; nothing is kept unless 'ok'. */
@@ -151,6 +161,8 @@ export interface ChannelParts {
   path: string;
   /** Closes the disk tier, then releases the channel directory; called once, at close. */
   release(): void;
+  /** Resolves once the disk tier has no file operation under way in the background. */
+  idle(): Promise<void>;
 }
 
 export type WriteCallback = (err?: Error | null) => void;

@@ -62,6 +62,8 @@ export class Channel implements WriterChannel {
   private readonly release: () => void;
   /** The channel directory `<dataDir>/<name>`. */
   readonly path: string;
+  /** Resolves once the disk tier has no file operation under way in the background. */
+  readonly idle: () => Promise<void>;
   private readonly blocked = new HeldWrites();
   private readonly writers = new Set<ChannelWriter>();
   private reader: ChannelReader | undefined;
@@ -77,6 +79,7 @@ export class Channel implements WriterChannel {
     this.tiers = new Tiers(options, parts.codec, parts.disk, emit);
     this.path = parts.path;
     this.release = parts.release;
+    this.idle = parts.idle;
     this.emit = emit;
   }
 

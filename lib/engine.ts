@@ -46,6 +46,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
         onSegment: (event) => emit('segment', event),
         onFault: (event) => emit('fault', event),
         onRecovered: () => channel?.diskRecovered(),
+        onDiskBehind: (event) => emit('diskBehind', event),
       },
       fileSystem,
     );
@@ -67,7 +68,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
     // readable's destroy(), which Node turns into its 'error').
     for (const fault of leftovers) emit('fault', fault);
   };
-  channel = new Channel(options, { codec, disk: log, path: directory.path, release }, emit);
+  channel = new Channel(options, { codec, disk: log, path: directory.path, release, idle: () => log.idle() }, emit);
   const opened = channel;
   // Another process took the lock (this one stalled past the window): stop writing at once.
   directory.onLost((err) => opened.fail(err));

@@ -2,7 +2,7 @@
 export { createHopperStream, createHopperStreams, HopperStreams } from './streams.js';
 export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from './streams.js';
 export type { CorruptEvent, DropEvent, HopperStats } from './channel.js';
-export type { FaultEvent, SegmentEvent } from './segments/index.js';
+export type { DiskBehindEvent, FaultEvent, SegmentEvent } from './segments/index.js';
 export { HopperError } from './errors.js';
 export type { HopperErrorCode, HopperErrorDetails, HopperErrorOf } from './errors.js';
 export { ON_CORRUPT_POLICIES, ON_FULL_POLICIES, SEGMENT_CODECS } from './options.js';

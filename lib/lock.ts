@@ -12,6 +12,11 @@ import { isAlive, processStartTime, thisThread, threadStartTime, type ThreadIden
 const OWNER_FILE = 'owner.json';
 /** Where the segment log prepares a segment's header before linking it into place (see segments/writer.ts). */
 export const SEGMENT_DRAFT = 'segment.draft';
+/**
+ * The draft of a segment created synchronously while another is being created in the background
+ * (the segment log's last resort when the disk falls behind, see segments/writer.ts).
+ */
+export const SEGMENT_DRAFT_SYNC = 'segment.draft-sync';
 /** Lock, guard and draft directories take this many steps of guards on guards before giving up. */
 const MAX_GUARD_DEPTH = 3;
 /** A claim meets a lock being taken over or released this many times before it reports it as held. */
@@ -145,9 +150,9 @@ function isSymlink(file: string): boolean {
   }
 }
 
-/** Removes a lock directory this package made: its owner file and a segment draft, nothing else. */
+/** Removes a lock directory this package made: its owner file and segment drafts, nothing else. */
 function removeLockDir(dir: string): void {
-  for (const name of [OWNER_FILE, SEGMENT_DRAFT]) {
+  for (const name of [OWNER_FILE, SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC]) {
     try {
       fs.unlinkSync(path.join(dir, name));
     } catch {

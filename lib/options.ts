@@ -60,6 +60,16 @@ export interface HopperOptions {
    */
   maxDiskBytes?: number | undefined;
   /**
+   * Bytes that may wait for the disk. Blocks are written behind the producer's back, on libuv's
+   * thread pool, so a slow disk does not stall the event loop; past this bound (a disk slower than
+   * the producer for a while), the oldest waiting bytes are written synchronously, as the last
+   * resort: no write is refused or held for it, and memory stays bounded. Each such write is
+   * counted in `stats().syncWrites`, and each episode announced once with a `'diskBehind'` event.
+   * 0 writes every block synchronously.
+   * @default 4 MiB
+   */
+  maxPendingDiskBytes?: number | undefined;
+  /**
    * When memory is full and a disk cap is reached:
    * - `'block'` holds the write callback until the reader frees room (`send()` throws `ERR_HOPPER_FULL`);
    * - `'error'` fails the write (and `send()`) with `ERR_HOPPER_FULL` carrying the record;
@@ -106,6 +116,7 @@ export interface ResolvedOptions {
   maxSegmentBytes: number;
   maxSegments: number;
   maxDiskBytes: number;
+  maxPendingDiskBytes: number;
   onFull: OnFull;
   codec: SegmentCodec;
   onCorrupt: OnCorrupt;
@@ -121,6 +132,7 @@ export const DEFAULTS = {
   maxSegmentBytes: 64 * MiB,
   maxSegments: Infinity,
   maxDiskBytes: Infinity,
+  maxPendingDiskBytes: 4 * MiB,
   onFull: 'block',
   codec: 'null',
   onCorrupt: 'error',
@@ -135,6 +147,7 @@ const KNOWN = new Set([
   'maxSegmentBytes',
   'maxSegments',
   'maxDiskBytes',
+  'maxPendingDiskBytes',
   'onFull',
   'codec',
   'onCorrupt',
@@ -233,6 +246,7 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
     maxSegmentBytes: sizeOption(options, 'maxSegmentBytes', DEFAULTS.maxSegmentBytes, 1, false),
     maxSegments: sizeOption(options, 'maxSegments', DEFAULTS.maxSegments, 1, true),
     maxDiskBytes: sizeOption(options, 'maxDiskBytes', DEFAULTS.maxDiskBytes, 1, true),
+    maxPendingDiskBytes: sizeOption(options, 'maxPendingDiskBytes', DEFAULTS.maxPendingDiskBytes, 0, false),
     onFull: choiceOption(options, 'onFull', DEFAULTS.onFull, ON_FULL_POLICIES),
     codec: choiceOption(options, 'codec', DEFAULTS.codec, SEGMENT_CODECS),
     onCorrupt: choiceOption(options, 'onCorrupt', DEFAULTS.onCorrupt, ON_CORRUPT_POLICIES),

@@ -213,6 +213,8 @@ export class Tiers {
       diskRecords: this.disk.records,
       diskBytes: this.disk.bytes,
       ioBufferBytes: this.disk.bufferBytes,
+      pendingDiskBytes: this.disk.pendingBytes,
+      syncWrites: this.disk.syncWrites,
       segments: this.disk.segmentCount,
       recordsIn: this.recordsIn,
       recordsOut: this.recordsOut,

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, type SegmentEvent } from '../lib/index.js';
-import { tempDataDir } from './helpers/index.js';
+import { diskSettled, tempDataDir } from './helpers/index.js';
 
 // Sealed segments read by an Avro implementation that is not avsc: Apache Avro's Python library
 // (Debian's python3-avro, which .ci/run installs). Where it cannot be had, the test says so.
@@ -101,7 +101,7 @@ function sealedCopies(hopper: { on(event: 'segment', listener: (event: SegmentEv
 }
 
 for (const codec of ['null', 'deflate'] as const) {
-  test(`Avro interop - sealed segments (codec ${codec}) decode with Apache Avro's Python reader to the records written`, (t) => {
+  test(`Avro interop - sealed segments (codec ${codec}) decode with Apache Avro's Python reader to the records written`, async (t) => {
     if (notCheckable(t)) return;
     const dir = tempDataDir();
     t.teardown(dir.remove);
@@ -109,6 +109,7 @@ for (const codec of ['null', 'deflate'] as const) {
     const files = sealedCopies(hopper, path.join(dir.dataDir, 'aside'));
     const written = Array.from({ length: 600 }, (_, i) => order(i));
     for (const record of written) hopper.send(record);
+    await diskSettled(hopper); // sealed once their blocks are on disk (written in the background)
     hopper.destroy();
     t.true(files.length >= 3);
     const decoded = readWithPython(files);
@@ -118,7 +119,7 @@ for (const codec of ['null', 'deflate'] as const) {
   });
 }
 
-test('Avro interop - schemaless segments decode with the Python reader: bytes, strings, JSON text and V8 bytes', (t) => {
+test('Avro interop - schemaless segments decode with the Python reader: bytes, strings, JSON text and V8 bytes', async (t) => {
   if (notCheckable(t)) return;
   const dir = tempDataDir();
   t.teardown(dir.remove);
@@ -128,6 +129,7 @@ test('Avro interop - schemaless segments decode with the Python reader: bytes, s
   hopper.send('héllo');
   hopper.send({ a: [1, null, 'x'] });
   hopper.send(new Map([['k', 1]]));
+  await diskSettled(hopper);
   hopper.destroy();
   const decoded = readWithPython(files) as unknown[];
   t.deepEqual(decoded.slice(0, 3), [{ $bytes: Buffer.from([1, 2, 3]).toString('base64') }, 'héllo', { data: '{"a":[1,null,"x"]}' }]);

@@ -8,7 +8,8 @@ import { SCENARIO_NAMES, loadScenario } from '../bench/lib/registry.js';
 // size, through the same driver and child processes, to check the code path and its output.
 
 /** Implementations that may be missing on a machine (a native module that does not load, a command that is not installed): reported, not failed. */
-const MAY_BE_UNAVAILABLE = new Set(['fileq', 'disk-queue', 'fs-capacitor', 'mbuffer']);
+/** Peers that may not install here, and the slow disk (root, FUSE and a loop device). */
+const MAY_BE_UNAVAILABLE = new Set(['fileq', 'disk-queue', 'fs-capacitor', 'mbuffer', 'slow']);
 
 let smoke: Promise<BenchResults> | undefined;
 const smokeRun = (): Promise<BenchResults> => (smoke ??= runBench({ smoke: true, reps: 1, parallel: 2 }));
@@ -25,7 +26,7 @@ test('bench - expandGrid() gives every combination, the last key varying fastest
 test('bench - every scenario of the issue is registered, with a baseline in its grid and its smoke grid', async (t) => {
   t.deepEqual(
     [...SCENARIO_NAMES],
-    ['passthrough', 'burst-drain', 'byte-mode', 'memory-flatness', 'latency', 'concurrency', 'cli', 'event-loop', 'large-record'],
+    ['passthrough', 'burst-drain', 'byte-mode', 'memory-flatness', 'latency', 'concurrency', 'cli', 'event-loop', 'large-record', 'slow-disk'],
   );
   for (const name of SCENARIO_NAMES) {
     const scenario = await loadScenario(name);
@@ -54,7 +55,7 @@ test('bench - a smoke run of every scenario reads every record back, in order, w
       const where = `${scenario.name} / ${point.label}`;
       const run = point.runs[0];
       t.truthy(run, `${where}: ran`);
-      if (run?.status === 'unavailable' && MAY_BE_UNAVAILABLE.has(String(point.settings.impl))) {
+      if (run?.status === 'unavailable' && MAY_BE_UNAVAILABLE.has(String(point.settings.impl ?? point.settings.disk))) {
         t.log(`${where}: not available here: ${run.reason}`);
         continue;
       }

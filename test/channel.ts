@@ -41,6 +41,8 @@ class ScriptedDisk implements DiskTier {
   }
 
   readonly bufferBytes = 0;
+  readonly pendingBytes = 0;
+  readonly syncWrites = 0;
 
   append(record: unknown): AppendResult {
     if (this.fault !== undefined) return 'fault';
@@ -268,9 +270,13 @@ function setup(onFull: 'block' | 'error' | 'drop-newest' | 'drop-oldest'): () =>
       failed: undefined,
       refused: new Set<string>(),
     } as unknown as Real;
-    const channel = new Channel(resolveOptions(options), { codec: createCodec(undefined), disk, path: '/scripted', release: () => {} }, (event, ...args) => {
-      if (event === 'drop' && (args[0] as { file?: string }).file === undefined) real.droppedNow = true;
-    });
+    const channel = new Channel(
+      resolveOptions(options),
+      { codec: createCodec(undefined), disk, path: '/scripted', release: () => {}, idle: () => Promise.resolve() },
+      (event, ...args) => {
+        if (event === 'drop' && (args[0] as { file?: string }).file === undefined) real.droppedNow = true;
+      },
+    );
     channel.attachReader({
       push(value) {
         real.out.push(value as string);

@@ -4,7 +4,7 @@ import test from 'ava';
 import avsc from 'avsc';
 import { createHopperStreams, type HopperError, type CorruptEvent, type HopperOptions, type SegmentEvent } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader, type BlockFrame } from '../lib/ocf.js';
-import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, diskSettled, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 // Segment files damaged while the channel runs: the reader must notice, from the framing and the
 // block index it kept while writing, and either fail or skip exactly what was lost.
@@ -90,12 +90,12 @@ async function spilled(dataDir: string, onCorrupt: HopperOptions['onCorrupt']) {
   const sealed: SegmentEvent[] = [];
   hopper.on('segment', (event) => event.action === 'sealed' && sealed.push(event));
   const total = 400;
-  // Blocks are written when the event loop turns: writing in small bursts makes several per segment.
+  // A block is handed to the writer when the event loop turns: small bursts make several per segment.
   for (let i = 0; i < total; i++) {
     hopper.send(point(i));
     if (i % 10 === 9) await nextTurn();
   }
-  await nextTurn();
+  await diskSettled(hopper);
   return { hopper, total, first: sealed[0]!, blocks: blocksOf(sealed[0]!.file).blocks };
 }
 
@@ -166,7 +166,7 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     const events: CorruptEvent[] = [];
     hopper.on('corrupt', (event) => events.push(event));
     for (let i = 0; i < 20; i++) hopper.send(i);
-    await nextTurn();
+    await diskSettled(hopper);
     const seen: number[] = [];
     hopper.readable.on('data', (record: number) => seen.push(record));
     const [err] = (await once(hopper.readable, 'error')) as [Error];

@@ -4,7 +4,7 @@ import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError } from '../lib/index.js';
-import { nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
+import { diskSettled, nextTurn, plain, point, pointSchema, sleep, tempDataDir, type Point } from './helpers/index.js';
 
 function slowSink(out: unknown[], every = 500): Writable {
   return new Writable({
@@ -94,7 +94,7 @@ test('createHopperStream() - stats(), send() and the hopper events are on the Du
   hopper.write('0123456789');
   hopper.send('abc');
   hopper.end('def');
-  await nextTurn();
+  await diskSettled(hopper);
   t.deepEqual(hopper.stats().recordsIn, 3);
   t.is(hopper.stats().spilled, 2);
   t.true(events.includes('spill') && events.includes('sealed'));

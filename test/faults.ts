@@ -5,7 +5,7 @@ import { HopperStreams } from '../lib/streams.js';
 import { ManualClock } from './helpers/clock.js';
 import { within } from './helpers/wait.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, diskSettled, nextTurn, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 // Faults injected through the segment log's file seam: no real disk has to fail. The log's
 // retries wait on a clock the test drives: no test sleeps through a retry.
@@ -29,12 +29,11 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     const { hopper, faulty, faults, clock } = faultyHopper(t, { onFull: 'error' });
     const sender = hopper.sender();
     for (let i = 0; i < 100; i++) hopper.send(point(i));
-    await nextTurn(); // the pending block is written when the event loop turns
+    await diskSettled(hopper); // the pending block is handed over when the event loop turns, and written behind
     faulty.fail('write', code, Infinity);
     // Accepted before the disk failed: the block holding these fails to write, and is kept for a retry.
     for (let i = 100; i < 110; i++) hopper.send(point(i));
-    await nextTurn();
-    t.true(faults.length >= 1);
+    await until(() => faults.length >= 1, 'the write fault');
     t.is(faults[0]!.operation, 'write');
     t.regex(faults[0]!.error.message, new RegExp(code));
     const refused: Point[] = [];
@@ -56,7 +55,8 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
     t.deepEqual((writeError as HopperError).record, point(120));
 
     faulty.clear();
-    t.true(clock.runNext(), 'a retry was armed'); // it goes through
+    t.true(clock.runNext(), 'a retry was armed'); // it goes through, in the background
+    await diskSettled(hopper);
     t.is(clock.pending, 0, 'no retry is armed once the write went through');
     for (let i = 121; i < 130; i++) sender.write(point(i));
     sender.end();
@@ -68,16 +68,16 @@ for (const code of ['ENOSPC', 'EIO'] as const) {
 }
 
 test("faults - with onFull 'block', writes that need the disk wait while it fails and go on once it recovers", async (t) => {
-  const { hopper, faulty, clock } = faultyHopper(t, { onFull: 'block' });
+  const { hopper, faulty, faults, clock } = faultyHopper(t, { onFull: 'block' });
   faulty.fail('write', 'ENOSPC', Infinity);
   const done: number[] = [];
   hopper.writable.write(point(0), (err) => (err ? t.fail(err.message) : done.push(0)));
-  await nextTurn(); // its block fails to write: the disk is now known to fail
+  await until(() => faults.length === 1, 'the write fault'); // its block fails to write: the disk is now known to fail
   for (let i = 1; i < 20; i++) hopper.writable.write(point(i), (err) => (err ? t.fail(err.message) : done.push(i)));
   // Retries that fail again: the writes stay held.
   for (let retry = 0; retry < 3; retry++) {
     t.true(clock.runNext());
-    await nextTurn();
+    await until(() => faulty.failures.write >= retry + 2 && clock.pending === 1, 'the retry failing again');
   }
   t.true(faulty.failures.write >= 4);
   t.deepEqual(done, [0], 'writes that need the disk are held while it fails');
@@ -95,25 +95,20 @@ test("faults - with onFull 'block', writes that need the disk wait while it fail
 test('faults - EMFILE when creating a segment is retried; nothing is lost', async (t) => {
   const { hopper, faulty, faults, clock } = faultyHopper(t);
   faulty.fail('create', 'EMFILE', 3);
-  let refusals = 0;
-  for (let i = 0; i < 200; i++) {
-    for (;;) {
-      try {
-        hopper.send(point(i));
-        break;
-      } catch (err) {
-        t.is((err as HopperError).code, 'ERR_HOPPER_IO');
-        refusals++;
-        t.true(clock.runNext(), 'a retry is armed while records are refused');
-      }
-    }
-  }
-  t.true(refusals > 0, 'records were handed back while segment creation failed');
+  // Accepted at once: the segment is created behind the producer's back, and that fails.
+  for (let i = 0; i < 100; i++) hopper.send(point(i));
+  await until(() => faults.length >= 1, 'the fault creating a segment');
+  // Known to fail now: a record that needs the disk is handed back.
+  const err = t.throws(() => hopper.send(point(100)), { instanceOf: HopperError });
+  t.is(err!.code, 'ERR_HOPPER_IO');
+  t.deepEqual(err!.record, point(100));
+  // Retried until the segment is created and everything waiting is on disk.
+  await clock.runUntil(diskSettled(hopper), 'the segment created once the shortage ended');
   hopper.writable.end();
   const out = await collect<Point>(hopper.readable);
   t.deepEqual(
     out.map((record) => record.seq),
-    Array.from({ length: 200 }, (_, i) => i),
+    Array.from({ length: 100 }, (_, i) => i),
   );
   t.is(faulty.failures.create, 3);
   t.true(faults.some((event) => event.operation === 'write' && /EMFILE/.test(event.error.message)));
@@ -134,7 +129,7 @@ test('faults - short writes are completed: the segment holds every byte', async 
 test('faults - EIO on reads is retried, and delivery goes on when reads work again', async (t) => {
   const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 300; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   faulty.fail('read', 'EIO', 3);
   hopper.writable.end();
   const out = await clock.runUntil(collect<Point>(hopper.readable), 'the delivery of every record');
@@ -149,7 +144,7 @@ test('faults - EIO on reads is retried, and delivery goes on when reads work aga
 test('faults - reads that keep failing end in ERR_HOPPER_IO on the readable, naming the file', async (t) => {
   const { hopper, faulty, faults, clock } = faultyHopper(t);
   for (let i = 0; i < 50; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   faulty.fail('read', 'EIO', Infinity);
   const errored = once(hopper.readable, 'error');
   hopper.readable.resume();
@@ -164,15 +159,18 @@ test('faults - reads that keep failing end in ERR_HOPPER_IO on the readable, nam
 
 test('faults - a failed delete of a read segment does not stop delivery; it still counts against the caps until removed', async (t) => {
   const { hopper, faulty, faults, dir, clock } = faultyHopper(t, { maxSegmentBytes: 1_000 });
+  const sealed: number[] = [];
+  hopper.on('segment', (event) => event.action === 'sealed' && sealed.push(event.records));
   for (let i = 0; i < 200; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   const segmentsBefore = hopper.stats().segments;
   t.true(segmentsBefore > 3);
   faulty.fail('unlink', 'EBUSY', Infinity);
   const iterator = hopper.readable[Symbol.asyncIterator]();
   const out: number[] = [];
-  // Read until past the first segment: its removal fails.
-  while (!faults.some((event) => event.operation === 'remove')) out.push(((await iterator.next()).value as Point).seq);
+  // Read past the first segment: its removal (in the background) fails.
+  while (out.length <= sealed[0]!) out.push(((await iterator.next()).value as Point).seq);
+  await until(() => faults.some((event) => event.operation === 'remove'), 'the failed removal');
   const stuck = faults.find((event) => event.operation === 'remove')!.file;
   t.is(hopper.stats().segments, segmentsBefore, 'the undeleted file still counts');
   t.true(dir.files().some((file) => stuck.endsWith(file)));
@@ -203,7 +201,7 @@ for (const [outageMs, label] of [
     const { hopper, faulty, faults, clock } = faultyHopper(t, { maxSegmentBytes: 2_000 });
     const total = 3_000;
     for (let i = 0; i < total; i++) hopper.send(point(i));
-    await nextTurn();
+    await diskSettled(hopper);
     t.true(hopper.stats().segments > 10);
     const iterator = hopper.readable[Symbol.asyncIterator]();
     const out: number[] = [];
@@ -242,7 +240,7 @@ for (const [outageMs, label] of [
 test("destroy() - a 'fault' listener that throws for a segment left at close: the lock is released first, and the exception is the readable's error", async (t) => {
   const { hopper, faulty, dir } = faultyHopper(t, { name: 'left' });
   for (let i = 0; i < 50; i++) hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(hopper);
   faulty.fail('unlink', 'EBUSY', Infinity);
   const thrown = new Error('a fault listener that throws');
   const seen: FaultEvent[] = [];
@@ -278,7 +276,7 @@ test("faults - with onFull 'drop-oldest', a segment that cannot be removed to ma
   // Fill the disk: sealed segments, nothing dropped yet.
   while (drops.length === 0) {
     hopper.send(point(sent++));
-    if (sent % 10 === 0) await nextTurn();
+    if (sent % 10 === 0) await diskSettled(hopper);
   }
   t.is(drops[0]!.policy, 'drop-oldest');
   faulty.fail('unlink', 'EBUSY', Infinity);
@@ -286,11 +284,11 @@ test("faults - with onFull 'drop-oldest', a segment that cannot be removed to ma
   // Until room is needed again, then 50 writes more that need room.
   while (drops.length === before && sent < 5_000) {
     hopper.send(point(sent++));
-    if (sent % 10 === 0) await nextTurn();
+    if (sent % 10 === 0) await diskSettled(hopper);
   }
   for (let i = 0; i < 50; i++) {
     hopper.send(point(sent++));
-    if (sent % 10 === 0) await nextTurn();
+    if (sent % 10 === 0) await diskSettled(hopper);
   }
   const removeFaults = faults.filter((event) => event.operation === 'remove');
   t.is(removeFaults.length, 1, 'announced once, not once per write');
@@ -303,7 +301,7 @@ test("faults - with onFull 'drop-oldest', a segment that cannot be removed to ma
   faulty.clear();
   while (!drops.slice(before).some((event) => event.file !== undefined)) {
     hopper.send(point(sent++));
-    if (sent % 10 === 0) await nextTurn();
+    if (sent % 10 === 0) await diskSettled(hopper);
   }
   t.pass('a segment is removed to make room again once removals work');
   hopper.destroy();
@@ -312,7 +310,7 @@ test("faults - with onFull 'drop-oldest', a segment that cannot be removed to ma
 test('faults - a stale segment that cannot be checked at open (EACCES) is left untouched and announced with a fault', async (t) => {
   const first = faultyHopper(t, { name: 'stale' });
   for (let i = 0; i < 50; i++) first.hopper.send(point(i));
-  await nextTurn();
+  await diskSettled(first.hopper);
   // A segment left by a run that ended: its removal at close fails.
   first.faulty.fail('unlink', 'EBUSY', Infinity);
   first.hopper.destroy();

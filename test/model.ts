@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { HopperError } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
 import { FaultyFileSystem, type FaultOperation } from './helpers/faulty-fs.js';
-import { point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { diskSettled, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 
 // Model-based test: random command sequences run against a hopper and against a plain array that
 // says what must come out. Budgets and segments are tiny, so tier switches, seals and deletes are
@@ -172,12 +172,13 @@ test('model regression - a hopper that delivered everything refuses send() with 
   t.throws(() => hopper.send(point(1)), { code: 'ERR_STREAM_WRITE_AFTER_END' } as never);
 });
 
-test('model regression - destroy() retries a segment removal that fails once', (t) => {
+test('model regression - destroy() retries a segment removal that fails once', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const faulty = new FaultyFileSystem();
   const hopper = new HopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 1 }, { fileSystem: faulty.fs });
   hopper.send(point(0));
+  await diskSettled(hopper); // the segment file exists
   faulty.fail('unlink', 'ENOSPC', 1);
   hopper.destroy();
   t.is(faulty.failures.unlink, 1);

@@ -98,6 +98,11 @@ test("onFull 'drop-oldest' - while the reader is inside a segment, an older-than
     maxSegments: 2,
     onFull: 'drop-oldest',
   });
+  // A dropped incoming record (no segment could go) was never accepted; a dropped segment's were.
+  let segmentDrops = 0;
+  hopper.on('drop', (event) => {
+    if (event.file !== undefined) segmentDrops += event.count;
+  });
   let i = 0;
   while (hopper.stats().segments < 2 || hopper.stats().dropped === 0) hopper.send(point(i++));
   const iterator = hopper.readable[Symbol.asyncIterator]();
@@ -113,8 +118,7 @@ test("onFull 'drop-oldest' - while the reader is inside a segment, an older-than
     rest.every((seq, k) => k === 0 || seq > rest[k - 1]!),
     'still in order',
   );
-  t.is(rest.length, hopper.stats().recordsIn - hopper.stats().dropped);
-  t.is(rest.at(-1), i - 1);
+  t.is(rest.length, hopper.stats().recordsIn - segmentDrops);
 });
 
 test('onFull drop policies - what comes out is, in order, what went in less what was counted as dropped (property)', async (t) => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, HopperError, type CorruptEvent, type SegmentEvent } from '../lib/index.js';
 import { processStartTime } from '../lib/proc.js';
-import { collect, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, diskSettled, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
 import { mountSlowFs } from './helpers/fuse.js';
 import { osThreadId, startWorker, workerMessage } from './helpers/threads.js';
 
@@ -317,7 +317,7 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     const sealed: SegmentEvent[] = [];
     hopper.on('segment', (event) => event.action === 'sealed' && sealed.push(event));
     for (let i = 0; i < 300; i++) hopper.send(point(i));
-    await nextTurn();
+    await diskSettled(hopper);
     const first = sealed[0]!;
     fs.unlinkSync(first.file);
     execFileSync('mkfifo', [first.file]);
@@ -350,7 +350,7 @@ test.serial('.destroy() - a channel directory swapped for a symlink while the ch
   t.teardown(dir.remove);
   const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, name: 'swapped', maxMemoryBytes: 0, maxSegmentBytes: 200 });
   for (let i = 0; i < 200; i++) hopper.send(`record ${i}`);
-  await nextTurn();
+  await diskSettled(hopper);
   const channelDir = path.join(dir.dataDir, 'swapped');
   const ours = fs.readdirSync(channelDir).filter((name) => name.endsWith('.avro'));
   t.true(ours.length > 3);

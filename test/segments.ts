@@ -7,14 +7,14 @@ import avsc from 'avsc';
 import { createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { createCodec } from '../lib/codec.js';
 import { decodeHeader, encodeBlockHeader, encodeHeader } from '../lib/ocf.js';
-import { LostRecords, SegmentLog, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
+import { LostRecords, SegmentLog, WAIT, segmentFileName, type SegmentFileSystem } from '../lib/segments/index.js';
 import { BlockBuilder } from '../lib/segments/block-builder.js';
 import { BlockReader, decodeRecord } from '../lib/segments/block-reader.js';
 import { Corruption, DecoderBug } from '../lib/segments/results.js';
 import { RetryPolicy } from '../lib/segments/io.js';
 import { ManualClock } from './helpers/clock.js';
 import { FaultyFileSystem } from './helpers/faulty-fs.js';
-import { collect, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { collect, diskSettled, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 function decodeFile(file: string): Promise<unknown[]> {
   return collect(avsc.createFileDecoder(file));
@@ -46,6 +46,7 @@ for (const codec of ['null', 'deflate'] as const) {
     const sealed = copySealedSegments(hopper, aside);
     const written = Array.from({ length: 3_000 }, (_, i) => point(i));
     for (const record of written) hopper.send(record);
+    await diskSettled(hopper);
     t.true(sealed.length >= 2, `${sealed.length} segments sealed`);
 
     let offset = 0;
@@ -71,13 +72,13 @@ test('segment files - schemaless records are stored in a union any Avro reader d
   const aside = path.join(dir.dataDir, 'aside');
   const sealed = copySealedSegments(hopper, aside);
   hopper.send(Buffer.from([0, 1, 2, 255]));
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   hopper.send('héllo');
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   hopper.send({ a: [1, 'two', null] });
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   hopper.send(new Map([[1, new Date(0)]]));
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   t.is(sealed.length, 4);
   const decoded = [];
   for (const event of sealed) decoded.push(...(await decodeFile(path.join(aside, path.basename(event.file)))));
@@ -95,7 +96,7 @@ test('segment files - live in <dataDir>/<name>/ with zero-padded increasing .avr
   const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, name: 'events', schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 2_000 });
   for (let i = 0; i < 500; i++) hopper.send(point(i));
   hopper.writable.end();
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   const files = dir.files();
   const segments = files.filter((file) => file.endsWith('.avro'));
   t.true(segments.length >= 3);
@@ -117,26 +118,37 @@ test('segment files - live in <dataDir>/<name>/ with zero-padded increasing .avr
   t.deepEqual(dir.files(), []);
 });
 
-test('segment files - the reader deletes each sealed segment as soon as it has read it through', async (t) => {
+test('segment files - the reader deletes each sealed segment once it has read it through', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 2_000 });
-  const events: string[] = [];
-  hopper.on('segment', (event) => events.push(`${event.action} ${path.basename(event.file)}`));
+  const events: SegmentEvent[] = [];
+  hopper.on('segment', (event) => events.push(event));
   for (let i = 0; i < 300; i++) hopper.send(point(i));
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper);
   const before = hopper.stats().segments;
+  t.true(before >= 3);
+  const first = path.join(hopper.path, segmentFileName(1));
+  const sealed = events.find((event) => event.action === 'sealed' && event.file === first);
+  t.not(sealed, undefined);
+  // Removal runs in the background once a segment is read through: when it is announced, the file
+  // is gone and no longer counts, while later segments are still there.
+  const removed = new Promise<{ segments: number; exists: boolean }>((resolve) => {
+    hopper.on('segment', (event) => {
+      if (event.action === 'removed' && event.file === first) resolve({ segments: hopper.stats().segments, exists: fs.existsSync(first) });
+    });
+  });
   const iterator = hopper.readable[Symbol.asyncIterator]();
-  let read = 0;
-  t.true(events.includes(`sealed ${segmentFileName(1)}`));
-  // Read records until the first segment has been read through: it must be gone right then.
-  while (!events.includes(`removed ${segmentFileName(1)}`)) {
-    await iterator.next();
-    read++;
-  }
-  t.is(hopper.stats().segments, before - 1);
-  t.false(fs.existsSync(path.join(hopper.path, segmentFileName(1))));
-  t.true(read < 300);
+  const read: Point[] = [];
+  while (read.length <= sealed!.records) read.push((await iterator.next()).value as Point);
+  const atRemoval = await removed;
+  t.is(atRemoval.segments, before - 1);
+  t.false(atRemoval.exists);
+  while (read.length < 300) read.push((await iterator.next()).value as Point);
+  t.deepEqual(
+    plain(read),
+    Array.from({ length: 300 }, (_, i) => point(i)),
+  );
   hopper.destroy();
 });
 
@@ -161,7 +173,7 @@ test('SegmentLog - one write per block, not per record; reads whole blocks back 
   const log = new SegmentLog(
     dir.dataDir,
     createCodec(pointSchema as never),
-    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit' },
+    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit', maxPendingDiskBytes: 0 },
     { onSegment: (event) => events.push(event), onFault: (event) => t.fail(event.error.message), onRecovered: () => {} },
     fileSystem,
   );
@@ -192,7 +204,7 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   const bySize = new SegmentLog(
     dir.dataDir,
     codec,
-    { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a' },
+    { maxSegmentBytes: 1_000, maxSegments: Infinity, maxDiskBytes: 3_000, codec: 'null', onCorrupt: 'error', channel: 'a', maxPendingDiskBytes: 0 },
     hooks,
   );
   let accepted = 0;
@@ -210,7 +222,7 @@ test('SegmentLog - maxDiskBytes and maxSegments refuse appends without writing a
   const byCount = new SegmentLog(
     sub,
     codec,
-    { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'b' },
+    { maxSegmentBytes: 1, maxSegments: 2, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'b', maxPendingDiskBytes: 0 },
     hooks,
   );
   t.is(byCount.append(point(0)), 'ok');
@@ -234,7 +246,16 @@ function schemalessLog(
   return new SegmentLog(
     dir,
     createCodec(undefined),
-    { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt: 'error', channel: 'unit', ...options },
+    {
+      maxSegmentBytes: 1024 ** 3,
+      maxSegments: Infinity,
+      maxDiskBytes: Infinity,
+      codec: 'null',
+      onCorrupt: 'error',
+      channel: 'unit',
+      maxPendingDiskBytes: 0,
+      ...options,
+    },
     { onSegment: () => {}, onFault: () => {}, onRecovered: () => {}, ...hooks },
     fileSystem,
   );
@@ -617,7 +638,7 @@ for (const onCorrupt of ['error', 'skip'] as const) {
     const log = new SegmentLog(
       dir.dataDir,
       buggy,
-      { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt, channel: 'unit' },
+      { maxSegmentBytes: 1024 ** 3, maxSegments: Infinity, maxDiskBytes: Infinity, codec: 'null', onCorrupt, channel: 'unit', maxPendingDiskBytes: 0 },
       { onSegment: () => {}, onFault: () => t.fail('no fault expected'), onRecovered: () => {} },
     );
     t.teardown(() => log.close());
@@ -688,4 +709,112 @@ test('decodeRecord - a schemaless record whose view class or view length was dam
   const badLength = Buffer.from(buf.subarray(0, end));
   badLength[at + 2] = 15;
   t.is(decodeRecord(codec, badLength, 0, false).offset, -1, '15 bytes are no whole Float64Array');
+});
+
+// Write-behind: the log's background writes, with the fault seam holding them in flight.
+
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** The next record of a log that reads ahead in the background: WAIT from next() means "being read". */
+async function nextRecord(log: SegmentLog): Promise<unknown> {
+  for (;;) {
+    const value = log.next();
+    if (value instanceof LostRecords) throw new Error('records were lost');
+    if (value !== WAIT) return value;
+    await log.idle();
+  }
+}
+
+test('SegmentLog - write-behind: a fault that arrives while a write is in flight is retried; records appended meanwhile are kept, in order', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const clock = new ManualClock();
+  const faulty = new FaultyFileSystem(clock);
+  const faults: string[] = [];
+  let recovered = 0;
+  const log = schemalessLog(dir.dataDir, { onFault: (event) => faults.push(event.error.message), onRecovered: () => recovered++ }, faulty.fs, {
+    maxPendingDiskBytes: 4 * 1024 * 1024,
+  });
+  t.teardown(() => log.close());
+  const records = Array.from({ length: 3_000 }, (_, i) => `record ${i} ${'z'.repeat(i % 90)}`);
+  for (const record of records.slice(0, 1_000)) t.is(log.append(record), 'ok');
+  faulty.hold('write');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  // The disk fails while the write is under way: the write meets the fault when it completes.
+  faulty.fail('write', 'EIO', 1);
+  for (const record of records.slice(1_000, 2_000)) t.is(log.append(record), 'ok', 'accepted while the write is in flight');
+  t.true(log.tryFlush());
+  faulty.release('write');
+  await until(() => log.fault !== undefined, 'the write fault');
+  t.is(faults.length, 1);
+  t.regex(faults[0]!, /writing a block failed on .*EIO/);
+  t.is(log.append('refused'), 'fault', 'refused while writes fail');
+  // The retry writes what waits; nothing is written twice or lost.
+  t.is(clock.nextDelay, 5);
+  t.true(clock.runNext());
+  await log.idle();
+  t.is(log.fault, undefined);
+  t.is(log.pendingBytes, 0);
+  // The log tells of the recovery on a tick of its own.
+  await until(() => recovered >= 1, 'the recovery reported');
+  for (const record of records.slice(2_000)) t.is(log.append(record), 'ok');
+  t.true(log.tryFlush());
+  await log.idle();
+  for (const record of records) t.is(await nextRecord(log), record);
+  t.is(log.records, 0);
+});
+
+// Serial: it counts the descriptors of the whole process, which concurrent tests would move.
+test.serial('SegmentLog - write-behind: close() while writes are in flight leaves no file, writes nothing after, and leaks no descriptor', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const before = openFds();
+  const log = schemalessLog(dir.dataDir, {}, faulty.fs, { maxPendingDiskBytes: 4 * 1024 * 1024, maxSegmentBytes: 200_000 });
+  for (let i = 0; i < 5_000; i++) t.is(log.append(`record ${i} ${'y'.repeat(100)}`), 'ok');
+  faulty.hold('write');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  t.true(log.segmentCount > 1);
+  t.true(log.pendingBytes > 0);
+  // Calls are counted when they run: the held one counts once released.
+  const writesBefore = faulty.calls.write + faulty.heldCount('write');
+  t.deepEqual(log.close(), []);
+  t.deepEqual(fs.readdirSync(dir.dataDir), [], 'every file is gone at close, the one being written to included');
+  faulty.release('write');
+  await log.idle();
+  t.is(faulty.calls.write, writesBefore, 'the write in flight was the last: nothing is written after close');
+  t.deepEqual(fs.readdirSync(dir.dataDir), []);
+  await until(() => openFds() === before, 'the descriptors closed');
+  t.is(openFds(), before);
+});
+
+test('SegmentLog - write-behind: a reader that caught up reads blocks still waiting for the disk from memory, and their segment goes without being written', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const segments: string[] = [];
+  const log = schemalessLog(dir.dataDir, { onSegment: (event) => segments.push(event.action) }, faulty.fs, {
+    maxPendingDiskBytes: 4 * 1024 * 1024,
+    maxSegmentBytes: 100_000,
+  });
+  t.teardown(() => log.close());
+  faulty.hold('write');
+  const records = Array.from({ length: 4_000 }, (_, i) => ({ i, text: `record ${i}` }));
+  for (const record of records) t.is(log.append(record), 'ok');
+  t.true(log.tryFlush());
+  await faulty.whenHeld('write');
+  t.true(log.segmentCount > 1);
+  // Nothing of it is readable from the files: the disk is stalled.
+  for (const record of records) t.deepEqual(log.next(), record);
+  t.is(log.records, 0);
+  faulty.release('write');
+  await log.idle();
+  t.is(log.pendingBytes, 0);
+  t.is(log.segmentCount, 0, 'every segment read through is gone');
+  t.deepEqual(fs.readdirSync(dir.dataDir), []);
+  t.true(faulty.calls.write <= 2, `${faulty.calls.write} writes: only the one in flight, nothing after`);
 });

@@ -10,7 +10,7 @@ import { createHopperStreams } from '../lib/index.js';
 import { stringifyRecord } from '../lib/cli/json-lines.js';
 import { decodeHeader, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
 import { formatReport, readSegment, segmentFiles, verifySegment, type SegmentReport } from '../lib/cli/verify.js';
-import { plain, point, tempDataDir } from './helpers/index.js';
+import { diskSettled, plain, point, tempDataDir } from './helpers/index.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/segments/${name}`, import.meta.url));
 const valid = fs.readFileSync(fixture('valid.avro'));
@@ -82,7 +82,7 @@ test('readSegment() - a schemaless segment gives back values of every kind as th
     new Uint16Array([7]),
   ];
   for (const value of values) hopper.send(value);
-  await new Promise((resolve) => setImmediate(resolve));
+  await diskSettled(hopper); // the segment is written in the background
   const [file] = dir.files().filter((name) => name.endsWith('.avro'));
   const { records, report } = read(path.join(dir.dataDir, file!));
   t.true(report.ok);

@@ -11,6 +11,7 @@ const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   cli: () => import('../scenarios/cli.js'),
   'event-loop': () => import('../scenarios/event-loop.js'),
   'large-record': () => import('../scenarios/large-record.js'),
+  'slow-disk': () => import('../scenarios/slow-disk.js'),
 };
 
 export const SCENARIO_NAMES: readonly string[] = Object.keys(loaders);

@@ -157,9 +157,13 @@ export class BlockBuilder {
     return parts;
   }
 
-  /** The block was written: start the next one. */
-  written(): void {
+  /**
+   * The block's parts were handed to the writer, which writes them in the background: start the
+   * next one in a buffer of its own, so that nothing appended later changes the bytes waiting.
+   */
+  handOff(): void {
     this.count = 0;
+    this.buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
     this.empty();
     this.refs = [];
     this.refBytes = 0;

@@ -10,9 +10,9 @@ import { Corruption, DecoderBug } from './results.js';
 // that throws for another reason than bad bytes is a DecoderBug (see results.ts). What to do about
 // each (skip, stop, retry, report) is the caller's.
 
-const READ_AHEAD_BYTES = 256 * 1024;
+export const READ_AHEAD_BYTES = 256 * 1024;
 /** Blocks this large are read alone, into a buffer of their own (large Buffer records become views of it). */
-const READ_ALONE_BYTES = 64 * 1024;
+export const READ_ALONE_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /** What the ledger says was written as a block: checked against what is read. */
@@ -95,6 +95,13 @@ export class BlockReader {
     const checked = checkBlock(bytes, offset, frame, sync, written);
     return { frame: checked, data: blockBytes(bytes, offset, checked, codec) };
   }
+}
+
+/** A block whose bytes are in memory (waiting for the disk), checked as {@link BlockReader.block} checks one read with `written`. */
+export function checkedBlock(bytes: Buffer, offset: number, sync: Buffer, codec: string, written: WrittenBlock): ReadBlock {
+  const frame = parseBlockHeader(bytes, 0, bytes.length);
+  const checked = checkBlock(bytes, offset, frame, sync, written);
+  return { frame: checked, data: blockBytes(bytes, offset, checked, codec) };
 }
 
 /** Checks a parsed block; throws a Corruption (offsets made absolute with `offset`) for the first thing wrong. */

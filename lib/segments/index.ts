@@ -4,7 +4,17 @@ import { HopperError, corruptSegmentError, ioError } from '../errors.js';
 import { BLOCK_FRAMING_BYTES, compressionSlack } from '../ocf.js';
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import { BlockBuilder } from './block-builder.js';
-import { CLOSE_ATTEMPTS, RetryPolicy, closeQuietly, isSystemError, plainDirectory, unlinkOurs, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import {
+  CLOSE_ATTEMPTS,
+  RetryPolicy,
+  closeQuietly,
+  isSystemError,
+  plainDirectory,
+  unlinkOurs,
+  unlinkOursAsync,
+  type SegmentDirectory,
+  type SegmentFileSystem,
+} from './io.js';
 import { Ledger, type Segment } from './ledger.js';
 import { SegmentReader } from './reader.js';
 import { removeStaleSegments } from './stale.js';
@@ -36,7 +46,15 @@ export interface SegmentLogOptions {
   onCorrupt: OnCorrupt;
   /** Channel name, written into each segment's metadata. */
   channel: string;
+  /**
+   * Bytes that may wait for the disk (write-behind) before the log writes synchronously, as the
+   * last resort. 0: every block and every removal is a synchronous call, as before 0.6.0.
+   */
+  maxPendingDiskBytes: number;
 }
+
+/** Bytes gathered into one background write at most. */
+const GATHER_BYTES = 1024 * 1024;
 
 export interface SegmentEvent {
   action: 'sealed' | 'removed';
@@ -53,17 +71,32 @@ export interface SegmentLogHooks {
    */
   onFault(event: FaultEvent): void;
   /**
-   * A retried operation went through (or a read is worth retrying): blocked writers and a waiting
-   * reader can go on. Called on a tick of its own, never from inside a call into the log.
+   * A retried operation went through, a read is worth retrying, or bytes a waiting reader needs
+   * reached the disk: blocked writers and a waiting reader can go on. Called on a tick of its own,
+   * never from inside a call into the log.
    */
   onRecovered(): void;
+  /**
+   * More than `maxPendingDiskBytes` waited for the disk, so the log wrote synchronously (the
+   * last resort). Called once per episode: the next call comes after the waiting bytes fell to
+   * half the bound again.
+   */
+  onDiskBehind?(event: DiskBehindEvent): void;
+}
+
+/** Payload of the `'diskBehind'` event. */
+export interface DiskBehindEvent {
+  /** Bytes that were waiting for the disk when the log wrote synchronously. */
+  pendingDiskBytes: number;
+  maxPendingDiskBytes: number;
 }
 
 /**
- * The segment log. Records are encoded into a block in memory; a block is written with one
- * `writev` when it reaches its target size or when the event loop turns. The reader reads whole
- * blocks only, checks them against the framing and against what was written, and decodes records
- * one at a time. Failed file operations are retried with backoff.
+ * The segment log. Records are encoded into a block in memory; a block is handed to the writer
+ * when it reaches its target size or when the event loop turns, and written behind the caller's
+ * back (libuv's thread pool), gathered into large writes. The reader reads whole blocks only, once
+ * they are on disk, checks them against the framing and against what was written, and decodes
+ * records one at a time. Failed file operations are retried with backoff.
  */
 export class SegmentLog {
   private readonly dir: string;
@@ -84,6 +117,16 @@ export class SegmentLog {
   private readonly retry: RetryPolicy;
 
   private flushScheduled = false;
+  /** maxPendingDiskBytes is 0: every block and removal is written synchronously. */
+  private readonly writeThrough: boolean;
+  /** The reader asked for a block still waiting for the disk: tell the channel when bytes land. */
+  private readerWaiting = false;
+  /** The disk fell behind and the log wrote synchronously; cleared when the waiting bytes fall to half the bound. */
+  private behind = false;
+  /** Synchronous writes made because the disk fell behind. */
+  syncWrites = 0;
+  /** Background removals under way. */
+  private readonly removals = new Set<Promise<void>>();
   /** Set while removing a segment to make room fails ('drop-oldest'): announced once per run. */
   private dropFailing = false;
   /** Set while writing the pending block fails: appends are refused until a retry succeeds. */
@@ -106,13 +149,18 @@ export class SegmentLog {
     const byReference = options.codec === 'null' && codec.largeRecord !== undefined && codec.encodeLargeHead !== undefined && codec.largeValue !== undefined;
     this.block = new BlockBuilder(codec, byReference);
     this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
+    this.writeThrough = options.maxPendingDiskBytes === 0;
     this.writer = new SegmentWriter(
       fileSystem,
       this.directory,
       this.ledger,
       codec.type.schema({ exportAttrs: true }),
-      { codec: options.codec, channel: options.channel, sealAt: this.sealAt },
-      (segment) => hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records }),
+      { codec: options.codec, channel: options.channel, sealAt: this.sealAt, gatherBytes: Math.max(1, Math.min(GATHER_BYTES, options.maxPendingDiskBytes)) },
+      {
+        sealed: (segment) => hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records }),
+        written: this.written,
+        failed: (err) => this.writeFailed(err as HopperError),
+      },
     );
     this.headerBytes = this.writer.headerBytes;
     this.reader = new SegmentReader(fileSystem, codec, options.codec);
@@ -139,6 +187,21 @@ export class SegmentLog {
   /** The error disk writes are failing with, while they are retried. */
   get fault(): Error | undefined {
     return this.writeFault;
+  }
+
+  /** Bytes of blocks handed to the writer and not on disk yet. */
+  get pendingBytes(): number {
+    return this.ledger.pendingBytes;
+  }
+
+  /** Resolves once no background file operation is under way (a close that waits; tests). */
+  async idle(): Promise<void> {
+    for (;;) {
+      await this.writer.idle();
+      await this.reader.idle();
+      if (this.removals.size === 0) return;
+      await Promise.all(this.removals);
+    }
   }
 
   /**
@@ -179,16 +242,53 @@ export class SegmentLog {
     return result;
   }
 
-  /** Writes the pending block now; false when the write failed (it will be retried). */
+  /**
+   * Hands the block being filled to the writer, which writes it in the background (or now, when
+   * the log writes through or the disk is behind); false when disk writes are failing (what waits
+   * is written again by the retry).
+   */
   tryFlush(): boolean {
     if (this.closed) return true;
-    if (this.block.count === 0) {
-      // Nothing left to write (the reader may have taken the block's records): no fault either.
-      if (this.writeFault !== undefined) this.recovered();
-      return true;
+    if (this.block.count > 0) this.writer.enqueue(this.block);
+    // Failing: the retry timer writes; nothing is started from here.
+    if (this.writeFault !== undefined) return false;
+    if (this.writeThrough || this.ledger.pendingBytes > this.options.maxPendingDiskBytes) return this.writeBehindSync();
+    this.writer.kick();
+    return true;
+  }
+
+  /** The retry timer (or room made on disk) tries the failed writes again. */
+  private retryWrites(): void {
+    if (this.block.count > 0) this.writer.enqueue(this.block);
+    // Nothing waits any more: no fault either.
+    if (this.ledger.pendingBytes === 0) {
+      this.recovered();
+      return;
+    }
+    if (!this.writeThrough) {
+      this.writer.resume();
+      return;
     }
     try {
-      this.writer.write(this.block);
+      // Calls `written`, which ends the fault.
+      this.writer.writeSync();
+    } catch (err) {
+      this.writeFailed(err as HopperError);
+    }
+  }
+
+  /**
+   * The disk is behind (or the log writes through): what waits, and is not being written in the
+   * background, is written now, synchronously. Memory stays bounded and no record is refused; the
+   * price is an event loop that waits for the disk while it is this slow.
+   */
+  private writeBehindSync(): boolean {
+    const pending = this.ledger.pendingBytes;
+    try {
+      if (this.writer.writeSync() === 0) {
+        this.writer.kick();
+        return true;
+      }
     } catch (err) {
       // The writer throws ERR_HOPPER_IO for a failed system call. A bug would be taken for a write
       // fault too (announced with its message, and retried): this runs on timers, where throwing
@@ -196,8 +296,48 @@ export class SegmentLog {
       this.writeFailed(err as HopperError);
       return false;
     }
-    if (this.writeFault !== undefined) this.recovered();
+    if (!this.writeThrough) {
+      this.syncWrites++;
+      if (!this.behind) {
+        this.behind = true;
+        this.hooks.onDiskBehind?.({ pendingDiskBytes: pending, maxPendingDiskBytes: this.options.maxPendingDiskBytes });
+      }
+    }
+    this.writer.kick();
     return true;
+  }
+
+  /** A read ahead ended: a reader waiting for it is told. */
+  private readLanded = (): void => {
+    if (!this.closed) this.wakeReader();
+  };
+
+  /** Segments read through while the writer used them go once it lets go of them. */
+  private removeLetGo(): void {
+    for (const segment of [...this.ledger.segments]) if (segment.readThrough && !this.writer.busy(segment)) this.removeSegment(segment);
+  }
+
+  /** Bytes reached the disk. */
+  private written = (background: boolean): void => {
+    this.removeLetGo();
+    // The episode ends when the disk itself has caught up, not when the last resort emptied the queue.
+    if (background && this.behind && this.ledger.pendingBytes <= this.options.maxPendingDiskBytes / 2) this.behind = false;
+    if (this.writeFault !== undefined) {
+      this.recovered();
+      this.writer.resume();
+      return;
+    }
+    this.wakeReader();
+  };
+
+  /**
+   * A reader waiting for bytes on their way to the disk is told, on the next tick: the news may
+   * come from inside an append, and the channel is not entered again from there.
+   */
+  private wakeReader(): void {
+    if (!this.readerWaiting) return;
+    this.readerWaiting = false;
+    this.scheduleRecovered();
   }
 
   /**
@@ -210,7 +350,14 @@ export class SegmentLog {
   next(): unknown {
     const reader = this.reader;
     try {
-      if (reader.left === 0 && !this.loadBlock()) return this.nextFromBlock();
+      if (reader.left === 0) {
+        const loaded = this.loadBlock();
+        if (loaded === 'wait') {
+          this.readerWaiting = true;
+          return WAIT;
+        }
+        if (loaded === 'in-block') return this.nextFromBlock();
+      }
       const value = reader.next();
       this.records--;
       if (reader.left === 0) {
@@ -240,22 +387,31 @@ export class SegmentLog {
   }
 
   /**
-   * Has the reader load the next block from the files; false when every file has been read and
-   * the next records are in the block being filled.
+   * Has the reader load the next block from the files: 'in-block' when every block has been read
+   * and the next records are in the block being filled; 'wait' when the next block is still on its
+   * way to the disk (the reader is told when it lands).
    */
-  private loadBlock(): boolean {
+  private loadBlock(): 'loaded' | 'in-block' | 'wait' {
     const reader = this.reader;
     let segment = reader.segment ?? this.startReading();
-    if (segment === undefined) return false;
+    if (segment === 'wait') return 'wait';
+    if (segment === undefined) return 'in-block';
     while (!reader.hasBlock()) {
       // Caught up with the segment being written: what follows is in the block being filled.
-      if (!segment.sealed) return false;
+      if (!segment.sealed) return 'in-block';
       this.removeSegment(segment);
       segment = this.startReading();
-      if (segment === undefined) return false;
+      if (segment === 'wait') return 'wait';
+      if (segment === undefined) return 'in-block';
     }
-    reader.loadBlock();
-    return true;
+    const end = segment.blockEnds[reader.block]!;
+    // Still waiting for the disk (or being written): read from memory, as the writer holds it.
+    const pending = Ledger.pendingBlock(segment, reader.blockStart, end);
+    if (pending !== undefined) reader.loadBlockFrom(pending);
+    else if (this.writeThrough) reader.loadBlock();
+    // Read ahead on the thread pool: waited for only when the reader is faster than the disk.
+    else return reader.loadBlockAhead(this.readLanded);
+    return 'loaded';
   }
 
   /** After the last record of a block: free the segment as soon as it has been read through. */
@@ -268,10 +424,18 @@ export class SegmentLog {
     if (segment.sealed || this.records === 0) this.removeSegment(segment);
   }
 
-  /** Opens the oldest segment with blocks to read; undefined when there is none (the records are in the block being filled). */
-  private startReading(): Segment | undefined {
+  /**
+   * Opens the oldest segment with blocks to read; undefined when there is none (the records are in
+   * the block being filled), 'wait' when its file is not created yet.
+   */
+  private startReading(): Segment | undefined | 'wait' {
     const segment = this.ledger.oldestUnread();
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
+    // Not created yet: its blocks are read from memory; the file is opened once one is on disk.
+    if (!segment.created) {
+      this.reader.begin(segment);
+      return segment;
+    }
     // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
     if (!this.directory.intact())
       throw this.directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
@@ -303,13 +467,24 @@ export class SegmentLog {
    */
   dropOldest(): DroppedSegment | undefined {
     const reading = this.reader.segment;
-    const victim = this.ledger.oldestDroppable(reading);
+    // Not one the background task is writing: its bytes are on their way to the file.
+    const victim = this.ledger.oldestDroppable(reading, (segment) => this.writer.busy(segment));
     if (victim === undefined) return undefined;
-    // Only the segment being read can come before the victim with records still unread.
-    const { segments } = this.ledger;
-    const offset = reading !== undefined && segments.indexOf(reading) < segments.indexOf(victim) ? reading.records - this.reader.fromSegment : 0;
+    // Records still unread before the victim: in the segment being read, and in segments the
+    // background task is writing (they were skipped as victims); those read through hold none.
+    let offset = 0;
+    for (const segment of this.ledger.segments) {
+      if (segment === victim) break;
+      if (segment.removing || segment.removalFailed || segment.readThrough) continue;
+      offset += segment === reading ? segment.records - this.reader.fromSegment : segment.records;
+    }
     try {
-      unlinkOurs(this.fs, this.directory, victim);
+      if (victim.writeFd !== undefined) {
+        closeQuietly(this.fs, victim.writeFd);
+        victim.writeFd = undefined;
+      }
+      // A segment still waiting for the disk as a whole has no file: its bytes are let go.
+      if (victim.created) unlinkOurs(this.fs, this.directory, victim);
     } catch (err) {
       if (!isSystemError(err)) throw err;
       // Safe to answer "nothing can go": nothing was removed, the segment keeps its records, and
@@ -336,15 +511,28 @@ export class SegmentLog {
     if (this.closed) return [];
     this.closed = true;
     this.retry.stop();
+    this.writer.close();
     this.reader.closeFile();
     const leftovers: FaultEvent[] = [];
+    const readThrough: Segment[] = [];
     for (const segment of this.ledger.clear()) {
-      if (segment.writeFd !== undefined) closeQuietly(this.fs, segment.writeFd);
+      // A descriptor a background write is using is closed by the writer when that write ends:
+      // closed now, its number could be reused by another file before the write lands.
+      if (segment.writeFd !== undefined && !this.writer.busy(segment)) {
+        closeQuietly(this.fs, segment.writeFd);
+        segment.writeFd = undefined;
+      }
+      // A segment whose file was never created has nothing on disk.
+      if (!segment.created) continue;
       const left = this.removeAtClose(segment);
       if (left !== undefined) leftovers.push(left);
+      else if (segment.removing) readThrough.push(segment);
     }
     this.block.clear();
     this.records = 0;
+    // Segments read through whose removal was under way in the background are gone now: they are
+    // announced as removed, as they would have been, once every file is closed.
+    for (const segment of readThrough) this.hooks.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
     return leftovers;
   }
 
@@ -371,33 +559,88 @@ export class SegmentLog {
     if (this.writeFault === undefined) this.tryFlush();
   };
 
+  /**
+   * Removes a segment read through: at once when the log writes through, else in the background
+   * (it counts against the caps, and is not read, until it is gone).
+   */
   private removeSegment(segment: Segment): void {
     if (segment === this.reader.segment) this.reader.close();
+    // Read through: no block goes to it any more.
+    segment.sealed = true;
+    // The writer is writing to it: removed once it lets go.
+    if (this.writer.busy(segment)) {
+      segment.readThrough = true;
+      return;
+    }
+    segment.readThrough = false;
+    // What still waits for the disk was read from memory: it need not be written any more.
+    this.ledger.discard(segment);
+    if (!segment.created) {
+      // It never reached the disk: nothing to remove, and nothing to announce.
+      this.ledger.forget(segment);
+      if (this.writeFault !== undefined) this.retryWrites();
+      return;
+    }
     if (segment.writeFd !== undefined) {
+      // Nothing writes to the descriptor (the writer let go). Closed at once, as once per segment:
+      // a descriptor closed in the background could outlive the channel's close.
       closeQuietly(this.fs, segment.writeFd);
       segment.writeFd = undefined;
       segment.sealed = true;
     }
+    if (!this.writeThrough) {
+      this.removeInBackground(segment, true);
+      return;
+    }
     try {
       unlinkOurs(this.fs, this.directory, segment);
     } catch (err) {
-      // Delivery goes on; the file keeps counting against the caps until a retry succeeds.
-      segment.removalFailed = true;
-      this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
-      this.retry.schedule();
+      this.removalFailed(segment, err, true);
       return;
     }
     this.forget(segment);
     this.retryRemovals();
   }
 
+  /** Unlinks `segment` on the thread pool; forgets it once gone. `first`: a failure is announced. */
+  private removeInBackground(segment: Segment, first: boolean): void {
+    segment.removing = true;
+    const removal = unlinkOursAsync(this.fs, this.directory, segment).then(
+      () => {
+        segment.removing = false;
+        if (this.closed) return;
+        this.forget(segment);
+        if (first) this.retryRemovals();
+      },
+      (err: unknown) => {
+        segment.removing = false;
+        if (this.closed) return;
+        this.removalFailed(segment, err, first);
+      },
+    );
+    this.removals.add(removal);
+    void removal.finally(() => this.removals.delete(removal));
+  }
+
+  /** Delivery goes on; the file keeps counting against the caps until a retry succeeds. */
+  private removalFailed(segment: Segment, err: unknown, first: boolean): void {
+    segment.removalFailed = true;
+    // Still failing: announced at its first failure; the timer tries again.
+    if (first) this.hooks.onFault({ operation: 'remove', file: segment.file, error: ioError('removing a segment', segment.file, err) });
+    this.retry.schedule();
+  }
+
   private retryRemovals(): void {
     for (const segment of this.ledger.failedRemovals()) {
+      if (segment.removing) continue;
+      if (!this.writeThrough) {
+        this.removeInBackground(segment, false);
+        continue;
+      }
       try {
         unlinkOurs(this.fs, this.directory, segment);
       } catch (err) {
         if (!isSystemError(err)) throw err;
-        // Still failing: announced at its first failure (removeSegment); the timer tries again.
         this.retry.schedule();
         continue;
       }
@@ -409,10 +652,11 @@ export class SegmentLog {
     this.ledger.forget(segment);
     this.hooks.onSegment({ action: 'removed', file: segment.file, bytes: segment.size, records: segment.records });
     // Room on disk may be what a failing write was waiting for.
-    if (this.writeFault !== undefined) this.tryFlush();
+    if (this.writeFault !== undefined) this.retryWrites();
   }
 
   private writeFailed(err: HopperError): void {
+    this.removeLetGo();
     const first = this.writeFault === undefined;
     this.writeFault = err;
     if (first) this.hooks.onFault({ operation: 'write', file: err.file ?? this.dir, error: err });
@@ -455,7 +699,7 @@ export class SegmentLog {
   /** The retry timer fired: try again whatever failed. */
   private retryFailed = (): void => {
     this.retryRemovals();
-    if (this.writeFault !== undefined) this.tryFlush();
+    if (this.writeFault !== undefined) this.retryWrites();
     // A waiting reader tries again (a read that fails again schedules the next retry).
     else this.scheduleRecovered();
   };

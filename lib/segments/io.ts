@@ -6,13 +6,27 @@ import nodeFs from 'node:fs';
 
 /**
  * The file operations the segment log uses: node:fs by default, a seam for fault injection.
- * No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ * Synchronous calls for what happens once per segment (creating, opening, closing it) and the last
+ * resort past maxPendingDiskBytes; asynchronous ones (libuv's thread pool) for block writes, reads
+ * ahead and removals. No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
  * The seam also carries the clock retries wait on (`retryClock`, the system clock when absent), so
  * that a test that injects a fault also drives its retries instead of sleeping through them.
  */
 export type SegmentFileSystem = Pick<
   typeof nodeFs,
-  'openSync' | 'closeSync' | 'writevSync' | 'readSync' | 'unlinkSync' | 'readdirSync' | 'fstatSync' | 'lstatSync' | 'linkSync'
+  | 'openSync'
+  | 'closeSync'
+  | 'writevSync'
+  | 'readSync'
+  | 'unlinkSync'
+  | 'readdirSync'
+  | 'fstatSync'
+  | 'lstatSync'
+  | 'linkSync'
+  | 'writev'
+  | 'read'
+  | 'unlink'
+  | 'lstat'
 > & { readonly retryClock?: RetryClock | undefined };
 
 /** What the retry policy waits on: a one-shot timer and the time now, in milliseconds. */
@@ -70,6 +84,29 @@ export function writeAll(fs: SegmentFileSystem, fd: number, parts: Buffer[], len
   }
 }
 
+/**
+ * {@link writeAll} on libuv's thread pool: the event loop goes on while the disk works. Rejects
+ * with the system error; nothing is counted as written then.
+ */
+export async function writeAllAsync(fs: SegmentFileSystem, fd: number, parts: Buffer[], length: number, position: number): Promise<void> {
+  let written = 0;
+  while (written < length) {
+    const at = position + written;
+    const n = await new Promise<number>((resolve, reject) => fs.writev(fd, parts, at, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+    written += n;
+    if (written < length) parts = remainder(parts, n);
+  }
+}
+
+/** The asynchronous calls of the seam as promises (each runs on libuv's thread pool). */
+export const fsAsync = {
+  lstat: (fs: SegmentFileSystem, file: string): Promise<nodeFs.Stats> =>
+    new Promise((resolve, reject) => fs.lstat(file, (err, stat) => (err ? reject(err) : resolve(stat)))),
+  unlink: (fs: SegmentFileSystem, file: string): Promise<void> => new Promise((resolve, reject) => fs.unlink(file, (err) => (err ? reject(err) : resolve()))),
+  read: (fs: SegmentFileSystem, fd: number, buffer: Buffer, offset: number, length: number, position: number): Promise<number> =>
+    new Promise((resolve, reject) => fs.read(fd, buffer, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)))),
+};
+
 function remainder(parts: Buffer[], skip: number): Buffer[] {
   const rest: Buffer[] = [];
   for (const part of parts) {
@@ -124,6 +161,31 @@ export function unlinkOurs(fs: SegmentFileSystem, directory: SegmentDirectory, o
   if (!stat.isFile() || stat.dev !== own.dev || stat.ino !== own.ino) return 'not-ours';
   try {
     fs.unlinkSync(own.file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return 'removed';
+}
+
+/**
+ * {@link unlinkOurs} off the event loop: lstat and unlink on the thread pool. The identity check
+ * and the unlink are two calls, as they are synchronously: a path has no descriptor to check on.
+ */
+export async function unlinkOursAsync(fs: SegmentFileSystem, directory: SegmentDirectory, own: OwnFile): Promise<'removed' | 'not-ours'> {
+  if (!directory.intact()) {
+    directory.verify();
+    return 'not-ours';
+  }
+  let stat: nodeFs.Stats;
+  try {
+    stat = await fsAsync.lstat(fs, own.file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'removed';
+    throw err;
+  }
+  if (!stat.isFile() || stat.dev !== own.dev || stat.ino !== own.ino) return 'not-ours';
+  try {
+    await fsAsync.unlink(fs, own.file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }

@@ -1,9 +1,9 @@
 import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, decodeRecord, type ReadBlock } from './block-reader.js';
-import { READ_FLAGS, closeQuietly, isSystemError, type SegmentFileSystem } from './io.js';
-import type { Segment } from './ledger.js';
+import { BlockReader, READ_AHEAD_BYTES, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
+import { READ_FLAGS, closeQuietly, fsAsync, isSystemError, type SegmentFileSystem } from './io.js';
+import { Ledger, type Segment } from './ledger.js';
 import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (never
@@ -13,6 +13,18 @@ import { Corruption } from './results.js';
 // never decides what corruption or a failure costs: the log does.
 
 const EMPTY = Buffer.alloc(0);
+
+/** Blocks being read ahead, or read: [start, end) of `segment`, into `data` (a buffer of its own, never written again). */
+interface Ahead {
+  segment: Segment;
+  start: number;
+  end: number;
+  state: 'reading' | 'done' | 'failed';
+  data: Buffer;
+  /** Bytes read: fewer than end - start when the file is shorter. */
+  got: number;
+  error: unknown;
+}
 
 export class SegmentReader {
   /** The segment being read. */
@@ -24,11 +36,18 @@ export class SegmentReader {
   /** Records taken from the segment being read (read, or lost to corruption). */
   fromSegment = 0;
   private fd: number | undefined;
+  /** The file of the segment being read was opened and checked (a segment read from memory is not, until a block is on disk). */
+  private opened = false;
   private offset = 0;
   private current: Buffer = EMPTY;
   private pos = 0;
   private blockOffset = 0;
   private readonly blocks: BlockReader;
+  /** The read ahead (read-ahead off the event loop, see {@link loadBlockAhead}). */
+  private ahead: Ahead | undefined;
+  /** Reads under way on libuv's thread pool, and descriptors to close once they are done. */
+  private readsInFlight = new Set<Promise<void>>();
+  private closeWhenRead: number[] = [];
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
@@ -49,6 +68,16 @@ export class SegmentReader {
    * loss can be counted), ERR_HOPPER_IO when a system call fails (nothing is being read then).
    */
   open(segment: Segment): void {
+    this.begin(segment);
+    this.openFile();
+  }
+
+  /**
+   * Starts reading `segment` without opening its file: its first blocks are still waiting for the
+   * disk, and are read from memory ({@link loadBlockFrom}); the file is opened and checked when a
+   * block is read from it.
+   */
+  begin(segment: Segment): void {
     this.closeFile();
     this.blocks.reset(-1);
     this.segment = segment;
@@ -56,6 +85,12 @@ export class SegmentReader {
     this.fromSegment = 0;
     this.offset = segment.header.length;
     this.left = 0;
+  }
+
+  /** Opens the file of the segment being read and checks it: see {@link open}. */
+  private openFile(): void {
+    const segment = this.segment!;
+    this.opened = true;
     let fd: number;
     try {
       fd = this.fs.openSync(segment.file, READ_FLAGS);
@@ -70,6 +105,7 @@ export class SegmentReader {
         );
       }
       this.segment = undefined;
+      this.opened = false;
       throw ioError('opening a segment for reading', segment.file, err);
     }
     this.fd = fd;
@@ -88,7 +124,8 @@ export class SegmentReader {
     const fileSize = stat.size;
     let header: Buffer;
     try {
-      header = this.blocks.bytes(0, segment.header.length, segment.size);
+      // The header alone: blocks are read ahead in the background (or by loadBlock) after it.
+      header = this.blocks.bytes(0, segment.header.length, segment.header.length);
     } catch (err) {
       // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
       if (err instanceof Corruption || !isSystemError(err)) throw err;
@@ -111,8 +148,14 @@ export class SegmentReader {
     return this.block < this.segment!.blockEnds.length;
   }
 
+  /** Where the next block starts in the segment. */
+  get blockStart(): number {
+    return this.offset;
+  }
+
   /** Reads and checks the next block of the segment (the caller knows there is one: {@link hasBlock}). */
   loadBlock(): void {
+    if (!this.opened) this.openFile();
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
@@ -128,6 +171,26 @@ export class SegmentReader {
       if (err instanceof Corruption || !isSystemError(err)) throw err;
       throw ioError('reading a segment', segment.file, err);
     }
+    this.loaded(read, blockEnd);
+  }
+
+  /**
+   * Takes the next block from `bytes`, its bytes still waiting for the disk (a reader that caught
+   * up with the writer reads them from memory), checked as a block read from the file is.
+   */
+  loadBlockFrom(bytes: Buffer): void {
+    const segment = this.segment!;
+    const blockOffset = this.offset;
+    const blockEnd = segment.blockEnds[this.block]!;
+    this.blockOffset = blockOffset;
+    const read = checkedBlock(bytes, blockOffset, segment.sync, this.compression, {
+      count: segment.blockCounts[this.block]!,
+      checksum: segment.blockChecksums[this.block]!,
+    });
+    this.loaded(read, blockEnd);
+  }
+
+  private loaded(read: ReadBlock, blockEnd: number): void {
     this.current = read.data;
     this.pos = 0;
     this.left = read.frame.count;
@@ -199,11 +262,108 @@ export class SegmentReader {
     this.blocks.reset(-1);
   }
 
-  /** Closes the file being read, if any (the log is closing). */
+  /**
+   * Closes the file being read, if any (the log is closing). A descriptor a read ahead is using is
+   * closed when that read ends: closed now, its number could be reused before the read lands.
+   */
   closeFile(): void {
     if (this.fd !== undefined) {
-      closeQuietly(this.fs, this.fd);
+      if (this.readsInFlight.size > 0) this.closeWhenRead.push(this.fd);
+      else closeQuietly(this.fs, this.fd);
       this.fd = undefined;
     }
+    this.opened = false;
+    this.ahead = undefined;
   }
+
+  /** Resolves once no read runs in the background (and what waited for it is closed). */
+  async idle(): Promise<void> {
+    while (this.readsInFlight.size > 0) await Promise.all(this.readsInFlight);
+  }
+
+  /**
+   * {@link loadBlock} off the event loop: the next block comes from what was read ahead; 'wait'
+   * when it is still being read (a read is started if none is: `landed` is called when it ends).
+   * Each block loaded starts the read of the blocks after it that are on disk (up to 256 KiB, a
+   * block of 64 KiB or more alone), so a drain finds the next block read before it needs it.
+   * Throws as {@link loadBlock} does: a Corruption, or ERR_HOPPER_IO for a read that failed (the
+   * next call reads again).
+   */
+  loadBlockAhead(landed: () => void): 'loaded' | 'wait' {
+    if (!this.opened) this.openFile();
+    const segment = this.segment!;
+    const start = this.offset;
+    const end = segment.blockEnds[this.block]!;
+    const ahead = this.ahead;
+    if (ahead === undefined || ahead.segment !== segment || ahead.start > start || end > ahead.end) {
+      this.ahead = undefined;
+      this.readAhead(landed);
+      return 'wait';
+    }
+    if (ahead.state === 'reading') return 'wait';
+    if (ahead.state === 'failed') {
+      this.ahead = undefined;
+      const err = ahead.error;
+      if (!isSystemError(err)) throw err;
+      throw ioError('reading a segment', segment.file, err);
+    }
+    if (ahead.got < end - ahead.start) {
+      throw new Corruption(ahead.start + ahead.got, 'the file is shorter than what was written to it', 'rest-of-segment');
+    }
+    this.loadBlockFrom(ahead.data.subarray(start - ahead.start, end - ahead.start));
+    if (this.offset >= ahead.end) {
+      this.ahead = undefined;
+      this.readAhead(landed);
+    }
+    return 'loaded';
+  }
+
+  /** Starts reading the next blocks that are on disk, unless a read ahead is there already. */
+  private readAhead(landed: () => void): void {
+    const segment = this.segment;
+    if (this.ahead !== undefined || this.fd === undefined || segment === undefined) return;
+    const start = this.offset;
+    let end = start;
+    for (let i = this.block; i < segment.blockEnds.length; i++) {
+      const blockEnd = segment.blockEnds[i]!;
+      // Only blocks on disk: one still waiting is read from memory when its turn comes.
+      if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
+      const large = blockEnd - end >= READ_ALONE_BYTES;
+      // A large block is read alone, into a buffer of its size (large records become views of it).
+      if (end > start && (large || blockEnd - start > READ_AHEAD_BYTES)) break;
+      end = blockEnd;
+      if (large) break;
+    }
+    if (end === start) return;
+    const ahead: Ahead = { segment, start, end, state: 'reading', data: Buffer.allocUnsafe(end - start), got: 0, error: undefined };
+    this.ahead = ahead;
+    const fd = this.fd;
+    const reading = readFully(this.fs, fd, ahead.data, start).then(
+      (got) => {
+        ahead.got = got;
+        ahead.state = 'done';
+      },
+      (err: unknown) => {
+        ahead.error = err;
+        ahead.state = 'failed';
+      },
+    );
+    this.readsInFlight.add(reading);
+    void reading.then(() => {
+      this.readsInFlight.delete(reading);
+      if (this.readsInFlight.size === 0) for (const closing of this.closeWhenRead.splice(0)) closeQuietly(this.fs, closing);
+      if (this.ahead === ahead) landed();
+    });
+  }
+}
+
+/** Reads `buffer.length` bytes at `position`, or up to the end of the file; resolves with the bytes read. */
+async function readFully(fs: SegmentFileSystem, fd: number, buffer: Buffer, position: number): Promise<number> {
+  let got = 0;
+  while (got < buffer.length) {
+    const n = await fsAsync.read(fs, fd, buffer, got, buffer.length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }

@@ -13,14 +13,14 @@
 //    the one `RetryPolicy` (io.ts) and announced with a `FaultEvent`; reads are given up on after
 //    a long run of failures, and then the channel fails with it. The raw system error travels only
 //    from io.ts and the block reader to their callers (writer, reader, the facade), which wrap it.
-//    (One exception: the write path still takes whatever the writer throws for a write fault; see
-//    the note in SegmentLog.tryFlush.)
+//    (One exception: the write path still takes whatever the writer throws for a write fault, in
+//    the background task and in the last resort alike; see the note in SegmentLog.writeBehindSync.)
 // 3. Anything else is a bug, `DecoderBug` included: never caught as 1 or 2 (so never counted as
 //    corruption, never retried), it reaches the channel, which fails with it.
 //
 // Returned to the channel (the DiskTier interface in channel.ts), as typed results:
 // - `AppendResult` from `append()`: a disk cap or a failing disk refused the record;
-// - `LostRecords` from `takeLost()` after `next()`: what a skip over corruption cost;
+// - `LostRecords` from `next()`: what a skip over corruption cost;
 // - `DroppedSegment` from `dropOldest()`: what making room cost (undefined: nothing could go);
 // - `FaultEvent`s from `close()`: the files it could not remove, for the engine to announce once
 //   the directory is released;

@@ -6,12 +6,15 @@ import { SEGMENT_DRAFT } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import { CREATE_FLAGS, closeQuietly, unlinkQuietly, writeAll, type SegmentDirectory, type SegmentFileSystem } from './io.js';
-import { segmentFileName, type Ledger, type Segment } from './ledger.js';
+import { CREATE_FLAGS, closeQuietly, unlinkQuietly, writeAll, writeAllAsync, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
-// The segment writer: creates segment files (a draft linked into place, never over an existing
-// file), writes blocks to the end of the active one, and seals it when it is large enough. Each
-// write is entered in the ledger. It never reads, and never removes a segment.
+// The segment writer: plans where each block goes (the active segment, or a new one past
+// `sealAt`), entering it in the ledger at once, and writes the bytes behind the caller's back:
+// one task on libuv's thread pool creates segment files (a draft linked into place, never over an
+// existing file) and writes the waiting blocks to them, gathered into large writes. When the disk
+// falls too far behind, the log has the writer write what waits synchronously (the last resort).
+// It never reads, and never removes a segment.
 
 export interface SegmentWriterOptions {
   /** Segment compression, written into each header. */
@@ -20,12 +23,29 @@ export interface SegmentWriterOptions {
   channel: string;
   /** Size past which a segment is sealed. */
   sealAt: number;
+  /** Bytes gathered into one background write at most. */
+  gatherBytes: number;
+}
+
+/** What the writer tells the log. */
+export interface SegmentWriterEvents {
+  /** A segment was sealed and all of it is on disk (its file closed for writing). */
+  sealed(segment: Segment): void;
+  /** Bytes reached the disk (`background`: written by the background task, not by {@link SegmentWriter.writeSync}): a fault is over. */
+  written(background: boolean): void;
+  /** A background write failed with ERR_HOPPER_IO: nothing more is written until {@link SegmentWriter.resume}. */
+  failed(err: Error): void;
 }
 
 export class SegmentWriter {
   private readonly schemaJson: Buffer;
   /** Bytes a segment header takes. */
   readonly headerBytes: number;
+  /** The background task, while it runs. */
+  private task: Promise<void> | undefined;
+  /** A background write failed: the task waits for resume(). */
+  private failing = false;
+  private closed = false;
 
   constructor(
     private readonly fs: SegmentFileSystem,
@@ -33,24 +53,48 @@ export class SegmentWriter {
     private readonly ledger: Ledger,
     schema: unknown,
     private readonly options: SegmentWriterOptions,
-    /** Told of each segment sealed. */
-    private readonly onSealed: (segment: Segment) => void,
+    private readonly events: SegmentWriterEvents,
   ) {
     this.schemaJson = Buffer.from(JSON.stringify(schema));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
   }
 
   /**
-   * Writes the block to the active segment (creating one if needed) and enters it in the ledger;
-   * the block is then empty. Throws ERR_HOPPER_IO, and then nothing is written or entered: the
-   * same block is written again by the retry.
+   * Enters the block in the ledger at the end of the active segment (planning a new one if there
+   * is none) and hands its bytes to the background task; the block is then empty, and its buffers
+   * belong to the writer (never written to again by anyone). Does no I/O.
    */
-  write(block: BlockBuilder): void {
-    let segment = this.ledger.active();
+  enqueue(block: BlockBuilder): void {
+    const ledger = this.ledger;
+    let segment = ledger.active();
+    if (segment === undefined) {
+      const sync = crypto.randomBytes(16);
+      const header = this.encodeHeader(sync);
+      const seq = ledger.nextSeq++;
+      segment = {
+        seq,
+        file: path.join(this.directory.path, segmentFileName(seq)),
+        sync,
+        header,
+        size: 0,
+        records: 0,
+        blockEnds: [],
+        blockCounts: [],
+        blockChecksums: [],
+        sealed: false,
+        writeFd: undefined,
+        removalFailed: false,
+        dev: 0,
+        ino: 0,
+        created: false,
+        chunks: [],
+        removing: false,
+        readThrough: false,
+      };
+      ledger.add(segment);
+      ledger.addHeader(segment);
+    }
     const parts: Buffer[] = [];
-    const sync = segment === undefined ? crypto.randomBytes(16) : segment.sync;
-    const header = segment === undefined ? this.encodeHeader(sync) : undefined;
-    if (header !== undefined) parts.push(header);
     const data = block.parts(this.options.codec);
     let dataLength = 0;
     let checksum = 0;
@@ -58,32 +102,152 @@ export class SegmentWriter {
       dataLength += part.length;
       checksum = zlib.crc32(part, checksum);
     }
-    parts.push(encodeBlockHeader(block.count, dataLength), ...data, sync);
+    parts.push(encodeBlockHeader(block.count, dataLength), ...data, segment.sync);
     let length = 0;
     for (const part of parts) length += part.length;
-    if (segment === undefined) segment = this.create(sync, header!, parts, length);
-    else this.writeBlock(segment.writeFd!, segment.file, parts, length, segment.size);
-    this.ledger.addBlock(segment, length, block.count, checksum);
-    block.written();
-    if (segment.size >= this.options.sealAt) this.seal(segment);
+    ledger.addBlock(segment, length, block.count, checksum, parts);
+    block.handOff();
+    // The header sits in the first block's bytes: a block's end counts from the file's start.
+    if (segment.size >= this.options.sealAt) segment.sealed = true;
   }
 
-  /** No more blocks go to `segment`: its file is closed for writing. */
-  seal(segment: Segment): void {
-    segment.sealed = true;
-    if (segment.writeFd !== undefined) {
+  /** Starts the background task unless it runs, or a failure waits for {@link resume}. */
+  kick(): void {
+    if (this.task !== undefined || this.failing || this.closed || this.ledger.pendingBytes === 0) return;
+    this.task = this.run().finally(() => {
+      this.task = undefined;
+    });
+  }
+
+  /** A failed background write is tried again. */
+  resume(): void {
+    this.failing = false;
+    this.kick();
+  }
+
+  /** Resolves once no background operation is under way. */
+  async idle(): Promise<void> {
+    while (this.task !== undefined) await this.task;
+  }
+
+  /**
+   * The last resort when the disk falls behind: writes every waiting byte not being written in the
+   * background, synchronously, in order (creating segments as needed). Throws ERR_HOPPER_IO (what
+   * failed still waits, to be written again); returns the bytes written.
+   */
+  writeSync(): number {
+    let bytes = 0;
+    for (const segment of this.ledger.segments) {
+      if (segment.chunks.length === 0) continue;
+      if (!segment.created) {
+        // The header and every block waiting, in one write.
+        const all = [...segment.chunks];
+        for (const chunk of all) bytes += chunk.length;
+        this.createFile(segment, all);
+      }
+      for (const chunk of [...segment.chunks]) {
+        if (chunk.inFlight) continue;
+        try {
+          writeAll(this.fs, segment.writeFd!, chunk.parts, chunk.length, chunk.position);
+        } catch (err) {
+          throw ioError('writing a block', segment.file, err);
+        }
+        this.ledger.written(segment, chunk);
+        bytes += chunk.length;
+      }
+      this.settle(segment);
+    }
+    if (bytes > 0) this.events.written(false);
+    return bytes;
+  }
+
+  /** No more writes: the task stops at its next step, and closes what it opened. */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** True while the background task uses `segment`'s write descriptor (close() leaves it to the task). */
+  busy(segment: Segment): boolean {
+    return segment.chunks.some((chunk) => chunk.inFlight);
+  }
+
+  private async run(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.closed || this.failing) return;
+        const segment = this.ledger.segments.find((s) => s.chunks.some((chunk) => !chunk.inFlight));
+        if (segment === undefined) return;
+        if (!segment.created) this.createFile(segment, [segment.chunks[0]!]);
+        if (segment.chunks.length > 0) await this.writeSome(segment);
+        else this.written(segment);
+      }
+    } catch (err) {
+      // Nothing of what failed counts as written: it waits, and is written again by the retry.
+      if (this.closed) return;
+      this.failing = true;
+      this.events.failed(err as Error);
+    }
+  }
+
+  /** The waiting chunks of `segment` from the first not in flight, as long as they follow each other, up to gatherBytes. */
+  private gather(segment: Segment): Chunk[] {
+    const taken: Chunk[] = [];
+    let bytes = 0;
+    for (const chunk of segment.chunks) {
+      if (chunk.inFlight) {
+        if (taken.length > 0) break;
+        continue;
+      }
+      const last = taken[taken.length - 1];
+      if (last !== undefined && (last.position + last.length !== chunk.position || bytes + chunk.length > this.options.gatherBytes)) break;
+      taken.push(chunk);
+      bytes += chunk.length;
+    }
+    return taken;
+  }
+
+  private async writeSome(segment: Segment): Promise<void> {
+    const chunks = this.gather(segment);
+    const { parts, length } = joined(chunks);
+    for (const chunk of chunks) chunk.inFlight = true;
+    try {
+      await writeAllAsync(this.fs, segment.writeFd!, parts, length, chunks[0]!.position);
+    } catch (err) {
+      for (const chunk of chunks) chunk.inFlight = false;
+      if (this.closed) {
+        this.closeIfIdle(segment);
+        return;
+      }
+      throw ioError('writing a block', segment.file, err);
+    }
+    for (const chunk of chunks) chunk.inFlight = false;
+    if (this.closed) {
+      this.closeIfIdle(segment);
+      return;
+    }
+    for (const chunk of chunks) this.ledger.written(segment, chunk);
+    this.written(segment);
+  }
+
+  private written(segment: Segment): void {
+    this.settle(segment);
+    this.events.written(true);
+  }
+
+  /** After a write: a sealed segment with nothing waiting is closed for writing (once per segment, synchronously), and announced. */
+  private settle(segment: Segment): void {
+    if (!segment.sealed || segment.chunks.length > 0 || segment.writeFd === undefined || this.busy(segment)) return;
+    closeQuietly(this.fs, segment.writeFd);
+    segment.writeFd = undefined;
+    // A segment sealed because it was read through is removed, not announced as sealed.
+    if (!segment.readThrough) this.events.sealed(segment);
+  }
+
+  /** The log closed while the task wrote to `segment`: its descriptor is the task's to close (see SegmentLog.close). */
+  private closeIfIdle(segment: Segment): void {
+    if (segment.writeFd !== undefined && !this.busy(segment)) {
       closeQuietly(this.fs, segment.writeFd);
       segment.writeFd = undefined;
-    }
-    this.onSealed(segment);
-  }
-
-  private writeBlock(fd: number, file: string, parts: Buffer[], length: number, position: number): void {
-    try {
-      writeAll(this.fs, fd, parts, length, position);
-    } catch (err) {
-      // Nothing is counted as written: the retry writes the whole block again at the same place.
-      throw ioError('writing a block', file, err);
     }
   }
 
@@ -92,15 +256,18 @@ export class SegmentWriter {
   }
 
   /**
-   * Creates the next segment with its header and first block in one step: they are written into a
-   * draft in the draft directory (the lock directory), which is then linked under the segment's
-   * name (link(2) never replaces a file that is there) and unlinked. So a segment file never exists
-   * without its header, and a crash leaves at most a draft, which goes with the stale lock.
+   * Creates `segment`'s file with its header (and `chunks` after it): they are written into a draft in the draft
+   * directory (the lock directory), which is then linked under the segment's name (link(2) never
+   * replaces a file that is there) and unlinked. So a segment file never exists without its
+   * header, and a crash leaves at most a draft, which goes with the stale lock. Synchronous: once
+   * per segment (not per block), and so that a close() never meets a file being created in the
+   * background: the background task only ever writes to files that exist. Throws ERR_HOPPER_IO.
    */
-  private create(sync: Buffer, header: Buffer, parts: Buffer[], length: number): Segment {
+  private createFile(segment: Segment, chunks: Chunk[]): void {
     const lost = this.directory.verify();
     if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
     const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
+    const { parts, length } = joined(chunks);
     let fd: number;
     try {
       fd = this.fs.openSync(draft, CREATE_FLAGS, 0o644);
@@ -108,21 +275,23 @@ export class SegmentWriter {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') unlinkQuietly(this.fs, draft); // our own, from a failed attempt
       throw ioError('creating a segment', draft, err);
     }
-    let file: string;
-    let seq: number;
     let stat: nodeFs.Stats;
     try {
-      this.writeBlock(fd, draft, parts, length, 0);
+      try {
+        writeAll(this.fs, fd, parts, length, 0);
+      } catch (err) {
+        throw ioError('writing a block', draft, err);
+      }
       stat = this.fs.fstatSync(fd);
       for (;;) {
-        seq = this.ledger.nextSeq;
-        file = path.join(this.directory.path, segmentFileName(seq));
         try {
-          this.fs.linkSync(draft, file);
+          this.fs.linkSync(draft, segment.file);
           break;
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', file, err);
-          this.ledger.nextSeq++;
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
+          // A foreign file holds the name: take the next number (past every segment planned).
+          segment.seq = this.ledger.nextSeq++;
+          segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
         }
       }
     } catch (err) {
@@ -130,25 +299,22 @@ export class SegmentWriter {
       unlinkQuietly(this.fs, draft);
       throw err;
     }
-    this.ledger.nextSeq++;
     unlinkQuietly(this.fs, draft);
-    const segment: Segment = {
-      seq,
-      file,
-      sync,
-      header,
-      size: 0,
-      records: 0,
-      blockEnds: [],
-      blockCounts: [],
-      blockChecksums: [],
-      sealed: false,
-      writeFd: fd,
-      removalFailed: false,
-      dev: stat.dev,
-      ino: stat.ino,
-    };
-    this.ledger.add(segment);
-    return segment;
+    segment.dev = stat.dev;
+    segment.ino = stat.ino;
+    segment.writeFd = fd;
+    segment.created = true;
+    for (const chunk of chunks) this.ledger.written(segment, chunk);
   }
+}
+
+/** The parts of consecutive chunks as one write. */
+function joined(chunks: Chunk[]): { parts: Buffer[]; length: number } {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for (const chunk of chunks) {
+    parts.push(...chunk.parts);
+    length += chunk.length;
+  }
+  return { parts, length };
 }

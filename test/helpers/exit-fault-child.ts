@@ -14,7 +14,15 @@ for (let i = 0; i < 20; i++) {
   first.send(`first ${i}`);
   second.send(`second ${i}`);
 }
-setImmediate(() => {
+// Exits once the blocks are on disk (they are written in the background): the first channel then
+// has a segment to remove at exit.
+const settled = (): boolean => first.stats().pendingDiskBytes === 0 && second.stats().pendingDiskBytes === 0;
+const exitWhenSettled = (): void => {
+  if (!settled()) {
+    setImmediate(exitWhenSettled);
+    return;
+  }
   faulty.fail('unlink', 'EBUSY', Infinity);
   process.exit(0);
-});
+};
+setImmediate(exitWhenSettled);

@@ -4,9 +4,11 @@ import type { RetryClock, SegmentFileSystem } from '../../lib/segments/index.js'
 export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
 
 /**
- * node:fs with faults on demand, for the segment log's file seam: the next `times` calls of an
- * operation fail with an errno code, or writes come back short. Given a clock, the log's retries
- * wait on it.
+ * node:fs with faults on demand, for the segment log's file seam, synchronous and asynchronous
+ * calls alike: the next `times` calls of an operation fail with an errno code, or writes come back
+ * short. Asynchronous writes and reads can be held (the disk stalls) and let go by the test; a
+ * fault armed while one is held is what it meets when it completes (a fault that arrives while a
+ * write is in flight). Given a clock, the log's retries wait on it.
  */
 export class FaultyFileSystem {
   readonly fs: SegmentFileSystem;
@@ -19,6 +21,51 @@ export class FaultyFileSystem {
   readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   private readonly pending_ = new Map<FaultOperation, { code: string; times: number }>();
   private shortWrites = 0;
+  private readonly held: Record<'write' | 'read', (() => void)[] | undefined> = { write: undefined, read: undefined };
+  private heldWaiters: (() => void)[] = [];
+
+  /** Asynchronous calls of `operation` wait (the disk stalls) until {@link release}. */
+  hold(operation: 'write' | 'read'): void {
+    this.held[operation] ??= [];
+  }
+
+  /** Lets held calls of `operation` go on, and later ones run at once. */
+  release(operation: 'write' | 'read'): void {
+    const waiting = this.held[operation] ?? [];
+    this.held[operation] = undefined;
+    for (const run of waiting) run();
+  }
+
+  /** Asynchronous calls of `operation` held now. */
+  heldCount(operation: 'write' | 'read'): number {
+    return this.held[operation]?.length ?? 0;
+  }
+
+  /** Resolves once an asynchronous call of `operation` is held. */
+  async whenHeld(operation: 'write' | 'read'): Promise<void> {
+    while (this.heldCount(operation) === 0) await new Promise<void>((resolve) => this.heldWaiters.push(resolve));
+  }
+
+  /** Runs `call` now, or once `operation` is released; the fault check happens when it runs. */
+  private later(operation: 'write' | 'read', call: () => void): void {
+    const queue = this.held[operation];
+    if (queue === undefined) {
+      call();
+      return;
+    }
+    queue.push(call);
+    for (const wake of this.heldWaiters.splice(0)) wake();
+  }
+
+  /** The fault as an error for a callback, or undefined. */
+  private fault(operation: FaultOperation): Error | undefined {
+    try {
+      this.check(operation);
+      return undefined;
+    } catch (err) {
+      return err as Error;
+    }
+  }
 
   /** The next `times` calls of `operation` throw an error with `code` (Infinity: until cleared). */
   fail(operation: FaultOperation, code: string, times = 1): void {
@@ -73,5 +120,31 @@ export class FaultyFileSystem {
       this.check('unlink');
       fs.unlinkSync(file);
     },
+    writev: ((fd: number, buffers: NodeJS.ArrayBufferView[], position: number, callback: (err: Error | null, n: number) => void) => {
+      this.later('write', () => {
+        const err = this.fault('write');
+        if (err) {
+          process.nextTick(callback, err, 0);
+        } else if (this.shortWrites > 0) {
+          this.shortWrites--;
+          const all = Buffer.concat(buffers as Buffer[]);
+          fs.write(fd, all, 0, Math.max(1, Math.floor(all.length / 2)), position, (error, n) => callback(error, n));
+        } else {
+          fs.writev(fd, buffers, position, (error, n) => callback(error, n));
+        }
+      });
+    }) as typeof fs.writev,
+    read: ((fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null, n: number, buffer: Buffer) => void) => {
+      this.later('read', () => {
+        const err = this.fault('read');
+        if (err) process.nextTick(callback, err, 0, buffer);
+        else fs.read(fd, buffer, offset, length, position, callback);
+      });
+    }) as typeof fs.read,
+    unlink: ((file: fs.PathLike, callback: (err: Error | null) => void) => {
+      const err = this.fault('unlink');
+      if (err) process.nextTick(callback, err);
+      else fs.unlink(file, callback);
+    }) as typeof fs.unlink,
   };
 }

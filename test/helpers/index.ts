@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Schema } from 'avsc';
+import { within } from './wait.js';
 
 /** A fresh directory for one test, and a function that lists every file left in it. */
 export function tempDataDir(): { dataDir: string; files: () => string[]; remove: () => void } {
@@ -67,4 +68,29 @@ export function point(seq: number): Point {
 /** Avro decodes records as instances of a generated class: compare their fields as plain objects. */
 export function plain<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
+}
+
+/**
+ * Resolves once the blocks written so far are on disk: the block being filled is handed to the
+ * writer at the next turn of the event loop, and the writer writes in the background until
+ * nothing waits (`stats().pendingDiskBytes` is 0).
+ */
+export async function diskSettled(hopper: { stats(): { pendingDiskBytes: number } }): Promise<void> {
+  await within(
+    (async () => {
+      do await nextTurn();
+      while (hopper.stats().pendingDiskBytes > 0);
+    })(),
+    'the disk catching up with the writes',
+  );
+}
+
+/** Resolves once `condition()` holds, checked at each turn of the event loop (background I/O completes between turns). */
+export async function until(condition: () => boolean, what: string): Promise<void> {
+  await within(
+    (async () => {
+      while (!condition()) await nextTurn();
+    })(),
+    what,
+  );
 }

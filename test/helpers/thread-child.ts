@@ -80,7 +80,12 @@ if (mode === 'race') {
     await closing.catch(() => undefined);
     post({ records, failure });
   });
-  setImmediate(() => post({ written: true, segments: hopper.stats().segments }));
+  // Reported once the records are on disk (blocks are written in the background).
+  const whenWritten = (): void => {
+    if (hopper.stats().pendingDiskBytes > 0) setImmediate(whenWritten);
+    else post({ written: true, segments: hopper.stats().segments });
+  };
+  setImmediate(whenWritten);
 } else if (mode === 'open') {
   port.on('message', (command: Command) => {
     if (command.op !== 'open') return;

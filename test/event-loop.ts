@@ -1,0 +1,178 @@
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { createHopperStreams, type DiskBehindEvent } from '../lib/index.js';
+import { HopperStreams } from '../lib/streams.js';
+import { spawnChild } from './helpers/children.js';
+import { ManualClock } from './helpers/clock.js';
+import { FaultyFileSystem } from './helpers/faulty-fs.js';
+import { collect, diskSettled, nextTurn, tempDataDir, until } from './helpers/index.js';
+import { mountSlowDisk } from './helpers/slow-disk.js';
+import { within } from './helpers/wait.js';
+
+// Design invariant 7: the event loop never waits for the disk. Blocks are written behind the
+// producer's back; what waits for the disk is bounded (maxPendingDiskBytes), and past the bound
+// the oldest bytes are written synchronously, counted and announced. No test here measures time:
+// they count calls, turns of the event loop and records.
+
+const syncIoChild = fileURLToPath(new URL('helpers/sync-io-child.ts', import.meta.url));
+
+test('.send() - a steady spill makes no synchronous file call (node --trace-sync-io), and a drain none per block', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const turns = 300; // 30,000 records of about 150 bytes: about 70 blocks
+  const child = spawnChild(t, process.execPath, ['--trace-sync-io', '--import', 'tsx/esm', syncIoChild, dir.dataDir, String(turns)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += String(chunk);
+  });
+  const [code] = (await within(once(child, 'close'), 'the spilling child exiting')) as [number | null];
+  t.is(code, 0, stderr.slice(-2_000));
+  const begin = stderr.indexOf('STEADY BEGIN');
+  const end = stderr.indexOf('STEADY END');
+  t.true(begin >= 0 && end > begin, stderr.slice(-2_000));
+  const steady = stderr.slice(begin, end);
+  const warnings = steady.split('\n').filter((line) => line.includes('Detected use of sync API'));
+  const summary = JSON.parse(stderr.slice(end + 'STEADY END'.length).split('\n')[0]!) as {
+    sent: number;
+    diskBytes: number;
+    segments: number;
+    syncWrites: number;
+  };
+  t.true(summary.diskBytes > 2 * 1024 * 1024, `${summary.diskBytes} bytes spilled in the steady phase and before`);
+  t.is(summary.segments, 1, 'one segment file: no segment was created in the steady phase');
+  t.is(summary.syncWrites, 0);
+  t.deepEqual(warnings, [], steady.slice(0, 3_000));
+  // The drain reads some 70 blocks ahead in the background: what is left synchronous is per
+  // segment (opening it and checking its header, closing and removing it), not per block.
+  const drainBegin = stderr.indexOf('DRAIN BEGIN');
+  const drainEnd = stderr.indexOf('DRAIN END');
+  t.true(drainBegin > end && drainEnd > drainBegin, stderr.slice(-2_000));
+  t.is((JSON.parse(stderr.slice(drainEnd + 'DRAIN END'.length).split('\n')[0]!) as { read: number }).read, summary.sent);
+  const drainWarnings = stderr
+    .slice(drainBegin, drainEnd)
+    .split('\n')
+    .filter((line) => line.includes('Detected use of sync API'));
+  t.true(drainWarnings.length <= 12, `${drainWarnings.length} synchronous calls while draining one segment: ${drainWarnings.join(' | ')}`);
+  // The tracer does see what the channel does synchronously: opening it, before the steady phase.
+  t.true(stderr.slice(0, begin).includes('Detected use of sync API'), 'the tracer reports synchronous calls at all');
+});
+
+test('.send() - a disk that stalls: accepted at once while bytes wait; past maxPendingDiskBytes, the oldest are written synchronously, counted and announced once', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const maxPendingDiskBytes = 256 * 1024;
+  const hopper = new HopperStreams<Buffer>({ dataDir: dir.dataDir, maxMemoryBytes: 0, maxPendingDiskBytes }, { fileSystem: faulty.fs });
+  const behind: DiskBehindEvent[] = [];
+  hopper.on('diskBehind', (event) => behind.push(event));
+  // The first block creates the segment file; then every background write stalls.
+  hopper.send(Buffer.alloc(100, 0));
+  await diskSettled(hopper);
+  faulty.hold('write');
+  // A producer that reuses one Buffer: what it wrote must come out, not what it wrote later.
+  const reused = Buffer.alloc(1_000);
+  const sent: Buffer[] = [Buffer.alloc(100, 0)];
+  let peak = 0;
+  for (let i = 1; i <= 1_000; i++) {
+    reused.fill(i % 251);
+    hopper.send(reused);
+    sent.push(Buffer.from(reused));
+    peak = Math.max(peak, hopper.stats().pendingDiskBytes);
+    if (i % 50 === 0) await nextTurn();
+  }
+  reused.fill(255);
+  const { syncWrites, pendingDiskBytes } = hopper.stats();
+  t.true(faulty.heldCount('write') >= 1, 'a background write is stalled');
+  t.true(syncWrites >= 1, 'the disk fell behind: the oldest bytes were written synchronously');
+  t.is(behind.length, 1, 'announced once for the episode');
+  t.is(behind[0]!.maxPendingDiskBytes, maxPendingDiskBytes);
+  t.true(behind[0]!.pendingDiskBytes > maxPendingDiskBytes);
+  // Bounded: the bound, one background write (at most the bound here) and one block.
+  t.true(peak <= 2 * maxPendingDiskBytes + 64 * 1024 + 2_048, `at most ${peak} bytes waited`);
+  t.true(pendingDiskBytes <= 2 * maxPendingDiskBytes + 64 * 1024 + 2_048);
+  faulty.release('write');
+  await diskSettled(hopper);
+  hopper.writable.end();
+  const out = await collect<Buffer>(hopper.readable);
+  t.is(out.length, sent.length, 'every record once');
+  t.true(
+    out.every((record, i) => record.equals(sent[i]!)),
+    'in order, as they were when sent',
+  );
+});
+
+// Serial: it counts the descriptors of the whole process, which concurrent tests would move.
+test.serial('.destroy() - during a read ahead in flight: no error, no descriptor left, no file left, nothing read after', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const before = fs.readdirSync('/proc/self/fd').length;
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const hopper = new HopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0 }, { fileSystem: faulty.fs });
+  for (let i = 0; i < 2_000; i++) hopper.send(`record ${i}`);
+  await diskSettled(hopper);
+  faulty.hold('read');
+  let errors = 0;
+  hopper.readable.on('error', () => errors++);
+  const seen: string[] = [];
+  hopper.readable.on('data', (record: string) => seen.push(record));
+  await faulty.whenHeld('read');
+  t.deepEqual(seen, [], 'the first block is still being read');
+  hopper.destroy();
+  t.deepEqual(dir.files(), [], 'the files are gone at once');
+  const readsBefore = faulty.calls.read + faulty.heldCount('read');
+  faulty.release('read');
+  await hopper.close();
+  await nextTurn();
+  t.is(faulty.calls.read, readsBefore, 'no read after destroy');
+  t.deepEqual(seen, [], 'nothing delivered after destroy');
+  t.is(errors, 0);
+  t.is(fs.readdirSync('/proc/self/fd').length, before, 'every descriptor closed');
+  t.deepEqual(dir.files(), []);
+});
+
+test('.send() - on a slow disk (ext4 -o sync on a loop device on FUSE, 2 ms per operation) writes are accepted while the disk works, and the event loop turns meanwhile', async (t) => {
+  const disk = await mountSlowDisk(t, 2);
+  if ('notChecked' in disk) {
+    t.log(`NOT CHECKED: ${disk.notChecked}`);
+    t.pass();
+    return;
+  }
+  const hopper = createHopperStreams<string>({ dataDir: disk.dir, maxMemoryBytes: 64 * 1024 });
+  // Before the slow disk is unmounted: close() resolves once nothing runs on it in the background.
+  t.teardown(async () => {
+    hopper.destroy();
+    await hopper.close().catch(() => undefined);
+  });
+  // A ticker counts turns of the event loop, and those taken while bytes waited for the disk.
+  let turnsWhileWaiting = 0;
+  let ticking = true;
+  const tick = (): void => {
+    if (hopper.stats().pendingDiskBytes > 0) turnsWhileWaiting++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const total = 10_000;
+  const record = (i: number): string => `record ${i} ${'x'.repeat(140)}`;
+  for (let i = 0; i < total; i++) {
+    hopper.send(record(i));
+    if (i % 100 === 99) await nextTurn();
+  }
+  t.is(hopper.stats().recordsIn, total, 'every write was accepted at once');
+  await until(() => hopper.stats().pendingDiskBytes === 0 && hopper.stats().segments > 0, 'the slow disk catching up');
+  ticking = false;
+  // Each background write of up to 1 MiB takes the slow disk many operations; with synchronous
+  // writes, no turn at all would pass while a block waited.
+  t.true(turnsWhileWaiting >= 20, `${turnsWhileWaiting} turns while bytes waited for the disk`);
+  hopper.writable.end();
+  const out = await collect<string>(hopper.readable);
+  t.is(out.length, total);
+  t.true(
+    out.every((value, i) => value === record(i)),
+    'every record once, in order',
+  );
+  await hopper.close();
+});
