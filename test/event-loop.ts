@@ -106,6 +106,27 @@ test('.send() - a disk that stalls: accepted at once while bytes wait; past maxP
 });
 
 // Serial: it counts the descriptors of the whole process, which concurrent tests would move.
+test('.send() - one record larger than maxPendingDiskBytes, with no write under way, is written in the background: no synchronous write, no diskBehind', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Buffer>({ dataDir: dir.dataDir, maxMemoryBytes: 0, maxPendingDiskBytes: 64 * 1024 });
+  const behind: DiskBehindEvent[] = [];
+  hopper.on('diskBehind', (event: DiskBehindEvent) => behind.push(event));
+  const large = Buffer.alloc(1024 * 1024, 3);
+  hopper.send(large);
+  t.true(hopper.stats().pendingDiskBytes > 64 * 1024, 'the record waits for the disk, past the bound');
+  await diskSettled(hopper);
+  t.is(hopper.stats().syncWrites, 0);
+  t.deepEqual(behind, []);
+  // A second one, sent while nothing is under way either, goes the same way.
+  hopper.send(Buffer.alloc(1024 * 1024, 4));
+  await diskSettled(hopper);
+  t.is(hopper.stats().syncWrites, 0);
+  const closing = hopper.close();
+  t.deepEqual(await collect<Buffer>(hopper.readable), [large, Buffer.alloc(1024 * 1024, 4)]);
+  await closing;
+});
+
 test.serial('.destroy() - during a read ahead in flight: no error, no descriptor left, no file left, nothing read after', async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);

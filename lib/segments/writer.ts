@@ -111,6 +111,11 @@ export class SegmentWriter {
     if (segment.size >= this.options.sealAt) segment.sealed = true;
   }
 
+  /** True while the background task is writing (or creating, or removing). */
+  get writing(): boolean {
+    return this.task !== undefined;
+  }
+
   /** Starts the background task unless it runs, or a failure waits for {@link resume}. */
   kick(): void {
     if (this.task !== undefined || this.failing || this.closed || this.ledger.pendingBytes === 0) return;
