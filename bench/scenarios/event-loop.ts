@@ -46,7 +46,7 @@ export default defineScenario({
   timeoutMs: 180_000,
   notes: [
     'The producer never waits on the hopper (no backpressure before the disk cap), so the loop delay is the time the ' +
-      "producer's own turn takes plus whatever the hopper does in it: validating, encoding, and writing 64 KiB blocks with a synchronous `writev`.",
+      "producer's own turn takes plus whatever the hopper does in it: validating, encoding, and handing 64 KiB blocks to the background writer (or, past `maxPendingDiskBytes`, writing them synchronously).",
   ],
   label: (settings) => LABELS[settings.impl as string] ?? String(settings.impl),
 
