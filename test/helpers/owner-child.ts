@@ -1,8 +1,6 @@
 // Child process for the ownership tests.
 //
-// "race": waits for commands over IPC. On `open`, tries to open the channel; a process that gets it
-// proves it by creating a marker file with O_EXCL (two owners at once collide on it) and holds the
-// channel until `release`. Answers each command with one message.
+// "race": waits for commands over IPC and answers them as race-participant.ts says; `exit` ends it.
 //
 // "churn": on `go`, opens and closes the channel `rounds` times as fast as it can; an open that
 // succeeds proves it is the only owner with the marker file, as "race" does. Answers with the count
@@ -17,37 +15,17 @@ import path from 'node:path';
 import { createHopperStreams } from '../../lib/index.js';
 import { HopperStreams } from '../../lib/streams.js';
 import type { SegmentFileSystem } from '../../lib/segments/index.js';
+import { raceParticipant } from './race-participant.js';
 
 const [mode, dataDir, name, killAt] = process.argv.slice(2);
 
 type Command = { op: 'open'; round: number; staleLockMs?: number } | { op: 'release' } | { op: 'exit' } | { op: 'go'; rounds: number };
 
 if (mode === 'race') {
-  const marker = path.join(dataDir!, `${name}.owner-marker`);
-  let held: ReturnType<typeof createHopperStreams> | undefined;
+  const participant = raceParticipant(dataDir!, name!, (message) => process.send!(message));
   process.on('message', (command: Command) => {
-    if (command.op === 'open') {
-      try {
-        held = createHopperStreams({ dataDir, name, ...(command.staleLockMs ? { staleLockMs: command.staleLockMs } : {}) });
-      } catch (err) {
-        const e = err as Error & { code?: string };
-        process.send!({ round: command.round, owner: false, code: e.code ?? e.name, message: e.message });
-        return;
-      }
-      let collision = false;
-      try {
-        fs.closeSync(fs.openSync(marker, 'wx'));
-      } catch {
-        collision = true;
-      }
-      process.send!({ round: command.round, owner: true, collision });
-    } else if (command.op === 'release') {
-      const hopper = held!;
-      held = undefined;
-      fs.rmSync(marker, { force: true });
-      hopper.destroy();
-      process.send!({ released: true });
-    } else {
+    if (command.op === 'open' || command.op === 'release') participant(command);
+    else {
       process.disconnect();
       process.exit(0);
     }

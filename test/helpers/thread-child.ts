@@ -1,8 +1,7 @@
 // Worker thread for the ownership tests; `workerData.mode` says what it does. Every mode posts
 // `{ ready, tid, threadId }` once it is set up, then answers each command with one message.
 //
-// "race": on `open`, tries to open the channel; a thread that gets it proves it by creating a
-// marker file with O_EXCL (two owners at once collide on it) and holds the channel until `release`.
+// "race": answers `open` and `release` as race-participant.ts says.
 //
 // "hold": opens the channel with every record going to disk, sends `count` records and reports
 // when they are written; on `drain`, closes the channel and answers with every record it read back
@@ -15,11 +14,10 @@
 // terminated; posts `spilling` once its first segment is sealed.
 //
 // "produce": posts `count` records `{ worker, seq }` to the main thread, in batches, then `done`.
-import fs from 'node:fs';
-import path from 'node:path';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { createHopperStreams } from '../../lib/index.js';
 import { collect } from './index.js';
+import { raceParticipant } from './race-participant.js';
 import { osThreadId } from './threads.js';
 
 interface Data {
@@ -37,31 +35,9 @@ const port = parentPort!;
 const post = (message: object): void => port.postMessage(message);
 
 if (mode === 'race') {
-  const marker = path.join(dataDir, `${name}.owner-marker`);
-  let held: ReturnType<typeof createHopperStreams> | undefined;
+  const participant = raceParticipant(dataDir, name, post);
   port.on('message', (command: Command) => {
-    if (command.op === 'open') {
-      try {
-        held = createHopperStreams({ dataDir, name });
-      } catch (err) {
-        const e = err as Error & { code?: string };
-        post({ round: command.round, owner: false, code: e.code ?? e.name, message: e.message });
-        return;
-      }
-      let collision = false;
-      try {
-        fs.closeSync(fs.openSync(marker, 'wx'));
-      } catch {
-        collision = true;
-      }
-      post({ round: command.round, owner: true, collision });
-    } else if (command.op === 'release') {
-      const hopper = held!;
-      held = undefined;
-      fs.rmSync(marker, { force: true });
-      hopper.destroy();
-      post({ released: true });
-    }
+    if (command.op === 'open' || command.op === 'release') participant(command);
   });
 } else if (mode === 'hold') {
   const hopper = createHopperStreams<string>({ dataDir, name, maxMemoryBytes: 0, maxSegmentBytes: 2_000 });
