@@ -161,7 +161,10 @@ export interface ChannelParts {
   path: string;
   /** Closes the disk tier, then releases the channel directory; called once, at close. */
   release(): void;
-  /** Resolves once the disk tier has no file operation under way in the background. */
+  /**
+   * Resolves once the disk tier has no file operation under way in the background, and the
+   * directories that release() found still in use then are removed.
+   */
   idle(): Promise<void>;
 }
 

@@ -289,6 +289,23 @@ export class ChannelDirectory {
     this.releaseDataDir();
   }
 
+  /**
+   * After release, once the segment log's background removals have ended: does again what
+   * release() could not do while they ran. The lock's removal needs room for a guard directory (on
+   * a full disk it waits for the segments' unlinks), and the channel directory is only removed
+   * empty. The lock goes only if it still names this channel's token, and only empty directories
+   * go while `<dataDir>/<name>` is still the one opened, so a new owner's are never touched.
+   * Never throws.
+   */
+  tidy(): void {
+    if (!this.released || this.lost) return;
+    if (this.intact()) {
+      this.lock.release();
+      if (this.madeChannelDir) removeEmpty([this.path]);
+    }
+    this.releaseDataDir();
+  }
+
   private releaseDataDir(): void {
     if (this.ownsDataDir) removeEmpty([this.dataDir]);
   }

@@ -68,7 +68,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
     // readable's destroy(), which Node turns into its 'error').
     for (const fault of leftovers) emit('fault', fault);
   };
-  channel = new Channel(options, { codec, disk: log, path: directory.path, release, idle: () => log.idle() }, emit);
+  channel = new Channel(options, { codec, disk: log, path: directory.path, release, idle: () => log.idle().then(() => directory.tidy()) }, emit);
   const opened = channel;
   // Another process took the lock (this one stalled past the window): stop writing at once.
   directory.onLost((err) => opened.fail(err));

@@ -473,7 +473,8 @@ test.serial(
       'every accepted record arrives, in order',
     );
     t.deepEqual(fs.readdirSync(mountPoint).sort(), ['data', 'filler']);
-    t.deepEqual(fs.readdirSync(dataDir), []);
+    const left = fs.readdirSync(dataDir, { recursive: true });
+    t.deepEqual(left, [], `left in dataDir: ${left.join(', ')}`);
   },
 );
 
