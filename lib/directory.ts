@@ -247,6 +247,16 @@ export class ChannelDirectory {
     }
   }
 
+  /** {@link intact} off the event loop. */
+  async intactAsync(): Promise<boolean> {
+    try {
+      const stat = await fs.promises.lstat(this.path);
+      return stat.isDirectory() && stat.dev === this.identity.dev && stat.ino === this.identity.ino;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * Checks that the lock is still ours and the directory still the one opened; when not, stops the
    * heartbeat, tells the `onLost` handlers, and returns the error.
@@ -258,12 +268,40 @@ export class ChannelDirectory {
     if (!this.intact()) problem = `the channel directory ${this.path} was replaced while the channel ran`;
     else {
       try {
-        if (!this.lock.held()) problem = `the lock ${this.lockPath} was taken over by another process (this one stalled past staleLockMs, ${this.staleMs} ms)`;
+        if (!this.lock.held()) problem = this.takenOver();
       } catch (err) {
         problem = (err as Error).message;
       }
     }
+    return this.lose(problem);
+  }
+
+  /** {@link verify} off the event loop (the segment log, before each new segment). */
+  async verifyAsync(): Promise<HopperError | undefined> {
+    if (this.released) return undefined;
+    if (this.lost) return lockLostError(this.lockPath, 'was lost earlier');
+    let problem: string | undefined;
+    if (!(await this.intactAsync())) problem = `the channel directory ${this.path} was replaced while the channel ran`;
+    else {
+      try {
+        if (!(await this.lock.heldAsync())) problem = this.takenOver();
+      } catch (err) {
+        problem = (err as Error).message;
+      }
+    }
+    // Released meanwhile (the channel closed): nothing is lost.
+    if (this.released) return undefined;
+    return this.lose(problem);
+  }
+
+  private takenOver(): string {
+    return `the lock ${this.lockPath} was taken over by another process (this one stalled past staleLockMs, ${this.staleMs} ms)`;
+  }
+
+  /** The lock or directory is lost (`problem`): see {@link verify}. */
+  private lose(problem: string | undefined): HopperError | undefined {
     if (problem === undefined) return undefined;
+    if (this.lost) return lockLostError(this.lockPath, 'was lost earlier');
     this.lost = true;
     this.lock.stopHeartbeat();
     const err = lockLostError(this.lockPath, problem);

@@ -131,15 +131,55 @@ function readHolder(dir: string): Seen | undefined {
     if (!ownerStat.isFile() || ownerStat.size > 4096) return 'unreadable';
     const buffer = Buffer.alloc(ownerStat.size);
     const n = fs.readSync(fd, buffer, 0, buffer.length, 0);
-    const holder = JSON.parse(buffer.toString('utf8', 0, n)) as LockHolder;
-    if (typeof holder.token !== 'string' || typeof holder.pid !== 'number' || typeof holder.hostname !== 'string') return 'unreadable';
-    if (holder.tid !== undefined && !Number.isSafeInteger(holder.tid)) return 'unreadable';
-    return { ...holder, heartbeat: ownerStat.mtimeMs };
+    return parseHolder(buffer.toString('utf8', 0, n), ownerStat);
   } catch {
     return 'unreadable';
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** {@link readHolder} off the event loop (the segment log checks its lock before each new segment). */
+async function readHolderAsync(dir: string): Promise<Seen | undefined> {
+  let stat: fs.Stats;
+  try {
+    stat = await fs.promises.lstat(dir);
+  } catch (err) {
+    if (code(err) === 'ENOENT') return undefined;
+    throw directoryError(`cannot read the lock ${dir}`, err);
+  }
+  if (!stat.isDirectory()) throw notOursError(dir, stat.isSymbolicLink() ? 'is a symbolic link' : 'is not a directory');
+  let handle: fs.promises.FileHandle;
+  try {
+    handle = await fs.promises.open(path.join(dir, OWNER_FILE), fs.constants.O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (err) {
+    if (code(err) !== 'ENOENT') return 'unreadable';
+    try {
+      await fs.promises.lstat(dir);
+      return 'unreadable';
+    } catch {
+      return undefined;
+    }
+  }
+  try {
+    const ownerStat = await handle.stat();
+    if (!ownerStat.isFile() || ownerStat.size > 4096) return 'unreadable';
+    const buffer = Buffer.alloc(ownerStat.size);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return parseHolder(buffer.toString('utf8', 0, bytesRead), ownerStat);
+  } catch {
+    return 'unreadable';
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+/** The holder an owner file names (throws on text that is not JSON). */
+function parseHolder(text: string, ownerStat: fs.Stats): Seen {
+  const holder = JSON.parse(text) as LockHolder;
+  if (typeof holder.token !== 'string' || typeof holder.pid !== 'number' || typeof holder.hostname !== 'string') return 'unreadable';
+  if (holder.tid !== undefined && !Number.isSafeInteger(holder.tid)) return 'unreadable';
+  return { ...holder, heartbeat: ownerStat.mtimeMs };
 }
 
 function isSymlink(file: string): boolean {
@@ -232,6 +272,12 @@ class Claim {
   /** True while `dir` is still this claim (not taken over by someone who found it stale). */
   held(): boolean {
     const seen = readHolder(this.dir);
+    return seen !== undefined && seen !== 'unreadable' && seen.token === this.holder.token;
+  }
+
+  /** {@link held} off the event loop. */
+  async heldAsync(): Promise<boolean> {
+    const seen = await readHolderAsync(this.dir);
     return seen !== undefined && seen !== 'unreadable' && seen.token === this.holder.token;
   }
 
@@ -401,6 +447,11 @@ export class Lock {
   /** True while the lock is still this one (not taken over by someone who found it stale). */
   held(): boolean {
     return this.claim.held();
+  }
+
+  /** {@link held} off the event loop. */
+  heldAsync(): Promise<boolean> {
+    return this.claim.heldAsync();
   }
 
   /**

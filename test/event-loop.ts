@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, type DiskBehindEvent } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
 import { spawnChild } from './helpers/children.js';
@@ -18,11 +18,11 @@ import { within } from './helpers/wait.js';
 
 const syncIoChild = fileURLToPath(new URL('helpers/sync-io-child.ts', import.meta.url));
 
-test('.send() - a steady spill makes no synchronous file call (node --trace-sync-io), and a drain none per block', async (t) => {
+/** Runs the --trace-sync-io child; its stderr, and the synchronous file calls it reported between `begin` and `end`. */
+async function traceSyncIo(t: ExecutionContext, args: string[]): Promise<{ stderr: string; between(begin: string, end: string): string[] }> {
   const dir = tempDataDir();
   t.teardown(dir.remove);
-  const turns = 300; // 30,000 records of about 150 bytes: about 70 blocks
-  const child = spawnChild(t, process.execPath, ['--trace-sync-io', '--import', 'tsx/esm', syncIoChild, dir.dataDir, String(turns)], {
+  const child = spawnChild(t, process.execPath, ['--trace-sync-io', '--import', 'tsx/esm', syncIoChild, dir.dataDir, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -31,34 +31,56 @@ test('.send() - a steady spill makes no synchronous file call (node --trace-sync
   });
   const [code] = (await within(once(child, 'close'), 'the spilling child exiting')) as [number | null];
   t.is(code, 0, stderr.slice(-2_000));
-  const begin = stderr.indexOf('STEADY BEGIN');
-  const end = stderr.indexOf('STEADY END');
-  t.true(begin >= 0 && end > begin, stderr.slice(-2_000));
-  const steady = stderr.slice(begin, end);
-  const warnings = steady.split('\n').filter((line) => line.includes('Detected use of sync API'));
-  const summary = JSON.parse(stderr.slice(end + 'STEADY END'.length).split('\n')[0]!) as {
-    sent: number;
-    diskBytes: number;
-    segments: number;
-    syncWrites: number;
+  t.deepEqual(dir.files(), [], 'the channel left nothing behind');
+  const between = (begin: string, end: string): string[] => {
+    const from = stderr.indexOf(begin);
+    const to = stderr.indexOf(end);
+    t.true(from >= 0 && to > from, stderr.slice(-2_000));
+    return stderr
+      .slice(from, to)
+      .split('\n')
+      .filter((line) => line.includes('Detected use of sync API'));
   };
+  return { stderr, between };
+}
+
+/** The JSON a child printed after `marker`. */
+function reported<T>(stderr: string, marker: string): T {
+  return JSON.parse(stderr.slice(stderr.indexOf(marker) + marker.length).split('\n')[0]!) as T;
+}
+
+/** The stack lines of the first synchronous calls reported after `marker`, for a failure message. */
+function firstStacks(stderr: string, marker: string): string {
+  return stderr.slice(stderr.indexOf(marker), stderr.indexOf(marker) + 3_000);
+}
+
+test('.send() - a steady spill over many segments makes no synchronous file call (node --trace-sync-io): creating, writing, sealing and closing segments all run in the background', async (t) => {
+  const turns = 300; // 30,000 records of about 150 bytes: about 4.5 MB, some 35 segments of 128 KiB
+  const { stderr, between } = await traceSyncIo(t, [String(turns)]);
+  const steady = between('STEADY BEGIN', 'STEADY END');
+  const summary = reported<{ sent: number; diskBytes: number; segments: number; syncWrites: number; sealed: number }>(stderr, 'STEADY END');
   t.true(summary.diskBytes > 2 * 1024 * 1024, `${summary.diskBytes} bytes spilled in the steady phase and before`);
-  t.is(summary.segments, 1, 'one segment file: no segment was created in the steady phase');
+  t.true(summary.sealed >= 10, `${summary.sealed} segments created, filled and sealed in the steady phase`);
   t.is(summary.syncWrites, 0);
-  t.deepEqual(warnings, [], steady.slice(0, 3_000));
-  // The drain reads some 70 blocks ahead in the background: what is left synchronous is per
-  // segment (opening it and checking its header, closing and removing it), not per block.
-  const drainBegin = stderr.indexOf('DRAIN BEGIN');
-  const drainEnd = stderr.indexOf('DRAIN END');
-  t.true(drainBegin > end && drainEnd > drainBegin, stderr.slice(-2_000));
-  t.is((JSON.parse(stderr.slice(drainEnd + 'DRAIN END'.length).split('\n')[0]!) as { read: number }).read, summary.sent);
-  const drainWarnings = stderr
-    .slice(drainBegin, drainEnd)
-    .split('\n')
-    .filter((line) => line.includes('Detected use of sync API'));
-  t.true(drainWarnings.length <= 12, `${drainWarnings.length} synchronous calls while draining one segment: ${drainWarnings.join(' | ')}`);
+  t.deepEqual(steady, [], firstStacks(stderr, 'STEADY BEGIN'));
+  // The drain opens, reads ahead, closes and removes every segment in the background.
+  const drain = between('DRAIN BEGIN', 'DRAIN END');
+  const drained = reported<{ read: number; removed: number }>(stderr, 'DRAIN END');
+  t.is(drained.read, summary.sent);
+  t.true(drained.removed >= summary.sealed, `${drained.removed} segments removed while draining`);
+  t.deepEqual(drain, [], firstStacks(stderr, 'DRAIN BEGIN'));
   // The tracer does see what the channel does synchronously: opening it, before the steady phase.
-  t.true(stderr.slice(0, begin).includes('Detected use of sync API'), 'the tracer reports synchronous calls at all');
+  t.true(stderr.slice(0, stderr.indexOf('STEADY BEGIN')).includes('Detected use of sync API'), 'the tracer reports synchronous calls at all');
+});
+
+test("onFull 'drop-oldest' - a full disk that drops the oldest segment again and again makes no synchronous file call (node --trace-sync-io)", async (t) => {
+  const { stderr, between } = await traceSyncIo(t, ['300', 'drop-oldest']);
+  const steady = between('STEADY BEGIN', 'STEADY END');
+  const summary = reported<{ sent: number; dropped: number; removed: number; syncWrites: number }>(stderr, 'STEADY END');
+  t.true(summary.removed >= 10, `${summary.removed} segments dropped and removed in the steady phase`);
+  t.true(summary.dropped > 0);
+  t.is(summary.syncWrites, 0);
+  t.deepEqual(steady, [], firstStacks(stderr, 'STEADY BEGIN'));
 });
 
 test('.send() - a disk that stalls: accepted at once while bytes wait; past maxPendingDiskBytes, the oldest are written synchronously, counted and announced once', async (t) => {

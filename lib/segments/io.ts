@@ -6,9 +6,11 @@ import nodeFs from 'node:fs';
 
 /**
  * The file operations the segment log uses: node:fs by default, a seam for fault injection.
- * Synchronous calls for what happens once per segment (creating, opening, closing it) and the last
- * resort past maxPendingDiskBytes; asynchronous ones (libuv's thread pool) for block writes, reads
- * ahead and removals. No fsync: like hopper, nothing is kept across restarts, so nothing needs to reach the platter.
+ * Asynchronous calls (libuv's thread pool) for everything a spill and a drain do: creating,
+ * opening, writing, reading, closing and removing segments. Synchronous ones only where the log
+ * may block: at open (stale segments) and close, when it writes through (`maxPendingDiskBytes: 0`)
+ * and for the last resort past maxPendingDiskBytes. No fsync: like hopper, nothing is kept across
+ * restarts, so nothing needs to reach the platter.
  * The seam also carries the clock retries wait on (`retryClock`, the system clock when absent), so
  * that a test that injects a fault also drives its retries instead of sleeping through them.
  */
@@ -27,6 +29,10 @@ export type SegmentFileSystem = Pick<
   | 'read'
   | 'unlink'
   | 'lstat'
+  | 'open'
+  | 'close'
+  | 'fstat'
+  | 'link'
 > & { readonly retryClock?: RetryClock | undefined };
 
 /** What the retry policy waits on: a one-shot timer and the time now, in milliseconds. */
@@ -55,11 +61,22 @@ export interface SegmentDirectory {
   intact(): boolean;
   /** The error the channel stops with when the directory or its lock is no longer ours. */
   verify(): Error | undefined;
+  /** {@link intact} off the event loop. */
+  intactAsync(): Promise<boolean>;
+  /** {@link verify} off the event loop. */
+  verifyAsync(): Promise<Error | undefined>;
 }
 
 /** A directory used as is (unit tests): drafts are prepared in it, and it is trusted. */
 export function plainDirectory(dir: string): SegmentDirectory {
-  return { path: dir, draftDir: dir, intact: () => true, verify: () => undefined };
+  return {
+    path: dir,
+    draftDir: dir,
+    intact: () => true,
+    verify: () => undefined,
+    intactAsync: () => Promise.resolve(true),
+    verifyAsync: () => Promise.resolve(undefined),
+  };
 }
 
 /** Creates a new file, never an existing one, and never through a symlink. */
@@ -100,6 +117,14 @@ export async function writeAllAsync(fs: SegmentFileSystem, fd: number, parts: Bu
 
 /** The asynchronous calls of the seam as promises (each runs on libuv's thread pool). */
 export const fsAsync = {
+  open: (fs: SegmentFileSystem, file: string, flags: number, mode?: number): Promise<number> =>
+    new Promise((resolve, reject) => fs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)))),
+  fstat: (fs: SegmentFileSystem, fd: number): Promise<nodeFs.Stats> =>
+    new Promise((resolve, reject) => fs.fstat(fd, (err, stat) => (err ? reject(err) : resolve(stat)))),
+  link: (fs: SegmentFileSystem, from: string, to: string): Promise<void> =>
+    new Promise((resolve, reject) => fs.link(from, to, (err) => (err ? reject(err) : resolve()))),
+  /** Never rejects: a close error leaves nothing to recover. */
+  close: (fs: SegmentFileSystem, fd: number): Promise<void> => new Promise((resolve) => fs.close(fd, () => resolve())),
   lstat: (fs: SegmentFileSystem, file: string): Promise<nodeFs.Stats> =>
     new Promise((resolve, reject) => fs.lstat(file, (err, stat) => (err ? reject(err) : resolve(stat)))),
   unlink: (fs: SegmentFileSystem, file: string): Promise<void> => new Promise((resolve, reject) => fs.unlink(file, (err) => (err ? reject(err) : resolve()))),
@@ -130,6 +155,37 @@ export function closeQuietly(fs: SegmentFileSystem, fd: number): void {
     fs.closeSync(fd);
   } catch {
     // A close error leaves nothing to recover.
+  }
+}
+
+/**
+ * Closes descriptors on the thread pool. A descriptor is handed over only once nothing uses it any
+ * more (its number may be reused as soon as the close lands); `settled()` lets a close of the log
+ * wait until every one handed over is closed.
+ */
+export class Closer {
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(private readonly fs: SegmentFileSystem) {}
+
+  close(fd: number): void {
+    const closing = fsAsync.close(this.fs, fd);
+    this.inFlight.add(closing);
+    void closing.then(() => this.inFlight.delete(closing));
+  }
+
+  /** Resolves once the closes under way now have landed; undefined when there are none. */
+  settled(): Promise<unknown> | undefined {
+    return this.inFlight.size === 0 ? undefined : Promise.all(this.inFlight);
+  }
+}
+
+/** Unlinks `file` on the thread pool; never rejects (gone already, or left for the next open). */
+export async function unlinkQuietlyAsync(fs: SegmentFileSystem, file: string): Promise<void> {
+  try {
+    await fsAsync.unlink(fs, file);
+  } catch {
+    // Gone already, or left for the next open (a draft goes with the lock directory).
   }
 }
 
@@ -168,12 +224,20 @@ export function unlinkOurs(fs: SegmentFileSystem, directory: SegmentDirectory, o
 }
 
 /**
- * {@link unlinkOurs} off the event loop: lstat and unlink on the thread pool. The identity check
- * and the unlink are two calls, as they are synchronously: a path has no descriptor to check on.
+ * {@link unlinkOurs} off the event loop: the directory check, lstat and unlink on the thread pool,
+ * in that order. The identity check and the unlink are two calls, as they are synchronously: a
+ * path has no descriptor to check on. `wanted` is asked right before the unlink: false (the log
+ * closed meanwhile, and removed the file itself) leaves the name alone, so that a file made under
+ * it after the close is never touched.
  */
-export async function unlinkOursAsync(fs: SegmentFileSystem, directory: SegmentDirectory, own: OwnFile): Promise<'removed' | 'not-ours'> {
-  if (!directory.intact()) {
-    directory.verify();
+export async function unlinkOursAsync(
+  fs: SegmentFileSystem,
+  directory: SegmentDirectory,
+  own: OwnFile,
+  wanted: () => boolean = () => true,
+): Promise<'removed' | 'not-ours'> {
+  if (!(await directory.intactAsync())) {
+    await directory.verifyAsync();
     return 'not-ours';
   }
   let stat: nodeFs.Stats;
@@ -184,6 +248,7 @@ export async function unlinkOursAsync(fs: SegmentFileSystem, directory: SegmentD
     throw err;
   }
   if (!stat.isFile() || stat.dev !== own.dev || stat.ino !== own.ino) return 'not-ours';
+  if (!wanted()) return 'removed';
   try {
     await fsAsync.unlink(fs, own.file);
   } catch (err) {

@@ -143,6 +143,15 @@ export class Ledger {
     segment.chunks = [];
   }
 
+  /**
+   * A file forgotten too early (its removal, started when it was dropped, failed) counts again. It
+   * holds no records any more: it goes first, where nothing reads or drops it.
+   */
+  restore(segment: Segment): void {
+    this.segments.unshift(segment);
+    this.fileBytes += segment.size;
+  }
+
   /** The oldest segment whose records can be read (its removal has not failed: it was read through). */
   oldestUnread(): Segment | undefined {
     return this.segments.find((s) => !s.removalFailed && !s.removing && !s.readThrough);

@@ -1,6 +1,6 @@
 import type { OnCorrupt, SegmentCodec } from '../options.js';
 import type { BlockBuilder } from './block-builder.js';
-import type { RetryPolicy, SegmentDirectory, SegmentFileSystem } from './io.js';
+import type { Closer, RetryPolicy, SegmentDirectory, SegmentFileSystem } from './io.js';
 import type { Ledger } from './ledger.js';
 import type { SegmentReader } from './reader.js';
 import type { FaultEvent } from './results.js';
@@ -71,6 +71,8 @@ export interface LogState {
   readonly writer: SegmentWriter;
   readonly reader: SegmentReader;
   readonly retry: RetryPolicy;
+  /** Closes descriptors in the background; close() waits for it. */
+  readonly closer: Closer;
   /** maxPendingDiskBytes is 0: every block and removal is written synchronously. */
   readonly writeThrough: boolean;
   /** Records appended and not yet read (or dropped, or lost), pending block included. */

@@ -3,7 +3,7 @@ import type { RecordCodec } from '../codec.js';
 import type { HopperError } from '../errors.js';
 import { BLOCK_FRAMING_BYTES, compressionSlack } from '../ocf.js';
 import { BlockBuilder } from './block-builder.js';
-import { RetryPolicy, plainDirectory, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { Closer, RetryPolicy, plainDirectory, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { Ledger } from './ledger.js';
 import type { LogState, SegmentLogHooks, SegmentLogOptions } from './log-state.js';
 import { ReadPath } from './read-path.js';
@@ -47,6 +47,7 @@ export class SegmentLog {
   constructor(dir: string | SegmentDirectory, codec: RecordCodec, options: SegmentLogOptions, hooks: SegmentLogHooks, fileSystem: SegmentFileSystem = nodeFs) {
     const directory = typeof dir === 'string' ? plainDirectory(dir) : dir;
     const ledger = new Ledger();
+    const closer = new Closer(fileSystem);
     // Large Buffers can be written by reference when the codec says which, and blocks are not
     // compressed (deflate needs all the bytes in one place).
     const byReference = options.codec === 'null' && codec.largeRecord !== undefined && codec.encodeLargeHead !== undefined && codec.largeValue !== undefined;
@@ -62,6 +63,7 @@ export class SegmentLog {
         written: (background) => this.flushing.written(background),
         failed: (err) => this.flushing.failed(err as HopperError),
       },
+      closer,
     );
     this.headerBytes = writer.headerBytes;
     this.state = {
@@ -72,8 +74,9 @@ export class SegmentLog {
       ledger,
       block: new BlockBuilder(codec, byReference),
       writer,
-      reader: new SegmentReader(fileSystem, codec, options.codec),
+      reader: new SegmentReader(fileSystem, codec, options.codec, directory, closer),
       retry: new RetryPolicy(this.retryFailed, fileSystem.retryClock),
+      closer,
       writeThrough: options.maxPendingDiskBytes === 0,
       records: 0,
       closed: false,
@@ -134,8 +137,13 @@ export class SegmentLog {
       await this.state.writer.idle();
       await this.state.reader.idle();
       const removals = this.removals.settled();
-      if (removals === undefined) return;
-      await removals;
+      if (removals !== undefined) {
+        await removals;
+        continue;
+      }
+      const closes = this.state.closer.settled();
+      if (closes === undefined) return;
+      await closes;
     }
   }
 

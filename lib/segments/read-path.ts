@@ -124,7 +124,9 @@ export class ReadPath {
     const segment = ledger.oldestUnread();
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
     // Not created yet: its blocks are read from memory; the file is opened once one is on disk.
-    if (!segment.created) {
+    // Off the event loop, the file is opened (and the directory checked) in the background when a
+    // block is first read from it.
+    if (!segment.created || !this.log.writeThrough) {
       reader.begin(segment);
       return segment;
     }

@@ -2,13 +2,13 @@ import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
 import { BlockReader, READ_AHEAD_BYTES, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
-import { READ_FLAGS, closeQuietly, fsAsync, isSystemError, type SegmentFileSystem } from './io.js';
+import { READ_FLAGS, fsAsync, isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { Ledger, type Segment } from './ledger.js';
 import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (never
-// through a symlink, never one that was swapped), checks its header and each block against the
-// ledger, and decodes records one at a time. It throws a Corruption for what is wrong with the
+// through a symlink, never one that was swapped; on the thread pool unless the log writes
+// through), checks its header and each block against the ledger, and decodes records one at a time. It throws a Corruption for what is wrong with the
 // file and ERR_HOPPER_IO for a failed system call; it never writes, never removes a file, and
 // never decides what corruption or a failure costs: the log does.
 
@@ -24,6 +24,21 @@ interface Ahead {
   /** Bytes read: fewer than end - start when the file is shorter. */
   got: number;
   error: unknown;
+}
+
+/**
+ * Opening the segment being read, on the thread pool: what each step gave, or the step that failed
+ * and how. The checks that decide what a failure costs run on the event loop, once it is done
+ * ({@link SegmentReader.opened}), exactly as for a file opened synchronously.
+ */
+interface Opening {
+  segment: Segment;
+  state: 'opening' | 'done';
+  failed: { step: 'directory' | 'open' | 'fstat' | 'read'; error: unknown } | undefined;
+  fd: number | undefined;
+  stat: nodeFs.Stats | undefined;
+  /** The bytes where the header is: fewer than the header when the file is shorter. */
+  header: Buffer | undefined;
 }
 
 export class SegmentReader {
@@ -48,6 +63,8 @@ export class SegmentReader {
   /** Reads under way on libuv's thread pool, and descriptors to close once they are done. */
   private readsInFlight = new Set<Promise<void>>();
   private closeWhenRead: number[] = [];
+  /** The file of the segment being read is being opened in the background (see {@link loadBlockAhead}). */
+  private opening: Opening | undefined;
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
@@ -58,6 +75,8 @@ export class SegmentReader {
     private readonly fs: SegmentFileSystem,
     private readonly codec: RecordCodec,
     private readonly compression: string,
+    private readonly directory: SegmentDirectory,
+    private readonly closer: Closer,
   ) {
     this.blocks = new BlockReader(fs);
   }
@@ -87,15 +106,88 @@ export class SegmentReader {
     this.left = 0;
   }
 
-  /** Opens the file of the segment being read and checks it: see {@link open}. */
+  /** Opens the file of the segment being read and checks it, synchronously: see {@link open}. */
   private openFile(): void {
     const segment = this.segment!;
     this.opened = true;
-    let fd: number;
+    const opening: Opening = { segment, state: 'done', failed: undefined, fd: undefined, stat: undefined, header: undefined };
     try {
-      fd = this.fs.openSync(segment.file, READ_FLAGS);
+      opening.fd = this.fs.openSync(segment.file, READ_FLAGS);
+      opening.stat = this.fs.fstatSync(opening.fd);
     } catch (err) {
-      const errno = (err as NodeJS.ErrnoException).code;
+      opening.failed = { step: opening.fd === undefined ? 'open' : 'fstat', error: err };
+    }
+    this.check(opening, () => this.blocks.bytes(0, segment.header.length, segment.header.length));
+  }
+
+  /**
+   * Opens the file of the segment being read on the thread pool: the directory checked, the file
+   * opened, its identity taken from the descriptor, its header read. {@link check} runs on what
+   * it found once it is done; `landed` is called then.
+   */
+  private openAhead(landed: () => void): void {
+    const segment = this.segment!;
+    this.opened = true;
+    const opening: Opening = { segment, state: 'opening', failed: undefined, fd: undefined, stat: undefined, header: undefined };
+    this.opening = opening;
+    const task = this.openInBackground(opening).catch((err: unknown) => {
+      // A bug: thrown on the event loop by check(), as a failed synchronous open would be.
+      opening.failed = { step: 'directory', error: err };
+    });
+    this.track(task, () => {
+      opening.state = 'done';
+      // Let go meanwhile (the segment was removed, or the log closed): its descriptor goes too.
+      if (this.opening !== opening) {
+        if (opening.fd !== undefined) this.closer.close(opening.fd);
+        return;
+      }
+      landed();
+    });
+  }
+
+  private async openInBackground(opening: Opening): Promise<void> {
+    const { segment } = opening;
+    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
+    if (!(await this.directory.intactAsync())) {
+      const error =
+        (await this.directory.verifyAsync()) ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
+      opening.failed = { step: 'directory', error };
+      return;
+    }
+    if (this.opening !== opening) return;
+    try {
+      opening.fd = await fsAsync.open(this.fs, segment.file, READ_FLAGS);
+      opening.stat = await fsAsync.fstat(this.fs, opening.fd);
+    } catch (err) {
+      opening.failed = { step: opening.fd === undefined ? 'open' : 'fstat', error: err };
+      return;
+    }
+    // Not the file written (check() says so): nothing is read from it.
+    const { stat } = opening;
+    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino || this.opening !== opening) return;
+    const header = Buffer.allocUnsafe(segment.header.length);
+    try {
+      opening.header = header.subarray(0, await readFully(this.fs, opening.fd, header, 0));
+    } catch (err) {
+      opening.failed = { step: 'read', error: err };
+    }
+  }
+
+  /**
+   * Decides what an open found: the descriptor is kept, or the failure thrown: a Corruption when
+   * the file is gone, swapped, or not what was written (the segment stays the one being read, so
+   * the loss can be counted), ERR_HOPPER_IO when a system call failed (nothing is being read
+   * then, and the next call opens again). `header` gives the bytes where the header is.
+   */
+  private check(opening: Opening, header: () => Buffer = () => opening.header!): void {
+    const { segment, failed } = opening;
+    if (failed?.step === 'directory') {
+      this.segment = undefined;
+      this.opened = false;
+      throw failed.error;
+    }
+    if (failed?.step === 'open') {
+      const errno = (failed.error as NodeJS.ErrnoException).code;
       // Gone, or a symlink put in its place: retrying will not bring the file back.
       if (errno === 'ENOENT' || errno === 'ELOOP' || errno === 'ENXIO') {
         throw new Corruption(
@@ -106,35 +198,36 @@ export class SegmentReader {
       }
       this.segment = undefined;
       this.opened = false;
-      throw ioError('opening a segment for reading', segment.file, err);
+      throw ioError('opening a segment for reading', segment.file, failed.error);
     }
+    const fd = opening.fd!;
     this.fd = fd;
     this.blocks.reset(fd);
-    let stat: nodeFs.Stats;
-    try {
-      stat = this.fs.fstatSync(fd);
-    } catch (err) {
+    if (failed?.step === 'fstat') {
       this.close();
-      throw ioError('opening a segment for reading', segment.file, err);
+      throw ioError('opening a segment for reading', segment.file, failed.error);
     }
+    const stat = opening.stat!;
     if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) {
       this.closeFile();
       throw new Corruption(0, `the segment file was replaced (by ${stat.isFile() ? 'another file' : 'a file that is not a regular file'})`, 'rest-of-segment');
     }
     const fileSize = stat.size;
-    let header: Buffer;
+    let bytes: Buffer;
     try {
       // The header alone: blocks are read ahead in the background (or by loadBlock) after it.
-      header = this.blocks.bytes(0, segment.header.length, segment.header.length);
+      if (failed?.step === 'read') throw failed.error;
+      bytes = header();
     } catch (err) {
       // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
       if (err instanceof Corruption || !isSystemError(err)) throw err;
       this.close();
       throw ioError('reading a segment', segment.file, err);
     }
-    if (!header.equals(segment.header)) {
+    if (bytes.length < segment.header.length) throw new Corruption(bytes.length, 'the file is shorter than what was written to it', 'rest-of-segment');
+    if (!bytes.equals(segment.header)) {
       let at = 0;
-      while (header[at] === segment.header[at]) at++;
+      while (bytes[at] === segment.header[at]) at++;
       throw new Corruption(at, 'the header is not the one written (not an Avro header any more)', 'rest-of-segment');
     }
     // Our writes end at the last block; bytes past that in a sealed file were put there by someone else.
@@ -269,11 +362,13 @@ export class SegmentReader {
   closeFile(): void {
     if (this.fd !== undefined) {
       if (this.readsInFlight.size > 0) this.closeWhenRead.push(this.fd);
-      else closeQuietly(this.fs, this.fd);
+      else this.closer.close(this.fd);
       this.fd = undefined;
     }
     this.opened = false;
     this.ahead = undefined;
+    // An open under way closes what it opened when it lands.
+    this.opening = undefined;
   }
 
   /** Resolves once no read runs in the background (and what waited for it is closed). */
@@ -290,7 +385,16 @@ export class SegmentReader {
    * next call reads again).
    */
   loadBlockAhead(landed: () => void): 'loaded' | 'wait' {
-    if (!this.opened) this.openFile();
+    if (!this.opened) {
+      this.openAhead(landed);
+      return 'wait';
+    }
+    const opening = this.opening;
+    if (opening !== undefined) {
+      if (opening.state === 'opening') return 'wait';
+      this.opening = undefined;
+      this.check(opening);
+    }
     const segment = this.segment!;
     const start = this.offset;
     const end = segment.blockEnds[this.block]!;
@@ -348,11 +452,18 @@ export class SegmentReader {
         ahead.state = 'failed';
       },
     );
-    this.readsInFlight.add(reading);
-    void reading.then(() => {
-      this.readsInFlight.delete(reading);
-      if (this.readsInFlight.size === 0) for (const closing of this.closeWhenRead.splice(0)) closeQuietly(this.fs, closing);
+    this.track(reading, () => {
       if (this.ahead === ahead) landed();
+    });
+  }
+
+  /** `task` runs on the thread pool (it never rejects); `then` runs when it ends, after descriptors let go meanwhile are closed. */
+  private track(task: Promise<void>, then: () => void): void {
+    this.readsInFlight.add(task);
+    void task.then(() => {
+      this.readsInFlight.delete(task);
+      if (this.readsInFlight.size === 0) for (const closing of this.closeWhenRead.splice(0)) this.closer.close(closing);
+      then();
     });
   }
 }

@@ -4,10 +4,12 @@ import type { Segment } from './ledger.js';
 import type { LogState } from './log-state.js';
 import type { DroppedSegment, FaultEvent } from './results.js';
 
-// Removal of segments: those read through (in the background, or at once when the log writes
-// through), the oldest one dropped to make room ('drop-oldest'), failed removals tried again by the
-// retry timer, and every file at close. A segment is forgotten (and stops counting against the
-// caps) only once its file is gone; only a file whose identity is the one created is removed.
+// Removal of segments: those read through and the oldest one dropped to make room ('drop-oldest'),
+// in the background (at once when the log writes through), failed removals tried again by the
+// retry timer, and every file at close. A segment read through is forgotten (and stops counting
+// against the caps) only once its file is gone; one dropped to make room stops counting when its
+// removal starts, and counts again if the removal fails. Only a file whose identity is the one
+// created is removed (lstat, compare, unlink, in that order).
 
 /** What removals ask of the rest of the log. */
 export interface RemovalsPeers {
@@ -20,6 +22,8 @@ export class Removals {
   private readonly inFlight = new Set<Promise<void>>();
   /** Set while removing a segment to make room fails ('drop-oldest'): announced once per run. */
   private dropFailing = false;
+  /** Segments dropped to make room whose files are being removed in the background (at most one). */
+  private readonly dropping = new Set<Segment>();
 
   constructor(
     private readonly log: LogState,
@@ -55,9 +59,9 @@ export class Removals {
       return;
     }
     if (segment.writeFd !== undefined) {
-      // Nothing writes to the descriptor (the writer let go). Closed at once, as once per segment:
-      // a descriptor closed in the background could outlive the channel's close.
-      closeQuietly(this.log.fs, segment.writeFd);
+      // Nothing writes to the descriptor (the writer let go): closed in the background, and the
+      // close of the log waits for it.
+      this.log.closer.close(segment.writeFd);
       segment.writeFd = undefined;
       segment.sealed = true;
     }
@@ -121,6 +125,12 @@ export class Removals {
       if (segment.removing || segment.removalFailed || segment.readThrough) continue;
       offset += segment === reading ? segment.records - reader.fromSegment : segment.records;
     }
+    // Off the event loop, one removal at a time: a drop while one is under way is synchronous (the
+    // last resort), so the disk holds at most one dropped file past the caps.
+    if (!log.writeThrough && (this.dropping.size === 0 || !victim.created)) {
+      this.dropInBackground(victim);
+      return { offset, count: victim.records, file: victim.file };
+    }
     try {
       if (victim.writeFd !== undefined) {
         closeQuietly(log.fs, victim.writeFd);
@@ -154,7 +164,9 @@ export class Removals {
     const { fs, ledger, writer } = this.log;
     const leftovers: FaultEvent[] = [];
     const readThrough: Segment[] = [];
-    for (const segment of ledger.clear()) {
+    const dropping = [...this.dropping];
+    this.dropping.clear();
+    for (const segment of [...ledger.clear(), ...dropping]) {
       // A descriptor a background write is using is closed by the writer when that write ends:
       // closed now, its number could be reused by another file before the write lands.
       if (segment.writeFd !== undefined && !writer.busy(segment)) {
@@ -193,11 +205,56 @@ export class Removals {
     return { operation: 'remove', file, error: ioError('removing a segment at close', file, error) };
   }
 
+  /**
+   * Drops `victim` (its records are the caller's to count): it stops counting against the caps at
+   * once, and its file is removed on the thread pool. When that fails, the file is left and counts
+   * again (as a failed removal, retried by the timer); its records stay dropped.
+   */
+  private dropInBackground(victim: Segment): void {
+    const log = this.log;
+    if (victim.writeFd !== undefined) {
+      log.closer.close(victim.writeFd);
+      victim.writeFd = undefined;
+    }
+    log.records -= victim.records;
+    // A segment still waiting for the disk as a whole has no file: its bytes are let go.
+    if (!victim.created) {
+      this.forget(victim);
+      return;
+    }
+    log.ledger.forget(victim);
+    this.dropping.add(victim);
+    victim.removing = true;
+    const removal = unlinkOursAsync(log.fs, log.directory, victim, () => !log.closed).then(
+      () => {
+        victim.removing = false;
+        if (log.closed) return;
+        this.dropping.delete(victim);
+        this.dropFailing = false;
+        this.announce(victim);
+      },
+      (err: unknown) => {
+        victim.removing = false;
+        if (log.closed) return;
+        this.dropping.delete(victim);
+        log.ledger.restore(victim);
+        victim.removalFailed = true;
+        if (!this.dropFailing) {
+          this.dropFailing = true;
+          log.hooks.onFault({ operation: 'remove', file: victim.file, error: ioError('removing a segment to make room', victim.file, err) });
+        }
+        log.retry.schedule();
+      },
+    );
+    this.track(removal);
+    this.peers.roomMade();
+  }
+
   /** Unlinks `segment` on the thread pool; forgets it once gone. `first`: a failure is announced. */
   private removeInBackground(segment: Segment, first: boolean): void {
     const log = this.log;
     segment.removing = true;
-    const removal = unlinkOursAsync(log.fs, log.directory, segment).then(
+    const removal = unlinkOursAsync(log.fs, log.directory, segment, () => !log.closed).then(
       () => {
         segment.removing = false;
         if (log.closed) return;
@@ -210,6 +267,10 @@ export class Removals {
         this.removalFailed(segment, err, first);
       },
     );
+    this.track(removal);
+  }
+
+  private track(removal: Promise<void>): void {
     this.inFlight.add(removal);
     void removal.finally(() => this.inFlight.delete(removal));
   }

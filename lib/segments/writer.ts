@@ -2,19 +2,33 @@ import crypto from 'node:crypto';
 import type nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { SEGMENT_DRAFT } from '../lock.js';
+import { SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import { CREATE_FLAGS, closeQuietly, unlinkQuietly, writeAll, writeAllAsync, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import {
+  CREATE_FLAGS,
+  closeQuietly,
+  fsAsync,
+  unlinkOurs,
+  unlinkOursAsync,
+  unlinkQuietly,
+  unlinkQuietlyAsync,
+  writeAll,
+  writeAllAsync,
+  type Closer,
+  type SegmentDirectory,
+  type SegmentFileSystem,
+} from './io.js';
 import { segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
 // The segment writer: plans where each block goes (the active segment, or a new one past
 // `sealAt`), entering it in the ledger at once, and writes the bytes behind the caller's back:
 // one task on libuv's thread pool creates segment files (a draft linked into place, never over an
-// existing file) and writes the waiting blocks to them, gathered into large writes. When the disk
-// falls too far behind, the log has the writer write what waits synchronously (the last resort).
-// It never reads, and never removes a segment.
+// existing file), writes the waiting blocks to them, gathered into large writes, and closes them
+// once sealed. When the disk falls too far behind, the log has the writer write what waits
+// synchronously (the last resort). It never reads, and never removes a segment (but one it linked
+// into place after the log closed, which the log could not know of).
 
 export interface SegmentWriterOptions {
   /** Segment compression, written into each header. */
@@ -45,6 +59,10 @@ export class SegmentWriter {
   private task: Promise<void> | undefined;
   /** A background write failed: the task waits for resume(). */
   private failing = false;
+  /** Sync markers for new segments, made ahead off the event loop. */
+  private readonly markers = new SyncMarkers();
+  /** The file the background task is creating, once its draft is open. */
+  private creating: Creation | undefined;
   private closed = false;
 
   constructor(
@@ -54,6 +72,7 @@ export class SegmentWriter {
     schema: unknown,
     private readonly options: SegmentWriterOptions,
     private readonly events: SegmentWriterEvents,
+    private readonly closer: Closer,
   ) {
     this.schemaJson = Buffer.from(JSON.stringify(schema));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
@@ -68,7 +87,7 @@ export class SegmentWriter {
     const ledger = this.ledger;
     let segment = ledger.active();
     if (segment === undefined) {
-      const sync = crypto.randomBytes(16);
+      const sync = this.markers.next();
       const header = this.encodeHeader(sync);
       const seq = ledger.nextSeq++;
       segment = {
@@ -145,6 +164,8 @@ export class SegmentWriter {
     for (const segment of this.ledger.segments) {
       if (segment.chunks.length === 0) continue;
       if (!segment.created) {
+        // Being created in the background: its bytes are written once it exists.
+        if (this.busy(segment)) continue;
         // The header and every block waiting, in one write.
         const all = [...segment.chunks];
         for (const chunk of all) bytes += chunk.length;
@@ -166,12 +187,29 @@ export class SegmentWriter {
     return bytes;
   }
 
-  /** No more writes: the task stops at its next step, and closes what it opened. */
+  /**
+   * No more writes: the task stops at its next step, and closes what it opened. A segment being
+   * created loses at once the files made for it so far (the descriptor stays the task's: a write
+   * may be using it).
+   */
   close(): void {
     this.closed = true;
+    const creation = this.creating;
+    if (creation === undefined) return;
+    let stat = creation.stat;
+    try {
+      stat ??= this.fs.fstatSync(creation.fd);
+      for (const file of [creation.draft, creation.linking])
+        if (file !== undefined) unlinkOurs(this.fs, this.directory, { file, dev: stat.dev, ino: stat.ino });
+    } catch {
+      // Left to the task, which tries again once its call in flight lands (see abandon()).
+    }
   }
 
-  /** True while the background task uses `segment`'s write descriptor (close() leaves it to the task). */
+  /**
+   * True while the background task uses `segment`'s write descriptor, or is creating its file
+   * (close() leaves both to the task).
+   */
   busy(segment: Segment): boolean {
     return segment.chunks.some((chunk) => chunk.inFlight);
   }
@@ -182,9 +220,8 @@ export class SegmentWriter {
         if (this.closed || this.failing) return;
         const segment = this.ledger.segments.find((s) => s.chunks.some((chunk) => !chunk.inFlight));
         if (segment === undefined) return;
-        if (!segment.created) this.createFile(segment, [segment.chunks[0]!]);
-        if (segment.chunks.length > 0) await this.writeSome(segment);
-        else this.written(segment);
+        if (segment.created) await this.writeSome(segment);
+        else await this.create(segment);
       }
     } catch (err) {
       // Nothing of what failed counts as written: it waits, and is written again by the retry.
@@ -239,10 +276,10 @@ export class SegmentWriter {
     this.events.written(true);
   }
 
-  /** After a write: a sealed segment with nothing waiting is closed for writing (once per segment, synchronously), and announced. */
+  /** After a write: a sealed segment with nothing waiting is closed for writing (in the background), and announced. */
   private settle(segment: Segment): void {
     if (!segment.sealed || segment.chunks.length > 0 || segment.writeFd === undefined || this.busy(segment)) return;
-    closeQuietly(this.fs, segment.writeFd);
+    this.closer.close(segment.writeFd);
     segment.writeFd = undefined;
     // A segment sealed because it was read through is removed, not announced as sealed.
     if (!segment.readThrough) this.events.sealed(segment);
@@ -251,9 +288,112 @@ export class SegmentWriter {
   /** The log closed while the task wrote to `segment`: its descriptor is the task's to close (see SegmentLog.close). */
   private closeIfIdle(segment: Segment): void {
     if (segment.writeFd !== undefined && !this.busy(segment)) {
-      closeQuietly(this.fs, segment.writeFd);
+      this.closer.close(segment.writeFd);
       segment.writeFd = undefined;
     }
+  }
+
+  /**
+   * Creates `segment`'s file with its header in the background (see {@link createFileAsync}). Its
+   * first chunk counts as in flight meanwhile: the segment is busy, so nothing else closes, removes
+   * or creates it. Throws ERR_HOPPER_IO; when the log closes meanwhile, leaves nothing behind.
+   */
+  private async create(segment: Segment): Promise<void> {
+    const chunk = segment.chunks[0]!;
+    chunk.inFlight = true;
+    try {
+      if (!(await this.createFileAsync(segment, chunk))) return;
+    } finally {
+      chunk.inFlight = false;
+    }
+    this.written(segment);
+  }
+
+  /**
+   * {@link createFile} off the event loop, the same steps in the same order: the directory and the
+   * lock checked, the draft written and its identity taken from its descriptor, linked under the
+   * segment's name, the draft unlinked. Resolves with true once the segment is created (entered as
+   * such in the ledger on the same tick as the last check that the log is open: a close always
+   * finds it either created or in {@link creating}); false when the log closed meanwhile, having
+   * closed the descriptor and removed what it made (see {@link abandon}).
+   */
+  private async createFileAsync(segment: Segment, chunk: Chunk): Promise<boolean> {
+    const lost = await this.directory.verifyAsync();
+    if (this.closed) return false;
+    if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
+    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
+    const creation: Creation = { draft, fd: -1, stat: undefined, linking: undefined, linked: undefined };
+    try {
+      creation.fd = await fsAsync.open(this.fs, draft, CREATE_FLAGS, 0o644);
+    } catch (err) {
+      if (this.closed) return false;
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') await unlinkQuietlyAsync(this.fs, draft); // our own, from a failed attempt
+      throw ioError('creating a segment', draft, err);
+    }
+    this.creating = creation;
+    try {
+      if (this.closed) return await this.abandon(creation);
+      try {
+        await writeAllAsync(this.fs, creation.fd, chunk.parts, chunk.length, 0);
+      } catch (err) {
+        throw ioError('writing a block', draft, err);
+      }
+      if (this.closed) return await this.abandon(creation);
+      try {
+        creation.stat = await fsAsync.fstat(this.fs, creation.fd);
+      } catch (err) {
+        throw ioError('creating a segment', draft, err);
+      }
+      while (creation.linked === undefined) {
+        if (this.closed) return await this.abandon(creation);
+        try {
+          // Named before the call: a close while it runs removes the name too, if it is this file.
+          creation.linking = segment.file;
+          await fsAsync.link(this.fs, draft, segment.file);
+          creation.linked = segment.file;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
+          // A foreign file holds the name: take the next number (past every segment planned).
+          segment.seq = this.ledger.nextSeq++;
+          segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
+        }
+      }
+      await unlinkQuietlyAsync(this.fs, draft);
+      if (this.closed) return await this.abandon(creation);
+      segment.dev = creation.stat.dev;
+      segment.ino = creation.stat.ino;
+      segment.writeFd = creation.fd;
+      segment.created = true;
+      this.ledger.written(segment, chunk);
+      return true;
+    } catch (err) {
+      if (this.closed) return await this.abandon(creation);
+      await fsAsync.close(this.fs, creation.fd);
+      await unlinkQuietlyAsync(this.fs, draft);
+      throw err;
+    } finally {
+      this.creating = undefined;
+    }
+  }
+
+  /**
+   * The log closed while `creation` was under way: its descriptor is closed, and the draft and the
+   * file linked into place, if there are, are removed, each only while it is still the file made
+   * (its identity taken from the descriptor). {@link close} removed what was there then.
+   */
+  private async abandon(creation: Creation): Promise<false> {
+    let stat = creation.stat;
+    try {
+      stat ??= await fsAsync.fstat(this.fs, creation.fd);
+    } catch {
+      // Its identity unknown, nothing is removed by name: a draft goes with the lock.
+    }
+    await fsAsync.close(this.fs, creation.fd);
+    if (stat === undefined) return false;
+    for (const file of [creation.draft, creation.linking]) {
+      if (file !== undefined) await unlinkOursAsync(this.fs, this.directory, { file, dev: stat.dev, ino: stat.ino }).catch(() => undefined);
+    }
+    return false;
   }
 
   private encodeHeader(sync: Buffer): Buffer {
@@ -264,14 +404,14 @@ export class SegmentWriter {
    * Creates `segment`'s file with its header (and `chunks` after it): they are written into a draft in the draft
    * directory (the lock directory), which is then linked under the segment's name (link(2) never
    * replaces a file that is there) and unlinked. So a segment file never exists without its
-   * header, and a crash leaves at most a draft, which goes with the stale lock. Synchronous: once
-   * per segment (not per block), and so that a close() never meets a file being created in the
-   * background: the background task only ever writes to files that exist. Throws ERR_HOPPER_IO.
+   * header, and a crash leaves at most a draft, which goes with the stale lock. Synchronous: the
+   * last resort (and a log that writes through); the background task creates files with
+   * {@link createFileAsync}, under a draft name of its own. Throws ERR_HOPPER_IO.
    */
   private createFile(segment: Segment, chunks: Chunk[]): void {
     const lost = this.directory.verify();
     if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
-    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
+    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT_SYNC);
     const { parts, length } = joined(chunks);
     let fd: number;
     try {
@@ -287,7 +427,11 @@ export class SegmentWriter {
       } catch (err) {
         throw ioError('writing a block', draft, err);
       }
-      stat = this.fs.fstatSync(fd);
+      try {
+        stat = this.fs.fstatSync(fd);
+      } catch (err) {
+        throw ioError('creating a segment', draft, err);
+      }
       for (;;) {
         try {
           this.fs.linkSync(draft, segment.file);
@@ -311,6 +455,50 @@ export class SegmentWriter {
     segment.created = true;
     for (const chunk of chunks) this.ledger.written(segment, chunk);
   }
+}
+
+/**
+ * Random 16-byte sync markers, one per segment, drawn from a pool that is refilled on the thread
+ * pool (`crypto.randomBytes` without a callback is a synchronous call on the event loop). The
+ * first pool is made synchronously, at open; an empty pool (a segment per turn for a long while) is
+ * refilled synchronously too.
+ */
+class SyncMarkers {
+  private static readonly COUNT = 64;
+  private pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
+  private used = 0;
+  private refilling = false;
+
+  next(): Buffer {
+    if (this.used === SyncMarkers.COUNT) {
+      this.pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
+      this.used = 0;
+    }
+    const marker = this.pool.subarray(16 * this.used, 16 * ++this.used);
+    if (this.used >= SyncMarkers.COUNT / 2 && !this.refilling) this.refill();
+    return marker;
+  }
+
+  private refill(): void {
+    this.refilling = true;
+    crypto.randomBytes(16 * SyncMarkers.COUNT, (err, fresh) => {
+      this.refilling = false;
+      // Without fresh bytes, the pool is refilled synchronously once it runs out.
+      if (err) return;
+      this.pool = fresh;
+      this.used = 0;
+    });
+  }
+}
+
+/** A segment file being created in the background: its draft's descriptor and identity, and the name it was linked under. */
+interface Creation {
+  draft: string;
+  fd: number;
+  stat: nodeFs.Stats | undefined;
+  /** The name a link is being (or was) made under. */
+  linking: string | undefined;
+  linked: string | undefined;
 }
 
 /** The parts of consecutive chunks as one write. */

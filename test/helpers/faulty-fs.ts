@@ -6,9 +6,10 @@ export type FaultOperation = 'create' | 'open' | 'write' | 'read' | 'unlink';
 /**
  * node:fs with faults on demand, for the segment log's file seam, synchronous and asynchronous
  * calls alike: the next `times` calls of an operation fail with an errno code, or writes come back
- * short. Asynchronous writes and reads can be held (the disk stalls) and let go by the test; a
- * fault armed while one is held is what it meets when it completes (a fault that arrives while a
- * write is in flight). Given a clock, the log's retries wait on it.
+ * short. Asynchronous calls (creating a file, opening one, writing, reading, unlinking) can be held
+ * (the disk stalls) and let go by the test; a fault armed while one is held is what it meets when
+ * it completes (a fault that arrives while a write is in flight). Given a clock, the log's retries
+ * wait on it.
  */
 export class FaultyFileSystem {
   readonly fs: SegmentFileSystem;
@@ -21,33 +22,39 @@ export class FaultyFileSystem {
   readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   private readonly pending_ = new Map<FaultOperation, { code: string; times: number }>();
   private shortWrites = 0;
-  private readonly held: Record<'write' | 'read', (() => void)[] | undefined> = { write: undefined, read: undefined };
+  private readonly held: Record<FaultOperation, (() => void)[] | undefined> = {
+    create: undefined,
+    open: undefined,
+    write: undefined,
+    read: undefined,
+    unlink: undefined,
+  };
   private heldWaiters: (() => void)[] = [];
 
   /** Asynchronous calls of `operation` wait (the disk stalls) until {@link release}. */
-  hold(operation: 'write' | 'read'): void {
+  hold(operation: FaultOperation): void {
     this.held[operation] ??= [];
   }
 
   /** Lets held calls of `operation` go on, and later ones run at once. */
-  release(operation: 'write' | 'read'): void {
+  release(operation: FaultOperation): void {
     const waiting = this.held[operation] ?? [];
     this.held[operation] = undefined;
     for (const run of waiting) run();
   }
 
   /** Asynchronous calls of `operation` held now. */
-  heldCount(operation: 'write' | 'read'): number {
+  heldCount(operation: FaultOperation): number {
     return this.held[operation]?.length ?? 0;
   }
 
   /** Resolves once an asynchronous call of `operation` is held. */
-  async whenHeld(operation: 'write' | 'read'): Promise<void> {
+  async whenHeld(operation: FaultOperation): Promise<void> {
     while (this.heldCount(operation) === 0) await new Promise<void>((resolve) => this.heldWaiters.push(resolve));
   }
 
   /** Runs `call` now, or once `operation` is released; the fault check happens when it runs. */
-  private later(operation: 'write' | 'read', call: () => void): void {
+  private later(operation: FaultOperation, call: () => void): void {
     const queue = this.held[operation];
     if (queue === undefined) {
       call();
@@ -142,9 +149,20 @@ export class FaultyFileSystem {
       });
     }) as typeof fs.read,
     unlink: ((file: fs.PathLike, callback: (err: Error | null) => void) => {
-      const err = this.fault('unlink');
-      if (err) process.nextTick(callback, err);
-      else fs.unlink(file, callback);
+      this.later('unlink', () => {
+        const err = this.fault('unlink');
+        if (err) process.nextTick(callback, err);
+        else fs.unlink(file, callback);
+      });
     }) as typeof fs.unlink,
+    open: ((file: fs.PathLike, flags: fs.OpenMode, mode: fs.Mode | undefined, callback: (err: Error | null, fd: number) => void) => {
+      const creates = flags === 'wx' || (typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0);
+      const operation = creates ? 'create' : 'open';
+      this.later(operation, () => {
+        const err = this.fault(operation);
+        if (err) process.nextTick(callback, err, -1);
+        else fs.open(file, flags, mode, callback);
+      });
+    }) as typeof fs.open,
   };
 }

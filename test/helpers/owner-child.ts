@@ -72,19 +72,38 @@ if (mode === 'race') {
     throw new Error('unreachable');
   };
   let segments = 0;
+  // Segments are created in the background (open, link) or, as the last resort, synchronously.
+  const created = (file: fs.PathLike): void => {
+    if (killAt === 'after-create' && String(file).includes('segment.draft') && segments >= 2) kill();
+  };
+  const linked = (): void => {
+    segments++;
+    if (segments === 1) process.stdout.write('spilling\n');
+    if (killAt === 'after-link' && segments >= 3) kill();
+  };
   const fileSystem: SegmentFileSystem = {
     ...fs,
     openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', fileMode?: fs.Mode) => {
       const fd = fs.openSync(file, flags, fileMode);
-      if (killAt === 'after-create' && String(file).endsWith('segment.draft') && segments >= 2) kill();
+      created(file);
       return fd;
     }) as typeof fs.openSync,
+    open: ((file: fs.PathLike, flags: fs.OpenMode, fileMode: fs.Mode | undefined, callback: (err: Error | null, fd: number) => void) => {
+      fs.open(file, flags, fileMode, (err, fd) => {
+        if (!err) created(file);
+        callback(err, fd);
+      });
+    }) as typeof fs.open,
     linkSync: (from, to) => {
       fs.linkSync(from, to);
-      segments++;
-      if (segments === 1) process.stdout.write('spilling\n');
-      if (killAt === 'after-link' && segments >= 3) kill();
+      linked();
     },
+    link: ((from: fs.PathLike, to: fs.PathLike, callback: (err: Error | null) => void) => {
+      fs.link(from, to, (err) => {
+        if (!err) linked();
+        callback(err);
+      });
+    }) as typeof fs.link,
   };
   const hopper = new HopperStreams<string>({ dataDir, name, maxMemoryBytes: 0, maxSegmentBytes: 2_000 }, { fileSystem });
   let i = 0;

@@ -1,17 +1,37 @@
-// Child process for the --trace-sync-io test: a steady spill with the consumer stalled. Run with
+// Child process for the --trace-sync-io tests: a steady spill with the consumer stalled. Run with
 // `node --trace-sync-io`, which prints a warning with a stack for each synchronous file call made
 // after the first turn of the event loop. The child marks the steady phase on stderr: it begins
-// once the first segment exists and its bytes are on disk (opening the channel and creating a
-// segment file are synchronous by design), and ends before the channel is closed. A drain phase
-// follows: the records read back, blocks read ahead in the background.
+// once the first segment exists and its bytes are on disk (opening the channel is synchronous by
+// design), and ends before the channel is closed. Segments are small, so the steady phase
+// creates, fills, seals and closes many. A drain phase follows: the records read back, segments
+// opened, read ahead, closed and removed in the background.
+// Mode 'drop-oldest': the disk cap is small and full, so the steady phase drops the oldest
+// segment again and again (onFull: 'drop-oldest'); there is no drain.
 import { createHopperStreams } from '../../lib/index.js';
 
-const [dataDir, turnsArg] = process.argv.slice(2);
+const [dataDir, turnsArg, mode = 'spill'] = process.argv.slice(2);
 const turns = Number(turnsArg);
+const dropping = mode === 'drop-oldest';
 // No heartbeat during the run: the lock's refresh is a synchronous write, every staleLockMs / 3.
-const hopper = createHopperStreams<string>({ dataDir, maxMemoryBytes: 64 * 1024, staleLockMs: 3_600_000 });
+const hopper = createHopperStreams<string>({
+  dataDir,
+  maxMemoryBytes: 64 * 1024,
+  maxSegmentBytes: 128 * 1024,
+  staleLockMs: 3_600_000,
+  ...(dropping ? { maxDiskBytes: 1024 * 1024, onFull: 'drop-oldest' as const } : {}),
+});
 const record = (i: number): string => `record ${i} ${'x'.repeat(140)}`;
 let sent = 0;
+let sealed = 0;
+let removed = 0;
+let dropped = 0;
+hopper.on('segment', (event) => {
+  if (event.action === 'sealed') sealed++;
+  else removed++;
+});
+hopper.on('drop', (event) => {
+  dropped += event.count;
+});
 const burst = (): void => {
   for (let k = 0; k < 100; k++) hopper.send(record(sent++));
 };
@@ -23,21 +43,32 @@ do {
   await nextTurn();
 } while (hopper.stats().segments === 0 || hopper.stats().spilled === 0);
 while (hopper.stats().pendingDiskBytes > 0) await nextTurn();
+const sealedBefore = sealed;
+const removedBefore = removed;
 process.stderr.write('STEADY BEGIN\n');
 for (let turn = 0; turn < turns; turn++) {
   burst();
   await nextTurn();
 }
 while (hopper.stats().pendingDiskBytes > 0) await nextTurn();
+// Background removals and closes land within a few turns; they belong to the steady phase.
+for (let turn = 0; turn < 20; turn++) await nextTurn();
 const { diskBytes, segments, syncWrites } = hopper.stats();
-process.stderr.write(`STEADY END ${JSON.stringify({ sent, diskBytes, segments, syncWrites })}\n`);
-// The drain: every record read back, through the read-ahead.
-process.stderr.write('DRAIN BEGIN\n');
-let read = 0;
-for await (const value of hopper.readable) {
-  if (value !== record(read)) throw new Error(`record ${read} came back as ${value}`);
-  if (++read < sent) continue;
-  // Before the break, which closes the channel (synchronously, by design).
-  process.stderr.write(`DRAIN END ${JSON.stringify({ read })}\n`);
-  break;
+const summary = { sent, diskBytes, segments, syncWrites, sealed: sealed - sealedBefore, removed: removed - removedBefore, dropped };
+process.stderr.write(`STEADY END ${JSON.stringify(summary)}\n`);
+if (!dropping) {
+  // The drain: every record read back, through the read-ahead.
+  process.stderr.write('DRAIN BEGIN\n');
+  let read = 0;
+  for await (const value of hopper.readable) {
+    if (value !== record(read)) throw new Error(`record ${read} came back as ${value}`);
+    if (++read < sent) continue;
+    // Removals of the last segments land within a few turns; then the break closes the channel
+    // (synchronously, by design).
+    for (let turn = 0; turn < 20; turn++) await nextTurn();
+    process.stderr.write(`DRAIN END ${JSON.stringify({ read, removed: removed - removedBefore })}\n`);
+    break;
+  }
+} else {
+  hopper.destroy();
 }
