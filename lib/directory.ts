@@ -159,7 +159,7 @@ export class ChannelDirectory {
       this.releaseDataDir();
       throw err;
     }
-    this.lock.startHeartbeat(() => this.verify() === undefined);
+    this.lock.startHeartbeat(async () => (await this.verifyAsync()) === undefined);
   }
 
   /** The channel directory is a real directory, not a symlink or a file. */

@@ -287,6 +287,12 @@ class Claim {
     fs.utimesSync(path.join(this.dir, OWNER_FILE), now, now);
   }
 
+  /** {@link touch} off the event loop. */
+  async touchAsync(): Promise<void> {
+    const now = new Date();
+    await fs.promises.utimes(path.join(this.dir, OWNER_FILE), now, now);
+  }
+
   /** Removes the claim if it is still ours (under its guard, as a takeover would). Never throws. */
   release(staleMs: number): void {
     heldTokens.delete(this.holder.token);
@@ -422,6 +428,8 @@ function pause(attempt: number): void {
  */
 export class Lock {
   private heartbeat: NodeJS.Timeout | undefined;
+  /** The heartbeat runs (not stopped). */
+  private beating = false;
 
   private constructor(
     private readonly claim: Claim,
@@ -456,23 +464,35 @@ export class Lock {
 
   /**
    * Starts the heartbeat: every third of the staleness window, `alive()` is asked whether the
-   * holder still stands (it stops the heartbeat when it does not), and the owner file is touched.
-   * The timer does not keep the process alive.
+   * holder still stands (it stops the heartbeat when it does not), and the owner file is touched,
+   * both off the event loop (a beat still under way when the next is due lets it pass). The timer
+   * does not keep the process alive.
    */
-  startHeartbeat(alive: () => boolean): void {
+  startHeartbeat(alive: () => Promise<boolean>): void {
     const interval = Math.max(50, Math.floor(this.staleMs / 3));
+    this.beating = true;
+    let beat: Promise<void> | undefined;
     this.heartbeat = setInterval(() => {
-      if (!alive()) return;
-      try {
-        this.claim.touch();
-      } catch {
-        // A missed heartbeat is retried at the next beat; only a lock taken over stops the channel.
-      }
+      if (beat !== undefined) return;
+      beat = this.beat(alive).finally(() => {
+        beat = undefined;
+      });
     }, interval);
     this.heartbeat.unref();
   }
 
+  private async beat(alive: () => Promise<boolean>): Promise<void> {
+    try {
+      // Stopped meanwhile (released, or lost): the owner file may be another holder's by now.
+      if (!(await alive()) || !this.beating) return;
+      await this.claim.touchAsync();
+    } catch {
+      // A missed heartbeat is retried at the next beat; only a lock taken over stops the channel.
+    }
+  }
+
   stopHeartbeat(): void {
+    this.beating = false;
     clearInterval(this.heartbeat);
   }
 
