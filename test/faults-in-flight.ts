@@ -38,11 +38,11 @@ interface Run {
   sent: number;
 }
 
-function start(maxPendingDiskBytes: number): Run {
+function start(maxPendingDiskBytes: number, maxSegmentBytes = 2_000): Run {
   const dir = tempDataDir();
   const clock = new ManualClock();
   const faulty = new FaultyFileSystem(clock);
-  const hopper = new HopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0, maxSegmentBytes: 2_000, maxPendingDiskBytes }, { fileSystem: faulty.fs });
+  const hopper = new HopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0, maxSegmentBytes, maxPendingDiskBytes }, { fileSystem: faulty.fs });
   const run: Run = { hopper, faulty, clock, dir, channelDir: hopper.path, faults: [], accepted: [], delivered: [], readError: undefined, sent: 0 };
   hopper.on('fault', (event) => run.faults.push(event));
   hopper.readable.on('error', (err) => {
@@ -332,3 +332,28 @@ for (const operation of ['create', 'write', 'open', 'read', 'unlink'] as const) 
     },
   );
 }
+
+test.serial(
+  ".send() - while a segment file's creation stalls, what waits for the disk stays bounded: the next blocks go to a segment of their own, written synchronously (the last resort)",
+  async (t) => {
+    const fdsBefore = openFds();
+    const maxPendingDiskBytes = 16 * 1024;
+    const run = start(maxPendingDiskBytes, 1024 * 1024);
+    t.teardown(run.dir.remove);
+    run.faulty.hold('create');
+    send(run, 10);
+    await within(run.faulty.whenHeld('create'), 'the creation held');
+    let peak = 0;
+    for (let i = 0; i < 60; i++) {
+      send(run, 50);
+      peak = Math.max(peak, run.hopper.stats().pendingDiskBytes);
+      await nextTurn();
+    }
+    const { syncWrites, segments } = run.hopper.stats();
+    t.true(syncWrites > 0, 'the last resort wrote');
+    t.true(segments >= 2, 'a segment of their own');
+    // The bound, and the blocks handed over before the last resort found it passed (a turn's worth each).
+    t.true(peak <= 2 * maxPendingDiskBytes, `${peak} bytes waited for the disk at most`);
+    await settle(t, run, fdsBefore, false);
+  },
+);

@@ -164,8 +164,13 @@ export class SegmentWriter {
     for (const segment of this.ledger.segments) {
       if (segment.chunks.length === 0) continue;
       if (!segment.created) {
-        // Being created in the background: its bytes are written once it exists.
-        if (this.busy(segment)) continue;
+        // Being created in the background: its bytes are written once it exists, and no block goes
+        // to it any more (sealed early): the next goes to a segment of its own, which this creates.
+        // So what waits for it stays bounded however long its creation takes.
+        if (this.busy(segment)) {
+          segment.sealed = true;
+          continue;
+        }
         // The header and every block waiting, in one write.
         const all = [...segment.chunks];
         for (const chunk of all) bytes += chunk.length;
