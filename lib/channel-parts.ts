@@ -30,7 +30,7 @@ export interface HopperStats {
   /**
    * Bytes of memory the disk tier holds for its I/O, besides the records counted in
    * `memoryBytes`: the block being filled (with the large records it holds by reference), the
-   * block being read, and the reads ahead. About 64 KiB to 1 MiB; more only while a single
+   * block being read, and the reads ahead. About 256 KiB to 1 MiB; more only while a single
    * larger record passes, and back once it has.
    */
   ioBufferBytes: number;

@@ -15,6 +15,15 @@ export const BLOCK_TARGET_BYTES = 64 * 1024;
  * own size.
  */
 const BY_REFERENCE_BLOCK_BYTES = 256 * 1024;
+/**
+ * Blocks are filled one after another in a buffer of this size, each after the one handed to the
+ * writer (which owns those bytes from then on), and a new buffer is taken when less than a block
+ * and a record are left. A new buffer per block did not fit the record that filled it: every
+ * block was copied into a buffer twice its size (and allocated twice).
+ */
+const BLOCK_BUFFER_BYTES = 256 * 1024;
+/** A block starts in the buffer's remainder only when it holds a full block and this much more (its last record). */
+const BLOCK_SLACK_BYTES = 16 * 1024;
 
 /** A large record held by reference: its head (union branch and length) is at [start, at) in the block; its bytes come after `at`. */
 interface Ref {
@@ -29,7 +38,9 @@ export class BlockBuilder {
    * the files takes records straight from the front (`start` moves on), so a consumer that keeps
    * up costs no file I/O at all.
    */
-  private buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+  private buffer = Buffer.allocUnsafe(BLOCK_BUFFER_BYTES);
+  /** The buffer's bytes before this belong to blocks handed to the writer: never written again. */
+  private floor = 0;
   start = 0;
   pos = 0;
   count = 0;
@@ -67,7 +78,7 @@ export class BlockBuilder {
 
   /** Encodes `record` after the block's records, without keeping it yet; returns its size in the block. */
   stage(record: unknown): number {
-    if (this.count === 0) this.start = this.pos = 0;
+    if (this.count === 0) this.start = this.pos = this.floor;
     // A large record's bytes are not copied: only its head goes into the block.
     const large = this.byReference ? this.codec.largeRecord!(record) : undefined;
     let start = this.pos;
@@ -163,7 +174,8 @@ export class BlockBuilder {
    */
   handOff(): void {
     this.count = 0;
-    this.buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    this.floor = this.pos;
+    if (this.buffer.length - this.floor < BLOCK_TARGET_BYTES + BLOCK_SLACK_BYTES) this.newBuffer(BLOCK_BUFFER_BYTES);
     this.empty();
     this.refs = [];
     this.refBytes = 0;
@@ -171,7 +183,7 @@ export class BlockBuilder {
 
   /** Forgets every record (the log is closing). */
   clear(): void {
-    this.start = this.pos = this.count = 0;
+    this.start = this.pos = this.floor = this.count = 0;
     this.refs = [];
     this.refBytes = 0;
   }
@@ -181,24 +193,35 @@ export class BlockBuilder {
    * size again if a large record made it grow.
    */
   private empty(): void {
-    this.start = this.pos = 0;
-    if (this.buffer.length > 2 * BLOCK_TARGET_BYTES) this.buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    if (this.buffer.length > BLOCK_BUFFER_BYTES) this.newBuffer(BLOCK_BUFFER_BYTES);
+    this.start = this.pos = this.floor;
     this.codec.endBlock?.();
   }
 
-  /** Makes `needed` more bytes of room after pos: moves the unread records to the front, growing the buffer if that is not enough. */
+  private newBuffer(size: number): void {
+    this.buffer = Buffer.allocUnsafe(size);
+    this.floor = 0;
+  }
+
+  /**
+   * Makes `needed` more bytes of room after pos: moves the unread records down to the floor, or
+   * into a new buffer (larger if need be) when that is not enough.
+   */
   private makeRoom(needed: number): void {
     const used = this.pos - this.start;
-    let size = this.buffer.length;
-    while (size < used + needed) size *= 2;
-    const target = size === this.buffer.length ? this.buffer : Buffer.allocUnsafe(size);
-    this.buffer.copy(target, 0, this.start, this.pos);
-    this.buffer = target;
-    for (const ref of this.refs) {
-      ref.start -= this.start;
-      ref.at -= this.start;
+    const old = this.buffer;
+    if (this.floor + used + needed > old.length) {
+      let size = BLOCK_BUFFER_BYTES;
+      while (size < used + needed) size *= 2;
+      this.newBuffer(size);
     }
-    this.start = 0;
-    this.pos = used;
+    const floor = this.floor;
+    old.copy(this.buffer, floor, this.start, this.pos);
+    for (const ref of this.refs) {
+      ref.start += floor - this.start;
+      ref.at += floor - this.start;
+    }
+    this.start = floor;
+    this.pos = floor + used;
   }
 }
