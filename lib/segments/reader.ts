@@ -190,16 +190,22 @@ export class SegmentReader {
 
   /**
    * Takes the next block from `bytes`, its bytes still waiting for the disk (a reader that caught
-   * up with the writer reads them from memory), checked as a block read from the file is.
+   * up with the writer reads them from memory). Its framing is checked as a block read from the
+   * file is; its checksum is not: the bytes never left memory, and nothing writes to them again.
    */
   loadBlockFrom(bytes: Buffer): void {
+    this.loadChecked(bytes, false);
+  }
+
+  /** Takes the next block from `bytes` (a buffer of its own, never written again), checked. */
+  private loadChecked(bytes: Buffer, checksum: boolean): void {
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
     this.blockOffset = blockOffset;
     const read = checkedBlock(bytes, blockOffset, segment.sync, this.compression, {
       count: segment.blockCounts[this.block]!,
-      checksum: segment.blockChecksums[this.block]!,
+      checksum: checksum ? segment.blockChecksums[this.block]! : undefined,
     });
     this.loaded(read, blockEnd);
   }
@@ -341,7 +347,7 @@ export class SegmentReader {
       this.shiftAhead();
       this.readAhead(landed, end, this.block + 1);
     }
-    this.loadBlockFrom(ahead.data.subarray(start - ahead.start, end - ahead.start));
+    this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true);
     return 'loaded';
   }
 
