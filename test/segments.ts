@@ -545,6 +545,29 @@ test('BlockBuilder - a block handed to the writer keeps its bytes while the next
   for (const { parts, bytes } of handed) t.true(Buffer.concat(parts).equals(bytes), 'a handed-off block was written over');
 });
 
+test('BlockBuilder - copies of large Buffers are reused only once their block was written: blocks still waiting keep their bytes though the producer reuses its Buffer', (t) => {
+  const block = new BlockBuilder(createCodec(undefined), true);
+  const reused = Buffer.alloc(40_000);
+  const handed: Array<{ parts: Buffer[]; bytes: Buffer; written: () => void }> = [];
+  for (let blocks = 0; blocks < 12; blocks++) {
+    for (let i = 0; ; i++) {
+      reused.fill(blocks * 16 + i);
+      block.stage(reused);
+      if (block.keep()) break;
+    }
+    // As the writer does: the parts, a lease on the copies among them, then the hand-off.
+    const parts = block.parts('null');
+    handed.push({ parts, bytes: Buffer.concat(parts.map((part) => Buffer.from(part))), written: block.lease() });
+    block.handOff();
+    // Every other block is written at once: its copies may be reused by the next records.
+    if (blocks % 2 === 0) handed[blocks]!.written();
+  }
+  handed.forEach(({ parts, bytes }, index) => {
+    if (index % 2 === 1) t.true(Buffer.concat(parts).equals(bytes), `block ${index}, waiting for the disk, was written over`);
+  });
+  t.true(block.bufferBytes <= 256 * 1024 + 1024 * 1024, 'copies kept for reuse are bounded');
+});
+
 test('BlockReader - reads a block by its own framing, and checks it against what the ledger says was written', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);
