@@ -30,7 +30,8 @@ export interface HopperStats {
   /**
    * Bytes of memory the disk tier holds for its I/O, besides the records counted in
    * `memoryBytes`: the block being filled (with the large records it holds by reference), the
-   * block being read, and the read-ahead. About 64 KiB to 320 KiB; more only while a single
+   * block being read, the reads ahead, and copies of large Buffer records kept for reuse (up to
+   * 1 MiB while Buffers of 16 KiB or more are written). About 256 KiB to 1 MiB; more only while a single
    * larger record passes, and back once it has.
    */
   ioBufferBytes: number;

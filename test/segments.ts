@@ -521,7 +521,51 @@ test('BlockBuilder - a staged record that is dropped leaves the block as it was,
   const [data] = block.parts('null');
   t.is(data!.toString('latin1').includes('next'), true);
   const held = data!.buffer.byteLength;
-  t.true(held <= 128 * 1024, `the block buffer is back to ${held} bytes`);
+  t.true(held <= 256 * 1024, `the block buffer is back to ${held} bytes`);
+});
+
+test('BlockBuilder - a block handed to the writer keeps its bytes while the next blocks are filled in the same buffer, records larger than what is left included', (t) => {
+  const block = new BlockBuilder(createCodec(undefined), false);
+  const handed: Array<{ parts: Buffer[]; bytes: Buffer }> = [];
+  let seq = 0;
+  for (let blocks = 0; blocks < 6; blocks++) {
+    // Small records until the block is full; every other block ends with one that does not fit in
+    // what is left of the buffer.
+    for (;;) {
+      block.stage(blocks % 2 === 1 && block.count === 10 ? 'y'.repeat(120_000 + seq) : `record ${seq}`.padEnd(500, '.'));
+      seq++;
+      if (block.keep()) break;
+    }
+    const parts = block.parts('null');
+    handed.push({ parts, bytes: Buffer.concat(parts.map((part) => Buffer.from(part))) });
+    block.handOff();
+  }
+  block.stage('last');
+  block.keep();
+  for (const { parts, bytes } of handed) t.true(Buffer.concat(parts).equals(bytes), 'a handed-off block was written over');
+});
+
+test('BlockBuilder - copies of large Buffers are reused only once their block was written: blocks still waiting keep their bytes though the producer reuses its Buffer', (t) => {
+  const block = new BlockBuilder(createCodec(undefined), true);
+  const reused = Buffer.alloc(40_000);
+  const handed: Array<{ parts: Buffer[]; bytes: Buffer; written: () => void }> = [];
+  for (let blocks = 0; blocks < 12; blocks++) {
+    for (let i = 0; ; i++) {
+      reused.fill(blocks * 16 + i);
+      block.stage(reused);
+      if (block.keep()) break;
+    }
+    // As the writer does: the parts, a lease on the copies among them, then the hand-off.
+    const parts = block.parts('null');
+    handed.push({ parts, bytes: Buffer.concat(parts.map((part) => Buffer.from(part))), written: block.lease() });
+    block.handOff();
+    // Every other block is written at once: its copies may be reused by the next records.
+    if (blocks % 2 === 0) handed[blocks]!.written();
+  }
+  handed.forEach(({ parts, bytes }, index) => {
+    if (index % 2 === 1) t.true(Buffer.concat(parts).equals(bytes), `block ${index}, waiting for the disk, was written over`);
+  });
+  t.true(block.bufferBytes <= 256 * 1024 + 1024 * 1024, 'copies kept for reuse are bounded');
 });
 
 test('BlockReader - reads a block by its own framing, and checks it against what the ledger says was written', (t) => {

@@ -15,6 +15,21 @@ export const BLOCK_TARGET_BYTES = 64 * 1024;
  * own size.
  */
 const BY_REFERENCE_BLOCK_BYTES = 256 * 1024;
+/**
+ * Blocks are filled one after another in a buffer of this size, each after the one handed to the
+ * writer (which owns those bytes from then on), and a new buffer is taken when less than a block
+ * and a record are left. A new buffer per block did not fit the record that filled it: every
+ * block was copied into a buffer twice its size (and allocated twice).
+ */
+const BLOCK_BUFFER_BYTES = 256 * 1024;
+/** A block starts in the buffer's remainder only when it holds a full block and this much more (its last record). */
+const BLOCK_SLACK_BYTES = 16 * 1024;
+/**
+ * Bytes of copies of large Buffer records kept for reuse once the blocks holding them were
+ * written (as much as one background write gathers). Memory not written to before costs a page
+ * fault per 4 KiB: a copy into a new buffer took two to three times as long as into one used before.
+ */
+const SPARE_COPY_BYTES = 1024 * 1024;
 
 /** A large record held by reference: its head (union branch and length) is at [start, at) in the block; its bytes come after `at`. */
 interface Ref {
@@ -29,7 +44,9 @@ export class BlockBuilder {
    * the files takes records straight from the front (`start` moves on), so a consumer that keeps
    * up costs no file I/O at all.
    */
-  private buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+  private buffer = Buffer.allocUnsafe(BLOCK_BUFFER_BYTES);
+  /** The buffer's bytes before this belong to blocks handed to the writer: never written again. */
+  private floor = 0;
   start = 0;
   pos = 0;
   count = 0;
@@ -42,6 +59,9 @@ export class BlockBuilder {
   private refs: Ref[] = [];
   /** Bytes of the Buffers in `refs`. */
   refBytes = 0;
+  /** Copies of large Buffers whose block was written, by length: nothing refers to them any more (see {@link lease}). */
+  private spare = new Map<number, Buffer[]>();
+  private spareBytes = 0;
   /** The record staged by {@link stage}: encoded at [stagedStart, stagedEnd), not kept yet. */
   private stagedStart = 0;
   private stagedEnd = 0;
@@ -57,7 +77,7 @@ export class BlockBuilder {
 
   /** Bytes of memory the block holds: its buffer and the large records it holds by reference. */
   get bufferBytes(): number {
-    return this.buffer.length + this.refBytes;
+    return this.buffer.length + this.refBytes + this.spareBytes;
   }
 
   /** Bytes of the block's data. */
@@ -67,7 +87,7 @@ export class BlockBuilder {
 
   /** Encodes `record` after the block's records, without keeping it yet; returns its size in the block. */
   stage(record: unknown): number {
-    if (this.count === 0) this.start = this.pos = 0;
+    if (this.count === 0) this.start = this.pos = this.floor;
     // A large record's bytes are not copied: only its head goes into the block.
     const large = this.byReference ? this.codec.largeRecord!(record) : undefined;
     let start = this.pos;
@@ -102,7 +122,7 @@ export class BlockBuilder {
       // A Buffer record's bytes are copied before the write is acknowledged: the producer may reuse
       // its Buffer as soon as its callback fired (or send() returned), long before the block is
       // written (and a write retried after a fault writes the bytes as they were accepted).
-      this.refs.push({ start: this.stagedStart, at: end, large: large.kind === 'buffer' ? { kind: 'buffer', bytes: copyBuffer(large.bytes) } : large });
+      this.refs.push({ start: this.stagedStart, at: end, large: large.kind === 'buffer' ? { kind: 'buffer', bytes: this.copyOf(large.bytes) } : large });
       this.refBytes += large.bytes.length;
       this.stagedLarge = undefined;
     }
@@ -158,12 +178,43 @@ export class BlockBuilder {
   }
 
   /**
+   * The block's parts are about to be handed to the writer: the copies of large Buffers among them
+   * are reused once the returned function is called, which the writer does once they are written.
+   * Until then (a write retried after a fault included) they stay as they are. A block never
+   * written (read from memory, dropped, or the log closed) never calls it. A copy the reader took
+   * from the block being filled ({@link shift}) left the block before, and is never reused.
+   */
+  lease(): () => void {
+    const copies: Buffer[] = [];
+    for (const ref of this.refs) if (ref.large.kind === 'buffer') copies.push(ref.large.bytes);
+    return () => {
+      for (const copy of copies.splice(0)) {
+        if (this.spareBytes + copy.length > SPARE_COPY_BYTES) return;
+        const spare = this.spare.get(copy.length);
+        if (spare === undefined) this.spare.set(copy.length, [copy]);
+        else spare.push(copy);
+        this.spareBytes += copy.length;
+      }
+    };
+  }
+
+  /** A copy of a large Buffer record, in a copy reused from a written block when there is one of its length. */
+  private copyOf(bytes: Buffer): Buffer {
+    const copy = this.spare.get(bytes.length)?.pop();
+    if (copy === undefined) return copyBuffer(bytes);
+    this.spareBytes -= copy.length;
+    bytes.copy(copy);
+    return copy;
+  }
+
+  /**
    * The block's parts were handed to the writer, which writes them in the background: start the
    * next one in a buffer of its own, so that nothing appended later changes the bytes waiting.
    */
   handOff(): void {
     this.count = 0;
-    this.buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    this.floor = this.pos;
+    if (this.buffer.length - this.floor < BLOCK_TARGET_BYTES + BLOCK_SLACK_BYTES) this.newBuffer(BLOCK_BUFFER_BYTES);
     this.empty();
     this.refs = [];
     this.refBytes = 0;
@@ -171,7 +222,9 @@ export class BlockBuilder {
 
   /** Forgets every record (the log is closing). */
   clear(): void {
-    this.start = this.pos = this.count = 0;
+    this.start = this.pos = this.floor = this.count = 0;
+    this.spare.clear();
+    this.spareBytes = 0;
     this.refs = [];
     this.refBytes = 0;
   }
@@ -181,24 +234,35 @@ export class BlockBuilder {
    * size again if a large record made it grow.
    */
   private empty(): void {
-    this.start = this.pos = 0;
-    if (this.buffer.length > 2 * BLOCK_TARGET_BYTES) this.buffer = Buffer.allocUnsafe(BLOCK_TARGET_BYTES);
+    if (this.buffer.length > BLOCK_BUFFER_BYTES) this.newBuffer(BLOCK_BUFFER_BYTES);
+    this.start = this.pos = this.floor;
     this.codec.endBlock?.();
   }
 
-  /** Makes `needed` more bytes of room after pos: moves the unread records to the front, growing the buffer if that is not enough. */
+  private newBuffer(size: number): void {
+    this.buffer = Buffer.allocUnsafe(size);
+    this.floor = 0;
+  }
+
+  /**
+   * Makes `needed` more bytes of room after pos: moves the unread records down to the floor, or
+   * into a new buffer (larger if need be) when that is not enough.
+   */
   private makeRoom(needed: number): void {
     const used = this.pos - this.start;
-    let size = this.buffer.length;
-    while (size < used + needed) size *= 2;
-    const target = size === this.buffer.length ? this.buffer : Buffer.allocUnsafe(size);
-    this.buffer.copy(target, 0, this.start, this.pos);
-    this.buffer = target;
-    for (const ref of this.refs) {
-      ref.start -= this.start;
-      ref.at -= this.start;
+    const old = this.buffer;
+    if (this.floor + used + needed > old.length) {
+      let size = BLOCK_BUFFER_BYTES;
+      while (size < used + needed) size *= 2;
+      this.newBuffer(size);
     }
-    this.start = 0;
-    this.pos = used;
+    const floor = this.floor;
+    old.copy(this.buffer, floor, this.start, this.pos);
+    for (const ref of this.refs) {
+      ref.start += floor - this.start;
+      ref.at += floor - this.start;
+    }
+    this.start = floor;
+    this.pos = floor + used;
   }
 }

@@ -18,7 +18,8 @@ const EMPTY = Buffer.alloc(0);
 /** What the ledger says was written as a block: checked against what is read. */
 export interface WrittenBlock {
   count: number;
-  checksum: number;
+  /** Undefined: not checked (the bytes never left memory). */
+  checksum: number | undefined;
 }
 
 /** A block read and checked: its frame (offsets relative to the block's start) and its records' bytes, uncompressed. */
@@ -117,7 +118,7 @@ function checkBlock(bytes: Buffer, offset: number, frame: BlockFrame | FrameProb
   }
   const badSync = checkSync(bytes, frame, sync);
   if (badSync) throw new Corruption(offset + badSync.offset, badSync.problem, 'block');
-  if (written !== undefined && zlib.crc32(bytes.subarray(frame.dataStart, frame.dataEnd)) !== written.checksum) {
+  if (written?.checksum !== undefined && zlib.crc32(bytes.subarray(frame.dataStart, frame.dataEnd)) !== written.checksum) {
     throw new Corruption(offset + frame.dataStart, 'the block data changed since it was written (checksum mismatch)', 'block');
   }
   return frame;

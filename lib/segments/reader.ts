@@ -14,11 +14,23 @@ import { Corruption } from './results.js';
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Bytes read ahead at most, in reads under way or done and not yet taken (a large block is read
+ * even when it alone is more). Several reads are under way at once, and the next ones start before
+ * a block is checked, so that the event loop does not wait for each in turn: one read at a time,
+ * started after the check, left a drain of 64 KiB records idle for half its time.
+ */
+const READ_AHEAD_LIMIT = 512 * 1024;
+/** Reads under way at most (libuv's thread pool has four threads, shared with writes and removals). */
+const READS_AHEAD = 3;
+
 /** Blocks being read ahead, or read: [start, end) of `segment`, into `data` (a buffer of its own, never written again). */
 interface Ahead {
   segment: Segment;
   start: number;
   end: number;
+  /** Index in segment.blockEnds of the first block after `end`. */
+  endBlock: number;
   state: 'reading' | 'done' | 'failed';
   data: Buffer;
   /** Bytes read: fewer than end - start when the file is shorter. */
@@ -58,8 +70,10 @@ export class SegmentReader {
   private pos = 0;
   private blockOffset = 0;
   private readonly blocks: BlockReader;
-  /** The read ahead (read-ahead off the event loop, see {@link loadBlockAhead}). */
-  private ahead: Ahead | undefined;
+  /** The reads ahead, in file order, each starting where the one before ends (see {@link loadBlockAhead}). */
+  private aheads: Ahead[] = [];
+  /** Bytes of the buffers in `aheads`. */
+  private aheadBytes = 0;
   /** Reads under way on libuv's thread pool, and descriptors to close once they are done. */
   private readsInFlight = new Set<Promise<void>>();
   private closeWhenRead: number[] = [];
@@ -68,7 +82,7 @@ export class SegmentReader {
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
-    return this.current.length + this.blocks.bufferBytes;
+    return this.current.length + this.blocks.bufferBytes + this.aheadBytes;
   }
 
   constructor(
@@ -269,16 +283,22 @@ export class SegmentReader {
 
   /**
    * Takes the next block from `bytes`, its bytes still waiting for the disk (a reader that caught
-   * up with the writer reads them from memory), checked as a block read from the file is.
+   * up with the writer reads them from memory). Its framing is checked as a block read from the
+   * file is; its checksum is not: the bytes never left memory, and nothing writes to them again.
    */
   loadBlockFrom(bytes: Buffer): void {
+    this.loadChecked(bytes, false);
+  }
+
+  /** Takes the next block from `bytes` (a buffer of its own, never written again), checked. */
+  private loadChecked(bytes: Buffer, checksum: boolean): void {
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
     this.blockOffset = blockOffset;
     const read = checkedBlock(bytes, blockOffset, segment.sync, this.compression, {
       count: segment.blockCounts[this.block]!,
-      checksum: segment.blockChecksums[this.block]!,
+      checksum: checksum ? segment.blockChecksums[this.block]! : undefined,
     });
     this.loaded(read, blockEnd);
   }
@@ -366,9 +386,14 @@ export class SegmentReader {
       this.fd = undefined;
     }
     this.opened = false;
-    this.ahead = undefined;
+    this.dropAheads();
     // An open under way closes what it opened when it lands.
     this.opening = undefined;
+  }
+
+  private dropAheads(): void {
+    this.aheads = [];
+    this.aheadBytes = 0;
   }
 
   /** Resolves once no read runs in the background (and what waited for it is closed). */
@@ -378,11 +403,12 @@ export class SegmentReader {
 
   /**
    * {@link loadBlock} off the event loop: the next block comes from what was read ahead; 'wait'
-   * when it is still being read (a read is started if none is: `landed` is called when it ends).
-   * Each block loaded starts the read of the blocks after it that are on disk (up to 256 KiB, a
-   * block of 64 KiB or more alone), so a drain finds the next block read before it needs it.
-   * Throws as {@link loadBlock} does: a Corruption, or ERR_HOPPER_IO for a read that failed (the
-   * next call reads again).
+   * when it is still being read (reads are started if none is: `landed` is called when the read
+   * of the next block ends). Reads of the blocks after it that are on disk are kept under way (up
+   * to READ_AHEAD_LIMIT bytes in READS_AHEAD reads, 256 KiB a read, a block of 64 KiB or more
+   * alone), and started before the block taken is checked and decoded, so that a drain finds the
+   * next blocks read before it needs them. Throws as {@link loadBlock} does: a Corruption, or
+   * ERR_HOPPER_IO for a read that failed (the next call reads again).
    */
   loadBlockAhead(landed: () => void): 'loaded' | 'wait' {
     if (!this.opened) {
@@ -398,15 +424,21 @@ export class SegmentReader {
     const segment = this.segment!;
     const start = this.offset;
     const end = segment.blockEnds[this.block]!;
-    const ahead = this.ahead;
+    const aheads = this.aheads;
+    let ahead = aheads[0];
+    // Reads of blocks stepped over (damage skipped) are let go.
+    while (ahead !== undefined && ahead.segment === segment && ahead.end <= start) {
+      this.shiftAhead();
+      ahead = aheads[0];
+    }
     if (ahead === undefined || ahead.segment !== segment || ahead.start > start || end > ahead.end) {
-      this.ahead = undefined;
-      this.readAhead(landed);
+      this.dropAheads();
+      this.readAhead(landed, start, this.block);
       return 'wait';
     }
     if (ahead.state === 'reading') return 'wait';
     if (ahead.state === 'failed') {
-      this.ahead = undefined;
+      this.dropAheads();
       const err = ahead.error;
       if (!isSystemError(err)) throw err;
       throw ioError('reading a segment', segment.file, err);
@@ -414,35 +446,59 @@ export class SegmentReader {
     if (ahead.got < end - ahead.start) {
       throw new Corruption(ahead.start + ahead.got, 'the file is shorter than what was written to it', 'rest-of-segment');
     }
-    this.loadBlockFrom(ahead.data.subarray(start - ahead.start, end - ahead.start));
-    if (this.offset >= ahead.end) {
-      this.ahead = undefined;
-      this.readAhead(landed);
+    if (end >= ahead.end) {
+      // The last block of this read: the next reads start before this block is checked.
+      this.shiftAhead();
+      this.readAhead(landed, end, this.block + 1);
     }
+    this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true);
     return 'loaded';
   }
 
-  /** Starts reading the next blocks that are on disk, unless a read ahead is there already. */
-  private readAhead(landed: () => void): void {
+  private shiftAhead(): void {
+    this.aheadBytes -= this.aheads.shift()!.data.length;
+  }
+
+  /**
+   * Starts reading the next blocks that are on disk, after the reads already under way (or from
+   * `offset`, block `block`, when there are none), up to READ_AHEAD_LIMIT bytes in READS_AHEAD reads.
+   */
+  private readAhead(landed: () => void, offset: number, block: number): void {
     const segment = this.segment;
-    if (this.ahead !== undefined || this.fd === undefined || segment === undefined) return;
-    const start = this.offset;
-    let end = start;
-    for (let i = this.block; i < segment.blockEnds.length; i++) {
-      const blockEnd = segment.blockEnds[i]!;
-      // Only blocks on disk: one still waiting is read from memory when its turn comes.
-      if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
-      const large = blockEnd - end >= READ_ALONE_BYTES;
-      // A large block is read alone, into a buffer of its size (large records become views of it).
-      if (end > start && (large || blockEnd - start > READ_AHEAD_BYTES)) break;
-      end = blockEnd;
-      if (large) break;
+    if (this.fd === undefined || segment === undefined) return;
+    const aheads = this.aheads;
+    const last = aheads[aheads.length - 1];
+    let next = last === undefined ? block : last.endBlock;
+    let start = last === undefined ? offset : last.end;
+    const blockEnds = segment.blockEnds;
+    while (aheads.length < READS_AHEAD && next < blockEnds.length && (aheads.length === 0 || this.aheadBytes < READ_AHEAD_LIMIT)) {
+      let end = start;
+      let i = next;
+      for (; i < blockEnds.length; i++) {
+        const blockEnd = blockEnds[i]!;
+        // Only blocks on disk: one still waiting is read from memory when its turn comes.
+        if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
+        const large = blockEnd - end >= READ_ALONE_BYTES;
+        // A large block is read alone, into a buffer of its size (large records become views of it).
+        if (end > start && (large || blockEnd - start > READ_AHEAD_BYTES)) break;
+        end = blockEnd;
+        if (large) {
+          i++;
+          break;
+        }
+      }
+      if (end === start) return;
+      this.startRead(landed, segment, start, end, i);
+      start = end;
+      next = i;
     }
-    if (end === start) return;
-    const ahead: Ahead = { segment, start, end, state: 'reading', data: Buffer.allocUnsafe(end - start), got: 0, error: undefined };
-    this.ahead = ahead;
-    const fd = this.fd;
-    const reading = readFully(this.fs, fd, ahead.data, start).then(
+  }
+
+  private startRead(landed: () => void, segment: Segment, start: number, end: number, endBlock: number): void {
+    const ahead: Ahead = { segment, start, end, endBlock, state: 'reading', data: Buffer.allocUnsafe(end - start), got: 0, error: undefined };
+    this.aheads.push(ahead);
+    this.aheadBytes += ahead.data.length;
+    const reading = readFully(this.fs, this.fd!, ahead.data, start).then(
       (got) => {
         ahead.got = got;
         ahead.state = 'done';
@@ -453,7 +509,8 @@ export class SegmentReader {
       },
     );
     this.track(reading, () => {
-      if (this.ahead === ahead) landed();
+      // The reader waits only for the first read.
+      if (this.aheads[0] === ahead) landed();
     });
   }
 

@@ -64,6 +64,8 @@ export class SegmentWriter {
   /** The file the background task is creating, once its draft is open. */
   private creating: Creation | undefined;
   private closed = false;
+  /** What each chunk waiting for the disk gives back to the block builder once written (see BlockBuilder.lease). */
+  private readonly leases = new WeakMap<Chunk, () => void>();
 
   constructor(
     private readonly fs: SegmentFileSystem,
@@ -125,6 +127,7 @@ export class SegmentWriter {
     let length = 0;
     for (const part of parts) length += part.length;
     ledger.addBlock(segment, length, block.count, checksum, parts);
+    this.leases.set(segment.chunks[segment.chunks.length - 1]!, block.lease());
     block.handOff();
     // The header sits in the first block's bytes: a block's end counts from the file's start.
     if (segment.size >= this.options.sealAt) segment.sealed = true;
@@ -183,7 +186,7 @@ export class SegmentWriter {
         } catch (err) {
           throw ioError('writing a block', segment.file, err);
         }
-        this.ledger.written(segment, chunk);
+        this.wrote(segment, chunk);
         bytes += chunk.length;
       }
       this.settle(segment);
@@ -272,8 +275,14 @@ export class SegmentWriter {
       this.closeIfIdle(segment);
       return;
     }
-    for (const chunk of chunks) this.ledger.written(segment, chunk);
+    for (const chunk of chunks) this.wrote(segment, chunk);
     this.written(segment);
+  }
+
+  /** `chunk` is on disk: the ledger stops counting it, and the block builder may reuse its copies. */
+  private wrote(segment: Segment, chunk: Chunk): void {
+    this.ledger.written(segment, chunk);
+    this.leases.get(chunk)?.();
   }
 
   private written(segment: Segment): void {
@@ -458,7 +467,7 @@ export class SegmentWriter {
     segment.ino = stat.ino;
     segment.writeFd = fd;
     segment.created = true;
-    for (const chunk of chunks) this.ledger.written(segment, chunk);
+    for (const chunk of chunks) this.wrote(segment, chunk);
   }
 }
 
