@@ -1,6 +1,7 @@
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
 import { HopperError, type FaultEvent } from '../lib/index.js';
 import { HopperStreams } from '../lib/streams.js';
@@ -80,8 +81,11 @@ function releaseAll(run: Run): void {
   for (const operation of OPERATIONS) run.faulty.release(operation);
 }
 
-/** The checks after every run: the records, the faults, the descriptors and the files. */
-async function settle(t: ExecutionContext, run: Run, fdsBefore: number, destroyed: boolean): Promise<void> {
+/**
+ * The checks after every run: the records, the faults, the descriptors and the files. They throw
+ * (node:assert), so that fast-check sees a failing run, shrinks it and reports it with its seed.
+ */
+async function settle(run: Run, fdsBefore: number, destroyed: boolean): Promise<void> {
   if (!destroyed && run.readError === undefined) {
     // Everything let go: the retries go through, and everything accepted is delivered.
     releaseAll(run);
@@ -100,14 +104,14 @@ async function settle(t: ExecutionContext, run: Run, fdsBefore: number, destroye
   // Delivered once, in order: all accepted records, or (destroyed, or reading failed for good with a
   // coded error) the first of them.
   const expected = destroyed || run.readError !== undefined ? run.accepted.slice(0, run.delivered.length) : run.accepted;
-  t.deepEqual(run.delivered, expected, 'every accepted record delivered once, in order');
-  if (run.readError !== undefined) t.true(HopperError.is(run.readError), `a coded error: ${String(run.readError)}`);
-  for (const fault of run.faults) t.true(HopperError.is(fault.error, 'ERR_HOPPER_IO'), `a coded fault: ${fault.error.message}`);
+  assert.deepStrictEqual(run.delivered, expected, 'every accepted record delivered once, in order');
+  if (run.readError !== undefined) assert.ok(HopperError.is(run.readError), `a coded error: ${String(run.readError)}`);
+  for (const fault of run.faults) assert.ok(HopperError.is(fault.error, 'ERR_HOPPER_IO'), `a coded fault: ${fault.error.message}`);
   // Nothing in flight holds a descriptor or leaves a file once it lands.
   await until(() => openFds() === fdsBefore && run.dir.files().length === 0, 'the descriptors closed and the files removed');
-  t.is(openFds(), fdsBefore, 'no descriptor leaked');
-  t.deepEqual(run.dir.files(), [], 'no file left');
-  if (!destroyed && run.readError === undefined) t.false(fs.existsSync(run.channelDir), 'close() removed the channel directory and its lock');
+  assert.equal(openFds(), fdsBefore, 'no descriptor leaked');
+  assert.deepStrictEqual(run.dir.files(), [], 'no file left');
+  if (!destroyed && run.readError === undefined) assert.ok(!fs.existsSync(run.channelDir), 'close() removed the channel directory and its lock');
 }
 
 type Command =
@@ -226,7 +230,7 @@ test.serial(
               if (destroyed) break;
             }
             for (const held of OPERATIONS) seen.heldWhileInFlight += run.faulty.heldCount(held);
-            await settle(t, run, fdsBefore, destroyed);
+            await settle(run, fdsBefore, destroyed);
             seen.runs++;
             if (destroyed) seen.destroyed++;
             if (run.readError !== undefined) seen.readErrors++;
@@ -327,7 +331,7 @@ for (const operation of ['create', 'write', 'open', 'read', 'unlink'] as const) 
       await until(() => run.faults.length > 0, 'the fault met');
       t.is(run.faults[0]!.operation, operation === 'create' ? 'write' : operation === 'open' ? 'read' : operation === 'unlink' ? 'remove' : operation);
       t.regex(run.faults[0]!.error.message, /EIO/);
-      await settle(t, run, fdsBefore, false);
+      await settle(run, fdsBefore, false);
       t.is(run.delivered.length, run.accepted.length);
     },
   );
@@ -354,6 +358,41 @@ test.serial(
     t.true(segments >= 2, 'a segment of their own');
     // The bound, and the blocks handed over before the last resort found it passed (a turn's worth each).
     t.true(peak <= 2 * maxPendingDiskBytes, `${peak} bytes waited for the disk at most`);
-    await settle(t, run, fdsBefore, false);
+    await settle(run, fdsBefore, false);
+  },
+);
+
+test.serial(
+  'faults - a segment whose first blocks were read from memory, then whose file fails to open (EIO): reading goes on where it was, no record comes twice',
+  async (t) => {
+    const fdsBefore = openFds();
+    const run = start(4 * 1024 * 1024, 1024 * 1024);
+    t.teardown(run.dir.remove);
+    run.faulty.hold('create');
+    send(run, 50);
+    await within(run.faulty.whenHeld('create'), 'the creation held');
+    send(run, 50);
+    await nextTurn();
+    // The first block, still waiting for its file: read from memory.
+    await until(() => {
+      read(run, 50 - run.delivered.length);
+      return run.delivered.length === 50;
+    }, 'the first block read from memory');
+    run.faulty.fail('open', 'EIO', 1);
+    run.faulty.release('create');
+    await until(() => run.hopper.stats().pendingDiskBytes === 0, 'the blocks on disk');
+    // The reader may have taken the second block from memory too: a third is read from the file,
+    // whose open fails once.
+    send(run, 50);
+    // Handed to the writer when the event loop turns; then written.
+    await nextTurn();
+    await until(() => run.hopper.stats().pendingDiskBytes === 0, 'the third block on disk');
+    await until(() => {
+      read(run, 10);
+      return run.faults.length > 0;
+    }, 'the open failing');
+    t.is(run.faults[0]!.operation, 'read');
+    await settle(run, fdsBefore, false);
+    t.is(run.delivered.length, 150);
   },
 );

@@ -176,3 +176,14 @@ export class Ledger {
     return this.segments.splice(0);
   }
 }
+
+/** The parts of consecutive chunks as one write. */
+export function joinChunks(chunks: Chunk[]): { parts: Buffer[]; length: number } {
+  const parts: Buffer[] = [];
+  let length = 0;
+  for (const chunk of chunks) {
+    parts.push(...chunk.parts);
+    length += chunk.length;
+  }
+  return { parts, length };
+}

@@ -1,4 +1,4 @@
-import { HopperError, corruptSegmentError, ioError } from '../errors.js';
+import { HopperError, corruptSegmentError } from '../errors.js';
 import { Ledger, type Segment } from './ledger.js';
 import type { LogState } from './log-state.js';
 import { Corruption, LostRecords, WAIT } from './results.js';
@@ -120,20 +120,16 @@ export class ReadPath {
    * the block being filled), 'wait' when its file is not created yet.
    */
   private startReading(): Segment | undefined | 'wait' {
-    const { directory, ledger, reader } = this.log;
+    const { ledger, reader } = this.log;
     const segment = ledger.oldestUnread();
     if (segment === undefined || segment.blockEnds.length === 0) return undefined;
     // Not created yet: its blocks are read from memory; the file is opened once one is on disk.
     // Off the event loop, the file is opened (and the directory checked) in the background when a
     // block is first read from it.
-    if (!segment.created || !this.log.writeThrough) {
-      reader.begin(segment);
-      return segment;
-    }
-    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
-    if (!directory.intact())
-      throw directory.verify() ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
-    reader.open(segment);
+    // (Through a directory that was swapped, for a symlink or another directory, nothing is read:
+    // each open checks it.)
+    if (!segment.created || !this.log.writeThrough) reader.begin(segment);
+    else reader.open(segment);
     return segment;
   }
 

@@ -1,13 +1,13 @@
-import type nodeFs from 'node:fs';
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
 import { BlockReader, READ_AHEAD_BYTES, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
-import { READ_FLAGS, fsAsync, isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { judgeOpening, newOpening, openAsync, openSync, readFully, type Opening } from './open.js';
 import { Ledger, type Segment } from './ledger.js';
 import { Corruption } from './results.js';
 
-// The segment reader: a cursor over one segment at a time, oldest first. It opens the file (never
-// through a symlink, never one that was swapped; on the thread pool unless the log writes
+// The segment reader: a cursor over one segment at a time, oldest first. It opens the file (open.ts:
+// never through a symlink, never one that was swapped; on the thread pool unless the log writes
 // through), checks its header and each block against the ledger, and decodes records one at a time. It throws a Corruption for what is wrong with the
 // file and ERR_HOPPER_IO for a failed system call; it never writes, never removes a file, and
 // never decides what corruption or a failure costs: the log does.
@@ -36,21 +36,6 @@ interface Ahead {
   /** Bytes read: fewer than end - start when the file is shorter. */
   got: number;
   error: unknown;
-}
-
-/**
- * Opening the segment being read, on the thread pool: what each step gave, or the step that failed
- * and how. The checks that decide what a failure costs run on the event loop, once it is done
- * ({@link SegmentReader.opened}), exactly as for a file opened synchronously.
- */
-interface Opening {
-  segment: Segment;
-  state: 'opening' | 'done';
-  failed: { step: 'directory' | 'open' | 'fstat' | 'read'; error: unknown } | undefined;
-  fd: number | undefined;
-  stat: nodeFs.Stats | undefined;
-  /** The bytes where the header is: fewer than the header when the file is shorter. */
-  header: Buffer | undefined;
 }
 
 export class SegmentReader {
@@ -124,27 +109,20 @@ export class SegmentReader {
   private openFile(): void {
     const segment = this.segment!;
     this.opened = true;
-    const opening: Opening = { segment, state: 'done', failed: undefined, fd: undefined, stat: undefined, header: undefined };
-    try {
-      opening.fd = this.fs.openSync(segment.file, READ_FLAGS);
-      opening.stat = this.fs.fstatSync(opening.fd);
-    } catch (err) {
-      opening.failed = { step: opening.fd === undefined ? 'open' : 'fstat', error: err };
-    }
+    const opening = newOpening(segment, 'done');
+    openSync(this.fs, this.directory, opening);
     this.check(opening, () => this.blocks.bytes(0, segment.header.length, segment.header.length));
   }
 
   /**
-   * Opens the file of the segment being read on the thread pool: the directory checked, the file
-   * opened, its identity taken from the descriptor, its header read. {@link check} runs on what
-   * it found once it is done; `landed` is called then.
+   * Opens the file of the segment being read on the thread pool (open.ts). {@link check} runs on
+   * what it found once it is done; `landed` is called then.
    */
   private openAhead(landed: () => void): void {
-    const segment = this.segment!;
     this.opened = true;
-    const opening: Opening = { segment, state: 'opening', failed: undefined, fd: undefined, stat: undefined, header: undefined };
+    const opening = newOpening(this.segment!, 'opening');
     this.opening = opening;
-    const task = this.openInBackground(opening).catch((err: unknown) => {
+    const task = openAsync(this.fs, this.directory, opening, () => this.opening === opening).catch((err: unknown) => {
       // A bug: thrown on the event loop by check(), as a failed synchronous open would be.
       opening.failed = { step: 'directory', error: err };
     });
@@ -159,95 +137,23 @@ export class SegmentReader {
     });
   }
 
-  private async openInBackground(opening: Opening): Promise<void> {
-    const { segment } = opening;
-    // Through a directory that was swapped (for a symlink, or another directory), nothing is read.
-    if (!(await this.directory.intactAsync())) {
-      const error =
-        (await this.directory.verifyAsync()) ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
-      opening.failed = { step: 'directory', error };
-      return;
-    }
-    if (this.opening !== opening) return;
-    try {
-      opening.fd = await fsAsync.open(this.fs, segment.file, READ_FLAGS);
-      opening.stat = await fsAsync.fstat(this.fs, opening.fd);
-    } catch (err) {
-      opening.failed = { step: opening.fd === undefined ? 'open' : 'fstat', error: err };
-      return;
-    }
-    // Not the file written (check() says so): nothing is read from it.
-    const { stat } = opening;
-    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino || this.opening !== opening) return;
-    const header = Buffer.allocUnsafe(segment.header.length);
-    try {
-      opening.header = header.subarray(0, await readFully(this.fs, opening.fd, header, 0));
-    } catch (err) {
-      opening.failed = { step: 'read', error: err };
-    }
-  }
-
   /**
-   * Decides what an open found: the descriptor is kept, or the failure thrown: a Corruption when
-   * the file is gone, swapped, or not what was written (the segment stays the one being read, so
-   * the loss can be counted), ERR_HOPPER_IO when a system call failed (nothing is being read
-   * then, and the next call opens again). `header` gives the bytes where the header is.
+   * Keeps the descriptor an open gave, or throws what it found wrong (see judgeOpening): a
+   * Corruption, or ERR_HOPPER_IO. The segment stays the one being read, where it was: a failed
+   * open is tried again from there (its first blocks may have come from memory: reading it again
+   * from its start would deliver them twice).
    */
   private check(opening: Opening, header: () => Buffer = () => opening.header!): void {
-    const { segment, failed } = opening;
-    if (failed?.step === 'directory') {
-      this.segment = undefined;
-      this.opened = false;
-      throw failed.error;
+    if (opening.fd !== undefined) {
+      this.fd = opening.fd;
+      this.blocks.reset(opening.fd);
     }
-    if (failed?.step === 'open') {
-      const errno = (failed.error as NodeJS.ErrnoException).code;
-      // Gone, or a symlink put in its place: retrying will not bring the file back.
-      if (errno === 'ENOENT' || errno === 'ELOOP' || errno === 'ENXIO') {
-        throw new Corruption(
-          0,
-          errno === 'ENOENT' ? 'the segment file is gone' : 'the segment file was replaced by a symbolic link or a special file',
-          'rest-of-segment',
-        );
-      }
-      this.segment = undefined;
-      this.opened = false;
-      throw ioError('opening a segment for reading', segment.file, failed.error);
-    }
-    const fd = opening.fd!;
-    this.fd = fd;
-    this.blocks.reset(fd);
-    if (failed?.step === 'fstat') {
-      this.close();
-      throw ioError('opening a segment for reading', segment.file, failed.error);
-    }
-    const stat = opening.stat!;
-    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) {
-      this.closeFile();
-      throw new Corruption(0, `the segment file was replaced (by ${stat.isFile() ? 'another file' : 'a file that is not a regular file'})`, 'rest-of-segment');
-    }
-    const fileSize = stat.size;
-    let bytes: Buffer;
-    try {
-      // The header alone: blocks are read ahead in the background (or by loadBlock) after it.
-      if (failed?.step === 'read') throw failed.error;
-      bytes = header();
-    } catch (err) {
-      // Only a failed system call is ERR_HOPPER_IO (retried); a bug is thrown as it is.
-      if (err instanceof Corruption || !isSystemError(err)) throw err;
-      this.close();
-      throw ioError('reading a segment', segment.file, err);
-    }
-    if (bytes.length < segment.header.length) throw new Corruption(bytes.length, 'the file is shorter than what was written to it', 'rest-of-segment');
-    if (!bytes.equals(segment.header)) {
-      let at = 0;
-      while (bytes[at] === segment.header[at]) at++;
-      throw new Corruption(at, 'the header is not the one written (not an Avro header any more)', 'rest-of-segment');
-    }
-    // Our writes end at the last block; bytes past that in a sealed file were put there by someone else.
-    if (segment.sealed && fileSize > segment.size) {
-      throw new Corruption(segment.size, `${fileSize - segment.size} bytes follow the last block`, 'nothing');
-    }
+    const failure = judgeOpening(opening, header);
+    if (failure === undefined) return;
+    if (failure.descriptor === 'close') this.closeFile();
+    // Not opened: the next call opens again.
+    else if (this.fd === undefined) this.opened = false;
+    throw failure.error;
   }
 
   /** True when the segment being read has a block not loaded yet. */
@@ -523,15 +429,4 @@ export class SegmentReader {
       then();
     });
   }
-}
-
-/** Reads `buffer.length` bytes at `position`, or up to the end of the file; resolves with the bytes read. */
-async function readFully(fs: SegmentFileSystem, fd: number, buffer: Buffer, position: number): Promise<number> {
-  let got = 0;
-  while (got < buffer.length) {
-    const n = await fsAsync.read(fs, fd, buffer, got, buffer.length - got, position + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
 }

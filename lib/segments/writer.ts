@@ -1,34 +1,20 @@
 import crypto from 'node:crypto';
-import type nodeFs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC } from '../lock.js';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import {
-  CREATE_FLAGS,
-  closeQuietly,
-  fsAsync,
-  unlinkOurs,
-  unlinkOursAsync,
-  unlinkQuietly,
-  unlinkQuietlyAsync,
-  writeAll,
-  writeAllAsync,
-  type Closer,
-  type SegmentDirectory,
-  type SegmentFileSystem,
-} from './io.js';
-import { segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
+import { SegmentCreator, type Created } from './create.js';
+import { writeAll, writeAllAsync, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
+import { joinChunks, segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
 // The segment writer: plans where each block goes (the active segment, or a new one past
 // `sealAt`), entering it in the ledger at once, and writes the bytes behind the caller's back:
-// one task on libuv's thread pool creates segment files (a draft linked into place, never over an
-// existing file), writes the waiting blocks to them, gathered into large writes, and closes them
-// once sealed. When the disk falls too far behind, the log has the writer write what waits
-// synchronously (the last resort). It never reads, and never removes a segment (but one it linked
-// into place after the log closed, which the log could not know of).
+// one task on libuv's thread pool creates segment files (create.ts: a draft linked into place,
+// never over an existing file), writes the waiting blocks to them, gathered into large writes, and
+// closes them once sealed. When the disk falls too far behind, the log has the writer write what
+// waits synchronously (the last resort). It never reads, and never removes a segment (but one
+// linked into place after the log closed, which the log could not know of).
 
 export interface SegmentWriterOptions {
   /** Segment compression, written into each header. */
@@ -61,8 +47,7 @@ export class SegmentWriter {
   private failing = false;
   /** Sync markers for new segments, made ahead off the event loop. */
   private readonly markers = new SyncMarkers();
-  /** The file the background task is creating, once its draft is open. */
-  private creating: Creation | undefined;
+  private readonly creator: SegmentCreator;
   private closed = false;
   /** What each chunk waiting for the disk gives back to the block builder once written (see BlockBuilder.lease). */
   private readonly leases = new WeakMap<Chunk, () => void>();
@@ -78,6 +63,7 @@ export class SegmentWriter {
   ) {
     this.schemaJson = Buffer.from(JSON.stringify(schema));
     this.headerBytes = this.encodeHeader(Buffer.alloc(16)).length;
+    this.creator = new SegmentCreator(fs, directory, ledger);
   }
 
   /**
@@ -177,7 +163,7 @@ export class SegmentWriter {
         // The header and every block waiting, in one write.
         const all = [...segment.chunks];
         for (const chunk of all) bytes += chunk.length;
-        this.createFile(segment, all);
+        this.commit(segment, this.creator.createSync(segment, all), all);
       }
       for (const chunk of [...segment.chunks]) {
         if (chunk.inFlight) continue;
@@ -197,21 +183,11 @@ export class SegmentWriter {
 
   /**
    * No more writes: the task stops at its next step, and closes what it opened. A segment being
-   * created loses at once the files made for it so far (the descriptor stays the task's: a write
-   * may be using it).
+   * created loses at once the files made for it so far (see SegmentCreator.close).
    */
   close(): void {
     this.closed = true;
-    const creation = this.creating;
-    if (creation === undefined) return;
-    let stat = creation.stat;
-    try {
-      stat ??= this.fs.fstatSync(creation.fd);
-      for (const file of [creation.draft, creation.linking])
-        if (file !== undefined) unlinkOurs(this.fs, this.directory, { file, dev: stat.dev, ino: stat.ino });
-    } catch {
-      // Left to the task, which tries again once its call in flight lands (see abandon()).
-    }
+    this.creator.close();
   }
 
   /**
@@ -258,7 +234,7 @@ export class SegmentWriter {
 
   private async writeSome(segment: Segment): Promise<void> {
     const chunks = this.gather(segment);
-    const { parts, length } = joined(chunks);
+    const { parts, length } = joinChunks(chunks);
     for (const chunk of chunks) chunk.inFlight = true;
     try {
       await writeAllAsync(this.fs, segment.writeFd!, parts, length, chunks[0]!.position);
@@ -308,7 +284,7 @@ export class SegmentWriter {
   }
 
   /**
-   * Creates `segment`'s file with its header in the background (see {@link createFileAsync}). Its
+   * Creates `segment`'s file with its header in the background (see SegmentCreator.createAsync). Its
    * first chunk counts as in flight meanwhile: the segment is busy, so nothing else closes, removes
    * or creates it. Throws ERR_HOPPER_IO; when the log closes meanwhile, leaves nothing behind.
    */
@@ -316,158 +292,28 @@ export class SegmentWriter {
     const chunk = segment.chunks[0]!;
     chunk.inFlight = true;
     try {
-      if (!(await this.createFileAsync(segment, chunk))) return;
+      const created = await this.creator.createAsync(segment, chunk, (made) => {
+        // On the tick of the creator's last check that the log is open: see createAsync.
+        this.commit(segment, made, [chunk]);
+      });
+      if (!created) return;
     } finally {
       chunk.inFlight = false;
     }
     this.written(segment);
   }
 
-  /**
-   * {@link createFile} off the event loop, the same steps in the same order: the directory and the
-   * lock checked, the draft written and its identity taken from its descriptor, linked under the
-   * segment's name, the draft unlinked. Resolves with true once the segment is created (entered as
-   * such in the ledger on the same tick as the last check that the log is open: a close always
-   * finds it either created or in {@link creating}); false when the log closed meanwhile, having
-   * closed the descriptor and removed what it made (see {@link abandon}).
-   */
-  private async createFileAsync(segment: Segment, chunk: Chunk): Promise<boolean> {
-    const lost = await this.directory.verifyAsync();
-    if (this.closed) return false;
-    if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
-    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
-    const creation: Creation = { draft, fd: -1, stat: undefined, linking: undefined, linked: undefined };
-    try {
-      creation.fd = await fsAsync.open(this.fs, draft, CREATE_FLAGS, 0o644);
-    } catch (err) {
-      if (this.closed) return false;
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') await unlinkQuietlyAsync(this.fs, draft); // our own, from a failed attempt
-      throw ioError('creating a segment', draft, err);
-    }
-    this.creating = creation;
-    try {
-      if (this.closed) return await this.abandon(creation);
-      try {
-        await writeAllAsync(this.fs, creation.fd, chunk.parts, chunk.length, 0);
-      } catch (err) {
-        throw ioError('writing a block', draft, err);
-      }
-      if (this.closed) return await this.abandon(creation);
-      try {
-        creation.stat = await fsAsync.fstat(this.fs, creation.fd);
-      } catch (err) {
-        throw ioError('creating a segment', draft, err);
-      }
-      while (creation.linked === undefined) {
-        if (this.closed) return await this.abandon(creation);
-        try {
-          // Named before the call: a close while it runs removes the name too, if it is this file.
-          creation.linking = segment.file;
-          await fsAsync.link(this.fs, draft, segment.file);
-          creation.linked = segment.file;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
-          // A foreign file holds the name: take the next number (past every segment planned).
-          segment.seq = this.ledger.nextSeq++;
-          segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
-        }
-      }
-      await unlinkQuietlyAsync(this.fs, draft);
-      if (this.closed) return await this.abandon(creation);
-      segment.dev = creation.stat.dev;
-      segment.ino = creation.stat.ino;
-      segment.writeFd = creation.fd;
-      segment.created = true;
-      this.ledger.written(segment, chunk);
-      return true;
-    } catch (err) {
-      if (this.closed) return await this.abandon(creation);
-      await fsAsync.close(this.fs, creation.fd);
-      await unlinkQuietlyAsync(this.fs, draft);
-      throw err;
-    } finally {
-      this.creating = undefined;
-    }
-  }
-
-  /**
-   * The log closed while `creation` was under way: its descriptor is closed, and the draft and the
-   * file linked into place, if there are, are removed, each only while it is still the file made
-   * (its identity taken from the descriptor). {@link close} removed what was there then.
-   */
-  private async abandon(creation: Creation): Promise<false> {
-    let stat = creation.stat;
-    try {
-      stat ??= await fsAsync.fstat(this.fs, creation.fd);
-    } catch {
-      // Its identity unknown, nothing is removed by name: a draft goes with the lock.
-    }
-    await fsAsync.close(this.fs, creation.fd);
-    if (stat === undefined) return false;
-    for (const file of [creation.draft, creation.linking]) {
-      if (file !== undefined) await unlinkOursAsync(this.fs, this.directory, { file, dev: stat.dev, ino: stat.ino }).catch(() => undefined);
-    }
-    return false;
+  /** `segment`'s file exists, holding `chunks`: it is entered as created, with the descriptor to write to. */
+  private commit(segment: Segment, made: Created, chunks: Chunk[]): void {
+    segment.dev = made.dev;
+    segment.ino = made.ino;
+    segment.writeFd = made.fd;
+    segment.created = true;
+    for (const chunk of chunks) this.wrote(segment, chunk);
   }
 
   private encodeHeader(sync: Buffer): Buffer {
     return encodeHeader(this.schemaJson, this.options.codec, sync, { [OWNER_KEY]: this.options.channel });
-  }
-
-  /**
-   * Creates `segment`'s file with its header (and `chunks` after it): they are written into a draft in the draft
-   * directory (the lock directory), which is then linked under the segment's name (link(2) never
-   * replaces a file that is there) and unlinked. So a segment file never exists without its
-   * header, and a crash leaves at most a draft, which goes with the stale lock. Synchronous: the
-   * last resort (and a log that writes through); the background task creates files with
-   * {@link createFileAsync}, under a draft name of its own. Throws ERR_HOPPER_IO.
-   */
-  private createFile(segment: Segment, chunks: Chunk[]): void {
-    const lost = this.directory.verify();
-    if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
-    const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT_SYNC);
-    const { parts, length } = joined(chunks);
-    let fd: number;
-    try {
-      fd = this.fs.openSync(draft, CREATE_FLAGS, 0o644);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') unlinkQuietly(this.fs, draft); // our own, from a failed attempt
-      throw ioError('creating a segment', draft, err);
-    }
-    let stat: nodeFs.Stats;
-    try {
-      try {
-        writeAll(this.fs, fd, parts, length, 0);
-      } catch (err) {
-        throw ioError('writing a block', draft, err);
-      }
-      try {
-        stat = this.fs.fstatSync(fd);
-      } catch (err) {
-        throw ioError('creating a segment', draft, err);
-      }
-      for (;;) {
-        try {
-          this.fs.linkSync(draft, segment.file);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
-          // A foreign file holds the name: take the next number (past every segment planned).
-          segment.seq = this.ledger.nextSeq++;
-          segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
-        }
-      }
-    } catch (err) {
-      closeQuietly(this.fs, fd);
-      unlinkQuietly(this.fs, draft);
-      throw err;
-    }
-    unlinkQuietly(this.fs, draft);
-    segment.dev = stat.dev;
-    segment.ino = stat.ino;
-    segment.writeFd = fd;
-    segment.created = true;
-    for (const chunk of chunks) this.wrote(segment, chunk);
   }
 }
 
@@ -503,25 +349,4 @@ class SyncMarkers {
       this.used = 0;
     });
   }
-}
-
-/** A segment file being created in the background: its draft's descriptor and identity, and the name it was linked under. */
-interface Creation {
-  draft: string;
-  fd: number;
-  stat: nodeFs.Stats | undefined;
-  /** The name a link is being (or was) made under. */
-  linking: string | undefined;
-  linked: string | undefined;
-}
-
-/** The parts of consecutive chunks as one write. */
-function joined(chunks: Chunk[]): { parts: Buffer[]; length: number } {
-  const parts: Buffer[] = [];
-  let length = 0;
-  for (const chunk of chunks) {
-    parts.push(...chunk.parts);
-    length += chunk.length;
-  }
-  return { parts, length };
 }
