@@ -3,7 +3,7 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import test from 'ava';
 import { createHopperStream, createHopperStreams, HopperError, type SegmentEvent } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
-import { nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { nextTurn, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 // Where a hopper does not differ from a PassThrough by design, it behaves as one. Each test runs
 // the same steps on a PassThrough and on the hopper's adapters, and compares.
@@ -240,7 +240,8 @@ for (const adapter of ['createHopperStreams()', 'createHopperStream()'] as const
       hopper.send(point(i));
       if (i % 60 === 59) await nextTurn();
     }
-    await nextTurn();
+    // Segment files are created and sealed in the background.
+    await until(() => sealed.length > 0, 'a segment sealed');
     const file = sealed[0]!.file;
     const damaged = blocksOf(file)[1]!;
     const fd = fs.openSync(file, 'r+');

@@ -6,7 +6,7 @@ import { Readable, Writable, pipelinePromise } from 'streamx';
 import { createHopperStream, createHopperStreams } from '../lib/streamx.js';
 import { HopperError } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
-import { nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { diskSettled, nextTurn, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 function slowStreamxSink(out: unknown[]): Writable {
   return new Writable({
@@ -114,7 +114,7 @@ test('streamx createHopperStreams() - destroy(err) reports the error on the read
   t.teardown(dir.remove);
   const hopper = createHopperStreams<string>({ dataDir: dir.dataDir, maxMemoryBytes: 0 });
   hopper.send('on disk');
-  await nextTurn();
+  await diskSettled(hopper);
   t.true(dir.files().length > 1);
   const failure = new Error('stop');
   const errored = new Promise<Error>((resolve) => hopper.readable.once('error', resolve));
@@ -202,7 +202,8 @@ test("streamx createHopperStreams() - onCorrupt 'error': records read intact bef
     hopper.send(point(i));
     if (i % 60 === 59) await nextTurn();
   }
-  await nextTurn();
+  // Segment files are created and sealed in the background.
+  await until(() => sealed.length > 0, 'a segment sealed');
   const bytes = fs.readFileSync(sealed[0]!);
   let offset = decodeHeader(bytes)!.length;
   const first = parseBlockHeader(bytes, offset, bytes.length - offset);
