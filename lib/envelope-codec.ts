@@ -332,7 +332,7 @@ export function envelopeCodec(): RecordCodec {
     endBlock() {
       writer.renew();
     },
-    decode(buf, pos, settled) {
+    decode(buf, pos, settled, views = settled) {
       if (buf[pos] === VALUE_BRANCH && buf[pos + 1] === DATA_JSON) {
         const { value: text, offset } = STRING_TYPE.decode(buf, pos + 2) as { value: string; offset: number };
         return offset < 0 ? { value: undefined, offset } : { value: JSON.parse(text), offset };
@@ -343,7 +343,7 @@ export function envelopeCodec(): RecordCodec {
         if (at < 0 || at + length > buf.length) return { value: undefined, offset: -1 };
         return { value: reader.read(buf, at, length, settled === true), offset: at + length };
       }
-      const view = settled ? decodeBytesView(buf, pos) : undefined;
+      const view = views === true ? decodeBytesView(buf, pos) : undefined;
       if (view !== undefined) return view;
       return type.decode(buf, pos);
     },

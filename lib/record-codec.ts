@@ -32,9 +32,12 @@ export interface RecordCodec {
   /**
    * Decodes the record at `pos`; `offset` is -1 when the bytes do not hold a whole record.
    * `settled`: nothing will ever write to `buf` again, so a large Buffer record may come back as a
-   * view of it instead of a copy (see {@link decodeBytesView}).
+   * view of it instead of a copy (see {@link decodeBytesView}). `views` false (it defaults to
+   * `settled`): `buf` is a part of a read buffer that is read into again once its records are
+   * decoded, each time as a new `buf` object; what was learnt of this one stays true, but no record
+   * may be a view of it.
    */
-  decode(buf: Buffer, pos: number, settled?: boolean): { value: unknown; offset: number };
+  decode(buf: Buffer, pos: number, settled?: boolean, views?: boolean): { value: unknown; offset: number };
   /**
    * Schemaless only: a record whose encoding ends in many bytes, split so that the segment log can
    * write those bytes by reference instead of copying them into a block (which would grow to hold

@@ -132,19 +132,19 @@ function blockBytes(bytes: Buffer, offset: number, frame: BlockFrame, codec: str
 
 /** Decodes what a record decoder returns. */
 export interface RecordDecoder {
-  decode(buf: Buffer, pos: number, settled?: boolean): { value: unknown; offset: number };
+  decode(buf: Buffer, pos: number, settled?: boolean, views?: boolean): { value: unknown; offset: number };
 }
 
 /**
  * The record at `pos` and where the next one starts; offset -1 for what does not decode (avsc or
  * V8 throw on some garbage, such as a union branch index out of range). The caller checks the
  * offset against the block's end. `settled`: `data` is never written again, so large Buffer
- * records may be views of it. Throws a {@link DecoderBug} when the decoder throws anything bad
+ * records may be views of it, unless `views` is false (see RecordCodec.decode). Throws a {@link DecoderBug} when the decoder throws anything bad
  * bytes do not make it throw.
  */
-export function decodeRecord(decoder: RecordDecoder, data: Buffer, pos: number, settled: boolean): { value: unknown; offset: number } {
+export function decodeRecord(decoder: RecordDecoder, data: Buffer, pos: number, settled: boolean, views = settled): { value: unknown; offset: number } {
   try {
-    return decoder.decode(data, pos, settled);
+    return decoder.decode(data, pos, settled, views);
   } catch (err) {
     // Safe to call "does not decode": the decoder read bytes that are not a record of its schema.
     if (isBadBytesError(err)) return { value: undefined, offset: -1 };

@@ -1,6 +1,7 @@
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BlockReader, READ_AHEAD_BYTES, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
+import { BY_REFERENCE_BYTES } from '../record-codec.js';
+import { BlockReader, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
 import { isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { judgeOpening, newOpening, openAsync, openSync, readFully, type Opening } from './open.js';
 import { Ledger, type Segment } from './ledger.js';
@@ -20,11 +21,32 @@ const EMPTY = Buffer.alloc(0);
  * a block is checked, so that the event loop does not wait for each in turn: one read at a time,
  * started after the check, left a drain of 64 KiB records idle for half its time.
  */
-const READ_AHEAD_LIMIT = 512 * 1024;
+const READ_AHEAD_LIMIT = 2 * 1024 * 1024;
 /** Reads under way at most (libuv's thread pool has four threads, shared with writes and removals). */
-const READS_AHEAD = 3;
+const READS_AHEAD = 2;
+/**
+ * Bytes of one read ahead, several blocks at once. A read's end is seen only when the event loop
+ * turns, and the drain stops and waits for that turn whenever the next block is not seen read yet:
+ * reads of one 64 KiB block each stopped it about twice a block (1 MiB reads: 7% faster drains).
+ */
+const READ_BYTES = 1024 * 1024;
 
-/** Blocks being read ahead, or read: [start, end) of `segment`, into `data` (a buffer of its own, never written again). */
+/**
+ * True for a block read into a buffer of its own: one that may hold Buffer records the codec gives
+ * back as views of the bytes read (see decodeBytesView in envelope-codec.ts: a record of at least
+ * BY_REFERENCE_BYTES, a fifth of its buffer or more). Only a schemaless codec makes views; in a
+ * block of small records (fewer bytes per record than BY_REFERENCE_BYTES) they are rare, and a
+ * record that is not a view is a copy: sharing a read with other blocks is always safe.
+ */
+function readAlone(views: boolean, bytes: number, count: number): boolean {
+  return views && bytes >= READ_ALONE_BYTES && bytes >= count * BY_REFERENCE_BYTES;
+}
+
+/**
+ * Blocks being read ahead, or read: [start, end) of `segment`, into `data`: a buffer of its own,
+ * never written again, or (`reused`) the front of a read buffer that is read into again once its
+ * blocks are decoded.
+ */
 interface Ahead {
   segment: Segment;
   start: number;
@@ -33,6 +55,8 @@ interface Ahead {
   endBlock: number;
   state: 'reading' | 'done' | 'failed';
   data: Buffer;
+  /** The read buffer `data` is the front of, read into again once the last block of this read is decoded. */
+  reused: Buffer | undefined;
   /** Bytes read: fewer than end - start when the file is shorter. */
   got: number;
   error: unknown;
@@ -52,6 +76,16 @@ export class SegmentReader {
   private opened = false;
   private offset = 0;
   private current: Buffer = EMPTY;
+  /**
+   * False while `current` lies in a read buffer that will be read into again: its records are
+   * decoded as copies, never as views of it (see RecordCodec.decode), so that no record delivered
+   * shares memory that a later read writes over.
+   */
+  private views = true;
+  /** The read buffer the block being decoded is the last of: free to read into again once that block ends. */
+  private lastOfRead: Buffer | undefined;
+  /** Read buffers (READ_BYTES each) free to read into again: fewer fresh buffers for the kernel to fault in and the collector to free. */
+  private spare: Buffer[] = [];
   private pos = 0;
   private blockOffset = 0;
   private readonly blocks: BlockReader;
@@ -67,7 +101,7 @@ export class SegmentReader {
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
-    return this.current.length + this.blocks.bufferBytes + this.aheadBytes;
+    return this.current.length + this.blocks.bufferBytes + this.aheadBytes + this.spare.length * READ_BYTES;
   }
 
   constructor(
@@ -193,11 +227,11 @@ export class SegmentReader {
    * file is; its checksum is not: the bytes never left memory, and nothing writes to them again.
    */
   loadBlockFrom(bytes: Buffer): void {
-    this.loadChecked(bytes, false);
+    this.loadChecked(bytes, false, undefined);
   }
 
-  /** Takes the next block from `bytes` (a buffer of its own, never written again), checked. */
-  private loadChecked(bytes: Buffer, checksum: boolean): void {
+  /** Takes the next block from `bytes`, checked: a buffer of its own, never written again, or a part of `reused`. */
+  private loadChecked(bytes: Buffer, checksum: boolean, reused: Buffer | undefined): void {
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
@@ -207,10 +241,13 @@ export class SegmentReader {
       checksum: checksum ? segment.blockChecksums[this.block]! : undefined,
     });
     this.loaded(read, blockEnd);
+    // An inflated block is a buffer of its own.
+    this.views = reused === undefined || read.data.buffer !== reused.buffer;
   }
 
   private loaded(read: ReadBlock, blockEnd: number): void {
     this.current = read.data;
+    this.views = true;
     this.pos = 0;
     this.left = read.frame.count;
     this.offset = blockEnd;
@@ -219,9 +256,10 @@ export class SegmentReader {
 
   /** The next record of the loaded block (the caller knows there is one: `left > 0`); throws a Corruption for one that does not decode. */
   next(): unknown {
-    // `current` is a buffer read (or inflated) for this block and never written again: large
-    // Buffer records can be views of it.
-    const { value, offset } = decodeRecord(this.codec, this.current, this.pos, true);
+    // `current` is a buffer read (or inflated) for this block and never written again, a new
+    // object for each block: large Buffer records can be views of it, unless it lies in a read
+    // buffer read into again (`views` false): then they are copies.
+    const { value, offset } = decodeRecord(this.codec, this.current, this.pos, true, this.views);
     if (offset < 0 || offset > this.current.length) {
       throw new Corruption(this.blockOffset, 'a record does not decode with the segment schema', 'rest-of-block');
     }
@@ -244,6 +282,12 @@ export class SegmentReader {
     // it keep it alive as long as they live.
     this.current = EMPTY;
     this.blocks.trim();
+    // Every record of the read is decoded (and none is a view of it): it may be read into again.
+    const last = this.lastOfRead;
+    if (last !== undefined) {
+      this.lastOfRead = undefined;
+      if (this.spare.length < READS_AHEAD) this.spare.push(last);
+    }
   }
 
   /**
@@ -271,6 +315,8 @@ export class SegmentReader {
     }
     this.left = 0;
     this.fromSegment += lost;
+    // Not read into again: what was decoded of it is not known to be done with it.
+    this.lastOfRead = undefined;
     return lost;
   }
 
@@ -293,6 +339,8 @@ export class SegmentReader {
     }
     this.opened = false;
     this.dropAheads();
+    this.lastOfRead = undefined;
+    this.spare = [];
     // An open under way closes what it opened when it lands.
     this.opening = undefined;
   }
@@ -311,8 +359,8 @@ export class SegmentReader {
    * {@link loadBlock} off the event loop: the next block comes from what was read ahead; 'wait'
    * when it is still being read (reads are started if none is: `landed` is called when the read
    * of the next block ends). Reads of the blocks after it that are on disk are kept under way (up
-   * to READ_AHEAD_LIMIT bytes in READS_AHEAD reads, 256 KiB a read, a block of 64 KiB or more
-   * alone), and started before the block taken is checked and decoded, so that a drain finds the
+   * to READ_AHEAD_LIMIT bytes in READS_AHEAD reads, READ_BYTES a read, a block of large records
+   * alone: {@link readAlone}), and started before the block taken is checked and decoded, so that a drain finds the
    * next blocks read before it needs them. Throws as {@link loadBlock} does: a Corruption, or
    * ERR_HOPPER_IO for a read that failed (the next call reads again).
    */
@@ -352,17 +400,21 @@ export class SegmentReader {
     if (ahead.got < end - ahead.start) {
       throw new Corruption(ahead.start + ahead.got, 'the file is shorter than what was written to it', 'rest-of-segment');
     }
+    this.lastOfRead = undefined;
     if (end >= ahead.end) {
-      // The last block of this read: the next reads start before this block is checked.
+      // The last block of this read: the next reads start before this block is checked; its
+      // buffer is read into again once this block is decoded.
       this.shiftAhead();
       this.readAhead(landed, end, this.block + 1);
+      this.lastOfRead = ahead.reused;
     }
-    this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true);
+    this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true, ahead.reused);
     return 'loaded';
   }
 
   private shiftAhead(): void {
-    this.aheadBytes -= this.aheads.shift()!.data.length;
+    const ahead = this.aheads.shift()!;
+    this.aheadBytes -= (ahead.reused ?? ahead.data).length;
   }
 
   /**
@@ -377,33 +429,41 @@ export class SegmentReader {
     let next = last === undefined ? block : last.endBlock;
     let start = last === undefined ? offset : last.end;
     const blockEnds = segment.blockEnds;
+    const views = this.codec.largeRecord !== undefined;
     while (aheads.length < READS_AHEAD && next < blockEnds.length && (aheads.length === 0 || this.aheadBytes < READ_AHEAD_LIMIT)) {
       let end = start;
       let i = next;
+      let alone = false;
       for (; i < blockEnds.length; i++) {
         const blockEnd = blockEnds[i]!;
         // Only blocks on disk: one still waiting is read from memory when its turn comes.
         if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
-        const large = blockEnd - end >= READ_ALONE_BYTES;
-        // A large block is read alone, into a buffer of its size (large records become views of it).
-        if (end > start && (large || blockEnd - start > READ_AHEAD_BYTES)) break;
+        const large = readAlone(views, blockEnd - end, segment.blockCounts[i]!);
+        // A block of large records is read alone, into a buffer of its size (they become views of it).
+        if (end > start && (large || blockEnd - start > READ_BYTES)) break;
         end = blockEnd;
         if (large) {
+          alone = true;
           i++;
           break;
         }
       }
       if (end === start) return;
-      this.startRead(landed, segment, start, end, i);
+      this.startRead(landed, segment, start, end, i, !alone);
       start = end;
       next = i;
     }
   }
 
-  private startRead(landed: () => void, segment: Segment, start: number, end: number, endBlock: number): void {
-    const ahead: Ahead = { segment, start, end, endBlock, state: 'reading', data: Buffer.allocUnsafe(end - start), got: 0, error: undefined };
+  /** `reuse`: the read may go into a read buffer that is read into again (its blocks' records are then copies). */
+  private startRead(landed: () => void, segment: Segment, start: number, end: number, endBlock: number, reuse: boolean): void {
+    const length = end - start;
+    // A small read (a segment's last blocks) takes a read buffer only when one is free.
+    const reused = reuse && length <= READ_BYTES ? (this.spare.pop() ?? (length >= READ_BYTES / 4 ? Buffer.allocUnsafe(READ_BYTES) : undefined)) : undefined;
+    const data = reused === undefined ? Buffer.allocUnsafe(length) : reused.subarray(0, length);
+    const ahead: Ahead = { segment, start, end, endBlock, state: 'reading', data, reused, got: 0, error: undefined };
     this.aheads.push(ahead);
-    this.aheadBytes += ahead.data.length;
+    this.aheadBytes += (reused ?? data).length;
     const reading = readFully(this.fs, this.fd!, ahead.data, start).then(
       (got) => {
         ahead.got = got;
