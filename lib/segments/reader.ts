@@ -286,7 +286,8 @@ export class SegmentReader {
     const last = this.lastOfRead;
     if (last !== undefined) {
       this.lastOfRead = undefined;
-      if (this.spare.length < READS_AHEAD) this.spare.push(last);
+      // One kept is enough: the next read takes it before another is freed.
+      if (this.spare.length === 0) this.spare.push(last);
     }
   }
 
