@@ -1,5 +1,5 @@
 import util from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import avsc from 'avsc';
 import fc from 'fast-check';
 import { createHopperStream, createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
@@ -1091,18 +1091,17 @@ for (const [name, open] of [
 // their records are decoded: a record it delivered must share no memory with one (a Buffer record
 // that was a view of it would change when a later read lands).
 
-/** Sends `records` with no memory budget, waits until every block is on disk, then reads them all back. */
-async function fromDisk(records: unknown[], options: Omit<HopperOptions, 'dataDir'>): Promise<unknown[]> {
+/** Sends `records` with no memory budget, waits until every block is on disk, then reads them all back and closes (no file left). */
+async function fromDisk(t: ExecutionContext, records: unknown[], options: Omit<HopperOptions, 'dataDir'>): Promise<unknown[]> {
   const dir = tempDataDir();
   try {
     const hopper = createHopperStreams<unknown>({ dataDir: dir.dataDir, maxMemoryBytes: 0, ...options });
     for (const record of records) hopper.send(record);
     await diskSettled(hopper);
-    const out: unknown[] = [];
-    for await (const record of hopper.readable) {
-      out.push(record);
-      if (out.length === records.length) break;
-    }
+    const closed = hopper.close();
+    const out = await collect(hopper.readable);
+    await closed;
+    t.deepEqual(dir.files(), []);
     return out;
   } finally {
     dir.remove();
@@ -1119,7 +1118,7 @@ test('values without a schema - Buffer records read from disk with many blocks a
     for (let small = 0; small < 300; small++) records.push(small % 2 === 0 ? Buffer.alloc(100, n) : { when: new Date(small), seen: new Map([[n, small]]) });
     records.push(Buffer.alloc(220 * 1024, n + 1));
   }
-  const out = await fromDisk(records, {});
+  const out = await fromDisk(t, records, {});
   t.is(out.length, records.length);
   // Checked once every record is delivered, with the read buffers read into again meanwhile.
   t.true(
@@ -1140,7 +1139,7 @@ test('records with a schema - bytes and fixed fields read from disk with many bl
     ],
   };
   const records = Array.from({ length: 4000 }, (_, n) => ({ n, bytes: Buffer.alloc(n % 10 === 0 ? 20_000 : 500, n), id: Buffer.alloc(16, n + 1) }));
-  const out = (await fromDisk(records, { schema })) as typeof records;
+  const out = (await fromDisk(t, records, { schema })) as typeof records;
   t.is(out.length, records.length);
   // Records come back as instances of avsc's record class: compared field by field.
   t.true(
