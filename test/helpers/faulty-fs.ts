@@ -20,7 +20,7 @@ export class FaultyFileSystem {
 
   readonly calls: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
   readonly failures: Record<FaultOperation, number> = { create: 0, open: 0, write: 0, read: 0, unlink: 0 };
-  private readonly pending_ = new Map<FaultOperation, { code: string; times: number }>();
+  private readonly pending_ = new Map<FaultOperation, { code: string; times: number; only: ((file: string) => boolean) | undefined }>();
   private shortWrites = 0;
   private readonly held: Record<FaultOperation, (() => void)[] | undefined> = {
     create: undefined,
@@ -65,18 +65,21 @@ export class FaultyFileSystem {
   }
 
   /** The fault as an error for a callback, or undefined. */
-  private fault(operation: FaultOperation): Error | undefined {
+  private fault(operation: FaultOperation, file?: fs.PathLike): Error | undefined {
     try {
-      this.check(operation);
+      this.check(operation, file);
       return undefined;
     } catch (err) {
       return err as Error;
     }
   }
 
-  /** The next `times` calls of `operation` throw an error with `code` (Infinity: until cleared). */
-  fail(operation: FaultOperation, code: string, times = 1): void {
-    this.pending_.set(operation, { code, times });
+  /**
+   * The next `times` calls of `operation` throw an error with `code` (Infinity: until cleared);
+   * with `only`, only calls on a file it accepts (the others go through, and do not count).
+   */
+  fail(operation: FaultOperation, code: string, times = 1, only?: (file: string) => boolean): void {
+    this.pending_.set(operation, { code, times, only });
   }
 
   /** How many more calls of `operation` will fail. */
@@ -94,10 +97,11 @@ export class FaultyFileSystem {
     this.shortWrites = times;
   }
 
-  private check(operation: FaultOperation): void {
+  private check(operation: FaultOperation, file?: fs.PathLike): void {
     this.calls[operation]++;
     const fault = this.pending_.get(operation);
     if (!fault || fault.times <= 0) return;
+    if (fault.only !== undefined && (file === undefined || !fault.only(String(file)))) return;
     fault.times--;
     this.failures[operation]++;
     throw Object.assign(new Error(`${fault.code}: injected fault, ${operation}`), { code: fault.code, syscall: operation });
@@ -107,7 +111,7 @@ export class FaultyFileSystem {
     ...fs,
     openSync: ((file: fs.PathLike, flags: fs.OpenMode = 'r', mode?: fs.Mode) => {
       const creates = flags === 'wx' || (typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0);
-      this.check(creates ? 'create' : 'open');
+      this.check(creates ? 'create' : 'open', file);
       return fs.openSync(file, flags, mode);
     }) as typeof fs.openSync,
     writevSync: (fd, buffers, position) => {
@@ -124,7 +128,7 @@ export class FaultyFileSystem {
       return fs.readSync(fd, buffer, offset, length, position);
     }) as typeof fs.readSync,
     unlinkSync: (file) => {
-      this.check('unlink');
+      this.check('unlink', file);
       fs.unlinkSync(file);
     },
     writev: ((fd: number, buffers: NodeJS.ArrayBufferView[], position: number, callback: (err: Error | null, n: number) => void) => {
@@ -150,7 +154,7 @@ export class FaultyFileSystem {
     }) as typeof fs.read,
     unlink: ((file: fs.PathLike, callback: (err: Error | null) => void) => {
       this.later('unlink', () => {
-        const err = this.fault('unlink');
+        const err = this.fault('unlink', file);
         if (err) process.nextTick(callback, err);
         else fs.unlink(file, callback);
       });
@@ -159,7 +163,7 @@ export class FaultyFileSystem {
       const creates = flags === 'wx' || (typeof flags === 'number' && (flags & fs.constants.O_CREAT) !== 0);
       const operation = creates ? 'create' : 'open';
       this.later(operation, () => {
-        const err = this.fault(operation);
+        const err = this.fault(operation, file);
         if (err) process.nextTick(callback, err, -1);
         else fs.open(file, flags, mode, callback);
       });
