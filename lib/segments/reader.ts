@@ -1,66 +1,20 @@
 import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
-import { BY_REFERENCE_BYTES } from '../record-codec.js';
-import { BlockReader, READ_ALONE_BYTES, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
+import { BlockReader, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
 import { isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
-import { judgeOpening, newOpening, openAsync, openSync, readFully, type Opening } from './open.js';
-import { Ledger, type Segment } from './ledger.js';
+import { judgeOpening, newOpening, openAsync, openSync, type Opening } from './open.js';
+import type { Segment } from './ledger.js';
+import { ReadAhead } from './read-ahead.js';
 import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (open.ts:
 // never through a symlink, never one that was swapped; on the thread pool unless the log writes
 // through), checks its header and each block against the ledger, and decodes records one at a time. It throws a Corruption for what is wrong with the
 // file and ERR_HOPPER_IO for a failed system call; it never writes, never removes a file, and
-// never decides what corruption or a failure costs: the log does.
+// never decides what corruption or a failure costs: the log does. Which blocks are read ahead, into
+// which buffers, and the reads in flight are read-ahead.ts's.
 
 const EMPTY = Buffer.alloc(0);
-
-/**
- * Bytes read ahead at most, in reads under way or done and not yet taken (a large block is read
- * even when it alone is more). Several reads are under way at once, and the next ones start before
- * a block is checked, so that the event loop does not wait for each in turn: one read at a time,
- * started after the check, left a drain of 64 KiB records idle for half its time.
- */
-const READ_AHEAD_LIMIT = 2 * 1024 * 1024;
-/** Reads under way at most (libuv's thread pool has four threads, shared with writes and removals). */
-const READS_AHEAD = 2;
-/**
- * Bytes of one read ahead, several blocks at once. A read's end is seen only when the event loop
- * turns, and the drain stops and waits for that turn whenever the next block is not seen read yet:
- * reads of one 64 KiB block each stopped it about twice a block (1 MiB reads: 7% faster drains).
- */
-const READ_BYTES = 1024 * 1024;
-
-/**
- * True for a block read into a buffer of its own: one that may hold Buffer records the codec gives
- * back as views of the bytes read (see decodeBytesView in envelope-codec.ts: a record of at least
- * BY_REFERENCE_BYTES, a fifth of its buffer or more). Only a schemaless codec makes views; in a
- * block of small records (fewer bytes per record than BY_REFERENCE_BYTES) they are rare, and a
- * record that is not a view is a copy: sharing a read with other blocks is always safe.
- */
-function readAlone(views: boolean, bytes: number, count: number): boolean {
-  return views && bytes >= READ_ALONE_BYTES && bytes >= count * BY_REFERENCE_BYTES;
-}
-
-/**
- * Blocks being read ahead, or read: [start, end) of `segment`, into `data`: a buffer of its own,
- * never written again, or (`reused`) the front of a read buffer that is read into again once its
- * blocks are decoded.
- */
-interface Ahead {
-  segment: Segment;
-  start: number;
-  end: number;
-  /** Index in segment.blockEnds of the first block after `end`. */
-  endBlock: number;
-  state: 'reading' | 'done' | 'failed';
-  data: Buffer;
-  /** The read buffer `data` is the front of, read into again once the last block of this read is decoded. */
-  reused: Buffer | undefined;
-  /** Bytes read: fewer than end - start when the file is shorter. */
-  got: number;
-  error: unknown;
-}
 
 export class SegmentReader {
   /** The segment being read. */
@@ -84,24 +38,17 @@ export class SegmentReader {
   private views = true;
   /** The read buffer the block being decoded is the last of: free to read into again once that block ends. */
   private lastOfRead: Buffer | undefined;
-  /** Read buffers (READ_BYTES each) free to read into again: fewer fresh buffers for the kernel to fault in and the collector to free. */
-  private spare: Buffer[] = [];
   private pos = 0;
   private blockOffset = 0;
   private readonly blocks: BlockReader;
-  /** The reads ahead, in file order, each starting where the one before ends (see {@link loadBlockAhead}). */
-  private aheads: Ahead[] = [];
-  /** Bytes of the buffers in `aheads`. */
-  private aheadBytes = 0;
-  /** Reads under way on libuv's thread pool, and descriptors to close once they are done. */
-  private readsInFlight = new Set<Promise<void>>();
-  private closeWhenRead: number[] = [];
+  /** The reads ahead (see {@link loadBlockAhead}), the read buffers, and the reads in flight on the thread pool. */
+  private readonly ahead: ReadAhead;
   /** The file of the segment being read is being opened in the background (see {@link loadBlockAhead}). */
   private opening: Opening | undefined;
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
-    return this.current.length + this.blocks.bufferBytes + this.aheadBytes + this.spare.length * READ_BYTES;
+    return this.current.length + this.blocks.bufferBytes + this.ahead.bufferBytes;
   }
 
   constructor(
@@ -112,6 +59,7 @@ export class SegmentReader {
     private readonly closer: Closer,
   ) {
     this.blocks = new BlockReader(fs);
+    this.ahead = new ReadAhead(fs, codec, closer);
   }
 
   /**
@@ -160,7 +108,7 @@ export class SegmentReader {
       // A bug: thrown on the event loop by check(), as a failed synchronous open would be.
       opening.failed = { step: 'directory', error: err };
     });
-    this.track(task, () => {
+    this.ahead.track(task, () => {
       opening.state = 'done';
       // Let go meanwhile (the segment was removed, or the log closed): its descriptor goes too.
       if (this.opening !== opening) {
@@ -286,8 +234,7 @@ export class SegmentReader {
     const last = this.lastOfRead;
     if (last !== undefined) {
       this.lastOfRead = undefined;
-      // One kept is enough: the next read takes it before another is freed.
-      if (this.spare.length === 0) this.spare.push(last);
+      this.ahead.recycle(last);
     }
   }
 
@@ -334,26 +281,19 @@ export class SegmentReader {
    */
   closeFile(): void {
     if (this.fd !== undefined) {
-      if (this.readsInFlight.size > 0) this.closeWhenRead.push(this.fd);
-      else this.closer.close(this.fd);
+      this.ahead.closeWhenIdle(this.fd);
       this.fd = undefined;
     }
     this.opened = false;
-    this.dropAheads();
+    this.ahead.letGo();
     this.lastOfRead = undefined;
-    this.spare = [];
     // An open under way closes what it opened when it lands.
     this.opening = undefined;
   }
 
-  private dropAheads(): void {
-    this.aheads = [];
-    this.aheadBytes = 0;
-  }
-
   /** Resolves once no read runs in the background (and what waited for it is closed). */
-  async idle(): Promise<void> {
-    while (this.readsInFlight.size > 0) await Promise.all(this.readsInFlight);
+  idle(): Promise<void> {
+    return this.ahead.idle();
   }
 
   /**
@@ -361,7 +301,7 @@ export class SegmentReader {
    * when it is still being read (reads are started if none is: `landed` is called when the read
    * of the next block ends). Reads of the blocks after it that are on disk are kept under way (up
    * to READ_AHEAD_LIMIT bytes in READS_AHEAD reads, READ_BYTES a read, a block of large records
-   * alone: {@link readAlone}), and started before the block taken is checked and decoded, so that a drain finds the
+   * alone: readAlone in read-ahead.ts), and started before the block taken is checked and decoded, so that a drain finds the
    * next blocks read before it needs them. Throws as {@link loadBlock} does: a Corruption, or
    * ERR_HOPPER_IO for a read that failed (the next call reads again).
    */
@@ -379,21 +319,14 @@ export class SegmentReader {
     const segment = this.segment!;
     const start = this.offset;
     const end = segment.blockEnds[this.block]!;
-    const aheads = this.aheads;
-    let ahead = aheads[0];
-    // Reads of blocks stepped over (damage skipped) are let go.
-    while (ahead !== undefined && ahead.segment === segment && ahead.end <= start) {
-      this.shiftAhead();
-      ahead = aheads[0];
-    }
-    if (ahead === undefined || ahead.segment !== segment || ahead.start > start || end > ahead.end) {
-      this.dropAheads();
-      this.readAhead(landed, start, this.block);
+    const ahead = this.ahead.find(segment, start, end);
+    if (ahead === undefined) {
+      this.ahead.schedule(landed, this.fd, segment, start, this.block);
       return 'wait';
     }
     if (ahead.state === 'reading') return 'wait';
     if (ahead.state === 'failed') {
-      this.dropAheads();
+      this.ahead.drop();
       const err = ahead.error;
       if (!isSystemError(err)) throw err;
       throw ioError('reading a segment', segment.file, err);
@@ -405,89 +338,11 @@ export class SegmentReader {
     if (end >= ahead.end) {
       // The last block of this read: the next reads start before this block is checked; its
       // buffer is read into again once this block is decoded.
-      this.shiftAhead();
-      this.readAhead(landed, end, this.block + 1);
+      this.ahead.shift();
+      this.ahead.schedule(landed, this.fd, segment, end, this.block + 1);
       this.lastOfRead = ahead.reused;
     }
     this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true, ahead.reused);
     return 'loaded';
-  }
-
-  private shiftAhead(): void {
-    const ahead = this.aheads.shift()!;
-    this.aheadBytes -= (ahead.reused ?? ahead.data).length;
-  }
-
-  /**
-   * Starts reading the next blocks that are on disk, after the reads already under way (or from
-   * `offset`, block `block`, when there are none), up to READ_AHEAD_LIMIT bytes in READS_AHEAD reads.
-   */
-  private readAhead(landed: () => void, offset: number, block: number): void {
-    const segment = this.segment;
-    if (this.fd === undefined || segment === undefined) return;
-    const aheads = this.aheads;
-    const last = aheads[aheads.length - 1];
-    let next = last === undefined ? block : last.endBlock;
-    let start = last === undefined ? offset : last.end;
-    const blockEnds = segment.blockEnds;
-    const views = this.codec.largeRecord !== undefined;
-    while (aheads.length < READS_AHEAD && next < blockEnds.length && (aheads.length === 0 || this.aheadBytes < READ_AHEAD_LIMIT)) {
-      let end = start;
-      let i = next;
-      let alone = false;
-      for (; i < blockEnds.length; i++) {
-        const blockEnd = blockEnds[i]!;
-        // Only blocks on disk: one still waiting is read from memory when its turn comes.
-        if (Ledger.pendingChunk(segment, end, blockEnd) !== undefined) break;
-        const large = readAlone(views, blockEnd - end, segment.blockCounts[i]!);
-        // A block of large records is read alone, into a buffer of its size (they become views of it).
-        if (end > start && (large || blockEnd - start > READ_BYTES)) break;
-        end = blockEnd;
-        if (large) {
-          alone = true;
-          i++;
-          break;
-        }
-      }
-      if (end === start) return;
-      this.startRead(landed, segment, start, end, i, !alone);
-      start = end;
-      next = i;
-    }
-  }
-
-  /** `reuse`: the read may go into a read buffer that is read into again (its blocks' records are then copies). */
-  private startRead(landed: () => void, segment: Segment, start: number, end: number, endBlock: number, reuse: boolean): void {
-    const length = end - start;
-    // A small read (a segment's last blocks) takes a read buffer only when one is free.
-    const reused = reuse && length <= READ_BYTES ? (this.spare.pop() ?? (length >= READ_BYTES / 4 ? Buffer.allocUnsafe(READ_BYTES) : undefined)) : undefined;
-    const data = reused === undefined ? Buffer.allocUnsafe(length) : reused.subarray(0, length);
-    const ahead: Ahead = { segment, start, end, endBlock, state: 'reading', data, reused, got: 0, error: undefined };
-    this.aheads.push(ahead);
-    this.aheadBytes += (reused ?? data).length;
-    const reading = readFully(this.fs, this.fd!, ahead.data, start).then(
-      (got) => {
-        ahead.got = got;
-        ahead.state = 'done';
-      },
-      (err: unknown) => {
-        ahead.error = err;
-        ahead.state = 'failed';
-      },
-    );
-    this.track(reading, () => {
-      // The reader waits only for the first read.
-      if (this.aheads[0] === ahead) landed();
-    });
-  }
-
-  /** `task` runs on the thread pool (it never rejects); `then` runs when it ends, after descriptors let go meanwhile are closed. */
-  private track(task: Promise<void>, then: () => void): void {
-    this.readsInFlight.add(task);
-    void task.then(() => {
-      this.readsInFlight.delete(task);
-      if (this.readsInFlight.size === 0) for (const closing of this.closeWhenRead.splice(0)) this.closer.close(closing);
-      then();
-    });
   }
 }
