@@ -2,17 +2,18 @@ import { ioError } from '../errors.js';
 import type { RecordCodec } from '../codec.js';
 import { BlockReader, checkedBlock, decodeRecord, type ReadBlock } from './block-reader.js';
 import { isSystemError, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
-import { judgeOpening, newOpening, openAsync, openSync, type Opening } from './open.js';
 import type { Segment } from './ledger.js';
 import { ReadAhead } from './read-ahead.js';
+import { ReaderFile } from './reader-file.js';
 import { Corruption } from './results.js';
 
 // The segment reader: a cursor over one segment at a time, oldest first. It opens the file (open.ts:
 // never through a symlink, never one that was swapped; on the thread pool unless the log writes
 // through), checks its header and each block against the ledger, and decodes records one at a time. It throws a Corruption for what is wrong with the
 // file and ERR_HOPPER_IO for a failed system call; it never writes, never removes a file, and
-// never decides what corruption or a failure costs: the log does. Which blocks are read ahead, into
-// which buffers, and the reads in flight are read-ahead.ts's.
+// never decides what corruption or a failure costs: the log does. Opening the file and keeping its
+// descriptor is reader-file.ts's; which blocks are read ahead, into which buffers, and the reads in
+// flight are read-ahead.ts's.
 
 const EMPTY = Buffer.alloc(0);
 
@@ -25,9 +26,6 @@ export class SegmentReader {
   left = 0;
   /** Records taken from the segment being read (read, or lost to corruption). */
   fromSegment = 0;
-  private fd: number | undefined;
-  /** The file of the segment being read was opened and checked (a segment read from memory is not, until a block is on disk). */
-  private opened = false;
   private offset = 0;
   private current: Buffer = EMPTY;
   /**
@@ -43,8 +41,8 @@ export class SegmentReader {
   private readonly blocks: BlockReader;
   /** The reads ahead (see {@link loadBlockAhead}), the read buffers, and the reads in flight on the thread pool. */
   private readonly ahead: ReadAhead;
-  /** The file of the segment being read is being opened in the background (see {@link loadBlockAhead}). */
-  private opening: Opening | undefined;
+  /** The file of the segment being read: opened, checked, closed. */
+  private readonly file: ReaderFile;
 
   /** Bytes of the block being read and of the read-ahead. */
   get bufferBytes(): number {
@@ -52,14 +50,15 @@ export class SegmentReader {
   }
 
   constructor(
-    private readonly fs: SegmentFileSystem,
+    fs: SegmentFileSystem,
     private readonly codec: RecordCodec,
     private readonly compression: string,
-    private readonly directory: SegmentDirectory,
-    private readonly closer: Closer,
+    directory: SegmentDirectory,
+    closer: Closer,
   ) {
     this.blocks = new BlockReader(fs);
     this.ahead = new ReadAhead(fs, codec, closer);
+    this.file = new ReaderFile(fs, directory, closer, this.blocks, this.ahead, { closeFile: () => this.closeFile() });
   }
 
   /**
@@ -69,7 +68,7 @@ export class SegmentReader {
    */
   open(segment: Segment): void {
     this.begin(segment);
-    this.openFile();
+    this.file.openSync(segment);
   }
 
   /**
@@ -87,57 +86,6 @@ export class SegmentReader {
     this.left = 0;
   }
 
-  /** Opens the file of the segment being read and checks it, synchronously: see {@link open}. */
-  private openFile(): void {
-    const segment = this.segment!;
-    this.opened = true;
-    const opening = newOpening(segment, 'done');
-    openSync(this.fs, this.directory, opening);
-    this.check(opening, () => this.blocks.bytes(0, segment.header.length, segment.header.length));
-  }
-
-  /**
-   * Opens the file of the segment being read on the thread pool (open.ts). {@link check} runs on
-   * what it found once it is done; `landed` is called then.
-   */
-  private openAhead(landed: () => void): void {
-    this.opened = true;
-    const opening = newOpening(this.segment!, 'opening');
-    this.opening = opening;
-    const task = openAsync(this.fs, this.directory, opening, () => this.opening === opening).catch((err: unknown) => {
-      // A bug: thrown on the event loop by check(), as a failed synchronous open would be.
-      opening.failed = { step: 'directory', error: err };
-    });
-    this.ahead.track(task, () => {
-      opening.state = 'done';
-      // Let go meanwhile (the segment was removed, or the log closed): its descriptor goes too.
-      if (this.opening !== opening) {
-        if (opening.fd !== undefined) this.closer.close(opening.fd);
-        return;
-      }
-      landed();
-    });
-  }
-
-  /**
-   * Keeps the descriptor an open gave, or throws what it found wrong (see judgeOpening): a
-   * Corruption, or ERR_HOPPER_IO. The segment stays the one being read, where it was: a failed
-   * open is tried again from there (its first blocks may have come from memory: reading it again
-   * from its start would deliver them twice).
-   */
-  private check(opening: Opening, header: () => Buffer = () => opening.header!): void {
-    if (opening.fd !== undefined) {
-      this.fd = opening.fd;
-      this.blocks.reset(opening.fd);
-    }
-    const failure = judgeOpening(opening, header);
-    if (failure === undefined) return;
-    if (failure.descriptor === 'close') this.closeFile();
-    // Not opened: the next call opens again.
-    else if (this.fd === undefined) this.opened = false;
-    throw failure.error;
-  }
-
   /** True when the segment being read has a block not loaded yet. */
   hasBlock(): boolean {
     return this.block < this.segment!.blockEnds.length;
@@ -150,7 +98,7 @@ export class SegmentReader {
 
   /** Reads and checks the next block of the segment (the caller knows there is one: {@link hasBlock}). */
   loadBlock(): void {
-    if (!this.opened) this.openFile();
+    if (!this.file.opened) this.file.openSync(this.segment!);
     const segment = this.segment!;
     const blockOffset = this.offset;
     const blockEnd = segment.blockEnds[this.block]!;
@@ -276,19 +224,13 @@ export class SegmentReader {
   }
 
   /**
-   * Closes the file being read, if any (the log is closing). A descriptor a read ahead is using is
-   * closed when that read ends: closed now, its number could be reused before the read lands.
+   * Closes the file being read, if any (the log is closing; see ReaderFile.close), and lets go of
+   * its read-ahead.
    */
   closeFile(): void {
-    if (this.fd !== undefined) {
-      this.ahead.closeWhenIdle(this.fd);
-      this.fd = undefined;
-    }
-    this.opened = false;
+    this.file.close();
     this.ahead.letGo();
     this.lastOfRead = undefined;
-    // An open under way closes what it opened when it lands.
-    this.opening = undefined;
   }
 
   /** Resolves once no read runs in the background (and what waited for it is closed). */
@@ -306,22 +248,17 @@ export class SegmentReader {
    * ERR_HOPPER_IO for a read that failed (the next call reads again).
    */
   loadBlockAhead(landed: () => void): 'loaded' | 'wait' {
-    if (!this.opened) {
-      this.openAhead(landed);
+    if (!this.file.opened) {
+      this.file.openAhead(this.segment!, landed);
       return 'wait';
     }
-    const opening = this.opening;
-    if (opening !== undefined) {
-      if (opening.state === 'opening') return 'wait';
-      this.opening = undefined;
-      this.check(opening);
-    }
+    if (!this.file.landedOpen()) return 'wait';
     const segment = this.segment!;
     const start = this.offset;
     const end = segment.blockEnds[this.block]!;
     const ahead = this.ahead.find(segment, start, end);
     if (ahead === undefined) {
-      this.ahead.schedule(landed, this.fd, segment, start, this.block);
+      this.ahead.schedule(landed, this.file.fd, segment, start, this.block);
       return 'wait';
     }
     if (ahead.state === 'reading') return 'wait';
@@ -339,7 +276,7 @@ export class SegmentReader {
       // The last block of this read: the next reads start before this block is checked; its
       // buffer is read into again once this block is decoded.
       this.ahead.shift();
-      this.ahead.schedule(landed, this.fd, segment, end, this.block + 1);
+      this.ahead.schedule(landed, this.file.fd, segment, end, this.block + 1);
       this.lastOfRead = ahead.reused;
     }
     this.loadChecked(ahead.data.subarray(start - ahead.start, end - ahead.start), true, ahead.reused);
