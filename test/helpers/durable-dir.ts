@@ -1,0 +1,139 @@
+import crypto from 'node:crypto';
+import nodeFs from 'node:fs';
+import path from 'node:path';
+import avsc from 'avsc';
+import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../../lib/ocf.js';
+import type { DurableFileSystem } from '../../lib/segments/durable-io.js';
+import { segmentFileName } from '../../lib/segments/ledger.js';
+import { DURABLE_KEY, FIRST_KEY } from '../../lib/segments/recovery.js';
+
+// Building durable channel directories by hand for recovery tests, and a file system seam that
+// stops at the k-th file operation that changes something (a process crash between two steps:
+// what was done stays, nothing after happens).
+
+export const LONG_SCHEMA = 'long';
+export const LONG_SCHEMA_JSON = JSON.stringify(LONG_SCHEMA);
+const LONG = avsc.Type.forSchema(LONG_SCHEMA);
+
+/** The bytes of a durable segment of `long` records: header, then one block per entry of `blocks` (its values). */
+export function durableSegmentBytes(
+  first: number,
+  blocks: number[][],
+  options: { channel?: string; sync?: Buffer } = {},
+): { bytes: Buffer; blockEnds: number[] } {
+  const sync = options.sync ?? crypto.randomBytes(16);
+  const parts = [
+    encodeHeader(Buffer.from(LONG_SCHEMA_JSON), 'null', sync, { [OWNER_KEY]: options.channel ?? 'events', [DURABLE_KEY]: '1', [FIRST_KEY]: String(first) }),
+  ];
+  const blockEnds: number[] = [];
+  let size = parts[0]!.length;
+  for (const values of blocks) {
+    const data = Buffer.concat(values.map((v) => LONG.toBuffer(v)));
+    const block = Buffer.concat([encodeBlockHeader(values.length, data.length), data, sync]);
+    parts.push(block);
+    size += block.length;
+    blockEnds.push(size);
+  }
+  return { bytes: Buffer.concat(parts), blockEnds };
+}
+
+/** Writes a durable segment `seq` into `dir` holding RNs from `first`, in blocks of the given sizes; values are the RNs. */
+export function writeDurableSegment(
+  dir: string,
+  seq: number,
+  first: number,
+  blockSizes: number[],
+  channel = 'events',
+): { file: string; blockEnds: number[]; size: number } {
+  const blocks: number[][] = [];
+  let rn = first;
+  for (const n of blockSizes) {
+    blocks.push(Array.from({ length: n }, () => rn++));
+  }
+  const { bytes, blockEnds } = durableSegmentBytes(first, blocks, { channel });
+  const file = path.join(dir, segmentFileName(seq));
+  nodeFs.writeFileSync(file, bytes);
+  return { file, blockEnds, size: bytes.length };
+}
+
+/** A durable seam over node:fs that logs every call that changes something and can stop (throw) from the k-th on. */
+export class SteppingFileSystem {
+  readonly log: Array<{ op: string; path: string }> = [];
+  private stopAt = Number.POSITIVE_INFINITY;
+  readonly fs: DurableFileSystem;
+
+  constructor() {
+    const fdPaths = new Map<number, string>();
+    const step = (op: string, target: string): void => {
+      if (this.log.length >= this.stopAt) {
+        const err = new Error(`stopped before ${op} ${target}`) as NodeJS.ErrnoException;
+        err.code = 'ECRASHED';
+        err.syscall = op;
+        throw err;
+      }
+      this.log.push({ op, path: target });
+    };
+    const isWrite = (flags: unknown): boolean => typeof flags === 'number' && (flags & (nodeFs.constants.O_WRONLY | nodeFs.constants.O_RDWR)) !== 0;
+    const wrap = <A extends unknown[]>(op: string, target: (...args: A) => string, call: (...args: A) => unknown) =>
+      ((...args: A) => {
+        step(op, target(...args));
+        return call(...args);
+      }) as never;
+    const asyncWrap = <A extends unknown[]>(op: string, target: (...args: A) => string, call: (...args: A) => void) =>
+      ((...args: A) => {
+        const cb = args[args.length - 1] as (err: Error | null) => void;
+        try {
+          step(op, target(...args));
+        } catch (err) {
+          process.nextTick(() => cb(err as Error));
+          return;
+        }
+        call(...args);
+      }) as never;
+    const fdName = (fd: number): string => fdPaths.get(fd) ?? `fd ${fd}`;
+    this.fs = {
+      ...nodeFs,
+      openSync: ((file: string, flags?: number, mode?: number) => {
+        if (isWrite(flags)) step('create', file);
+        const fd = nodeFs.openSync(file, flags ?? 'r', mode);
+        fdPaths.set(fd, file);
+        return fd;
+      }) as never,
+      open: ((file: string, flags: number, mode: number | undefined, cb: (err: Error | null, fd: number) => void) => {
+        try {
+          if (isWrite(flags)) step('create', file);
+        } catch (err) {
+          process.nextTick(() => cb(err as Error, -1));
+          return;
+        }
+        nodeFs.open(file, flags, mode, (err, fd) => {
+          if (!err) fdPaths.set(fd, file);
+          cb(err, fd);
+        });
+      }) as never,
+      writevSync: wrap('write', (fd: number) => fdName(fd), nodeFs.writevSync as (...a: unknown[]) => unknown),
+      writev: asyncWrap('write', (fd: number) => fdName(fd), nodeFs.writev as (...a: unknown[]) => void),
+      fsyncSync: wrap('fsync', (fd: number) => fdName(fd), nodeFs.fsyncSync as (...a: unknown[]) => unknown),
+      fdatasyncSync: wrap('fsync', (fd: number) => fdName(fd), nodeFs.fdatasyncSync as (...a: unknown[]) => unknown),
+      fsync: asyncWrap('fsync', (fd: number) => fdName(fd), nodeFs.fsync as (...a: unknown[]) => void),
+      fdatasync: asyncWrap('fsync', (fd: number) => fdName(fd), nodeFs.fdatasync as (...a: unknown[]) => void),
+      ftruncateSync: wrap('truncate', (fd: number) => fdName(fd), nodeFs.ftruncateSync as (...a: unknown[]) => unknown),
+      renameSync: wrap('rename', (_from: string, to: string) => to, nodeFs.renameSync as (...a: unknown[]) => unknown),
+      rename: asyncWrap('rename', (_from: string, to: string) => to, nodeFs.rename as (...a: unknown[]) => void),
+      unlinkSync: wrap('unlink', (file: string) => file, nodeFs.unlinkSync as (...a: unknown[]) => unknown),
+      unlink: asyncWrap('unlink', (file: string) => file, nodeFs.unlink as (...a: unknown[]) => void),
+      linkSync: wrap('link', (_from: string, to: string) => to, nodeFs.linkSync as (...a: unknown[]) => unknown),
+    } as DurableFileSystem;
+  }
+
+  /** From now on, the call after the first `k` logged ones (and every later one) throws. */
+  stopAfter(k: number): void {
+    this.stopAt = k;
+  }
+
+  /** Calls go on again (the "process" restarts). */
+  restart(): void {
+    this.stopAt = Number.POSITIVE_INFINITY;
+    this.log.length = 0;
+  }
+}
