@@ -135,6 +135,14 @@ export class HopperCore {
     return this.channel.stats();
   }
 
+  ack(count: number): void {
+    this.channel.ack(count);
+  }
+
+  flush(): Promise<void> {
+    return this.channel.flush();
+  }
+
   /**
    * Ends the hopper's own write side and resolves once the readable side has delivered
    * everything and closed; rejects if it fails first.
@@ -262,6 +270,32 @@ export class HopperBase<T> extends EventEmitter {
   }
 
   /**
+   * Durable channels with `ack: 'manual'`: the oldest `count` delivered, unacknowledged records are
+   * done, and may leave the disk. Throws `ERR_HOPPER_ACK_BEYOND_DELIVERED` (nothing acknowledged)
+   * when `count` is more than `stats().unacknowledged`, `ERR_HOPPER_ACK_MODE` with `ack:
+   * 'delivered'`, `ERR_HOPPER_NOT_DURABLE` on a channel that is not durable, and
+   * `ERR_STREAM_DESTROYED` once closed. The acknowledgement is on disk at most `fsyncIntervalMs`
+   * and one ledger write later; `await flush()` to be sure.
+   *
+   * @example
+   * ```ts
+   * sink.on('ack', (event) => hopper.ack(event.records.length));
+   * ```
+   */
+  ack(count: number): void {
+    this.core.ack(count);
+  }
+
+  /**
+   * Durable channels: resolves once every record accepted before the call is durable under the
+   * `fsync` policy and the acknowledged position is on disk. Rejects with `ERR_HOPPER_NOT_DURABLE`
+   * on a channel that is not durable.
+   */
+  flush(): Promise<void> {
+    return this.core.flush();
+  }
+
+  /**
    * Ends the hopper's own writable and resolves once the readable side has delivered everything
    * and ended (senders must end too), and the channel's files are removed. With nothing left to
    * deliver it resolves at once, read or not; records still held wait for a reader (see
@@ -283,11 +317,11 @@ export class HopperBase<T> extends EventEmitter {
 
 /**
  * Gives a Duplex class (which cannot extend HopperBase) the hopper's methods: `path`,
- * `readerAttached`, `send()`, `stats()` and `close()`, HopperBase's own, defined on its
+ * `readerAttached`, `send()`, `stats()`, `close()`, `ack()` and `flush()`, HopperBase's own, defined on its
  * prototype once. Its instances keep their HopperCore in `core`, as HopperBase's do.
  */
 export function withHopperMethods(prototype: object): void {
-  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close']) {
+  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close', 'ack', 'flush']) {
     Object.defineProperty(prototype, name, Object.getOwnPropertyDescriptor(HopperBase.prototype, name)!);
   }
 }

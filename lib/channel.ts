@@ -9,7 +9,8 @@ import {
   type WriterHooks,
 } from './channel-parts.js';
 import type { RecordCodec } from './codec.js';
-import { destroyedError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
+import { ackBeyondDeliveredError, ackModeError, destroyedError, notDurableError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
+import type { DurableLog } from './segments/durable-log.js';
 import type { ResolvedOptions } from './options.js';
 import { HeldWrites, failWrite } from './held-writes.js';
 import { NOTHING, Tiers, type Refusal } from './tiers.js';
@@ -72,6 +73,8 @@ export class Channel implements WriterChannel {
   private inputFailure: HopperError | undefined;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
+  /** The durable log, when the channel is durable. */
+  private readonly durable: DurableLog | undefined;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
@@ -81,6 +84,8 @@ export class Channel implements WriterChannel {
     this.release = parts.release;
     this.idle = parts.idle;
     this.emit = emit;
+    this.durable = parts.durable;
+    if (parts.durable !== undefined) this.tiers.resume(parts.durable.recovered.records);
   }
 
   /** The disk tier can go on (a retried operation went through); called on a tick of its own. */
@@ -156,7 +161,7 @@ export class Channel implements WriterChannel {
    * policy drops (and counts) the record and calls back at once. As into a PassThrough, a
    * consumer's exception while the record is delivered comes out of write(), after the callback.
    */
-  write(record: unknown, callback: WriteCallback, writer?: ChannelWriter): void {
+  write(record: unknown, callback: WriteCallback, writer?: ChannelWriter, durable?: WriteCallback): void {
     const tiers = this.tiers;
     let size = 0;
     let refusal: Refusal | undefined;
@@ -178,6 +183,7 @@ export class Channel implements WriterChannel {
       return;
     }
     if (handed || refusal === undefined) {
+      if (durable !== undefined) this.whenDurable(durable);
       // Placed, with no reader waiting: nothing can move now, so the loop is not run (a burst
       // written while the reader is paused costs a placement per record, and no more).
       if (!handed && (this.flags & READER_WAITING) === 0) {
@@ -192,9 +198,64 @@ export class Channel implements WriterChannel {
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.hold(writer, record, size, callback);
-    else if (tiers.countDropped(refusal.reason)) callback();
-    else failWrite(writer, callback, tiers.refusalError(record, refusal));
+    if (this.options.onFull === 'block') {
+      // Admitted later: its durability is waited for from then on.
+      const admitted: WriteCallback =
+        durable === undefined
+          ? callback
+          : (err) => {
+              if (!err) this.whenDurable(durable);
+              callback(err);
+            };
+      this.blocked.hold(writer, record, size, admitted);
+    } else if (tiers.countDropped(refusal.reason)) {
+      callback();
+      durable?.();
+    } else failWrite(writer, callback, tiers.refusalError(record, refusal));
+  }
+
+  /** Calls `done` once every record accepted so far is durable (a durable channel's write callback). */
+  private whenDurable(done: WriteCallback): void {
+    if (this.durable === undefined) done();
+    else this.durable.committer.whenDurable(this.durable.appended, done);
+  }
+
+  /** True for a durable channel. */
+  get isDurable(): boolean {
+    return this.durable !== undefined;
+  }
+
+  /**
+   * Resolves once every record accepted before the call is durable under the fsync policy and the
+   * acknowledged position is on disk; rejects with ERR_HOPPER_NOT_DURABLE on a channel that is not
+   * durable, and with the failure of a failed channel.
+   */
+  flush(): Promise<void> {
+    if (this.durable === undefined) return Promise.reject(notDurableError('flush()'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return this.durable.flush();
+  }
+
+  /**
+   * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`). Throws
+   * ERR_HOPPER_NOT_DURABLE, ERR_HOPPER_ACK_MODE, ERR_STREAM_DESTROYED once closed,
+   * ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's ERR_INVALID_ARG_TYPE /
+   * ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up.
+   */
+  ack(count: number): void {
+    if (this.durable === undefined) throw notDurableError('ack()');
+    if (typeof count !== 'number') {
+      throw Object.assign(new TypeError(`The "count" argument must be of type number. Received ${typeof count}`), { code: 'ERR_INVALID_ARG_TYPE' });
+    }
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw Object.assign(new RangeError(`The value of "count" is out of range. It must be a safe integer >= 0. Received ${count}`), {
+        code: 'ERR_OUT_OF_RANGE',
+      });
+    }
+    if (this.options.ack !== 'manual') throw ackModeError();
+    if ((this.flags & CLOSED) !== 0) throw destroyedError();
+    const unacknowledged = this.durable.acks.unacknowledged;
+    if (!this.durable.ack(count)) throw ackBeyondDeliveredError(count, unacknowledged);
   }
 
   /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
@@ -316,7 +377,12 @@ export class Channel implements WriterChannel {
   private canHandOver(): boolean {
     if ((this.flags & READER_STARTED) === 0) this.reader?.start?.();
     return (
-      (this.flags & (READER_WAITING | UPDATING)) === READER_WAITING && this.tiers.length === 0 && this.blocked.length === 0 && this.options.maxMemoryBytes !== 0
+      (this.flags & (READER_WAITING | UPDATING)) === READER_WAITING &&
+      this.tiers.length === 0 &&
+      this.blocked.length === 0 &&
+      this.options.maxMemoryBytes !== 0 &&
+      // A durable channel's every record goes to the log first.
+      this.durable === undefined
     );
   }
 

@@ -133,11 +133,11 @@ export class Committer {
     this.advance(rn);
   }
 
-  /** Calls every waiting callback with `err` (the channel failed or was destroyed). */
+  /** Calls every waiting callback with `err` (the channel failed or was destroyed), but those already durable without. */
   failAll(err: Error): void {
     for (const waiter of this.waiters.splice(0)) {
       try {
-        waiter.done(err);
+        waiter.done(this.failed_ === undefined && waiter.rn <= this.durable_ ? undefined : err);
       } catch (thrown) {
         process.nextTick(() => {
           throw thrown;

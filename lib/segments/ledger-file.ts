@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { LEDGER_DRAFT } from '../lock.js';
 import zlib from 'node:zlib';
 import { CREATE_FLAGS, READ_FLAGS, closeQuietly, isSystemError, unlinkQuietly, writeAll, writeAllAsync } from './io.js';
 import { durableAsync, fsyncDir, fsyncDirSync, type DurableFileSystem } from './durable-io.js';
@@ -8,8 +9,8 @@ import { durableAsync, fsyncDir, fsyncDirSync, type DurableFileSystem } from './
 // draft in the lock directory (a crash's draft goes with the stale lock), synced, renamed into
 // place, and the directory synced: the name never points at a torn file (with fsync on).
 
+export { LEDGER_DRAFT };
 export const LEDGER_FILE = 'hopper.ledger';
-export const LEDGER_DRAFT = 'ledger.draft';
 export const LEDGER_FORMAT = 'hopper-streams-ledger';
 /** A ledger file is under 512 bytes; anything past this is not one of ours. */
 export const LEDGER_MAX_BYTES = 4096;
