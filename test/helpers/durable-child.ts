@@ -92,11 +92,12 @@ hopper.readable.on('data', (entry: Entry) => {
 });
 
 if (settings.final) {
+  // Everything the channel holds at open comes out first (stats().recovered): read it, acknowledge
+  // it as it comes (ack() is refused once the channel has closed at the end of delivery), then
+  // flush the acknowledgements and close.
+  const expected = hopper.stats().recovered;
   let count = 0;
-  hopper.readable.on('data', () => count++);
-  hopper.readable.on('end', () => {
-    hopper.ack(waiting.length);
-    waiting.length = 0;
+  const finish = (): void => {
     hopper
       .flush()
       .then(() => hopper.close())
@@ -108,9 +109,14 @@ if (settings.final) {
         line(`N final round failed: ${err.stack}`);
         process.exitCode = 1;
       });
+  };
+  hopper.readable.on('data', () => {
+    hopper.ack(waiting.length);
+    waiting.length = 0;
+    if (++count === expected) finish();
   });
   hopper.readable.on('error', (err) => line(`N readable failed: ${err.stack}`));
-  hopper.writable.end();
+  if (expected === 0) finish();
 } else {
   const base = settings.round * ROUND_IDS;
   let next = 0;
