@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { tempDataDir } from './helpers/index.js';
-import { PowerCutFileSystem, type PowerCutReport } from './helpers/power-cut-fs.js';
+import { PAGE_BYTES, PowerCutFileSystem, type PowerCutReport } from './helpers/power-cut-fs.js';
 
 // The power-cut model of test/helpers/power-cut-fs.ts, tested on its own: what it keeps is what
 // was synced, and what it may throw away is what was not, over many seeds. The durable channel's
@@ -56,6 +56,35 @@ test('PowerCutFileSystem - a synced file keeps its synced bytes and at most a pr
     outcomes.add(rest === written ? 'all' : rest === '' ? 'none' : zeroFrom !== -1 ? 'zeros' : 'cut');
   }
   t.deepEqual([...outcomes].sort(), ['all', 'cut', 'none', 'zeros'], 'every kind of loss is drawn over the seeds');
+});
+
+test('PowerCutFileSystem - zeros start where the synced bytes end or at a page boundary, never after data that landed mid-page', async (t) => {
+  const starts = new Set<number>();
+  for (let seed = 1; seed <= SEEDS * 2; seed++) {
+    const { dir, model: m } = model(t, seed);
+    const file = path.join(dir.dataDir, 'a');
+    const fd = m.fs.openSync(file, CREATE);
+    syncDir(m, dir.dataDir);
+    write(m, fd, 'synced:', 0);
+    (m.fs as unknown as typeof fs).fdatasyncSync(fd);
+    write(m, fd, 'x'.repeat(3 * PAGE_BYTES), 7);
+    m.fs.closeSync(fd);
+    await m.powerCut();
+    const after = fs.readFileSync(file);
+    const zeroAt = after.indexOf(0);
+    if (zeroAt === -1) continue;
+    t.true(
+      after.subarray(zeroAt).every((b) => b === 0),
+      `seed ${seed}: only zeros after the first`,
+    );
+    t.true(zeroAt === 7 || zeroAt % PAGE_BYTES === 0, `seed ${seed}: zeros from ${zeroAt}`);
+    starts.add(zeroAt === 7 ? 7 : PAGE_BYTES);
+  }
+  t.deepEqual(
+    [...starts].sort((a, b) => a - b),
+    [7, PAGE_BYTES],
+    'both kinds of start are drawn',
+  );
 });
 
 test('PowerCutFileSystem - a file never synced keeps at most a prefix of what was written', async (t) => {

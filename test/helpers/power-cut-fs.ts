@@ -12,14 +12,19 @@ import type { RetryClock, SegmentFileSystem } from '../../lib/segments/index.js'
 // `powerCut()` stops the process (every later call of the old seam fails, nothing reaches the
 // disk) and rewrites the directory to a state a disk could be left in:
 // - each file keeps its synced bytes plus a random prefix of what came after, cut at any byte;
-//   sometimes the rest of the file's new length reads as zeros (the size reached the disk, the
-//   data did not); a truncation after the last sync is kept or undone;
+//   sometimes the file keeps a longer length whose unsynced data reads as zeros (the size reached
+//   the disk, the data did not). The page cache writes data back a page at a time, so the zeros
+//   start where the synced bytes end or at a page boundary after it, never mid-page after data
+//   that did land; a truncation after the last sync is kept or undone;
 // - each entry operation not covered by a directory fsync is kept or undone (a created file may
 //   vanish, a rename revert, an unlink come back with its last content).
 // Only what went through the seam is modelled: a file the process made or changed outside it
 // (the lock's own files) is left as the real disk has it, and so are directories themselves.
 
 /** The operations the model logs, with the path they touched. */
+/** The page size of the page cache: data reaches the disk a page at a time. */
+export const PAGE_BYTES = 4096;
+
 export type PowerCutOperation = 'create' | 'write' | 'fsync' | 'fsyncDir' | 'link' | 'rename' | 'unlink' | 'truncate';
 
 export interface PowerCutOptions {
@@ -272,8 +277,15 @@ export class PowerCutFileSystem {
       tail = durable.subarray(cut); // the old bytes under an unsynced overwrite, or a truncation undone
       truncationUndone = cut === now.length;
     } else if (cut < now.length && this.random() < 0.25) {
-      zeros = 1 + Math.floor(this.random() * (now.length - cut));
-      tail = Buffer.alloc(zeros);
+      // Zeros from the end of the synced bytes, or from a page boundary after it, up to the cut's page.
+      const firstPage = Math.ceil((common + 1) / PAGE_BYTES) * PAGE_BYTES;
+      const starts = [common];
+      for (let page = firstPage; page <= cut; page += PAGE_BYTES) starts.push(page);
+      const start = starts[Math.floor(this.random() * starts.length)]!;
+      const end = cut + 1 + Math.floor(this.random() * (now.length - cut));
+      zeros = end - start;
+      const content = Buffer.concat([now.subarray(0, start), Buffer.alloc(zeros)]);
+      return { content, entry: { synced: Math.min(common, durable.length), kept: start - common, lost: now.length - start, zeros, truncationUndone } };
     }
     const content = Buffer.concat([now.subarray(0, cut), tail]);
     return {
