@@ -932,11 +932,17 @@ export class DurableLog {
     const sync = this.options.fsync !== 'never';
     let intact = this.failed === undefined;
     if (intact) {
+      // Only what reaches the disk here is settled: records still in the block (a segment that
+      // could not be created) or in a block that could not be written are not durable.
+      let written = this.committer.written;
       try {
         this.sealBlock();
-        for (const block of this.pending.splice(0)) {
+        while (this.pending.length > 0) {
+          const block = this.pending[0]!;
           writeAll(fs, block.segment.fd!, block.parts, block.length, block.position);
           block.segment.writtenSize = block.position + block.length;
+          written = block.end;
+          this.pending.shift();
         }
         if (sync) {
           let linked = false;
@@ -948,7 +954,8 @@ export class DurableLog {
           }
           if (linked) fsyncDirSync(fs, this.directory.path);
         }
-        this.committer.settle(this.nextRn);
+        this.committer.settle(written);
+        if (this.builder.count > 0 || this.writeFault !== undefined) intact = false;
       } catch (err) {
         intact = false;
         faults.push({ operation: 'write', file: this.directory.path, error: asError(err, 'writing at close', this.directory.path) });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import avsc from 'avsc';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../../lib/ocf.js';
 import type { DurableFileSystem } from '../../lib/segments/durable-io.js';
+import type { RetryClock } from '../../lib/segments/io.js';
 import { segmentFileName } from '../../lib/segments/ledger.js';
 import { DURABLE_KEY, FIRST_KEY } from '../../lib/segments/recovery.js';
 
@@ -135,5 +136,62 @@ export class SteppingFileSystem {
   restart(): void {
     this.stopAt = Number.POSITIVE_INFINITY;
     this.log.length = 0;
+  }
+}
+
+/**
+ * node:fs whose asynchronous fsync and fdatasync can be held (the disk is slow to sync) and let
+ * go by the test, or fail; counts them. Given a clock, the log's timers run on it.
+ */
+export class HeldSyncFileSystem {
+  readonly fs: DurableFileSystem;
+  syncs = 0;
+  private holding = false;
+  private readonly waiting: Array<() => void> = [];
+  private failing: string | undefined;
+
+  constructor(clock?: RetryClock) {
+    const sync =
+      (real: (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void) =>
+      (fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void => {
+        const run = (): void => {
+          this.syncs++;
+          if (this.failing !== undefined) {
+            const err = Object.assign(new Error(`${this.failing}: i/o error, fdatasync`), { code: this.failing, syscall: 'fdatasync' });
+            process.nextTick(() => cb(err));
+            return;
+          }
+          real(fd, cb);
+        };
+        if (this.holding) this.waiting.push(run);
+        else run();
+      };
+    this.fs = {
+      ...nodeFs,
+      fsync: sync(nodeFs.fsync) as never,
+      fdatasync: sync(nodeFs.fdatasync) as never,
+      retryClock: clock,
+    } as DurableFileSystem;
+  }
+
+  /** Asynchronous syncs wait until {@link release}. */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /** Syncs held run now, later ones at once. */
+  release(): void {
+    this.holding = false;
+    for (const run of this.waiting.splice(0)) run();
+  }
+
+  /** Syncs waiting now. */
+  get held(): number {
+    return this.waiting.length;
+  }
+
+  /** Every later sync fails with `code` (EIO). */
+  fail(code: string): void {
+    this.failing = code;
   }
 }
