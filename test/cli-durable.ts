@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { parseCommand, UsageError } from '../lib/cli/args.js';
 import { channelStatus, formatStatus, StatusError } from '../lib/cli/status.js';
+import { createHopperStreams } from '../lib/index.js';
 import { decodeHeader } from '../lib/ocf.js';
 import { encodeLedger, LEDGER_FILE } from '../lib/segments/ledger-file.js';
 import { segmentFileName } from '../lib/segments/ledger.js';
@@ -182,4 +183,72 @@ test('cat - a durable channel directory prints what its next open would deliver,
   const file = await run(['cat', last.file]);
   t.is(file.code, 1);
   t.regex(file.stderr, /bad at byte/);
+});
+
+test('status, verify and cat - a channel written by the library: backlog from the acknowledged position, the live owner, the records in order', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const schema = {
+    type: 'record',
+    name: 'Entry',
+    fields: [
+      { name: 'id', type: 'long' },
+      { name: 'pad', type: 'string' },
+    ],
+  } as const;
+  const hopper = createHopperStreams<{ id: number; pad: string }>({
+    dataDir: dir.dataDir,
+    name: 'events',
+    schema,
+    durable: true,
+    fsync: 'batch',
+    ack: 'manual',
+    maxMemoryBytes: 2048,
+    maxSegmentBytes: 4096,
+  });
+  for (let i = 0; i < 400; i++) hopper.writable.write({ id: i, pad: `record ${i}` });
+  const got: number[] = [];
+  await new Promise<void>((resolve) => {
+    const take = (entry: { id: number }): void => {
+      got.push(entry.id);
+      if (got.length < 400) return;
+      hopper.readable.off('data', take);
+      hopper.readable.pause();
+      resolve();
+    };
+    hopper.readable.on('data', take);
+  });
+  t.is(got.length, 400);
+  hopper.ack(150);
+  await hopper.flush();
+
+  const live = channelStatus(dir.dataDir, 'events');
+  t.like(live, { durable: true, ledger: { status: 'ok' }, owner: { state: 'held', pid: process.pid, verdict: 'alive' } });
+  t.is(live.backlog.records, 250);
+  t.is(live.oldest?.record, 150);
+  t.deepEqual(live.delivered, { upTo: 400, unacknowledged: 250 });
+  t.true(live.lastFsync!.syncedBelow >= 400, 'flush() synced every record');
+  t.regex(formatStatus(live), new RegExp(`^owner +pid ${process.pid} on .+, alive, heartbeat \\d+ s ago$`, 'm'));
+  const verified = await run(['verify', path.join(dir.dataDir, 'events')]);
+  t.is(verified.code, 0, verified.stderr);
+  t.regex(
+    verified.stdout,
+    /hopper\.ledger: ok, acknowledged below record 150, next segment \d+ \(open by pid \d+ on .+: the last block may still be being written\)/,
+  );
+
+  await hopper.close();
+  const closed = channelStatus(dir.dataDir, 'events');
+  t.deepEqual(closed.owner, { state: 'free' });
+  t.is(closed.backlog.records, 250);
+  const printed = await run(['cat', path.join(dir.dataDir, 'events')]);
+  t.is(printed.code, 0, printed.stderr);
+  const records = printed.stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { id: number; pad: string });
+  t.deepEqual(
+    records.map((r) => r.id),
+    Array.from({ length: 250 }, (_, i) => 150 + i),
+  );
+  t.deepEqual(records[0], { id: 150, pad: 'record 150' });
 });
