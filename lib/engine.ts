@@ -61,7 +61,8 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
       );
     } else {
       // Promised records are never deleted silently: a durable channel's directory is refused.
-      refuseDurableLeftovers(withDurableOps(fileSystem ?? nodeFs), directory.path);
+      // Read-only, through node:fs: the seam's faults are for the segment log's own calls.
+      refuseDurableLeftovers(withDurableOps(nodeFs), directory.path);
     }
     log =
       durable ??

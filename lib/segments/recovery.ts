@@ -66,7 +66,7 @@ export interface DurableScan {
  * Reads a segment's header and walks its blocks by framing only: a block header read (at most 20
  * bytes) and the 16-byte sync marker at its declared end. Read-only; shared with `verify` and `status`.
  */
-export function scanSegment(fs: DurableFileSystem, file: string): SegmentScan {
+export function scanSegment(fs: DurableFileSystem, file: string, headerOnly = false): SegmentScan {
   let fd: number | undefined;
   try {
     if (!fs.lstatSync(file).isFile()) return { kind: 'foreign' };
@@ -98,7 +98,7 @@ export function scanSegment(fs: DurableFileSystem, file: string): SegmentScan {
       blockCounts: [],
       records: 0,
     };
-    walkBlocks(fs, fd, scan);
+    if (!headerOnly) walkBlocks(fs, fd, scan);
     return { kind: 'durable', ...scan };
   } catch (err) {
     if (!isSystemError(err)) throw err;
@@ -373,7 +373,7 @@ export interface Recovered extends RecoveryPlan {
 }
 
 /** Scans and lists the channel directory: every segment-named entry, with its scan. */
-export function listSegments(fs: DurableFileSystem, dir: string): { listed: ListedSegment[]; highestSeq: number; ledgerFile: boolean } {
+export function listSegments(fs: DurableFileSystem, dir: string, headerOnly = false): { listed: ListedSegment[]; highestSeq: number; ledgerFile: boolean } {
   let names: string[];
   try {
     names = fs.readdirSync(dir) as string[];
@@ -388,7 +388,7 @@ export function listSegments(fs: DurableFileSystem, dir: string): { listed: List
     const seq = Number(match[1]);
     highestSeq = Math.max(highestSeq, seq);
     const file = path.join(dir, name);
-    listed.push({ seq, file, scan: scanSegment(fs, file) });
+    listed.push({ seq, file, scan: scanSegment(fs, file, headerOnly) });
   }
   return { listed, highestSeq, ledgerFile: names.includes(LEDGER_FILE) };
 }
@@ -398,7 +398,7 @@ export function listSegments(fs: DurableFileSystem, dir: string): { listed: List
  * channel's records (a ledger file or a durable segment): promised records are never deleted silently.
  */
 export function refuseDurableLeftovers(fs: DurableFileSystem, dir: string): void {
-  const { listed, ledgerFile } = listSegments(fs, dir);
+  const { listed, ledgerFile } = listSegments(fs, dir, true);
   const durable = listed.filter((s) => s.scan.kind === 'durable').length;
   if (durable > 0 || ledgerFile) throw durableChannelError(dir, durable);
 }
