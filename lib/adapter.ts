@@ -13,8 +13,11 @@ import type { SegmentFileSystem } from './segments/index.js';
 // and nothing here is on the per-record path: writes go from the writable to its ChannelWriter,
 // records from the channel to the reader the adapter attached.
 
-/** Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures come on its readable. */
-export type HopperEvents = ChannelEvents;
+/**
+ * Events of a hopper object, with their payloads. The hopper object emits no `'error'`: failures
+ * come on its readable. An interface (not an alias of the channel's) so that type errors name it.
+ */
+export interface HopperEvents extends ChannelEvents {}
 
 /** A listener of a hopper event. */
 export type HopperListener<E, K extends keyof E> = E[K] extends unknown[] ? (...args: E[K]) => void : never;
@@ -205,36 +208,45 @@ export class HopperCore {
 }
 
 /**
- * `on`/`once`/`off` and the other listener methods take only the hopper's events, with their
- * payloads. Not `EventEmitter<HopperEvents>`: @types/node 26's takes any other event name too
- * (its EventNames includes the name asked for), and an interface that narrows it no longer
- * extends it; so the class extends the plain EventEmitter and this interface types it, alike
- * under every @types/node the type tests run.
+ * The listener methods of the hopper object take only the hopper's events, with their payloads,
+ * under every @types/node from 20 on. `EventEmitter<HopperEvents>` alone does that under
+ * @types/node 20 to 24, but from 26 on its methods take any other event name too (with an untyped
+ * listener), so these overloads narrow them. Each keeps a first overload that takes nothing (a
+ * `never`) so that it still extends @types/node 26's method, which a narrower one alone does not:
+ * "Types of parameters 'listener' and 'listener' are incompatible" (TS2415). It comes first because
+ * TypeScript reports a failed call against the last overload: the typed one.
  */
 // biome-ignore lint/correctness/noUnusedVariables: T must match the class this interface merges with
 export interface HopperBase<T> {
+  on(event: never, listener: never): this;
   on<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  once(event: never, listener: never): this;
   once<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  off(event: never, listener: never): this;
   off<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  addListener(event: never, listener: never): this;
   addListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  removeListener(event: never, listener: never): this;
   removeListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependListener(event: never, listener: never): this;
   prependListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
+  prependOnceListener(event: never, listener: never): this;
   prependOnceListener<K extends keyof HopperEvents>(event: K, listener: HopperListener<HopperEvents, K>): this;
 }
 
 /**
- * The hopper object of both adapters' `createHopperStreams()`: an EventEmitter of the hopper's
- * events (typed: {@link HopperEvents}) with the methods both share, written once here. Each
- * adapter adds its `writable`, `readable` and `sender()`.
+ * The hopper object of both adapters' `createHopperStreams()`: an `EventEmitter<HopperEvents>`
+ * (the hopper's events, typed) with the methods both share, written once here. Each adapter adds
+ * its `writable`, `readable` and `sender()`.
  */
-// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only types the listener methods EventEmitter has
-export class HopperBase<T> extends EventEmitter {
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface only narrows the listener methods EventEmitter has
+export class HopperBase<T> extends EventEmitter<HopperEvents> {
   /** The channel of this hopper, and what both adapters do with it. */
   protected readonly core: HopperCore;
 
   constructor(options: HopperOptions | undefined, internals?: HopperInternals) {
     super();
-    this.core = new HopperCore(options, (event, ...args) => this.emit(event, ...args), internals);
+    this.core = new HopperCore(options, (event, ...args) => this.emit<keyof HopperEvents>(event, ...args), internals);
   }
 
   /** The channel directory, `<dataDir>/<name>`. */

@@ -168,7 +168,7 @@ export interface ChannelReader {
 }
 
 /**
- * The disk tier as the channel sees it: the segment log (segments/index.ts), or anything that
+ * The disk tier as the channel sees it: the segment log (segments/log.ts), or anything that
  * keeps records in the same order with the same answers.
  */
 export interface DiskTier {

@@ -85,7 +85,7 @@ export class Channel implements WriterChannel {
     this.idle = parts.idle;
     this.emit = emit;
     this.durable = parts.durable;
-    if (parts.durable !== undefined) this.tiers.resume(parts.durable.recovered.records);
+    if (parts.durable !== undefined) this.tiers.resume(parts.durable.recovered.records + parts.durable.damagePlaces);
   }
 
   /** The disk tier can go on (a retried operation went through); called on a tick of its own. */

@@ -156,6 +156,9 @@ export class Tiers {
     const { maxMemoryBytes, maxDiskBytes, maxSegments } = this.options;
     const holds = `memory holds ${this.memoryBytes} of ${maxMemoryBytes} bytes`;
     if (result === 'too-large') {
+      if (this.options.durable) {
+        throw recordTooLargeError(record, `encoded, it is bigger than maxDiskBytes (${maxDiskBytes}) allows, and a durable channel keeps every record on disk`);
+      }
       if ((size === UNSIZED ? this.codec.validateAndSize(record) : size) > maxMemoryBytes) {
         throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${maxMemoryBytes}) and, encoded, than maxDiskBytes (${maxDiskBytes}) allows`);
       }

@@ -1,5 +1,6 @@
 // Type test: the hopper object takes listeners only for the events it emits, with typed payloads.
-import { createHopperStream, createHopperStreams, type DropEvent } from 'hopper-streams';
+import type { EventEmitter } from 'node:events';
+import { createHopperStream, createHopperStreams, type DropEvent, type HopperEvents } from 'hopper-streams';
 
 interface Event {
   seq: number;
@@ -23,7 +24,29 @@ hopper.on('nope', () => {});
 hopper.on('spill', (count: string) => void count);
 // @ts-expect-error once() is typed the same way
 hopper.once('finish', () => {});
+// @ts-expect-error a 'drop' listener does not take a 'spill'
+hopper.on('spill', onDrop);
+// @ts-expect-error a listener takes the event's arguments and no more
+hopper.on('drop', (drop: DropEvent, extra: number) => void [drop, extra]);
+// @ts-expect-error every listener method is typed: off()
+hopper.off('nope', () => {});
+// @ts-expect-error every listener method is typed: addListener()
+hopper.addListener('spill', (count: string) => void count);
+// @ts-expect-error every listener method is typed: removeListener()
+hopper.removeListener('finish', () => {});
+// @ts-expect-error every listener method is typed: prependListener()
+hopper.prependListener('data', () => {});
+// @ts-expect-error every listener method is typed: prependOnceListener()
+hopper.prependOnceListener('corrupt', (problem: number) => void problem);
 hopper.readable.on('error', (err) => void err.message);
+
+// The hopper object is an EventEmitter<HopperEvents>: emit() and listeners() are typed too.
+const emitter: EventEmitter<HopperEvents> = hopper;
+const spills: Array<(event: HopperEvents['spill'][0]) => void> = hopper.listeners('spill');
+void [emitter, spills, hopper.listenerCount('drop')];
+hopper.emit('drop', { count: 1, policy: 'drop-oldest', reason: 'a test' });
+// @ts-expect-error emit() takes the event's payload
+hopper.emit('spill', 3);
 
 // The Duplex emits both a Duplex's events and the hopper's.
 const duplex = createHopperStream<Event>();

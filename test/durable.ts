@@ -574,3 +574,117 @@ test('createHopperStreams() durable - a crash between any two steps of creating 
     t.true(rest.length > last, `crash before step ${k} (${ops[k]}): record ${last} was called back, ${rest.length} came back`);
   }
 });
+
+test('createHopperStreams() durable - a torn tail cut at every byte of the last block: the channel opens, the cut is reported, nothing earlier is lost', async (t) => {
+  const c = channel(t);
+  const first = createHopperStreams<Rec>(c.options({ ack: 'manual', fsync: 'never' }));
+  for (let i = 0; i < 6; i++) first.writable.write(rec(i));
+  await first.flush();
+  for (let i = 6; i < 10; i++) first.writable.write(rec(i));
+  await first.flush();
+  first.destroy();
+  const [name] = c.segments();
+  const file = path.join(c.channelDir, name!);
+  const whole = fs.readFileSync(file);
+  const ledger = fs.readFileSync(path.join(c.channelDir, LEDGER_FILE));
+  // The last block: the six records' block ends where the 'never' ledger (synced 0) cannot tell.
+  const scan = (await import('../lib/segments/recovery.js')).scanSegment(withDurableOps(fs), file);
+  t.is(scan.kind, 'durable');
+  const ends = scan.kind === 'durable' ? scan.blockEnds : [];
+  t.is(ends.length, 2);
+  for (let cut = ends[0]! + 1; cut < whole.length; cut++) {
+    fs.writeFileSync(file, whole.subarray(0, cut));
+    fs.writeFileSync(path.join(c.channelDir, LEDGER_FILE), ledger);
+    const hopper = createHopperStreams<Rec>(c.options({ ack: 'manual', fsync: 'never' }));
+    const torn: TornEvent[] = [];
+    hopper.on('torn', (event) => torn.push(event));
+    hopper.writable.end();
+    const got: number[] = [];
+    for await (const r of hopper.readable) got.push(r.id);
+    t.deepEqual(got, ids(0, 6), `cut at ${cut}`);
+    t.is(torn.length, 1, `cut at ${cut}`);
+    t.true(torn[0]!.records === undefined || torn[0]!.records === 4, `cut at ${cut}`);
+    t.is(fs.statSync(file).size, ends[0]!, `cut at ${cut}: truncated to the last whole block`);
+  }
+});
+
+test('createHopperStreams() durable - maxMemoryBytes 0: a backlog of many blocks and segments is read back from the files, in order, across a reopen', async (t) => {
+  const c = channel(t);
+  const options = c.options({ ack: 'manual', maxMemoryBytes: 0, maxSegmentBytes: 8192, fsync: 'never' });
+  const first = createHopperStreams<Rec>(options);
+  for (let i = 0; i < 3000; i++) {
+    first.writable.write(rec(i));
+    if (i % 100 === 99) await nextTurn();
+  }
+  await first.flush();
+  t.true(c.segments().length > 5);
+  const some = await drain<Rec>(first, 1000);
+  t.deepEqual(
+    some.slice(0, 1000).map((r) => r.id),
+    ids(0, 1000),
+  );
+  first.ack(1000);
+  first.destroy();
+  const second = createHopperStreams<Rec>(options);
+  second.writable.end();
+  const rest: Rec[] = [];
+  for await (const r of second.readable) rest.push(r);
+  t.deepEqual(
+    rest.map((r) => r.id),
+    ids(1000, 3000),
+  );
+  t.deepEqual(rest.at(-1), rec(2999));
+});
+
+for (const onCorrupt of ['skip', 'error'] as const) {
+  test(`createHopperStreams() durable - damage in the backlog (not a torn tail) is kept at reopen and reported when the reader gets there (onCorrupt '${onCorrupt}')`, async (t) => {
+    const c = channel(t);
+    const options = c.options({ ack: 'manual', maxMemoryBytes: 0, onCorrupt });
+    const first = createHopperStreams<Rec>(options);
+    for (let i = 0; i < 30; i++) {
+      first.writable.write(rec(i));
+      if (i % 10 === 9) await first.flush();
+    }
+    first.destroy();
+    const [name] = c.segments();
+    const file = path.join(c.channelDir, name!);
+    const scan = (await import('../lib/segments/recovery.js')).scanSegment(withDurableOps(fs), file);
+    const ends = scan.kind === 'durable' ? scan.blockEnds : [];
+    t.is(ends.length, 3);
+    // The second block's sync marker: the file goes on after it, so it is damage, not a torn tail.
+    const bytes = fs.readFileSync(file);
+    bytes[ends[1]! - 1] = 0xff ^ bytes[ends[1]! - 1]!;
+    fs.writeFileSync(file, bytes);
+    const second = createHopperStreams<Rec>(options);
+    const recovered = once(second, 'recovered') as Promise<[RecoveredEvent]>;
+    const corrupt: Array<{ offset: number; count: number }> = [];
+    second.on('corrupt', (event) => corrupt.push(event));
+    second.writable.end();
+    const got: number[] = [];
+    let failure: unknown;
+    try {
+      for await (const r of second.readable) got.push(r.id);
+    } catch (err) {
+      failure = err;
+    }
+    const [event] = await recovered;
+    t.like(event.damage, [{ file, offset: ends[0] }]);
+    t.deepEqual(got, ids(0, 10), 'every record before the damage');
+    if (onCorrupt === 'skip') {
+      t.is(failure, undefined);
+      t.like(corrupt, [{ offset: ends[0], count: 1 }]);
+    } else {
+      t.like(failure, { code: 'ERR_HOPPER_CORRUPT_SEGMENT', offset: ends[0] });
+    }
+    t.true(fs.existsSync(file), 'the damaged file is kept');
+  });
+}
+
+test('createHopperStreams() durable - a record larger than maxDiskBytes allows is refused with ERR_HOPPER_RECORD_TOO_LARGE', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxDiskBytes: 4096 }));
+  t.teardown(() => hopper.destroy());
+  t.throws(() => hopper.send({ id: 1, pad: 'x'.repeat(10_000) }), { code: 'ERR_HOPPER_RECORD_TOO_LARGE' });
+  hopper.send(rec(2));
+  t.is(hopper.stats().recordsIn, 1);
+});

@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import { once } from 'node:events';
 import { parseCommand, UsageError, USAGE, type BufferCommand, type Command } from './args.js';
-import { OUTPUT_BATCH_BYTES, runBuffer, standardInput } from './buffer.js';
+import { runBuffer } from './buffer.js';
+import { OUTPUT_BATCH_BYTES } from './output.js';
+import { standardInput } from './stdin.js';
 import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
 

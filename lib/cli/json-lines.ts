@@ -1,4 +1,6 @@
 import util from 'node:util';
+import type { RecordCodec } from '../codec.js';
+import { HopperError } from '../errors.js';
 
 // Records as JSON text, one per line. JSON has no bytes, so a Buffer (Avro `bytes` or `fixed`)
 // is written as `{"$base64": "..."}`, and read back from that form wherever a schema has
@@ -44,6 +46,37 @@ export function stringifyRecord(record: unknown, buffers: boolean): string {
 /** Parses one line of JSON; `{"$base64": ...}` objects become Buffers when `buffers` is set. Throws SyntaxError. */
 export function parseRecord(line: string, buffers: boolean): unknown {
   return buffers ? JSON.parse(line, bufferReviver) : JSON.parse(line);
+}
+
+/**
+ * A line made into a record: the string, or with a schema's `codec` the parsed record fitted to
+ * the schema, or why it is not one. `buffers`: the schema has bytes (see {@link schemaHasBytes}).
+ */
+export function lineRecord(line: string, codec: RecordCodec | undefined, buffers: boolean): { record: unknown } | { invalid: string } {
+  if (codec === undefined) return { record: line };
+  let parsed: unknown;
+  try {
+    parsed = parseRecord(line, buffers);
+  } catch (err) {
+    return { invalid: `not JSON (${(err as Error).message})` };
+  }
+  // Fitted to the schema (defaults filled in, undeclared fields dropped), a record prints the
+  // same whether it comes back from memory or from disk.
+  let record: unknown;
+  let cloneError: Error | undefined;
+  try {
+    record = codec.type.clone(parsed, {});
+  } catch (err) {
+    record = parsed;
+    cloneError = err as Error;
+  }
+  try {
+    codec.validate(record);
+  } catch (err) {
+    if (HopperError.is(err, 'ERR_HOPPER_INVALID_RECORD')) return { invalid: err.message };
+    throw err;
+  }
+  return cloneError ? { invalid: `invalid record: ${cloneError.message}` } : { record };
 }
 
 /**

@@ -38,6 +38,15 @@ export class AckTracker {
     return this.gaps.map((gap) => ({ ...gap }));
   }
 
+  /** `rn`, or the end of the gap it lies in: the next RN that can be delivered from `rn` on. */
+  skipGap(rn: number): number {
+    for (const gap of this.gaps) {
+      if (gap.start > rn) break;
+      if (rn < gap.end) rn = gap.end;
+    }
+    return rn;
+  }
+
   /** Delivered records not acknowledged: `delivered − acked` less the gap records between. */
   get unacknowledged(): number {
     return this.delivered_ - this.acked_ - this.gapRecords(this.acked_, this.delivered_);

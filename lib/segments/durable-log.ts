@@ -3,11 +3,11 @@ import path from 'node:path';
 import type { RecordCodec } from '../codec.js';
 import { corruptSegmentError, destroyedError, ioError } from '../errors.js';
 import { SEGMENT_DRAFT } from '../lock.js';
-import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
+import { OWNER_KEY, blockData, checkSync, encodeBlockHeader, encodeHeader, isProblem, parseBlockHeader } from '../ocf.js';
 import type { AckMode, FsyncPolicy, OnCorrupt, SegmentCodec } from '../options.js';
 import { AckTracker } from './acks.js';
 import { BlockBuilder } from './block-builder.js';
-import { BlockReader, decodeRecord } from './block-reader.js';
+import { decodeRecord } from './block-reader.js';
 import { Committer } from './commit.js';
 import { fsyncDir, fsyncDirSync, durableAsync, type DurableFileSystem } from './durable-io.js';
 import {
@@ -120,6 +120,8 @@ interface DurableSegment {
   /** Linked into place since the last directory fsync. */
   linkedUnsynced: boolean;
   removing: boolean;
+  /** Damage recovery found after the blocks it kept: reported once the reader gets there. */
+  damage?: { offset: number; problem: string } | undefined;
 }
 
 interface PendingBlock {
@@ -152,7 +154,6 @@ export class DurableLog {
   private readonly schemaJson: Buffer;
   private readonly sealAt: number;
   private readonly builder: BlockBuilder;
-  private readonly blockReader: BlockReader;
   private readonly retry: RetryPolicy;
   readonly committer: Committer;
   readonly acks: AckTracker;
@@ -171,6 +172,8 @@ export class DurableLog {
   private cacheHead = 0;
   private cacheStart = 0;
   private cacheBytes = 0;
+  /** Where the last block was found: the next search starts there. */
+  private located: { segment: DurableSegment; block: number; blockFirst: number } | undefined;
   /** A record was left out of the cache: nothing joins it until it is empty. */
   private cacheClosed = false;
   private readonly copyOther: (record: unknown) => unknown;
@@ -206,6 +209,10 @@ export class DurableLog {
   private readonly tornBlocks: number;
   /** What recovery found, for the channel to seed its placement queue with. */
   readonly recovered: Recovered;
+  /** Places in the backlog where recovery found damage (see damageBefore). */
+  readonly damagePlaces: number;
+  /** Of those, not reported yet. */
+  private damageLeft = 0;
 
   constructor(directory: SegmentDirectory, codec: RecordCodec, options: DurableLogOptions, hooks: DurableLogHooks, fs: DurableFileSystem) {
     this.fs = fs;
@@ -217,7 +224,6 @@ export class DurableLog {
     this.schemaJson = Buffer.from(JSON.stringify(codec.type.schema({ exportAttrs: true })));
     this.sealAt = Math.max(1, Math.min(options.maxSegmentBytes, Math.floor(options.maxDiskBytes / 4)));
     this.builder = new BlockBuilder(codec, codec.largeRecord !== undefined);
-    this.blockReader = new BlockReader(fs);
     const clock = fs.retryClock;
     this.retry = new RetryPolicy(() => this.kickWrites(), clock);
     const recovered = recover(fs, directory.path, {
@@ -233,7 +239,12 @@ export class DurableLog {
     this.acks = new AckTracker(recovered.acked, recovered.acked, recovered.gaps);
     this.ledgerAcked = this.ackedAtOpen = this.acks.acked;
     this.deliveredBefore = recovered.delivered;
-    this.recoveredRecords = this.records = recovered.records;
+    this.recoveredRecords = recovered.records;
+    // Each damaged segment still ahead of the reader holds one more place in the backlog: where
+    // its damage is reported (at least one record was lost there).
+    const damaged = recovered.segments.filter((s) => s.damagedAt !== undefined && s.first + s.records >= recovered.cursor).length;
+    this.records = recovered.records + damaged;
+    this.damagePlaces = this.damageLeft = damaged;
     this.tornRecords = recovered.torn.reduce((n, torn) => n + (torn.records ?? 0), 0);
     this.tornBlocks = recovered.torn.length;
     for (const s of recovered.segments) {
@@ -256,6 +267,7 @@ export class DurableLog {
         sealed: true,
         linkedUnsynced: false,
         removing: false,
+        damage: s.damagedAt === undefined ? undefined : { offset: s.damagedAt, problem: s.damage ?? 'the segment is damaged' },
       });
       this.fileBytes += s.size;
     }
@@ -299,7 +311,7 @@ export class DurableLog {
   }
 
   get bufferBytes(): number {
-    return this.builder.bufferBytes + this.blockReader.bufferBytes + this.cacheBytes;
+    return this.builder.bufferBytes + (this.read?.data.length ?? 0) + this.cacheBytes;
   }
 
   get pendingBytes(): number {
@@ -698,6 +710,10 @@ export class DurableLog {
     const lost = this.takeLost();
     if (lost !== undefined) return lost;
     for (;;) {
+      if (this.damageLeft > 0) {
+        const damaged = this.damageBefore(this.cursor);
+        if (damaged !== undefined) return damaged;
+      }
       const rn = this.skipGaps(this.cursor);
       this.cursor = rn;
       if (rn >= this.nextRn) return WAIT;
@@ -750,6 +766,24 @@ export class DurableLog {
     }
   }
 
+  /**
+   * Damage recovery found in a segment, once the reader has read the blocks before it: the error
+   * (onCorrupt 'error'), or a LostRecords of 1, the place it held in the backlog (how many records
+   * the damaged bytes held is not known; the RNs no file holds are a gap already).
+   */
+  private damageBefore(rn: number): LostRecords | undefined {
+    for (const segment of this.segments) {
+      if (segment.damage === undefined || segment.first + segment.records !== rn) continue;
+      const { offset, problem } = segment.damage;
+      segment.damage = undefined;
+      this.records--;
+      this.damageLeft--;
+      if (this.options.onCorrupt === 'error') throw corruptSegmentError(segment.file, offset, problem);
+      return new LostRecords(1, segment.file, offset, `${problem}; the records after it in this file are lost (at least one; how many is not known)`);
+    }
+    return undefined;
+  }
+
   private shiftCache(): unknown {
     const value = this.cache[this.cacheHead];
     this.cache[this.cacheHead] = undefined;
@@ -774,30 +808,50 @@ export class DurableLog {
   }
 
   private skipGaps(rn: number): number {
-    for (const gap of this.acks.pendingGaps) if (gap.start <= rn && rn < gap.end) rn = gap.end;
-    return rn;
+    return this.acks.skipGap(rn);
   }
 
+  /**
+   * The segment and block holding `rn`. Reads go forward, so the walk starts where the last one
+   * ended when it can: a backlog of many blocks costs one step per block, not a walk from the start.
+   */
   private locate(rn: number): { segment: DurableSegment; block: number; blockFirst: number } | undefined {
-    for (const segment of this.segments) {
+    const hint = this.located;
+    const start = hint !== undefined && hint.blockFirst <= rn ? this.segments.indexOf(hint.segment) : -1;
+    for (let index = Math.max(0, start); index < this.segments.length; index++) {
+      const segment = this.segments[index]!;
       if (rn < segment.first || rn >= segment.first + segment.records) continue;
-      let first = segment.first;
-      for (let block = 0; block < segment.blockCounts.length; block++) {
+      const fromHint = index === start && hint !== undefined;
+      let block = fromHint ? hint.block : 0;
+      let first = fromHint ? hint.blockFirst : segment.first;
+      for (; block < segment.blockCounts.length; block++) {
         const count = segment.blockCounts[block]!;
-        if (rn < first + count) return { segment, block, blockFirst: first };
+        if (rn < first + count) {
+          this.located = { segment, block, blockFirst: first };
+          return this.located;
+        }
         first += count;
       }
+    }
+    if (start > 0) {
+      this.located = undefined;
+      return this.locate(rn);
     }
     return undefined;
   }
 
+  /** A block's records, uncompressed, from its bytes (framing, size and sync marker checked): throws a Corruption. */
   private blockFromBytes(bytes: Buffer, offset: number, segment: DurableSegment): Buffer {
-    const reader = new BlockReader({
-      readSync: (_fd: number, buffer: Buffer, off: number, length: number, position: number) =>
-        bytes.copy(buffer, off, position - offset, position - offset + length),
-    } as never);
-    reader.reset(0);
-    return reader.block(offset, bytes.length, offset + bytes.length, segment.sync, segment.codec).data;
+    const frame = parseBlockHeader(bytes, 0, bytes.length);
+    if (isProblem(frame)) throw new Corruption(offset + frame.offset, frame.problem, 'block');
+    if (frame.end !== bytes.length) {
+      throw new Corruption(offset, `the block size says ${frame.end} bytes with its framing, the index ${bytes.length}`, 'block');
+    }
+    const badSync = checkSync(bytes, frame, segment.sync);
+    if (badSync !== undefined) throw new Corruption(offset + badSync.offset, badSync.problem, 'block');
+    const data = blockData(bytes, frame, segment.codec);
+    if (isProblem(data)) throw new Corruption(offset + data.offset, data.problem, 'block');
+    return data;
   }
 
   /** Makes the block the one being read, positioned at `rn`: the records before it are decoded and passed over. */

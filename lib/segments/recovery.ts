@@ -202,6 +202,8 @@ export interface RecoveredSegment {
   blockCounts: number[];
   /** Where damage (not a torn tail) starts: the reader reports a Corruption there. */
   damagedAt?: number | undefined;
+  /** What is wrong there. */
+  damage?: string | undefined;
 }
 
 /** What recovery decided: pure data, applied by {@link applyPlan}. */
@@ -325,6 +327,7 @@ export function decide(dir: string, ledger: LedgerRead, listed: readonly ListedS
       blockEnds,
       blockCounts,
       damagedAt,
+      damage: scan.problem !== undefined && damagedAt !== undefined ? scan.problem.reason : undefined,
     });
   }
   // Records between the acknowledged position, the segments kept and the next RN that no file holds.
