@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { lockStatus } from '../lock.js';
+import { lockStatus } from '../lock-holder.js';
 import { formatReport, type SegmentReport } from './verify.js';
 import { StatusError, lookAtChannel, type ChannelLook } from './status.js';
 

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { lockStatus, type LockStatus } from '../lock.js';
+import { lockStatus, type LockStatus } from '../lock-holder.js';
 import type { DurableFileSystem } from '../segments/durable-io.js';
 import { readLedgerFile, type LedgerRead } from '../segments/ledger-file.js';
 import { decide, listSegments, type RecoveryPlan, type TornReport } from '../segments/recovery.js';
