@@ -175,7 +175,8 @@ export class HopperCore {
   warnIfHeld(): void {
     // Records pushed into a paused readable's buffer are as unread as those still in the channel.
     const held = this.channel.waiting + (this.side?.buffered() ?? 0);
-    if (this.warned || held === 0) return;
+    // A durable channel loses nothing at exit: its records wait on disk for the next open.
+    if (this.warned || held === 0 || this.channel.isDurable) return;
     this.warned = true;
     const where = this.channel.path;
     process.emitWarning(

@@ -688,3 +688,35 @@ test('createHopperStreams() durable - a record larger than maxDiskBytes allows i
   hopper.send(rec(2));
   t.is(hopper.stats().recordsIn, 1);
 });
+
+test('createHopperStreams() durable - a ledger draft a crash left in the lock directory goes with the lock', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options());
+  fs.writeFileSync(path.join(c.channelDir, 'hopper.lock', 'ledger.draft'), '{"format":"hopper-streams-ledger","ver');
+  hopper.destroy();
+  t.false(fs.existsSync(path.join(c.channelDir, 'hopper.lock')));
+  t.deepEqual(fs.readdirSync(c.channelDir), [LEDGER_FILE]);
+});
+
+test('createHopperStreams() durable - a backlog written with another schema refuses the open with ERR_HOPPER_SCHEMA_MISMATCH, and leaves it for the right one', async (t) => {
+  const c = channel(t);
+  const schemaA = {
+    type: 'record',
+    name: 'Rec',
+    fields: [
+      { name: 'id', type: 'long' },
+      { name: 'pad', type: 'string' },
+    ],
+  } as const;
+  const schemaB = { type: 'record', name: 'Rec', fields: [{ name: 'id', type: 'int' }] } as const;
+  const first = createHopperStreams<Rec>(c.options({ schema: schemaA, ack: 'manual' }));
+  for (let i = 0; i < 5; i++) first.writable.write(rec(i));
+  await first.flush();
+  first.destroy();
+  t.throws(() => createHopperStreams(c.options({ schema: schemaB })), { code: 'ERR_HOPPER_SCHEMA_MISMATCH', message: /another schema/ });
+  const again = createHopperStreams<Rec>(c.options({ schema: schemaA, ack: 'manual' }));
+  again.writable.end();
+  const got: number[] = [];
+  for await (const r of again.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 5));
+});

@@ -344,7 +344,8 @@ export class DurableLog {
   }
 
   append(record: unknown): AppendResult {
-    if (this.failed !== undefined || this.closed) return 'fault';
+    // While writes fail (they are retried), a record that must go to disk is handled as onFull says.
+    if (this.failed !== undefined || this.closed || this.writeFault !== undefined) return 'fault';
     const builder = this.builder;
     const size = builder.stage(record);
     const framing = 36;
