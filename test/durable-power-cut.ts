@@ -117,13 +117,15 @@ class World {
 
   async run(command: Command): Promise<void> {
     const { hopper } = this;
+    // A process stopped by the model's stop rule runs nothing more: the crash comes next.
+    if (this.model.killed && command.kind !== 'crash') return;
     switch (command.kind) {
       case 'write':
         for (let i = 0; i < command.n; i++) {
           const id = this.nextId++;
           const life = this.life;
           hopper.writable.write({ id, pad: padFor(id) }, (err) => {
-            if (!err && life === this.life) this.confirmed.add(id);
+            if (!err && this.alive(life)) this.confirmed.add(id);
           });
           this.available++;
         }
@@ -132,7 +134,12 @@ class World {
         for (let i = 0; i < command.n && this.available > 0; i++) {
           let entry = hopper.readable.read() as Entry | null;
           while (entry === null) {
-            await this.clock.runUntil(once(hopper.readable, 'readable'), `record ${this.readIds.length + 1} of life ${this.life}`);
+            const readable = once(hopper.readable, 'readable').then(
+              () => true,
+              () => false,
+            );
+            const dead = this.model.whenKilled().then(() => false);
+            if (!(await this.clock.runUntil(Promise.race([readable, dead]), `record ${this.readIds.length + 1} of life ${this.life}`))) return;
             entry = hopper.readable.read() as Entry | null;
           }
           this.available--;
@@ -152,11 +159,11 @@ class World {
         const life = this.life;
         const done = hopper.flush().then(
           () => {
-            if (life === this.life) this.flushedUpTo = Math.max(this.flushedUpTo, upTo);
+            if (this.alive(life)) this.flushedUpTo = Math.max(this.flushedUpTo, upTo);
           },
           () => {},
         );
-        if (command.wait) await this.clock.runUntil(done, 'flush()');
+        if (command.wait) await this.clock.runUntil(Promise.race([done, this.model.whenKilled()]), 'flush()');
         return;
       }
       case 'tick':
@@ -169,6 +176,11 @@ class World {
         await this.crash(command.power);
         return;
     }
+  }
+
+  /** True while `life` is the process running: a dead process (killed, or stopped by the model's rule) observes nothing. */
+  private alive(life: number): boolean {
+    return life === this.life && !this.model.killed;
   }
 
   /** Checks a record read in this life against the promise of the crash before it. */
@@ -244,9 +256,13 @@ class World {
   }
 }
 
-async function runSchedule(fsync: Fsync, seed: number, commands: Command[], lastCrashPower: boolean): Promise<World> {
+async function runSchedule(fsync: Fsync, seed: number, commands: Command[], lastCrashPower: boolean, stopAt?: number): Promise<World> {
   const dir = tempDataDir();
   const world = new World(dir.dataDir, fsync, seed);
+  if (stopAt !== undefined) {
+    let calls = 0;
+    world.model.stopWhen(() => ++calls === stopAt);
+  }
   try {
     for (const command of commands) await world.run(command);
     await world.finish(lastCrashPower);
@@ -289,5 +305,58 @@ for (const fsync of ['always', 'batch', 'never'] as const) {
     t.log(`fsync '${fsync}': ${RUNS} schedules, ${crashes} crashes and reopens, ${lossyCuts} power cuts that threw something away`);
     t.true(recovered >= RUNS);
     if (RUNS >= 50) t.true(lossyCuts > 0, 'some power cut threw away what was not synced');
+  });
+}
+
+/** A workload that creates and fills segments, reads, acknowledges (removing segments), flushes and commits. */
+const WORKLOAD: Command[] = [
+  { kind: 'write', n: 80 },
+  { kind: 'settle' },
+  { kind: 'tick' },
+  { kind: 'read', n: 50 },
+  { kind: 'ack', fraction: 0.6 },
+  { kind: 'flush', wait: true },
+  { kind: 'write', n: 80 },
+  { kind: 'tick' },
+  { kind: 'settle' },
+  { kind: 'read', n: 110 },
+  { kind: 'ack', fraction: 1 },
+  { kind: 'tick' },
+  { kind: 'settle' },
+  { kind: 'write', n: 40 },
+  { kind: 'flush', wait: true },
+  { kind: 'read', n: 40 },
+  { kind: 'ack', fraction: 0.5 },
+  { kind: 'tick' },
+  { kind: 'settle' },
+];
+
+for (const fsync of ['always', 'batch', 'never'] as const) {
+  test(`durable: true - a crash just before each file operation of a workload (segment creation and removal, commits, ledger writes), fsync '${fsync}'`, async (t) => {
+    t.timeout(10 * 60_000); // a safety net; ava's own fires after 2 minutes without a result
+    const whole = await runSchedule(fsync, 1, WORKLOAD, false);
+    t.deepEqual(whole.violations, []);
+    const operations = whole.model.log.length;
+    const kinds = new Set(whole.model.log.map((entry) => entry.op));
+    for (const op of ['create', 'write', 'link', 'rename', 'unlink'] as const) t.true(kinds.has(op), `the workload makes ${op} calls`);
+    const failures: string[] = [];
+    for (let k = 1; k <= operations && failures.length < 3; k++) {
+      for (const [power, seed] of [
+        [false, 1],
+        [true, k],
+        [true, k + 100_000],
+      ] as const) {
+        const world = await runSchedule(fsync, seed, WORKLOAD, power, k);
+        if (world.violations.length > 0) {
+          const steps = world.model.log.slice(0, k + 1).map((entry, i) => `${i + 1} ${entry.op} ${entry.path}`);
+          failures.push(
+            `stopped before operation ${k} (${power ? `power cut, seed ${seed}` : 'process crash'}): ${world.violations.slice(0, 3).join('; ')}\n` +
+              `${world.notes.join('\n')}\noperations: ${steps.join(', ')}`,
+          );
+        }
+      }
+    }
+    t.log(`fsync '${fsync}': ${operations} file operations in the workload, each preceded by a process crash and by two power cuts`);
+    t.deepEqual(failures, []);
   });
 }

@@ -173,6 +173,33 @@ test('PowerCutFileSystem - a rename not covered by a directory fsync is kept or 
   t.is(seen.size, 2, 'both outcomes are drawn');
 });
 
+test('PowerCutFileSystem - a directory fsync that started earlier and ends later does not undo what a later one covered', async (t) => {
+  for (let seed = 1; seed <= SEEDS; seed++) {
+    const { dir, model: m } = model(t, seed);
+    const seam = m.fs as unknown as typeof fs;
+    const old = path.join(dir.dataDir, 'ledger');
+    const draft = path.join(dir.dataDir, 'draft');
+    for (const [file, text] of [
+      [old, 'old'],
+      [draft, 'new'],
+    ] as const) {
+      const fd = m.fs.openSync(file, CREATE);
+      write(m, fd, text, 0);
+      seam.fsyncSync(fd);
+      m.fs.closeSync(fd);
+    }
+    const dirFd = m.fs.openSync(dir.dataDir, DIRECTORY);
+    const early = new Promise<Error | null>((resolve) => seam.fsync(dirFd, resolve)); // snapshot before the rename
+    seam.renameSync(draft, old);
+    syncDir(m, dir.dataDir); // covers the rename, and ends first
+    t.is(await early, null);
+    m.fs.closeSync(dirFd);
+    await m.powerCut();
+    t.is(read(old), 'new', `seed ${seed}: the rename was covered by a directory fsync`);
+    t.is(read(draft), undefined, `seed ${seed}`);
+  }
+});
+
 test('PowerCutFileSystem - an unlink not covered by a directory fsync may come back, with its last content', async (t) => {
   let back = 0;
   for (let seed = 1; seed <= SEEDS; seed++) {

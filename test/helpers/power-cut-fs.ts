@@ -59,6 +59,8 @@ interface FileRecord {
   lastKnown: Buffer | undefined;
   /** The inode it had when the model last saw it on the real disk. */
   ino: number;
+  /** Which fsync's snapshot `durable` is (fsyncs numbered as they start): one that started earlier and ends later changes nothing. */
+  durableSync: number;
 }
 
 interface EntryChange {
@@ -67,6 +69,8 @@ interface EntryChange {
 }
 
 interface EntryOperation {
+  /** Increasing across the model: a directory fsync covers the operations up to the last one made before it started. */
+  readonly seq: number;
   readonly what: string;
   readonly changes: EntryChange[];
 }
@@ -113,6 +117,11 @@ export class PowerCutFileSystem {
   private inflightDone: (() => void)[] = [];
   private readonly counts = new Map<PowerCutOperation, number>();
   private stop: ((op: PowerCutOperation, file: string, count: number) => boolean) | undefined;
+  private killWaiters: (() => void)[] = [];
+  private entrySeq = 0;
+  private syncSeq = 0;
+  /** Per directory, the last entry operation its completed fsyncs cover. */
+  private dirSynced = new Map<string, number>();
   private seam: SegmentFileSystem;
 
   constructor(options: PowerCutOptions) {
@@ -155,6 +164,13 @@ export class PowerCutFileSystem {
   kill(): void {
     this.dead = true;
     this.stop = undefined;
+    for (const wake of this.killWaiters.splice(0)) wake();
+  }
+
+  /** Resolves when the process dies (at once if it is dead): a test's wait on the channel can stop there. */
+  whenKilled(): Promise<void> {
+    if (this.dead) return Promise.resolve();
+    return new Promise((resolve) => this.killWaiters.push(resolve));
   }
 
   /** Resolves once no real call started by the seam is still running (their effects are on the real disk then). */
@@ -328,7 +344,7 @@ export class PowerCutFileSystem {
           const stat = nodeFs.lstatSync(file);
           let record = byIno.get(stat.ino);
           if (!record) {
-            record = { id: this.nextId++, durable: nodeFs.readFileSync(file), lastKnown: undefined, ino: stat.ino };
+            record = { id: this.nextId++, durable: nodeFs.readFileSync(file), lastKnown: undefined, ino: stat.ino, durableSync: 0 };
             byIno.set(stat.ino, record);
           }
           listing.set(entry.name, record);
@@ -368,7 +384,7 @@ export class PowerCutFileSystem {
     }
     const operations = this.pending.get(dir) ?? [];
     this.pending.set(dir, operations);
-    operations.push({ what, changes });
+    operations.push({ seq: ++this.entrySeq, what, changes });
   }
 
   /** Before a name goes: keep the content of a record that may have no name left, in case the loss is undone. */
@@ -409,7 +425,7 @@ export class PowerCutFileSystem {
     }
     let record = this.lookup(file);
     if (creates(flags) && !existed && this.inside(file)) {
-      record = { id: this.nextId++, durable: Buffer.alloc(0), lastKnown: undefined, ino: stat.ino };
+      record = { id: this.nextId++, durable: Buffer.alloc(0), lastKnown: undefined, ino: stat.ino, durableSync: 0 };
       this.entryOperation(path.dirname(file), `create ${path.basename(file)}`, [{ name: path.basename(file), record }]);
     }
     this.fds.set(fd, { path: file, record: record?.ino === stat.ino ? record : undefined, directory: false });
@@ -418,19 +434,30 @@ export class PowerCutFileSystem {
   /** fsync/fdatasync of `fd` as it starts: what it will make durable once it completes. */
   private syncStart(fd: number): () => void {
     const open = this.fds.get(fd);
+    // Two syncs may overlap: the one that started later covers more, whichever ends first.
     if (open?.directory) {
       const dir = open.path;
       const snapshot = new Map(this.current.get(dir) ?? []);
-      const covered = this.pending.get(dir)?.length ?? 0;
+      const upTo = this.entrySeq;
       return () => {
+        if (upTo <= (this.dirSynced.get(dir) ?? 0)) return;
+        this.dirSynced.set(dir, upTo);
         this.durableEntries.set(dir, snapshot);
-        this.pending.get(dir)?.splice(0, covered);
+        const operations = this.pending.get(dir);
+        if (operations)
+          this.pending.set(
+            dir,
+            operations.filter((operation) => operation.seq > upTo),
+          );
       };
     }
     if (!open?.record) return () => {};
     const record = open.record;
     const content = nodeFs.readFileSync(`/proc/self/fd/${fd}`);
+    const sync = ++this.syncSeq;
     return () => {
+      if (sync <= record.durableSync) return;
+      record.durableSync = sync;
       record.durable = content;
     };
   }
