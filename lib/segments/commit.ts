@@ -40,8 +40,12 @@ export class Committer {
   private failed_: Error | undefined;
   private stopped = false;
   private notifying = false;
-  /** Callbacks waiting for `durable` to pass their RN, in RN order. */
-  private readonly waiters: Waiter[] = [];
+  /**
+   * Callbacks waiting for `durable` to pass their RN, in RN order, from `head` on (a queue taken
+   * from the front by index: one callback per record, so shift() would make a burst quadratic).
+   */
+  private waiters: Waiter[] = [];
+  private head = 0;
   /** Completed syncs. */
   fsyncs = 0;
   /** When the last sync completed (clock ms), 0 before the first. */
@@ -96,15 +100,16 @@ export class Committer {
    * with the error the committer failed with.
    */
   whenDurable(rn: number, done: (err?: Error | null) => void): void {
-    const last = this.waiters[this.waiters.length - 1];
+    const waiters = this.waiters;
+    const last = waiters.length > this.head ? waiters[waiters.length - 1] : undefined;
     const waiter = { rn, done };
-    if (last === undefined || last.rn <= rn) this.waiters.push(waiter);
-    else
-      this.waiters.splice(
-        this.waiters.findIndex((w) => w.rn > rn),
-        0,
-        waiter,
-      );
+    if (last === undefined || last.rn <= rn) {
+      waiters.push(waiter);
+    } else {
+      let at = this.head;
+      while (waiters[at]!.rn <= rn) at++;
+      waiters.splice(at, 0, waiter);
+    }
     if (this.failed_ !== undefined || this.durable_ >= rn) this.notifySoon();
   }
 
@@ -135,7 +140,10 @@ export class Committer {
 
   /** Calls every waiting callback with `err` (the channel failed or was destroyed), but those already durable without. */
   failAll(err: Error): void {
-    for (const waiter of this.waiters.splice(0)) {
+    const waiting = this.waiters.slice(this.head);
+    this.waiters = [];
+    this.head = 0;
+    for (const waiter of waiting) {
       try {
         waiter.done(this.failed_ === undefined && waiter.rn <= this.durable_ ? undefined : err);
       } catch (thrown) {
@@ -210,8 +218,15 @@ export class Committer {
     process.nextTick(() => {
       this.notifying = false;
       const err = this.failed_;
-      while (this.waiters.length > 0 && (err !== undefined || this.waiters[0]!.rn <= this.durable_)) {
-        const waiter = this.waiters.shift()!;
+      while (this.head < this.waiters.length && (err !== undefined || this.waiters[this.head]!.rn <= this.durable_)) {
+        const waiter = this.waiters[this.head++]!;
+        if (this.head === this.waiters.length) {
+          this.waiters = [];
+          this.head = 0;
+        } else if (this.head >= 1024 && this.head * 2 >= this.waiters.length) {
+          this.waiters = this.waiters.slice(this.head);
+          this.head = 0;
+        }
         try {
           waiter.done(err);
         } catch (thrown) {

@@ -638,7 +638,10 @@ export class DurableLog {
     if (!this.ledgerDirty && this.ledgerAcked >= this.acks.acked) return;
     this.ledgerDirty = false;
     const state = this.ledgerState();
-    const write = writeLedgerFile(this.fs, this.directory, state, this.options.fsync !== 'never');
+    // Checked again right before the rename: a write still under way when the log closed (close()
+    // writes the newest state itself) must not put an older one in its place.
+    const place = { path: this.directory.path, draftDir: this.directory.draftDir, verify: () => (this.closed ? destroyedError() : this.directory.verify()) };
+    const write = writeLedgerFile(this.fs, place, state, this.options.fsync !== 'never');
     this.ledgerWriting = write.then(
       () => undefined,
       () => undefined,
