@@ -203,13 +203,27 @@ async function runSchedule(ops: Op[]): Promise<string | undefined> {
 }
 
 test('durable channel - schedules of writes, reads, acks, flushes and process crashes keep every promise (fast-check model)', async (t) => {
-  await fc.assert(
-    fc.asyncProperty(fc.array(opArbitrary, { minLength: 5, maxLength: 30 }), async (ops) => {
-      const problem = await runSchedule(ops);
-      if (problem !== undefined) throw new Error(problem);
-    }),
-    { numRuns: 100 },
-  );
+  let lastProblem = '';
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArbitrary, { minLength: 5, maxLength: 30 }), async (ops) => {
+        let problem: string | undefined;
+        try {
+          problem = await runSchedule(ops);
+        } catch (err) {
+          problem = `threw ${(err as Error).stack ?? String(err)}`;
+        }
+        if (problem !== undefined) {
+          lastProblem = problem;
+          throw new Error(problem);
+        }
+      }),
+      { numRuns: 100 },
+    );
+  } catch (err) {
+    t.fail(`${lastProblem}\n${(err as Error).message}`);
+    return;
+  }
   t.pass();
 });
 
@@ -229,4 +243,16 @@ test('durable channel - a schedule that crashes in the middle of removals and re
     { kind: 'read', k: 30 },
   ]);
   t.is(problem, undefined);
+  // Found by the model: a crash, with a write still queued on the thread pool when the fd was closed.
+  const reused = await runSchedule([
+    { kind: 'crash', after: 0, turns: 10 },
+    { kind: 'write', n: 11, yield: true },
+    { kind: 'crash', after: 1, turns: 2 },
+    { kind: 'flush' },
+    { kind: 'ack', k: 9 },
+    { kind: 'write', n: 3, yield: true },
+    { kind: 'read', k: 7 },
+    { kind: 'write', n: 22, yield: false },
+  ]);
+  t.is(reused, undefined);
 });

@@ -18,6 +18,7 @@ import { LEDGER_FILE, readLedgerFile } from '../lib/segments/ledger-file.js';
 import { withDurableOps } from '../lib/segments/durable-io.js';
 import { ManualClock } from './helpers/clock.js';
 import { HeldSyncFileSystem, SteppingFileSystem } from './helpers/durable-dir.js';
+import { FaultyFileSystem } from './helpers/faulty-fs.js';
 import { nextTurn, tempDataDir, until } from './helpers/index.js';
 
 interface Rec {
@@ -719,4 +720,34 @@ test('createHopperStreams() durable - a backlog written with another schema refu
   const got: number[] = [];
   for await (const r of again.readable) got.push(r.id);
   t.deepEqual(got, ids(0, 5));
+});
+
+test('hopper.writable - a disk slower than the producer: past maxPendingDiskBytes the waiting blocks are written synchronously, memory stays bounded, nothing is lost', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', maxPendingDiskBytes: 4096, maxMemoryBytes: 0, fsync: 'never' }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const behind: unknown[] = [];
+  hopper.on('diskBehind', (event) => behind.push(event));
+  faulty.hold('write');
+  let called = 0;
+  let most = 0;
+  for (let i = 0; i < 600; i++) {
+    hopper.writable.write(rec(i), () => called++);
+    if (i % 20 === 19) {
+      await nextTurn();
+      most = Math.max(most, hopper.stats().pendingDiskBytes);
+    }
+  }
+  t.true(faulty.heldCount('write') > 0, 'the background write is stalled');
+  t.true(most <= 4096 + 2048, `at most the bound and a block waited (${most})`);
+  t.true(hopper.stats().syncWrites > 0);
+  t.is(behind.length, 1, 'announced once');
+  faulty.release('write');
+  await hopper.flush();
+  t.is(called, 600);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 600)).map((r) => r.id),
+    ids(0, 600),
+  );
 });

@@ -52,6 +52,8 @@ export interface DurableLogOptions {
   maxDiskBytes: number;
   /** The read cache's budget. */
   maxMemoryBytes: number;
+  /** Bytes that may wait for the disk before the last resort writes them synchronously. */
+  maxPendingDiskBytes: number;
   fsync: FsyncPolicy;
   fsyncIntervalMs: number;
   ack: AckMode;
@@ -131,6 +133,8 @@ interface PendingBlock {
   parts: Buffer[];
   /** RN after the block's last record. */
   end: number;
+  /** On disk (written out of turn by the last resort, or by the background task ahead of its settling). */
+  done: boolean;
 }
 
 /** The block being read: its records' bytes, and where the next record starts. */
@@ -184,6 +188,8 @@ export class DurableLog {
   private loading: Promise<void> | undefined;
   private readFailure: Error | undefined;
   private writing: Promise<void> | undefined;
+  /** The block the background task is writing. */
+  private inFlight: PendingBlock | undefined;
   private writeFault: Error | undefined;
   private sealScheduled = false;
   private recoveryScheduled = false;
@@ -200,7 +206,11 @@ export class DurableLog {
   private failed: Error | undefined;
   /** Records appended and not yet read (gaps excluded). */
   records = 0;
-  readonly syncWrites = 0;
+  /** Synchronous writes made because more than maxPendingDiskBytes waited for the disk. */
+  syncWrites = 0;
+  /** The disk fell behind ('diskBehind' announced); cleared when the waiting bytes fall to half the bound. */
+  private behind = false;
+  private pendingTotal = 0;
   private readonly ackedAtOpen: number;
   private readonly deliveredBefore: number;
   private redelivered = 0;
@@ -315,9 +325,7 @@ export class DurableLog {
   }
 
   get pendingBytes(): number {
-    let n = 0;
-    for (const block of this.pending) n += block.length;
-    return n;
+    return this.pendingTotal;
   }
 
   get fault(): Error | undefined {
@@ -444,13 +452,55 @@ export class DurableLog {
     segment.blockCounts.push(count);
     this.fileBytes += length;
     this.builderFirst += count;
-    this.pending.push({ segment, position, length, parts, end: this.builderFirst });
+    this.pending.push({ segment, position, length, parts, end: this.builderFirst, done: false });
+    this.pendingTotal += length;
     builder.handOff();
     if (segment.size >= this.sealAt) {
       segment.sealed = true;
       this.hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records });
     }
     this.kickWrites();
+    this.lastResort();
+  }
+
+  /**
+   * Past maxPendingDiskBytes while the background task is writing (a disk slower than the
+   * producer), the waiting blocks it is not writing are written synchronously, out of turn (each at
+   * its own position): memory stays bounded and no write is refused or held. A block counts as
+   * written, for the commit, only once every block before it is (see settleWritten).
+   */
+  private lastResort(): void {
+    const bound = this.options.maxPendingDiskBytes;
+    if (this.pendingTotal <= bound || (this.writing === undefined && bound > 0) || this.writeFault !== undefined) return;
+    const waiting = this.pendingTotal;
+    for (const block of this.pending) {
+      if (block.done || block === this.inFlight) continue;
+      try {
+        writeAll(this.fs, block.segment.fd!, block.parts, block.length, block.position);
+      } catch (err) {
+        // Left to the background task, which retries.
+        if (!isSystemError(err)) throw err;
+        break;
+      }
+      block.done = true;
+      this.pendingTotal -= block.length;
+      this.syncWrites++;
+    }
+    if (!this.behind && bound > 0) {
+      this.behind = true;
+      this.hooks.onDiskBehind?.({ pendingDiskBytes: waiting, maxPendingDiskBytes: bound });
+    }
+    this.settleWritten();
+  }
+
+  /** Blocks on disk at the front of the queue leave it, in order: `written` moves on with them. */
+  private settleWritten(): void {
+    while (this.pending.length > 0 && this.pending[0]!.done && this.pending[0] !== this.inFlight) {
+      const block = this.pending.shift()!;
+      block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
+      this.committer.wrote(block.end);
+    }
+    if (this.readerWaiting) this.scheduleRecovered();
   }
 
   /** C1 draft with the header in the lock directory, C2 link into place, C3 unlink the draft. */
@@ -524,11 +574,15 @@ export class DurableLog {
   }
 
   private async writeLoop(): Promise<void> {
-    while (this.pending.length > 0 && !this.closed) {
-      const block = this.pending[0]!;
+    for (;;) {
+      if (this.closed) return;
+      const block = this.pending.find((b) => !b.done);
+      if (block === undefined) return;
+      this.inFlight = block;
       try {
-        await writeAllAsync(this.fs, block.segment.fd!, block.parts, block.length, block.position);
+        await this.track(block.segment.fd!, writeAllAsync(this.fs, block.segment.fd!, block.parts, block.length, block.position));
       } catch (err) {
+        this.inFlight = undefined;
         if (this.closed) return;
         if (!isSystemError(err)) throw err;
         // The bytes are still here: rewriting them at the same position is safe.
@@ -537,15 +591,19 @@ export class DurableLog {
         this.retry.schedule();
         return;
       }
+      this.inFlight = undefined;
       if (this.writeFault !== undefined) {
         this.writeFault = undefined;
         this.retry.writesWork();
         this.scheduleRecovered();
       }
-      this.pending.shift();
-      block.segment.writtenSize = block.position + block.length;
-      this.committer.wrote(block.end);
-      if (this.readerWaiting) this.scheduleRecovered();
+      if (!block.done) {
+        block.done = true;
+        this.pendingTotal -= block.length;
+      }
+      // The episode ends once the background writes, not the last resort, brought the bytes down.
+      if (this.behind && this.pendingTotal <= this.options.maxPendingDiskBytes / 2) this.behind = false;
+      this.settleWritten();
     }
   }
 
@@ -570,7 +628,7 @@ export class DurableLog {
       }
     }
     for (const { segment, size, fd } of work) {
-      await durableAsync.fdatasync(this.fs, fd);
+      await this.track(fd, durableAsync.fdatasync(this.fs, fd));
       segment.syncedSize = Math.max(segment.syncedSize, size);
     }
     if (linked) await fsyncDir(this.fs, this.directory.path);
@@ -582,7 +640,7 @@ export class DurableLog {
       if (!segment.sealed || segment.fd === undefined || segment.writtenSize < segment.size) continue;
       if (this.options.fsync !== 'never' && segment.syncedSize < segment.size) continue;
       if (this.pending.some((block) => block.segment === segment)) continue;
-      closeQuietly(this.fs, segment.fd);
+      this.closeFd(segment.fd);
       segment.fd = undefined;
     }
     this.removeAcknowledged();
@@ -673,7 +731,7 @@ export class DurableLog {
       if (segment.fd !== undefined && this.syncing) continue;
       if (segment.fd !== undefined) {
         // Its bytes are all acknowledged: nothing needs them synced any more.
-        closeQuietly(this.fs, segment.fd);
+        this.closeFd(segment.fd);
         segment.fd = undefined;
       }
       if (this.readFd?.segment === segment) this.closeReadFd();
@@ -879,7 +937,8 @@ export class DurableLog {
       const buffer = Buffer.allocUnsafe(end - start);
       let got = 0;
       while (got < buffer.length) {
-        const n = await fsAsync.read(this.fs, this.readFd.fd, buffer, got, buffer.length - got, start + got);
+        const fd = this.readFd.fd;
+        const n = await this.track(fd, fsAsync.read(this.fs, fd, buffer, got, buffer.length - got, start + got));
         if (n === 0) throw new Corruption(start + got, 'the file is shorter than its blocks', 'rest-of-segment');
         got += n;
       }
@@ -933,7 +992,7 @@ export class DurableLog {
 
   private closeReadFd(): void {
     if (this.readFd === undefined) return;
-    closeQuietly(this.fs, this.readFd.fd);
+    this.closeFd(this.readFd.fd);
     this.readFd = undefined;
   }
 
@@ -958,6 +1017,36 @@ export class DurableLog {
     this.committer.stop();
     this.committer.failAll(err);
     this.hooks.onFailed(err);
+  }
+
+  /** Asynchronous operations under way per fd: an fd is closed only once none is (see closeFd). */
+  private readonly busyFds = new Map<number, number>();
+  /** Fds to close once their operations end. */
+  private readonly closeLater = new Set<number>();
+
+  /** Counts `operation` as under way on `fd` until it settles. */
+  private async track<T>(fd: number, operation: Promise<T>): Promise<T> {
+    this.busyFds.set(fd, (this.busyFds.get(fd) ?? 0) + 1);
+    try {
+      return await operation;
+    } finally {
+      const left = (this.busyFds.get(fd) ?? 1) - 1;
+      if (left > 0) this.busyFds.set(fd, left);
+      else {
+        this.busyFds.delete(fd);
+        if (this.closeLater.delete(fd)) closeQuietly(this.fs, fd);
+      }
+    }
+  }
+
+  /**
+   * Closes an fd, or, while an asynchronous operation on it is queued or running on the thread
+   * pool, once it ends: a number closed under a queued operation can be reused by the next open
+   * (another segment, another channel's file), and the operation would then write to that file.
+   */
+  private closeFd(fd: number): void {
+    if (this.busyFds.has(fd)) this.closeLater.add(fd);
+    else closeQuietly(this.fs, fd);
   }
 
   /** Resolves once no background operation is under way. */
@@ -997,8 +1086,10 @@ export class DurableLog {
         this.sealBlock();
         while (this.pending.length > 0) {
           const block = this.pending[0]!;
-          writeAll(fs, block.segment.fd!, block.parts, block.length, block.position);
-          block.segment.writtenSize = block.position + block.length;
+          // A block in flight is written again, with the same bytes at the same place.
+          if (!block.done || block === this.inFlight) writeAll(fs, block.segment.fd!, block.parts, block.length, block.position);
+          if (!block.done) this.pendingTotal -= block.length;
+          block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
           written = block.end;
           this.pending.shift();
         }
@@ -1027,7 +1118,7 @@ export class DurableLog {
         this.ledgerAcked = this.acks.acked;
         for (const segment of [...this.segments]) {
           if (segment.removing || segment.first + segment.records > this.ledgerAcked) continue;
-          if (segment.fd !== undefined) closeQuietly(fs, segment.fd);
+          if (segment.fd !== undefined) this.closeFd(segment.fd);
           segment.fd = undefined;
           try {
             unlinkOurs(fs, this.directory, segment);
@@ -1040,7 +1131,7 @@ export class DurableLog {
       }
     }
     for (const segment of this.segments) {
-      if (segment.fd !== undefined) closeQuietly(fs, segment.fd);
+      if (segment.fd !== undefined) this.closeFd(segment.fd);
       segment.fd = undefined;
     }
     this.closeReadFd();

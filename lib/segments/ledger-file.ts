@@ -147,7 +147,9 @@ export function writeLedgerFileSync(fs: DurableFileSystem, place: LedgerPlace, s
     fd = fs.openSync(draft, CREATE_FLAGS, 0o644);
   } catch (err) {
     if (!isSystemError(err) || err.code !== 'EEXIST') throw err;
-    // Our own leftover (the lock directory is ours): replaced.
+    // Our own leftover while the lock directory is ours: replaced. Otherwise never touched.
+    const lost = place.verify();
+    if (lost !== undefined) throw lost;
     fs.unlinkSync(draft);
     fd = fs.openSync(draft, CREATE_FLAGS, 0o644);
   }
@@ -156,15 +158,13 @@ export function writeLedgerFileSync(fs: DurableFileSystem, place: LedgerPlace, s
     if (sync) fs.fsyncSync(fd);
   } catch (err) {
     closeQuietly(fs, fd);
-    unlinkQuietly(fs, draft);
+    if (place.verify() === undefined) unlinkQuietly(fs, draft);
     throw err;
   }
   fs.closeSync(fd);
+  // The draft stays when the lock is lost: the lock directory is not ours to touch any more.
   const lost = place.verify();
-  if (lost !== undefined) {
-    unlinkQuietly(fs, draft);
-    throw lost;
-  }
+  if (lost !== undefined) throw lost;
   fs.renameSync(draft, path.join(place.path, LEDGER_FILE));
   if (sync) fsyncDirSync(fs, place.path);
 }
@@ -178,6 +178,8 @@ export async function writeLedgerFile(fs: DurableFileSystem, place: LedgerPlace,
     fd = await durableAsync.open(fs, draft, CREATE_FLAGS, 0o644);
   } catch (err) {
     if (!isSystemError(err) || err.code !== 'EEXIST') throw err;
+    const lost = place.verify();
+    if (lost !== undefined) throw lost;
     fs.unlinkSync(draft);
     fd = await durableAsync.open(fs, draft, CREATE_FLAGS, 0o644);
   }
@@ -186,15 +188,13 @@ export async function writeLedgerFile(fs: DurableFileSystem, place: LedgerPlace,
     if (sync) await durableAsync.fsync(fs, fd);
   } catch (err) {
     closeQuietly(fs, fd);
-    unlinkQuietly(fs, draft);
+    if (place.verify() === undefined) unlinkQuietly(fs, draft);
     throw err;
   }
   await durableAsync.close(fs, fd);
+  // The draft stays when the lock is lost: the lock directory is not ours to touch any more.
   const lost = place.verify();
-  if (lost !== undefined) {
-    unlinkQuietly(fs, draft);
-    throw lost;
-  }
+  if (lost !== undefined) throw lost;
   await durableAsync.rename(fs, draft, path.join(place.path, LEDGER_FILE));
   if (sync) await fsyncDir(fs, place.path);
 }
