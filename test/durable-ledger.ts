@@ -62,6 +62,18 @@ test('decodeLedger() - a changed digit fails the CRC; another channel, zeros and
   t.like(decodeLedger(Buffer.from(encodeLedger(state(1)).toString().replace('"version":1', '"version":2')), 'events'), { status: 'damaged' });
 });
 
+test('decodeLedger() - a write torn by a power cut (any prefix of the file, then zeros to the end of a page) is damaged, never foreign', (t) => {
+  const bytes = encodeLedger(state(987654321));
+  for (let cut = 0; cut < bytes.length; cut++) {
+    for (const zeros of [1, 4096 - cut]) {
+      const torn = Buffer.concat([bytes.subarray(0, cut), Buffer.alloc(zeros)]);
+      t.is(decodeLedger(torn, 'events').status, 'damaged', `${cut} bytes, then ${zeros} zeros`);
+    }
+  }
+  t.like(decodeLedger(Buffer.concat([Buffer.from('my notes'), Buffer.alloc(100)]), 'events'), { status: 'foreign' }, 'zeros after foreign text');
+  t.like(decodeLedger(Buffer.concat([Buffer.from('{"format":"x'), Buffer.alloc(100)]), 'events'), { status: 'foreign' }, 'zeros after text that is not ours');
+});
+
 test('decodeLedger() - text that is not a hopper-streams ledger is foreign', (t) => {
   t.like(decodeLedger(Buffer.from('{"acked": 5}\n'), 'events'), { status: 'foreign' });
   t.like(decodeLedger(Buffer.from('my notes\n'), 'events'), { status: 'foreign' });

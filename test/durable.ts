@@ -419,6 +419,31 @@ test('createHopperStreams() durable - a torn tail is cut off at reopen, reported
   );
 });
 
+test('createHopperStreams() durable - a ledger file torn by a power cut (a few bytes, then zeros) never stops the channel from opening; a foreign one still does', async (t) => {
+  const c = channel(t);
+  const ledgerFile = path.join(c.channelDir, LEDGER_FILE);
+  const first = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  for (let i = 0; i < 20; i++) first.writable.write(rec(i));
+  await first.flush();
+  first.destroy();
+  const ledger = fs.readFileSync(ledgerFile);
+  for (const cut of [1, 20, 36]) {
+    // fsync 'never' and a power cut: the first bytes landed, the rest of the page reads as zeros.
+    fs.writeFileSync(ledgerFile, Buffer.concat([ledger.subarray(0, cut), Buffer.alloc(4096 - cut)]));
+    const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+    const [event] = (await once(again, 'recovered')) as [RecoveredEvent];
+    t.like(event, { ledger: 'damaged', from: 0, records: 20 }, `${cut} bytes landed`);
+    t.deepEqual(
+      (await drain<Rec>(again, 20)).map((r) => r.id),
+      ids(0, 20),
+    );
+    again.destroy();
+  }
+  fs.writeFileSync(ledgerFile, Buffer.concat([Buffer.from('my notes'), Buffer.alloc(100)]));
+  t.throws(() => createHopperStreams<Rec>(c.options({ ack: 'manual' })), { code: 'ERR_HOPPER_IO' });
+  t.deepEqual(fs.readFileSync(ledgerFile).subarray(0, 8).toString(), 'my notes', 'a foreign file is left as it is');
+});
+
 test('createHopperStreams() - a non-durable open of a durable channel is refused, and its files are kept', async (t) => {
   const c = channel(t);
   const first = createHopperStreams<Rec>(c.options({ ack: 'manual' }));

@@ -66,7 +66,13 @@ const isCount = (value: unknown): value is number => typeof value === 'number' &
 /** Judges the bytes of a ledger file of channel `channel`. */
 export function decodeLedger(bytes: Buffer, channel: string): LedgerRead {
   const text = bytes.toString('utf8');
-  const ours = text.startsWith(PREFIX) || PREFIX.startsWith(text) || bytes.every((b) => b === 0);
+  // A write torn by a power cut (fsync 'never') can leave any prefix of our bytes followed by
+  // zeros (the rest of a page the file system allocated): ours, damaged, never foreign, or every
+  // later open would be refused for what a crash left.
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === 0) end--;
+  const landed = bytes.subarray(0, end).toString('utf8');
+  const ours = landed.startsWith(PREFIX) || PREFIX.startsWith(landed);
   if (!ours) return { status: 'foreign', reason: 'it does not start with the hopper-streams ledger tag' };
   let parsed: Record<string, unknown>;
   try {
