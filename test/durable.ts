@@ -209,6 +209,31 @@ test('hopper.writable - a failed fsync fails every held callback and the channel
   hopper.destroy();
 });
 
+test('hopper.flush() - a ledger write the timer started fails (EIO): a flush() waiting on it rejects with the coded error, and the ledger file keeps the old position', async (t) => {
+  const c = channel(t);
+  const clock = new ManualClock();
+  const held = new HeldSyncFileSystem(clock);
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'always', ack: 'manual' }), { fileSystem: held.fs });
+  t.teardown(() => hopper.destroy());
+  const readableError = once(hopper.readable, 'error');
+  for (let i = 0; i < 5; i++) hopper.writable.write(rec(i));
+  await hopper.flush();
+  await drain<Rec>(hopper, 5);
+  held.hold();
+  hopper.ack(3);
+  await until(() => clock.pending > 0, 'the ledger write is scheduled');
+  clock.runNext();
+  await until(() => held.held > 0, "the timer's ledger write waits for its fsync");
+  const flushed = hopper.flush();
+  held.fail('EIO');
+  held.release();
+  const err = (await t.throwsAsync(flushed)) as HopperError;
+  t.is(err.code, 'ERR_HOPPER_IO');
+  t.is((await readableError)[0], err, 'the channel failed with the same error');
+  t.like(readLedgerFile(withDurableOps(fs), c.channelDir, 'events'), { status: 'ok', state: { acked: 0 } });
+  await t.throwsAsync(hopper.flush(), { code: 'ERR_HOPPER_IO' });
+});
+
 test("hopper.writable - pipe() and pipeline(): 'finish' means every record is durable", async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ fsync: 'always' }));

@@ -692,7 +692,10 @@ export class DurableLog {
   /** R1-R6: the ledger file with the acknowledged position; then R7-R8 for segments below it. One write at a time. */
   private async writeLedgerNow(): Promise<void> {
     while (this.ledgerWriting !== undefined) await this.ledgerWriting;
-    if (this.closed || this.failed !== undefined) return;
+    // The write waited on may have failed the channel: a flush() waiting here must not resolve
+    // as though the acknowledged position had reached the disk.
+    if (this.failed !== undefined) throw this.failed;
+    if (this.closed) return;
     if (!this.ledgerDirty && this.ledgerAcked >= this.acks.acked) return;
     this.ledgerDirty = false;
     const state = this.ledgerState();
