@@ -6,7 +6,7 @@ import nodeFs from 'node:fs';
 import { DurableLog } from './segments/durable-log.js';
 import { withDurableOps } from './segments/durable-io.js';
 import { SegmentLog, type FaultEvent, type SegmentFileSystem } from './segments/index.js';
-import { refuseDurableLeftovers } from './segments/recovery.js';
+import { refuseDurableLeftovers } from './segments/durable-scan.js';
 
 // Where the engine is put together: the codec, the channel directory (locked), the segment log in
 // it, and the channel over them, built here in that order and released in the reverse order

@@ -6,7 +6,8 @@ import { encodeHeader, OWNER_KEY } from '../lib/ocf.js';
 import { withDurableOps } from '../lib/segments/durable-io.js';
 import { LEDGER_FILE, readLedgerFile, writeLedgerFileSync, type LedgerState } from '../lib/segments/ledger-file.js';
 import { segmentFileName } from '../lib/segments/ledger.js';
-import { recover, refuseDurableLeftovers, scanSegment, type Recovered } from '../lib/segments/recovery.js';
+import { refuseDurableLeftovers, scanSegment } from '../lib/segments/durable-scan.js';
+import { recover, type Recovered } from '../lib/segments/recovery.js';
 import { LONG_SCHEMA_JSON, SteppingFileSystem, writeDurableSegment } from './helpers/durable-dir.js';
 import { collect, tempDataDir } from './helpers/index.js';
 

@@ -644,7 +644,7 @@ test('createHopperStreams() durable - a torn tail cut at every byte of the last 
   const whole = fs.readFileSync(file);
   const ledger = fs.readFileSync(path.join(c.channelDir, LEDGER_FILE));
   // The last block: the six records' block ends where the 'never' ledger (synced 0) cannot tell.
-  const scan = (await import('../lib/segments/recovery.js')).scanSegment(withDurableOps(fs), file);
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), file);
   t.is(scan.kind, 'durable');
   const ends = scan.kind === 'durable' ? scan.blockEnds : [];
   t.is(ends.length, 2);
@@ -704,7 +704,7 @@ for (const onCorrupt of ['skip', 'error'] as const) {
     first.destroy();
     const [name] = c.segments();
     const file = path.join(c.channelDir, name!);
-    const scan = (await import('../lib/segments/recovery.js')).scanSegment(withDurableOps(fs), file);
+    const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), file);
     const ends = scan.kind === 'durable' ? scan.blockEnds : [];
     t.is(ends.length, 3);
     // The second block's sync marker: the file goes on after it, so it is damage, not a torn tail.

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { lockStatus, type LockStatus } from '../lock-holder.js';
 import type { DurableFileSystem } from '../segments/durable-io.js';
 import { readLedgerFile, type LedgerRead } from '../segments/ledger-file.js';
-import { decide, listSegments, type RecoveryPlan, type TornReport } from '../segments/recovery.js';
+import { listSegments } from '../segments/durable-scan.js';
+import { decide, type RecoveryPlan, type TornReport } from '../segments/recovery.js';
 
 // `hopper-streams status --dir D --name N`: the backlog of a durable channel, read-only. It reads
 // the ledger file and scans the segments by their framing (the scan recovery uses, shared), then

@@ -6,7 +6,7 @@ import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import { activeSegment, asError, type DurableSegment, type DurableState, type PendingBlock } from './durable-state.js';
 import { CREATE_FLAGS, closeQuietly, isSystemError, unlinkQuietly, writeAll, writeAllAsync } from './io.js';
 import { segmentFileName } from './ledger.js';
-import { DURABLE_KEY, FIRST_KEY } from './recovery.js';
+import { DURABLE_KEY, FIRST_KEY } from './durable-scan.js';
 import type { AppendResult } from './results.js';
 
 // The write side of the durable log: appends (every accepted record goes to disk, and to the read

@@ -6,7 +6,7 @@ import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../../lib/ocf.js';
 import type { DurableFileSystem } from '../../lib/segments/durable-io.js';
 import type { RetryClock } from '../../lib/segments/io.js';
 import { segmentFileName } from '../../lib/segments/ledger.js';
-import { DURABLE_KEY, FIRST_KEY } from '../../lib/segments/recovery.js';
+import { DURABLE_KEY, FIRST_KEY } from '../../lib/segments/durable-scan.js';
 
 // Building durable channel directories by hand for recovery tests, and a file system seam that
 // stops at the k-th file operation that changes something (a process crash between two steps:
