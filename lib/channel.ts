@@ -43,6 +43,12 @@ const UPDATE_AGAIN = 1 << 7;
  * waits or not (see finish()); otherwise it goes when the reader asks. Cleared by the next step.
  */
 const END_DUE = 1 << 8;
+/**
+ * Closed after everything was delivered, but the files are kept: a durable channel with
+ * `ack: 'manual'` still has delivered records to acknowledge. They go once every one is
+ * acknowledged, or at the user's close() or destroy(), or at exit (see releaseKept()).
+ */
+const KEPT = 1 << 9;
 /** Not open: ending or closed. */
 const NOT_OPEN = ENDING | CLOSED;
 
@@ -237,10 +243,13 @@ export class Channel implements WriterChannel {
   }
 
   /**
-   * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`). Throws
-   * ERR_HOPPER_NOT_DURABLE, ERR_HOPPER_ACK_MODE, ERR_STREAM_DESTROYED once closed,
-   * ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's ERR_INVALID_ARG_TYPE /
-   * ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up.
+   * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`), also
+   * once delivery has ended (the files are kept for it). Throws ERR_HOPPER_NOT_DURABLE,
+   * ERR_HOPPER_ACK_MODE, ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's
+   * ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up.
+   * Once the files are released (the user's close() or destroy(), a failure), it does nothing:
+   * the records stay unacknowledged on disk and the next open delivers them again. Throwing there
+   * would crash a process from a sink's 'ack' listener during a shutdown.
    */
   ack(count: number): void {
     if (this.durable === undefined) throw notDurableError('ack()');
@@ -253,9 +262,11 @@ export class Channel implements WriterChannel {
       });
     }
     if (this.options.ack !== 'manual') throw ackModeError();
-    if ((this.flags & CLOSED) !== 0) throw destroyedError();
+    if ((this.flags & (CLOSED | KEPT)) === CLOSED) return;
     const unacknowledged = this.durable.acks.unacknowledged;
     if (!this.durable.ack(count)) throw ackBeyondDeliveredError(count, unacknowledged);
+    // Delivery has ended and everything delivered is acknowledged: nothing keeps the files.
+    if ((this.flags & KEPT) !== 0 && this.durable.acks.unacknowledged === 0) this.releaseKept();
   }
 
   /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
@@ -399,8 +410,30 @@ export class Channel implements WriterChannel {
     this.flags |= CLOSED;
     for (const writer of [...this.writers]) writer.hooks.onChannelClose();
     this.tiers.clear();
-    this.release();
+    if (this.keepsFiles()) this.flags |= KEPT;
+    else this.release();
     this.blocked.fail(destroyedError);
+  }
+
+  /**
+   * Everything was delivered in a durable channel with `ack: 'manual'` and some of it is not
+   * acknowledged yet: the files stay (lock, segments, ledger writes) so that ack() still counts,
+   * as a sink acknowledges the last batches after the readable ended.
+   */
+  private keepsFiles(): boolean {
+    return (this.flags & DELIVERED) !== 0 && this.durable !== undefined && this.options.ack === 'manual' && this.durable.acks.unacknowledged > 0;
+  }
+
+  /**
+   * The user's close() or destroy(): closes the channel, and releases files kept for
+   * acknowledgements after delivery ended (the ledger file is written with the acknowledgements
+   * made so far). Idempotent.
+   */
+  releaseKept(): void {
+    this.close();
+    if ((this.flags & KEPT) === 0) return;
+    this.flags &= ~KEPT;
+    this.release();
   }
 
   /**

@@ -309,7 +309,7 @@ class HopperDuplexStream extends Duplex {
         () => callback(),
         (err: Error) => callback(err),
       );
-    this.core.endIfClosing();
+    this.core.ownEnded();
   }
 
   override _read(): void {

@@ -146,6 +146,7 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
     },
     // streamx's queue (fast-fifo) counts its records; `buffered` counts byteLength units.
     buffered: () => (readable as unknown as { _readableState: { queue: { length: number } } })._readableState.queue.length,
+    writesGone: () => writable.destroying,
   };
 }
 
@@ -284,7 +285,7 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
         () => callback(null),
         (err: Error) => callback(err),
       );
-    this.core.endIfClosing();
+    this.core.ownEnded();
   }
 
   override _read(callback: Callback): void {

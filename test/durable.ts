@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
 import {
@@ -95,7 +95,7 @@ test('createHopperStreams() options - durable needs dataDir and name; fsync, fsy
   t.deepEqual(dir.files(), []);
 });
 
-test("hopper.ack() - the errors: not durable, ack mode 'delivered', beyond what was delivered (nothing acknowledged), a bad count, after close", async (t) => {
+test("hopper.ack() - the errors: not durable, ack mode 'delivered', beyond what was delivered (nothing acknowledged), a bad count; after destroy() it does nothing", async (t) => {
   const c = channel(t);
   const plain = createHopperStreams({ dataDir: c.dir.dataDir, name: 'plain' });
   t.throws(() => plain.ack(1), { code: 'ERR_HOPPER_NOT_DURABLE' });
@@ -122,7 +122,9 @@ test("hopper.ack() - the errors: not durable, ack mode 'delivered', beyond what 
   t.is(hopper.stats().unacknowledged, unacknowledged - 2);
   t.is(hopper.stats().acknowledged, 2);
   hopper.destroy();
-  t.throws(() => hopper.ack(0), { code: 'ERR_STREAM_DESTROYED' });
+  // A sink's 'ack' listener after a shutdown must not throw: the records come again at the next open.
+  t.notThrows(() => hopper.ack(1));
+  t.throws(() => hopper.ack(-1), { code: 'ERR_OUT_OF_RANGE' });
 });
 
 test("hopper.writable.write() - fsync 'always': no callback before the fsync that covers its record, and no backpressure meanwhile", async (t) => {
@@ -469,6 +471,127 @@ test('createHopperStreams() durable - a ledger file torn by a power cut (a few b
   t.deepEqual(fs.readFileSync(ledgerFile).subarray(0, 8).toString(), 'my notes', 'a foreign file is left as it is');
 });
 
+test("hopper.ack() - ack 'manual': accepted after delivery ended, so a finite stream can be acknowledged in full; the files go once all is acknowledged", async (t) => {
+  const c = channel(t);
+  const first = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  t.teardown(() => first.destroy());
+  for (let i = 0; i < 10; i++) first.writable.write(rec(i));
+  first.writable.end();
+  const got: number[] = [];
+  for await (const r of first.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 10));
+  first.ack(4);
+  t.is(first.stats().unacknowledged, 6);
+  t.throws(() => first.ack(7), { code: 'ERR_HOPPER_ACK_BEYOND_DELIVERED' });
+  await first.close();
+  t.like(readLedgerFile(withDurableOps(fs), c.channelDir, 'events'), { status: 'ok', state: { acked: 4 } });
+  first.ack(1);
+  // A sink that acknowledges each record once its (asynchronous) send is done, as the Kafka
+  // sink's 'ack' does: the last acknowledgements come after the readable has ended.
+  const second = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  t.teardown(() => second.destroy());
+  second.writable.end();
+  const sent: number[] = [];
+  const sink = new Writable({
+    objectMode: true,
+    write(record: Rec, _encoding, callback) {
+      sent.push(record.id);
+      callback();
+      setImmediate(() => second.ack(1));
+    },
+  });
+  let ended = false;
+  second.readable.once('end', () => {
+    ended = true;
+  });
+  await pipeline(second.readable, sink);
+  t.deepEqual(sent, ids(4, 10));
+  await until(() => second.stats().unacknowledged === 0, 'every record acknowledged');
+  t.true(ended);
+  t.deepEqual(c.segments(), [], 'all acknowledged: the segments are removed without close()');
+  t.like(readLedgerFile(withDurableOps(fs), c.channelDir, 'events'), { status: 'ok', state: { acked: 10 } });
+  const third = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  third.writable.end();
+  const rest: number[] = [];
+  for await (const r of third.readable) rest.push(r.id);
+  t.deepEqual(rest, [], 'the lock was released: the channel opens, with nothing left');
+});
+
+for (const ack of ['manual', 'delivered'] as const) {
+  test(`hopper.close() - durable (ack '${ack}'), a backlog nobody reads: resolves without waiting for delivery; the readable closes without 'end'; the next open delivers the rest`, async (t) => {
+    const c = channel(t);
+    // A long batch interval: close() itself commits what is waiting.
+    const options = c.options({ ack, fsyncIntervalMs: 60_000, maxMemoryBytes: 1024, maxSegmentBytes: 4096 });
+    const hopper = createHopperStreams<Rec>(options);
+    t.teardown(() => hopper.destroy());
+    const called: unknown[] = [];
+    for (let i = 0; i < 300; i++) hopper.writable.write(rec(i), (err) => called.push(err));
+    // Read on demand: the readable takes at most its highWaterMark ahead of the reader.
+    const some = await take(hopper.readable[Symbol.asyncIterator](), 20);
+    t.deepEqual(
+      some.map((r) => r.id),
+      ids(0, 20),
+    );
+    t.true(hopper.stats().diskRecords > 200, 'most of the backlog is still in the channel');
+    if (ack === 'manual') hopper.ack(10);
+    let ended = false;
+    hopper.readable.once('end', () => {
+      ended = true;
+    });
+    const readableClosed = once(hopper.readable, 'close');
+    await hopper.close();
+    await readableClosed;
+    t.false(ended, 'records remain: the stream is not complete');
+    t.is(called.length, 300);
+    t.true(
+      called.every((err) => err === null),
+      'every write called back without an error: close() committed them',
+    );
+    if (ack === 'manual') t.notThrows(() => hopper.ack(5), 'an acknowledgement after close() does nothing');
+    t.false(fs.existsSync(path.join(c.channelDir, 'hopper.lock')), 'the lock is released');
+    const again = createHopperStreams<Rec>(options);
+    again.writable.end();
+    const rest: number[] = [];
+    for await (const r of again.readable) rest.push(r.id);
+    // 'delivered': what reached the readable counts as delivered (its own buffer included).
+    const from = ack === 'manual' ? 10 : (rest[0] ?? 300);
+    t.true(from >= some.length || ack === 'manual', `starts at ${from}`);
+    t.deepEqual(rest, ids(from, 300));
+  });
+}
+
+test('hopper.close() - durable, the Duplex and the streamx adapter: records written just before close() (still in the writable) are kept; close() resolves without a reader', async (t) => {
+  const c = channel(t);
+  const duplex = createHopperStream<Rec>(c.options({ ack: 'manual', name: 'duplex' }));
+  t.teardown(() => duplex.destroy());
+  for (let i = 0; i < 50; i++) duplex.write(rec(i));
+  await duplex.close();
+  const streamx = createStreamxHopper<Rec>(c.options({ ack: 'manual', name: 'streamx' }));
+  t.teardown(() => streamx.destroy());
+  // streamx hands writes to the channel on a later tick: close() must take them in first.
+  for (let i = 0; i < 50; i++) streamx.writable.write(rec(i));
+  await streamx.close();
+  for (const name of ['duplex', 'streamx']) {
+    const again = createHopperStreams<Rec>(c.options({ ack: 'manual', name }));
+    again.writable.end();
+    const rest: number[] = [];
+    for await (const r of again.readable) rest.push(r.id);
+    t.deepEqual(rest, ids(0, 50), name);
+  }
+});
+
+test("hopper.close() - durable, everything delivered: the readable ends with 'end', as a non-durable hopper's does", async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  for (let i = 0; i < 5; i++) hopper.writable.write(rec(i));
+  await drain<Rec>(hopper, 5);
+  const ended = once(hopper.readable, 'end');
+  hopper.readable.resume();
+  await hopper.close();
+  await ended;
+  t.like(readLedgerFile(withDurableOps(fs), c.channelDir, 'events'), { status: 'ok', state: { acked: 0, delivered: 5 } });
+});
+
 test('createHopperStreams() - a non-durable open of a durable channel is refused, and its files are kept', async (t) => {
   const c = channel(t);
   const first = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
@@ -661,6 +784,8 @@ test('createHopperStreams() durable - a torn tail cut at every byte of the last 
     t.is(torn.length, 1, `cut at ${cut}`);
     t.true(torn[0]!.records === undefined || torn[0]!.records === 4, `cut at ${cut}`);
     t.is(fs.statSync(file).size, ends[0]!, `cut at ${cut}: truncated to the last whole block`);
+    // Delivered, not acknowledged: the files stay with the hopper until it is destroyed.
+    hopper.destroy();
   }
 });
 
