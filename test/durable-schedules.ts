@@ -172,6 +172,9 @@ async function runSchedule(ops: Op[]): Promise<string | undefined> {
         stepping.stopAfter(stepping.log.length + op.after);
         for (let i = 0; i < op.turns; i++) await nextTurn();
         hopper.destroy();
+        // What the dead run had handed to the thread pool lands before the reopen, as a killed
+        // process's syscalls do; from the restart on, nothing of it reaches the disk.
+        await stepping.quiet();
         stepping.restart();
         floor = ackedBelow;
         unacked = [];
@@ -182,9 +185,11 @@ async function runSchedule(ops: Op[]): Promise<string | undefined> {
       }
     }
     // The end: no crash; everything still owed comes out.
-    stepping.restart();
+    stepping.stopAfter(Number.POSITIVE_INFINITY);
     await hopper.flush().catch(() => {});
     hopper.destroy();
+    await stepping.quiet();
+    stepping.restart();
     floor = ackedBelow;
     last = -1;
     hopper = open();

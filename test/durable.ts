@@ -655,6 +655,9 @@ async function crash(stepping: SteppingFileSystem, start: number, k: number, hop
   // sync or ledger write fails the channel. Either way nothing more reaches the disk.
   for (let i = 0; i < 3; i++) await nextTurn();
   hopper.destroy();
+  // The dead run's calls already on the thread pool land before the reopen, as a killed
+  // process's do; from the restart on, its calls fail.
+  await stepping.quiet();
   stepping.restart();
 }
 

@@ -57,22 +57,48 @@ export function writeDurableSegment(
   return { file, blockEnds, size: bytes.length };
 }
 
-/** A durable seam over node:fs that logs every call that changes something and can stop (throw) from the k-th on. */
+/**
+ * A durable seam over node:fs that logs every call that changes something and can stop (throw) from
+ * the k-th on. Each run of the "process" gets its own view ({@link fs}, read at each open): after
+ * {@link restart}, every call through an older view throws, as nothing of a dead process reaches the
+ * disk any more. A call already handed to the thread pool when the process died still completes, as
+ * a syscall under way at a kill -9 does; {@link quiet} waits for those, so that a test reopens the
+ * channel only once the dead run has stopped touching the disk (otherwise a late write of the dead
+ * run could land after the new run's recovery, which no real crash does).
+ */
 export class SteppingFileSystem {
   readonly log: Array<{ op: string; path: string }> = [];
   private stopAt = Number.POSITIVE_INFINITY;
-  readonly fs: DurableFileSystem;
+  private generation = 0;
+  private view: { generation: number; fs: DurableFileSystem } | undefined;
+  private inFlight = 0;
+  private quietWaiters: Array<() => void> = [];
 
-  constructor() {
+  /** The seam of the current run (a new view after each {@link restart}). */
+  get fs(): DurableFileSystem {
+    if (this.view?.generation !== this.generation) this.view = { generation: this.generation, fs: this.makeView(this.generation) };
+    return this.view.fs;
+  }
+
+  private makeView(generation: number): DurableFileSystem {
     const fdPaths = new Map<number, string>();
     const step = (op: string, target: string): void => {
-      if (this.log.length >= this.stopAt) {
+      if (generation !== this.generation || this.log.length >= this.stopAt) {
         const err = new Error(`stopped before ${op} ${target}`) as NodeJS.ErrnoException;
         err.code = 'ECRASHED';
         err.syscall = op;
         throw err;
       }
       this.log.push({ op, path: target });
+    };
+    // An asynchronous call handed to the thread pool: counted until its callback runs.
+    const issued = <E>(cb: (err: E, ...rest: never[]) => void): ((err: E, ...rest: never[]) => void) => {
+      this.inFlight++;
+      return (err, ...rest) => {
+        this.inFlight--;
+        if (this.inFlight === 0) for (const resolve of this.quietWaiters.splice(0)) resolve();
+        cb(err, ...rest);
+      };
     };
     const isWrite = (flags: unknown): boolean => typeof flags === 'number' && (flags & (nodeFs.constants.O_WRONLY | nodeFs.constants.O_RDWR)) !== 0;
     const wrap = <A extends unknown[]>(op: string, target: (...args: A) => string, call: (...args: A) => unknown) =>
@@ -89,10 +115,11 @@ export class SteppingFileSystem {
           process.nextTick(() => cb(err as Error));
           return;
         }
+        args[args.length - 1] = issued(cb);
         call(...args);
       }) as never;
     const fdName = (fd: number): string => fdPaths.get(fd) ?? `fd ${fd}`;
-    this.fs = {
+    return {
       ...nodeFs,
       openSync: ((file: string, flags?: number, mode?: number) => {
         if (isWrite(flags)) step('create', file);
@@ -107,9 +134,10 @@ export class SteppingFileSystem {
           process.nextTick(() => cb(err as Error, -1));
           return;
         }
+        const done = issued(cb as (err: Error | null, ...rest: never[]) => void) as (err: Error | null, fd: number) => void;
         nodeFs.open(file, flags, mode, (err, fd) => {
           if (!err) fdPaths.set(fd, file);
-          cb(err, fd);
+          done(err, fd);
         });
       }) as never,
       writevSync: wrap('write', (fd: number) => fdName(fd), nodeFs.writevSync as (...a: unknown[]) => unknown),
@@ -132,8 +160,18 @@ export class SteppingFileSystem {
     this.stopAt = k;
   }
 
-  /** Calls go on again (the "process" restarts). */
+  /** Resolves once no asynchronous call that changes something is under way on the thread pool. */
+  quiet(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.quietWaiters.push(resolve));
+  }
+
+  /**
+   * The "process" died and starts again: calls through the views handed out so far throw from now
+   * on, and the next {@link fs} is a fresh view whose calls go on. Await {@link quiet} first.
+   */
   restart(): void {
+    this.generation++;
     this.stopAt = Number.POSITIVE_INFINITY;
     this.log.length = 0;
   }
