@@ -162,14 +162,14 @@ export class HopperCore {
       const side = this.side!;
       const open = side.whenClosed(this.channel, (err) => {
         pendingCloses.delete(this);
-        // The readable closed without its end because close() stopped delivery: not a failure.
-        if (err && !this.stoppedDelivery) reject(err);
-        else {
-          // Files kept after delivery ended for acknowledgements go now, the ledger written.
-          this.channel.releaseKept();
-          // Once no write or removal runs in the background any more: nothing touches the disk after.
-          this.channel.idle().then(resolve, reject);
-        }
+        // The readable closed without its end because close() stopped delivery: not a failure,
+        // unless the producer had failed (its records are on disk, but the input was cut short).
+        const failure = this.stoppedDelivery ? this.channel.producerFailure : err;
+        // Files kept after delivery ended for acknowledgements go now, the ledger written.
+        this.channel.releaseKept();
+        if (failure) reject(failure);
+        // Once no write or removal runs in the background any more: nothing touches the disk after.
+        else this.channel.idle().then(resolve, reject);
       });
       if (!open) {
         this.channel.releaseKept();

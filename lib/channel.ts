@@ -226,6 +226,11 @@ export class Channel implements WriterChannel {
     else this.durable.committer.whenDurable(this.durable.appended, done);
   }
 
+  /** The producer's failure that cut the input short (ERR_HOPPER_PRODUCER_FAILED), if one did. */
+  get producerFailure(): HopperError | undefined {
+    return this.inputFailure;
+  }
+
   /** True for a durable channel. */
   get isDurable(): boolean {
     return this.durable !== undefined;

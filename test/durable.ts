@@ -580,6 +580,22 @@ test('hopper.close() - durable, the Duplex and the streamx adapter: records writ
   }
 });
 
+test('hopper.close() - durable, the writable destroyed before end() (a failed producer): close() rejects with ERR_HOPPER_PRODUCER_FAILED without waiting for delivery, and the records stay', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  t.teardown(() => hopper.destroy());
+  hopper.readable.on('error', () => {});
+  hopper.writable.on('error', () => {});
+  for (let i = 0; i < 30; i++) hopper.writable.write(rec(i));
+  hopper.writable.destroy(new Error('source failed'));
+  await t.throwsAsync(hopper.close(), { code: 'ERR_HOPPER_PRODUCER_FAILED' });
+  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  again.writable.end();
+  const rest: number[] = [];
+  for await (const r of again.readable) rest.push(r.id);
+  t.deepEqual(rest, ids(0, 30));
+});
+
 test("hopper.close() - durable, everything delivered: the readable ends with 'end', as a non-durable hopper's does", async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ ack: 'manual' }));

@@ -64,8 +64,8 @@ export default defineScenario({
       if (records % 4096 === 0) await turn();
     }
     await writer.flush();
-    // close() would wait for a reader to drain the backlog: destroy() keeps what is not
-    // acknowledged (a durable channel removes only acknowledged segments), as a crash would.
+    // destroy() keeps what is not acknowledged (a durable channel removes only acknowledged
+    // segments), as a crash would; a durable close() would too, without waiting for a reader.
     const closed = once(writer.readable, 'close');
     writer.destroy();
     await closed;

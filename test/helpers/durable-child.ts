@@ -93,8 +93,7 @@ hopper.readable.on('data', (entry: Entry) => {
 
 if (settings.final) {
   // Everything the channel holds at open comes out first (stats().recovered): read it, acknowledge
-  // it as it comes (ack() is refused once the channel has closed at the end of delivery), then
-  // flush the acknowledgements and close.
+  // it as it comes, then flush the acknowledgements and close.
   const expected = hopper.stats().recovered;
   let count = 0;
   const finish = (): void => {
