@@ -6,7 +6,7 @@ import { Readable, Writable, pipelinePromise } from 'streamx';
 import { createHopperStream, createHopperStreams } from '../lib/streamx.js';
 import { HopperError } from '../lib/index.js';
 import { decodeHeader, isProblem, parseBlockHeader } from '../lib/ocf.js';
-import { nextTurn, plain, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { nextTurn, plain, point, pointSchema, tempDataDir, until, type Point } from './helpers/index.js';
 
 function slowStreamxSink(out: unknown[]): Writable {
   return new Writable({
@@ -202,7 +202,9 @@ test("streamx createHopperStreams() - onCorrupt 'error': records read intact bef
     hopper.send(point(i));
     if (i % 60 === 59) await nextTurn();
   }
-  await nextTurn();
+  // A segment is sealed, and its blocks are on disk, once the background writes have run: waited
+  // for as counts (a loaded machine may take many turns), not as one turn.
+  await until(() => sealed.length > 0 && hopper.stats().pendingDiskBytes === 0, 'a sealed segment on disk');
   const bytes = fs.readFileSync(sealed[0]!);
   let offset = decodeHeader(bytes)!.length;
   const first = parseBlockHeader(bytes, offset, bytes.length - offset);
