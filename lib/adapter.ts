@@ -53,6 +53,8 @@ export interface StreamSide {
   endWrites(): void;
   /** Records delivered into the stream's own buffer and not yet read by its consumer. */
   buffered(): number;
+  /** True once the hopper's own write side is destroyed (it then hands nothing more to the channel). */
+  writesGone(): boolean;
 }
 
 /** Hoppers whose close() is pending: warned about if the process is about to exit with records held. */
@@ -80,6 +82,10 @@ export class HopperCore {
   private closing = false;
   /** The warning about a pending close() at exit was given. */
   private warned = false;
+  /** close() of a durable channel destroyed the readable with records left (no 'end'). */
+  private stoppedDelivery = false;
+  /** The hopper's own write side has ended (its last record is in the channel). */
+  private ownInputEnded = false;
 
   /** Opens a channel whose events go to `emit`. */
   constructor(options: HopperOptions | undefined, emit: ChannelEmit, internals: HopperInternals = {}) {
@@ -131,27 +137,44 @@ export class HopperCore {
    * input, and the readable fails with `ERR_HOPPER_PRODUCER_FAILED` after every record accepted.
    */
   ownWriter<W>(writerStream: WriterStreamFactory<W>): W {
-    return writerStream(this.channel, true, () => this.endIfClosing());
+    return writerStream(this.channel, true, () => this.ownEnded());
   }
 
   stats(): HopperStats {
     return this.channel.stats();
   }
 
+  ack(count: number): void {
+    this.channel.ack(count);
+  }
+
+  flush(): Promise<void> {
+    return this.channel.flush();
+  }
+
   /**
    * Ends the hopper's own write side and resolves once the readable side has delivered
-   * everything and closed; rejects if it fails first.
+   * everything and closed; rejects if it fails first. A durable channel does not wait for
+   * delivery (see {@link HopperBase.close}).
    */
   close(): Promise<void> {
     return new Promise((resolve, reject) => {
       const side = this.side!;
       const open = side.whenClosed(this.channel, (err) => {
         pendingCloses.delete(this);
-        if (err) reject(err);
+        // The readable closed without its end because close() stopped delivery: not a failure,
+        // unless the producer had failed (its records are on disk, but the input was cut short).
+        const failure = this.stoppedDelivery ? this.channel.producerFailure : err;
+        // Files kept after delivery ended for acknowledgements go now, the ledger written.
+        this.channel.releaseKept();
+        if (failure) reject(failure);
         // Once no write or removal runs in the background any more: nothing touches the disk after.
         else this.channel.idle().then(resolve, reject);
       });
-      if (!open) return;
+      if (!open) {
+        this.channel.releaseKept();
+        return;
+      }
       pendingCloses.add(this);
       if (!beforeExitHookInstalled) {
         beforeExitHookInstalled = true;
@@ -163,11 +186,34 @@ export class HopperCore {
     });
   }
 
+  /** The hopper's own write side has ended: every record written to it is in the channel. */
+  ownEnded(): void {
+    this.ownInputEnded = true;
+    this.endIfClosing();
+  }
+
+  /**
+   * close() of a durable channel, once the own write side has handed the channel everything
+   * written to it: the undelivered records are safe on disk for the next open, so close() does not
+   * wait for a reader (a SIGTERM handler must not hang while the consumer is down). The readable
+   * is destroyed without an error, so it closes without an 'end' (the stream is not complete);
+   * closing the channel writes what is waiting, commits, writes the ledger file and releases the
+   * lock. With everything delivered, the readable ends as in any hopper.
+   */
+  private stopDelivery(): void {
+    const side = this.side!;
+    if (this.stoppedDelivery || side.isGone() || !(this.ownInputEnded || side.writesGone())) return;
+    if (this.channel.finished && side.buffered() === 0) return;
+    this.stoppedDelivery = true;
+    side.destroy();
+  }
+
   /** At exit with close() pending: one warning if records are still held for a reader. */
   warnIfHeld(): void {
     // Records pushed into a paused readable's buffer are as unread as those still in the channel.
     const held = this.channel.waiting + (this.side?.buffered() ?? 0);
-    if (this.warned || held === 0) return;
+    // A durable channel loses nothing at exit: its records wait on disk for the next open.
+    if (this.warned || held === 0 || this.channel.isDurable) return;
     this.warned = true;
     const where = this.channel.path;
     process.emitWarning(
@@ -178,13 +224,15 @@ export class HopperCore {
 
   /** A writer ended: if close() was asked and nothing is left, the readable side ends. */
   endIfClosing(): void {
-    if (this.closing) this.side!.endIfIdle(this.channel);
+    if (!this.closing) return;
+    this.side!.endIfIdle(this.channel);
+    if (this.channel.isDurable) this.stopDelivery();
   }
 
   /** Destroys the readable side (with `err`, which it emits) and closes the channel. */
   teardown(err?: Error): void {
     if (!this.side!.isGone()) this.side!.destroy(err);
-    this.channel.close();
+    this.channel.releaseKept();
   }
 
   /**
@@ -274,11 +322,42 @@ export class HopperBase<T> extends EventEmitter<HopperEvents> {
   }
 
   /**
+   * Durable channels with `ack: 'manual'`: the oldest `count` delivered, unacknowledged records are
+   * done, and may leave the disk. Throws `ERR_HOPPER_ACK_BEYOND_DELIVERED` (nothing acknowledged)
+   * when `count` is more than `stats().unacknowledged`, `ERR_HOPPER_ACK_MODE` with `ack:
+   * 'delivered'`, and `ERR_HOPPER_NOT_DURABLE` on a channel that is not durable. Taken after the
+   * readable has ended too: the files stay until every delivered record is acknowledged, or until
+   * `close()` or `destroy()`; after those it does nothing (the records come again at the next
+   * open). The acknowledgement is on disk at most `fsyncIntervalMs` and one ledger write later;
+   * `await flush()` to be sure.
+   *
+   * @example
+   * ```ts
+   * sink.on('ack', (event) => hopper.ack(event.records.length));
+   * ```
+   */
+  ack(count: number): void {
+    this.core.ack(count);
+  }
+
+  /**
+   * Durable channels: resolves once every record accepted before the call is durable under the
+   * `fsync` policy and the acknowledged position is on disk. Rejects with `ERR_HOPPER_NOT_DURABLE`
+   * on a channel that is not durable.
+   */
+  flush(): Promise<void> {
+    return this.core.flush();
+  }
+
+  /**
    * Ends the hopper's own writable and resolves once the readable side has delivered everything
    * and ended (senders must end too), and the channel's files are removed. With nothing left to
    * deliver it resolves at once, read or not; records still held wait for a reader (see
    * `readerAttached`). Rejects if the hopper is destroyed with an error first, or with
-   * `ERR_HOPPER_PRODUCER_FAILED` if its writable was destroyed before `end()`.
+   * `ERR_HOPPER_PRODUCER_FAILED` if its writable was destroyed before `end()`. A durable channel
+   * does not wait for delivery: it commits what was accepted, writes the ledger file, releases the
+   * lock and resolves; records not delivered stay on disk for the next open, and the readable then
+   * closes without `'end'`.
    */
   close(): Promise<void> {
     return this.core.close();
@@ -295,11 +374,11 @@ export class HopperBase<T> extends EventEmitter<HopperEvents> {
 
 /**
  * Gives a Duplex class (which cannot extend HopperBase) the hopper's methods: `path`,
- * `readerAttached`, `send()`, `stats()` and `close()`, HopperBase's own, defined on its
+ * `readerAttached`, `send()`, `stats()`, `close()`, `ack()` and `flush()`, HopperBase's own, defined on its
  * prototype once. Its instances keep their HopperCore in `core`, as HopperBase's do.
  */
 export function withHopperMethods(prototype: object): void {
-  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close']) {
+  for (const name of ['path', 'readerAttached', 'send', 'stats', 'close', 'ack', 'flush']) {
     Object.defineProperty(prototype, name, Object.getOwnPropertyDescriptor(HopperBase.prototype, name)!);
   }
 }

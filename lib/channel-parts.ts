@@ -1,5 +1,7 @@
 import type { RecordCodec } from './codec.js';
+import type { DurableLog, DurableStats, RecoveredEvent } from './segments/durable-log.js';
 import type { AppendResult, DiskBehindEvent, FaultEvent, LostRecords, SegmentEvent, WAIT } from './segments/index.js';
+import type { TornReport } from './segments/recovery.js';
 
 // What the channel (channel.ts) is made of and talks to: its counters and events, the reader it
 // delivers to, the disk tier it pages to, and the writers that feed it. docs/design.md says who
@@ -55,7 +57,45 @@ export interface HopperStats {
   dropped: number;
   /** Records lost to damaged segment files and skipped over (`onCorrupt: 'skip'`). */
   corrupted: number;
+  /** Durable channels (0 otherwise): records delivered and not acknowledged. */
+  unacknowledged: number;
+  /** Durable channels: records acknowledged since the channel opened. */
+  acknowledged: number;
+  /**
+   * Durable channels: records delivered again after a restart, counted against the delivery mark
+   * of the last ledger file written before it. A lower bound: deliveries after that write are not on disk.
+   */
+  redelivered: number;
+  /** Durable channels: records found at open, delivered first. */
+  recovered: number;
+  /** Durable channels: records cut off at open with a torn tail (a block whose count was unreadable adds 0; see `tornBlocks`). */
+  torn: number;
+  /** Durable channels: torn blocks cut off at open. */
+  tornBlocks: number;
+  /** Durable channels: records accepted whose write callback has not fired (not durable under the fsync policy yet). */
+  undurable: number;
+  /** Durable channels: group commits (fsyncs) completed since the channel opened. */
+  fsyncs: number;
+  /** Durable channels: when the last group commit completed (epoch ms), 0 before the first. */
+  lastFsyncAt: number;
 }
+
+/** The durable fields of {@link HopperStats}, all 0 for a channel that is not durable. */
+export const NO_DURABLE_STATS: DurableStats = {
+  unacknowledged: 0,
+  acknowledged: 0,
+  redelivered: 0,
+  recovered: 0,
+  torn: 0,
+  tornBlocks: 0,
+  undurable: 0,
+  fsyncs: 0,
+  lastFsyncAt: 0,
+};
+
+/** Payload of the `'torn'` event: a block cut short by a crash, cut off at open (not corruption). */
+export type TornEvent = TornReport;
+export type { RecoveredEvent };
 
 /** Payload of the `'corrupt'` event. */
 export interface CorruptEvent {
@@ -95,6 +135,10 @@ export interface ChannelEvents {
   fault: [FaultEvent];
   /** More than `maxPendingDiskBytes` waited for the disk, which was written synchronously; once per episode. */
   diskBehind: [DiskBehindEvent];
+  /** Durable channels: a block torn by a crash was cut off at open (one event per block), with the count of records it held when known. */
+  torn: [TornEvent];
+  /** Durable channels: the open resumed what a previous run left (records to deliver, files removed, what is missing). */
+  recovered: [RecoveredEvent];
 }
 
 export type ChannelEmit = <K extends keyof ChannelEvents>(event: K, ...args: ChannelEvents[K]) => void;
@@ -152,6 +196,8 @@ export interface DiskTier {
   next(): unknown;
   /** Deletes the oldest segment to make room: where its records stood, or undefined when none can go. */
   dropOldest(): { offset: number; count: number; file: string } | undefined;
+  /** A durable log's counters. */
+  stats?(): DurableStats;
 }
 
 /** What a channel is built from: see openChannel() in engine.ts, which builds them. */
@@ -167,6 +213,8 @@ export interface ChannelParts {
    * directories that release() found still in use then are removed.
    */
   idle(): Promise<void>;
+  /** The durable log, when the channel is durable (the same object as `disk`). */
+  durable?: DurableLog | undefined;
 }
 
 export type WriteCallback = (err?: Error | null) => void;
@@ -187,7 +235,7 @@ export interface WriterHooks {
 
 /** The channel as its writers see it. */
 export interface WriterChannel {
-  write(record: unknown, callback: WriteCallback, writer: ChannelWriter): void;
+  write(record: unknown, callback: WriteCallback, writer: ChannelWriter, durable?: WriteCallback): void;
   closeWriter(writer: ChannelWriter, aborted: boolean): void;
   cutShort(writer: ChannelWriter, cause: Error | undefined): void;
 }
@@ -206,9 +254,12 @@ export class ChannelWriter {
     readonly hooks: WriterHooks,
   ) {}
 
-  /** Accepts a record and calls back; see Channel.write. */
-  write(record: unknown, callback: WriteCallback): void {
-    this.channel.write(record, callback, this);
+  /**
+   * Accepts a record and calls back; see Channel.write. In a durable channel, `durable` is called
+   * once the record is durable under the fsync policy (or with the error), `callback` as before.
+   */
+  write(record: unknown, callback: WriteCallback, durable?: WriteCallback): void {
+    this.channel.write(record, callback, this, durable);
   }
 
   /** No more records from this writer. */

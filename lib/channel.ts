@@ -9,7 +9,8 @@ import {
   type WriterHooks,
 } from './channel-parts.js';
 import type { RecordCodec } from './codec.js';
-import { destroyedError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
+import { ackBeyondDeliveredError, ackModeError, destroyedError, notDurableError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
+import type { DurableLog } from './segments/durable-log.js';
 import type { ResolvedOptions } from './options.js';
 import { HeldWrites, failWrite } from './held-writes.js';
 import { NOTHING, Tiers, type Refusal } from './tiers.js';
@@ -42,6 +43,12 @@ const UPDATE_AGAIN = 1 << 7;
  * waits or not (see finish()); otherwise it goes when the reader asks. Cleared by the next step.
  */
 const END_DUE = 1 << 8;
+/**
+ * Closed after everything was delivered, but the files are kept: a durable channel with
+ * `ack: 'manual'` still has delivered records to acknowledge. They go once every one is
+ * acknowledged, or at the user's close() or destroy(), or at exit (see releaseKept()).
+ */
+const KEPT = 1 << 9;
 /** Not open: ending or closed. */
 const NOT_OPEN = ENDING | CLOSED;
 
@@ -72,6 +79,8 @@ export class Channel implements WriterChannel {
   private inputFailure: HopperError | undefined;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
+  /** The durable log, when the channel is durable. */
+  private readonly durable: DurableLog | undefined;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
@@ -81,6 +90,8 @@ export class Channel implements WriterChannel {
     this.release = parts.release;
     this.idle = parts.idle;
     this.emit = emit;
+    this.durable = parts.durable;
+    if (parts.durable !== undefined) this.tiers.resume(parts.durable.recovered.records + parts.durable.damagePlaces);
   }
 
   /** The disk tier can go on (a retried operation went through); called on a tick of its own. */
@@ -156,7 +167,7 @@ export class Channel implements WriterChannel {
    * policy drops (and counts) the record and calls back at once. As into a PassThrough, a
    * consumer's exception while the record is delivered comes out of write(), after the callback.
    */
-  write(record: unknown, callback: WriteCallback, writer?: ChannelWriter): void {
+  write(record: unknown, callback: WriteCallback, writer?: ChannelWriter, durable?: WriteCallback): void {
     const tiers = this.tiers;
     let size = 0;
     let refusal: Refusal | undefined;
@@ -178,6 +189,7 @@ export class Channel implements WriterChannel {
       return;
     }
     if (handed || refusal === undefined) {
+      if (durable !== undefined) this.whenDurable(durable);
       // Placed, with no reader waiting: nothing can move now, so the loop is not run (a burst
       // written while the reader is paused costs a placement per record, and no more).
       if (!handed && (this.flags & READER_WAITING) === 0) {
@@ -192,9 +204,74 @@ export class Channel implements WriterChannel {
       return;
     }
     this.emit('full', { record, reason: refusal.reason });
-    if (this.options.onFull === 'block') this.blocked.hold(writer, record, size, callback);
-    else if (tiers.countDropped(refusal.reason)) callback();
-    else failWrite(writer, callback, tiers.refusalError(record, refusal));
+    if (this.options.onFull === 'block') {
+      // Admitted later: its durability is waited for from then on.
+      const admitted: WriteCallback =
+        durable === undefined
+          ? callback
+          : (err) => {
+              if (!err) this.whenDurable(durable);
+              callback(err);
+            };
+      this.blocked.hold(writer, record, size, admitted);
+    } else if (tiers.countDropped(refusal.reason)) {
+      callback();
+      durable?.();
+    } else failWrite(writer, callback, tiers.refusalError(record, refusal));
+  }
+
+  /** Calls `done` once every record accepted so far is durable (a durable channel's write callback). */
+  private whenDurable(done: WriteCallback): void {
+    if (this.durable === undefined) done();
+    else this.durable.committer.whenDurable(this.durable.appended, done);
+  }
+
+  /** The producer's failure that cut the input short (ERR_HOPPER_PRODUCER_FAILED), if one did. */
+  get producerFailure(): HopperError | undefined {
+    return this.inputFailure;
+  }
+
+  /** True for a durable channel. */
+  get isDurable(): boolean {
+    return this.durable !== undefined;
+  }
+
+  /**
+   * Resolves once every record accepted before the call is durable under the fsync policy and the
+   * acknowledged position is on disk; rejects with ERR_HOPPER_NOT_DURABLE on a channel that is not
+   * durable, and with the failure of a failed channel.
+   */
+  flush(): Promise<void> {
+    if (this.durable === undefined) return Promise.reject(notDurableError('flush()'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    return this.durable.flush();
+  }
+
+  /**
+   * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`), also
+   * once delivery has ended (the files are kept for it). Throws ERR_HOPPER_NOT_DURABLE,
+   * ERR_HOPPER_ACK_MODE, ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's
+   * ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up.
+   * Once the files are released (the user's close() or destroy(), a failure), it does nothing:
+   * the records stay unacknowledged on disk and the next open delivers them again. Throwing there
+   * would crash a process from a sink's 'ack' listener during a shutdown.
+   */
+  ack(count: number): void {
+    if (this.durable === undefined) throw notDurableError('ack()');
+    if (typeof count !== 'number') {
+      throw Object.assign(new TypeError(`The "count" argument must be of type number. Received ${typeof count}`), { code: 'ERR_INVALID_ARG_TYPE' });
+    }
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw Object.assign(new RangeError(`The value of "count" is out of range. It must be a safe integer >= 0. Received ${count}`), {
+        code: 'ERR_OUT_OF_RANGE',
+      });
+    }
+    if (this.options.ack !== 'manual') throw ackModeError();
+    if ((this.flags & (CLOSED | KEPT)) === CLOSED) return;
+    const unacknowledged = this.durable.acks.unacknowledged;
+    if (!this.durable.ack(count)) throw ackBeyondDeliveredError(count, unacknowledged);
+    // Delivery has ended and everything delivered is acknowledged: nothing keeps the files.
+    if ((this.flags & KEPT) !== 0 && this.durable.acks.unacknowledged === 0) this.releaseKept();
   }
 
   /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
@@ -316,7 +393,12 @@ export class Channel implements WriterChannel {
   private canHandOver(): boolean {
     if ((this.flags & READER_STARTED) === 0) this.reader?.start?.();
     return (
-      (this.flags & (READER_WAITING | UPDATING)) === READER_WAITING && this.tiers.length === 0 && this.blocked.length === 0 && this.options.maxMemoryBytes !== 0
+      (this.flags & (READER_WAITING | UPDATING)) === READER_WAITING &&
+      this.tiers.length === 0 &&
+      this.blocked.length === 0 &&
+      this.options.maxMemoryBytes !== 0 &&
+      // A durable channel's every record goes to the log first.
+      this.durable === undefined
     );
   }
 
@@ -333,8 +415,30 @@ export class Channel implements WriterChannel {
     this.flags |= CLOSED;
     for (const writer of [...this.writers]) writer.hooks.onChannelClose();
     this.tiers.clear();
-    this.release();
+    if (this.keepsFiles()) this.flags |= KEPT;
+    else this.release();
     this.blocked.fail(destroyedError);
+  }
+
+  /**
+   * Everything was delivered in a durable channel with `ack: 'manual'` and some of it is not
+   * acknowledged yet: the files stay (lock, segments, ledger writes) so that ack() still counts,
+   * as a sink acknowledges the last batches after the readable ended.
+   */
+  private keepsFiles(): boolean {
+    return (this.flags & DELIVERED) !== 0 && this.durable !== undefined && this.options.ack === 'manual' && this.durable.acks.unacknowledged > 0;
+  }
+
+  /**
+   * The user's close() or destroy(): closes the channel, and releases files kept for
+   * acknowledgements after delivery ended (the ledger file is written with the acknowledgements
+   * made so far). Idempotent.
+   */
+  releaseKept(): void {
+    this.close();
+    if ((this.flags & KEPT) === 0) return;
+    this.flags &= ~KEPT;
+    this.release();
   }
 
   /**

@@ -2,7 +2,11 @@ import { Channel, type ChannelEmit } from './channel.js';
 import { createCodec } from './codec.js';
 import { ChannelDirectory } from './directory.js';
 import type { ResolvedOptions } from './options.js';
+import nodeFs from 'node:fs';
+import { DurableLog } from './segments/durable-log.js';
+import { withDurableOps } from './segments/durable-io.js';
 import { SegmentLog, type FaultEvent, type SegmentFileSystem } from './segments/index.js';
+import { refuseDurableLeftovers } from './segments/durable-scan.js';
 
 // Where the engine is put together: the codec, the channel directory (locked), the segment log in
 // it, and the channel over them, built here in that order and released in the reverse order
@@ -36,20 +40,44 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
   const directory = ChannelDirectory.open(options.dataDir, options.name, options.staleLockMs);
   // The log reports to the channel built after it: until then there is nothing to wake.
   let channel: Channel | undefined;
-  let log: SegmentLog;
+  let log: SegmentLog | DurableLog;
+  let durable: DurableLog | undefined;
   try {
-    log = new SegmentLog(
-      directory,
-      codec,
-      { ...options, channel: options.name },
-      {
-        onSegment: (event) => emit('segment', event),
-        onFault: (event) => emit('fault', event),
-        onRecovered: () => channel?.diskRecovered(),
-        onDiskBehind: (event) => emit('diskBehind', event),
-      },
-      fileSystem,
-    );
+    if (options.durable) {
+      durable = new DurableLog(
+        directory,
+        codec,
+        { ...options, channel: options.name },
+        {
+          onSegment: (event) => emit('segment', event),
+          onFault: (event) => emit('fault', event),
+          onRecovered: () => channel?.diskRecovered(),
+          onDiskBehind: (event) => emit('diskBehind', event),
+          onTorn: (event) => emit('torn', event),
+          onRecoveredBacklog: (event) => emit('recovered', event),
+          onFailed: (err) => channel?.fail(err),
+        },
+        withDurableOps(fileSystem ?? nodeFs),
+      );
+    } else {
+      // Promised records are never deleted silently: a durable channel's directory is refused.
+      // Read-only, through node:fs: the seam's faults are for the segment log's own calls.
+      refuseDurableLeftovers(withDurableOps(nodeFs), directory.path);
+    }
+    log =
+      durable ??
+      new SegmentLog(
+        directory,
+        codec,
+        { ...options, channel: options.name },
+        {
+          onSegment: (event) => emit('segment', event),
+          onFault: (event) => emit('fault', event),
+          onRecovered: () => channel?.diskRecovered(),
+          onDiskBehind: (event) => emit('diskBehind', event),
+        },
+        fileSystem,
+      );
   } catch (err) {
     directory.release();
     throw err;
@@ -68,7 +96,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
     // readable's destroy(), which Node turns into its 'error').
     for (const fault of leftovers) emit('fault', fault);
   };
-  channel = new Channel(options, { codec, disk: log, path: directory.path, release, idle: () => log.idle().then(() => directory.tidy()) }, emit);
+  channel = new Channel(options, { codec, disk: log, durable, path: directory.path, release, idle: () => log.idle().then(() => directory.tidy()) }, emit);
   const opened = channel;
   // Another process took the lock (this one stalled past the window): stop writing at once.
   directory.onLost((err) => opened.fail(err));

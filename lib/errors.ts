@@ -15,6 +15,13 @@ import path from 'node:path';
  * - `ERR_HOPPER_PRODUCER_FAILED`: the hopper's writable was destroyed before `end()` (its source
  *   failed in a `pipeline`, `destroy(err)`, an aborted request): the readable fails with it after
  *   every record accepted before that; `.cause` is the producer's error, if it had one.
+ * - `ERR_HOPPER_ACK_BEYOND_DELIVERED`: `ack(count)` named more records than were delivered and not
+ *   acknowledged; nothing was acknowledged. `.count` and `.unacknowledged` say by how much.
+ * - `ERR_HOPPER_NOT_DURABLE`: `ack()` or `flush()` on a channel opened without `durable: true`.
+ * - `ERR_HOPPER_ACK_MODE`: `ack()` on a durable channel with `ack: 'delivered'` (records are
+ *   acknowledged when delivered).
+ * - `ERR_HOPPER_DURABLE_CHANNEL`: a non-durable open of a directory that holds a durable channel's records.
+ * - `ERR_HOPPER_SCHEMA_MISMATCH`: a durable channel's backlog was written with another schema.
  * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
  */
 export type HopperErrorCode =
@@ -26,6 +33,11 @@ export type HopperErrorCode =
   | 'ERR_HOPPER_IO'
   | 'ERR_HOPPER_KAFKA_SEND'
   | 'ERR_HOPPER_PRODUCER_FAILED'
+  | 'ERR_HOPPER_ACK_BEYOND_DELIVERED'
+  | 'ERR_HOPPER_NOT_DURABLE'
+  | 'ERR_HOPPER_ACK_MODE'
+  | 'ERR_HOPPER_DURABLE_CHANNEL'
+  | 'ERR_HOPPER_SCHEMA_MISMATCH'
   | 'ERR_STREAM_WRITE_AFTER_END'
   | 'ERR_STREAM_DESTROYED';
 
@@ -46,6 +58,10 @@ export interface HopperErrorDetails {
   option?: LimitOption | undefined;
   /** Records taken and not acknowledged by the brokers, in order (the Kafka sink's errors). */
   records?: unknown[] | undefined;
+  /** Records `ack(count)` named (`ERR_HOPPER_ACK_BEYOND_DELIVERED`). */
+  count?: number | undefined;
+  /** Records delivered and not acknowledged when `ack()` was refused (`ERR_HOPPER_ACK_BEYOND_DELIVERED`). */
+  unacknowledged?: number | undefined;
   /** The underlying error. */
   cause?: unknown;
 }
@@ -93,6 +109,8 @@ export class HopperError extends Error {
   declare readonly offset?: number;
   declare readonly option?: LimitOption;
   declare readonly records?: unknown[];
+  declare readonly count?: number;
+  declare readonly unacknowledged?: number;
 
   constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -105,6 +123,8 @@ export class HopperError extends Error {
     if (details.offset !== undefined) self.offset = details.offset;
     if (details.option !== undefined) self.option = details.option;
     if (details.records !== undefined) self.records = details.records;
+    if (details.count !== undefined) (this as { count?: number }).count = details.count;
+    if (details.unacknowledged !== undefined) (this as { unacknowledged?: number }).unacknowledged = details.unacknowledged;
   }
 
   /**
@@ -263,4 +283,39 @@ export function lockLostError(lock: string, problem: string): HopperError {
 /** A path the channel would have to go through is not a plain file or directory it made. */
 export function notOursError(file: string, problem: string): HopperError {
   return new HopperError('ERR_HOPPER_IO', `refused: ${file} ${problem}`, { file });
+}
+
+/** `ack(count)` named more records than were delivered and not acknowledged: nothing was acknowledged. */
+export function ackBeyondDeliveredError(count: number, unacknowledged: number): HopperError {
+  return new HopperError(
+    'ERR_HOPPER_ACK_BEYOND_DELIVERED',
+    `ack(${count}) refused: only ${unacknowledged} records were delivered and not acknowledged; nothing was acknowledged`,
+    { count, unacknowledged },
+  );
+}
+
+/** `ack()` or `flush()` on a channel opened without `durable: true`. */
+export function notDurableError(call: string): HopperError {
+  return new HopperError('ERR_HOPPER_NOT_DURABLE', `${call} needs a durable channel: open it with \`durable: true\``);
+}
+
+/** `ack()` on a durable channel whose records are acknowledged when delivered. */
+export function ackModeError(): HopperError {
+  return new HopperError('ERR_HOPPER_ACK_MODE', "ack() needs `ack: 'manual'`: with `ack: 'delivered'` a record is acknowledged when it is delivered");
+}
+
+/** A non-durable open of a directory holding a durable channel's records: they are never deleted silently. */
+export function durableChannelError(dir: string, segments: number): HopperError {
+  return new HopperError('ERR_HOPPER_DURABLE_CHANNEL', `${dir} holds a durable channel's records (${segments} segments); open it with \`durable: true\``, {
+    file: dir,
+  });
+}
+
+/** A durable channel's backlog was written with another schema than the one it is opened with. */
+export function schemaMismatchError(file: string): HopperError {
+  return new HopperError(
+    'ERR_HOPPER_SCHEMA_MISMATCH',
+    `${file} holds records written with another schema than this channel's; open the channel with that schema to deliver its backlog`,
+    { file },
+  );
 }

@@ -27,6 +27,8 @@ export const SEGMENT_DRAFT = 'segment.draft';
  * (the segment log's last resort when the disk falls behind, see segments/writer.ts).
  */
 export const SEGMENT_DRAFT_SYNC = 'segment.draft-sync';
+/** The draft of a durable channel's ledger file, renamed into the channel directory once written (see segments/ledger-file.ts). */
+export const LEDGER_DRAFT = 'ledger.draft';
 /** Lock, guard and draft directories take this many steps of guards on guards before giving up. */
 const MAX_GUARD_DEPTH = 3;
 /** A claim meets a lock being taken over or released this many times before it reports it as held. */
@@ -44,7 +46,7 @@ function isSymlink(file: string): boolean {
 
 /** Removes a lock directory this package made: its owner file and segment drafts, nothing else. */
 function removeLockDir(dir: string): void {
-  for (const name of [OWNER_FILE, SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC]) {
+  for (const name of [OWNER_FILE, SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC, LEDGER_DRAFT]) {
     try {
       fs.unlinkSync(path.join(dir, name));
     } catch {

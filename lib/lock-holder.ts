@@ -231,3 +231,36 @@ export function whenFree(seen: Seen, dir: string, staleMs: number): string {
   const seconds = Math.max(0, Math.ceil((at - Date.now()) / 1000));
   return `its owner cannot be proved dead from here, so the lock can be taken over in about ${seconds} s, at ${new Date(at).toISOString()}, if its owner stays silent (staleLockMs ${staleMs} ms after its last sign of life)`;
 }
+
+/** Who holds a channel's lock, as `hopper-streams status` shows it: read-only, never takes or removes anything. */
+export type LockStatus =
+  | { state: 'free' }
+  | { state: 'unreadable' }
+  | {
+      state: 'held';
+      pid: number;
+      hostname: string;
+      since: string;
+      /** The owner file's mtime: the holder's last sign of life (epoch ms). */
+      heartbeat: number;
+      /** 'alive' and 'dead' are proved from this host; 'unknown' waits for the heartbeat window. */
+      verdict: 'alive' | 'dead' | 'unknown';
+      why?: string | undefined;
+    };
+
+/** Reads and judges the lock `lockPath` (`<channel dir>/hopper.lock`) as an opener would, without touching it. */
+export function lockStatus(lockPath: string): LockStatus {
+  const seen = readHolder(lockPath);
+  if (seen === undefined) return { state: 'free' };
+  if (seen === 'unreadable') return { state: 'unreadable' };
+  const verdict = judge(seen);
+  return {
+    state: 'held',
+    pid: seen.pid,
+    hostname: seen.hostname,
+    since: seen.since,
+    heartbeat: seen.heartbeat,
+    verdict: typeof verdict === 'string' ? verdict : 'dead',
+    why: typeof verdict === 'string' ? undefined : verdict.dead,
+  };
+}

@@ -6,7 +6,7 @@ import { Claim, removeLeftoverClaims } from './lock-claim.js';
 // to say. It knows nothing of segments or streams; directory.ts takes the lock for a channel
 // directory. See docs/locking.md for the protocol.
 
-export { SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC } from './lock-claim.js';
+export { LEDGER_DRAFT, SEGMENT_DRAFT, SEGMENT_DRAFT_SYNC } from './lock-claim.js';
 
 /**
  * The lock on a channel directory: a claim on `<channel dir>/hopper.lock` naming this process and

@@ -175,5 +175,6 @@ export function nodeSide(readable: Readable, writable: Writable): StreamSide {
       if (!writable.writableEnded && !writable.destroyed) writable.end();
     },
     buffered: () => bufferedRecords.call(readable),
+    writesGone: () => writable.destroyed,
   };
 }

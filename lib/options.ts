@@ -10,6 +10,17 @@ export const SEGMENT_CODECS = ['null', 'deflate'] as const;
 /** What the reader does with a damaged segment. */
 export const ON_CORRUPT_POLICIES = ['error', 'skip'] as const;
 
+/** The fsync policies of a durable channel. */
+export const FSYNC_POLICIES = ['always', 'batch', 'never'] as const;
+/** When a durable channel's record is acknowledged. */
+export const ACK_MODES = ['delivered', 'manual'] as const;
+
+/** When a durable channel's write callback fires: after an fsync, at the next group commit, or once the OS has the bytes. */
+export type FsyncPolicy = (typeof FSYNC_POLICIES)[number];
+
+/** When a durable channel's record is done: once delivered, or once `hopper.ack()` says so. */
+export type AckMode = (typeof ACK_MODES)[number];
+
 /** What a write does when memory is full and a disk cap is reached. */
 export type OnFull = (typeof ON_FULL_POLICIES)[number];
 
@@ -106,6 +117,37 @@ export interface HopperOptions {
    * Aborting this signal destroys the hopper (both sides, and its files) with an `AbortError`.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * Records survive the process: every accepted record goes to the segment log (memory stays a
+   * read cache), and a record leaves the disk only once acknowledged (see `ack`). Opening the
+   * channel again resumes it: the oldest unacknowledged record comes first. Needs `dataDir` and
+   * `name`; `onFull: 'drop-oldest'` is refused.
+   * @default false
+   */
+  durable?: boolean | undefined;
+  /**
+   * When a durable channel's write callback (and `'finish'`) fires:
+   * - `'always'`: after an fsync that covers the record;
+   * - `'batch'`: at the next group commit, at most `fsyncIntervalMs` after its bytes were written;
+   * - `'never'`: once the OS has the bytes (survives a process crash, not a power cut).
+   * Only with `durable: true`.
+   * @default 'batch'
+   */
+  fsync?: FsyncPolicy | undefined;
+  /**
+   * With `fsync: 'batch'`: the longest wait, in ms, between a record's bytes being written and the
+   * group commit that makes them durable. From 1 to 60000. Only with `durable: true`.
+   * @default 100
+   */
+  fsyncIntervalMs?: number | undefined;
+  /**
+   * When a durable channel's record is done (and may leave the disk):
+   * - `'delivered'`: once the readable hands it to the consumer;
+   * - `'manual'`: once `hopper.ack(count)` acknowledges it (end to end, e.g. after a Kafka broker acknowledged it).
+   * Only with `durable: true`.
+   * @default 'delivered'
+   */
+  ack?: AckMode | undefined;
 }
 
 export interface ResolvedOptions {
@@ -122,6 +164,10 @@ export interface ResolvedOptions {
   onCorrupt: OnCorrupt;
   staleLockMs: number;
   signal: AbortSignal | undefined;
+  durable: boolean;
+  fsync: FsyncPolicy;
+  fsyncIntervalMs: number;
+  ack: AckMode;
 }
 
 const MiB = 1024 * 1024;
@@ -137,6 +183,10 @@ export const DEFAULTS = {
   codec: 'null',
   onCorrupt: 'error',
   staleLockMs: 30_000,
+  durable: false,
+  fsync: 'batch',
+  fsyncIntervalMs: 100,
+  ack: 'delivered',
 } as const;
 
 const KNOWN = new Set([
@@ -153,6 +203,10 @@ const KNOWN = new Set([
   'onCorrupt',
   'staleLockMs',
   'signal',
+  'durable',
+  'fsync',
+  'fsyncIntervalMs',
+  'ack',
 ]);
 
 /** Shows a value in an option error: its text (cut at 60 characters) and its type. */
@@ -237,7 +291,9 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
   }
+  const durable = durableOptions(options);
   return {
+    ...durable,
     name,
     dataDir,
     signal,
@@ -252,4 +308,29 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
     onCorrupt: choiceOption(options, 'onCorrupt', DEFAULTS.onCorrupt, ON_CORRUPT_POLICIES),
     staleLockMs: sizeOption(options, 'staleLockMs', DEFAULTS.staleLockMs, 1_000, false),
   };
+}
+
+/** The durable options, checked together: `durable` needs `dataDir` and `name`, the others need `durable`. */
+function durableOptions(options: HopperOptions): Pick<ResolvedOptions, 'durable' | 'fsync' | 'fsyncIntervalMs' | 'ack'> {
+  const { durable } = options;
+  if (durable !== undefined && typeof durable !== 'boolean') throw new TypeError(`Expected \`durable\` to be a boolean, got ${describe(durable)}`);
+  const fsync = choiceOption(options, 'fsync', DEFAULTS.fsync, FSYNC_POLICIES);
+  const ack = choiceOption(options, 'ack', DEFAULTS.ack, ACK_MODES);
+  const fsyncIntervalMs = sizeOption(options, 'fsyncIntervalMs', DEFAULTS.fsyncIntervalMs, 1, false);
+  if (fsyncIntervalMs > 60_000) throw new RangeError(`Expected \`fsyncIntervalMs\` to be an integer from 1 to 60000, got ${describe(fsyncIntervalMs)}`);
+  if (durable !== true) {
+    for (const key of ['fsync', 'fsyncIntervalMs', 'ack'] as const) {
+      if (options[key] !== undefined) throw new RangeError(`Expected \`${key}\` only with \`durable: true\`, got ${describe(options[key])} without it`);
+    }
+    return { durable: false, fsync, fsyncIntervalMs, ack };
+  }
+  if (options.dataDir === undefined)
+    throw new RangeError('Expected `dataDir` with `durable: true`: a durable channel lives in a directory that outlasts the process');
+  if (options.name === undefined) throw new RangeError('Expected `name` with `durable: true`: the next open finds the channel by its name');
+  if (options.onFull === 'drop-oldest') {
+    throw new RangeError(
+      "Expected `onFull` to be 'block', 'error' or 'drop-newest' with `durable: true`, got `\"drop-oldest\"` (string): a durable channel never drops records it accepted",
+    );
+  }
+  return { durable: true, fsync, fsyncIntervalMs, ack };
 }

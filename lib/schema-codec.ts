@@ -1,7 +1,7 @@
 import type { Type } from 'avsc';
 import { HopperError, invalidRecordError } from './errors.js';
 import { compileQuickCheck } from './quick-check.js';
-import { compileSizeOf } from './size.js';
+import { compileSizeOf } from './size-schema.js';
 
 // The codec of a channel with a schema: avsc encodes, the compiled quick check validates, and a
 // value avsc would not give back as written is refused with the path to it.

@@ -79,6 +79,59 @@ class PairReadable extends Readable {
 }
 countWaiting(PairReadable.prototype);
 
+/** One write's callback, held until its record is durable; `ran` once it has been called. */
+interface DurableCallback {
+  ran: boolean;
+  done: Callback;
+}
+
+/**
+ * Durable channels (docs/durable-design.md §2.3): the user's write callback fires once the record
+ * is durable under the fsync policy, without backpressure before the caps. Node calls the next
+ * `_write` only after the previous callback, so the callback Node holds is called at once (as in
+ * any hopper) while the user's is kept apart: `write()` is overridden to queue the user's callback
+ * (once-only) in a FIFO that `_write` takes from (Node calls `_write` in write order), and to hand
+ * Node a callback that passes only an error on. A write Node refuses itself (after end, destroyed)
+ * never reaches `_write`: Node's error reaches the user's callback, and `_write` skips it.
+ * Returns what `_write` calls to take the callback of the write it handles.
+ */
+function holdDurableCallbacks(stream: Writable): () => Callback | undefined {
+  const queue: DurableCallback[] = [];
+  const write = Writable.prototype.write;
+  stream.write = function (this: Writable, chunk: unknown, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    const user = cb;
+    const entry: DurableCallback = {
+      ran: false,
+      done: (err) => {
+        if (entry.ran) return;
+        entry.ran = true;
+        user?.(err ?? null);
+      },
+    };
+    queue.push(entry);
+    try {
+      return write.call(this, chunk, encoding as BufferEncoding, (err?: Error | null) => {
+        if (err) entry.done(err);
+      });
+    } catch (err) {
+      // Refused synchronously (a null chunk): no _write comes for it.
+      queue.splice(queue.indexOf(entry), 1);
+      throw err;
+    }
+  } as Writable['write'];
+  return () => {
+    for (;;) {
+      const entry = queue.shift();
+      if (entry === undefined) return undefined;
+      if (!entry.ran) return entry.done;
+    }
+  };
+}
+
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full
  * with `onFull: 'error'`) ends this writer like any failed Node write. The hopper's `own` writable
@@ -93,14 +146,23 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       if (!stream.destroyed) stream.destroy();
     },
   });
+  const durable = channel.isDurable;
+  let takeDurable: () => Callback | undefined = () => undefined;
   const stream = new Writable({
     objectMode: true,
-    write(record: unknown, _encoding: string, callback: Callback) {
-      writer.write(record, callback);
-    },
+    write: durable
+      ? (record: unknown, _encoding: string, callback: Callback) => writer.write(record, callback, takeDurable())
+      : (record: unknown, _encoding: string, callback: Callback) => writer.write(record, callback),
     final(callback: Callback) {
+      // 'finish' means "all durable" in a durable channel.
+      const flushed = durable ? channel.flush() : undefined;
       writer.end();
-      callback();
+      if (flushed === undefined) callback();
+      else
+        flushed.then(
+          () => callback(),
+          (err: Error) => callback(err),
+        );
       onEnd();
     },
     destroy(err: Error | null, callback: Callback) {
@@ -109,6 +171,7 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       callback(err);
     },
   });
+  if (durable) takeDurable = holdDurableCallbacks(stream);
   return stream;
 }
 
@@ -188,6 +251,10 @@ export interface HopperDuplex<T = unknown> extends NodeDuplex {
   sender(): HopperWritable<T>;
   /** Counters of the channel now. */
   stats(): HopperStats;
+  /** See {@link HopperStreams.ack}. */
+  ack(count: number): void;
+  /** See {@link HopperStreams.flush}. */
+  flush(): Promise<void>;
   /** See {@link HopperStreams.readerAttached}. */
   readonly readerAttached: boolean;
   /**
@@ -210,6 +277,7 @@ class HopperDuplexStream extends Duplex {
   private readonly channel: Channel;
   private readonly writer: ChannelWriter;
   private readonly reader: NodeReader;
+  private readonly takeDurable: (() => Callback | undefined) | undefined;
 
   constructor(options?: HopperOptions) {
     super({ objectMode: true });
@@ -220,6 +288,7 @@ class HopperDuplexStream extends Duplex {
     this.writer = core.duplexWriter(side);
     this.reader = new NodeReader(this, this.channel, (err) => core.teardown(err));
     core.attach(side, this.reader);
+    this.takeDurable = this.channel.isDurable ? holdDurableCallbacks(this as unknown as Writable) : undefined;
   }
 
   // path, readerAttached, send(), stats() and close() are HopperBase's (withHopperMethods below).
@@ -228,13 +297,19 @@ class HopperDuplexStream extends Duplex {
   }
 
   override _write(record: unknown, _encoding: string, callback: Callback): void {
-    this.writer.write(record, callback);
+    this.writer.write(record, callback, this.takeDurable?.());
   }
 
   override _final(callback: Callback): void {
+    const flushed = this.takeDurable === undefined ? undefined : this.channel.flush();
     this.writer.end();
-    callback();
-    this.core.endIfClosing();
+    if (flushed === undefined) callback();
+    else
+      flushed.then(
+        () => callback(),
+        (err: Error) => callback(err),
+      );
+    this.core.ownEnded();
   }
 
   override _read(): void {

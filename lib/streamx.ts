@@ -146,6 +146,7 @@ function streamxSide(readable: Readable, writable: Writable): StreamSide {
     },
     // streamx's queue (fast-fifo) counts its records; `buffered` counts byteLength units.
     buffered: () => (readable as unknown as { _readableState: { queue: { length: number } } })._readableState.queue.length,
+    writesGone: () => writable.destroying,
   };
 }
 
@@ -167,8 +168,15 @@ function writerStream(channel: Channel, own: boolean, onEnd: () => void): Writab
       writer.write(record, callback as ChannelCallback);
     },
     final(callback: Callback) {
+      // A durable channel: 'finish' once everything written is durable (streamx has no per-write callback).
+      const flushed = channel.isDurable ? channel.flush() : undefined;
       writer.end();
-      callback(null);
+      if (flushed === undefined) callback(null);
+      else
+        flushed.then(
+          () => callback(null),
+          (err: Error) => callback(err),
+        );
       onEnd();
     },
     predestroy(this: Writable) {
@@ -229,6 +237,10 @@ export interface HopperDuplex<T> {
   send(record: T): void;
   /** Counters of the channel now. */
   stats(): HopperStats;
+  /** Durable channels with `ack: 'manual'`: see the Node adapter's `ack()`. */
+  ack(count: number): void;
+  /** Durable channels: see the Node adapter's `flush()`. */
+  flush(): Promise<void>;
   /**
    * Ends the write side and resolves once every record has been delivered and the Duplex has
    * closed; with nothing left to deliver, at once, read or not. Rejects if it fails first.
@@ -265,9 +277,15 @@ export class HopperDuplex<T = unknown> extends Duplex<HopperDuplexEvents<T>> {
   }
 
   override _final(callback: Callback): void {
+    const flushed = this.channel.isDurable ? this.channel.flush() : undefined;
     this.writer.end();
-    callback(null);
-    this.core.endIfClosing();
+    if (flushed === undefined) callback(null);
+    else
+      flushed.then(
+        () => callback(null),
+        (err: Error) => callback(err),
+      );
+    this.core.ownEnded();
   }
 
   override _read(callback: Callback): void {

@@ -1,4 +1,4 @@
-import type { ChannelEmit, DiskTier, HopperStats } from './channel-parts.js';
+import { NO_DURABLE_STATS, type ChannelEmit, type DiskTier, type HopperStats } from './channel-parts.js';
 import type { RecordCodec } from './codec.js';
 import { fullError, recordTooLargeError, refusedForFault, type HopperError, type LimitOption } from './errors.js';
 import type { ResolvedOptions } from './options.js';
@@ -91,6 +91,10 @@ export class Tiers {
    * disk (while spilling, or with a memory budget of 0).
    */
   checkAndSize(record: unknown): number {
+    if (this.options.durable) {
+      this.codec.validate(record);
+      return UNSIZED;
+    }
     if (!this.spilling && this.options.maxMemoryBytes !== 0) return this.codec.validateAndSize(record);
     this.codec.validate(record);
     return UNSIZED;
@@ -101,6 +105,7 @@ export class Tiers {
    * Throws `ERR_HOPPER_RECORD_TOO_LARGE` for a record that fits in neither tier.
    */
   place(record: unknown, size: number): Refusal | undefined {
+    if (this.options.durable) return this.placeDurable(record, size);
     const { maxMemoryBytes } = this.options;
     // A write held while spilling, admitted after the reader freed room, is sized now.
     if (size === UNSIZED && !this.spilling && maxMemoryBytes !== 0) size = this.codec.validateAndSize(record);
@@ -128,10 +133,32 @@ export class Tiers {
     return undefined;
   }
 
+  /**
+   * A durable channel: every record goes to the log (write-through), which keeps its own read
+   * cache within maxMemoryBytes; the queue holds disk runs only.
+   */
+  private placeDurable(record: unknown, size: number): Refusal | undefined {
+    const result = this.disk.append(record);
+    if (result !== 'ok') return this.refusal(record, size, result);
+    const last = this.queue.last();
+    if (last instanceof DiskRun) last.count++;
+    else this.queue.push(new DiskRun(1), 0);
+    this.recordsIn++;
+    return undefined;
+  }
+
+  /** Records a durable channel found at open: delivered first, before any new write. */
+  resume(count: number): void {
+    if (count > 0) this.queue.push(new DiskRun(count), 0);
+  }
+
   private refusal(record: unknown, size: number, result: Exclude<AppendResult, 'ok'>): Refusal {
     const { maxMemoryBytes, maxDiskBytes, maxSegments } = this.options;
     const holds = `memory holds ${this.memoryBytes} of ${maxMemoryBytes} bytes`;
     if (result === 'too-large') {
+      if (this.options.durable) {
+        throw recordTooLargeError(record, `encoded, it is bigger than maxDiskBytes (${maxDiskBytes}) allows, and a durable channel keeps every record on disk`);
+      }
       if ((size === UNSIZED ? this.codec.validateAndSize(record) : size) > maxMemoryBytes) {
         throw recordTooLargeError(record, `it is bigger than maxMemoryBytes (${maxMemoryBytes}) and, encoded, than maxDiskBytes (${maxDiskBytes}) allows`);
       }
@@ -223,6 +250,7 @@ export class Tiers {
       caughtUps: this.caughtUps,
       dropped: this.dropped,
       corrupted: this.corrupted,
+      ...(this.disk.stats?.() ?? NO_DURABLE_STATS),
     };
   }
 

@@ -26,7 +26,21 @@ test('bench - expandGrid() gives every combination, the last key varying fastest
 test('bench - every scenario of the issue is registered, with a baseline in its grid and its smoke grid', async (t) => {
   t.deepEqual(
     [...SCENARIO_NAMES],
-    ['passthrough', 'burst-drain', 'byte-mode', 'memory-flatness', 'latency', 'concurrency', 'cli', 'event-loop', 'large-record', 'slow-disk'],
+    [
+      'passthrough',
+      'burst-drain',
+      'byte-mode',
+      'memory-flatness',
+      'latency',
+      'concurrency',
+      'cli',
+      'event-loop',
+      'large-record',
+      'slow-disk',
+      'durable',
+      'durable-passthrough',
+      'durable-reopen',
+    ],
   );
   for (const name of SCENARIO_NAMES) {
     const scenario = await loadScenario(name);

@@ -23,7 +23,7 @@ const LAYERS: Array<{ name: string; files: RegExp }> = [
   { name: 'the segment log', files: /^segments\// },
   {
     name: 'files, the lock, the container format and the codecs',
-    files: /^(directory|lock(-[a-z]+)?|proc|ocf|codec|[a-z]+-codec|plain-data|size|quick-check)\.ts$/,
+    files: /^(directory|lock(-[a-z]+)?|proc|ocf|codec|[a-z]+-codec|plain-data|size(-[a-z]+)?|quick-check)\.ts$/,
   },
   { name: 'errors and options', files: /^(errors|options)\.ts$/ },
 ];

@@ -99,13 +99,26 @@ async function pipedIntoFullDestination(make: () => Pair, count: number, end: bo
       pending.push(callback);
     },
   });
+  // With the end, the pipe's last event (a 'pause') comes when the destination has finished and
+  // unpipes the source: waited for as an event, not as a number of turns.
+  let unpiped = false;
+  destination.on('unpipe', () => {
+    unpiped = true;
+  });
   for (let i = 0; i <= 16; i++) destination.write('earlier');
   for (let i = 0; i < count; i++) writable.write(i);
   if (end) writable.end();
   readable.pipe(destination);
-  // Turns until every record reached the destination (and the end, if any): records that spilled
-  // come back through reads on the thread pool, which a loaded machine may take many turns for.
-  for (let turn = 0; turn < count + 40 || ((written.length < 17 + count || (end && !events.includes('end'))) && turn < 1_000_000); turn++) {
+  // Turns until every record reached the destination (and, with the end, the pipe came apart):
+  // records that spilled come back through reads on the thread pool, which a loaded machine may
+  // take many turns for.
+  const done = (): boolean => written.length >= 17 + count && (!end || unpiped);
+  for (let turn = 0; turn < count + 40 || (!done() && turn < 1_000_000); turn++) {
+    await nextTurn();
+    for (const callback of pending.splice(0)) callback();
+  }
+  // Events due after the last record (the 'resume' of a drain) come on later ticks.
+  for (let i = 0; i < 10; i++) {
     await nextTurn();
     for (const callback of pending.splice(0)) callback();
   }

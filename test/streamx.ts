@@ -202,8 +202,9 @@ test("streamx createHopperStreams() - onCorrupt 'error': records read intact bef
     hopper.send(point(i));
     if (i % 60 === 59) await nextTurn();
   }
-  // Segment files are created and sealed in the background.
-  await until(() => sealed.length > 0, 'a segment sealed');
+  // A segment is sealed, and its blocks are on disk, once the background writes have run: waited
+  // for as counts (a loaded machine may take many turns), not as one turn.
+  await until(() => sealed.length > 0 && hopper.stats().pendingDiskBytes === 0, 'a sealed segment on disk');
   const bytes = fs.readFileSync(sealed[0]!);
   let offset = decodeHeader(bytes)!.length;
   const first = parseBlockHeader(bytes, offset, bytes.length - offset);

@@ -15,27 +15,54 @@ export class RawFileLog {
   private readFd: number | undefined;
   private readIndex = 0;
   private readOffset = 0;
+  private lastSync = performance.now();
+  private dirUnsynced = false;
 
+  /**
+   * `syncEveryMs`: the fsync cadence of a durable channel's group commit, for its ceiling: after a
+   * write, `fdatasync` once that long has passed since the last one, and at each roll-over and at
+   * the end, with an fsync of the directory after a file was created. Undefined: never synced.
+   */
   constructor(
     private readonly dir: string,
     private readonly fileBytes = RAW_FILE_BYTES,
+    private readonly syncEveryMs?: number,
   ) {}
+
+  /** fdatasync of the file being written (and of the directory, when a file was created since). */
+  private sync(): void {
+    if (this.syncEveryMs === undefined || this.writeFd === undefined) return;
+    fs.fdatasyncSync(this.writeFd);
+    if (this.dirUnsynced) {
+      const dirFd = fs.openSync(this.dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      fs.fsyncSync(dirFd);
+      fs.closeSync(dirFd);
+      this.dirUnsynced = false;
+    }
+    this.lastSync = performance.now();
+  }
 
   /** Appends `length` bytes of `buffer`; a new file is started once the current one reaches the roll-over size. */
   write(buffer: Buffer, length: number = buffer.length): void {
     let current = this.files[this.files.length - 1];
     if (current === undefined || this.writeFd === undefined || current.size >= this.fileBytes) {
-      if (this.writeFd !== undefined) fs.closeSync(this.writeFd);
+      if (this.writeFd !== undefined) {
+        this.sync();
+        fs.closeSync(this.writeFd);
+      }
       current = { file: path.join(this.dir, `raw-${String(this.files.length).padStart(6, '0')}.bin`), size: 0 };
       this.writeFd = fs.openSync(current.file, 'wx');
+      this.dirUnsynced = true;
       this.files.push(current);
     }
     for (let done = 0; done < length; ) done += fs.writeSync(this.writeFd, buffer, done, length - done, current.size + done);
     current.size += length;
+    if (this.syncEveryMs !== undefined && performance.now() - this.lastSync >= this.syncEveryMs) this.sync();
   }
 
-  /** No more writes. */
+  /** No more writes (with a sync cadence: the last ones synced). */
   endWrites(): void {
+    this.sync();
     if (this.writeFd !== undefined) fs.closeSync(this.writeFd);
     this.writeFd = undefined;
   }

@@ -1,6 +1,6 @@
 import type { Scenario } from './define-scenario.js';
 
-/** The scenarios of tracker issues 6, 15 and 21, in issue order: one file each under bench/scenarios/. */
+/** The scenarios of tracker issues 6, 15, 21 and 24, in issue order: one file each under bench/scenarios/. */
 const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   passthrough: () => import('../scenarios/passthrough.js'),
   'burst-drain': () => import('../scenarios/burst-drain.js'),
@@ -12,6 +12,9 @@ const loaders: Record<string, () => Promise<{ default: Scenario }>> = {
   'event-loop': () => import('../scenarios/event-loop.js'),
   'large-record': () => import('../scenarios/large-record.js'),
   'slow-disk': () => import('../scenarios/slow-disk.js'),
+  durable: () => import('../scenarios/durable.js'),
+  'durable-passthrough': () => import('../scenarios/durable-passthrough.js'),
+  'durable-reopen': () => import('../scenarios/durable-reopen.js'),
 };
 
 export const SCENARIO_NAMES: readonly string[] = Object.keys(loaders);

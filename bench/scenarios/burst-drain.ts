@@ -38,18 +38,18 @@ async function loadPeer<T>(name: string, load: () => Promise<T>): Promise<T> {
   }
 }
 
-interface Job {
+export interface Job {
   records: number;
   tmpDir: string;
 }
 
 /**
  * avsc encodes into a 64 KiB buffer, written with `fs.writeSync` when full (into 64 MiB files);
- * read back 256 KiB at a time and decoded, each file deleted once read.
+ * read back 256 KiB at a time and decoded, each file deleted once read. `log`: where the bytes
+ * go (the durable scenario gives one that fsyncs at a durable channel's cadence).
  */
-async function ceiling({ records, tmpDir }: Job): Promise<BurstDrainTiming> {
+export async function ceiling({ records, tmpDir }: Job, log = new RawFileLog(tmpDir)): Promise<BurstDrainTiming> {
   const type = avsc.Type.forSchema(eventSchema());
-  const log = new RawFileLog(tmpDir);
   const check = new OrderCheck(records);
   try {
     const started = now();

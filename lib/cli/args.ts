@@ -45,8 +45,9 @@ export type Command =
   | { command: 'help' }
   | { command: 'version' }
   | BufferCommand
-  | { command: 'cat'; files: string[]; json: boolean }
-  | { command: 'verify'; paths: string[] };
+  | { command: 'cat'; files: string[]; json: boolean; all: boolean }
+  | { command: 'verify'; paths: string[] }
+  | { command: 'status'; dir: string; name: string; json: boolean };
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -89,7 +90,10 @@ export const DEFAULTS = {
 
 export const USAGE = `Usage: hopper-streams [buffer] [options]     stdin -> hopper -> stdout
        hopper-streams cat [--json] FILE.avro... print segment records, one per line
+       hopper-streams cat [--json] [--all] DIR  a durable channel's records, in delivery order
        hopper-streams verify DIR|FILE...        check segment files
+       hopper-streams status --dir DIR [--name NAME] [--json]
+                                                the backlog of a durable channel
 
 Reads stdin as fast as it comes and writes stdout at the consumer's pace. What the consumer
 has not taken yet waits in memory up to --memory, then in Avro segment files on disk.
@@ -118,7 +122,12 @@ Options of buffer:
   -V, --version            show the version
 
 Options of cat: --json prints every record as JSON (strings too); without it, a string
-record (a --lines line) prints as the text it is, other records as JSON.
+record (a --lines line) prints as the text it is, other records as JSON. Given a durable
+channel's directory, cat prints the records its next open would deliver, oldest
+unacknowledged first; --all also prints acknowledged records still on disk.
+
+Options of status: --dir is the channel's dataDir, --name its name (default hopper); --json
+prints the status as one JSON object. status reads only: it takes no lock and writes nothing.
 
 SIZE is bytes, or a number with k, M, G or T, with or without B or iB, in powers of 1024 as
 mbuffer and pv read them: 4k, 512KiB, 64M, 64MB and 1.5GiB are all binary (64M = 67108864).
@@ -240,7 +249,8 @@ const WANTS: Record<string, string> = {
   size: 'a size like 64M',
 };
 
-const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
+const FILE_OPTIONS = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' }, all: { type: 'boolean' } } as const;
+const STATUS_OPTIONS = { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' }, dir: { type: 'string' }, name: { type: 'string' } } as const;
 
 type Options = Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
@@ -309,10 +319,22 @@ export function parseCommand(argv: string[]): Command {
     const { values, positionals } = parsing(rest, FILE_OPTIONS, () => parseArgs({ args: rest, options: FILE_OPTIONS, strict: true, allowPositionals: true }));
     if (values.help) return { command: 'help' };
     if (values.json && first === 'verify') throw new UsageError('--json is an option of cat, not of verify');
+    if (values.all && first === 'verify') throw new UsageError('--all is an option of cat, not of verify');
     if (positionals.length === 0) {
       throw new UsageError(first === 'cat' ? 'cat needs at least one segment file' : 'verify needs at least one directory or file');
     }
-    return first === 'cat' ? { command: 'cat', files: positionals, json: values.json === true } : { command: 'verify', paths: positionals };
+    return first === 'cat'
+      ? { command: 'cat', files: positionals, json: values.json === true, all: values.all === true }
+      : { command: 'verify', paths: positionals };
+  }
+  if (first === 'status') {
+    const { values } = parsing(rest, STATUS_OPTIONS, () => parseArgs({ args: rest, options: STATUS_OPTIONS, strict: true, allowPositionals: false }));
+    if (values.help) return { command: 'help' };
+    if (values.dir === undefined || values.dir === '') throw new UsageError('status needs --dir: the dataDir the channel directory is in');
+    const name = values.name ?? 'hopper';
+    const problem = nameProblem(name);
+    if (problem !== undefined) throw new UsageError(`--name ${JSON.stringify(name)} is not a single directory name: ${problem}`);
+    return { command: 'status', dir: values.dir, name, json: values.json === true };
   }
   const args = joinNegativeValues(first === 'buffer' ? rest : argv, BUFFER_OPTIONS);
   const { values, tokens } = parsing(args, BUFFER_OPTIONS, () =>

@@ -8,9 +8,9 @@ import { standardInput } from './stdin.js';
 import { createCodec, type RecordCodec } from '../codec.js';
 import { stringifyRecord } from './json-lines.js';
 
-// The `hopper-streams` command: parses the arguments, runs buffer, cat or verify, and exits
+// The `hopper-streams` command: parses the arguments, runs buffer, cat, verify or status, and exits
 // with its status: 0 done, 1 a run-time failure, 2 bad flags, 128+n after signal n.
-// cat and verify load their module when run: a buffer's start-up does not wait on it.
+// cat, verify and status load their module when run: a buffer's start-up does not wait on it.
 
 function version(): string {
   const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -47,51 +47,84 @@ async function write(text: string): Promise<void> {
  * `cat FILE...`: the records of each file, one per line; a bad file is reported on stderr (status
  * 1). A string record (a `--lines` line) prints as the text it is, so the output of a `--lines`
  * segment is its lines as they were written (`| jq` reads NDJSON lines); other records print as
- * JSON. `json`: every record as JSON, strings as JSON strings.
+ * JSON. `json`: every record as JSON, strings as JSON strings. A durable channel's directory
+ * prints the records its next open would deliver (`all`: acknowledged ones still on disk too),
+ * up to a torn tail.
  */
-async function cat(files: string[], json: boolean): Promise<number> {
+async function cat(files: string[], json: boolean, all: boolean): Promise<number> {
   const { formatReport, readSegment } = await import('./verify.js');
+  const { durableChannelAt, durableReading } = await import('./durable-view.js');
   let code = 0;
-  for (const file of files) {
-    const reading = readSegment(file);
-    let batch = '';
-    for (;;) {
-      const step = reading.next();
-      if (step.done) {
-        if (!step.value.ok) {
+  for (const target of files) {
+    const look = durableChannelAt(target);
+    const readings = look === undefined ? [{ file: target, skip: 0, limit: undefined, tornAt: undefined }] : durableReading(look, all);
+    for (const { file, skip, limit, tornAt } of readings) {
+      const reading = readSegment(file);
+      let batch = '';
+      let index = 0;
+      for (;;) {
+        const step = reading.next();
+        if (step.done) {
+          if (!step.value.ok && (tornAt === undefined || step.value.offset < tornAt)) {
+            await write(batch);
+            batch = '';
+            process.stderr.write(`hopper-streams: ${formatReport(step.value)}\n`);
+            code = 1;
+          }
+          break;
+        }
+        if (limit !== undefined && index >= limit) break;
+        const record = step.value;
+        if (index++ < skip) continue;
+        batch += `${!json && typeof record === 'string' ? record : stringifyRecord(record, true)}\n`;
+        if (batch.length >= OUTPUT_BATCH_BYTES) {
           await write(batch);
           batch = '';
-          process.stderr.write(`hopper-streams: ${formatReport(step.value)}\n`);
-          code = 1;
         }
-        break;
       }
-      const record = step.value;
-      batch += `${!json && typeof record === 'string' ? record : stringifyRecord(record, true)}\n`;
-      if (batch.length >= OUTPUT_BATCH_BYTES) {
-        await write(batch);
-        batch = '';
-      }
+      await write(batch);
     }
-    await write(batch);
   }
   return code;
 }
 
-/** `verify DIR|FILE...`: one line per file; status 1 when any is bad. */
+/** `verify DIR|FILE...`: one line per file; status 1 when any is bad. A durable channel's directory gets its ledger judged, and a torn tail is not damage. */
 async function verify(paths: string[]): Promise<number> {
   const { formatReport, segmentFiles, verifySegment } = await import('./verify.js');
+  const { durableChannelAt, formatLedgerLine, judgeSegment } = await import('./durable-view.js');
   let code = 0;
   for (const target of paths) {
+    const look = durableChannelAt(target);
+    if (look !== undefined) await write(`${formatLedgerLine(look)}\n`);
     const files = segmentFiles(target);
     if (files.length === 0) await write(`${target}: no .avro files\n`);
     for (const file of files) {
       const report = verifySegment(file);
-      if (!report.ok) code = 1;
-      await write(`${formatReport(report)}\n`);
+      const judged = look === undefined ? undefined : judgeSegment(look, report);
+      if (judged === undefined) {
+        if (!report.ok) code = 1;
+        await write(`${formatReport(report)}\n`);
+      } else {
+        if (judged.bad) code = 1;
+        await write(`${judged.line}\n`);
+      }
     }
   }
   return code;
+}
+
+/** `status --dir D --name N`: the backlog of a durable channel; 1 when there is no channel or it cannot be read. */
+async function status(dir: string, name: string, json: boolean): Promise<number> {
+  const { StatusError, channelStatus, formatStatus } = await import('./status.js');
+  try {
+    const found = channelStatus(dir, name);
+    await write(json ? `${JSON.stringify(found)}\n` : `${formatStatus(found)}\n`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof StatusError)) throw err;
+    process.stderr.write(`hopper-streams: ${err.message}\n`);
+    return 1;
+  }
 }
 
 async function buffer(command: BufferCommand): Promise<{ code: number; flushed: boolean }> {
@@ -133,9 +166,11 @@ async function main(argv: string[]): Promise<void> {
         await write(`${version()}\n`);
         return exit(0, true);
       case 'cat':
-        return exit(await cat(command.files, command.json), true);
+        return exit(await cat(command.files, command.json, command.all), true);
       case 'verify':
         return exit(await verify(command.paths), true);
+      case 'status':
+        return exit(await status(command.dir, command.name, command.json), true);
       case 'buffer': {
         const { code, flushed } = await buffer(command);
         return exit(code, flushed);

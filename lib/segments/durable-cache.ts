@@ -1,0 +1,83 @@
+import { memoryCopy } from '../plain-data.js';
+
+// The durable log's read cache: the records appended while the reader keeps up, within
+// maxMemoryBytes, as the memory tier would hold them (copies), so that most records are delivered
+// without a read from the disk. It holds one run of RNs [start, start + live).
+
+export class DurableCache {
+  private values: unknown[] = [];
+  private sizes: number[] = [];
+  private head = 0;
+  /** RN of the first record held. */
+  private start = 0;
+  /** Bytes of the records held (sized by their encoding). */
+  bytes = 0;
+  /** A record was left out of the cache: nothing joins it until it is empty. */
+  private closed = false;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly copyOther: (record: unknown) => unknown,
+    start: number,
+  ) {
+    this.start = start;
+  }
+
+  /**
+   * Keeps a copy when it continues the cache and the budget allows (sized by its encoding). The
+   * cache is one run of RNs: once a record is left out, later ones are too until the reader has
+   * emptied it.
+   */
+  add(rn: number, record: unknown, size: number): void {
+    const live = this.values.length - this.head;
+    if (live === 0) {
+      this.values = [];
+      this.sizes = [];
+      this.head = 0;
+      this.start = rn;
+      this.closed = false;
+    } else if (this.closed || this.start + live !== rn) {
+      return;
+    }
+    if (this.bytes + size > this.maxBytes) {
+      // Nothing more joins the run until the reader has emptied it.
+      if (live > 0) this.closed = true;
+      return;
+    }
+    this.values.push(memoryCopy(record, this.copyOther));
+    this.sizes.push(size);
+    this.bytes += size;
+  }
+
+  /** True when the cache holds record `rn` (then {@link take} gives it); records before it are let go. */
+  seek(rn: number): boolean {
+    while (this.head < this.values.length && this.start < rn) this.shift();
+    return this.head < this.values.length && this.start === rn;
+  }
+
+  /** Takes out the first record held (the one {@link seek} found). */
+  take(): unknown {
+    return this.shift();
+  }
+
+  clear(): void {
+    this.values = [];
+    this.sizes = [];
+    this.head = 0;
+    this.bytes = 0;
+  }
+
+  private shift(): unknown {
+    const value = this.values[this.head];
+    this.values[this.head] = undefined;
+    this.bytes -= this.sizes[this.head]!;
+    this.head++;
+    this.start++;
+    if (this.head > 1024 && this.head * 2 > this.values.length) {
+      this.values = this.values.slice(this.head);
+      this.sizes = this.sizes.slice(this.head);
+      this.head = 0;
+    }
+    return value;
+  }
+}

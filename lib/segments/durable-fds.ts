@@ -1,0 +1,38 @@
+import { closeQuietly, type SegmentFileSystem } from './io.js';
+
+// The durable log's fds that asynchronous operations use: an fd is closed only once no operation
+// on it is queued or running on the thread pool.
+
+export class FdTracker {
+  /** Asynchronous operations under way per fd: an fd is closed only once none is (see close). */
+  private readonly busyFds = new Map<number, number>();
+  /** Fds to close once their operations end. */
+  private readonly closeLater = new Set<number>();
+
+  constructor(private readonly fs: SegmentFileSystem) {}
+
+  /** Counts `operation` as under way on `fd` until it settles. */
+  async track<T>(fd: number, operation: Promise<T>): Promise<T> {
+    this.busyFds.set(fd, (this.busyFds.get(fd) ?? 0) + 1);
+    try {
+      return await operation;
+    } finally {
+      const left = (this.busyFds.get(fd) ?? 1) - 1;
+      if (left > 0) this.busyFds.set(fd, left);
+      else {
+        this.busyFds.delete(fd);
+        if (this.closeLater.delete(fd)) closeQuietly(this.fs, fd);
+      }
+    }
+  }
+
+  /**
+   * Closes an fd, or, while an asynchronous operation on it is queued or running on the thread
+   * pool, once it ends: a number closed under a queued operation can be reused by the next open
+   * (another segment, another channel's file), and the operation would then write to that file.
+   */
+  close(fd: number): void {
+    if (this.busyFds.has(fd)) this.closeLater.add(fd);
+    else closeQuietly(this.fs, fd);
+  }
+}

@@ -1,0 +1,294 @@
+import crypto from 'node:crypto';
+import path from 'node:path';
+import { ioError } from '../errors.js';
+import { SEGMENT_DRAFT } from '../lock.js';
+import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
+import { activeSegment, asError, type DurableSegment, type DurableState, type PendingBlock } from './durable-state.js';
+import { CREATE_FLAGS, closeQuietly, isSystemError, unlinkQuietly, writeAll, writeAllAsync } from './io.js';
+import { segmentFileName } from './ledger.js';
+import { DURABLE_KEY, FIRST_KEY } from './durable-scan.js';
+import type { AppendResult } from './results.js';
+
+// The write side of the durable log: appends (every accepted record goes to disk, and to the read
+// cache while it keeps up), the block being filled handed to the writer (full, or when the event
+// loop turns), segments created (draft, link, unlink), the background task that writes the
+// waiting blocks in order, write faults (appends refused while one lasts; the retry timer kicks
+// the writes again), and the last resort when the disk falls behind.
+
+export class DurableWrites {
+  private sealScheduled = false;
+  /** The background task writing the waiting blocks. */
+  private writing: Promise<void> | undefined;
+  /** The block the background task is writing. */
+  private inFlight: PendingBlock | undefined;
+  private writeFault: Error | undefined;
+  /** The disk fell behind ('diskBehind' announced); cleared when the waiting bytes fall to half the bound. */
+  private behind = false;
+  /** Synchronous writes made because more than maxPendingDiskBytes waited for the disk. */
+  syncWrites = 0;
+
+  constructor(private readonly log: DurableState) {}
+
+  /** The error disk writes are failing with, while they are retried. */
+  get fault(): Error | undefined {
+    return this.writeFault;
+  }
+
+  /** The background write under way, if any (for idle()). */
+  get busy(): Promise<void> | undefined {
+    return this.writing;
+  }
+
+  append(record: unknown): AppendResult {
+    const log = this.log;
+    // While writes fail (they are retried), a record that must go to disk is handled as onFull says.
+    if (log.failed !== undefined || log.closed || this.writeFault !== undefined) return 'fault';
+    const builder = log.builder;
+    const size = builder.stage(record);
+    const framing = 36;
+    const headerBytes = log.schemaJson.length + 200;
+    if (size + framing + headerBytes > log.options.maxDiskBytes) {
+      builder.drop();
+      return 'too-large';
+    }
+    const active = activeSegment(log);
+    const needsSegment = active === undefined && builder.count === 0;
+    if (needsSegment && log.segments.length >= log.options.maxSegments) {
+      builder.drop();
+      return 'full';
+    }
+    if (log.fileBytes + builder.stagedPending + framing + (needsSegment ? headerBytes : 0) > log.options.maxDiskBytes) {
+      builder.drop();
+      return 'full';
+    }
+    const full = builder.keep();
+    const rn = log.nextRn++;
+    log.records++;
+    log.cache.add(rn, record, size);
+    log.committer.append(log.nextRn);
+    if (full) this.sealBlock();
+    else this.scheduleSeal();
+    return 'ok';
+  }
+
+  private scheduleSeal(): void {
+    if (this.sealScheduled) return;
+    this.sealScheduled = true;
+    setImmediate(() => {
+      this.sealScheduled = false;
+      if (!this.log.closed && this.log.failed === undefined) this.sealBlock();
+    });
+  }
+
+  /** Hands the block being filled to the writer (creating a segment for it if needed). */
+  sealBlock(): void {
+    const log = this.log;
+    const builder = log.builder;
+    if (builder.count === 0 || log.closed) return;
+    let segment = activeSegment(log);
+    if (segment === undefined) {
+      try {
+        segment = this.createSegment(log.builderFirst);
+      } catch (err) {
+        // The records stay in the block; the next seal tries again.
+        this.writeFault = asError(err, 'creating a segment', log.directory.path);
+        log.hooks.onFault({ operation: 'write', file: log.directory.path, error: this.writeFault });
+        log.retry.schedule();
+        return;
+      }
+    }
+    const data = builder.parts(log.options.codec);
+    let dataLength = 0;
+    for (const part of data) dataLength += part.length;
+    const parts = [encodeBlockHeader(builder.count, dataLength), ...data, segment.sync];
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const count = builder.count;
+    const position = segment.size;
+    segment.size += length;
+    segment.records += count;
+    segment.blockEnds.push(segment.size);
+    segment.blockCounts.push(count);
+    log.fileBytes += length;
+    log.builderFirst += count;
+    log.pending.push({ segment, position, length, parts, end: log.builderFirst, done: false });
+    log.pendingTotal += length;
+    builder.handOff();
+    if (segment.size >= log.sealAt) {
+      segment.sealed = true;
+      log.hooks.onSegment({ action: 'sealed', file: segment.file, bytes: segment.size, records: segment.records });
+    }
+    this.kickWrites();
+    this.lastResort();
+  }
+
+  /**
+   * Past maxPendingDiskBytes while the background task is writing (a disk slower than the
+   * producer), the waiting blocks it is not writing are written synchronously, out of turn (each at
+   * its own position): memory stays bounded and no write is refused or held. A block counts as
+   * written, for the commit, only once every block before it is (see settleWritten).
+   */
+  private lastResort(): void {
+    const log = this.log;
+    const bound = log.options.maxPendingDiskBytes;
+    if (log.pendingTotal <= bound || (this.writing === undefined && bound > 0) || this.writeFault !== undefined) return;
+    const waiting = log.pendingTotal;
+    for (const block of log.pending) {
+      if (block.done || block === this.inFlight) continue;
+      try {
+        writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
+      } catch (err) {
+        // Left to the background task, which retries.
+        if (!isSystemError(err)) throw err;
+        break;
+      }
+      block.done = true;
+      log.pendingTotal -= block.length;
+      this.syncWrites++;
+    }
+    if (!this.behind && bound > 0) {
+      this.behind = true;
+      log.hooks.onDiskBehind?.({ pendingDiskBytes: waiting, maxPendingDiskBytes: bound });
+    }
+    this.settleWritten();
+  }
+
+  /** Blocks on disk at the front of the queue leave it, in order: `written` moves on with them. */
+  private settleWritten(): void {
+    const log = this.log;
+    while (log.pending.length > 0 && log.pending[0]!.done && log.pending[0] !== this.inFlight) {
+      const block = log.pending.shift()!;
+      block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
+      log.committer.wrote(block.end);
+    }
+    if (log.readerWaiting) log.news();
+  }
+
+  /** C1 draft with the header in the lock directory, C2 link into place, C3 unlink the draft. */
+  private createSegment(first: number): DurableSegment {
+    const log = this.log;
+    const lost = log.directory.verify();
+    if (lost !== undefined) throw lost;
+    const sync = crypto.randomBytes(16);
+    const header = encodeHeader(log.schemaJson, log.options.codec, sync, {
+      [OWNER_KEY]: log.options.channel,
+      [DURABLE_KEY]: '1',
+      [FIRST_KEY]: String(first),
+    });
+    const fs = log.fs;
+    const draft = path.join(log.directory.draftDir, SEGMENT_DRAFT);
+    unlinkQuietly(fs, draft);
+    const fd = fs.openSync(draft, CREATE_FLAGS, 0o644);
+    let file: string;
+    let seq: number;
+    try {
+      writeAll(fs, fd, [header], header.length, 0);
+      for (;;) {
+        seq = log.nextSeq++;
+        file = path.join(log.directory.path, segmentFileName(seq));
+        try {
+          fs.linkSync(draft, file);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+      }
+    } catch (err) {
+      closeQuietly(fs, fd);
+      unlinkQuietly(fs, draft);
+      throw err;
+    }
+    unlinkQuietly(fs, draft);
+    const stat = fs.fstatSync(fd);
+    const segment: DurableSegment = {
+      seq,
+      file,
+      dev: stat.dev,
+      ino: stat.ino,
+      first,
+      records: 0,
+      size: header.length,
+      writtenSize: header.length,
+      syncedSize: 0,
+      headerLength: header.length,
+      blockEnds: [],
+      blockCounts: [],
+      sync,
+      codec: log.options.codec,
+      fd,
+      sealed: false,
+      linkedUnsynced: true,
+      removing: false,
+    };
+    log.segments.push(segment);
+    log.fileBytes += header.length;
+    return segment;
+  }
+
+  /** Starts the background task when blocks wait (also the retry timer's call after a write fault). */
+  kickWrites(): void {
+    const log = this.log;
+    if (this.writing !== undefined || log.closed || log.pending.length === 0) {
+      if (this.writeFault !== undefined && log.builder.count > 0 && log.pending.length === 0 && !log.closed) this.sealBlock();
+      return;
+    }
+    this.writing = this.writeLoop().finally(() => {
+      this.writing = undefined;
+    });
+  }
+
+  private async writeLoop(): Promise<void> {
+    const log = this.log;
+    for (;;) {
+      if (log.closed) return;
+      const block = log.pending.find((b) => !b.done);
+      if (block === undefined) return;
+      this.inFlight = block;
+      try {
+        await log.fds.track(block.segment.fd!, writeAllAsync(log.fs, block.segment.fd!, block.parts, block.length, block.position));
+      } catch (err) {
+        this.inFlight = undefined;
+        if (log.closed) return;
+        if (!isSystemError(err)) throw err;
+        // The bytes are still here: rewriting them at the same position is safe.
+        this.writeFault = ioError('writing a block', block.segment.file, err);
+        log.hooks.onFault({ operation: 'write', file: block.segment.file, error: this.writeFault });
+        log.retry.schedule();
+        return;
+      }
+      this.inFlight = undefined;
+      if (this.writeFault !== undefined) {
+        this.writeFault = undefined;
+        log.retry.writesWork();
+        log.news();
+      }
+      if (!block.done) {
+        block.done = true;
+        log.pendingTotal -= block.length;
+      }
+      // The episode ends once the background writes, not the last resort, brought the bytes down.
+      if (this.behind && log.pendingTotal <= log.options.maxPendingDiskBytes / 2) this.behind = false;
+      this.settleWritten();
+    }
+  }
+
+  /**
+   * At close: the block being filled and every waiting block written synchronously, in order.
+   * Returns the RN every record before which is written; throws when a write fails.
+   */
+  writeOutSync(): number {
+    const log = this.log;
+    let written = log.committer.written;
+    this.sealBlock();
+    while (log.pending.length > 0) {
+      const block = log.pending[0]!;
+      // A block in flight is written again, with the same bytes at the same place.
+      if (!block.done || block === this.inFlight) writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
+      if (!block.done) log.pendingTotal -= block.length;
+      block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
+      written = block.end;
+      log.pending.shift();
+    }
+    return written;
+  }
+}
