@@ -5,7 +5,7 @@ import type { ResolvedOptions } from './options.js';
 import nodeFs from 'node:fs';
 import { DurableLog } from './segments/durable-log.js';
 import { withDurableOps } from './segments/durable-io.js';
-import { SegmentLog, type FaultEvent, type SegmentFileSystem } from './segments/index.js';
+import { SegmentLog, type FaultEvent, type SegmentFileSystem, type SegmentLogHooks } from './segments/index.js';
 import { refuseDurableLeftovers } from './segments/durable-scan.js';
 
 // Where the engine is put together: the codec, the channel directory (locked), the segment log in
@@ -42,6 +42,12 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
   let channel: Channel | undefined;
   let log: SegmentLog | DurableLog;
   let durable: DurableLog | undefined;
+  const logHooks: SegmentLogHooks = {
+    onSegment: (event) => emit('segment', event),
+    onFault: (event) => emit('fault', event),
+    onRecovered: () => channel?.diskRecovered(),
+    onDiskBehind: (event) => emit('diskBehind', event),
+  };
   try {
     if (options.durable) {
       durable = new DurableLog(
@@ -49,10 +55,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
         codec,
         { ...options, channel: options.name },
         {
-          onSegment: (event) => emit('segment', event),
-          onFault: (event) => emit('fault', event),
-          onRecovered: () => channel?.diskRecovered(),
-          onDiskBehind: (event) => emit('diskBehind', event),
+          ...logHooks,
           onTorn: (event) => emit('torn', event),
           onRecoveredBacklog: (event) => emit('recovered', event),
           onFailed: (err) => channel?.fail(err),
@@ -64,20 +67,7 @@ export function openChannel(options: ResolvedOptions, emit: ChannelEmit, fileSys
       // Read-only, through node:fs: the seam's faults are for the segment log's own calls.
       refuseDurableLeftovers(withDurableOps(nodeFs), directory.path);
     }
-    log =
-      durable ??
-      new SegmentLog(
-        directory,
-        codec,
-        { ...options, channel: options.name },
-        {
-          onSegment: (event) => emit('segment', event),
-          onFault: (event) => emit('fault', event),
-          onRecovered: () => channel?.diskRecovered(),
-          onDiskBehind: (event) => emit('diskBehind', event),
-        },
-        fileSystem,
-      );
+    log = durable ?? new SegmentLog(directory, codec, { ...options, channel: options.name }, logHooks, fileSystem);
   } catch (err) {
     directory.release();
     throw err;
