@@ -380,7 +380,7 @@ export class Channel implements WriterChannel {
     else this.reader?.fail(failure);
   }
 
-  private readonly place = (record: unknown, size: number): Refusal | undefined => this.tiers.place(record, size);
+  private readonly place = (record: unknown, size: number): Refusal | undefined => this.tiers.placeHeld(record, size);
   private readonly isClosed = (): boolean => (this.flags & CLOSED) !== 0;
 
   /**

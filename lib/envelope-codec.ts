@@ -4,7 +4,7 @@ import avsc from 'avsc';
 import type { Schema } from 'avsc';
 import { invalidRecordError } from './errors.js';
 import { copyView, isJsonExact } from './plain-data.js';
-import { SizeProblem, VIEW_TYPES, isQuickValid, sizeOfSchemaless } from './size.js';
+import { JSON_EXACT, SizeProblem, VIEW_TYPES, quickKind, sizeOfSchemaless } from './size.js';
 import { BY_REFERENCE_BYTES, checkTopLevel, encodeFailure, isWellFormed, unreadable, type RecordCodec } from './record-codec.js';
 
 // The codec of a channel without a schema: the envelope union carries Buffers and strings
@@ -57,6 +57,71 @@ const STRING_TYPE = avsc.Type.forSchema('string');
 
 /** A varint length of up to 2^53 takes at most this many bytes. */
 const LENGTH_MAX_BYTES = 8;
+/** A UTF-16 code unit takes at most three bytes of UTF-8 (a surrogate pair, two units, takes four). */
+const UTF8_MAX_BYTES_PER_UNIT = 3;
+
+/** Bytes of the zigzag varint (an Avro long) of `length`, which is >= 0. */
+function lengthBytes(length: number): number {
+  let bytes = 1;
+  for (let zigzag = length * 2; zigzag >= 0x80; zigzag = Math.floor(zigzag / 0x80)) bytes++;
+  return bytes;
+}
+
+/** Writes `length` (>= 0) as an Avro long at `at`; returns where it ends. */
+function writeLength(length: number, buf: Buffer, at: number): number {
+  let zigzag = length * 2;
+  while (zigzag >= 0x80) {
+    buf[at++] = (zigzag % 0x80) | 0x80;
+    zigzag = Math.floor(zigzag / 0x80);
+  }
+  buf[at++] = zigzag;
+  return at;
+}
+
+/**
+ * Writes `text` as an Avro string (its UTF-8 length, then its UTF-8) at `at`, where the caller
+ * made room for {@link LENGTH_MAX_BYTES} and three bytes per code unit; returns where it ends.
+ * The UTF-8 is written once, where a length of `text.length` bytes would put it, and moved in
+ * the rare case its length takes another number of bytes: avsc measures the UTF-8 first (a scan
+ * of its own), and the length of JSON text is most often its number of code units.
+ */
+function writeAvroString(text: string, buf: Buffer, at: number): number {
+  const guess = lengthBytes(text.length);
+  const start = at + guess;
+  const written = buf.write(text, start);
+  const size = lengthBytes(written);
+  if (size !== guess) buf.copyWithin(at + size, start, start + written);
+  writeLength(written, buf, at);
+  return at + size + written;
+}
+
+/** Where the string {@link readAvroString} returned ends. */
+let readEnd = 0;
+
+/**
+ * The Avro string at `at` read without avsc (no Tap, no Buffer made for its bytes), its end in
+ * {@link readEnd}; undefined for what is not the common case (a length of four bytes or more, a
+ * negative length, bytes past the end), which avsc then reads and judges as it always did.
+ */
+function readAvroString(buf: Buffer, at: number): string | undefined {
+  if (at + 3 > buf.length) return undefined;
+  let zigzag = buf[at]!;
+  let p = at + 1;
+  if (zigzag >= 0x80) {
+    const second = buf[p++]!;
+    zigzag = (zigzag & 0x7f) | ((second & 0x7f) << 7);
+    if (second >= 0x80) {
+      const third = buf[p++]!;
+      if (third >= 0x80) return undefined;
+      zigzag |= third << 14;
+    }
+  }
+  if ((zigzag & 1) !== 0) return undefined;
+  const end = p + (zigzag >>> 1);
+  if (end > buf.length) return undefined;
+  readEnd = end;
+  return buf.toString('utf8', p, end);
+}
 
 /**
  * The envelope's `bytes` branch (union index 0, encoded as the byte 0) of at least
@@ -255,6 +320,12 @@ export function envelopeCodec(): RecordCodec {
   let pendingRecord: unknown;
   let pendingText: string | undefined;
   let pendingBytes: Buffer | undefined;
+  /**
+   * The record validate() just found to be plain data JSON gives back exactly, when its encode()
+   * comes next (`encodeNext`): encode() then need not walk it again. Cleared by that encode(), by
+   * the next validate() and by forget() (a held write: the producer had its turn in between).
+   */
+  let exactRecord: unknown;
   const validateAndSize = (record: unknown): number => {
     checkTopLevel(record);
     try {
@@ -269,19 +340,26 @@ export function envelopeCodec(): RecordCodec {
     validateAndSize,
     // Without a schema, the size walk is what finds values structuredClone would not give back;
     // plain data passes a quicker walk that only checks, for the records handed straight over.
-    validate(record) {
+    validate(record, encodeNext) {
+      exactRecord = undefined;
       // Any string is valid: sizing it (its UTF-8 length) cost a 64 MiB string a scan.
       if (typeof record === 'string') return;
       if (typeof record === 'object' && record !== null) {
-        let plain = false;
+        let kind = 0;
         try {
-          plain = isQuickValid(record);
+          kind = quickKind(record);
         } catch {
           // A getter or a Proxy threw: the full walk below reads it again and reports it.
         }
-        if (plain) return;
+        if (kind !== 0) {
+          if (encodeNext === true && (kind & JSON_EXACT) !== 0) exactRecord = record;
+          return;
+        }
       }
       validateAndSize(record);
+    },
+    forget() {
+      exactRecord = undefined;
     },
     encode(record, buf, pos) {
       // Strings with lone surrogates go as values: UTF-8 would turn those into U+FFFD.
@@ -291,10 +369,12 @@ export function envelopeCodec(): RecordCodec {
       let bytes = pendingBytes;
       if (pendingRecord !== record) {
         text = bytes = undefined;
+        const checked = record === exactRecord;
+        exactRecord = undefined;
         const flat = isLargeFlatArray(record);
         // JSON is exact for plain data, and several times cheaper than a V8 serialization per
         // record (each releaseBuffer() is a new external buffer for the garbage collector).
-        if (!flat && typeof record !== 'string' && isJsonExact(record)) {
+        if (!flat && typeof record !== 'string' && (checked || isJsonExact(record))) {
           try {
             text = JSON.stringify(record);
           } catch (err) {
@@ -307,6 +387,12 @@ export function envelopeCodec(): RecordCodec {
             throw encodeFailure(record, err);
           }
         }
+      }
+      if (text !== undefined && pos + 2 + LENGTH_MAX_BYTES + UTF8_MAX_BYTES_PER_UNIT * text.length <= buf.length) {
+        pendingRecord = pendingText = pendingBytes = undefined;
+        buf[pos] = VALUE_BRANCH;
+        buf[pos + 1] = DATA_JSON;
+        return writeAvroString(text, buf, pos + 2);
       }
       // A short buffer: keep what was made for the call that follows, once there is room.
       const length = text !== undefined ? Buffer.byteLength(text) : V8_HEADER.length + bytes!.length;
@@ -334,6 +420,8 @@ export function envelopeCodec(): RecordCodec {
     },
     decode(buf, pos, settled, views = settled) {
       if (buf[pos] === VALUE_BRANCH && buf[pos + 1] === DATA_JSON) {
+        const quick = readAvroString(buf, pos + 2);
+        if (quick !== undefined) return { value: JSON.parse(quick), offset: readEnd };
         const { value: text, offset } = STRING_TYPE.decode(buf, pos + 2) as { value: string; offset: number };
         return offset < 0 ? { value: undefined, offset } : { value: JSON.parse(text), offset };
       }

@@ -13,8 +13,14 @@ export interface RecordCodec {
   readonly type: Type;
   /** Checks a record and returns its estimated in-memory size; throws `ERR_HOPPER_INVALID_RECORD`. */
   validateAndSize(record: unknown): number;
-  /** Checks a record without sizing it (where sizing is a walk of its own); throws as {@link validateAndSize}. */
-  validate(record: unknown): void;
+  /**
+   * Checks a record without sizing it (where sizing is a walk of its own); throws as
+   * {@link validateAndSize}. `encodeNext`: the record's {@link encode} follows, with no user code
+   * run in between, so what the check learnt of it may be kept for it (until {@link forget}).
+   */
+  validate(record: unknown, encodeNext?: boolean): void;
+  /** What {@link validate} kept for the record encoded next is stale (user code may have run since). */
+  forget?(): void;
   /**
    * Encodes into `buf` at `pos`; returns the new position, or a negative number when `buf` is too
    * small (minus the bytes missing). Throws `ERR_HOPPER_INVALID_RECORD` or

@@ -77,7 +77,12 @@ const NAMED_KEYS_INSPECTION: util.InspectOptions = {
  */
 export function mayHaveNamedKeys(array: unknown[]): boolean {
   const length = array.length;
-  if (length < KEY_COUNT_MAX_LENGTH) return Object.keys(array).length !== length;
+  if (length < KEY_COUNT_MAX_LENGTH) {
+    // Indices come first, in order, then named keys: with neither hole nor named key the keys are
+    // '0' to `length - 1`. A count alone would miss a named key beside a hole (`[1, , 3]` with `f`).
+    const keys = Object.keys(array);
+    return keys.length !== length || (length !== 0 && keys[length - 1] !== String(length - 1));
+  }
   return util.inspect(array, NAMED_KEYS_INSPECTION) !== `[ ... ${length} more items ]`;
 }
 
@@ -158,6 +163,74 @@ export function isQuickValid(value: object, depth = 0): boolean {
     return true;
   }
   return VIEW_PROTOTYPES.has(proto);
+}
+
+/** {@link quickKind}: plain data the quick walk accepts. */
+export const QUICK = 1;
+/** {@link quickKind}: also what JSON gives back exactly (see plain-data.ts isJsonExact). */
+export const JSON_EXACT = 2;
+
+/**
+ * {@link isQuickValid} and plain-data's `isJsonExact` in one walk, for a record bound for disk
+ * (its encoding asks the second; each asks an array for its named keys, the costly part of both):
+ * 0 where isQuickValid says false; else {@link QUICK}, with {@link JSON_EXACT} set where
+ * isJsonExact says true too (no `undefined`, hole, NaN, ±Infinity, -0 or view anywhere in it).
+ */
+export function quickKind(value: object, depth = 0): number {
+  if (depth === CYCLE_CHECK_DEPTH) return 0;
+  const proto = Object.getPrototypeOf(value);
+  let kind = QUICK | JSON_EXACT;
+  if (proto === Object.prototype) {
+    for (const key in value) {
+      const item = (value as Record<string, unknown>)[key];
+      switch (typeof item) {
+        case 'string':
+        case 'boolean':
+          continue;
+        case 'number':
+          if (item - item !== 0 || (item === 0 && 1 / item < 0)) kind = QUICK;
+          continue;
+        case 'undefined':
+          kind = QUICK;
+          continue;
+        case 'object':
+          if (item === null) continue;
+          kind &= quickKind(item, depth + 1);
+          if (kind === 0) return 0;
+          continue;
+        default:
+          return 0;
+      }
+    }
+    return kind;
+  }
+  if (proto === Array.prototype) {
+    const array = value as unknown[];
+    if (mayHaveNamedKeys(array)) return 0;
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      switch (typeof item) {
+        case 'string':
+        case 'boolean':
+          continue;
+        case 'number':
+          if (item - item !== 0 || (item === 0 && 1 / item < 0)) kind = QUICK;
+          continue;
+        case 'undefined':
+          kind = QUICK;
+          continue;
+        case 'object':
+          if (item === null) continue;
+          kind &= quickKind(item, depth + 1);
+          if (kind === 0) return 0;
+          continue;
+        default:
+          return 0;
+      }
+    }
+    return kind;
+  }
+  return VIEW_PROTOTYPES.has(proto) ? QUICK : 0;
 }
 
 /** Where a value stops being something structuredClone gives back as it was written (thrown by the size walk, made a HopperError by the codec). */

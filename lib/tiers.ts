@@ -91,13 +91,21 @@ export class Tiers {
    * disk (while spilling, or with a memory budget of 0).
    */
   checkAndSize(record: unknown): number {
+    // A record bound for disk is encoded by place(), which the channel calls next: the codec may
+    // keep what its check learnt for that (see placeHeld() for a write held in between).
     if (this.options.durable) {
-      this.codec.validate(record);
+      this.codec.validate(record, true);
       return UNSIZED;
     }
     if (!this.spilling && this.options.maxMemoryBytes !== 0) return this.codec.validateAndSize(record);
-    this.codec.validate(record);
+    this.codec.validate(record, true);
     return UNSIZED;
+  }
+
+  /** {@link place} for a write that was held: checked before the producer had its turn again. */
+  placeHeld(record: unknown, size: number): Refusal | undefined {
+    this.codec.forget?.();
+    return this.place(record, size);
   }
 
   /**
@@ -117,6 +125,8 @@ export class Tiers {
       return undefined;
     }
     let result = this.disk.append(record);
+    // Not kept past the append: a record refused here may come back changed.
+    this.codec.forget?.();
     if (result === 'full' && this.options.onFull === 'drop-oldest') result = this.appendDroppingOldest(record);
     if (result !== 'ok') return this.refusal(record, size, result);
     this.spilled++;
@@ -139,6 +149,7 @@ export class Tiers {
    */
   private placeDurable(record: unknown, size: number): Refusal | undefined {
     const result = this.disk.append(record);
+    this.codec.forget?.();
     if (result !== 'ok') return this.refusal(record, size, result);
     const last = this.queue.last();
     if (last instanceof DiskRun) last.count++;

@@ -840,6 +840,12 @@ async function everyPath(record: unknown, options: HopperOptions = {}): Promise<
 
 const DISAGREED: Array<[string, () => unknown, string[]]> = [
   ['an array with a named property holding a function', () => Object.assign([1, 2], { f: () => 1 }), ['f']],
+  [
+    'an array with a hole and a named property holding a function (as many keys as items)',
+    // biome-ignore lint/suspicious/noSparseArray: a hole is the value under test
+    () => Object.assign([1, , 3], { f: () => 1 }),
+    ['f'],
+  ],
   ['an array with a named property holding a symbol', () => ({ list: Object.assign([1, 2], { s: Symbol('s') }) }), ['list', 's']],
   ['an array with a named property holding a class instance', () => Object.assign([1, 2], { t: new Tagged() }), ['t']],
   [
@@ -1040,6 +1046,8 @@ test('mayHaveNamedKeys() - false for arrays without named keys, short and long, 
   t.true(mayHaveNamedKeys(Object.assign([1, 2], { f: undefined })));
   // biome-ignore lint/suspicious/noSparseArray: a hole is the value under test
   t.true(mayHaveNamedKeys([1, , 3]));
+  // biome-ignore lint/suspicious/noSparseArray: a hole beside a named key: as many keys as items
+  t.true(mayHaveNamedKeys(Object.assign([1, , 3], { f: 1 })));
 });
 
 /** Writes `record` and resolves once its write was acknowledged: write() and its callback, or (streamx, whose write() takes none) send(). */
@@ -1146,4 +1154,36 @@ test('records with a schema - bytes and fixed fields read from disk with many bl
     out.every(({ n, bytes, id }, i) => n === records[i]!.n && bytes.equals(records[i]!.bytes) && id.equals(records[i]!.id)),
     'every record is as it was written',
   );
+});
+
+test('values without a schema - a held write whose record changes before it is admitted is encoded as it is then (a Date put in stays a Date)', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<{ seq: number; v: unknown }>({
+    dataDir: dir.dataDir,
+    maxMemoryBytes: 0,
+    maxSegmentBytes: 1_024,
+    maxDiskBytes: 8_192,
+    onFull: 'block',
+  });
+  for (let seq = 0; seq < 40; seq++) hopper.send({ seq, v: 'x'.repeat(50) });
+  // A write too large for the room left is held...
+  const large = hopper.sender();
+  large.on('error', () => {});
+  large.write({ seq: 40, v: 'x'.repeat(6_000) });
+  // ...and another writer's write waits behind it: checked now (plain data, JSON-exact), placed later.
+  const second = hopper.sender();
+  const late = { seq: 41, v: 1 as unknown };
+  const admitted = new Promise<void>((resolve, reject) => second.write(late, (err) => (err ? reject(err) : resolve())));
+  await nextTurn();
+  t.is(hopper.stats().recordsIn, 40);
+  late.v = new Date(5);
+  // The large write's writer goes, and its write with it: the late write is placed, in the room there is.
+  large.destroy();
+  await admitted;
+  second.end();
+  hopper.writable.end();
+  const out = await collect(hopper.readable);
+  t.is(out.length, 41);
+  t.deepEqual(out.at(-1), { seq: 41, v: new Date(5) });
 });

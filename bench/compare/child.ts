@@ -1,7 +1,8 @@
 /**
  * One run of `bench/compare/run.ts`, in the checkout given as its first argument: a burst of events
  * into a hopper with the reader paused, then the drain, timed apart; or a pass-through (the mode's
- * `through`). Prints one JSON line: the rates, and the process's peak RSS.
+ * `through`). Prints one JSON line: the rates, the process's peak RSS, and per phase the CPU time
+ * of the main thread and of the process and the event loop's idle time (ms).
  *
  *   node --import tsx/esm bench/compare/child.ts CHECKOUT MODE RECORDS
  */
@@ -23,6 +24,31 @@ const records = Number(recordsArg);
 const lib = (await import(path.join(path.resolve(checkout), 'lib/index.ts'))) as typeof import('../../lib/index.js');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hopper-compare-'));
 const rate = (ms: number): number => (records * 1000) / ms;
+/** CPU time of the main thread so far, in ms (Linux: its schedstat, in ns); NaN where there is none. */
+const mainCpuMs = (): number => {
+  try {
+    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+};
+/** CPU time of the whole process so far (the thread pool's reads and writes too), in ms. */
+const processCpuMs = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+/** Main-thread and process CPU ms, and the event loop's idle ms, of each phase: where the time went, which holds still on a busy machine. */
+const phases: Record<string, { cpu: number; processCpu: number; idle: number }> = {};
+let mark = { cpu: mainCpuMs(), processCpu: processCpuMs(), elu: performance.eventLoopUtilization() };
+const endPhase = (name: string): void => {
+  const now = { cpu: mainCpuMs(), processCpu: processCpuMs(), elu: performance.eventLoopUtilization() };
+  phases[name] = {
+    cpu: Math.round(now.cpu - mark.cpu),
+    processCpu: Math.round(now.processCpu - mark.processCpu),
+    idle: Math.round(performance.eventLoopUtilization(now.elu, mark.elu).idle),
+  };
+  mark = { cpu: mainCpuMs(), processCpu: processCpuMs(), elu: performance.eventLoopUtilization() };
+};
 // maxRSS is in KiB.
 const peakRssMiB = (): number => process.resourceUsage().maxRSS / 1024;
 try {
@@ -50,6 +76,7 @@ try {
     });
     const source = Readable.from(events(records));
     const started = performance.now();
+    endPhase('setup');
     if (mode.through === 'duplex') {
       await pipeline(source, lib.createHopperStream<Event>(options), sink);
     } else {
@@ -57,12 +84,14 @@ try {
       await Promise.all([pipeline(source, hopper.writable), pipeline(hopper.readable, sink)]);
     }
     const ended = performance.now();
+    endPhase('total');
     if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
-    console.log(JSON.stringify({ total: rate(ended - started), peakRssMiB: peakRssMiB() }));
+    console.log(JSON.stringify({ total: rate(ended - started), peakRssMiB: peakRssMiB(), phases }));
   } else {
     const hopper = lib.createHopperStreams<{ seq: number } | Buffer>(options);
     const turn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
     const started = performance.now();
+    endPhase('setup');
     for (let seq = 1; seq <= records; seq++) {
       if (mode.streams !== true) hopper.send(makeRecord(seq));
       else if (!hopper.writable.write(makeRecord(seq))) await once(hopper.writable, 'drain');
@@ -71,6 +100,7 @@ try {
     hopper.writable.end();
     if (mode.streams === true) await once(hopper.writable, 'finish');
     const written = performance.now();
+    endPhase('write');
     if (mode.streams !== true) {
       for await (const record of hopper.readable) check(record);
     } else {
@@ -85,8 +115,11 @@ try {
       await pipeline(hopper.readable, sink);
     }
     const drained = performance.now();
+    endPhase('drain');
     if (seen !== records) throw new Error(`read ${seen} of ${records} records`);
-    console.log(JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB: peakRssMiB() }));
+    console.log(
+      JSON.stringify({ write: rate(written - started), drain: rate(drained - written), total: rate(drained - started), peakRssMiB: peakRssMiB(), phases }),
+    );
   }
 } finally {
   fs.rmSync(dataDir, { recursive: true, force: true });

@@ -21,6 +21,8 @@ interface Rates {
   drain?: number;
   total: number;
   peakRssMiB: number;
+  /** Per phase (write, drain; total for a pass-through): main-thread CPU, process CPU and event-loop idle time, ms. */
+  phases?: Record<string, { cpu: number; processCpu: number; idle: number }>;
 }
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -48,4 +50,14 @@ for (const [checkout, rates] of runs) {
   });
   cells.push(`peak RSS ${Math.round(median(rates.map((rate) => rate.peakRssMiB)))} MiB`);
   console.log(`${mode} ${checkout}: ${cells.join('; ')}`);
+  // CPU time holds still where wall-clock rates swing (a shared machine): min (median) of the repetitions.
+  const phaseNames = Object.keys(rates[0]!.phases ?? {}).filter((name) => name !== 'setup');
+  const cpu = phaseNames.map((name) => {
+    const of = (key: 'cpu' | 'processCpu' | 'idle'): string => {
+      const values = rates.map((rate) => rate.phases![name]![key]);
+      return `${Math.min(...values)} (${median(values)})`;
+    };
+    return `${name} main CPU ${of('cpu')}, process CPU ${of('processCpu')}, idle ${of('idle')}`;
+  });
+  if (cpu.length > 0) console.log(`  ms, min (median): ${cpu.join('; ')}`);
 }
