@@ -4,7 +4,7 @@ import avsc from 'avsc';
 import type { Schema } from 'avsc';
 import { invalidRecordError } from './errors.js';
 import { copyView, isJsonExact } from './plain-data.js';
-import { JSON_EXACT, SizeProblem, VIEW_TYPES, quickKind, sizeOfSchemaless } from './size.js';
+import { JSON_EXACT, QUICK, SizeProblem, VIEW_TYPES, isQuickValid, quickKind, sizeOfSchemaless } from './size.js';
 import { BY_REFERENCE_BYTES, checkTopLevel, encodeFailure, isWellFormed, unreadable, type RecordCodec } from './record-codec.js';
 
 // The codec of a channel without a schema: the envelope union carries Buffers and strings
@@ -347,7 +347,8 @@ export function envelopeCodec(): RecordCodec {
       if (typeof record === 'object' && record !== null) {
         let kind = 0;
         try {
-          kind = quickKind(record);
+          // Handed straight over or placed in memory, the record is not encoded: the plain check.
+          kind = encodeNext === true ? quickKind(record) : isQuickValid(record) ? QUICK : 0;
         } catch {
           // A getter or a Proxy threw: the full walk below reads it again and reports it.
         }

@@ -51,6 +51,8 @@ const ERROR_PROTOTYPES = new Set<object>([Error, EvalError, RangeError, Referenc
 
 /** Below this length an array's keys are counted; from it on, util.inspect finds its named keys (see {@link mayHaveNamedKeys}). */
 const KEY_COUNT_MAX_LENGTH = 64;
+/** The keys of a short array's indices, made once: a String() per array cost the check a tenth. */
+const INDEX_KEYS: readonly string[] = Array.from({ length: KEY_COUNT_MAX_LENGTH }, (_, i) => String(i));
 /** util.inspect showing an array's own enumerable non-index keys and none of its items. */
 const NAMED_KEYS_INSPECTION: util.InspectOptions = {
   maxArrayLength: 0,
@@ -81,7 +83,7 @@ export function mayHaveNamedKeys(array: unknown[]): boolean {
     // Indices come first, in order, then named keys: with neither hole nor named key the keys are
     // '0' to `length - 1`. A count alone would miss a named key beside a hole (`[1, , 3]` with `f`).
     const keys = Object.keys(array);
-    return keys.length !== length || (length !== 0 && keys[length - 1] !== String(length - 1));
+    return keys.length !== length || (length !== 0 && keys[length - 1] !== INDEX_KEYS[length - 1]);
   }
   return util.inspect(array, NAMED_KEYS_INSPECTION) !== `[ ... ${length} more items ]`;
 }
