@@ -120,7 +120,7 @@ function readAvroString(buf: Buffer, at: number): string | undefined {
   const end = p + (zigzag >>> 1);
   if (end > buf.length) return undefined;
   readEnd = end;
-  return buf.toString('utf8', p, end);
+  return (buf as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(p, end);
 }
 
 /**

@@ -1187,3 +1187,19 @@ test('values without a schema - a held write whose record changes before it is a
   t.is(out.length, 41);
   t.deepEqual(out.at(-1), { seq: 41, v: new Date(5) });
 });
+
+test('values without a schema - plain data whose JSON text holds multi-byte characters comes back as written, at each length where its length prefix grows', async (t) => {
+  // JSON text of 64 and 8,192 code units takes a longer length prefix than its UTF-8 does or does
+  // not; past 2^20 bytes the prefix is four bytes long.
+  const records: unknown[] = [];
+  for (const units of [63, 64, 8_191, 8_192, 1_100_000]) {
+    for (const wide of [0, 1, 40]) {
+      const text = 'é'.repeat(wide) + '\u{1f600}'.repeat(wide > 0 ? 1 : 0);
+      const fill = units - JSON.stringify({ s: text }).length;
+      records.push({ s: text + 'x'.repeat(Math.max(0, fill)) });
+    }
+  }
+  for (const record of records) {
+    for (const result of await everyPath(record)) t.deepEqual((result as { out: unknown }).out, record);
+  }
+});
