@@ -1,16 +1,8 @@
-import {
-  ChannelWriter,
-  type ChannelEmit,
-  type ChannelParts,
-  type ChannelReader,
-  type HopperStats,
-  type WriteCallback,
-  type WriterChannel,
-  type WriterHooks,
-} from './channel-parts.js';
+import type { ChannelEmit, ChannelParts, ChannelReader, ChannelWriter, HopperStats, WriteCallback, WriterChannel, WriterHooks } from './channel-parts.js';
+import { Durability, whenAdmitted, whenDurable } from './channel-durable.js';
+import { ChannelWriters } from './channel-writers.js';
 import type { RecordCodec } from './codec.js';
-import { ackBeyondDeliveredError, ackModeError, destroyedError, notDurableError, producerFailedError, writeAfterEndError, type HopperError } from './errors.js';
-import type { DurableLog } from './segments/durable-log.js';
+import { destroyedError, notDurableError, writeAfterEndError, type HopperError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import { HeldWrites, failWrite } from './held-writes.js';
 import { NOTHING, Tiers, type Refusal } from './tiers.js';
@@ -43,12 +35,6 @@ const UPDATE_AGAIN = 1 << 7;
  * waits or not (see finish()); otherwise it goes when the reader asks. Cleared by the next step.
  */
 const END_DUE = 1 << 8;
-/**
- * Closed after everything was delivered, but the files are kept: a durable channel with
- * `ack: 'manual'` still has delivered records to acknowledge. They go once every one is
- * acknowledged, or at the user's close() or destroy(), or at exit (see releaseKept()).
- */
-const KEPT = 1 << 9;
 /** Not open: ending or closed. */
 const NOT_OPEN = ENDING | CLOSED;
 
@@ -72,15 +58,13 @@ export class Channel implements WriterChannel {
   /** Resolves once the disk tier has no file operation under way in the background. */
   readonly idle: () => Promise<void>;
   private readonly blocked = new HeldWrites();
-  private readonly writers = new Set<ChannelWriter>();
+  private readonly writers = new ChannelWriters(this, this.blocked);
   private reader: ChannelReader | undefined;
   private flags = 0;
-  /** A producer failed before the input ended: the reader fails with this once everything is delivered. */
-  private inputFailure: HopperError | undefined;
   /** Why reading failed (FAILED). */
   private failure: Error | undefined;
-  /** The durable log, when the channel is durable. */
-  private readonly durable: DurableLog | undefined;
+  /** The durable side (channel-durable.ts), when the channel is durable. */
+  private readonly durable: Durability | undefined;
 
   constructor(options: ResolvedOptions, parts: ChannelParts, emit: ChannelEmit) {
     this.options = options;
@@ -90,7 +74,7 @@ export class Channel implements WriterChannel {
     this.release = parts.release;
     this.idle = parts.idle;
     this.emit = emit;
-    this.durable = parts.durable;
+    this.durable = parts.durable === undefined ? undefined : new Durability(parts.durable, options.ack, parts.release, this.isClosed);
     if (parts.durable !== undefined) this.tiers.resume(parts.durable.recovered.records + parts.durable.damagePlaces);
   }
 
@@ -126,9 +110,7 @@ export class Channel implements WriterChannel {
   /** Opens a writer; the input ends when every opened writer has ended. */
   openWriter(hooks: WriterHooks): ChannelWriter {
     this.checkOpen();
-    const writer = new ChannelWriter(this, hooks);
-    this.writers.add(writer);
-    return writer;
+    return this.writers.add(hooks);
   }
 
   /** Sets where records go. There is one reader per channel. */
@@ -189,7 +171,7 @@ export class Channel implements WriterChannel {
       return;
     }
     if (handed || refusal === undefined) {
-      if (durable !== undefined) this.whenDurable(durable);
+      if (durable !== undefined) whenDurable(this.durable, durable);
       // Placed, with no reader waiting: nothing can move now, so the loop is not run (a burst
       // written while the reader is paused costs a placement per record, and no more).
       if (!handed && (this.flags & READER_WAITING) === 0) {
@@ -205,30 +187,16 @@ export class Channel implements WriterChannel {
     }
     this.emit('full', { record, reason: refusal.reason });
     if (this.options.onFull === 'block') {
-      // Admitted later: its durability is waited for from then on.
-      const admitted: WriteCallback =
-        durable === undefined
-          ? callback
-          : (err) => {
-              if (!err) this.whenDurable(durable);
-              callback(err);
-            };
-      this.blocked.hold(writer, record, size, admitted);
+      this.blocked.hold(writer, record, size, durable === undefined ? callback : whenAdmitted(this.durable, callback, durable));
     } else if (tiers.countDropped(refusal.reason)) {
       callback();
       durable?.();
     } else failWrite(writer, callback, tiers.refusalError(record, refusal));
   }
 
-  /** Calls `done` once every record accepted so far is durable (a durable channel's write callback). */
-  private whenDurable(done: WriteCallback): void {
-    if (this.durable === undefined) done();
-    else this.durable.committer.whenDurable(this.durable.appended, done);
-  }
-
   /** The producer's failure that cut the input short (ERR_HOPPER_PRODUCER_FAILED), if one did. */
   get producerFailure(): HopperError | undefined {
-    return this.inputFailure;
+    return this.writers.failure;
   }
 
   /** True for a durable channel. */
@@ -236,58 +204,29 @@ export class Channel implements WriterChannel {
     return this.durable !== undefined;
   }
 
-  /**
-   * Resolves once every record accepted before the call is durable under the fsync policy and the
-   * acknowledged position is on disk; rejects with ERR_HOPPER_NOT_DURABLE on a channel that is not
-   * durable, and with the failure of a failed channel.
-   */
+  /** See {@link Durability.flush}; rejects with ERR_HOPPER_NOT_DURABLE on a channel that is not durable. */
   flush(): Promise<void> {
     if (this.durable === undefined) return Promise.reject(notDurableError('flush()'));
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    return this.durable.flush();
+    return this.durable.flush(this.failure);
   }
 
-  /**
-   * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`), also
-   * once delivery has ended (the files are kept for it). Throws ERR_HOPPER_NOT_DURABLE,
-   * ERR_HOPPER_ACK_MODE, ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's
-   * ERR_INVALID_ARG_TYPE / ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up.
-   * Once the files are released (the user's close() or destroy(), a failure), it does nothing:
-   * the records stay unacknowledged on disk and the next open delivers them again. Throwing there
-   * would crash a process from a sink's 'ack' listener during a shutdown.
-   */
+  /** See {@link Durability.ack}; throws ERR_HOPPER_NOT_DURABLE on a channel that is not durable. */
   ack(count: number): void {
     if (this.durable === undefined) throw notDurableError('ack()');
-    if (typeof count !== 'number') {
-      throw Object.assign(new TypeError(`The "count" argument must be of type number. Received ${typeof count}`), { code: 'ERR_INVALID_ARG_TYPE' });
-    }
-    if (!Number.isSafeInteger(count) || count < 0) {
-      throw Object.assign(new RangeError(`The value of "count" is out of range. It must be a safe integer >= 0. Received ${count}`), {
-        code: 'ERR_OUT_OF_RANGE',
-      });
-    }
-    if (this.options.ack !== 'manual') throw ackModeError();
-    if ((this.flags & (CLOSED | KEPT)) === CLOSED) return;
-    const unacknowledged = this.durable.acks.unacknowledged;
-    if (!this.durable.ack(count)) throw ackBeyondDeliveredError(count, unacknowledged);
-    // Delivery has ended and everything delivered is acknowledged: nothing keeps the files.
-    if ((this.flags & KEPT) !== 0 && this.durable.acks.unacknowledged === 0) this.releaseKept();
+    this.durable.ack(count);
   }
 
   /** A writer's producer failed: see {@link ChannelWriter.fail}. The first failure is the one reported. */
   cutShort(writer: ChannelWriter, cause: Error | undefined): void {
     if (writer.ended) return;
-    this.inputFailure ??= producerFailedError(cause);
+    this.writers.cutShort(cause);
     this.closeWriter(writer, true);
   }
 
   /** Ends a writer (`aborted`: it was destroyed, so its held writes fail). Idempotent. */
   closeWriter(writer: ChannelWriter, aborted: boolean): void {
     if (writer.ended) return;
-    writer.ended = true;
-    this.writers.delete(writer);
-    if (aborted) this.blocked.fail(destroyedError, writer);
-    if (this.writers.size === 0 && (this.flags & NOT_OPEN) === 0) {
+    if (this.writers.end(writer, aborted) && (this.flags & NOT_OPEN) === 0) {
       this.flags |= ENDING | END_DUE;
       this.reader?.inputEnded?.();
     }
@@ -372,7 +311,7 @@ export class Channel implements WriterChannel {
    * waits until the reader asks, so that it never reaches a readable nobody listens to yet.
    */
   private finish(): void {
-    const failure = this.inputFailure;
+    const failure = this.writers.failure;
     if (failure !== undefined && (this.flags & READER_WAITING) === 0) return;
     this.flags |= DELIVERED;
     this.close();
@@ -413,32 +352,20 @@ export class Channel implements WriterChannel {
   close(): void {
     if ((this.flags & CLOSED) !== 0) return;
     this.flags |= CLOSED;
-    for (const writer of [...this.writers]) writer.hooks.onChannelClose();
+    this.writers.tell(false);
     this.tiers.clear();
-    if (this.keepsFiles()) this.flags |= KEPT;
-    else this.release();
+    if (this.durable === undefined) this.release();
+    else this.durable.close((this.flags & DELIVERED) !== 0);
     this.blocked.fail(destroyedError);
   }
 
   /**
-   * Everything was delivered in a durable channel with `ack: 'manual'` and some of it is not
-   * acknowledged yet: the files stay (lock, segments, ledger writes) so that ack() still counts,
-   * as a sink acknowledges the last batches after the readable ended.
-   */
-  private keepsFiles(): boolean {
-    return (this.flags & DELIVERED) !== 0 && this.durable !== undefined && this.options.ack === 'manual' && this.durable.acks.unacknowledged > 0;
-  }
-
-  /**
    * The user's close() or destroy(): closes the channel, and releases files kept for
-   * acknowledgements after delivery ended (the ledger file is written with the acknowledgements
-   * made so far). Idempotent.
+   * acknowledgements after delivery ended (see {@link Durability.releaseKept}). Idempotent.
    */
   releaseKept(): void {
     this.close();
-    if ((this.flags & KEPT) === 0) return;
-    this.flags &= ~KEPT;
-    this.release();
+    this.durable?.releaseKept();
   }
 
   /**
@@ -450,7 +377,7 @@ export class Channel implements WriterChannel {
     if ((this.flags & FAILED) !== 0) return;
     this.flags |= FAILED;
     this.failure = err;
-    for (const writer of [...this.writers]) (writer.hooks.onChannelFail ?? writer.hooks.onChannelClose)();
+    this.writers.tell(true);
     if (this.reader) this.reader.fail(err);
     else this.close();
   }
