@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { HopperError } from '../lib/errors.js';
 import { Lock } from '../lib/lock.js';
 import { processStartTime } from '../lib/proc.js';
-import { endChild } from './helpers/children.js';
+import { END_WITH_PARENT, endChild } from './helpers/children.js';
 import { tempDataDir } from './helpers/index.js';
 import { osThreadId } from './helpers/threads.js';
 import { within } from './helpers/wait.js';
@@ -133,6 +133,7 @@ test.serial('Lock.take() - a lock naming a thread of another live process is ref
   const child = spawn(
     process.execPath,
     [
+      ...END_WITH_PARENT,
       '-e',
       `const { Worker } = require('node:worker_threads');
        const worker = new Worker("require('node:worker_threads').parentPort.postMessage(require('node:fs').readlinkSync('/proc/thread-self')); setInterval(() => {}, 1000);", { eval: true });
