@@ -62,6 +62,11 @@ export interface HopperErrorDetails {
   count?: number | undefined;
   /** Records delivered and not acknowledged when `ack()` was refused (`ERR_HOPPER_ACK_BEYOND_DELIVERED`). */
   unacknowledged?: number | undefined;
+  /**
+   * When the lock can be taken over if its owner stays silent, in epoch ms (`ERR_HOPPER_LOCKED`,
+   * only when the owner cannot be proved alive or dead from here: another host, pid namespace or boot).
+   */
+  retryAt?: number | undefined;
   /** The underlying error. */
   cause?: unknown;
 }
@@ -111,6 +116,8 @@ export class HopperError extends Error {
   declare readonly records?: unknown[];
   declare readonly count?: number;
   declare readonly unacknowledged?: number;
+  /** Epoch ms at which the lock can be taken over if its owner stays silent (`ERR_HOPPER_LOCKED`); absent when its owner is alive here. */
+  declare readonly retryAt?: number;
 
   constructor(code: HopperErrorCode, message: string, details: HopperErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -125,6 +132,7 @@ export class HopperError extends Error {
     if (details.records !== undefined) self.records = details.records;
     if (details.count !== undefined) (this as { count?: number }).count = details.count;
     if (details.unacknowledged !== undefined) (this as { unacknowledged?: number }).unacknowledged = details.unacknowledged;
+    if (details.retryAt !== undefined) (this as { retryAt?: number }).retryAt = details.retryAt;
   }
 
   /**
@@ -270,9 +278,9 @@ export function onAbort(signal: AbortSignal | undefined, abort: (err: Error) => 
 }
 
 /** Another live owner holds the channel directory (or is taking over a stale lock on it); `when` says when it can be taken. */
-export function lockedError(lock: string, holder: string, when?: string): HopperError {
-  const message = `channel directory ${path.dirname(lock)} is locked by ${holder} (${lock})${when === undefined ? '' : `; ${when}`}`;
-  return new HopperError('ERR_HOPPER_LOCKED', message, { file: lock });
+export function lockedError(lock: string, holder: string, when?: { text: string; retryAt?: number | undefined }): HopperError {
+  const message = `channel directory ${path.dirname(lock)} is locked by ${holder} (${lock})${when === undefined ? '' : `; ${when.text}`}`;
+  return new HopperError('ERR_HOPPER_LOCKED', message, { file: lock, retryAt: when?.retryAt });
 }
 
 /** The channel lost its lock or its directory while it ran: it stops writing. */

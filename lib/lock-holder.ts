@@ -213,23 +213,26 @@ export function describeHolder(seen: Seen): string {
 }
 
 /** When a refused lock can be taken: never while its holder is proved alive; else once its heartbeat is older than the window. */
-export function whenFree(seen: Seen, dir: string, staleMs: number): string {
+export function whenFree(seen: Seen, dir: string, staleMs: number): { text: string; retryAt?: number } {
   let lastSign: number;
   if (seen === 'unreadable') {
     try {
       lastSign = fs.lstatSync(dir).mtimeMs;
     } catch {
-      return 'it is being replaced';
+      return { text: 'it is being replaced' };
     }
   } else {
     const verdict = judge(seen);
-    if (verdict === 'alive') return 'its owner is alive, and a live owner keeps its lock until it closes the channel';
-    if (verdict !== 'unknown') return `its owner is gone (${verdict.dead}) and the lock is being taken over`;
+    if (verdict === 'alive') return { text: 'its owner is alive, and a live owner keeps its lock until it closes the channel' };
+    if (verdict !== 'unknown') return { text: `its owner is gone (${verdict.dead}) and the lock is being taken over` };
     lastSign = seen.heartbeat;
   }
   const at = lastSign + staleMs;
   const seconds = Math.max(0, Math.ceil((at - Date.now()) / 1000));
-  return `its owner cannot be proved dead from here, so the lock can be taken over in about ${seconds} s, at ${new Date(at).toISOString()}, if its owner stays silent (staleLockMs ${staleMs} ms after its last sign of life)`;
+  return {
+    text: `its owner cannot be proved dead from here, so the lock can be taken over in about ${seconds} s, at ${new Date(at).toISOString()}, if its owner stays silent (staleLockMs ${staleMs} ms after its last sign of life)`,
+    retryAt: Math.ceil(at),
+  };
 }
 
 /** Who holds a channel's lock, as `hopper-streams status` shows it: read-only, never takes or removes anything. */

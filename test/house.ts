@@ -19,7 +19,7 @@ const LAYERS: Array<{ name: string; files: RegExp }> = [
     name: 'the entries, stream adapters and the Kafka sink',
     files: /^(index|streams|streamx|adapter|node-reader|engine|kafka(-[a-z]+)?)\.ts$/,
   },
-  { name: 'the engine', files: /^(channel|channel-parts|tiers|held-writes|placements)\.ts$/ },
+  { name: 'the engine', files: /^(channel(-[a-z]+)?|tiers|held-writes|placements)\.ts$/ },
   { name: 'the segment log', files: /^segments\// },
   {
     name: 'files, the lock, the container format and the codecs',

@@ -23,6 +23,7 @@ import {
   type KafkaRetryEvent,
 } from '../lib/kafka.js';
 import { isRetriableSendError, retryDelay } from '../lib/kafka-policy.js';
+import { END_WITH_PARENT } from './helpers/children.js';
 import { startMock, readTopic, type MockCluster } from './helpers/kafka-mock.js';
 import { nextTurn, plain, tempDataDir } from './helpers/index.js';
 import { eventSchema as exampleSchema, events, type Event as ExampleEvent } from '../examples/events.js';
@@ -567,7 +568,7 @@ async function startExample(
   // The example's hopper lives in a directory of this test's, removed once the child is gone: a
   // child killed with SIGKILL leaves its channel directory (and lock) behind.
   const dir = tempDataDir();
-  const child = spawn(process.execPath, ['--import', 'tsx/esm', 'examples/http-to-kafka.ts'], {
+  const child = spawn(process.execPath, [...END_WITH_PARENT, 'examples/http-to-kafka.ts'], {
     cwd: root,
     env: { ...process.env, PORT: '0', HOPPER_DATA_DIR: dir.dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { HopperError } from '../lib/errors.js';
 import { Lock } from '../lib/lock.js';
 import { processStartTime } from '../lib/proc.js';
-import { endChild } from './helpers/children.js';
+import { END_WITH_PARENT, endChild } from './helpers/children.js';
 import { tempDataDir } from './helpers/index.js';
 import { osThreadId } from './helpers/threads.js';
 import { within } from './helpers/wait.js';
@@ -85,6 +85,7 @@ test.serial('Lock.take() - a second take in the same thread is refused, naming a
   const err = refusal(t, () => Lock.take(lockPath, 30_000));
   t.regex(err.message, new RegExp(`locked by another channel of this thread \\(pid ${process.pid} on `));
   t.regex(err.message, /its owner is alive, and a live owner keeps its lock until it closes the channel/);
+  t.is(err.retryAt, undefined, 'no time to retry at while the owner is alive');
   lock.release();
   t.deepEqual(dir.files(), []);
 });
@@ -132,6 +133,7 @@ test.serial('Lock.take() - a lock naming a thread of another live process is ref
   const child = spawn(
     process.execPath,
     [
+      ...END_WITH_PARENT,
       '-e',
       `const { Worker } = require('node:worker_threads');
        const worker = new Worker("require('node:worker_threads').parentPort.postMessage(require('node:fs').readlinkSync('/proc/thread-self')); setInterval(() => {}, 1000);", { eval: true });
@@ -217,6 +219,7 @@ test.serial('Lock.take() - a lock from a system without /proc naming this pid an
   fs.utimesSync(owner, heartbeat, heartbeat);
   const err = refusal(t, () => Lock.take(lockPath, 60_000));
   t.regex(err.message, /its owner cannot be proved dead from here, so the lock can be taken over in about \d+ s/);
+  t.is(typeof err.retryAt, 'number');
   t.true(fs.existsSync(owner), 'the lock is kept');
 });
 
@@ -240,6 +243,7 @@ test.serial(
     );
     const seconds = Number(when![1]);
     t.true(seconds > 0 && seconds <= 60, `${seconds} s left of the 60 s window`);
+    t.is(err.retryAt, Math.ceil(fs.statSync(path.join(lockPath, 'owner.json')).mtimeMs + 60_000), 'err.retryAt: the same instant, in epoch ms');
     t.regex(err.message, /locked by process 1 on \S+, started 2026-01-01T00:00:00.000Z, last sign of life /);
   },
 );

@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, HopperError, type CorruptEvent, type SegmentEvent } from '../lib/index.js';
 import { processStartTime } from '../lib/proc.js';
 import { collect, diskSettled, nextTurn, point, pointSchema, tempDataDir, type Point } from './helpers/index.js';
+import { END_WITH_PARENT } from './helpers/children.js';
 import { mountSlowFs } from './helpers/fuse.js';
 import { osThreadId, startWorker, workerMessage } from './helpers/threads.js';
 
@@ -709,7 +710,9 @@ test.serial(
     // What an owner that made the channel directory does when it closes: removes it if it is empty.
     // Here every tenth of a millisecond, so that opens meet the directory gone between their mkdir
     // and their lock far more often than the processes' own closes make them do.
-    const flicker = spawn(process.execPath, ['-e', FLICKER, path.join(dir.dataDir, name)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const flicker = spawn(process.execPath, [...END_WITH_PARENT, '-e', FLICKER, path.join(dir.dataDir, name)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     endInTeardown(t, flicker);
     await message(flicker, (m: { ready?: boolean }) => m.ready === true);
     const results = await Promise.all(

@@ -1,6 +1,7 @@
 // Child process for lifecycle tests: opens a channel, spills records, then either waits to be
 // killed ("hold") or exits with the channel still open ("exit"). It reports once its segments are
 // on disk (they are created and written in the background).
+import './end-with-parent.js';
 import { createHopperStreams } from '../../lib/index.js';
 
 const [mode, dataDir, name] = process.argv.slice(2);

@@ -5,6 +5,12 @@ import { within } from './wait.js';
 // Child processes for tests: each is ended in the test's teardown, whatever the outcome, so a
 // failed wait never leaves a process behind (ava would then fail to exit).
 
+/**
+ * Node arguments that preload end-with-parent.ts into a child that does not import it itself (a
+ * `-e` script, an example): it ends itself once its parent is gone.
+ */
+export const END_WITH_PARENT = ['--import', 'tsx/esm', '--import', new URL('./end-with-parent.ts', import.meta.url).href];
+
 interface Teardown {
   teardown: (fn: () => void | Promise<void>) => void;
 }

@@ -3,6 +3,7 @@
 // writeSync (see test/helpers/crash-checker.ts for the lines). The parent kills it with SIGKILL at
 // a random instant; the final round is not killed: it drains the channel, acknowledges everything
 // and closes. Argument: the round's settings as JSON.
+import './end-with-parent.js';
 import fs from 'node:fs';
 import { createHopperStreams, type HopperOptions } from '../../lib/index.js';
 import { padFor, ROUND_IDS } from './crash-checker.js';

@@ -2,6 +2,7 @@
 // {"sha256", "bytes"} of what it wrote to DONE_FILE and exits. With STEP_FILE, chunk n (from 1)
 // waits until STEP_FILE holds a number >= n: the test releases the chunks one by one.
 // Usage: generate.ts BYTES DONE_FILE [STEP_FILE]
+import './end-with-parent.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -5,6 +5,7 @@
 // recipe of docs/kafka.md. The producer connects in the background, so that the ingest starts and
 // takes records while the brokers are down. GET /stats answers `hopper.stats()`. Argument: the
 // settings as JSON. Prints `listening <port>` once it takes requests.
+import './end-with-parent.js';
 import http from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import kafkajs from 'kafkajs';

@@ -10,6 +10,7 @@
 // killed; prints a line once its first segment exists. With a kill point ("after-create":
 // right after a new segment's draft file is created, before its header is written;
 // "after-link": right after the segment is linked into place), it SIGKILLs itself there.
+import './end-with-parent.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHopperStreams } from '../../lib/index.js';

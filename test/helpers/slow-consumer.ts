@@ -2,6 +2,7 @@
 // writes it when the moment has come), then reads stdin to the end and prints
 // {"sha256", "bytes"}. The test ends it in its teardown if the moment never comes.
 // Usage: slow-consumer.ts GO_FILE
+import './end-with-parent.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -72,7 +72,18 @@ class Slow(Operations):
     def fsync(self, path, fdatasync, fh): return os.fsync(fh)
 
 
+def end_with_parent():
+    """Asks the kernel for a SIGTERM once the test process that started this one is gone (as
+    test/helpers/end-with-parent.ts does for the Node children): libfuse then unmounts and returns."""
+    import ctypes, signal
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        sys.exit(0)
+
+
 if __name__ == '__main__':
+    end_with_parent()
     root, mountpoint, delay_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
     use_ino = len(sys.argv) > 4 and sys.argv[4] == 'use_ino'
     kwargs = {'use_ino': True} if use_ino else {}
