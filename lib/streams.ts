@@ -94,9 +94,15 @@ interface DurableCallback {
  * Node a callback that passes only an error on. A write Node refuses itself (after end, destroyed)
  * never reaches `_write`: Node's error reaches the user's callback, and `_write` skips it.
  * Returns what `_write` calls to take the callback of the write it handles.
+ *
+ * A write without a callback holds nothing: `null` keeps its place in the FIFO, and Node gets no
+ * callback of ours either, so that a burst of them costs no closure, no entry in the committer's
+ * queue and no tick of Node's per write (Node counts writes that share a callback in one tick).
  */
 function holdDurableCallbacks(stream: Writable): () => Callback | undefined {
-  const queue: DurableCallback[] = [];
+  const queue: Array<DurableCallback | null> = [];
+  /** Callbacks taken by `_write`: a write that throws after its `_write` took its entry leaves the FIFO as it is. */
+  let taken = 0;
   const write = Writable.prototype.write;
   stream.write = function (this: Writable, chunk: unknown, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
     if (typeof encoding === 'function') {
@@ -104,29 +110,41 @@ function holdDurableCallbacks(stream: Writable): () => Callback | undefined {
       encoding = undefined;
     }
     const user = cb;
-    const entry: DurableCallback = {
-      ran: false,
-      done: (err) => {
-        if (entry.ran) return;
-        entry.ran = true;
-        user?.(err ?? null);
-      },
-    };
+    let entry: DurableCallback | null = null;
+    let nodeCallback: Callback | undefined;
+    if (user !== undefined) {
+      const held: DurableCallback = {
+        ran: false,
+        done: (err) => {
+          if (held.ran) return;
+          held.ran = true;
+          user(err ?? null);
+        },
+      };
+      entry = held;
+      nodeCallback = (err?: Error | null) => {
+        if (err) held.done(err);
+      };
+    }
+    const before = taken;
     queue.push(entry);
     try {
-      return write.call(this, chunk, encoding as BufferEncoding, (err?: Error | null) => {
-        if (err) entry.done(err);
-      });
+      return nodeCallback === undefined
+        ? write.call(this, chunk, encoding as BufferEncoding)
+        : write.call(this, chunk, encoding as BufferEncoding, nodeCallback);
     } catch (err) {
-      // Refused synchronously (a null chunk): no _write comes for it.
-      queue.splice(queue.indexOf(entry), 1);
+      // Refused synchronously (a null chunk): no _write comes for it. (An exception out of the
+      // _write that took it, a consumer's, leaves the FIFO alone.)
+      if (taken === before && queue.length > 0) queue.pop();
       throw err;
     }
   } as Writable['write'];
   return () => {
     for (;;) {
-      const entry = queue.shift();
-      if (entry === undefined) return undefined;
+      if (queue.length === 0) return undefined;
+      const entry = queue.shift()!;
+      taken++;
+      if (entry === null) return undefined;
       if (!entry.ran) return entry.done;
     }
   };

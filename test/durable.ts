@@ -148,6 +148,40 @@ test("hopper.writable.write() - fsync 'always': no callback before the fsync tha
   t.true(hopper.stats().fsyncs >= 1);
 });
 
+test('hopper.writable.write() - writes without a callback among writes with one (corked too): each callback once, in order, none before the fsync', async (t) => {
+  const c = channel(t);
+  const held = new HeldSyncFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'always' }), { fileSystem: held.fs });
+  t.teardown(() => hopper.destroy());
+  held.hold();
+  const called: number[] = [];
+  const write = (i: number): void => {
+    if (i % 3 === 0) hopper.writable.write(rec(i), () => called.push(i));
+    else hopper.writable.write(rec(i));
+  };
+  for (let i = 0; i < 60; i++) write(i);
+  hopper.writable.cork();
+  for (let i = 60; i < 120; i++) write(i);
+  hopper.writable.uncork();
+  await until(() => held.held > 0, 'a commit waits for its fsync');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(called, []);
+  t.is(hopper.stats().undurable, 120);
+  held.release();
+  await hopper.flush();
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(
+    called,
+    ids(0, 120).filter((i) => i % 3 === 0),
+    'each callback once, in write order',
+  );
+  t.is(hopper.stats().undurable, 0);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 120)).map((r) => r.id),
+    ids(0, 120),
+  );
+});
+
 test("hopper.writable.write() - fsync 'batch': callbacks fire at the group commit, fsyncIntervalMs on the log's clock; flush() commits at once", async (t) => {
   const c = channel(t);
   const clock = new ManualClock();
