@@ -216,7 +216,7 @@ export class Channel implements WriterChannel {
       this.blocked.hold(writer, record, size, admitted);
     } else if (tiers.countDropped(refusal.reason)) {
       callback();
-      durable?.();
+      durable?.(null);
     } else failWrite(writer, callback, tiers.refusalError(record, refusal));
   }
 

@@ -2,6 +2,7 @@ import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWr
 import { Duplex, Readable, Writable } from 'node:stream';
 import { HopperBase, HopperCore, type HopperEvents, type HopperInternals, type HopperListener, withHopperMethods } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
+import { holdDurableCallbacks } from './durable-callbacks.js';
 import { NodeReader, bufferedRecords, nodeSide } from './node-reader.js';
 import type { HopperOptions } from './options.js';
 
@@ -78,77 +79,6 @@ class PairReadable extends Readable {
   }
 }
 countWaiting(PairReadable.prototype);
-
-/** One write's callback, held until its record is durable; `ran` once it has been called. */
-interface DurableCallback {
-  ran: boolean;
-  done: Callback;
-}
-
-/**
- * Durable channels (docs/durable-design.md §2.3): the user's write callback fires once the record
- * is durable under the fsync policy, without backpressure before the caps. Node calls the next
- * `_write` only after the previous callback, so the callback Node holds is called at once (as in
- * any hopper) while the user's is kept apart: `write()` is overridden to queue the user's callback
- * (once-only) in a FIFO that `_write` takes from (Node calls `_write` in write order), and to hand
- * Node a callback that passes only an error on. A write Node refuses itself (after end, destroyed)
- * never reaches `_write`: Node's error reaches the user's callback, and `_write` skips it.
- * Returns what `_write` calls to take the callback of the write it handles.
- *
- * A write without a callback holds nothing: `null` keeps its place in the FIFO, and Node gets no
- * callback of ours either, so that a burst of them costs no closure, no entry in the committer's
- * queue and no tick of Node's per write (Node counts writes that share a callback in one tick).
- */
-function holdDurableCallbacks(stream: Writable): () => Callback | undefined {
-  const queue: Array<DurableCallback | null> = [];
-  /** Callbacks taken by `_write`: a write that throws after its `_write` took its entry leaves the FIFO as it is. */
-  let taken = 0;
-  const write = Writable.prototype.write;
-  stream.write = function (this: Writable, chunk: unknown, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
-    if (typeof encoding === 'function') {
-      cb = encoding;
-      encoding = undefined;
-    }
-    const user = cb;
-    let entry: DurableCallback | null = null;
-    let nodeCallback: Callback | undefined;
-    if (user !== undefined) {
-      const held: DurableCallback = {
-        ran: false,
-        done: (err) => {
-          if (held.ran) return;
-          held.ran = true;
-          user(err ?? null);
-        },
-      };
-      entry = held;
-      nodeCallback = (err?: Error | null) => {
-        if (err) held.done(err);
-      };
-    }
-    const before = taken;
-    queue.push(entry);
-    try {
-      return nodeCallback === undefined
-        ? write.call(this, chunk, encoding as BufferEncoding)
-        : write.call(this, chunk, encoding as BufferEncoding, nodeCallback);
-    } catch (err) {
-      // Refused synchronously (a null chunk): no _write comes for it. (An exception out of the
-      // _write that took it, a consumer's, leaves the FIFO alone.)
-      if (taken === before && queue.length > 0) queue.pop();
-      throw err;
-    }
-  } as Writable['write'];
-  return () => {
-    for (;;) {
-      if (queue.length === 0) return undefined;
-      const entry = queue.shift()!;
-      taken++;
-      if (entry === null) return undefined;
-      if (!entry.ran) return entry.done;
-    }
-  };
-}
 
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full

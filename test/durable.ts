@@ -346,6 +346,40 @@ test('hopper.writable.write() - an invalid record is called back once with its e
   hopper.destroy();
 });
 
+test('hopper.writable.write() - an invalid record, then a write Node buffers behind its failure: each callback once, the invalid one with its own error', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(
+    c.options({
+      schema: {
+        type: 'record',
+        name: 'Rec',
+        fields: [
+          { name: 'id', type: 'long' },
+          { name: 'pad', type: 'string' },
+        ],
+      },
+    }),
+  );
+  t.teardown(() => hopper.destroy());
+  const sender = hopper.sender();
+  sender.on('error', () => {});
+  const calls: Array<[string, unknown]> = [];
+  sender.write(rec(1), (err) => calls.push(['first', err]));
+  sender.write({ id: 'nope' } as never, (err) => calls.push(['bad', err]));
+  // The writable errored but has not told anyone yet: this write is buffered, then failed.
+  sender.write(rec(2), (err) => calls.push(['after', err]));
+  await hopper.flush();
+  await until(() => calls.length === 3, 'callbacks');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(
+    calls.map(([name]) => name),
+    ['bad', 'after', 'first'],
+  );
+  t.is((calls[0]![1] as { code?: string }).code, 'ERR_HOPPER_INVALID_RECORD');
+  t.true(calls[1]![1] instanceof Error);
+  t.is(calls[2]![1], null, 'the record before it is durable');
+});
+
 test('createHopperStreams() durable - close and reopen: the oldest unacknowledged record comes first, in order, then new writes; redelivered counted', async (t) => {
   const c = channel(t);
   const first = createHopperStreams<Rec>(c.options({ ack: 'manual', maxMemoryBytes: 2048, maxSegmentBytes: 4096 }));

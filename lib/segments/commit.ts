@@ -96,8 +96,8 @@ export class Committer {
   }
 
   /**
-   * Calls `done` once every record below `rn` is durable (at once, on a later tick, if it is), or
-   * with the error the committer failed with.
+   * Calls `done` with null once every record below `rn` is durable (at once, on a later tick, if
+   * it is), or with the error the committer failed with (as Node calls a write callback).
    */
   whenDurable(rn: number, done: Done): void {
     const rns = this.waitRns;
@@ -148,7 +148,7 @@ export class Committer {
     this.head = 0;
     for (let i = head; i < rns.length; i++) {
       try {
-        dones[i]!(this.failed_ === undefined && rns[i]! <= this.durable_ ? undefined : err);
+        dones[i]!(this.failed_ === undefined && rns[i]! <= this.durable_ ? null : err);
       } catch (thrown) {
         process.nextTick(() => {
           throw thrown;
@@ -234,7 +234,7 @@ export class Committer {
           this.head = 0;
         }
         try {
-          done(err);
+          done(err ?? null);
         } catch (thrown) {
           // A user's callback that throws must not stop the others; it surfaces as Node would.
           process.nextTick(() => {
