@@ -948,6 +948,35 @@ for (const onCorrupt of ['skip', 'error'] as const) {
   });
 }
 
+test("hopper.readable - durable: blocks read ahead are checked as any other; a block damaged on disk after it was written is reported when the reader gets there (onCorrupt 'skip')", async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, onCorrupt: 'skip' }));
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 40; i++) {
+    hopper.writable.write(rec(i));
+    if (i % 10 === 9) await hopper.flush();
+  }
+  const [name] = c.segments();
+  const file = path.join(c.channelDir, name!);
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), file);
+  const ends = scan.kind === 'durable' ? scan.blockEnds : [];
+  t.is(ends.length, 4);
+  // The third block's sync marker, changed under the open channel.
+  const fd = fs.openSync(file, 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, ends[2]! - 1);
+  byte[0] = 0xff ^ byte[0]!;
+  fs.writeSync(fd, byte, 0, 1, ends[2]! - 1);
+  fs.closeSync(fd);
+  const corrupt: Array<{ offset: number; count: number }> = [];
+  hopper.on('corrupt', (event) => corrupt.push(event));
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) got.push(r.id);
+  t.deepEqual(got, [...ids(0, 20), ...ids(30, 40)]);
+  t.like(corrupt, [{ offset: ends[1], count: 10 }]);
+});
+
 test('createHopperStreams() durable - a record larger than maxDiskBytes allows is refused with ERR_HOPPER_RECORD_TOO_LARGE', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxDiskBytes: 4096 }));

@@ -55,6 +55,11 @@ export class DurableCache {
     return this.head < this.values.length && this.start === rn;
   }
 
+  /** True when the cache holds record `rn` (nothing is let go). */
+  holds(rn: number): boolean {
+    return rn >= this.start && rn < this.start + (this.values.length - this.head);
+  }
+
   /** Takes out the first record held (the one {@link seek} found). */
   take(): unknown {
     return this.shift();
