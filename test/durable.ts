@@ -1018,6 +1018,37 @@ test('createHopperStreams() durable - a backlog written with another schema refu
   t.deepEqual(got, ids(0, 5));
 });
 
+test('hopper.writable - blocks waiting for the disk go in one write; one that fails or is cut short is written again whole, nothing lost', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'never', maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const faults: unknown[] = [];
+  hopper.on('fault', (event) => faults.push(event));
+  faulty.hold('write');
+  let called = 0;
+  for (let i = 0; i < 400; i++) {
+    hopper.writable.write(rec(i), () => called++);
+    // A block per turn: the first one's write is held, the others wait behind it.
+    if (i % 20 === 19) await nextTurn();
+  }
+  await faulty.whenHeld('write');
+  t.is(called, 0);
+  const before = faulty.calls.write;
+  faulty.fail('write', 'EIO', 1);
+  faulty.shortenWrites(2);
+  faulty.release('write');
+  await hopper.flush();
+  t.is(called, 400);
+  t.is(faults.length, 1, 'the failed write was reported, then written again');
+  const calls = faulty.calls.write - before;
+  t.true(calls < 10, `20 blocks in a few writes (${calls})`);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 400)).map((r) => r.id),
+    ids(0, 400),
+  );
+});
+
 test('hopper.writable - a disk slower than the producer: past maxPendingDiskBytes the waiting blocks are written synchronously, memory stays bounded, nothing is lost', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();
