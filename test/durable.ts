@@ -977,6 +977,30 @@ test("hopper.readable - durable: blocks read ahead are checked as any other; a b
   t.like(corrupt, [{ offset: ends[1], count: 10 }]);
 });
 
+test('createHopperStreams() durable - the read cache holds records within maxMemoryBytes as the memory tier sizes them, not by their encoding', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const budget = 4096;
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: budget }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  await hopper.flush();
+  // Reads from the files stall: what is delivered meanwhile came from the cache.
+  faulty.hold('read');
+  const got: number[] = [];
+  hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  await faulty.whenHeld('read');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  const cached = got.length;
+  const sized = (await import('../lib/codec.js')).createCodec(undefined);
+  const bytes = ids(0, cached).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
+  t.true(cached > 0, 'the first records came from the cache');
+  t.true(bytes <= budget, `${cached} records of ${bytes} bytes in memory within ${budget}`);
+  faulty.release('read');
+  await until(() => got.length === 300, 'the rest from the files');
+  t.deepEqual(got, ids(0, 300));
+});
+
 test('createHopperStreams() durable - a record larger than maxDiskBytes allows is refused with ERR_HOPPER_RECORD_TOO_LARGE', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxDiskBytes: 4096 }));

@@ -67,11 +67,25 @@ export class DurableWrites {
     const full = builder.keep();
     const rn = log.nextRn++;
     log.records++;
-    log.cache.add(rn, record, size);
+    if (log.cache.wants(rn)) log.cache.add(rn, record, this.memorySize(record));
     log.committer.append(log.nextRn);
     if (full) this.sealBlock();
     else this.scheduleSeal();
     return 'ok';
+  }
+
+  /**
+   * A record's size for the read cache, as the memory tier sizes it (its encoding can be several
+   * times smaller than the object: counted by it, an 8 MiB cache held some 50 MiB of objects).
+   * The record was checked when written: sizing it checks it again, for the records the cache
+   * takes only. -1 (left out of the cache) if that fails.
+   */
+  private memorySize(record: unknown): number {
+    try {
+      return this.log.codec.validateAndSize(record);
+    } catch {
+      return -1;
+    }
   }
 
   private scheduleSeal(): void {
