@@ -5,7 +5,10 @@ import { Writable } from 'node:stream';
 // backpressure before the caps. Used by the Node adapter (streams.ts) only.
 //
 // Node calls the next `_write` only after the previous callback, so the callback Node holds is
-// called at once (as in any hopper) while the user's is kept apart: `write()` is overridden to
+// called at once (as in any hopper) while the user's is kept apart. Node leaves no other way to
+// reach it: `_write` gets Node's own `state.onwrite`, and the user's callback stays in
+// `state.writecb` (lib/internal/streams/writable.js, `writeOrBuffer()`, lines 567-572 of Node
+// 20.20, and `doWrite()` for buffered writes). So, on this one instance, `write()` is overridden to
 // hand the user's callback to the `_write` of its record, which passes it to the channel as the
 // one to call once the record is durable; Node gets a callback that passes only an error on.
 //
