@@ -159,7 +159,7 @@ export class ChannelLoop implements WriterChannel {
       this.blocked.hold(writer, record, size, durable === undefined ? callback : whenAdmitted(this.durable, callback, durable));
     } else if (tiers.countDropped(refusal.reason)) {
       callback();
-      durable?.();
+      durable?.(null);
     } else failWrite(writer, callback, tiers.refusalError(record, refusal));
   }
 

@@ -19,8 +19,8 @@ import type { TornReport } from './segments/recovery.js';
 // event listener, a write callback) is not the engine's: it goes out to whoever called in, as
 // out of a PassThrough, and the engine's state stays consistent around it.
 
-/** Counters of a channel at one moment. */
-export interface HopperStats {
+/** Counters of a channel at one moment (the durable ones, 0 in a channel that is not durable, are {@link DurableStats}'). */
+export interface HopperStats extends DurableStats {
   /** Records held in memory. */
   memoryRecords: number;
   /** Estimated bytes of the records held in memory; never above `maxMemoryBytes`. */
@@ -57,27 +57,6 @@ export interface HopperStats {
   dropped: number;
   /** Records lost to damaged segment files and skipped over (`onCorrupt: 'skip'`). */
   corrupted: number;
-  /** Durable channels (0 otherwise): records delivered and not acknowledged. */
-  unacknowledged: number;
-  /** Durable channels: records acknowledged since the channel opened. */
-  acknowledged: number;
-  /**
-   * Durable channels: records delivered again after a restart, counted against the delivery mark
-   * of the last ledger file written before it. A lower bound: deliveries after that write are not on disk.
-   */
-  redelivered: number;
-  /** Durable channels: records found at open, delivered first. */
-  recovered: number;
-  /** Durable channels: records cut off at open with a torn tail (a block whose count was unreadable adds 0; see `tornBlocks`). */
-  torn: number;
-  /** Durable channels: torn blocks cut off at open. */
-  tornBlocks: number;
-  /** Durable channels: records accepted whose write callback has not fired (not durable under the fsync policy yet). */
-  undurable: number;
-  /** Durable channels: group commits (fsyncs) completed since the channel opened. */
-  fsyncs: number;
-  /** Durable channels: when the last group commit completed (epoch ms), 0 before the first. */
-  lastFsyncAt: number;
 }
 
 /** The durable fields of {@link HopperStats}, all 0 for a channel that is not durable. */

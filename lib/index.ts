@@ -3,6 +3,7 @@ export { createHopperStream, createHopperStreams, HopperStreams } from './stream
 export type { HopperDuplex, HopperWritable, HopperReadable, HopperEvents } from './streams.js';
 export type { CorruptEvent, DropEvent, HopperStats } from './channel.js';
 export type { RecoveredEvent, TornEvent } from './channel-parts.js';
+export type { DurableStats } from './segments/durable-log.js';
 export type { DiskBehindEvent, FaultEvent, SegmentEvent } from './segments/index.js';
 export { HopperError } from './errors.js';
 export type { HopperErrorCode, HopperErrorDetails, HopperErrorOf } from './errors.js';

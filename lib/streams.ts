@@ -2,6 +2,7 @@ import type { Duplex as NodeDuplex, Readable as NodeReadable, Writable as NodeWr
 import { Duplex, Readable, Writable } from 'node:stream';
 import { HopperBase, HopperCore, type HopperEvents, type HopperInternals, type HopperListener, withHopperMethods } from './adapter.js';
 import type { Channel, ChannelWriter, HopperStats } from './channel.js';
+import { holdDurableCallbacks } from './durable-callbacks.js';
 import { NodeReader, bufferedRecords, nodeSide } from './node-reader.js';
 import type { HopperOptions } from './options.js';
 
@@ -78,59 +79,6 @@ class PairReadable extends Readable {
   }
 }
 countWaiting(PairReadable.prototype);
-
-/** One write's callback, held until its record is durable; `ran` once it has been called. */
-interface DurableCallback {
-  ran: boolean;
-  done: Callback;
-}
-
-/**
- * Durable channels (docs/durable-design.md §2.3): the user's write callback fires once the record
- * is durable under the fsync policy, without backpressure before the caps. Node calls the next
- * `_write` only after the previous callback, so the callback Node holds is called at once (as in
- * any hopper) while the user's is kept apart: `write()` is overridden to queue the user's callback
- * (once-only) in a FIFO that `_write` takes from (Node calls `_write` in write order), and to hand
- * Node a callback that passes only an error on. A write Node refuses itself (after end, destroyed)
- * never reaches `_write`: Node's error reaches the user's callback, and `_write` skips it.
- * Returns what `_write` calls to take the callback of the write it handles.
- */
-function holdDurableCallbacks(stream: Writable): () => Callback | undefined {
-  const queue: DurableCallback[] = [];
-  const write = Writable.prototype.write;
-  stream.write = function (this: Writable, chunk: unknown, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
-    if (typeof encoding === 'function') {
-      cb = encoding;
-      encoding = undefined;
-    }
-    const user = cb;
-    const entry: DurableCallback = {
-      ran: false,
-      done: (err) => {
-        if (entry.ran) return;
-        entry.ran = true;
-        user?.(err ?? null);
-      },
-    };
-    queue.push(entry);
-    try {
-      return write.call(this, chunk, encoding as BufferEncoding, (err?: Error | null) => {
-        if (err) entry.done(err);
-      });
-    } catch (err) {
-      // Refused synchronously (a null chunk): no _write comes for it.
-      queue.splice(queue.indexOf(entry), 1);
-      throw err;
-    }
-  } as Writable['write'];
-  return () => {
-    for (;;) {
-      const entry = queue.shift();
-      if (entry === undefined) return undefined;
-      if (!entry.ran) return entry.done;
-    }
-  };
-}
 
 /**
  * A Writable over one writer of the channel. A write the channel refused (invalid record, full

@@ -148,6 +148,40 @@ test("hopper.writable.write() - fsync 'always': no callback before the fsync tha
   t.true(hopper.stats().fsyncs >= 1);
 });
 
+test('hopper.writable.write() - writes without a callback among writes with one (corked too): each callback once, in order, none before the fsync', async (t) => {
+  const c = channel(t);
+  const held = new HeldSyncFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'always' }), { fileSystem: held.fs });
+  t.teardown(() => hopper.destroy());
+  held.hold();
+  const called: number[] = [];
+  const write = (i: number): void => {
+    if (i % 3 === 0) hopper.writable.write(rec(i), () => called.push(i));
+    else hopper.writable.write(rec(i));
+  };
+  for (let i = 0; i < 60; i++) write(i);
+  hopper.writable.cork();
+  for (let i = 60; i < 120; i++) write(i);
+  hopper.writable.uncork();
+  await until(() => held.held > 0, 'a commit waits for its fsync');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(called, []);
+  t.is(hopper.stats().undurable, 120);
+  held.release();
+  await hopper.flush();
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(
+    called,
+    ids(0, 120).filter((i) => i % 3 === 0),
+    'each callback once, in write order',
+  );
+  t.is(hopper.stats().undurable, 0);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 120)).map((r) => r.id),
+    ids(0, 120),
+  );
+});
+
 test("hopper.writable.write() - fsync 'batch': callbacks fire at the group commit, fsyncIntervalMs on the log's clock; flush() commits at once", async (t) => {
   const c = channel(t);
   const clock = new ManualClock();
@@ -310,6 +344,40 @@ test('hopper.writable.write() - an invalid record is called back once with its e
   t.is((calls.find(([name]) => name === 'bad')![1] as { code?: string }).code, 'ERR_HOPPER_INVALID_RECORD');
   t.true(calls.filter(([name]) => name !== 'bad').every(([, err]) => err == null));
   hopper.destroy();
+});
+
+test('hopper.writable.write() - an invalid record, then a write Node buffers behind its failure: each callback once, the invalid one with its own error', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(
+    c.options({
+      schema: {
+        type: 'record',
+        name: 'Rec',
+        fields: [
+          { name: 'id', type: 'long' },
+          { name: 'pad', type: 'string' },
+        ],
+      },
+    }),
+  );
+  t.teardown(() => hopper.destroy());
+  const sender = hopper.sender();
+  sender.on('error', () => {});
+  const calls: Array<[string, unknown]> = [];
+  sender.write(rec(1), (err) => calls.push(['first', err]));
+  sender.write({ id: 'nope' } as never, (err) => calls.push(['bad', err]));
+  // The writable errored but has not told anyone yet: this write is buffered, then failed.
+  sender.write(rec(2), (err) => calls.push(['after', err]));
+  await hopper.flush();
+  await until(() => calls.length === 3, 'callbacks');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  t.deepEqual(
+    calls.map(([name]) => name),
+    ['bad', 'after', 'first'],
+  );
+  t.is((calls[0]![1] as { code?: string }).code, 'ERR_HOPPER_INVALID_RECORD');
+  t.true(calls[1]![1] instanceof Error);
+  t.is(calls[2]![1], null, 'the record before it is durable');
 });
 
 test('createHopperStreams() durable - close and reopen: the oldest unacknowledged record comes first, in order, then new writes; redelivered counted', async (t) => {
@@ -880,6 +948,59 @@ for (const onCorrupt of ['skip', 'error'] as const) {
   });
 }
 
+test("hopper.readable - durable: blocks read ahead are checked as any other; a block damaged on disk after it was written is reported when the reader gets there (onCorrupt 'skip')", async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, onCorrupt: 'skip' }));
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 40; i++) {
+    hopper.writable.write(rec(i));
+    if (i % 10 === 9) await hopper.flush();
+  }
+  const [name] = c.segments();
+  const file = path.join(c.channelDir, name!);
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), file);
+  const ends = scan.kind === 'durable' ? scan.blockEnds : [];
+  t.is(ends.length, 4);
+  // The third block's sync marker, changed under the open channel.
+  const fd = fs.openSync(file, 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, ends[2]! - 1);
+  byte[0] = 0xff ^ byte[0]!;
+  fs.writeSync(fd, byte, 0, 1, ends[2]! - 1);
+  fs.closeSync(fd);
+  const corrupt: Array<{ offset: number; count: number }> = [];
+  hopper.on('corrupt', (event) => corrupt.push(event));
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) got.push(r.id);
+  t.deepEqual(got, [...ids(0, 20), ...ids(30, 40)]);
+  t.like(corrupt, [{ offset: ends[1], count: 10 }]);
+});
+
+test('createHopperStreams() durable - the read cache holds records within maxMemoryBytes as the memory tier sizes them, not by their encoding', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const budget = 4096;
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: budget }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  await hopper.flush();
+  // Reads from the files stall: what is delivered meanwhile came from the cache.
+  faulty.hold('read');
+  const got: number[] = [];
+  hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  await faulty.whenHeld('read');
+  for (let i = 0; i < 5; i++) await nextTurn();
+  const cached = got.length;
+  const sized = (await import('../lib/codec.js')).createCodec(undefined);
+  const bytes = ids(0, cached).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
+  t.true(cached > 0, 'the first records came from the cache');
+  t.true(bytes <= budget, `${cached} records of ${bytes} bytes in memory within ${budget}`);
+  faulty.release('read');
+  await until(() => got.length === 300, 'the rest from the files');
+  t.deepEqual(got, ids(0, 300));
+});
+
 test('createHopperStreams() durable - a record larger than maxDiskBytes allows is refused with ERR_HOPPER_RECORD_TOO_LARGE', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxDiskBytes: 4096 }));
@@ -919,6 +1040,37 @@ test('createHopperStreams() durable - a backlog written with another schema refu
   const got: number[] = [];
   for await (const r of again.readable) got.push(r.id);
   t.deepEqual(got, ids(0, 5));
+});
+
+test('hopper.writable - blocks waiting for the disk go in one write; one that fails or is cut short is written again whole, nothing lost', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'never', maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const faults: unknown[] = [];
+  hopper.on('fault', (event) => faults.push(event));
+  faulty.hold('write');
+  let called = 0;
+  for (let i = 0; i < 400; i++) {
+    hopper.writable.write(rec(i), () => called++);
+    // A block per turn: the first one's write is held, the others wait behind it.
+    if (i % 20 === 19) await nextTurn();
+  }
+  await faulty.whenHeld('write');
+  t.is(called, 0);
+  const before = faulty.calls.write;
+  faulty.fail('write', 'EIO', 1);
+  faulty.shortenWrites(2);
+  faulty.release('write');
+  await hopper.flush();
+  t.is(called, 400);
+  t.is(faults.length, 1, 'the failed write was reported, then written again');
+  const calls = faulty.calls.write - before;
+  t.true(calls < 10, `20 blocks in a few writes (${calls})`);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 400)).map((r) => r.id),
+    ids(0, 400),
+  );
 });
 
 test('hopper.writable - a disk slower than the producer: past maxPendingDiskBytes the waiting blocks are written synchronously, memory stays bounded, nothing is lost', async (t) => {

@@ -17,7 +17,7 @@ const LAYERS: Array<{ name: string; files: RegExp }> = [
   { name: 'the command line', files: /^cli\// },
   {
     name: 'the entries, stream adapters and the Kafka sink',
-    files: /^(index|streams|streamx|adapter|node-reader|engine|kafka(-[a-z]+)?)\.ts$/,
+    files: /^(index|streams|streamx|adapter|node-reader|durable-callbacks|engine|kafka(-[a-z]+)?)\.ts$/,
   },
   { name: 'the engine', files: /^(channel(-[a-z]+)?|tiers|held-writes|placements)\.ts$/ },
   { name: 'the segment log', files: /^segments\// },

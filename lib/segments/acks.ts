@@ -86,6 +86,12 @@ export class AckTracker {
    * a gap where it stops). False when `count` is more than {@link unacknowledged}: nothing changes.
    */
   ack(count: number): boolean {
+    // No gap (the common case, and `ack: 'delivered'` calls this once per record delivered).
+    if (this.gaps.length === 0) {
+      if (count > this.delivered_ - this.acked_) return false;
+      this.acked_ += count;
+      return true;
+    }
     if (count > this.unacknowledged) return false;
     let left = count;
     let at = this.acked_;

@@ -23,10 +23,7 @@ export interface CommitterOptions {
   onFailed?(err: Error): void;
 }
 
-interface Waiter {
-  rn: number;
-  done: (err?: Error | null) => void;
-}
+type Done = (err?: Error | null) => void;
 
 export class Committer {
   private appended_ = 0;
@@ -41,10 +38,13 @@ export class Committer {
   private stopped = false;
   private notifying = false;
   /**
-   * Callbacks waiting for `durable` to pass their RN, in RN order, from `head` on (a queue taken
-   * from the front by index: one callback per record, so shift() would make a burst quadratic).
+   * Callbacks waiting for `durable` to pass their RN, in RN order, from `head` on: `waitRns[i]`
+   * is the RN `waitDone[i]` waits for. A queue taken from the front by index (one callback per
+   * record, so shift() would make a burst quadratic), in two arrays rather than an object per
+   * callback: a burst of a million writes holds a million of them until the next commit.
    */
-  private waiters: Waiter[] = [];
+  private waitRns: number[] = [];
+  private waitDone: Done[] = [];
   private head = 0;
   /** Completed syncs. */
   fsyncs = 0;
@@ -96,19 +96,19 @@ export class Committer {
   }
 
   /**
-   * Calls `done` once every record below `rn` is durable (at once, on a later tick, if it is), or
-   * with the error the committer failed with.
+   * Calls `done` with null once every record below `rn` is durable (at once, on a later tick, if
+   * it is), or with the error the committer failed with (as Node calls a write callback).
    */
-  whenDurable(rn: number, done: (err?: Error | null) => void): void {
-    const waiters = this.waiters;
-    const last = waiters.length > this.head ? waiters[waiters.length - 1] : undefined;
-    const waiter = { rn, done };
-    if (last === undefined || last.rn <= rn) {
-      waiters.push(waiter);
+  whenDurable(rn: number, done: Done): void {
+    const rns = this.waitRns;
+    if (rns.length === this.head || rns[rns.length - 1]! <= rn) {
+      rns.push(rn);
+      this.waitDone.push(done);
     } else {
       let at = this.head;
-      while (waiters[at]!.rn <= rn) at++;
-      waiters.splice(at, 0, waiter);
+      while (rns[at]! <= rn) at++;
+      rns.splice(at, 0, rn);
+      this.waitDone.splice(at, 0, done);
     }
     if (this.failed_ !== undefined || this.durable_ >= rn) this.notifySoon();
   }
@@ -140,12 +140,15 @@ export class Committer {
 
   /** Calls every waiting callback with `err` (the channel failed or was destroyed), but those already durable without. */
   failAll(err: Error): void {
-    const waiting = this.waiters.slice(this.head);
-    this.waiters = [];
+    const rns = this.waitRns;
+    const dones = this.waitDone;
+    const head = this.head;
+    this.waitRns = [];
+    this.waitDone = [];
     this.head = 0;
-    for (const waiter of waiting) {
+    for (let i = head; i < rns.length; i++) {
       try {
-        waiter.done(this.failed_ === undefined && waiter.rn <= this.durable_ ? undefined : err);
+        dones[i]!(this.failed_ === undefined && rns[i]! <= this.durable_ ? null : err);
       } catch (thrown) {
         process.nextTick(() => {
           throw thrown;
@@ -218,17 +221,20 @@ export class Committer {
     process.nextTick(() => {
       this.notifying = false;
       const err = this.failed_;
-      while (this.head < this.waiters.length && (err !== undefined || this.waiters[this.head]!.rn <= this.durable_)) {
-        const waiter = this.waiters[this.head++]!;
-        if (this.head === this.waiters.length) {
-          this.waiters = [];
+      while (this.head < this.waitRns.length && (err !== undefined || this.waitRns[this.head]! <= this.durable_)) {
+        const done = this.waitDone[this.head]!;
+        this.waitDone[this.head++] = undefined as unknown as Done;
+        if (this.head === this.waitRns.length) {
+          this.waitRns = [];
+          this.waitDone = [];
           this.head = 0;
-        } else if (this.head >= 1024 && this.head * 2 >= this.waiters.length) {
-          this.waiters = this.waiters.slice(this.head);
+        } else if (this.head >= 1024 && this.head * 2 >= this.waitRns.length) {
+          this.waitRns = this.waitRns.slice(this.head);
+          this.waitDone = this.waitDone.slice(this.head);
           this.head = 0;
         }
         try {
-          waiter.done(err);
+          done(err ?? null);
         } catch (thrown) {
           // A user's callback that throws must not stop the others; it surfaces as Node would.
           process.nextTick(() => {

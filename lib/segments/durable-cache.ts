@@ -1,8 +1,8 @@
 import { memoryCopy } from '../plain-data.js';
 
 // The durable log's read cache: the records appended while the reader keeps up, within
-// maxMemoryBytes, as the memory tier would hold them (copies), so that most records are delivered
-// without a read from the disk. It holds one run of RNs [start, start + live).
+// maxMemoryBytes, as the memory tier would hold them (copies, sized as it sizes them), so that most
+// records are delivered without a read from the disk. It holds one run of RNs [start, start + live).
 
 export class DurableCache {
   private values: unknown[] = [];
@@ -10,7 +10,7 @@ export class DurableCache {
   private head = 0;
   /** RN of the first record held. */
   private start = 0;
-  /** Bytes of the records held (sized by their encoding). */
+  /** Bytes of the records held (their estimated size in memory). */
   bytes = 0;
   /** A record was left out of the cache: nothing joins it until it is empty. */
   private closed = false;
@@ -23,10 +23,16 @@ export class DurableCache {
     this.start = start;
   }
 
+  /** True when {@link add} would consider record `rn` (then it is worth sizing). */
+  wants(rn: number): boolean {
+    const live = this.values.length - this.head;
+    return this.maxBytes > 0 && (live === 0 || (!this.closed && this.start + live === rn));
+  }
+
   /**
-   * Keeps a copy when it continues the cache and the budget allows (sized by its encoding). The
-   * cache is one run of RNs: once a record is left out, later ones are too until the reader has
-   * emptied it.
+   * Keeps a copy when it continues the cache and the budget allows (`size`: its estimated size in
+   * memory, as the memory tier sizes records, or -1 to leave it out). The cache is one run of
+   * RNs: once a record is left out, later ones are too until the reader has emptied it.
    */
   add(rn: number, record: unknown, size: number): void {
     const live = this.values.length - this.head;
@@ -39,7 +45,7 @@ export class DurableCache {
     } else if (this.closed || this.start + live !== rn) {
       return;
     }
-    if (this.bytes + size > this.maxBytes) {
+    if (size < 0 || this.bytes + size > this.maxBytes) {
       // Nothing more joins the run until the reader has emptied it.
       if (live > 0) this.closed = true;
       return;
@@ -53,6 +59,11 @@ export class DurableCache {
   seek(rn: number): boolean {
     while (this.head < this.values.length && this.start < rn) this.shift();
     return this.head < this.values.length && this.start === rn;
+  }
+
+  /** True when the cache holds record `rn` (nothing is let go). */
+  holds(rn: number): boolean {
+    return rn >= this.start && rn < this.start + (this.values.length - this.head);
   }
 
   /** Takes out the first record held (the one {@link seek} found). */

@@ -19,6 +19,23 @@ export interface DurableReadsPeers {
   ack(count: number): void;
 }
 
+/**
+ * The block after the one being read, read from the file while the reader decodes that one (a
+ * drain then waits for the thread pool once per segment rather than once per block): taken by
+ * `next()` when it gets there, dropped when it does not.
+ */
+interface ReadAhead {
+  segment: DurableSegment;
+  block: number;
+  start: number;
+  end: number;
+  /** The bytes read, once read. */
+  bytes: Buffer | undefined;
+  /** The read failed: `next()` reads the block again itself, and reports what it finds. */
+  failed: boolean;
+  task: Promise<void>;
+}
+
 /** The block being read: its records' bytes, and where the next record starts. */
 interface ReadState {
   segment: DurableSegment;
@@ -37,6 +54,9 @@ export class DurableReads {
   private read: ReadState | undefined;
   private readFd: { segment: DurableSegment; fd: number } | undefined;
   private loading: Promise<void> | undefined;
+  private ahead: ReadAhead | undefined;
+  /** `next()` said WAIT for the read-ahead: its end tells the channel. */
+  private waitingAhead = false;
   private readFailure: Error | undefined;
   private pendingLost: LostRecords | undefined;
 
@@ -49,12 +69,12 @@ export class DurableReads {
 
   /** The block load under way, if any (for idle()). */
   get busy(): Promise<void> | undefined {
-    return this.loading;
+    return this.loading ?? this.ahead?.task;
   }
 
-  /** Bytes of the block being read. */
+  /** Bytes of the block being read, and of the one read ahead. */
   get bufferBytes(): number {
-    return this.read?.data.length ?? 0;
+    return (this.read?.data.length ?? 0) + (this.ahead === undefined ? 0 : this.ahead.end - this.ahead.start);
   }
 
   /**
@@ -120,6 +140,32 @@ export class DurableReads {
       if (segment.writtenSize < end) {
         log.readerWaiting = true;
         return WAIT;
+      }
+      const ahead = this.ahead;
+      if (ahead !== undefined && this.loading === undefined) {
+        if (ahead.segment === segment && ahead.block === block) {
+          if (ahead.bytes === undefined && !ahead.failed) {
+            this.waitingAhead = true;
+            return WAIT;
+          }
+          this.ahead = undefined;
+          if (ahead.bytes !== undefined) {
+            let data: Buffer | undefined;
+            try {
+              data = this.blockFromBytes(ahead.bytes, start, segment);
+            } catch (err) {
+              // Read again below, where damage is reported as the policy says.
+              if (!(err instanceof Corruption)) throw err;
+            }
+            if (data !== undefined) {
+              this.seat(segment, block, blockFirst, data, rn);
+              this.readAhead();
+              continue;
+            }
+          }
+        } else {
+          this.ahead = undefined;
+        }
       }
       if (this.loading === undefined) this.loading = this.load(segment, block, blockFirst, start, end, rn);
       return WAIT;
@@ -218,17 +264,11 @@ export class DurableReads {
         this.closeReadFd();
         this.readFd = { segment, fd: log.fs.openSync(segment.file, READ_FLAGS) };
       }
-      const buffer = Buffer.allocUnsafe(end - start);
-      let got = 0;
-      while (got < buffer.length) {
-        const fd = this.readFd.fd;
-        const n = await log.fds.track(fd, fsAsync.read(log.fs, fd, buffer, got, buffer.length - got, start + got));
-        if (n === 0) throw new Corruption(start + got, 'the file is shorter than its blocks', 'rest-of-segment');
-        got += n;
-      }
+      const buffer = await this.readBlock(this.readFd.fd, start, end);
       if (log.closed) return;
       const data = this.blockFromBytes(buffer, start, segment);
       this.seat(segment, block, blockFirst, data, rn);
+      this.readAhead();
     } catch (err) {
       if (log.closed) return;
       if (err instanceof Corruption) {
@@ -243,6 +283,55 @@ export class DurableReads {
       this.loading = undefined;
       log.news();
     }
+  }
+
+  /** The bytes [start, end) of the file open at `fd`, read on the thread pool; throws a Corruption when the file is shorter. */
+  private async readBlock(fd: number, start: number, end: number): Promise<Buffer> {
+    const log = this.log;
+    const buffer = Buffer.allocUnsafe(end - start);
+    let got = 0;
+    while (got < buffer.length) {
+      const n = await log.fds.track(fd, fsAsync.read(log.fs, fd, buffer, got, buffer.length - got, start + got));
+      if (n === 0) throw new Corruption(start + got, 'the file is shorter than its blocks', 'rest-of-segment');
+      got += n;
+    }
+    return buffer;
+  }
+
+  /**
+   * Starts reading the block after the one being read, when it is in the same segment, on disk,
+   * and neither waiting for the disk in memory nor in the read cache (then no file read is needed).
+   */
+  private readAhead(): void {
+    const read = this.read;
+    const readFd = this.readFd;
+    if (read === undefined || this.ahead !== undefined || readFd?.segment !== read.segment) return;
+    const log = this.log;
+    const segment = read.segment;
+    const block = read.block + 1;
+    if (block >= segment.blockCounts.length) return;
+    const start = segment.blockEnds[block - 1]!;
+    const end = segment.blockEnds[block]!;
+    if (segment.writtenSize < end || log.cache.holds(read.end)) return;
+    if (log.pending.some((p) => p.segment === segment && p.position === start)) return;
+    const ahead: ReadAhead = { segment, block, start, end, bytes: undefined, failed: false, task: Promise.resolve() };
+    ahead.task = this.readBlock(readFd.fd, start, end).then(
+      (bytes) => {
+        ahead.bytes = bytes;
+        this.aheadLanded(ahead);
+      },
+      () => {
+        ahead.failed = true;
+        this.aheadLanded(ahead);
+      },
+    );
+    this.ahead = ahead;
+  }
+
+  private aheadLanded(ahead: ReadAhead): void {
+    if (this.ahead !== ahead || !this.waitingAhead) return;
+    this.waitingAhead = false;
+    this.log.news();
   }
 
   /** Damage met while reading: the error, or (onCorrupt 'skip') the records lost, skipped over and made a gap. */
@@ -279,6 +368,7 @@ export class DurableReads {
   }
 
   closeReadFd(): void {
+    this.ahead = undefined;
     if (this.readFd === undefined) return;
     this.log.fds.close(this.readFd.fd);
     this.readFd = undefined;

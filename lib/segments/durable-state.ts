@@ -32,16 +32,28 @@ export interface DurableLogOptions {
   ack: AckMode;
 }
 
-/** The durable counters (HopperStats' durable fields). */
+/** The durable counters of `HopperStats` (channel-parts.ts): all 0 in a channel that is not durable. */
 export interface DurableStats {
+  /** Records delivered and not acknowledged. */
   unacknowledged: number;
+  /** Records acknowledged since the channel opened. */
   acknowledged: number;
+  /**
+   * Records delivered again after a restart, counted against the delivery mark
+   * of the last ledger file written before it. A lower bound: deliveries after that write are not on disk.
+   */
   redelivered: number;
+  /** Records found at open, delivered first. */
   recovered: number;
+  /** Records cut off at open with a torn tail (a block whose count was unreadable adds 0; see `tornBlocks`). */
   torn: number;
+  /** Torn blocks cut off at open. */
   tornBlocks: number;
+  /** Records accepted whose write callback has not fired (not durable under the fsync policy yet). */
   undurable: number;
+  /** Group commits (fsyncs) completed since the channel opened. */
   fsyncs: number;
+  /** When the last group commit completed (epoch ms), 0 before the first. */
   lastFsyncAt: number;
 }
 

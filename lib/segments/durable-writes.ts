@@ -15,12 +15,15 @@ import type { AppendResult } from './results.js';
 // waiting blocks in order, write faults (appends refused while one lasts; the retry timer kicks
 // the writes again), and the last resort when the disk falls behind.
 
+/** Bytes the background task writes at most in one call (consecutive blocks of one segment). */
+const WRITE_BYTES = 1024 * 1024;
+
 export class DurableWrites {
   private sealScheduled = false;
   /** The background task writing the waiting blocks. */
   private writing: Promise<void> | undefined;
-  /** The block the background task is writing. */
-  private inFlight: PendingBlock | undefined;
+  /** The blocks the background task is writing (one write of consecutive blocks). */
+  private inFlight: PendingBlock[] = [];
   private writeFault: Error | undefined;
   /** The disk fell behind ('diskBehind' announced); cleared when the waiting bytes fall to half the bound. */
   private behind = false;
@@ -64,11 +67,25 @@ export class DurableWrites {
     const full = builder.keep();
     const rn = log.nextRn++;
     log.records++;
-    log.cache.add(rn, record, size);
+    if (log.cache.wants(rn)) log.cache.add(rn, record, this.memorySize(record));
     log.committer.append(log.nextRn);
     if (full) this.sealBlock();
     else this.scheduleSeal();
     return 'ok';
+  }
+
+  /**
+   * A record's size for the read cache, as the memory tier sizes it (its encoding can be several
+   * times smaller than the object: counted by it, an 8 MiB cache held some 50 MiB of objects).
+   * The record was checked when written: sizing it checks it again, for the records the cache
+   * takes only. -1 (left out of the cache) if that fails.
+   */
+  private memorySize(record: unknown): number {
+    try {
+      return this.log.codec.validateAndSize(record);
+    } catch {
+      return -1;
+    }
   }
 
   private scheduleSeal(): void {
@@ -134,7 +151,7 @@ export class DurableWrites {
     if (log.pendingTotal <= bound || (this.writing === undefined && bound > 0) || this.writeFault !== undefined) return;
     const waiting = log.pendingTotal;
     for (const block of log.pending) {
-      if (block.done || block === this.inFlight) continue;
+      if (block.done || this.inFlight.includes(block)) continue;
       try {
         writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
       } catch (err) {
@@ -156,7 +173,7 @@ export class DurableWrites {
   /** Blocks on disk at the front of the queue leave it, in order: `written` moves on with them. */
   private settleWritten(): void {
     const log = this.log;
-    while (log.pending.length > 0 && log.pending[0]!.done && log.pending[0] !== this.inFlight) {
+    while (log.pending.length > 0 && log.pending[0]!.done && !this.inFlight.includes(log.pending[0]!)) {
       const block = log.pending.shift()!;
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       log.committer.wrote(block.end);
@@ -241,28 +258,36 @@ export class DurableWrites {
     const log = this.log;
     for (;;) {
       if (log.closed) return;
-      const block = log.pending.find((b) => !b.done);
-      if (block === undefined) return;
-      this.inFlight = block;
+      const blocks = this.nextWrite();
+      if (blocks.length === 0) return;
+      const first = blocks[0]!;
+      const parts: Buffer[] = [];
+      let length = 0;
+      for (const block of blocks) {
+        for (const part of block.parts) parts.push(part);
+        length += block.length;
+      }
+      this.inFlight = blocks;
       try {
-        await log.fds.track(block.segment.fd!, writeAllAsync(log.fs, block.segment.fd!, block.parts, block.length, block.position));
+        await log.fds.track(first.segment.fd!, writeAllAsync(log.fs, first.segment.fd!, parts, length, first.position));
       } catch (err) {
-        this.inFlight = undefined;
+        this.inFlight = [];
         if (log.closed) return;
         if (!isSystemError(err)) throw err;
         // The bytes are still here: rewriting them at the same position is safe.
-        this.writeFault = ioError('writing a block', block.segment.file, err);
-        log.hooks.onFault({ operation: 'write', file: block.segment.file, error: this.writeFault });
+        this.writeFault = ioError('writing a block', first.segment.file, err);
+        log.hooks.onFault({ operation: 'write', file: first.segment.file, error: this.writeFault });
         log.retry.schedule();
         return;
       }
-      this.inFlight = undefined;
+      this.inFlight = [];
       if (this.writeFault !== undefined) {
         this.writeFault = undefined;
         log.retry.writesWork();
         log.news();
       }
-      if (!block.done) {
+      for (const block of blocks) {
+        if (block.done) continue;
         block.done = true;
         log.pendingTotal -= block.length;
       }
@@ -270,6 +295,31 @@ export class DurableWrites {
       if (this.behind && log.pendingTotal <= log.options.maxPendingDiskBytes / 2) this.behind = false;
       this.settleWritten();
     }
+  }
+
+  /**
+   * The next write of the background task: the first block not on disk, and the blocks right after
+   * it in the same segment while they follow on in the file and are not on disk either, up to
+   * WRITE_BYTES (one thread-pool round trip for a burst of blocks, not one per block).
+   */
+  private nextWrite(): PendingBlock[] {
+    const pending = this.log.pending;
+    let at = 0;
+    while (at < pending.length && pending[at]!.done) at++;
+    const blocks: PendingBlock[] = [];
+    let length = 0;
+    for (; at < pending.length; at++) {
+      const block = pending[at]!;
+      const last = blocks[blocks.length - 1];
+      if (
+        last !== undefined &&
+        (block.done || block.segment !== last.segment || block.position !== last.position + last.length || length + block.length > WRITE_BYTES)
+      )
+        break;
+      blocks.push(block);
+      length += block.length;
+    }
+    return blocks;
   }
 
   /**
@@ -283,7 +333,7 @@ export class DurableWrites {
     while (log.pending.length > 0) {
       const block = log.pending[0]!;
       // A block in flight is written again, with the same bytes at the same place.
-      if (!block.done || block === this.inFlight) writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
+      if (!block.done || this.inFlight.includes(block)) writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
       if (!block.done) log.pendingTotal -= block.length;
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       written = block.end;
