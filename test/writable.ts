@@ -119,6 +119,36 @@ test(".writable - onFull 'block' holds the callback of the write that meets the 
   );
 });
 
+test(".writable - onFull 'block' with maxSegments: 1 and no memory: the held write goes in once the reader has read the only segment", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({
+    dataDir: dir.dataDir,
+    schema: pointSchema,
+    maxMemoryBytes: 0,
+    maxSegmentBytes: 1_000,
+    maxSegments: 1,
+    onFull: 'block',
+  });
+  const total = 300;
+  let written = 0;
+  const source = Readable.from(
+    (function* () {
+      while (written < total) yield point(written++);
+    })(),
+  );
+  source.pipe(hopper.writable);
+  // The consumer starts only once writes are held: the one segment is full and unread.
+  await once(hopper, 'full');
+  t.true(written < total, 'the cap held the source back');
+  const out = (await collect(hopper.readable)) as Point[];
+  t.deepEqual(
+    out.map((record) => record.seq),
+    Array.from({ length: total }, (_, k) => k),
+  );
+  t.is(hopper.stats().segments, 0);
+});
+
 test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying the record; accepted records are still delivered", async (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);

@@ -86,7 +86,13 @@ export class SegmentLog {
       removeLetGo: () => this.removals.removeLetGo(),
       wakeReader: () => this.reads.wakeReader(),
     });
-    this.removals = new Removals(this.state, { roomMade: () => this.flushing.roomMade() });
+    this.removals = new Removals(this.state, {
+      // Room made on disk is news for the channel too: a write held by onFull 'block' may fit now.
+      roomMade: () => {
+        this.flushing.roomMade();
+        this.state.news();
+      },
+    });
     this.reads = new ReadPath(this.state, {
       removeSegment: (segment) => this.removals.removeSegment(segment),
       writesFailing: () => this.flushing.fault !== undefined,
@@ -231,7 +237,7 @@ export class SegmentLog {
 
   /**
    * Tells the channel on a tick of its own: a recovery is found inside an append, a read or a
-   * drop (a removed segment freed the room a failing write waited for), while the channel is in
+   * drop, or a removed segment freed room (which a failing write or a held one waited for), while the channel is in
    * the middle of placing or delivering; it picks the news up once it is done, never re-entered.
    */
   private scheduleRecovered(): void {
