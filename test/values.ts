@@ -929,6 +929,19 @@ for (const [what, record, path] of [
   });
 }
 
+test("records with a schema - an array's named property is dropped alike from memory and from disk, as from a class instance's undeclared field; handed straight over, the array is the one written", async (t) => {
+  const list = Object.assign(['a', 'b'], { x: 'y' });
+  const [memory, disk, handed] = (await everyPath({ s: 'x', list }, { schema: TEXT_SCHEMA })) as Array<{ out: { list: string[] } }>;
+  for (const [tier, result] of [
+    ['memory', memory],
+    ['disk', disk],
+  ] as const) {
+    t.deepEqual(Object.keys(result!.out.list), ['0', '1'], tier);
+    t.deepEqual([...result!.out.list], ['a', 'b'], tier);
+  }
+  t.is(handed!.out.list, list);
+});
+
 test('records with a schema - strings with lone surrogates and undeclared fields are refused alike in both tiers, and what is accepted comes back alike (property)', async (t) => {
   const type = avsc.Type.forSchema(TEXT_SCHEMA as avsc.Schema);
   const text = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('\ud800', 'a\udfff', '\ud83d\ude00'));
