@@ -977,6 +977,32 @@ test("hopper.readable - durable: blocks read ahead are checked as any other; a b
   t.like(corrupt, [{ offset: ends[1], count: 10 }]);
 });
 
+test('hopper.readable - durable: a backlog on disk is read several blocks at a time, each block checked and every record delivered in order', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  // No read cache: every record comes from the files.
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const big = (id: number): Rec => ({ id, pad: `${id}-${'y'.repeat(1000)}` });
+  for (let i = 0; i < 1500; i++) hopper.writable.write(big(i));
+  await hopper.flush();
+  const [name] = c.segments();
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), path.join(c.channelDir, name!));
+  const blocks = scan.kind === 'durable' ? scan.blockEnds.length : 0;
+  t.true(blocks >= 20, `${blocks} blocks of about 64 KiB`);
+  const readsBefore = faulty.calls.read;
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) {
+    if (r.pad !== big(r.id).pad) t.fail(`record ${r.id} came back changed`);
+    got.push(r.id);
+  }
+  t.deepEqual(got, ids(0, 1500));
+  // The first block alone, then reads of up to 1 MiB: one read per block was the old way.
+  const reads = faulty.calls.read - readsBefore;
+  t.true(reads <= 4, `${reads} reads for ${blocks} blocks`);
+});
+
 test('createHopperStreams() durable - the read cache holds records within maxMemoryBytes as the memory tier sizes them, not by their encoding', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();
