@@ -1009,21 +1009,49 @@ test('createHopperStreams() durable - the read cache holds records within maxMem
   const budget = 4096;
   const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: budget }), { fileSystem: faulty.fs });
   t.teardown(() => hopper.destroy());
-  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  // The cache takes records once the reader has asked for one.
+  hopper.writable.write(rec(0));
+  t.deepEqual(
+    (await drain<Rec>(hopper, 1)).map((r) => r.id),
+    [0],
+  );
+  for (let i = 1; i < 300; i++) hopper.writable.write(rec(i));
   await hopper.flush();
-  // Reads from the files stall: what is delivered meanwhile came from the cache.
+  // Reads from the files stall: what is delivered meanwhile came from the cache (or from the
+  // readable's own buffer, up to its highWaterMark, which the cache filled and made room for).
   faulty.hold('read');
   const got: number[] = [];
   hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  hopper.readable.resume();
   await faulty.whenHeld('read');
   for (let i = 0; i < 5; i++) await nextTurn();
   const cached = got.length;
   const sized = (await import('../lib/codec.js')).createCodec(undefined);
-  const bytes = ids(0, cached).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
-  t.true(cached > 0, 'the first records came from the cache');
-  t.true(bytes <= budget, `${cached} records of ${bytes} bytes in memory within ${budget}`);
+  const size = (from: number, to: number): number => ids(from, to).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
+  const buffered = hopper.readable.readableHighWaterMark;
+  t.true(cached > buffered, 'records came from the cache');
+  t.true(size(1 + buffered, 1 + cached) <= budget, `${cached} records, ${buffered} of them in the readable's buffer, within ${budget} bytes`);
+  t.true(size(1, 1 + cached) > budget / 2, 'the cache filled its budget');
   faulty.release('read');
-  await until(() => got.length === 300, 'the rest from the files');
+  await until(() => got.length === 299, 'the rest from the files');
+  t.deepEqual(got, ids(1, 300));
+});
+
+test('createHopperStreams() durable - records written before the reader asked for any are not copied into the read cache', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 1024 * 1024 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  await hopper.flush();
+  // Every record is read from the files: with reads stalled, none is delivered.
+  faulty.hold('read');
+  const got: number[] = [];
+  hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  for (let i = 0; i < 10; i++) await nextTurn();
+  t.deepEqual(got, []);
+  faulty.release('read');
+  await until(() => got.length === 300, 'every record from the files');
   t.deepEqual(got, ids(0, 300));
 });
 

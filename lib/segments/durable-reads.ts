@@ -100,6 +100,7 @@ export class DurableReads {
    */
   next(): unknown {
     const log = this.log;
+    log.cache.readerAsked = true;
     if (this.readFailure !== undefined) {
       const err = this.readFailure;
       this.readFailure = undefined;
