@@ -1127,6 +1127,33 @@ test('hopper.writable - blocks waiting for the disk go in one write; one that fa
   );
 });
 
+test('hopper.writable - durable: a block buffer is filled again only once the blocks in it are written; what waits for the disk and what was written come back as accepted', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  // No cache, and writes stall: blocks wait in memory while the builder fills buffer after buffer.
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 0, fsync: 'never' }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const big = (id: number): Rec => ({ id, pad: `${id}:${String(id % 10).repeat(900 + (id % 200))}` });
+  faulty.hold('write');
+  for (let round = 0; round < 3; round++) {
+    for (let i = round * 1000; i < (round + 1) * 1000; i++) hopper.writable.write(big(i));
+    // Each round fills several 256 KiB buffers; the first background write is stalled meanwhile.
+    await nextTurn();
+    t.true(faulty.heldCount('write') > 0, 'the background write is stalled');
+    faulty.release('write');
+    await hopper.flush();
+    faulty.hold('write');
+  }
+  faulty.release('write');
+  await hopper.flush();
+  hopper.writable.end();
+  const got: Rec[] = [];
+  for await (const r of hopper.readable) got.push(r);
+  t.is(got.length, 3000);
+  const changed = got.filter((r, i) => r.id !== i || r.pad !== big(i).pad).map((r) => r.id);
+  t.deepEqual(changed, [], 'every record as written');
+});
+
 test('hopper.writable - a disk slower than the producer: past maxPendingDiskBytes the waiting blocks are written synchronously, memory stays bounded, nothing is lost', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();

@@ -134,7 +134,7 @@ export class DurableWrites {
     segment.blockCounts.push(count);
     log.fileBytes += length;
     log.builderFirst += count;
-    log.pending.push({ segment, position, length, parts, end: log.builderFirst, done: false });
+    log.pending.push({ segment, position, length, parts, end: log.builderFirst, done: false, letGo: builder.holdBuffer() });
     log.pendingTotal += length;
     builder.handOff();
     if (segment.size >= log.sealAt) {
@@ -183,6 +183,8 @@ export class DurableWrites {
       const block = log.pending.shift()!;
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       log.committer.wrote(block.end);
+      // Written, and out of the queue where the reader finds blocks still in memory.
+      block.letGo();
     }
     if (log.readerWaiting) log.news();
   }
@@ -344,6 +346,7 @@ export class DurableWrites {
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       written = block.end;
       log.pending.shift();
+      block.letGo();
     }
     return written;
   }
