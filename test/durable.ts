@@ -977,27 +977,81 @@ test("hopper.readable - durable: blocks read ahead are checked as any other; a b
   t.like(corrupt, [{ offset: ends[1], count: 10 }]);
 });
 
+test('hopper.readable - durable: a backlog on disk is read several blocks at a time, each block checked and every record delivered in order', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  // No read cache: every record comes from the files.
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const big = (id: number): Rec => ({ id, pad: `${id}-${'y'.repeat(1000)}` });
+  for (let i = 0; i < 1500; i++) hopper.writable.write(big(i));
+  await hopper.flush();
+  const [name] = c.segments();
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment(withDurableOps(fs), path.join(c.channelDir, name!));
+  const blocks = scan.kind === 'durable' ? scan.blockEnds.length : 0;
+  t.true(blocks >= 20, `${blocks} blocks of about 64 KiB`);
+  const readsBefore = faulty.calls.read;
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) {
+    if (r.pad !== big(r.id).pad) t.fail(`record ${r.id} came back changed`);
+    got.push(r.id);
+  }
+  t.deepEqual(got, ids(0, 1500));
+  // The first block alone, then reads of up to 1 MiB: one read per block was the old way.
+  const reads = faulty.calls.read - readsBefore;
+  t.true(reads <= 4, `${reads} reads for ${blocks} blocks`);
+});
+
 test('createHopperStreams() durable - the read cache holds records within maxMemoryBytes as the memory tier sizes them, not by their encoding', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();
   const budget = 4096;
   const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: budget }), { fileSystem: faulty.fs });
   t.teardown(() => hopper.destroy());
-  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  // The cache takes records once the reader has asked for one.
+  hopper.writable.write(rec(0));
+  t.deepEqual(
+    (await drain<Rec>(hopper, 1)).map((r) => r.id),
+    [0],
+  );
+  for (let i = 1; i < 300; i++) hopper.writable.write(rec(i));
   await hopper.flush();
-  // Reads from the files stall: what is delivered meanwhile came from the cache.
+  // Reads from the files stall: what is delivered meanwhile came from the cache (or from the
+  // readable's own buffer, up to its highWaterMark, which the cache filled and made room for).
   faulty.hold('read');
   const got: number[] = [];
   hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  hopper.readable.resume();
   await faulty.whenHeld('read');
   for (let i = 0; i < 5; i++) await nextTurn();
   const cached = got.length;
   const sized = (await import('../lib/codec.js')).createCodec(undefined);
-  const bytes = ids(0, cached).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
-  t.true(cached > 0, 'the first records came from the cache');
-  t.true(bytes <= budget, `${cached} records of ${bytes} bytes in memory within ${budget}`);
+  const size = (from: number, to: number): number => ids(from, to).reduce((n, i) => n + sized.validateAndSize(rec(i)), 0);
+  const buffered = hopper.readable.readableHighWaterMark;
+  t.true(cached > buffered, 'records came from the cache');
+  t.true(size(1 + buffered, 1 + cached) <= budget, `${cached} records, ${buffered} of them in the readable's buffer, within ${budget} bytes`);
+  t.true(size(1, 1 + cached) > budget / 2, 'the cache filled its budget');
   faulty.release('read');
-  await until(() => got.length === 300, 'the rest from the files');
+  await until(() => got.length === 299, 'the rest from the files');
+  t.deepEqual(got, ids(1, 300));
+});
+
+test('createHopperStreams() durable - records written before the reader asked for any are not copied into the read cache', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 1024 * 1024 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 300; i++) hopper.writable.write(rec(i));
+  await hopper.flush();
+  // Every record is read from the files: with reads stalled, none is delivered.
+  faulty.hold('read');
+  const got: number[] = [];
+  hopper.readable.on('data', (r: Rec) => got.push(r.id));
+  for (let i = 0; i < 10; i++) await nextTurn();
+  t.deepEqual(got, []);
+  faulty.release('read');
+  await until(() => got.length === 300, 'every record from the files');
   t.deepEqual(got, ids(0, 300));
 });
 
@@ -1071,6 +1125,33 @@ test('hopper.writable - blocks waiting for the disk go in one write; one that fa
     (await drain<Rec>(hopper, 400)).map((r) => r.id),
     ids(0, 400),
   );
+});
+
+test('hopper.writable - durable: a block buffer is filled again only once the blocks in it are written; what waits for the disk and what was written come back as accepted', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  // No cache, and writes stall: blocks wait in memory while the builder fills buffer after buffer.
+  const hopper = new HopperStreams<Rec>(c.options({ maxMemoryBytes: 0, fsync: 'never' }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const big = (id: number): Rec => ({ id, pad: `${id}:${String(id % 10).repeat(900 + (id % 200))}` });
+  faulty.hold('write');
+  for (let round = 0; round < 3; round++) {
+    for (let i = round * 1000; i < (round + 1) * 1000; i++) hopper.writable.write(big(i));
+    // Each round fills several 256 KiB buffers; the first background write is stalled meanwhile.
+    await nextTurn();
+    t.true(faulty.heldCount('write') > 0, 'the background write is stalled');
+    faulty.release('write');
+    await hopper.flush();
+    faulty.hold('write');
+  }
+  faulty.release('write');
+  await hopper.flush();
+  hopper.writable.end();
+  const got: Rec[] = [];
+  for await (const r of hopper.readable) got.push(r);
+  t.is(got.length, 3000);
+  const changed = got.filter((r, i) => r.id !== i || r.pad !== big(i).pad).map((r) => r.id);
+  t.deepEqual(changed, [], 'every record as written');
 });
 
 test('hopper.writable - a disk slower than the producer: past maxPendingDiskBytes the waiting blocks are written synchronously, memory stays bounded, nothing is lost', async (t) => {

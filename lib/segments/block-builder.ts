@@ -31,6 +31,23 @@ const BLOCK_SLACK_BYTES = 16 * 1024;
  */
 const SPARE_COPY_BYTES = 1024 * 1024;
 
+/**
+ * Block buffers kept for reuse once every block filled in them was written (see
+ * {@link BlockBuilder.holdBuffer}): the durable log's write-through fills a new buffer every
+ * 256 KiB, and fresh memory costs a page fault per 4 KiB and the collector's time to free it.
+ */
+const SPARE_BUFFERS = 8;
+
+/** A block buffer and the blocks handed to the writer from it that are not written yet. */
+interface BufferUse {
+  buffer: Buffer;
+  held: number;
+  /** The builder fills another buffer now: this one is reused once nothing holds it. */
+  retired: boolean;
+  /** Blocks were handed to the writer from it with {@link BlockBuilder.holdBuffer}: only such buffers are reused. */
+  tracked: boolean;
+}
+
 /** A large record held by reference: its head (union branch and length) is at [start, at) in the block; its bytes come after `at`. */
 interface Ref {
   start: number;
@@ -44,7 +61,10 @@ export class BlockBuilder {
    * the files takes records straight from the front (`start` moves on), so a consumer that keeps
    * up costs no file I/O at all.
    */
-  private buffer = Buffer.allocUnsafe(BLOCK_BUFFER_BYTES);
+  private buffer: Buffer = Buffer.allocUnsafe(BLOCK_BUFFER_BYTES);
+  private use: BufferUse = { buffer: this.buffer, held: 0, retired: false, tracked: false };
+  /** Block buffers free to fill again (see holdBuffer). */
+  private spareBuffers: Buffer[] = [];
   /** The buffer's bytes before this belong to blocks handed to the writer: never written again. */
   private floor = 0;
   start = 0;
@@ -77,7 +97,7 @@ export class BlockBuilder {
 
   /** Bytes of memory the block holds: its buffer and the large records it holds by reference. */
   get bufferBytes(): number {
-    return this.buffer.length + this.refBytes + this.spareBytes;
+    return this.buffer.length + this.refBytes + this.spareBytes + this.spareBuffers.length * BLOCK_BUFFER_BYTES;
   }
 
   /** Bytes of the block's data. */
@@ -198,6 +218,29 @@ export class BlockBuilder {
     };
   }
 
+  /**
+   * The block's bytes are about to be handed to the writer, which holds them until they are
+   * written and nothing reads them in memory any more, then calls the returned function (once).
+   * The buffer they are in is filled again once the builder has moved on to another and every
+   * block handed from it was let go. A block never let go (the log closed, a write failed for
+   * good) keeps its buffer from reuse: it is left to the collector.
+   */
+  holdBuffer(): () => void {
+    const use = this.use;
+    use.held++;
+    use.tracked = true;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--use.held === 0 && use.retired) this.spareBuffer(use);
+    };
+  }
+
+  private spareBuffer(use: BufferUse): void {
+    if (use.tracked && use.buffer.length === BLOCK_BUFFER_BYTES && this.spareBuffers.length < SPARE_BUFFERS) this.spareBuffers.push(use.buffer);
+  }
+
   /** A copy of a large Buffer record, in a copy reused from a written block when there is one of its length. */
   private copyOf(bytes: Buffer): Buffer {
     const copy = this.spare.get(bytes.length)?.pop();
@@ -223,6 +266,7 @@ export class BlockBuilder {
   /** Forgets every record (the log is closing). */
   clear(): void {
     this.start = this.pos = this.floor = this.count = 0;
+    this.spareBuffers = [];
     this.spare.clear();
     this.spareBytes = 0;
     this.refs = [];
@@ -240,7 +284,11 @@ export class BlockBuilder {
   }
 
   private newBuffer(size: number): void {
-    this.buffer = Buffer.allocUnsafe(size);
+    const old = this.use;
+    old.retired = true;
+    if (old.held === 0) this.spareBuffer(old);
+    this.buffer = (size === BLOCK_BUFFER_BYTES ? this.spareBuffers.pop() : undefined) ?? Buffer.allocUnsafe(size);
+    this.use = { buffer: this.buffer, held: 0, retired: false, tracked: false };
     this.floor = 0;
   }
 

@@ -3,6 +3,11 @@ import { memoryCopy } from '../plain-data.js';
 // The durable log's read cache: the records appended while the reader keeps up, within
 // maxMemoryBytes, as the memory tier would hold them (copies, sized as it sizes them), so that most
 // records are delivered without a read from the disk. It holds one run of RNs [start, start + live).
+// It takes records only once the reader has asked for one: before that (a burst written before
+// anything reads) a copy would be made, sized and kept for a reader that is not there, and the
+// records it would hold are read back from the files as fast (measured: a million events written
+// before the drain, 8 MiB budget, 35 ms more writing and 20 MiB more RSS with the cache, no faster
+// drain).
 
 export class DurableCache {
   private values: unknown[] = [];
@@ -14,6 +19,8 @@ export class DurableCache {
   bytes = 0;
   /** A record was left out of the cache: nothing joins it until it is empty. */
   private closed = false;
+  /** The reader has asked for a record: from then on the cache takes records. */
+  readerAsked = false;
 
   constructor(
     private readonly maxBytes: number,
@@ -26,7 +33,7 @@ export class DurableCache {
   /** True when {@link add} would consider record `rn` (then it is worth sizing). */
   wants(rn: number): boolean {
     const live = this.values.length - this.head;
-    return this.maxBytes > 0 && (live === 0 || (!this.closed && this.start + live === rn));
+    return this.maxBytes > 0 && this.readerAsked && (live === 0 || (!this.closed && this.start + live === rn));
   }
 
   /**

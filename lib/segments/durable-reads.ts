@@ -1,6 +1,7 @@
 import { corruptSegmentError, ioError } from '../errors.js';
 import { blockData, checkSync, isProblem, parseBlockHeader } from '../ocf.js';
-import { decodeRecord } from './block-reader.js';
+import { BY_REFERENCE_BYTES } from '../record-codec.js';
+import { READ_ALONE_BYTES, decodeRecord } from './block-reader.js';
 import type { DurableSegment, DurableState } from './durable-state.js';
 import { READ_FLAGS, fsAsync, isSystemError } from './io.js';
 import { Corruption, LostRecords, WAIT } from './results.js';
@@ -20,13 +21,16 @@ export interface DurableReadsPeers {
 }
 
 /**
- * The block after the one being read, read from the file while the reader decodes that one (a
- * drain then waits for the thread pool once per segment rather than once per block): taken by
- * `next()` when it gets there, dropped when it does not.
+ * The blocks after the one being read, read from the file in one read (up to READ_BYTES) while
+ * the reader decodes that one: taken by `next()` block by block when it gets there, dropped when
+ * it does not. A read's end is seen only when the event loop turns, and a drain that meets a block
+ * not seen read yet stops for that turn: one block per read stopped it at every block.
  */
 interface ReadAhead {
   segment: DurableSegment;
+  /** The first block read, and the block after the last one. */
   block: number;
+  endBlock: number;
   start: number;
   end: number;
   /** The bytes read, once read. */
@@ -34,6 +38,19 @@ interface ReadAhead {
   /** The read failed: `next()` reads the block again itself, and reports what it finds. */
   failed: boolean;
   task: Promise<void>;
+}
+
+/** Bytes of one read ahead at most (a block larger than this is read alone). */
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * A block of large records (as read-ahead.ts's readAlone says) is read alone, into a buffer of its
+ * own: a large Buffer record the codec gives back as a view of the bytes read then keeps that
+ * block alive, not a whole read of several.
+ */
+function readAlone(segment: DurableSegment, block: number): boolean {
+  const bytes = segment.blockEnds[block]! - (segment.blockEnds[block - 1] ?? segment.headerLength);
+  return bytes >= READ_ALONE_BYTES && bytes >= segment.blockCounts[block]! * BY_REFERENCE_BYTES;
 }
 
 /** The block being read: its records' bytes, and where the next record starts. */
@@ -83,6 +100,7 @@ export class DurableReads {
    */
   next(): unknown {
     const log = this.log;
+    log.cache.readerAsked = true;
     if (this.readFailure !== undefined) {
       const err = this.readFailure;
       this.readFailure = undefined;
@@ -143,19 +161,20 @@ export class DurableReads {
       }
       const ahead = this.ahead;
       if (ahead !== undefined && this.loading === undefined) {
-        if (ahead.segment === segment && ahead.block === block) {
+        if (ahead.segment === segment && ahead.block <= block && block < ahead.endBlock) {
           if (ahead.bytes === undefined && !ahead.failed) {
             this.waitingAhead = true;
             return WAIT;
           }
-          this.ahead = undefined;
+          if (block + 1 === ahead.endBlock || ahead.bytes === undefined) this.ahead = undefined;
           if (ahead.bytes !== undefined) {
             let data: Buffer | undefined;
             try {
-              data = this.blockFromBytes(ahead.bytes, start, segment);
+              data = this.blockFromBytes(ahead.bytes.subarray(start - ahead.start, end - ahead.start), start, segment);
             } catch (err) {
               // Read again below, where damage is reported as the policy says.
               if (!(err instanceof Corruption)) throw err;
+              this.ahead = undefined;
             }
             if (data !== undefined) {
               this.seat(segment, block, blockFirst, data, rn);
@@ -299,8 +318,9 @@ export class DurableReads {
   }
 
   /**
-   * Starts reading the block after the one being read, when it is in the same segment, on disk,
-   * and neither waiting for the disk in memory nor in the read cache (then no file read is needed).
+   * Starts reading the blocks after the one being read, in one read of up to READ_BYTES, when
+   * none is read ahead yet: those of the same segment that are on disk, from the next one on, and
+   * neither waiting for the disk in memory nor in the read cache (then no file read is needed).
    */
   private readAhead(): void {
     const read = this.read;
@@ -311,10 +331,19 @@ export class DurableReads {
     const block = read.block + 1;
     if (block >= segment.blockCounts.length) return;
     const start = segment.blockEnds[block - 1]!;
-    const end = segment.blockEnds[block]!;
-    if (segment.writtenSize < end || log.cache.holds(read.end)) return;
-    if (log.pending.some((p) => p.segment === segment && p.position === start)) return;
-    const ahead: ReadAhead = { segment, block, start, end, bytes: undefined, failed: false, task: Promise.resolve() };
+    if (segment.writtenSize < segment.blockEnds[block]! || log.cache.holds(read.end)) return;
+    let endBlock = block;
+    let end = start;
+    while (endBlock < segment.blockCounts.length) {
+      const next = segment.blockEnds[endBlock]!;
+      if (next > segment.writtenSize) break;
+      if (endBlock > block && (next - start > READ_BYTES || readAlone(segment, block) || readAlone(segment, endBlock))) break;
+      if (log.pending.some((p) => p.segment === segment && p.position === end)) break;
+      end = next;
+      endBlock++;
+    }
+    if (endBlock === block) return;
+    const ahead: ReadAhead = { segment, block, endBlock, start, end, bytes: undefined, failed: false, task: Promise.resolve() };
     ahead.task = this.readBlock(readFd.fd, start, end).then(
       (bytes) => {
         ahead.bytes = bytes;

@@ -120,6 +120,8 @@ export interface PendingBlock {
   end: number;
   /** On disk (written out of turn by the last resort, or by the background task ahead of its settling). */
   done: boolean;
+  /** Lets the block builder fill the buffer `parts` are in again: called once the block leaves the queue written. */
+  letGo: () => void;
 }
 
 /** What the durable log's run found at open and counts since (the stats). */

@@ -15,8 +15,14 @@ import type { AppendResult } from './results.js';
 // waiting blocks in order, write faults (appends refused while one lasts; the retry timer kicks
 // the writes again), and the last resort when the disk falls behind.
 
-/** Bytes the background task writes at most in one call (consecutive blocks of one segment). */
-const WRITE_BYTES = 1024 * 1024;
+/**
+ * Bytes the background task writes at most in one call (consecutive blocks of one segment): as
+ * much as maxPendingDiskBytes lets wait by default. A write's end is seen only when the event loop
+ * turns, and a producer that turns it now and then fills more than 1 MiB of blocks between turns:
+ * with writes of 1 MiB the waiting bytes grew past the bound, and the last resort wrote them on the
+ * event loop (a fifth of the blocks of a million-record burst).
+ */
+const WRITE_BYTES = 4 * 1024 * 1024;
 
 export class DurableWrites {
   private sealScheduled = false;
@@ -128,7 +134,7 @@ export class DurableWrites {
     segment.blockCounts.push(count);
     log.fileBytes += length;
     log.builderFirst += count;
-    log.pending.push({ segment, position, length, parts, end: log.builderFirst, done: false });
+    log.pending.push({ segment, position, length, parts, end: log.builderFirst, done: false, letGo: builder.holdBuffer() });
     log.pendingTotal += length;
     builder.handOff();
     if (segment.size >= log.sealAt) {
@@ -177,6 +183,8 @@ export class DurableWrites {
       const block = log.pending.shift()!;
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       log.committer.wrote(block.end);
+      // Written, and out of the queue where the reader finds blocks still in memory.
+      block.letGo();
     }
     if (log.readerWaiting) log.news();
   }
@@ -338,6 +346,7 @@ export class DurableWrites {
       block.segment.writtenSize = Math.max(block.segment.writtenSize, block.position + block.length);
       written = block.end;
       log.pending.shift();
+      block.letGo();
     }
     return written;
   }
