@@ -184,25 +184,8 @@ export function quickKind(value: object, depth = 0): number {
   let kind = QUICK | JSON_EXACT;
   if (proto === Object.prototype) {
     for (const key in value) {
-      const item = (value as Record<string, unknown>)[key];
-      switch (typeof item) {
-        case 'string':
-        case 'boolean':
-          continue;
-        case 'number':
-          if (item - item !== 0 || (item === 0 && 1 / item < 0)) kind = QUICK;
-          continue;
-        case 'undefined':
-          kind = QUICK;
-          continue;
-        case 'object':
-          if (item === null) continue;
-          kind &= quickKind(item, depth + 1);
-          if (kind === 0) return 0;
-          continue;
-        default:
-          return 0;
-      }
+      kind = itemKind((value as Record<string, unknown>)[key], kind, depth);
+      if (kind === 0) return 0;
     }
     return kind;
   }
@@ -210,29 +193,29 @@ export function quickKind(value: object, depth = 0): number {
     const array = value as unknown[];
     if (mayHaveNamedKeys(array)) return 0;
     for (let i = 0; i < array.length; i++) {
-      const item = array[i];
-      switch (typeof item) {
-        case 'string':
-        case 'boolean':
-          continue;
-        case 'number':
-          if (item - item !== 0 || (item === 0 && 1 / item < 0)) kind = QUICK;
-          continue;
-        case 'undefined':
-          kind = QUICK;
-          continue;
-        case 'object':
-          if (item === null) continue;
-          kind &= quickKind(item, depth + 1);
-          if (kind === 0) return 0;
-          continue;
-        default:
-          return 0;
-      }
+      kind = itemKind(array[i], kind, depth);
+      if (kind === 0) return 0;
     }
     return kind;
   }
   return VIEW_PROTOTYPES.has(proto) ? QUICK : 0;
+}
+
+/** {@link quickKind}'s `kind` once `item`, a property or item of a value at `depth`, is taken into account. */
+function itemKind(item: unknown, kind: number, depth: number): number {
+  switch (typeof item) {
+    case 'string':
+    case 'boolean':
+      return kind;
+    case 'number':
+      return item - item !== 0 || (item === 0 && 1 / item < 0) ? kind & QUICK : kind;
+    case 'undefined':
+      return kind & QUICK;
+    case 'object':
+      return item === null ? kind : kind & quickKind(item, depth + 1);
+    default:
+      return 0;
+  }
 }
 
 /** Where a value stops being something structuredClone gives back as it was written (thrown by the size walk, made a HopperError by the codec). */
