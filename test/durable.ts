@@ -26,6 +26,16 @@ interface Rec {
   pad: string;
 }
 
+/** A schema for {@link Rec}. */
+const REC_SCHEMA = {
+  type: 'record',
+  name: 'Rec',
+  fields: [
+    { name: 'id', type: 'long' },
+    { name: 'pad', type: 'string' },
+  ],
+} as const;
+
 const rec = (id: number): Rec => ({ id, pad: `record-${id}-${'x'.repeat(id % 7)}` });
 const ids = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
 
@@ -322,14 +332,7 @@ test('hopper.writable.write() - an invalid record is called back once with its e
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(
     c.options({
-      schema: {
-        type: 'record',
-        name: 'Rec',
-        fields: [
-          { name: 'id', type: 'long' },
-          { name: 'pad', type: 'string' },
-        ],
-      },
+      schema: REC_SCHEMA,
     }),
   );
   const sender = hopper.sender();
@@ -350,14 +353,7 @@ test('hopper.writable.write() - an invalid record, then a write Node buffers beh
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(
     c.options({
-      schema: {
-        type: 'record',
-        name: 'Rec',
-        fields: [
-          { name: 'id', type: 'long' },
-          { name: 'pad', type: 'string' },
-        ],
-      },
+      schema: REC_SCHEMA,
     }),
   );
   t.teardown(() => hopper.destroy());
@@ -1075,14 +1071,7 @@ test('createHopperStreams() durable - a ledger draft a crash left in the lock di
 
 test('createHopperStreams() durable - a backlog written with another schema refuses the open with ERR_HOPPER_SCHEMA_MISMATCH, and leaves it for the right one', async (t) => {
   const c = channel(t);
-  const schemaA = {
-    type: 'record',
-    name: 'Rec',
-    fields: [
-      { name: 'id', type: 'long' },
-      { name: 'pad', type: 'string' },
-    ],
-  } as const;
+  const schemaA = REC_SCHEMA;
   const schemaB = { type: 'record', name: 'Rec', fields: [{ name: 'id', type: 'int' }] } as const;
   const first = createHopperStreams<Rec>(c.options({ schema: schemaA, ack: 'manual' }));
   for (let i = 0; i < 5; i++) first.writable.write(rec(i));
