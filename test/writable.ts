@@ -2,8 +2,10 @@ import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
+import fc from 'fast-check';
 import { createHopperStreams, HopperError } from '../lib/index.js';
 import { collect, nextTurn, plain, point, pointSchema, tempDataDir, type Point, readToFailure } from './helpers/index.js';
+import { within } from './helpers/wait.js';
 
 test('.writable - write() returns true and calls back for writes far beyond the memory budget while the reader is paused', async (t) => {
   const dir = tempDataDir();
@@ -147,6 +149,69 @@ test(".writable - onFull 'block' with maxSegments: 1 and no memory: the held wri
     Array.from({ length: total }, (_, k) => k),
   );
   t.is(hopper.stats().segments, 0);
+});
+
+test(".writable - onFull 'block' under tight caps and a consumer that stalls at random: every record arrives, in order, and nothing hangs (property)", async (t) => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        maxMemoryBytes: fc.constantFrom(0, 400, 2_000),
+        maxSegmentBytes: fc.integer({ min: 600, max: 4_000 }),
+        maxSegments: fc.integer({ min: 1, max: 3 }),
+        records: fc.integer({ min: 1, max: 300 }),
+        // Turns of the event loop the consumer waits before taking each next record, in a cycle.
+        stalls: fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 20, max: 60 })), { minLength: 1, maxLength: 12 }),
+        startLate: fc.boolean(),
+      }),
+      async ({ maxMemoryBytes, maxSegmentBytes, maxSegments, records, stalls, startLate }) => {
+        const dir = tempDataDir();
+        try {
+          const hopper = createHopperStreams<Point>({
+            dataDir: dir.dataDir,
+            schema: pointSchema,
+            maxMemoryBytes,
+            maxSegmentBytes,
+            maxSegments,
+            onFull: 'block',
+          });
+          const out: number[] = [];
+          let taken = 0;
+          const sink = new Writable({
+            objectMode: true,
+            write(record: Point, _encoding, callback) {
+              out.push(record.seq);
+              let turns = stalls[taken++ % stalls.length]!;
+              const step = (): void => {
+                if (turns-- > 0) setImmediate(step);
+                else callback();
+              };
+              step();
+            },
+          });
+          const written = pipeline(
+            Readable.from(
+              (function* () {
+                for (let i = 0; i < records; i++) yield point(i);
+              })(),
+            ),
+            hopper.writable,
+          );
+          // The consumer starts once a write is held, or once everything is written (the caps never met).
+          if (startLate) await Promise.race([once(hopper, 'full'), written]);
+          await within(Promise.all([written, pipeline(hopper.readable, sink)]), `${records} records through the hopper`);
+          t.deepEqual(
+            out,
+            Array.from({ length: records }, (_, k) => k),
+          );
+          t.is(hopper.stats().segments, 0);
+        } finally {
+          dir.remove();
+        }
+      },
+    ),
+    // A hang is caught by the safety net; shrinking would wait for it again at every step.
+    { numRuns: 40, endOnFailure: true },
+  );
 });
 
 test(".writable - onFull 'error' fails the write with ERR_HOPPER_FULL carrying the record; accepted records are still delivered", async (t) => {
