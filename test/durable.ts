@@ -1172,3 +1172,26 @@ test('hopper.writable - a disk slower than the producer: past maxPendingDiskByte
     ids(0, 600),
   );
 });
+
+test('hopper.stats() durable - once every record is delivered and the channel ended, segments and diskBytes say what is on disk: nothing', async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 1_000 }));
+  const out: Rec[] = [];
+  await Promise.all([
+    pipeline(Readable.from(ids(0, 100).map(rec)), hopper.writable),
+    pipeline(
+      hopper.readable,
+      new Writable({
+        objectMode: true,
+        write(record: Rec, _encoding, callback) {
+          out.push(record);
+          callback();
+        },
+      }),
+    ),
+  ]);
+  t.is(out.length, 100);
+  t.deepEqual(c.segments(), []);
+  t.is(hopper.stats().segments, 0);
+  t.is(hopper.stats().diskBytes, 0);
+});

@@ -151,7 +151,7 @@ test(".writable - onFull 'block' with maxSegments: 1 and no memory: the held wri
   t.is(hopper.stats().segments, 0);
 });
 
-test(".writable - onFull 'block' under tight caps and a consumer that stalls at random: every record arrives, in order, and nothing hangs (property)", async (t) => {
+test(".writable - onFull 'block' under tight caps and a consumer that stalls at random, durable or not: every record arrives, in order, and nothing hangs (property)", async (t) => {
   await fc.assert(
     fc.asyncProperty(
       fc.record({
@@ -162,8 +162,9 @@ test(".writable - onFull 'block' under tight caps and a consumer that stalls at 
         // Turns of the event loop the consumer waits before taking each next record, in a cycle.
         stalls: fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 20, max: 60 })), { minLength: 1, maxLength: 12 }),
         startLate: fc.boolean(),
+        durable: fc.boolean(),
       }),
-      async ({ maxMemoryBytes, maxSegmentBytes, maxSegments, records, stalls, startLate }) => {
+      async ({ maxMemoryBytes, maxSegmentBytes, maxSegments, records, stalls, startLate, durable }) => {
         const dir = tempDataDir();
         try {
           const hopper = createHopperStreams<Point>({
@@ -173,6 +174,7 @@ test(".writable - onFull 'block' under tight caps and a consumer that stalls at 
             maxSegmentBytes,
             maxSegments,
             onFull: 'block',
+            ...(durable ? { durable: true, name: 'durable' } : {}),
           });
           const out: number[] = [];
           let taken = 0;

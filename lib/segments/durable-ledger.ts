@@ -243,6 +243,8 @@ export class DurableLedger {
         segment.fd = undefined;
         try {
           unlinkOurs(log.fs, log.directory, segment);
+          // Gone: stats() after close counts what is left for the next open.
+          this.forget(segment);
         } catch (err) {
           faults.push({ operation: 'remove', file: segment.file, error: asError(err, 'removing a segment', segment.file) });
         }
