@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import type { Channel, ChannelEmit, ChannelEvents, ChannelReader, ChannelWriter, HopperStats } from './channel.js';
-import { openChannel } from './engine.js';
+import { isExiting, openChannel } from './engine.js';
 import { onAbort } from './errors.js';
 import { resolveOptions, type HopperOptions } from './options.js';
 import type { SegmentFileSystem } from './segments/index.js';
@@ -87,10 +87,35 @@ export class HopperCore {
   /** The hopper's own write side has ended (its last record is in the channel). */
   private ownInputEnded = false;
 
+  /** The exception of an event listener, which destroys the hopper on the next tick. */
+  private listenerFailure: { error: unknown } | undefined;
+
   /** Opens a channel whose events go to `emit`. */
   constructor(options: HopperOptions | undefined, emit: ChannelEmit, internals: HopperInternals = {}) {
-    this.channel = openChannel(resolveOptions(options), emit, internals.fileSystem);
+    this.channel = openChannel(resolveOptions(options), (event, ...args) => this.emitGuarded(emit, event, args), internals.fileSystem);
     this.signal = options?.signal;
+  }
+
+  /**
+   * Emits a hopper event. A listener that throws must not cut the engine short where it emitted
+   * (inside a write, between a record's placement and its callback, or on a tick or an I/O
+   * callback, where nothing would catch it and the process would crash): the hopper is destroyed
+   * with its exception on the next tick, and the readable emits it as its `'error'`. While the
+   * channel is being released (`destroy()`, or the process exits) nothing deferred would run: the
+   * exception goes to whoever released it, as before.
+   */
+  private emitGuarded<K extends keyof ChannelEvents>(emit: ChannelEmit, event: K, args: ChannelEvents[K]): void {
+    try {
+      emit(event, ...args);
+    } catch (error) {
+      // this.channel is unset while the constructor opens the channel (which may emit).
+      if (this.channel === undefined || this.channel.closed || isExiting()) throw error;
+      if (this.listenerFailure !== undefined) return;
+      this.listenerFailure = { error };
+      process.nextTick(() => {
+        if (this.side !== undefined) this.teardown(error as Error);
+      });
+    }
   }
 
   /** Delivers the channel's records to `reader`, and tears `side` down when the signal aborts. */

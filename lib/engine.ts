@@ -15,8 +15,16 @@ import { refuseDurableLeftovers } from './segments/durable-scan.js';
 /** Release functions of the channels open in this process, run at exit. */
 const openChannels = new Set<() => void>();
 let exitHookInstalled = false;
+/** The process is exiting: the channels are being released by {@link releaseAllAtExit}. */
+let exiting = false;
+
+/** True while the process exits and its channels are released (nothing deferred will run). */
+export function isExiting(): boolean {
+  return exiting;
+}
 
 function releaseAllAtExit(): void {
+  exiting = true;
   // Every channel is released, even after one of them threw (a 'fault' listener's exception, or a
   // bug); the first exception is then thrown on, and Node prints it.
   let first: { error: unknown } | undefined;

@@ -500,3 +500,47 @@ test('.close() - read to the end: no warning at exit', async (t) => {
   t.false(stderr.includes('HopperWarning'), stderr);
   t.deepEqual(dir.files(), []);
 });
+
+for (const onFull of ['block', 'error', 'drop-newest'] as const) {
+  test(`hopper events - a 'full' listener that throws inside write() (onFull '${onFull}'): write() does not throw it, the record goes as onFull says, and the hopper is destroyed with the exception (the readable's 'error'), nothing left waiting`, async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 1_000, maxSegments: 1, onFull });
+    const boom = new Error('a listener failed');
+    let fulls = 0;
+    hopper.on('full', () => {
+      fulls++;
+      throw boom;
+    });
+    hopper.writable.on('error', () => {});
+    const failed = once(hopper.readable, 'error');
+    const writableClosed = once(hopper.writable, 'close');
+    let i = 0;
+    // write() never throws the listener's exception into the producer's loop.
+    while (fulls === 0 && i < 1_000) t.notThrows(() => hopper.writable.write(point(i++)));
+    t.is(fulls, 1);
+    if (onFull === 'drop-newest') t.is(hopper.stats().dropped, 1);
+    const [err] = await failed;
+    t.is(err, boom);
+    // Nothing waits for ever: the writable is torn down with the hopper.
+    await writableClosed;
+    t.true(hopper.writable.destroyed);
+  });
+}
+
+test("hopper events - a 'segment' listener that throws on a file operation's callback does not crash the process: the readable emits its exception", async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const hopper = createHopperStreams<Point>({ dataDir: dir.dataDir, schema: pointSchema, maxMemoryBytes: 0, maxSegmentBytes: 1_000 });
+  const boom = new Error('a segment listener failed');
+  const actions: string[] = [];
+  hopper.on('segment', (event) => {
+    actions.push(event.action);
+    // 'removed' is announced when a read segment's unlink ends on the thread pool.
+    if (event.action === 'removed') throw boom;
+  });
+  for (let i = 0; i < 200; i++) hopper.send(point(i));
+  const [err] = await once(hopper.readable.resume(), 'error');
+  t.is(err, boom);
+  t.true(actions.includes('removed'));
+});
