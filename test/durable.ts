@@ -1195,3 +1195,35 @@ test('hopper.stats() durable - once every record is delivered and the channel en
   t.is(hopper.stats().segments, 0);
   t.is(hopper.stats().diskBytes, 0);
 });
+
+test('hopper.close() durable - resolves only once a file operation still under way has ended and its fd is closed (the file system can then be unmounted)', async (t) => {
+  const c = channel(t);
+  const held = new HeldSyncFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ fsync: 'always' }), { fileSystem: held.fs });
+  t.teardown(() => {
+    held.release();
+    hopper.destroy();
+  });
+  const openInChannel = (): string[] =>
+    fs.readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+        return target.startsWith(c.channelDir) ? [target] : [];
+      } catch {
+        return [];
+      }
+    });
+  held.hold();
+  for (let i = 0; i < 50; i++) hopper.writable.write(rec(i));
+  await until(() => held.held > 0, 'an fsync waits on the thread pool');
+  let closed = false;
+  const closing = hopper.close().then(() => {
+    closed = true;
+  });
+  hopper.readable.resume();
+  for (let i = 0; i < 20; i++) await nextTurn();
+  t.false(closed, 'close() waits for the fsync under way');
+  held.release();
+  await closing;
+  t.deepEqual(openInChannel(), [], 'no fd left open in the channel directory');
+});

@@ -29,10 +29,11 @@ export default defineScenario({
     "disk's bandwidth), for `seconds`; the consumer is stalled, so past the 64 KiB budget every record goes to the segment log. " +
     `The slow disk is ext4 mounted \`-o sync\` on a loop device whose backing file sits on a FUSE file system that sleeps ${SLOW_MS} ms ` +
     'per operation (test/helpers/slowfs.py; needs root). Records accepted in the time, and the event-loop delay meanwhile ' +
-    '(`monitorEventLoopDelay({ resolution: 1 })`). After the producer, everything is read back and checked.',
-  grid: { disk: ['fast', 'slow'], seconds: [3] },
+    '(`monitorEventLoopDelay({ resolution: 1 })`). After the producer, everything is read back and checked. ' +
+    "The same again in a durable channel (`durable: true`, `fsync: 'batch'`: every record goes to the segment log, group commits every 100 ms), reported.",
+  grid: { disk: ['fast', 'slow'], channel: ['plain', 'durable'], seconds: [3] },
   smoke: { seconds: [0.3] },
-  baseline: { disk: 'fast' },
+  baseline: { disk: 'fast', channel: 'plain' },
   metrics: [
     { key: 'accepted', label: 'records accepted', unit: 'count', better: 'higher' },
     { key: 'p50Us', label: 'loop delay p50', unit: 'us', better: 'lower' },
@@ -45,14 +46,20 @@ export default defineScenario({
     'A timer producer accepts fewer records when the loop is late: each late turn is a tick lost. The synchronous writes are the ' +
       'last resort past `maxPendingDiskBytes` (4 MiB): a disk that keeps up needs none.',
   ],
-  label: (settings) => (settings.disk === 'slow' ? `slow disk (FUSE ${SLOW_MS} ms/op, ext4 -o sync)` : 'fast disk (temp directory)'),
+  label: (settings) =>
+    `${settings.disk === 'slow' ? `slow disk (FUSE ${SLOW_MS} ms/op, ext4 -o sync)` : 'fast disk (temp directory)'}${settings.channel === 'durable' ? ", durable, fsync 'batch'" : ''}`,
 
   async run(settings, { tmpDir }): Promise<RunReport> {
     const ms = Number(settings.seconds) * 1000;
     let disk: SlowDisk | undefined;
     if (settings.disk === 'slow') disk = await mountSlowDisk(tmpDir, SLOW_MS);
     try {
-      const hopper = createHopperStreams<string>({ dataDir: disk?.dir ?? tmpDir, name: 'bench', maxMemoryBytes: 64 * 1024 });
+      const hopper = createHopperStreams<string>({
+        dataDir: disk?.dir ?? tmpDir,
+        name: 'bench',
+        maxMemoryBytes: 64 * 1024,
+        ...(settings.channel === 'durable' ? { durable: true, fsync: 'batch' } : {}),
+      });
       const histogram = monitorEventLoopDelay({ resolution: 1 });
       let seq = 0;
       histogram.enable();
@@ -98,8 +105,9 @@ export default defineScenario({
 
   targets({ points }) {
     const checks: TargetCheck[] = [];
-    const fast = points.find((point) => point.settings.disk === 'fast');
-    const slow = points.find((point) => point.settings.disk === 'slow');
+    const plain = points.filter((point) => point.settings.channel !== 'durable');
+    const fast = plain.find((point) => point.settings.disk === 'fast');
+    const slow = plain.find((point) => point.settings.disk === 'slow');
     if (fast !== undefined && slow !== undefined) {
       const accepted = slow.ratios.accepted?.median;
       checks.push({
@@ -114,6 +122,18 @@ export default defineScenario({
         target: 'slow disk: event-loop delay p99 <= 10 ms',
         measured: slow.failure ?? (p99 === undefined ? 'n/a' : formatValue(p99, 'us')),
         met: slow.failure !== undefined || p99 === undefined ? undefined : p99 <= 10_000,
+      });
+    }
+    const durableFast = points.find((point) => point.settings.channel === 'durable' && point.settings.disk === 'fast');
+    const durableSlow = points.find((point) => point.settings.channel === 'durable' && point.settings.disk === 'slow');
+    if (durableFast !== undefined && durableSlow !== undefined) {
+      const ratio = (durableSlow.metrics.accepted?.median ?? Number.NaN) / (durableFast.metrics.accepted?.median ?? Number.NaN);
+      checks.push({
+        scenario: 10,
+        target: 'report: durable channel, records accepted on the slow disk against the fast disk',
+        measured: durableSlow.failure ?? durableFast.failure ?? `${ratio.toFixed(2)}×`,
+        met: undefined,
+        report: true,
       });
     }
     for (const point of points) {

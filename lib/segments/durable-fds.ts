@@ -9,14 +9,29 @@ export class FdTracker {
   /** Fds to close once their operations end. */
   private readonly closeLater = new Set<number>();
 
+  /** The operations under way, settled or not yet: see {@link busy}. */
+  private readonly operations = new Set<Promise<unknown>>();
+
   constructor(private readonly fs: SegmentFileSystem) {}
+
+  /**
+   * Settles once every operation under way now has, and the fds waiting for them are closed;
+   * undefined when none is. (close() resolves only then: an fd left open would keep a file
+   * system busy, and its unmount would fail.)
+   */
+  get busy(): Promise<void> | undefined {
+    if (this.operations.size === 0) return undefined;
+    return Promise.allSettled([...this.operations]).then(() => undefined);
+  }
 
   /** Counts `operation` as under way on `fd` until it settles. */
   async track<T>(fd: number, operation: Promise<T>): Promise<T> {
     this.busyFds.set(fd, (this.busyFds.get(fd) ?? 0) + 1);
+    this.operations.add(operation);
     try {
       return await operation;
     } finally {
+      this.operations.delete(operation);
       const left = (this.busyFds.get(fd) ?? 1) - 1;
       if (left > 0) this.busyFds.set(fd, left);
       else {

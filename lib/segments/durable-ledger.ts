@@ -28,6 +28,8 @@ export class DurableLedger {
   private ledgerTimer: unknown;
   private ledgerArmed = false;
   private ledgerWriting: Promise<void> | undefined;
+  /** The commit's sync under way ({@link syncAll}), if any. */
+  private syncWork: Promise<void> | undefined;
   private ledgerDirty = false;
   private readonly removals = new Set<Promise<void>>();
 
@@ -40,11 +42,22 @@ export class DurableLedger {
 
   /** The background ledger write and removals under way (for idle()). */
   get busy(): Array<Promise<void> | undefined> {
-    return [this.ledgerWriting, ...this.removals];
+    return [this.ledgerWriting, this.syncWork, ...this.removals];
   }
 
   /** The commit's sync: every segment with unsynced bytes, then the directory if a segment was linked. */
-  async syncAll(): Promise<void> {
+  syncAll(): Promise<void> {
+    const work = this.syncEverything();
+    // Under way until settled: close() waits for it (the directory's fd it opens included).
+    this.syncWork = work;
+    const settled = (): void => {
+      if (this.syncWork === work) this.syncWork = undefined;
+    };
+    work.then(settled, settled);
+    return work;
+  }
+
+  private async syncEverything(): Promise<void> {
     this.syncing = true;
     try {
       await this.syncWritten();

@@ -148,7 +148,7 @@ export class DurableLog {
       damaged,
     );
     this.lifecycle = new DurableLifecycle(this.state, {
-      busy: () => [this.writes.busy, this.reads.busy, ...this.ledger.busy],
+      busy: () => [this.writes.busy, this.reads.busy, ...this.ledger.busy, this.state.fds.busy],
       writeFault: () => this.writes.fault,
       writeOutSync: () => this.writes.writeOutSync(),
       stopLedgerTimer: () => this.ledger.stopTimer(),
