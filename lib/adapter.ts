@@ -87,8 +87,8 @@ export class HopperCore {
   /** The hopper's own write side has ended (its last record is in the channel). */
   private ownInputEnded = false;
 
-  /** The exception of an event listener, which destroys the hopper on the next tick. */
-  private listenerFailure: { error: unknown } | undefined;
+  /** An event listener threw: the hopper is destroyed with the first such exception, on the next tick. */
+  private listenerFailed = false;
 
   /** Opens a channel whose events go to `emit`. */
   constructor(options: HopperOptions | undefined, emit: ChannelEmit, internals: HopperInternals = {}) {
@@ -110,8 +110,8 @@ export class HopperCore {
     } catch (error) {
       // this.channel is unset while the constructor opens the channel (which may emit).
       if (this.channel === undefined || this.channel.closed || isExiting()) throw error;
-      if (this.listenerFailure !== undefined) return;
-      this.listenerFailure = { error };
+      if (this.listenerFailed) return;
+      this.listenerFailed = true;
       process.nextTick(() => {
         if (this.side !== undefined) this.teardown(error as Error);
       });
