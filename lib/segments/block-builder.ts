@@ -198,16 +198,20 @@ export class BlockBuilder {
   }
 
   /**
-   * The block's parts are about to be handed to the writer: the copies of large Buffers among them
-   * are reused once the returned function is called, which the writer does once they are written.
-   * Until then (a write retried after a fault included) they stay as they are. A block never
-   * written (read from memory, dropped, or the log closed) never calls it. A copy the reader took
-   * from the block being filled ({@link shift}) left the block before, and is never reused.
+   * The block's parts are about to be handed to the writer: the copies of large Buffers among them,
+   * and the block buffer (as {@link holdBuffer} says), are reused once the returned function is
+   * called, which the writer does once they are written. Until then (a write retried after a fault
+   * included) they stay as they are. A block never written (read from memory, dropped, or the log
+   * closed) never calls it. A copy the reader took from the block being filled ({@link shift}) left
+   * the block before, and is never reused; a block the reader takes from memory while it waits for
+   * the disk is a copy (Ledger.pendingBlock joins its parts).
    */
   lease(): () => void {
     const copies: Buffer[] = [];
     for (const ref of this.refs) if (ref.large.kind === 'buffer') copies.push(ref.large.bytes);
+    const letGo = this.holdBuffer();
     return () => {
+      letGo();
       for (const copy of copies.splice(0)) {
         if (this.spareBytes + copy.length > SPARE_COPY_BYTES) return;
         const spare = this.spare.get(copy.length);
