@@ -1,5 +1,5 @@
 import type { WriteCallback } from './channel-parts.js';
-import { ackBeyondDeliveredError, ackModeError } from './errors.js';
+import { ackBeyondDeliveredError, ackModeError, invalidArgumentType, invalidArgumentValue } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 import type { DurableLog } from './segments/durable-log.js';
 
@@ -64,20 +64,18 @@ export class Durability {
   /**
    * Acknowledges the oldest `count` delivered, unacknowledged records (`ack: 'manual'`), also
    * once delivery has ended (the files are kept for it). Throws ERR_HOPPER_ACK_MODE,
-   * ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or Node's ERR_INVALID_ARG_TYPE /
-   * ERR_OUT_OF_RANGE for a count that is not a safe integer from 0 up. Once the files are
+   * ERR_HOPPER_ACK_BEYOND_DELIVERED (nothing acknowledged), or ERR_HOPPER_INVALID_ARGUMENT (a
+   * TypeError or RangeError with Node's messages) for a count that is not a safe integer from 0 up. Once the files are
    * released (the user's close() or destroy(), a failure), it does nothing: the records stay
    * unacknowledged on disk and the next open delivers them again. Throwing there would crash a
    * process from a sink's 'ack' listener during a shutdown.
    */
   ack(count: number): void {
     if (typeof count !== 'number') {
-      throw Object.assign(new TypeError(`The "count" argument must be of type number. Received ${typeof count}`), { code: 'ERR_INVALID_ARG_TYPE' });
+      throw invalidArgumentType('count', count, `The "count" argument must be of type number. Received ${typeof count}`);
     }
     if (!Number.isSafeInteger(count) || count < 0) {
-      throw Object.assign(new RangeError(`The value of "count" is out of range. It must be a safe integer >= 0. Received ${count}`), {
-        code: 'ERR_OUT_OF_RANGE',
-      });
+      throw invalidArgumentValue('count', count, `The value of "count" is out of range. It must be a safe integer >= 0. Received ${count}`);
     }
     if (this.ackMode !== 'manual') throw ackModeError();
     if (this.closed() && !this.kept) return;

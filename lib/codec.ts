@@ -1,5 +1,6 @@
 import avsc from 'avsc';
 import type { Schema, Type } from 'avsc';
+import { invalidOptionType } from './errors.js';
 import type { AvroSchema } from './options.js';
 import { envelopeCodec } from './envelope-codec.js';
 import type { RecordCodec } from './record-codec.js';
@@ -10,7 +11,11 @@ import { schemaCodec } from './schema-codec.js';
 export { BY_REFERENCE_BYTES, BYTES_HEAD_MAX_BYTES, type LargeRecord, type RecordCodec } from './record-codec.js';
 export { JSON_ENVELOPE_SCHEMA } from './envelope-codec.js';
 
-/** Builds the codec for a channel: the user's schema (object, JSON string or avsc Type), or the schemaless envelope. */
+/**
+ * Builds the codec for a channel: the user's schema (object, JSON string or avsc Type), or the
+ * schemaless envelope. A schema avsc refuses is `ERR_HOPPER_INVALID_OPTION` (a TypeError, option
+ * `'schema'`), with avsc's error as its cause.
+ */
 export function createCodec(schema: AvroSchema | undefined): RecordCodec {
   if (schema === undefined) return envelopeCodec();
   if (avsc.Type.isType(schema)) return schemaCodec(schema as Type);
@@ -26,6 +31,6 @@ export function createCodec(schema: AvroSchema | undefined): RecordCodec {
   try {
     return schemaCodec(avsc.Type.forSchema(parsed as Schema));
   } catch (err) {
-    throw new TypeError(`Expected \`schema\` to be a valid Avro schema: ${(err as Error).message}`);
+    throw invalidOptionType('schema', schema, `Expected \`schema\` to be a valid Avro schema: ${(err as Error).message}`, err);
   }
 }

@@ -22,6 +22,14 @@ import path from 'node:path';
  *   acknowledged when delivered).
  * - `ERR_HOPPER_DURABLE_CHANNEL`: a non-durable open of a directory that holds a durable channel's records.
  * - `ERR_HOPPER_SCHEMA_MISMATCH`: a durable channel's backlog was written with another schema.
+ * - `ERR_HOPPER_INVALID_OPTION`: an option of `createHopperStreams()` or `createKafkaSink()` was
+ *   refused (unknown, wrong type, out of range, or not allowed with the others). The error is a
+ *   `TypeError` (unknown option, wrong type) or a `RangeError` (wrong value) as well as a
+ *   `HopperError`; `.option` names the option (`'maxMemoryBytes'`, `'retry.maxMs'`), `.value` is
+ *   what was given.
+ * - `ERR_HOPPER_INVALID_ARGUMENT`: an argument that is not an option was refused (`ack(count)`'s
+ *   count, an options argument that is not an object); a `TypeError` or `RangeError` too, with
+ *   `.argument` and `.value`.
  * - `ERR_STREAM_WRITE_AFTER_END` / `ERR_STREAM_DESTROYED`: Node's codes, used where Node would.
  */
 export type HopperErrorCode =
@@ -38,6 +46,8 @@ export type HopperErrorCode =
   | 'ERR_HOPPER_ACK_MODE'
   | 'ERR_HOPPER_DURABLE_CHANNEL'
   | 'ERR_HOPPER_SCHEMA_MISMATCH'
+  | 'ERR_HOPPER_INVALID_OPTION'
+  | 'ERR_HOPPER_INVALID_ARGUMENT'
   | 'ERR_STREAM_WRITE_AFTER_END'
   | 'ERR_STREAM_DESTROYED';
 
@@ -54,8 +64,16 @@ export interface HopperErrorDetails {
   file?: string | undefined;
   /** Byte offset in `file` where the problem was found (`ERR_HOPPER_CORRUPT_SEGMENT`). */
   offset?: number | undefined;
-  /** The disk cap that had no room for the record (`ERR_HOPPER_FULL`): name a setting without parsing the message. */
-  option?: LimitOption | undefined;
+  /**
+   * The option concerned, to name a setting without parsing the message: the disk cap that had no
+   * room for the record (`ERR_HOPPER_FULL`, a {@link LimitOption}), or the option refused
+   * (`ERR_HOPPER_INVALID_OPTION`, e.g. `'maxMemoryBytes'`, `'retry.maxMs'`).
+   */
+  option?: string | undefined;
+  /** The argument refused (`ERR_HOPPER_INVALID_ARGUMENT`), e.g. `'count'`. */
+  argument?: string | undefined;
+  /** What was given for the option or argument (`ERR_HOPPER_INVALID_OPTION`, `ERR_HOPPER_INVALID_ARGUMENT`). */
+  value?: unknown;
   /** Records taken and not acknowledged by the brokers, in order (the Kafka sink's errors). */
   records?: unknown[] | undefined;
   /** Records `ack(count)` named (`ERR_HOPPER_ACK_BEYOND_DELIVERED`). */
@@ -85,10 +103,14 @@ export type HopperErrorOf<C extends HopperErrorCode, T = unknown> = C extends 'E
   ? // Omitted first: `unknown[] & T[]` would type `records.map()` with unknown[]'s overload.
     Omit<HopperError, 'records'> & { readonly code: C; readonly records: T[]; readonly cause: unknown }
   : HopperError & { readonly code: C } & (C extends 'ERR_HOPPER_FULL'
-        ? { readonly record: T }
+        ? { readonly record: T; readonly option?: LimitOption }
         : C extends 'ERR_HOPPER_IO'
           ? { readonly record?: T; readonly cause: unknown }
-          : unknown);
+          : C extends 'ERR_HOPPER_INVALID_OPTION'
+            ? { readonly option: string; readonly value: unknown }
+            : C extends 'ERR_HOPPER_INVALID_ARGUMENT'
+              ? { readonly argument: string; readonly value: unknown }
+              : unknown);
 
 /**
  * The one error class of hopper-streams: a message that says what went wrong and a `code` to branch on.
@@ -112,7 +134,12 @@ export class HopperError extends Error {
   declare readonly path?: string[];
   declare readonly file?: string;
   declare readonly offset?: number;
-  declare readonly option?: LimitOption;
+  /** The disk cap that had no room (`ERR_HOPPER_FULL`, a {@link LimitOption}), or the option refused (`ERR_HOPPER_INVALID_OPTION`). */
+  declare readonly option?: string;
+  /** The argument refused (`ERR_HOPPER_INVALID_ARGUMENT`). */
+  declare readonly argument?: string;
+  /** What was given for the refused option or argument (`ERR_HOPPER_INVALID_OPTION`, `ERR_HOPPER_INVALID_ARGUMENT`). */
+  declare readonly value?: unknown;
   declare readonly records?: unknown[];
   declare readonly count?: number;
   declare readonly unacknowledged?: number;
@@ -123,7 +150,7 @@ export class HopperError extends Error {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'HopperError';
     this.code = code;
-    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number; option?: LimitOption; records?: unknown[] };
+    const self = this as { record?: unknown; path?: string[]; file?: string; offset?: number; option?: string; records?: unknown[] };
     if ('record' in details) self.record = details.record;
     if (details.path !== undefined) self.path = details.path;
     if (details.file !== undefined) self.file = details.file;
@@ -133,6 +160,23 @@ export class HopperError extends Error {
     if (details.count !== undefined) (this as { count?: number }).count = details.count;
     if (details.unacknowledged !== undefined) (this as { unacknowledged?: number }).unacknowledged = details.unacknowledged;
     if (details.retryAt !== undefined) (this as { retryAt?: number }).retryAt = details.retryAt;
+    if (details.argument !== undefined) (this as { argument?: string }).argument = details.argument;
+    if ('value' in details) (this as { value?: unknown }).value = details.value;
+  }
+
+  /**
+   * `instanceof HopperError` is also true for the refusals of an option or an argument
+   * (`ERR_HOPPER_INVALID_OPTION`, `ERR_HOPPER_INVALID_ARGUMENT`). Those are `TypeError`s and
+   * `RangeError`s, as they were before they had a code, so that `instanceof TypeError` and checks of
+   * the message keep working; and every refusal is a HopperError. An object has one prototype
+   * chain, so one of the two checks has to be answered here: this accepts the errors the factories
+   * below made (nothing else). A subclass of HopperError keeps the ordinary check. The return
+   * type is `boolean`, not a type predicate, so TypeScript narrows `instanceof` as usual (to the
+   * subclass for a subclass).
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof asks about: HopperError or a subclass
+    return Function.prototype[Symbol.hasInstance].call(this, value) || (this === HopperError && isBranded(value));
   }
 
   /**
@@ -150,6 +194,47 @@ export class HopperError extends Error {
   static is(err: unknown, code?: HopperErrorCode): boolean {
     return err instanceof HopperError && (code === undefined || err.code === code);
   }
+}
+
+/** The TypeErrors and RangeErrors that are HopperErrors too (see `HopperError[Symbol.hasInstance]`). */
+const BRANDED = new WeakSet<object>();
+
+/** A refused option: a TypeError or a RangeError that is a HopperError too. */
+export type InvalidOptionError = (TypeError | RangeError) & HopperErrorOf<'ERR_HOPPER_INVALID_OPTION'>;
+/** A refused argument: a TypeError or a RangeError that is a HopperError too. */
+export type InvalidArgumentError = (TypeError | RangeError) & HopperErrorOf<'ERR_HOPPER_INVALID_ARGUMENT'>;
+
+function isBranded(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && BRANDED.has(value);
+}
+
+/** Gives `err` a code and details and makes it a HopperError too; its stack starts where `factory` was called, as Node's own errors do. */
+function branded<E extends Error>(err: E, factory: (...args: never[]) => unknown, fields: { code: HopperErrorCode } & HopperErrorDetails): E & HopperError {
+  Error.captureStackTrace(err, factory);
+  Object.assign(err, fields);
+  BRANDED.add(err);
+  return err as E & HopperError;
+}
+
+/** An option of the wrong type, or unknown: a TypeError with `code`, `option` and `value`. `message` names the option and the value. */
+export function invalidOptionType(option: string, value: unknown, message: string, cause?: unknown): InvalidOptionError {
+  const err = new TypeError(message, cause === undefined ? undefined : { cause });
+  return branded(err, invalidOptionType, { code: 'ERR_HOPPER_INVALID_OPTION', option, value }) as InvalidOptionError;
+}
+
+/** An option of the right type and a wrong value (out of range, not one of the choices, not allowed with the others): a RangeError with `code`, `option` and `value`. */
+export function invalidOptionValue(option: string, value: unknown, message: string): InvalidOptionError {
+  return branded(new RangeError(message), invalidOptionValue, { code: 'ERR_HOPPER_INVALID_OPTION', option, value }) as InvalidOptionError;
+}
+
+/** An argument of the wrong type: a TypeError with `code`, `argument` and `value`. */
+export function invalidArgumentType(argument: string, value: unknown, message: string): InvalidArgumentError {
+  return branded(new TypeError(message), invalidArgumentType, { code: 'ERR_HOPPER_INVALID_ARGUMENT', argument, value }) as InvalidArgumentError;
+}
+
+/** An argument of the right type and a wrong value: a RangeError with `code`, `argument` and `value`. */
+export function invalidArgumentValue(argument: string, value: unknown, message: string): InvalidArgumentError {
+  return branded(new RangeError(message), invalidArgumentValue, { code: 'ERR_HOPPER_INVALID_ARGUMENT', argument, value }) as InvalidArgumentError;
 }
 
 export function fullError(record: unknown, reason: string, option?: LimitOption): HopperError {

@@ -1,5 +1,6 @@
 import type { Type } from 'avsc';
 import { createCodec } from './codec.js';
+import { invalidArgumentType, invalidOptionType, invalidOptionValue } from './errors.js';
 import type { KafkaRetryPolicy } from './kafka-policy.js';
 import type { KafkaProducer } from './kafka-producer.js';
 import { describe, type AvroSchema } from './options.js';
@@ -62,16 +63,21 @@ const KNOWN = new Set(['producer', 'topic', 'key', 'value', 'acks', 'maxBatchRec
 
 function integerOption(value: unknown, key: string, fallback: number, min: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`Expected \`${key}\` to be a number, got ${describe(value)}`);
-  if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`Expected \`${key}\` to be an integer from ${min} and up, got ${describe(value)}`);
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidOptionType(key, value, `Expected \`${key}\` to be a number, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < min)
+    throw invalidOptionValue(key, value, `Expected \`${key}\` to be an integer from ${min} and up, got ${describe(value)}`);
   return value;
 }
 
-/** Checks a schema registry id (given, or returned by `value.schemaId()`). */
+/**
+ * Checks a schema registry id, given (`key` is `'value.schemaId'`) or returned by the
+ * `value.schemaId` function (`key` is `'value.schemaId()'`; the sink then fails with
+ * `ERR_HOPPER_KAFKA_SEND`, this error as its cause).
+ */
 export function checkSchemaId(value: unknown, key: string): number {
-  if (typeof value !== 'number' || Number.isNaN(value)) throw new TypeError(`Expected \`${key}\` to be a number, got ${describe(value)}`);
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidOptionType(key, value, `Expected \`${key}\` to be a number, got ${describe(value)}`);
   if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
-    throw new RangeError(`Expected \`${key}\` to be a schema registry id, an integer from 0 to 2147483647, got ${describe(value)}`);
+    throw invalidOptionValue(key, value, `Expected \`${key}\` to be a schema registry id, an integer from 0 to 2147483647, got ${describe(value)}`);
   }
   return value;
 }
@@ -88,42 +94,69 @@ export interface ResolvedSinkOptions<T> {
   retry: KafkaRetryPolicy;
 }
 
-/** Checks the options of `createKafkaSink()` and fills in the defaults; throws a TypeError or RangeError naming the option. */
+/**
+ * Checks the options of `createKafkaSink()` and fills in the defaults; throws a TypeError (unknown
+ * option, wrong type) or RangeError (wrong value) naming the option, with
+ * `code: 'ERR_HOPPER_INVALID_OPTION'` (options that are not an object: `ERR_HOPPER_INVALID_ARGUMENT`).
+ */
 export function resolveSinkOptions<T>(options: KafkaSinkOptions<T>): ResolvedSinkOptions<T> {
-  if (options === null || typeof options !== 'object') throw new TypeError(`Expected options to be an object, got ${describe(options)}`);
+  if (options === null || typeof options !== 'object')
+    throw invalidArgumentType('options', options, `Expected options to be an object, got ${describe(options)}`);
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new TypeError(`Unknown option \`${key}\`; known options are ${[...KNOWN].join(', ')}`);
+    if (!KNOWN.has(key))
+      throw invalidOptionType(
+        key,
+        (options as unknown as Record<string, unknown>)[key],
+        `Unknown option \`${key}\`; known options are ${[...KNOWN].join(', ')}`,
+      );
   }
   const { producer, topic, key, value, retry } = options;
   if (producer === null || typeof producer !== 'object' || typeof producer.send !== 'function') {
-    throw new TypeError(`Expected \`producer\` to be a connected producer with a KafkaJS \`send()\` method, got ${describe(producer)}`);
+    throw invalidOptionType(
+      'producer',
+      producer,
+      `Expected \`producer\` to be a connected producer with a KafkaJS \`send()\` method, got ${describe(producer)}`,
+    );
   }
-  if (typeof topic !== 'string' || topic === '') throw new TypeError(`Expected \`topic\` to be a non-empty string, got ${describe(topic)}`);
-  if (key !== undefined && typeof key !== 'function') throw new TypeError(`Expected \`key\` to be a function of the record, got ${describe(key)}`);
+  if (typeof topic !== 'string' || topic === '') throw invalidOptionType('topic', topic, `Expected \`topic\` to be a non-empty string, got ${describe(topic)}`);
+  if (key !== undefined && typeof key !== 'function')
+    throw invalidOptionType('key', key, `Expected \`key\` to be a function of the record, got ${describe(key)}`);
   let resolvedValue: ResolvedSinkOptions<T>['value'];
   if (typeof value === 'function') {
     resolvedValue = value;
   } else if (value !== null && typeof value === 'object') {
     if (value.schema === undefined)
-      throw new TypeError('Expected `value.schema` to be an Avro schema (object, JSON string or avsc Type), got `undefined` (undefined)');
+      throw invalidOptionType(
+        'value.schema',
+        undefined,
+        'Expected `value.schema` to be an Avro schema (object, JSON string or avsc Type), got `undefined` (undefined)',
+      );
     let codec: ReturnType<typeof createCodec>;
     try {
       codec = createCodec(value.schema);
     } catch (err) {
-      throw new TypeError(`Expected \`value.schema\` to be a valid Avro schema: ${(err as Error).message}`);
+      // createCodec's error names `schema`: this one names the sink's option, in avsc's own words.
+      const reason = err instanceof Error && err.cause instanceof Error ? err.cause : (err as Error);
+      throw invalidOptionType('value.schema', value.schema, `Expected \`value.schema\` to be a valid Avro schema: ${reason.message}`, reason);
     }
     const { schemaId } = value;
     if (typeof schemaId !== 'function') checkSchemaId(schemaId, 'value.schemaId');
     resolvedValue = { type: codec.type, validate: (record) => codec.validate(record), schemaId };
   } else {
-    throw new TypeError(`Expected \`value\` to be { schema, schemaId } or a function of the record returning a Buffer, got ${describe(value)}`);
+    throw invalidOptionType(
+      'value',
+      value,
+      `Expected \`value\` to be { schema, schemaId } or a function of the record returning a Buffer, got ${describe(value)}`,
+    );
   }
   const acks = options.acks === undefined ? -1 : options.acks;
-  if (acks !== -1 && acks !== 1 && acks !== null) throw new RangeError(`Expected \`acks\` to be -1, 1 or null, got ${describe(acks)}`);
-  if (retry !== undefined && (retry === null || typeof retry !== 'object')) throw new TypeError(`Expected \`retry\` to be an object, got ${describe(retry)}`);
+  if (acks !== -1 && acks !== 1 && acks !== null) throw invalidOptionValue('acks', acks, `Expected \`acks\` to be -1, 1 or null, got ${describe(acks)}`);
+  if (retry !== undefined && (retry === null || typeof retry !== 'object'))
+    throw invalidOptionType('retry', retry, `Expected \`retry\` to be an object, got ${describe(retry)}`);
   const initialMs = integerOption(retry?.initialMs, 'retry.initialMs', DEFAULT_RETRY.initialMs, 1);
   const maxMs = integerOption(retry?.maxMs, 'retry.maxMs', Math.max(DEFAULT_RETRY.maxMs, initialMs), 1);
-  if (maxMs < initialMs) throw new RangeError(`Expected \`retry.maxMs\` to be at least \`retry.initialMs\` (${initialMs}), got ${describe(maxMs)}`);
+  if (maxMs < initialMs)
+    throw invalidOptionValue('retry.maxMs', maxMs, `Expected \`retry.maxMs\` to be at least \`retry.initialMs\` (${initialMs}), got ${describe(maxMs)}`);
   return {
     producer,
     topic,

@@ -1,4 +1,5 @@
 import type { Type, Schema } from 'avsc';
+import { invalidArgumentType, invalidOptionType, invalidOptionValue } from './errors.js';
 
 /** An Avro schema in any form avsc takes: a schema object, its JSON text, or an avsc `Type`. */
 export type AvroSchema = Schema | Type | string | object;
@@ -225,12 +226,12 @@ function sizeOption(options: HopperOptions, key: keyof HopperOptions, fallback: 
   const value = options[key];
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new TypeError(`Expected \`${key}\` to be a number, got ${describe(value)}`);
+    throw invalidOptionType(key, value, `Expected \`${key}\` to be a number, got ${describe(value)}`);
   }
   const ok = (Number.isInteger(value) && value >= min) || (allowInfinity && value === Infinity);
   if (!ok) {
     const range = `an integer from ${min} and up${allowInfinity ? ' or Infinity' : ''}`;
-    throw new RangeError(`Expected \`${key}\` to be ${range}, got ${describe(value)}`);
+    throw invalidOptionValue(key, value, `Expected \`${key}\` to be ${range}, got ${describe(value)}`);
   }
   return value;
 }
@@ -239,10 +240,10 @@ function choiceOption<T extends string>(options: HopperOptions, key: keyof Hoppe
   const value = options[key];
   if (value === undefined) return fallback;
   if (typeof value !== 'string') {
-    throw new TypeError(`Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
+    throw invalidOptionType(key, value, `Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
   }
   if (!(choices as readonly string[]).includes(value)) {
-    throw new RangeError(`Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
+    throw invalidOptionValue(key, value, `Expected \`${key}\` to be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${describe(value)}`);
   }
   return value as T;
 }
@@ -264,32 +265,37 @@ export function nameProblem(value: string): string | undefined {
 
 /** Checks a channel name: one path component, no NUL, at most 255 bytes. */
 export function checkName(value: unknown): string {
-  if (typeof value !== 'string') throw new TypeError(`Expected \`name\` to be a string, got ${describe(value)}`);
+  if (typeof value !== 'string') throw invalidOptionType('name', value, `Expected \`name\` to be a string, got ${describe(value)}`);
   const problem = nameProblem(value);
-  if (problem) throw new RangeError(`Expected \`name\` to be a single directory name, got ${describe(value)}: ${problem}`);
+  if (problem) throw invalidOptionValue('name', value, `Expected \`name\` to be a single directory name, got ${describe(value)}: ${problem}`);
   return value;
 }
 
-/** Validates user options and fills in defaults. Throws TypeError/RangeError naming the option and the value. */
+/**
+ * Validates user options and fills in defaults. Throws a TypeError (unknown option, wrong type) or
+ * RangeError (wrong value) naming the option and the value, with `code: 'ERR_HOPPER_INVALID_OPTION'`
+ * (see `invalidOptionType()`); options that are not an object are `ERR_HOPPER_INVALID_ARGUMENT`.
+ */
 export function resolveOptions(options: HopperOptions | undefined): ResolvedOptions {
   if (options === undefined) options = {};
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`Expected options to be an object, got ${describe(options)}`);
+    throw invalidArgumentType('options', options, `Expected options to be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw new TypeError(`Unknown option \`${key}\`; known options are ${[...KNOWN].join(', ')}`);
+    if (!KNOWN.has(key))
+      throw invalidOptionType(key, (options as Record<string, unknown>)[key], `Unknown option \`${key}\`; known options are ${[...KNOWN].join(', ')}`);
   }
   const name = options.name === undefined ? DEFAULTS.name : checkName(options.name);
   const { dataDir, schema } = options;
   if (dataDir !== undefined && (typeof dataDir !== 'string' || dataDir === '' || dataDir.includes('\0'))) {
-    throw new TypeError(`Expected \`dataDir\` to be a non-empty path string, got ${describe(dataDir)}`);
+    throw invalidOptionType('dataDir', dataDir, `Expected \`dataDir\` to be a non-empty path string, got ${describe(dataDir)}`);
   }
   if (schema !== undefined && (schema === null || (typeof schema !== 'string' && typeof schema !== 'object'))) {
-    throw new TypeError(`Expected \`schema\` to be an Avro schema (object, JSON string or avsc Type), got ${describe(schema)}`);
+    throw invalidOptionType('schema', schema, `Expected \`schema\` to be an Avro schema (object, JSON string or avsc Type), got ${describe(schema)}`);
   }
   const { signal } = options;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(`Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
+    throw invalidOptionType('signal', signal, `Expected \`signal\` to be an AbortSignal, got ${describe(signal)}`);
   }
   const durable = durableOptions(options);
   return {
@@ -313,22 +319,32 @@ export function resolveOptions(options: HopperOptions | undefined): ResolvedOpti
 /** The durable options, checked together: `durable` needs `dataDir` and `name`, the others need `durable`. */
 function durableOptions(options: HopperOptions): Pick<ResolvedOptions, 'durable' | 'fsync' | 'fsyncIntervalMs' | 'ack'> {
   const { durable } = options;
-  if (durable !== undefined && typeof durable !== 'boolean') throw new TypeError(`Expected \`durable\` to be a boolean, got ${describe(durable)}`);
+  if (durable !== undefined && typeof durable !== 'boolean')
+    throw invalidOptionType('durable', durable, `Expected \`durable\` to be a boolean, got ${describe(durable)}`);
   const fsync = choiceOption(options, 'fsync', DEFAULTS.fsync, FSYNC_POLICIES);
   const ack = choiceOption(options, 'ack', DEFAULTS.ack, ACK_MODES);
   const fsyncIntervalMs = sizeOption(options, 'fsyncIntervalMs', DEFAULTS.fsyncIntervalMs, 1, false);
-  if (fsyncIntervalMs > 60_000) throw new RangeError(`Expected \`fsyncIntervalMs\` to be an integer from 1 to 60000, got ${describe(fsyncIntervalMs)}`);
+  if (fsyncIntervalMs > 60_000)
+    throw invalidOptionValue(
+      'fsyncIntervalMs',
+      fsyncIntervalMs,
+      `Expected \`fsyncIntervalMs\` to be an integer from 1 to 60000, got ${describe(fsyncIntervalMs)}`,
+    );
   if (durable !== true) {
     for (const key of ['fsync', 'fsyncIntervalMs', 'ack'] as const) {
-      if (options[key] !== undefined) throw new RangeError(`Expected \`${key}\` only with \`durable: true\`, got ${describe(options[key])} without it`);
+      if (options[key] !== undefined)
+        throw invalidOptionValue(key, options[key], `Expected \`${key}\` only with \`durable: true\`, got ${describe(options[key])} without it`);
     }
     return { durable: false, fsync, fsyncIntervalMs, ack };
   }
   if (options.dataDir === undefined)
-    throw new RangeError('Expected `dataDir` with `durable: true`: a durable channel lives in a directory that outlasts the process');
-  if (options.name === undefined) throw new RangeError('Expected `name` with `durable: true`: the next open finds the channel by its name');
+    throw invalidOptionValue('dataDir', undefined, 'Expected `dataDir` with `durable: true`: a durable channel lives in a directory that outlasts the process');
+  if (options.name === undefined)
+    throw invalidOptionValue('name', undefined, 'Expected `name` with `durable: true`: the next open finds the channel by its name');
   if (options.onFull === 'drop-oldest') {
-    throw new RangeError(
+    throw invalidOptionValue(
+      'onFull',
+      options.onFull,
       "Expected `onFull` to be 'block', 'error' or 'drop-newest' with `durable: true`, got `\"drop-oldest\"` (string): a durable channel never drops records it accepted",
     );
   }

@@ -55,3 +55,36 @@ if (HopperError.is(err, 'ERR_HOPPER_FULL')) {
 HopperError.is(err, 'ERR_NOPE');
 declare const someCode: HopperErrorCode | undefined;
 if (HopperError.is(err, someCode)) void err.code;
+
+// A refused option is a TypeError or RangeError and a HopperError: instanceof narrows either way.
+try {
+  createHopperStreams({ maxMemoryBytes: -1 });
+} catch (caught) {
+  if (caught instanceof HopperError) {
+    const code: HopperErrorCode = caught.code;
+    void code;
+  }
+  if (caught instanceof RangeError) void caught.message;
+}
+if (HopperError.is(err, 'ERR_HOPPER_INVALID_OPTION')) {
+  const option: string = err.option;
+  const value: unknown = err.value;
+  void [option, value];
+}
+if (HopperError.is(err, 'ERR_HOPPER_INVALID_ARGUMENT')) {
+  const argument: string = err.argument;
+  void [argument, err.value];
+}
+if (HopperError.is(err, 'ERR_HOPPER_FULL')) {
+  // The disk cap that had no room keeps its narrow type.
+  const cap: 'maxDiskBytes' | 'maxSegments' | undefined = err.option;
+  void cap;
+}
+// A subclass narrows to itself: HopperError's own instanceof does not change that.
+class RetryLater extends HopperError {
+  readonly delayMs = 100;
+}
+if (err instanceof RetryLater) {
+  const delayMs: number = err.delayMs;
+  void delayMs;
+}

@@ -4,15 +4,7 @@ import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import test from 'ava';
-import {
-  HopperStreams,
-  createHopperStream,
-  createHopperStreams,
-  type HopperError,
-  type HopperOptions,
-  type RecoveredEvent,
-  type TornEvent,
-} from '../lib/index.js';
+import { HopperStreams, createHopperStream, createHopperStreams, HopperError, type HopperOptions, type RecoveredEvent, type TornEvent } from '../lib/index.js';
 import { createHopperStreams as createStreamxHopper } from '../lib/streamx.js';
 import { LEDGER_FILE, readLedgerFile } from '../lib/segments/ledger-file.js';
 import { withDurableOps } from '../lib/segments/durable-io.js';
@@ -125,16 +117,27 @@ test("hopper.ack() - the errors: not durable, ack mode 'delivered', beyond what 
   t.is(beyond.count, unacknowledged + 1);
   t.is(beyond.unacknowledged, unacknowledged);
   t.is(hopper.stats().unacknowledged, unacknowledged, 'nothing was acknowledged');
-  t.throws(() => hopper.ack(-1), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => hopper.ack(1.5), { code: 'ERR_OUT_OF_RANGE' });
-  t.throws(() => hopper.ack('1' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  for (const [count, type] of [
+    [-1, RangeError],
+    [1.5, RangeError],
+    [Number.NaN, RangeError],
+    [2 ** 53, RangeError],
+    ['1', TypeError],
+    [undefined, TypeError],
+  ] as const) {
+    const refused = t.throws(() => hopper.ack(count as number), { instanceOf: type, code: 'ERR_HOPPER_INVALID_ARGUMENT' });
+    t.true(refused instanceof HopperError, `ack(${String(count)}) is a HopperError`);
+    t.is((refused as HopperError).argument, 'count');
+    t.is((refused as HopperError).value, count);
+  }
+  t.regex(t.throws(() => hopper.ack(-1))!.message, /The value of "count" is out of range\. It must be a safe integer >= 0\. Received -1/);
   hopper.ack(2);
   t.is(hopper.stats().unacknowledged, unacknowledged - 2);
   t.is(hopper.stats().acknowledged, 2);
   hopper.destroy();
   // A sink's 'ack' listener after a shutdown must not throw: the records come again at the next open.
   t.notThrows(() => hopper.ack(1));
-  t.throws(() => hopper.ack(-1), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => hopper.ack(-1), { instanceOf: RangeError, code: 'ERR_HOPPER_INVALID_ARGUMENT' });
 });
 
 test("hopper.writable.write() - fsync 'always': no callback before the fsync that covers its record, and no backpressure meanwhile", async (t) => {

@@ -488,6 +488,22 @@ test.serial('createKafkaSink() - value.schemaId may come from a function, called
   t.true(values.every((value) => value.readInt32BE(1) === 9));
 });
 
+test.serial(
+  'createKafkaSink() - a value.schemaId function that returns no schema registry id fails the sink with ERR_HOPPER_KAFKA_SEND, the option error as its cause',
+  async (t) => {
+    const producer = scriptedProducer();
+    const sink = createKafkaSink<Event>({ producer, topic: 't', value: { schema: eventSchema, schemaId: async () => -3 } });
+    sink.write(event(0));
+    const [err] = (await once(sink, 'error')) as [HopperError];
+    t.is(err.code, 'ERR_HOPPER_KAFKA_SEND');
+    t.true(err.cause instanceof RangeError);
+    t.true(HopperError.is(err.cause, 'ERR_HOPPER_INVALID_OPTION'));
+    t.is((err.cause as HopperError).option, 'value.schemaId()');
+    t.is((err.cause as HopperError).value, -3);
+    t.is(producer.requests.length, 0, 'nothing was sent');
+  },
+);
+
 test.serial('createKafkaSink() - a record its value cannot encode fails the sink with ERR_HOPPER_INVALID_RECORD naming the field', async (t) => {
   const producer = scriptedProducer();
   const sink = createKafkaSink<Event>({ producer, topic: 't', value: { schema: eventSchema, schemaId: 1 } });
@@ -510,23 +526,58 @@ test.serial("createKafkaSink() - acks: null leaves acks to the producer's config
   }
 });
 
-test.serial('createKafkaSink() - options are checked, with errors naming the option and the value', (t) => {
-  const producer = scriptedProducer();
-  const value = (s: string): Buffer => Buffer.from(s);
-  const make = (options: object): unknown => createKafkaSink<string>({ producer, topic: 't', value, ...options } as never);
-  t.throws(() => make({ producer: {} }), { instanceOf: TypeError, message: /`producer`.*send\(\)/ });
-  t.throws(() => make({ topic: '' }), { instanceOf: TypeError, message: /`topic`.*""/ });
-  t.throws(() => make({ value: 'avro' }), { instanceOf: TypeError, message: /`value`/ });
-  t.throws(() => make({ value: { schema: eventSchema, schemaId: -1 } }), { instanceOf: RangeError, message: /`value.schemaId`.*`-1`/ });
-  t.throws(() => make({ value: { schema: eventSchema, schemaId: '42' } }), { instanceOf: TypeError, message: /`value.schemaId`/ });
-  t.throws(() => make({ value: { schema: { type: 'nope' }, schemaId: 1 } }), { instanceOf: TypeError, message: /`value.schema`/ });
-  t.throws(() => make({ key: 'userId' }), { instanceOf: TypeError, message: /`key`.*"userId"/ });
-  t.throws(() => make({ acks: 0 }), { instanceOf: RangeError, message: /`acks`.*`0`/ });
-  t.throws(() => make({ maxBatchRecords: 0 }), { instanceOf: RangeError, message: /`maxBatchRecords`.*`0`/ });
-  t.throws(() => make({ maxBatchBytes: 1.5 }), { instanceOf: RangeError, message: /`maxBatchBytes`.*`1.5`/ });
-  t.throws(() => make({ retry: { initialMs: 500, maxMs: 100 } }), { instanceOf: RangeError, message: /`retry.maxMs`.*`100`/ });
-  t.throws(() => make({ retries: 3 }), { instanceOf: TypeError, message: /Unknown option `retries`/ });
-});
+test.serial(
+  'createKafkaSink() - options are checked: each refusal is ERR_HOPPER_INVALID_OPTION, a TypeError or RangeError naming the option and the value',
+  (t) => {
+    const producer = scriptedProducer();
+    const value = (s: string): Buffer => Buffer.from(s);
+    const make = (options: object): unknown => createKafkaSink<string>({ producer, topic: 't', value, ...options } as never);
+    const badSchema = { type: 'nope' };
+    const noSend = {};
+    const cases: Array<[object, ErrorConstructor, string, unknown, RegExp]> = [
+      [{ producer: noSend }, TypeError, 'producer', noSend, /`producer`.*send\(\)/],
+      [{ producer: null }, TypeError, 'producer', null, /`producer`/],
+      [{ topic: '' }, TypeError, 'topic', '', /`topic`.*""/],
+      [{ topic: 7 }, TypeError, 'topic', 7, /`topic`.*`7`/],
+      [{ value: 'avro' }, TypeError, 'value', 'avro', /`value`/],
+      [{ value: { schemaId: 1 } }, TypeError, 'value.schema', undefined, /`value.schema` to be an Avro schema/],
+      [{ value: { schema: eventSchema, schemaId: -1 } }, RangeError, 'value.schemaId', -1, /`value.schemaId`.*`-1`/],
+      [{ value: { schema: eventSchema, schemaId: 2 ** 31 } }, RangeError, 'value.schemaId', 2 ** 31, /`value.schemaId`.*2147483647/],
+      [{ value: { schema: eventSchema, schemaId: '42' } }, TypeError, 'value.schemaId', '42', /`value.schemaId`/],
+      [
+        { value: { schema: badSchema, schemaId: 1 } },
+        TypeError,
+        'value.schema',
+        badSchema,
+        /^Expected `value.schema` to be a valid Avro schema: unknown type: "nope"$/,
+      ],
+      [{ key: 'userId' }, TypeError, 'key', 'userId', /`key`.*"userId"/],
+      [{ acks: 0 }, RangeError, 'acks', 0, /`acks`.*`0`/],
+      [{ maxBatchRecords: 0 }, RangeError, 'maxBatchRecords', 0, /`maxBatchRecords`.*`0`/],
+      [{ maxBatchRecords: '10' }, TypeError, 'maxBatchRecords', '10', /`maxBatchRecords` to be a number/],
+      [{ maxBatchBytes: 1.5 }, RangeError, 'maxBatchBytes', 1.5, /`maxBatchBytes`.*`1.5`/],
+      [{ retry: 3 }, TypeError, 'retry', 3, /`retry` to be an object/],
+      [{ retry: { initialMs: 0 } }, RangeError, 'retry.initialMs', 0, /`retry.initialMs`.*`0`/],
+      [{ retry: { initialMs: 500, maxMs: 100 } }, RangeError, 'retry.maxMs', 100, /`retry.maxMs`.*`100`/],
+      [{ retries: 3 }, TypeError, 'retries', 3, /Unknown option `retries`/],
+    ];
+    for (const [options, type, option, given, message] of cases) {
+      const what = `${option}: ${String(given)}`;
+      const error = t.throws(() => make(options), { instanceOf: type, message }, what);
+      t.true(error instanceof HopperError, what);
+      t.true(HopperError.is(error, 'ERR_HOPPER_INVALID_OPTION'), what);
+      const refused = error as HopperError;
+      t.is(refused.code, 'ERR_HOPPER_INVALID_OPTION', what);
+      t.is(refused.name, type.name, what);
+      t.is(refused.option, option, what);
+      t.true(Object.hasOwn(refused, 'value'), what);
+      t.is(refused.value, given, what);
+    }
+    const notAnObject = t.throws(() => createKafkaSink(null as never), { instanceOf: TypeError });
+    t.true(HopperError.is(notAnObject, 'ERR_HOPPER_INVALID_ARGUMENT'));
+    t.is((notAnObject as HopperError).argument, 'options');
+  },
+);
 
 test.serial('createKafkaSink() - which failed sends are retried: outages and timeouts are retried; protocol errors that a resend cannot fix are not', (t) => {
   const protocol = (code: number): Error => new KafkaJSProtocolError(protocolErrors.createErrorFromCode(code));

@@ -1,7 +1,20 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import avsc from 'avsc';
-import { createHopperStreams, type HopperOptions } from '../lib/index.js';
+import { createHopperStreams, HopperError, type HopperOptions } from '../lib/index.js';
 import { tempDataDir } from './helpers/index.js';
+
+/** Checks a refusal of an option: a HopperError with its code and details, and the TypeError or RangeError it always was. */
+function assertInvalidOption(t: ExecutionContext, err: unknown, type: ErrorConstructor, option: string, value: unknown): void {
+  t.true(err instanceof type, `a ${type.name}`);
+  t.true(err instanceof HopperError, 'a HopperError');
+  t.true(HopperError.is(err, 'ERR_HOPPER_INVALID_OPTION'));
+  const refused = err as HopperError;
+  t.is(refused.code, 'ERR_HOPPER_INVALID_OPTION');
+  t.is(refused.name, type.name, 'named as before');
+  t.is(refused.option, option);
+  t.true(Object.hasOwn(refused, 'value'), 'the value received, even undefined');
+  t.is(refused.value, value);
+}
 
 const invalid: Array<[string, unknown, ErrorConstructor, RegExp]> = [
   ['maxMemoryBytes', -1, RangeError, /Expected `maxMemoryBytes` to be an integer from 0 and up or Infinity, got `-1` \(number\)/],
@@ -30,20 +43,81 @@ const invalid: Array<[string, unknown, ErrorConstructor, RegExp]> = [
 ];
 
 for (const [option, value, type, message] of invalid) {
-  test(`createHopperStreams() options - ${option}: ${JSON.stringify(value)?.slice(0, 20) ?? String(value)} throws ${type.name} naming the option and value`, (t) => {
+  test(`createHopperStreams() options - ${option}: ${JSON.stringify(value)?.slice(0, 20) ?? String(value)} throws ${type.name} ERR_HOPPER_INVALID_OPTION naming the option and value`, (t) => {
     const dir = tempDataDir();
     t.teardown(dir.remove);
     const error = t.throws(() => createHopperStreams({ dataDir: dir.dataDir, [option]: value } as HopperOptions), { instanceOf: type });
     t.regex(error!.message, message);
+    assertInvalidOption(t, error, type, option, value);
     t.deepEqual(dir.files(), [], 'nothing is created when options are refused');
   });
 }
 
-test('createHopperStreams() options - unknown option names are refused', (t) => {
-  t.throws(() => createHopperStreams({ maxMemory: 5 } as unknown as HopperOptions), {
-    instanceOf: TypeError,
-    message: /Unknown option `maxMemory`/,
+// Refusals that depend on other options too (the durable ones) or name another option than the one given.
+const together: Array<[string, HopperOptions, ErrorConstructor, string, unknown, RegExp]> = [
+  ['durable: true without dataDir', { durable: true, name: 'x', dataDir: undefined }, RangeError, 'dataDir', undefined, /`dataDir` with `durable: true`/],
+  ['durable: true without name', { durable: true }, RangeError, 'name', undefined, /`name` with `durable: true`/],
+  ['fsync without durable', { fsync: 'always' }, RangeError, 'fsync', 'always', /`fsync` only with `durable: true`/],
+  ['fsyncIntervalMs with durable: false', { durable: false, fsyncIntervalMs: 5 }, RangeError, 'fsyncIntervalMs', 5, /`fsyncIntervalMs` only with/],
+  ['ack without durable', { ack: 'manual' }, RangeError, 'ack', 'manual', /`ack` only with `durable: true`/],
+  ["onFull: 'drop-oldest' with durable", { durable: true, name: 'x', onFull: 'drop-oldest' }, RangeError, 'onFull', 'drop-oldest', /`onFull`.*drop-oldest/],
+  ['fsyncIntervalMs above 60000', { durable: true, name: 'x', fsyncIntervalMs: 60_001 }, RangeError, 'fsyncIntervalMs', 60_001, /1 to 60000/],
+  ['fsyncIntervalMs 0', { durable: true, name: 'x', fsyncIntervalMs: 0 }, RangeError, 'fsyncIntervalMs', 0, /`fsyncIntervalMs`/],
+  ['fsyncIntervalMs a string', { durable: true, name: 'x', fsyncIntervalMs: '1s' as never }, TypeError, 'fsyncIntervalMs', '1s', /to be a number/],
+  ['fsync not a policy', { durable: true, name: 'x', fsync: 'sometimes' as never }, RangeError, 'fsync', 'sometimes', /'always', 'batch', 'never'/],
+  ['ack not a mode', { durable: true, name: 'x', ack: 'auto' as never }, RangeError, 'ack', 'auto', /'delivered', 'manual'/],
+  ['durable not a boolean', { durable: 'yes' as never, name: 'x' }, TypeError, 'durable', 'yes', /`durable` to be a boolean/],
+  ['maxPendingDiskBytes -1', { maxPendingDiskBytes: -1 }, RangeError, 'maxPendingDiskBytes', -1, /`maxPendingDiskBytes`.*`-1`/],
+  ['an unknown option', { maxMemory: 5 } as HopperOptions, TypeError, 'maxMemory', 5, /Unknown option `maxMemory`/],
+  ['dataDir empty', { dataDir: '' }, TypeError, 'dataDir', '', /`dataDir` to be a non-empty path string/],
+];
+
+for (const [title, options, type, option, value, message] of together) {
+  test(`createHopperStreams() options - ${title} throws ${type.name} ERR_HOPPER_INVALID_OPTION naming \`${option}\``, (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const given = { dataDir: dir.dataDir, ...options };
+    const error = t.throws(() => createHopperStreams(given));
+    t.regex(error!.message, message);
+    assertInvalidOption(t, error, type, option, value);
+    t.deepEqual(dir.files(), [], 'nothing is created when options are refused');
   });
+}
+
+test('createHopperStreams() options - options that are not an object: TypeError ERR_HOPPER_INVALID_ARGUMENT', (t) => {
+  for (const options of [42, null, 'big']) {
+    const error = t.throws(() => createHopperStreams(options as never), { instanceOf: TypeError, message: /Expected options to be an object/ });
+    t.true(error instanceof HopperError);
+    t.true(HopperError.is(error, 'ERR_HOPPER_INVALID_ARGUMENT'));
+    const refused = error as HopperError;
+    t.is(refused.argument, 'options');
+    t.is(refused.value, options);
+  }
+});
+
+test('createHopperStreams() options - an invalid schema is ERR_HOPPER_INVALID_OPTION with avsc error as its cause', (t) => {
+  const schema = { type: 'record', name: 'Bad', fields: [{ name: 'x', type: 'nope' }] };
+  const error = t.throws(() => createHopperStreams({ schema }), { instanceOf: TypeError });
+  assertInvalidOption(t, error, TypeError, 'schema', schema);
+  t.regex(String((error!.cause as Error).message), /nope/);
+});
+
+test('HopperError[Symbol.hasInstance]() - option errors are HopperErrors; subclasses of HopperError and look-alikes keep the ordinary instanceof', (t) => {
+  class RetryableError extends HopperError {}
+  const refused = t.throws(() => createHopperStreams({ maxMemoryBytes: -1 }));
+  t.true(refused instanceof HopperError);
+  t.false(refused instanceof RetryableError, 'a subclass does not claim the option errors');
+  const own = new RetryableError('ERR_HOPPER_IO', 'x');
+  t.true(own instanceof RetryableError);
+  t.true(own instanceof HopperError);
+  t.false(new HopperError('ERR_HOPPER_IO', 'x') instanceof RetryableError);
+  t.false(new Error('x') instanceof HopperError);
+  t.false((null as unknown) instanceof HopperError);
+  t.false(HopperError.is(undefined));
+  const lookalike = Object.assign(new RangeError('x'), { code: 'ERR_HOPPER_INVALID_OPTION', option: 'maxMemoryBytes', value: -1 });
+  t.false(lookalike instanceof HopperError, 'only errors made by hopper-streams');
+  t.false(HopperError.is(lookalike));
+  t.false(HopperError.is(new TypeError('x')));
 });
 
 test('createHopperStreams() options - schema as JSON object, JSON string or avsc Type', async (t) => {

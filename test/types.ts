@@ -1,5 +1,5 @@
 import test from 'ava';
-import { createHopperStreams, HopperError, type HopperStats } from '../lib/index.js';
+import { createHopperStreams, HopperError, type HopperErrorCode, type HopperStats } from '../lib/index.js';
 
 interface Event {
   id: number;
@@ -34,4 +34,30 @@ test('createHopperStreams<T>() - T flows through write, send and async iteration
   const stats: HopperStats = hopper.stats();
   t.deepEqual(kinds, ['click', 'view']);
   t.is(stats.recordsOut, 2);
+});
+
+// Checked by `tsc` too: an option's refusal narrows with instanceof (it is a TypeError or RangeError
+// as well), and HopperError.is() types the details of each code.
+test('HopperError - instanceof and HopperError.is() narrow option refusals: code, option and value are typed', (t) => {
+  let caught: unknown;
+  try {
+    createHopperStreams({ maxMemoryBytes: -1 });
+  } catch (err) {
+    caught = err;
+  }
+  if (!(caught instanceof HopperError)) return t.fail('not a HopperError');
+  const code: HopperErrorCode = caught.code;
+  t.is(code, 'ERR_HOPPER_INVALID_OPTION');
+  t.true(caught instanceof RangeError);
+  if (!HopperError.is(caught, 'ERR_HOPPER_INVALID_OPTION')) return t.fail('not ERR_HOPPER_INVALID_OPTION');
+  const option: string = caught.option;
+  const value: unknown = caught.value;
+  t.is(option, 'maxMemoryBytes');
+  t.is(value, -1);
+  const full = new HopperError('ERR_HOPPER_FULL', 'full', { record: 1, option: 'maxSegments' });
+  if (HopperError.is<number>(full, 'ERR_HOPPER_FULL')) {
+    // The disk cap of ERR_HOPPER_FULL keeps its narrow type.
+    const cap: 'maxDiskBytes' | 'maxSegments' | undefined = full.option;
+    t.is(cap, 'maxSegments');
+  }
 });
