@@ -472,6 +472,8 @@ test("createHopperStreams() durable - onFull 'block' at maxDiskBytes holds write
   await full;
   const stuck = hopper.stats().recordsIn;
   t.true(stuck < 300, 'the cap held writes back');
+  // The files of the segments are made in the background: on disk once what was accepted is.
+  await hopper.flush();
   t.true(c.segments().length > 1);
   // Everything accepted is delivered and acknowledged: whole segments can go.
   await drain<Rec>(hopper, stuck);
@@ -1126,9 +1128,9 @@ test('hopper.writable - durable: a block buffer is filled again only once the bl
   faulty.hold('write');
   for (let round = 0; round < 3; round++) {
     for (let i = round * 1000; i < (round + 1) * 1000; i++) hopper.writable.write(big(i));
-    // Each round fills several 256 KiB buffers; the first background write is stalled meanwhile.
-    await nextTurn();
-    t.true(faulty.heldCount('write') > 0, 'the background write is stalled');
+    // Each round fills several 256 KiB buffers; the first background write (in the first round,
+    // the header of the segment the background task creates) is stalled meanwhile.
+    await faulty.whenHeld('write');
     faulty.release('write');
     await hopper.flush();
     faulty.hold('write');
@@ -1150,10 +1152,13 @@ test('hopper.writable - a disk slower than the producer: past maxPendingDiskByte
   t.teardown(() => hopper.destroy());
   const behind: unknown[] = [];
   hopper.on('diskBehind', (event) => behind.push(event));
-  faulty.hold('write');
   let called = 0;
+  // The first record makes the segment file (in the background); then every write stalls.
+  hopper.writable.write(rec(0), () => called++);
+  await hopper.flush();
+  faulty.hold('write');
   let most = 0;
-  for (let i = 0; i < 600; i++) {
+  for (let i = 1; i < 600; i++) {
     hopper.writable.write(rec(i), () => called++);
     if (i % 20 === 19) {
       await nextTurn();
@@ -1170,6 +1175,47 @@ test('hopper.writable - a disk slower than the producer: past maxPendingDiskByte
   t.deepEqual(
     (await drain<Rec>(hopper, 600)).map((r) => r.id),
     ids(0, 600),
+  );
+});
+
+test('hopper.writable - durable: a segment creation stalled on the disk is taken over by the last resort: the file made synchronously, memory stays bounded, nothing is lost, no draft left', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const bound = 4096;
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', maxPendingDiskBytes: bound, maxMemoryBytes: 0, maxSegmentBytes: 8192, fsync: 'never' }), {
+    fileSystem: faulty.fs,
+  });
+  t.teardown(() => hopper.destroy());
+  // Creating a file on the thread pool stalls: the background task's segment creation waits at
+  // its draft.
+  faulty.hold('create');
+  let called = 0;
+  let most = 0;
+  hopper.writable.write(rec(0), () => called++);
+  await faulty.whenHeld('create');
+  for (let i = 1; i < 600; i++) {
+    hopper.writable.write(rec(i), () => called++);
+    if (i % 20 === 19) {
+      await nextTurn();
+      most = Math.max(most, hopper.stats().pendingDiskBytes);
+    }
+  }
+  t.true(faulty.heldCount('create') > 0, 'a segment creation is stalled');
+  t.true(most <= bound + 2048, `at most the bound and a block waited (${most})`);
+  t.true(hopper.stats().syncWrites > 0);
+  t.true(c.segments().length > 1, 'the last resort made the files');
+  faulty.release('create');
+  await hopper.flush();
+  t.is(called, 600);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 600)).map((r) => r.id),
+    ids(0, 600),
+  );
+  await hopper.close();
+  t.deepEqual(
+    fs.readdirSync(c.channelDir).filter((name) => !name.endsWith('.avro')),
+    [LEDGER_FILE],
+    'what the stalled creations made is gone, and the lock with its drafts',
   );
 });
 
