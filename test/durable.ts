@@ -1219,6 +1219,32 @@ test('hopper.writable - durable: a segment creation stalled on the disk is taken
   );
 });
 
+test('hopper.writable - durable: a foreign file under the name planned for a segment: the segment and those planned after it take later numbers, the foreign file stays, and a reopen delivers every record in order', async (t) => {
+  const c = channel(t);
+  const first = createHopperStreams<Rec>(c.options({ ack: 'manual', maxSegmentBytes: 600, maxMemoryBytes: 0 }));
+  first.readable.on('error', () => {});
+  for (let i = 0; i < 10; i++) first.writable.write(rec(i));
+  await first.flush();
+  const highest = Math.max(...c.segments().map((name) => Number.parseInt(name, 10)));
+  // Someone else's files under the next three names: the next segments' planned names.
+  const foreign = [1, 2, 3].map((n) => `${String(highest + n).padStart(12, '0')}.avro`);
+  for (const name of foreign) fs.writeFileSync(path.join(c.channelDir, name), `not ours ${name}`);
+  for (let i = 10; i < 200; i++) {
+    first.writable.write(rec(i));
+    if (i % 10 === 9) await nextTurn();
+  }
+  await first.flush();
+  first.destroy();
+  for (const name of foreign) t.is(fs.readFileSync(path.join(c.channelDir, name), 'utf8'), `not ours ${name}`, `${name} untouched`);
+  t.true(c.segments().length > foreign.length + 2, 'several segments made past the foreign files');
+  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  again.writable.end();
+  const got: number[] = [];
+  for await (const r of again.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 200));
+  await again.close();
+});
+
 test('hopper.stats() durable - once every record is delivered and the channel ended, segments and diskBytes say what is on disk: nothing', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 1_000 }));
