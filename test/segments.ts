@@ -568,6 +568,34 @@ test('BlockBuilder - copies of large Buffers are reused only once their block wa
   t.true(block.bufferBytes <= 256 * 1024 + 1024 * 1024, 'copies kept for reuse are bounded');
 });
 
+test('BlockBuilder - a block buffer is filled again only once every block handed from it was written; blocks still waiting keep their bytes', (t) => {
+  const block = new BlockBuilder(createCodec(undefined), false);
+  const handed: Array<{ parts: Buffer[]; bytes: Buffer; written: () => void }> = [];
+  let seq = 0;
+  // About 60 blocks of 64 KiB: some twenty 256 KiB buffers filled, most of them let go.
+  for (let blocks = 0; blocks < 60; blocks++) {
+    for (;;) {
+      block.stage(`record ${seq++}`.padEnd(700, String.fromCharCode(97 + (blocks % 26))));
+      if (block.keep()) break;
+    }
+    // As the writer does: the parts, a lease, then the hand-off.
+    const parts = block.parts('null');
+    handed.push({ parts, bytes: Buffer.concat(parts.map((part) => Buffer.from(part))), written: block.lease() });
+    block.handOff();
+    // Blocks are written in order, three behind; every seventh waits for good (a write that keeps failing).
+    const done = handed[blocks - 3];
+    if (done !== undefined && (blocks - 3) % 7 !== 0) done.written();
+  }
+  let changed = 0;
+  handed.forEach(({ parts, bytes }, index) => {
+    const same = Buffer.concat(parts).equals(bytes);
+    if (index % 7 === 0 || index >= handed.length - 3) t.true(same, `block ${index}, waiting for the disk, was written over`);
+    else if (!same) changed++;
+  });
+  // Written blocks' buffers were filled again (the bytes of their parts changed): reuse happened.
+  t.true(changed > 0, 'no written block buffer was filled again');
+});
+
 test('BlockReader - reads a block by its own framing, and checks it against what the ledger says was written', (t) => {
   const dir = tempDataDir();
   t.teardown(dir.remove);

@@ -123,6 +123,8 @@ export class Ledger {
   static pendingBlock(segment: Segment, start: number, end: number): Buffer | undefined {
     const chunk = Ledger.pendingChunk(segment, start, end);
     if (chunk === undefined) return undefined;
+    // A block's chunk has three parts at least (block header, data, sync marker), so what the
+    // reader gets is a copy: the block builder fills its buffer again once the chunk is written.
     const bytes = chunk.parts.length === 1 ? chunk.parts[0]! : Buffer.concat(chunk.parts);
     return bytes.subarray(start - chunk.position, end - chunk.position);
   }
