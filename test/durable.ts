@@ -975,6 +975,44 @@ test("hopper.readable - durable: blocks read ahead are checked as any other; a b
   t.like(corrupt, [{ offset: ends[1], count: 10 }]);
 });
 
+test("hopper.readable - durable: a segment file replaced or removed under the running channel is reported as the plain log reports it, from its descriptor's identity: its records lost (onCorrupt 'skip'), the others delivered", async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 600, onCorrupt: 'skip' }));
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 60; i++) {
+    hopper.writable.write(rec(i));
+    if (i % 10 === 9) await hopper.flush();
+  }
+  const names = c.segments().sort();
+  t.true(names.length >= 3, `${names.length} segments`);
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment;
+  const records = (name: string): { first: number; count: number } => {
+    const found = scan(withDurableOps(fs), path.join(c.channelDir, name));
+    return found.kind === 'durable' ? { first: found.first, count: found.records } : { first: -1, count: 0 };
+  };
+  // The second segment's file replaced by a copy of itself (same bytes, another file), the third's removed.
+  const replaced = records(names[1]!);
+  const removed = records(names[2]!);
+  const copy = path.join(c.dir.dataDir, 'copy');
+  fs.copyFileSync(path.join(c.channelDir, names[1]!), copy);
+  fs.renameSync(copy, path.join(c.channelDir, names[1]!));
+  fs.unlinkSync(path.join(c.channelDir, names[2]!));
+  const corrupt: Array<{ file: string; count: number; problem: string }> = [];
+  hopper.on('corrupt', (event) => corrupt.push(event));
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) got.push(r.id);
+  const lost = new Set([...ids(replaced.first, replaced.first + replaced.count), ...ids(removed.first, removed.first + removed.count)]);
+  t.deepEqual(
+    got,
+    ids(0, 60).filter((id) => !lost.has(id)),
+  );
+  t.like(corrupt, [
+    { file: path.join(c.channelDir, names[1]!), count: replaced.count, problem: 'the segment file was replaced (by another file)' },
+    { file: path.join(c.channelDir, names[2]!), count: removed.count, problem: 'the segment file is gone' },
+  ]);
+});
+
 test('hopper.readable - durable: a backlog on disk is read several blocks at a time, each block checked and every record delivered in order', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();
