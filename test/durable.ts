@@ -1283,6 +1283,39 @@ test('hopper.writable - durable: a foreign file under the name planned for a seg
   await again.close();
 });
 
+test('hopper.destroy() durable - during the link of a background segment creation: close() makes the file under the planned name; the link, when it lands, leaves nothing; the next open delivers every record', async (t) => {
+  const c = channel(t);
+  // The background task's link is held on its way to the thread pool, and let go after close().
+  const held: Array<{ to: string; run: () => void }> = [];
+  const seam = {
+    ...withDurableOps(fs),
+    link: ((from: string, to: string, callback: (err: Error | null) => void) => {
+      held.push({ to, run: () => fs.link(from, to, callback) });
+    }) as typeof fs.link,
+  };
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', fsync: 'never' }), { fileSystem: seam });
+  for (let i = 0; i < 10; i++) hopper.writable.write(rec(i));
+  await until(() => held.length > 0, 'the background creation reaching its link');
+  t.deepEqual(c.segments(), [], 'not linked yet');
+  const planned = path.basename(held[0]!.to);
+  hopper.destroy();
+  const made = c.segments();
+  t.deepEqual(made, [planned], 'close() made the file, under the planned name');
+  for (const link of held.splice(0)) link.run();
+  await hopper.close().catch(() => undefined);
+  t.deepEqual(c.segments(), made, 'the link landed after close() left nothing');
+  t.deepEqual(
+    fs.readdirSync(c.channelDir).filter((name) => !made.includes(name)),
+    [LEDGER_FILE],
+    'no draft, no lock',
+  );
+  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  again.writable.end();
+  const got: number[] = [];
+  for await (const r of again.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 10));
+});
+
 test('hopper.stats() durable - once every record is delivered and the channel ended, segments and diskBytes say what is on disk: nothing', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 1_000 }));

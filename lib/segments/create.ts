@@ -206,8 +206,10 @@ export class SegmentCreator {
    * and never calls its commit. What it made so far goes at once, the draft and the name being
    * linked, each only while it is still the file made (its identity from the descriptor, which
    * stays the task's: a write may be using it); what it makes in the call in flight goes when that
-   * call lands ({@link abandon}). The durable log's last resort takes a stalled creation over this
-   * way, and makes the file itself (synchronously, under a draft name of its own).
+   * call lands ({@link abandon}). The draft goes first: a link in flight then either finds no draft
+   * to link, or has linked already and its name goes next, so that the segment's name is free for
+   * a synchronous creation right after. The durable log's last resort takes a stalled creation
+   * over this way, and makes the file itself (synchronously, under a draft name of its own).
    */
   cancel(): void {
     const creation = this.creating;
