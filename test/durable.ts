@@ -1316,6 +1316,28 @@ test('hopper.destroy() durable - during the link of a background segment creatio
   t.deepEqual(got, ids(0, 10));
 });
 
+test('hopper.writable - durable: a segment creation that fails in the background (EMFILE) is reported with ERR_HOPPER_IO and retried; nothing is lost', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const faults: Array<{ operation: string; code: string | undefined }> = [];
+  hopper.on('fault', (event) => faults.push({ operation: event.operation, code: (event.error as NodeJS.ErrnoException).code }));
+  // The next two creations of a file (the segment's draft, on the thread pool) fail.
+  faulty.fail('create', 'EMFILE', 2);
+  let called = 0;
+  for (let i = 0; i < 50; i++) hopper.writable.write(rec(i), () => called++);
+  await hopper.flush();
+  t.is(faulty.failures.create, 2);
+  t.true(faults.length >= 1, 'the failed creation was reported');
+  t.like(faults[0], { operation: 'write', code: 'ERR_HOPPER_IO' });
+  t.is(called, 50);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 50)).map((r) => r.id),
+    ids(0, 50),
+  );
+});
+
 test('hopper.stats() durable - once every record is delivered and the channel ended, segments and diskBytes say what is on disk: nothing', async (t) => {
   const c = channel(t);
   const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 1_000 }));
