@@ -210,6 +210,20 @@ test('recover() - a headless or empty segment after the last one (a crash at its
   t.like(result, { records: 2, nextSeq: 4 });
 });
 
+test('recover() - a segment with its header and no block before the last one (a stopped background creation whose file could not be removed at once, made again under a later number) is removed as torn; nothing is lost', async (t) => {
+  const c = channel(t);
+  writeDurableSegment(c.dir, 1, 0, [3]);
+  // The stopped creation's file: the header of the segment starting at record 3, no block.
+  writeDurableSegment(c.dir, 2, 3, []);
+  writeDurableSegment(c.dir, 3, 3, [2, 2]);
+  c.ledger(0, { synced: 7, nextSeq: 4 });
+  const result = c.run();
+  t.deepEqual(c.segments(), [segmentFileName(1), segmentFileName(3)]);
+  t.deepEqual(result.damage, []);
+  t.like(result, { records: 7, missing: 0 });
+  t.deepEqual(await deliverable(result), range(0, 7));
+});
+
 test('recover() - a crash before any of its own steps, then recovery again, gives the same result', async (t) => {
   const build = (c: ReturnType<typeof channel>): void => {
     writeDurableSegment(c.dir, 1, 0, [5]);

@@ -475,6 +475,8 @@ test("createHopperStreams() durable - onFull 'block' at maxDiskBytes holds write
   await full;
   const stuck = hopper.stats().recordsIn;
   t.true(stuck < 300, 'the cap held writes back');
+  // The files of the segments are made in the background: on disk once what was accepted is.
+  await hopper.flush();
   t.true(c.segments().length > 1);
   // Everything accepted is delivered and acknowledged: whole segments can go.
   await drain<Rec>(hopper, stuck);
@@ -976,6 +978,44 @@ test("hopper.readable - durable: blocks read ahead are checked as any other; a b
   t.like(corrupt, [{ offset: ends[1], count: 10 }]);
 });
 
+test("hopper.readable - durable: a segment file replaced or removed under the running channel is reported as the plain log reports it, from its descriptor's identity: its records lost (onCorrupt 'skip'), the others delivered", async (t) => {
+  const c = channel(t);
+  const hopper = createHopperStreams<Rec>(c.options({ maxMemoryBytes: 0, maxSegmentBytes: 600, onCorrupt: 'skip' }));
+  t.teardown(() => hopper.destroy());
+  for (let i = 0; i < 60; i++) {
+    hopper.writable.write(rec(i));
+    if (i % 10 === 9) await hopper.flush();
+  }
+  const names = c.segments().sort();
+  t.true(names.length >= 3, `${names.length} segments`);
+  const scan = (await import('../lib/segments/durable-scan.js')).scanSegment;
+  const records = (name: string): { first: number; count: number } => {
+    const found = scan(withDurableOps(fs), path.join(c.channelDir, name));
+    return found.kind === 'durable' ? { first: found.first, count: found.records } : { first: -1, count: 0 };
+  };
+  // The second segment's file replaced by a copy of itself (same bytes, another file), the third's removed.
+  const replaced = records(names[1]!);
+  const removed = records(names[2]!);
+  const copy = path.join(c.dir.dataDir, 'copy');
+  fs.copyFileSync(path.join(c.channelDir, names[1]!), copy);
+  fs.renameSync(copy, path.join(c.channelDir, names[1]!));
+  fs.unlinkSync(path.join(c.channelDir, names[2]!));
+  const corrupt: Array<{ file: string; count: number; problem: string }> = [];
+  hopper.on('corrupt', (event) => corrupt.push(event));
+  hopper.writable.end();
+  const got: number[] = [];
+  for await (const r of hopper.readable) got.push(r.id);
+  const lost = new Set([...ids(replaced.first, replaced.first + replaced.count), ...ids(removed.first, removed.first + removed.count)]);
+  t.deepEqual(
+    got,
+    ids(0, 60).filter((id) => !lost.has(id)),
+  );
+  t.like(corrupt, [
+    { file: path.join(c.channelDir, names[1]!), count: replaced.count, problem: 'the segment file was replaced (by another file)' },
+    { file: path.join(c.channelDir, names[2]!), count: removed.count, problem: 'the segment file is gone' },
+  ]);
+});
+
 test('hopper.readable - durable: a backlog on disk is read several blocks at a time, each block checked and every record delivered in order', async (t) => {
   const c = channel(t);
   const faulty = new FaultyFileSystem();
@@ -1129,9 +1169,9 @@ test('hopper.writable - durable: a block buffer is filled again only once the bl
   faulty.hold('write');
   for (let round = 0; round < 3; round++) {
     for (let i = round * 1000; i < (round + 1) * 1000; i++) hopper.writable.write(big(i));
-    // Each round fills several 256 KiB buffers; the first background write is stalled meanwhile.
-    await nextTurn();
-    t.true(faulty.heldCount('write') > 0, 'the background write is stalled');
+    // Each round fills several 256 KiB buffers; the first background write (in the first round,
+    // the header of the segment the background task creates) is stalled meanwhile.
+    await faulty.whenHeld('write');
     faulty.release('write');
     await hopper.flush();
     faulty.hold('write');
@@ -1153,10 +1193,13 @@ test('hopper.writable - a disk slower than the producer: past maxPendingDiskByte
   t.teardown(() => hopper.destroy());
   const behind: unknown[] = [];
   hopper.on('diskBehind', (event) => behind.push(event));
-  faulty.hold('write');
   let called = 0;
+  // The first record makes the segment file (in the background); then every write stalls.
+  hopper.writable.write(rec(0), () => called++);
+  await hopper.flush();
+  faulty.hold('write');
   let most = 0;
-  for (let i = 0; i < 600; i++) {
+  for (let i = 1; i < 600; i++) {
     hopper.writable.write(rec(i), () => called++);
     if (i % 20 === 19) {
       await nextTurn();
@@ -1173,6 +1216,128 @@ test('hopper.writable - a disk slower than the producer: past maxPendingDiskByte
   t.deepEqual(
     (await drain<Rec>(hopper, 600)).map((r) => r.id),
     ids(0, 600),
+  );
+});
+
+test('hopper.writable - durable: a segment creation stalled on the disk is taken over by the last resort: the file made synchronously, memory stays bounded, nothing is lost, no draft left', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const bound = 4096;
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', maxPendingDiskBytes: bound, maxMemoryBytes: 0, maxSegmentBytes: 8192, fsync: 'never' }), {
+    fileSystem: faulty.fs,
+  });
+  t.teardown(() => hopper.destroy());
+  // Creating a file on the thread pool stalls: the background task's segment creation waits at
+  // its draft.
+  faulty.hold('create');
+  let called = 0;
+  let most = 0;
+  hopper.writable.write(rec(0), () => called++);
+  await faulty.whenHeld('create');
+  for (let i = 1; i < 600; i++) {
+    hopper.writable.write(rec(i), () => called++);
+    if (i % 20 === 19) {
+      await nextTurn();
+      most = Math.max(most, hopper.stats().pendingDiskBytes);
+    }
+  }
+  t.true(faulty.heldCount('create') > 0, 'a segment creation is stalled');
+  t.true(most <= bound + 2048, `at most the bound and a block waited (${most})`);
+  t.true(hopper.stats().syncWrites > 0);
+  t.true(c.segments().length > 1, 'the last resort made the files');
+  faulty.release('create');
+  await hopper.flush();
+  t.is(called, 600);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 600)).map((r) => r.id),
+    ids(0, 600),
+  );
+  await hopper.close();
+  t.deepEqual(
+    fs.readdirSync(c.channelDir).filter((name) => !name.endsWith('.avro')),
+    [LEDGER_FILE],
+    'what the stalled creations made is gone, and the lock with its drafts',
+  );
+});
+
+test('hopper.writable - durable: a foreign file under the name planned for a segment: the segment and those planned after it take later numbers, the foreign file stays, and a reopen delivers every record in order', async (t) => {
+  const c = channel(t);
+  const first = createHopperStreams<Rec>(c.options({ ack: 'manual', maxSegmentBytes: 600, maxMemoryBytes: 0 }));
+  first.readable.on('error', () => {});
+  for (let i = 0; i < 10; i++) first.writable.write(rec(i));
+  await first.flush();
+  const highest = Math.max(...c.segments().map((name) => Number.parseInt(name, 10)));
+  // Someone else's files under the next three names: the next segments' planned names.
+  const foreign = [1, 2, 3].map((n) => `${String(highest + n).padStart(12, '0')}.avro`);
+  for (const name of foreign) fs.writeFileSync(path.join(c.channelDir, name), `not ours ${name}`);
+  for (let i = 10; i < 200; i++) {
+    first.writable.write(rec(i));
+    if (i % 10 === 9) await nextTurn();
+  }
+  await first.flush();
+  first.destroy();
+  for (const name of foreign) t.is(fs.readFileSync(path.join(c.channelDir, name), 'utf8'), `not ours ${name}`, `${name} untouched`);
+  t.true(c.segments().length > foreign.length + 2, 'several segments made past the foreign files');
+  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  again.writable.end();
+  const got: number[] = [];
+  for await (const r of again.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 200));
+  await again.close();
+});
+
+test('hopper.destroy() durable - during the link of a background segment creation: close() makes the file under the planned name; the link, when it lands, leaves nothing; the next open delivers every record', async (t) => {
+  const c = channel(t);
+  // The background task's link is held on its way to the thread pool, and let go after close().
+  const held: Array<{ to: string; run: () => void }> = [];
+  const seam = {
+    ...withDurableOps(fs),
+    link: ((from: string, to: string, callback: (err: Error | null) => void) => {
+      held.push({ to, run: () => fs.link(from, to, callback) });
+    }) as typeof fs.link,
+  };
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', fsync: 'never' }), { fileSystem: seam });
+  for (let i = 0; i < 10; i++) hopper.writable.write(rec(i));
+  await until(() => held.length > 0, 'the background creation reaching its link');
+  t.deepEqual(c.segments(), [], 'not linked yet');
+  const planned = path.basename(held[0]!.to);
+  hopper.destroy();
+  const made = c.segments();
+  t.deepEqual(made, [planned], 'close() made the file, under the planned name');
+  for (const link of held.splice(0)) link.run();
+  await hopper.close().catch(() => undefined);
+  t.deepEqual(c.segments(), made, 'the link landed after close() left nothing');
+  t.deepEqual(
+    fs.readdirSync(c.channelDir).filter((name) => !made.includes(name)),
+    [LEDGER_FILE],
+    'no draft, no lock',
+  );
+  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+  again.writable.end();
+  const got: number[] = [];
+  for await (const r of again.readable) got.push(r.id);
+  t.deepEqual(got, ids(0, 10));
+});
+
+test('hopper.writable - durable: a segment creation that fails in the background (EMFILE) is reported with ERR_HOPPER_IO and retried; nothing is lost', async (t) => {
+  const c = channel(t);
+  const faulty = new FaultyFileSystem();
+  const hopper = new HopperStreams<Rec>(c.options({ ack: 'manual', maxMemoryBytes: 0 }), { fileSystem: faulty.fs });
+  t.teardown(() => hopper.destroy());
+  const faults: Array<{ operation: string; code: string | undefined }> = [];
+  hopper.on('fault', (event) => faults.push({ operation: event.operation, code: (event.error as NodeJS.ErrnoException).code }));
+  // The next two creations of a file (the segment's draft, on the thread pool) fail.
+  faulty.fail('create', 'EMFILE', 2);
+  let called = 0;
+  for (let i = 0; i < 50; i++) hopper.writable.write(rec(i), () => called++);
+  await hopper.flush();
+  t.is(faulty.failures.create, 2);
+  t.true(faults.length >= 1, 'the failed creation was reported');
+  t.like(faults[0], { operation: 'write', code: 'ERR_HOPPER_IO' });
+  t.is(called, 50);
+  t.deepEqual(
+    (await drain<Rec>(hopper, 50)).map((r) => r.id),
+    ids(0, 50),
   );
 });
 

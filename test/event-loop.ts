@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { createHopperStreams, type DiskBehindEvent } from '../lib/index.js';
@@ -19,7 +20,11 @@ import { within } from './helpers/wait.js';
 const syncIoChild = fileURLToPath(new URL('helpers/sync-io-child.ts', import.meta.url));
 
 /** Runs the --trace-sync-io child; its stderr, and the synchronous file calls it reported between `begin` and `end`. */
-async function traceSyncIo(t: ExecutionContext, args: string[]): Promise<{ stderr: string; between(begin: string, end: string): string[] }> {
+async function traceSyncIo(
+  t: ExecutionContext,
+  args: string[],
+  leftovers: string[] = [],
+): Promise<{ stderr: string; between(begin: string, end: string): string[] }> {
   const dir = tempDataDir();
   t.teardown(dir.remove);
   const child = spawnChild(t, process.execPath, ['--trace-sync-io', '--import', 'tsx/esm', syncIoChild, dir.dataDir, ...args], {
@@ -31,7 +36,7 @@ async function traceSyncIo(t: ExecutionContext, args: string[]): Promise<{ stder
   });
   const [code] = (await within(once(child, 'close'), 'the spilling child exiting')) as [number | null];
   t.is(code, 0, stderr.slice(-2_000));
-  t.deepEqual(dir.files(), [], 'the channel left nothing behind');
+  t.deepEqual(dir.files(), leftovers, 'the channel left nothing behind');
   const between = (begin: string, end: string): string[] => {
     const from = stderr.indexOf(begin);
     const to = stderr.indexOf(end);
@@ -71,6 +76,23 @@ test('.send() - a steady spill over many segments makes no synchronous file call
   t.deepEqual(drain, [], firstStacks(stderr, 'DRAIN BEGIN'));
   // The tracer does see what the channel does synchronously: opening it, before the steady phase.
   t.true(stderr.slice(0, stderr.indexOf('STEADY BEGIN')).includes('Detected use of sync API'), 'the tracer reports synchronous calls at all');
+});
+
+test('.send() - durable: a steady spill over many segments and a drain across them make no synchronous file call (node --trace-sync-io): segment files are created, opened for reading and closed in the background', async (t) => {
+  // Every record is written through, group commits sync it, and the drain acknowledges what it
+  // reads (ack 'delivered'): the ledger file is written and segments removed in the background too.
+  const { stderr, between } = await traceSyncIo(t, ['300', 'durable'], [path.join('events', 'hopper.ledger')]);
+  const steady = between('STEADY BEGIN', 'STEADY END');
+  const summary = reported<{ sent: number; diskBytes: number; syncWrites: number; sealed: number }>(stderr, 'STEADY END');
+  t.true(summary.diskBytes > 2 * 1024 * 1024, `${summary.diskBytes} bytes on disk`);
+  t.true(summary.sealed >= 10, `${summary.sealed} segments created, filled and sealed in the steady phase`);
+  t.is(summary.syncWrites, 0);
+  t.deepEqual(steady, [], firstStacks(stderr, 'STEADY BEGIN'));
+  const drain = between('DRAIN BEGIN', 'DRAIN END');
+  const drained = reported<{ read: number; removed: number }>(stderr, 'DRAIN END');
+  t.is(drained.read, summary.sent);
+  t.true(drained.removed >= summary.sealed, `${drained.removed} segments read through, acknowledged and removed while draining`);
+  t.deepEqual(drain, [], firstStacks(stderr, 'DRAIN BEGIN'));
 });
 
 test("onFull 'drop-oldest' - a full disk that drops the oldest segment again and again makes no synchronous file call (node --trace-sync-io)", async (t) => {
@@ -175,6 +197,77 @@ test.serial('.destroy() - during a read ahead in flight: no error, no descriptor
   t.is(errors, 0);
   t.is(fs.readdirSync('/proc/self/fd').length, before, 'every descriptor closed');
   t.deepEqual(dir.files(), []);
+});
+
+/** The open descriptors of this process. */
+const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
+
+test.serial(
+  '.destroy() - durable: during a segment creation in flight: no error, no descriptor left, no draft left; the records are kept for the next open',
+  async (t) => {
+    const dir = tempDataDir();
+    t.teardown(dir.remove);
+    const options = { dataDir: dir.dataDir, name: 'events', durable: true, ack: 'manual', fsync: 'never', maxMemoryBytes: 0 } as const;
+    const before = openFds();
+    const faulty = new FaultyFileSystem(new ManualClock());
+    const hopper = new HopperStreams<string>(options, { fileSystem: faulty.fs });
+    let errors = 0;
+    hopper.readable.on('error', () => errors++);
+    faulty.hold('write');
+    const sent = Array.from({ length: 100 }, (_, i) => `record ${i}`);
+    for (const record of sent) hopper.send(record);
+    // The background task made the draft and is writing its header: the write stalls.
+    await faulty.whenHeld('write');
+    t.true(fs.existsSync(path.join(dir.dataDir, 'events', 'hopper.lock', 'segment.draft')), 'the creation is under way');
+    hopper.destroy();
+    faulty.release('write');
+    await hopper.close().catch(() => undefined);
+    await nextTurn();
+    t.is(errors, 0);
+    t.is(openFds(), before, "every descriptor closed, the draft's too");
+    const files = dir.files();
+    t.deepEqual(
+      files.filter((file) => file.includes('hopper.lock') || file.includes('draft')),
+      [],
+      'no draft, no lock',
+    );
+    t.is(files.filter((file) => file.endsWith('.avro')).length, 1, 'one segment file: the one close() made, not the abandoned one');
+    // destroy() wrote what was accepted: the next open delivers it.
+    const again = createHopperStreams<string>(options);
+    again.writable.end();
+    t.deepEqual(await collect<string>(again.readable), sent);
+    await again.close();
+  },
+);
+
+test.serial('.destroy() - durable: during the open of a segment for reading in flight: no error, no descriptor left, nothing read after', async (t) => {
+  const dir = tempDataDir();
+  t.teardown(dir.remove);
+  const before = openFds();
+  const faulty = new FaultyFileSystem(new ManualClock());
+  const hopper = new HopperStreams<string>(
+    { dataDir: dir.dataDir, name: 'events', durable: true, ack: 'manual', fsync: 'never', maxMemoryBytes: 0 },
+    { fileSystem: faulty.fs },
+  );
+  for (let i = 0; i < 2_000; i++) hopper.send(`record ${i}`);
+  await hopper.flush();
+  // The reader opens the first segment on the thread pool: the open stalls.
+  faulty.hold('open');
+  let errors = 0;
+  hopper.readable.on('error', () => errors++);
+  const seen: string[] = [];
+  hopper.readable.on('data', (record: string) => seen.push(record));
+  await faulty.whenHeld('open');
+  t.deepEqual(seen, [], 'the first segment is still being opened');
+  hopper.destroy();
+  const readsBefore = faulty.calls.read;
+  faulty.release('open');
+  await hopper.close().catch(() => undefined);
+  await nextTurn();
+  t.is(faulty.calls.read, readsBefore, 'no read after destroy');
+  t.deepEqual(seen, [], 'nothing delivered after destroy');
+  t.is(errors, 0);
+  t.is(openFds(), before, 'every descriptor closed, the one the open gave too');
 });
 
 test('.send() - on a slow disk (ext4 -o sync on a loop device on FUSE, 2 ms per operation) writes are accepted while the disk works, and the event loop turns meanwhile', async (t) => {

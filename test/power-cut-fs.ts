@@ -265,6 +265,35 @@ test('PowerCutFileSystem - a hard link into place (the segment draft) is modelle
   t.true(seen.size >= 3, [...seen].join(', '));
 });
 
+test('PowerCutFileSystem - an asynchronous segment creation (draft, header, link, unlink on the thread pool) is modelled as the synchronous one, and logged as asynchronous', async (t) => {
+  const { promisify } = await import('node:util');
+  const seen = new Set<string>();
+  for (let seed = 1; seed <= SEEDS; seed++) {
+    const { dir, model: m } = model(t, seed);
+    const lockDir = path.join(dir.dataDir, 'hopper.lock');
+    fs.mkdirSync(lockDir);
+    const draft = path.join(lockDir, 'draft');
+    const segment = path.join(dir.dataDir, '000001.avro');
+    const seam = m.fs as unknown as typeof fs;
+    const fd = await promisify(seam.open)(draft, CREATE, 0o644);
+    await promisify(seam.writev)(fd, [Buffer.from('header')], 0);
+    await promisify(seam.link)(draft, segment);
+    await promisify(seam.unlink)(draft);
+    await promisify(seam.writev)(fd, [Buffer.from('+block')], 6);
+    await promisify(seam.fdatasync)(fd);
+    m.fs.closeSync(fd);
+    t.deepEqual(
+      m.log.map((entry) => `${entry.op}${entry.sync ? ' sync' : ''}`),
+      ['create', 'write', 'link', 'unlink', 'write', 'fsync'],
+    );
+    await m.powerCut();
+    const after = read(segment);
+    t.true(after === undefined || after === 'header+block', `seed ${seed}: the data was synced (${after})`);
+    seen.add(`${after !== undefined}/${read(draft) !== undefined}`);
+  }
+  t.true(seen.size >= 3, [...seen].join(', '));
+});
+
 test('PowerCutFileSystem - the same seed and the same calls leave the same directory', async (t) => {
   const run = async (seed: number): Promise<{ report: PowerCutReport; files: Record<string, string | undefined> }> => {
     const { dir, model: m } = model(t, seed);
@@ -336,6 +365,10 @@ test('PowerCutFileSystem - stopBefore() kills the process just before the k-th c
   t.deepEqual(
     m.log.map((entry) => entry.op),
     ['create', 'write', 'fsync', 'write'],
+  );
+  t.true(
+    m.log.every((entry) => entry.sync),
+    'each logged as a synchronous call',
   );
   m.fs.closeSync(fd);
   await m.restart();

@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import type nodeFs from 'node:fs';
 import path from 'node:path';
 import { ioError } from '../errors.js';
@@ -15,7 +16,7 @@ import {
   type SegmentDirectory,
   type SegmentFileSystem,
 } from './io.js';
-import { joinChunks, segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
+import { joinChunks, segmentFileName, type Chunk } from './ledger.js';
 
 // Creating segment files, for the writer: the bytes that start a segment (its header, and any
 // blocks waiting) are written into a draft in the draft directory (the lock directory), whose
@@ -24,7 +25,8 @@ import { joinChunks, segmentFileName, type Chunk, type Ledger, type Segment } fr
 // without its header, and a crash leaves at most a draft, which goes with the stale lock (and is
 // removed at the next open). On the thread pool for the background task, synchronously for the
 // last resort (each under a draft name of its own); a close while a creation is under way leaves
-// nothing behind.
+// nothing behind. Both segment logs use it: the plain one (writer.ts) and the durable one
+// (durable-writes.ts), whose segments carry their record numbers in the header.
 
 /** A segment file made: the descriptor to write to, and the identity every later check compares. */
 export interface Created {
@@ -32,6 +34,20 @@ export interface Created {
   dev: number;
   ino: number;
 }
+
+/** The name a segment is created under: a foreign file under it makes the creation take the next number. */
+export interface PlannedFile {
+  seq: number;
+  file: string;
+}
+
+/** Where segment numbers come from (the index, or the durable log's state). */
+export interface SegmentNumbers {
+  nextSeq: number;
+}
+
+/** The bytes a segment file starts with (its header, and any blocks waiting). */
+export type FirstBytes = Pick<Chunk, 'parts' | 'length'>;
 
 /** A segment file being created in the background: its draft's descriptor and identity, and the name it is linked under. */
 interface Creation {
@@ -41,17 +57,19 @@ interface Creation {
   /** The name a link is being (or was) made under. */
   linking: string | undefined;
   linked: string | undefined;
+  /** Closed or cancelled: the task goes no further than its next step. */
+  stopped: boolean;
 }
 
 export class SegmentCreator {
   private closed = false;
-  /** The file being created in the background, once its draft is open. */
+  /** The file being created in the background. */
   private creating: Creation | undefined;
 
   constructor(
     private readonly fs: SegmentFileSystem,
     private readonly directory: SegmentDirectory,
-    private readonly ledger: Ledger,
+    private readonly numbers: SegmentNumbers,
   ) {}
 
   /**
@@ -59,7 +77,7 @@ export class SegmentCreator {
    * and a log that writes through. A foreign file under the segment's name makes it take the next
    * number. Throws ERR_HOPPER_IO (nothing is left then but, at worst, the draft).
    */
-  createSync(segment: Segment, chunks: Chunk[]): Created {
+  createSync(segment: PlannedFile, chunks: FirstBytes[]): Created {
     const lost = this.directory.verify();
     if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
     const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT_SYNC);
@@ -105,40 +123,51 @@ export class SegmentCreator {
    * {@link createSync} off the event loop, the same steps in the same order: the directory and the
    * lock checked, the draft written (`chunk`, the header) and its identity taken from its
    * descriptor, linked under the segment's name, the draft unlinked. Once the segment is created,
-   * `commit` is called on the same tick as the last check that the log is open (so a close always
-   * finds the segment either created, or here), and the promise resolves with true; with false
-   * when the log closed meanwhile, having closed the descriptor and removed what it made (see
-   * {@link abandon}). Rejects with ERR_HOPPER_IO.
+   * `commit` is called on the same tick as the last check that the creation goes on (so a close,
+   * or a {@link cancel}, always finds the segment either created, or here), and the promise
+   * resolves with true; with false when it was stopped meanwhile, having closed the descriptor and
+   * removed what it made (see {@link abandon}). Rejects with ERR_HOPPER_IO.
    */
-  async createAsync(segment: Segment, chunk: Chunk, commit: (made: Created) => void): Promise<boolean> {
-    const lost = await this.directory.verifyAsync();
-    if (this.closed) return false;
-    if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
+  async createAsync(segment: PlannedFile, chunk: FirstBytes, commit: (made: Created) => void): Promise<boolean> {
     const draft = path.join(this.directory.draftDir, SEGMENT_DRAFT);
-    const creation: Creation = { draft, fd: -1, stat: undefined, linking: undefined, linked: undefined };
-    try {
-      creation.fd = await fsAsync.open(this.fs, draft, CREATE_FLAGS, 0o644);
-    } catch (err) {
-      if (this.closed) return false;
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') await unlinkQuietlyAsync(this.fs, draft); // our own, from a failed attempt
-      throw ioError('creating a segment', draft, err);
-    }
+    const creation: Creation = { draft, fd: -1, stat: undefined, linking: undefined, linked: undefined, stopped: this.closed };
+    if (creation.stopped) return false;
     this.creating = creation;
     try {
-      if (this.closed) return await this.abandon(creation);
+      const lost = await this.directory.verifyAsync();
+      if (creation.stopped) return false;
+      if (lost !== undefined) throw ioError('creating a segment', this.directory.path, lost);
+      try {
+        creation.fd = await fsAsync.open(this.fs, draft, CREATE_FLAGS, 0o644);
+      } catch (err) {
+        if (creation.stopped) return false;
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') await unlinkQuietlyAsync(this.fs, draft); // our own, from a failed attempt
+        throw ioError('creating a segment', draft, err);
+      }
+      return await this.fill(creation, segment, chunk, commit);
+    } finally {
+      if (this.creating === creation) this.creating = undefined;
+    }
+  }
+
+  /** The steps of {@link createAsync} once its draft is open. */
+  private async fill(creation: Creation, segment: PlannedFile, chunk: FirstBytes, commit: (made: Created) => void): Promise<boolean> {
+    const { draft } = creation;
+    try {
+      if (creation.stopped) return await this.abandon(creation);
       try {
         await writeAllAsync(this.fs, creation.fd, chunk.parts, chunk.length, 0);
       } catch (err) {
         throw ioError('writing a block', draft, err);
       }
-      if (this.closed) return await this.abandon(creation);
+      if (creation.stopped) return await this.abandon(creation);
       try {
         creation.stat = await fsAsync.fstat(this.fs, creation.fd);
       } catch (err) {
         throw ioError('creating a segment', draft, err);
       }
       while (creation.linked === undefined) {
-        if (this.closed) return await this.abandon(creation);
+        if (creation.stopped) return await this.abandon(creation);
         try {
           // Named before the call: a close while it runs removes the name too, if it is this file.
           creation.linking = segment.file;
@@ -146,32 +175,48 @@ export class SegmentCreator {
           creation.linked = segment.file;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError('creating a segment', segment.file, err);
+          // Once stopped, the name may be the one a synchronous creation of the same segment took:
+          // the segment is that creation's now, and keeps its number.
+          if (creation.stopped) return await this.abandon(creation);
           this.renumber(segment);
         }
       }
       await unlinkQuietlyAsync(this.fs, draft);
-      if (this.closed) return await this.abandon(creation);
+      if (creation.stopped) return await this.abandon(creation);
       commit({ fd: creation.fd, dev: creation.stat.dev, ino: creation.stat.ino });
       return true;
     } catch (err) {
-      if (this.closed) return await this.abandon(creation);
+      if (creation.stopped) return await this.abandon(creation);
       await fsAsync.close(this.fs, creation.fd);
       await unlinkQuietlyAsync(this.fs, draft);
       throw err;
-    } finally {
-      this.creating = undefined;
     }
   }
 
   /**
-   * The log closes: no creation goes on past its next step. One under way loses at once the draft
-   * and the name being linked, each only while it is still the file made (its identity from the
-   * descriptor, which stays the task's: a write may be using it).
+   * The log closes: no creation goes on past its next step (see {@link cancel}), and none starts.
    */
   close(): void {
     this.closed = true;
+    this.cancel();
+  }
+
+  /**
+   * The creation under way, if any, goes no further than its next step: it resolves with false,
+   * and never calls its commit. What it made so far goes at once, the draft and the name being
+   * linked, each only while it is still the file made (its identity from the descriptor, which
+   * stays the task's: a write may be using it); what it makes in the call in flight goes when that
+   * call lands ({@link abandon}). The draft goes first: a link in flight then either finds no draft
+   * to link, or has linked already and its name goes next, so that the segment's name is free for
+   * a synchronous creation right after. The durable log's last resort takes a stalled creation
+   * over this way, and makes the file itself (synchronously, under a draft name of its own).
+   */
+  cancel(): void {
     const creation = this.creating;
     if (creation === undefined) return;
+    creation.stopped = true;
+    this.creating = undefined;
+    if (creation.fd < 0) return;
     let stat = creation.stat;
     try {
       stat ??= this.fs.fstatSync(creation.fd);
@@ -183,8 +228,8 @@ export class SegmentCreator {
   }
 
   /** A foreign file holds the segment's name: it takes the next number (past every segment planned). */
-  private renumber(segment: Segment): void {
-    segment.seq = this.ledger.nextSeq++;
+  private renumber(segment: PlannedFile): void {
+    segment.seq = this.numbers.nextSeq++;
     segment.file = path.join(this.directory.path, segmentFileName(segment.seq));
   }
 
@@ -206,5 +251,39 @@ export class SegmentCreator {
       if (file !== undefined) await unlinkOursAsync(this.fs, this.directory, { file, dev: stat.dev, ino: stat.ino }).catch(() => undefined);
     }
     return false;
+  }
+}
+
+/**
+ * Random 16-byte sync markers, one per segment, drawn from a pool that is refilled on the thread
+ * pool (`crypto.randomBytes` without a callback is a synchronous call on the event loop). The
+ * first pool is made synchronously, at open; an empty pool (a segment per turn for a long while) is
+ * refilled synchronously too.
+ */
+export class SyncMarkers {
+  private static readonly COUNT = 64;
+  private pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
+  private used = 0;
+  private refilling = false;
+
+  next(): Buffer {
+    if (this.used === SyncMarkers.COUNT) {
+      this.pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
+      this.used = 0;
+    }
+    const marker = this.pool.subarray(16 * this.used, 16 * ++this.used);
+    if (this.used >= SyncMarkers.COUNT / 2 && !this.refilling) this.refill();
+    return marker;
+  }
+
+  private refill(): void {
+    this.refilling = true;
+    crypto.randomBytes(16 * SyncMarkers.COUNT, (err, fresh) => {
+      this.refilling = false;
+      // Without fresh bytes, the pool is refilled synchronously once it runs out.
+      if (err) return;
+      this.pool = fresh;
+      this.used = 0;
+    });
   }
 }

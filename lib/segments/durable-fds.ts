@@ -1,7 +1,9 @@
-import { closeQuietly, type SegmentFileSystem } from './io.js';
+import { fsAsync, type SegmentFileSystem } from './io.js';
 
 // The durable log's fds that asynchronous operations use: an fd is closed only once no operation
-// on it is queued or running on the thread pool.
+// on it is queued or running on the thread pool. Closes run on the thread pool too (a close can
+// wait for the disk: the last reference to a file unlinked, or a network file system), counted as
+// operations under way, so that close() of the log waits for them.
 
 export class FdTracker {
   /** Asynchronous operations under way per fd: an fd is closed only once none is (see close). */
@@ -36,7 +38,7 @@ export class FdTracker {
       if (left > 0) this.busyFds.set(fd, left);
       else {
         this.busyFds.delete(fd);
-        if (this.closeLater.delete(fd)) closeQuietly(this.fs, fd);
+        if (this.closeLater.delete(fd)) this.closeNow(fd);
       }
     }
   }
@@ -48,6 +50,12 @@ export class FdTracker {
    */
   close(fd: number): void {
     if (this.busyFds.has(fd)) this.closeLater.add(fd);
-    else closeQuietly(this.fs, fd);
+    else this.closeNow(fd);
+  }
+
+  private closeNow(fd: number): void {
+    const closing = fsAsync.close(this.fs, fd);
+    this.operations.add(closing);
+    void closing.then(() => this.operations.delete(closing));
   }
 }

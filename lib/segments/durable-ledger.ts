@@ -156,7 +156,15 @@ export class DurableLedger {
     const state = this.ledgerState();
     // Checked again right before the rename: a write still under way when the log closed (close()
     // writes the newest state itself) must not put an older one in its place.
-    const place = { path: log.directory.path, draftDir: log.directory.draftDir, verify: () => (log.closed ? destroyedError() : log.directory.verify()) };
+    const place = {
+      path: log.directory.path,
+      draftDir: log.directory.draftDir,
+      verify: () => (log.closed ? destroyedError() : log.directory.verify()),
+      verifyAsync: async () => {
+        const lost = await log.directory.verifyAsync();
+        return log.closed ? destroyedError() : lost;
+      },
+    };
     const write = writeLedgerFile(log.fs, place, state, log.options.fsync !== 'never');
     this.ledgerWriting = write.then(
       () => undefined,
@@ -182,7 +190,8 @@ export class DurableLedger {
     if (log.closed) return;
     for (const segment of [...log.segments]) {
       if (segment.removing || segment.first + segment.records > this.ledgerAcked) continue;
-      if (log.pending.some((block) => block.segment === segment)) continue;
+      // Its file not made yet (or its blocks not written): nothing to remove yet.
+      if (!segment.created || log.pending.some((block) => block.segment === segment)) continue;
       if (segment === activeSegment(log)) {
         if (log.builder.count > 0) continue;
         segment.sealed = true;
@@ -251,7 +260,7 @@ export class DurableLedger {
       writeLedgerFileSync(log.fs, log.directory, this.ledgerState(), log.options.fsync !== 'never');
       this.ledgerAcked = log.acks.acked;
       for (const segment of [...log.segments]) {
-        if (segment.removing || segment.first + segment.records > this.ledgerAcked) continue;
+        if (segment.removing || !segment.created || segment.first + segment.records > this.ledgerAcked) continue;
         if (segment.fd !== undefined) log.fds.close(segment.fd);
         segment.fd = undefined;
         try {

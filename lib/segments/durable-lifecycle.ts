@@ -13,6 +13,8 @@ export interface DurableLifecyclePeers {
   busy(): Array<Promise<void> | undefined>;
   /** The error disk writes are failing with, while they are retried. */
   writeFault(): Error | undefined;
+  /** Stops a segment creation under way in the background (what it made so far goes). */
+  stopCreating(): void;
   /** Writes the block being filled and every waiting block synchronously; the RN written to. Throws when one fails. */
   writeOutSync(): number;
   /** Stops the timer of the next ledger write. */
@@ -64,6 +66,7 @@ export class DurableLifecycle {
     log.committer.stop();
     log.retry.stop();
     peers.stopLedgerTimer();
+    peers.stopCreating();
     let intact = log.failed === undefined;
     if (intact) {
       // Only what reaches the disk here is settled: records still in the block (a segment that

@@ -90,6 +90,8 @@ export class DurableLog {
         blockCounts: s.blockCounts,
         sync: s.sync,
         codec: s.codec,
+        created: true,
+        header: undefined,
         fd: undefined,
         sealed: true,
         linkedUnsynced: false,
@@ -150,6 +152,7 @@ export class DurableLog {
     this.lifecycle = new DurableLifecycle(this.state, {
       busy: () => [this.writes.busy, this.reads.busy, ...this.ledger.busy, this.state.fds.busy],
       writeFault: () => this.writes.fault,
+      stopCreating: () => this.writes.stopCreating(),
       writeOutSync: () => this.writes.writeOutSync(),
       stopLedgerTimer: () => this.ledger.stopTimer(),
       syncSync: () => this.ledger.syncSync(),

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import { corruptSegmentError, ioError } from '../errors.js';
 import { blockData, checkSync, isProblem, parseBlockHeader } from '../ocf.js';
 import { BY_REFERENCE_BYTES } from '../record-codec.js';
@@ -281,7 +282,13 @@ export class DurableReads {
     try {
       if (this.readFd?.segment !== segment) {
         this.closeReadFd();
-        this.readFd = { segment, fd: log.fs.openSync(segment.file, READ_FLAGS) };
+        const fd = await this.open(segment);
+        // Let go meanwhile (the log closed): the fd goes too.
+        if (log.closed) {
+          log.fds.close(fd);
+          return;
+        }
+        this.readFd = { segment, fd };
       }
       const buffer = await this.readBlock(this.readFd.fd, start, end);
       if (log.closed) return;
@@ -291,7 +298,9 @@ export class DurableReads {
     } catch (err) {
       if (log.closed) return;
       if (err instanceof Corruption) {
-        const lost = this.corrupt(segment, start, err.message, blockFirst + segment.blockCounts[block]! - rn);
+        // A file gone or replaced loses what it held from here on; damage in a block, that block.
+        const count = err.loss === 'rest-of-segment' ? segment.first + segment.records - rn : blockFirst + segment.blockCounts[block]! - rn;
+        const lost = this.corrupt(segment, err.loss === 'rest-of-segment' ? err.offset : start, err.message, count);
         if (lost !== undefined) this.pendingLost = lost;
       } else if (isSystemError(err)) {
         this.readFailure = ioError('reading a segment', segment.file, err);
@@ -302,6 +311,42 @@ export class DurableReads {
       this.loading = undefined;
       log.news();
     }
+  }
+
+  /**
+   * Opens `segment`'s file for reading on the thread pool and checks, on the descriptor, that it is
+   * the file this log made or recovered (device and inode): through a directory swapped for
+   * another, nothing is opened (the error the channel stops with). As the plain log judges an open
+   * (open.ts judgeOpening): a file gone, or replaced (by another file, a symbolic link or a special
+   * file), is a Corruption of the rest of the segment; another failure a system error (retried).
+   */
+  private async open(segment: DurableSegment): Promise<number> {
+    const log = this.log;
+    if (!(await log.directory.intactAsync())) {
+      throw (await log.directory.verifyAsync()) ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
+    }
+    let fd: number;
+    try {
+      fd = await fsAsync.open(log.fs, segment.file, READ_FLAGS);
+    } catch (err) {
+      const errno = (err as NodeJS.ErrnoException).code;
+      if (errno === 'ENOENT') throw new Corruption(0, 'the segment file is gone', 'rest-of-segment');
+      if (errno === 'ELOOP' || errno === 'ENXIO')
+        throw new Corruption(0, 'the segment file was replaced by a symbolic link or a special file', 'rest-of-segment');
+      throw err;
+    }
+    let stat: Stats;
+    try {
+      stat = await log.fds.track(fd, fsAsync.fstat(log.fs, fd));
+    } catch (err) {
+      log.fds.close(fd);
+      throw err;
+    }
+    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) {
+      log.fds.close(fd);
+      throw new Corruption(0, `the segment file was replaced (by ${stat.isFile() ? 'another file' : 'a file that is not a regular file'})`, 'rest-of-segment');
+    }
+    return fd;
   }
 
   /** The bytes [start, end) of the file open at `fd`, read on the thread pool; throws a Corruption when the file is shorter. */

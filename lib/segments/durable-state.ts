@@ -101,7 +101,15 @@ export interface DurableSegment {
   blockCounts: number[];
   sync: Buffer;
   codec: string;
-  /** Open for writing (this run's segments until their last commit). */
+  /**
+   * The file exists under `file` (linked into place, `dev` and `ino` taken from its descriptor).
+   * Until then the segment is a plan: blocks are assigned to it and wait in memory, and the
+   * background task creates the file before it writes the first of them.
+   */
+  created: boolean;
+  /** The header to create the file with (a planned segment; let go of once created). */
+  header: Buffer | undefined;
+  /** Open for writing (this run's segments from their creation until their last commit). */
   fd: number | undefined;
   sealed: boolean;
   /** Linked into place since the last directory fsync. */
@@ -182,10 +190,10 @@ export interface DurableState {
   news(): void;
 }
 
-/** The segment being appended to, if one is open. */
+/** The segment being appended to, if one is open for writing or planned (its file not made yet). */
 export function activeSegment(state: DurableState): DurableSegment | undefined {
   const last = state.segments[state.segments.length - 1];
-  return last !== undefined && !last.sealed && last.fd !== undefined ? last : undefined;
+  return last !== undefined && !last.sealed && (last.fd !== undefined || !last.created) ? last : undefined;
 }
 
 /** A failed file operation as the error to report: a system error becomes ERR_HOPPER_IO. */

@@ -1,19 +1,20 @@
-import crypto from 'node:crypto';
 import path from 'node:path';
-import { ioError } from '../errors.js';
-import { SEGMENT_DRAFT } from '../lock.js';
+import { HopperError, ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
+import { SegmentCreator, SyncMarkers, type Created } from './create.js';
 import { activeSegment, asError, type DurableSegment, type DurableState, type PendingBlock } from './durable-state.js';
-import { CREATE_FLAGS, closeQuietly, isSystemError, unlinkQuietly, writeAll, writeAllAsync } from './io.js';
+import { isSystemError, writeAll, writeAllAsync } from './io.js';
 import { segmentFileName } from './ledger.js';
 import { DURABLE_KEY, FIRST_KEY } from './durable-scan.js';
 import type { AppendResult } from './results.js';
 
 // The write side of the durable log: appends (every accepted record goes to disk, and to the read
 // cache while it keeps up), the block being filled handed to the writer (full, or when the event
-// loop turns), segments created (draft, link, unlink), the background task that writes the
-// waiting blocks in order, write faults (appends refused while one lasts; the retry timer kicks
-// the writes again), and the last resort when the disk falls behind.
+// loop turns) and assigned to a segment (planned when none is open: no I/O), the background task
+// that creates each segment's file (create.ts: draft, link, unlink, on the thread pool) before it
+// writes the segment's first block and then writes the waiting blocks in order, write faults
+// (appends refused while one lasts; the retry timer kicks the writes again), and the last resort
+// when the disk falls behind (which may create a segment synchronously too).
 
 /**
  * Bytes the background task writes at most in one call (consecutive blocks of one segment): as
@@ -35,8 +36,16 @@ export class DurableWrites {
   private behind = false;
   /** Synchronous writes made because more than maxPendingDiskBytes waited for the disk. */
   syncWrites = 0;
+  /** The segment whose file the background task is creating, if any. */
+  private creating: DurableSegment | undefined;
+  private readonly creator: SegmentCreator;
+  /** Sync markers for new segments, made ahead off the event loop. */
+  private readonly markers = new SyncMarkers();
 
-  constructor(private readonly log: DurableState) {}
+  constructor(private readonly log: DurableState) {
+    // Numbers come from the log's state: a foreign file under a planned name makes it take the next.
+    this.creator = new SegmentCreator(log.fs, log.directory, log);
+  }
 
   /** The error disk writes are failing with, while they are retried. */
   get fault(): Error | undefined {
@@ -108,18 +117,8 @@ export class DurableWrites {
     const log = this.log;
     const builder = log.builder;
     if (builder.count === 0 || log.closed) return;
-    let segment = activeSegment(log);
-    if (segment === undefined) {
-      try {
-        segment = this.createSegment(log.builderFirst);
-      } catch (err) {
-        // The records stay in the block; the next seal tries again.
-        this.writeFault = asError(err, 'creating a segment', log.directory.path);
-        log.hooks.onFault({ operation: 'write', file: log.directory.path, error: this.writeFault });
-        log.retry.schedule();
-        return;
-      }
-    }
+    // No file operation here: a new segment is planned, and its file made by the background task.
+    const segment = activeSegment(log) ?? this.planSegment(log.builderFirst);
     const data = builder.parts(log.options.codec);
     let dataLength = 0;
     for (const part of data) dataLength += part.length;
@@ -158,6 +157,22 @@ export class DurableWrites {
     const waiting = log.pendingTotal;
     for (const block of log.pending) {
       if (block.done || this.inFlight.includes(block)) continue;
+      if (!block.segment.created) {
+        // Being created in the background (a stalled disk): taken over, so that what waits stays
+        // bounded. Segments are made in order (their numbers order them at recovery): none after it
+        // is made before it.
+        if (block.segment === this.creating) {
+          this.creator.cancel();
+          this.creating = undefined;
+        }
+        try {
+          this.createSync(block.segment);
+        } catch (err) {
+          // Left to the background task, which retries.
+          if (!(err instanceof HopperError)) throw err;
+          break;
+        }
+      }
       try {
         writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
       } catch (err) {
@@ -189,65 +204,103 @@ export class DurableWrites {
     if (log.readerWaiting) log.news();
   }
 
-  /** C1 draft with the header in the lock directory, C2 link into place, C3 unlink the draft. */
-  private createSegment(first: number): DurableSegment {
+  /**
+   * A new segment starting at record `first`, planned: its number, name and header chosen, its
+   * blocks assigned to it from now on; no file yet (see {@link create}).
+   */
+  private planSegment(first: number): DurableSegment {
     const log = this.log;
-    const lost = log.directory.verify();
-    if (lost !== undefined) throw lost;
-    const sync = crypto.randomBytes(16);
+    const sync = this.markers.next();
     const header = encodeHeader(log.schemaJson, log.options.codec, sync, {
       [OWNER_KEY]: log.options.channel,
       [DURABLE_KEY]: '1',
       [FIRST_KEY]: String(first),
     });
-    const fs = log.fs;
-    const draft = path.join(log.directory.draftDir, SEGMENT_DRAFT);
-    unlinkQuietly(fs, draft);
-    const fd = fs.openSync(draft, CREATE_FLAGS, 0o644);
-    let file: string;
-    let seq: number;
-    try {
-      writeAll(fs, fd, [header], header.length, 0);
-      for (;;) {
-        seq = log.nextSeq++;
-        file = path.join(log.directory.path, segmentFileName(seq));
-        try {
-          fs.linkSync(draft, file);
-          break;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        }
-      }
-    } catch (err) {
-      closeQuietly(fs, fd);
-      unlinkQuietly(fs, draft);
-      throw err;
-    }
-    unlinkQuietly(fs, draft);
-    const stat = fs.fstatSync(fd);
+    const seq = log.nextSeq++;
     const segment: DurableSegment = {
       seq,
-      file,
-      dev: stat.dev,
-      ino: stat.ino,
+      file: path.join(log.directory.path, segmentFileName(seq)),
+      dev: 0,
+      ino: 0,
       first,
       records: 0,
       size: header.length,
-      writtenSize: header.length,
+      writtenSize: 0,
       syncedSize: 0,
       headerLength: header.length,
       blockEnds: [],
       blockCounts: [],
       sync,
       codec: log.options.codec,
-      fd,
+      created: false,
+      header,
+      fd: undefined,
       sealed: false,
-      linkedUnsynced: true,
+      linkedUnsynced: false,
       removing: false,
     };
     log.segments.push(segment);
     log.fileBytes += header.length;
     return segment;
+  }
+
+  /**
+   * The background task makes `segment`'s file before writing its first block, on the thread pool
+   * (SegmentCreator.createAsync): C1 a draft with the header in the lock directory, its identity
+   * from its descriptor, C2 linked into place, C3 the draft unlinked. False when it did not: the log
+   * closed meanwhile (what it made is removed), or it failed (a write fault, retried).
+   */
+  private async create(segment: DurableSegment): Promise<boolean> {
+    const log = this.log;
+    const planned = segment.seq;
+    this.creating = segment;
+    try {
+      const header = segment.header!;
+      // False: the log closed, or the last resort took the creation over (then the task goes on).
+      if (!(await this.creator.createAsync(segment, { parts: [header], length: header.length }, (made) => this.made(segment, made, planned)))) {
+        return !log.closed;
+      }
+    } catch (err) {
+      if (log.closed) return false;
+      // The blocks stay waiting; the retry timer kicks the writes again.
+      this.writeFault = asError(err, 'creating a segment', segment.file);
+      log.hooks.onFault({ operation: 'write', file: segment.file, error: this.writeFault });
+      log.retry.schedule();
+      return false;
+    } finally {
+      if (this.creating === segment) this.creating = undefined;
+    }
+    return true;
+  }
+
+  /** {@link create} on the event loop: the last resort, and the close. Throws ERR_HOPPER_IO. */
+  private createSync(segment: DurableSegment): void {
+    const planned = segment.seq;
+    const header = segment.header!;
+    this.made(segment, this.creator.createSync(segment, [{ parts: [header], length: header.length }]), planned);
+  }
+
+  /**
+   * `segment`'s file exists: its blocks can be written. Linked since the last directory fsync (the
+   * commit that covers its records syncs the directory first). A foreign file under its planned
+   * name gave it a later number: the segments planned after it (none of which is made: they are
+   * made in order) take numbers after that one, so that numbers still order them by record.
+   */
+  private made(segment: DurableSegment, made: Created, planned: number): void {
+    const log = this.log;
+    segment.fd = made.fd;
+    segment.dev = made.dev;
+    segment.ino = made.ino;
+    segment.created = true;
+    segment.header = undefined;
+    segment.writtenSize = Math.max(segment.writtenSize, segment.headerLength);
+    segment.linkedUnsynced = true;
+    if (segment.seq === planned) return;
+    for (const later of log.segments.slice(log.segments.indexOf(segment) + 1)) {
+      if (later.created) continue;
+      later.seq = log.nextSeq++;
+      later.file = path.join(log.directory.path, segmentFileName(later.seq));
+    }
   }
 
   /** Starts the background task when blocks wait (also the retry timer's call after a write fault). */
@@ -269,6 +322,15 @@ export class DurableWrites {
       const blocks = this.nextWrite();
       if (blocks.length === 0) return;
       const first = blocks[0]!;
+      if (!first.segment.created) {
+        if (!(await this.create(first.segment))) return;
+        if (this.writeFault !== undefined) {
+          this.writeFault = undefined;
+          log.retry.writesWork();
+          log.news();
+        }
+        continue;
+      }
       const parts: Buffer[] = [];
       let length = 0;
       for (const block of blocks) {
@@ -340,6 +402,9 @@ export class DurableWrites {
     this.sealBlock();
     while (log.pending.length > 0) {
       const block = log.pending[0]!;
+      // A creation under way was stopped by stopCreating(): what it made goes (by identity), and the
+      // file is made here, under its name or, if that is taken meanwhile, a later one.
+      if (!block.segment.created) this.createSync(block.segment);
       // A block in flight is written again, with the same bytes at the same place.
       if (!block.done || this.inFlight.includes(block)) writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
       if (!block.done) log.pendingTotal -= block.length;
@@ -349,5 +414,13 @@ export class DurableWrites {
       block.letGo();
     }
     return written;
+  }
+
+  /**
+   * At close, first: no creation goes on in the background past its next step, and what one under
+   * way made so far is removed (SegmentCreator.close); writeOutSync makes the file again.
+   */
+  stopCreating(): void {
+    this.creator.close();
   }
 }

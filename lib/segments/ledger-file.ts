@@ -134,6 +134,11 @@ export interface LedgerPlace {
   draftDir: string;
   /** The error to stop with when the directory or its lock is no longer ours (checked before the rename). */
   verify(): Error | undefined;
+  /**
+   * {@link verify} off the event loop, used by the asynchronous write before L5 when given: what it
+   * answers is acted on in the same tick as the rename is started.
+   */
+  verifyAsync?(): Promise<Error | undefined>;
 }
 
 /** The steps of a ledger write, for tests that stop a write between two of them. */
@@ -199,7 +204,7 @@ export async function writeLedgerFile(fs: DurableFileSystem, place: LedgerPlace,
   }
   await durableAsync.close(fs, fd);
   // The draft stays when the lock is lost: the lock directory is not ours to touch any more.
-  const lost = place.verify();
+  const lost = place.verifyAsync === undefined ? place.verify() : await place.verifyAsync();
   if (lost !== undefined) throw lost;
   await durableAsync.rename(fs, draft, path.join(place.path, LEDGER_FILE));
   if (sync) await fsyncDir(fs, place.path);

@@ -180,7 +180,7 @@ export class Ledger {
 }
 
 /** The parts of consecutive chunks as one write. */
-export function joinChunks(chunks: Chunk[]): { parts: Buffer[]; length: number } {
+export function joinChunks(chunks: Array<Pick<Chunk, 'parts' | 'length'>>): { parts: Buffer[]; length: number } {
   const parts: Buffer[] = [];
   let length = 0;
   for (const chunk of chunks) {

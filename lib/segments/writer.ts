@@ -1,10 +1,9 @@
-import crypto from 'node:crypto';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { ioError } from '../errors.js';
 import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
 import type { BlockBuilder } from './block-builder.js';
-import { SegmentCreator, type Created } from './create.js';
+import { SegmentCreator, SyncMarkers, type Created } from './create.js';
 import { writeAll, writeAllAsync, type Closer, type SegmentDirectory, type SegmentFileSystem } from './io.js';
 import { joinChunks, segmentFileName, type Chunk, type Ledger, type Segment } from './ledger.js';
 
@@ -314,39 +313,5 @@ export class SegmentWriter {
 
   private encodeHeader(sync: Buffer): Buffer {
     return encodeHeader(this.schemaJson, this.options.codec, sync, { [OWNER_KEY]: this.options.channel });
-  }
-}
-
-/**
- * Random 16-byte sync markers, one per segment, drawn from a pool that is refilled on the thread
- * pool (`crypto.randomBytes` without a callback is a synchronous call on the event loop). The
- * first pool is made synchronously, at open; an empty pool (a segment per turn for a long while) is
- * refilled synchronously too.
- */
-class SyncMarkers {
-  private static readonly COUNT = 64;
-  private pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
-  private used = 0;
-  private refilling = false;
-
-  next(): Buffer {
-    if (this.used === SyncMarkers.COUNT) {
-      this.pool = crypto.randomBytes(16 * SyncMarkers.COUNT);
-      this.used = 0;
-    }
-    const marker = this.pool.subarray(16 * this.used, 16 * ++this.used);
-    if (this.used >= SyncMarkers.COUNT / 2 && !this.refilling) this.refill();
-    return marker;
-  }
-
-  private refill(): void {
-    this.refilling = true;
-    crypto.randomBytes(16 * SyncMarkers.COUNT, (err, fresh) => {
-      this.refilling = false;
-      // Without fresh bytes, the pool is refilled synchronously once it runs out.
-      if (err) return;
-      this.pool = fresh;
-      this.used = 0;
-    });
   }
 }

@@ -152,6 +152,7 @@ export class SteppingFileSystem {
       unlinkSync: wrap('unlink', (file: string) => file, nodeFs.unlinkSync as (...a: unknown[]) => unknown),
       unlink: asyncWrap('unlink', (file: string) => file, nodeFs.unlink as (...a: unknown[]) => void),
       linkSync: wrap('link', (_from: string, to: string) => to, nodeFs.linkSync as (...a: unknown[]) => unknown),
+      link: asyncWrap('link', (_from: string, to: string) => to, nodeFs.link as (...a: unknown[]) => void),
     } as DurableFileSystem;
   }
 

@@ -101,7 +101,8 @@ export function seededRandom(seed: number): () => number {
 export class PowerCutFileSystem {
   readonly root: string;
   /** Every modelled call, in order, across power cuts. */
-  readonly log: Array<{ op: PowerCutOperation; path: string }> = [];
+  /** Every operation that changes something, in order; `sync`: made with the synchronous call (on the event loop). */
+  readonly log: Array<{ op: PowerCutOperation; path: string; sync: boolean }> = [];
   private readonly random: () => number;
   private readonly seed: number;
   private readonly clock: RetryClock | undefined;
@@ -393,7 +394,7 @@ export class PowerCutFileSystem {
   }
 
   /** Counts the call and applies the stop rule; throws EIO when the process is (now) dead. */
-  private enter(generation: number, op: PowerCutOperation | undefined, file: string, syscall: string): void {
+  private enter(generation: number, op: PowerCutOperation | undefined, file: string, syscall: string, sync = false): void {
     if (generation !== this.generation || this.dead) throw EIO(syscall);
     if (op === undefined) return;
     const count = (this.counts.get(op) ?? 0) + 1;
@@ -402,7 +403,7 @@ export class PowerCutFileSystem {
       this.kill();
       throw EIO(syscall);
     }
-    this.log.push({ op, path: path.relative(this.root, file) || '.' });
+    this.log.push({ op, path: path.relative(this.root, file) || '.', sync });
   }
 
   private async track<T>(run: (done: () => void) => T): Promise<void> {
@@ -487,7 +488,7 @@ export class PowerCutFileSystem {
       openSync: ((file: nodeFs.PathLike, flags?: nodeFs.OpenMode, mode?: nodeFs.Mode) => {
         const full = resolve(file);
         const existed = existsNow(full);
-        this.enter(generation, creates(flags) && !existed ? 'create' : undefined, full, 'open');
+        this.enter(generation, creates(flags) && !existed ? 'create' : undefined, full, 'open', true);
         const fd = nodeFs.openSync(file, flags ?? 'r', mode);
         this.opened(full, flags, fd, existed);
         return fd;
@@ -518,7 +519,7 @@ export class PowerCutFileSystem {
         nodeFs.close(fd, (err) => callback?.(err));
       }) as typeof nodeFs.close,
       writevSync: (fd: number, buffers: readonly NodeJS.ArrayBufferView[], position?: number | null) => {
-        this.enter(generation, 'write', this.fdPath(fd), 'writev');
+        this.enter(generation, 'write', this.fdPath(fd), 'writev', true);
         return nodeFs.writevSync(fd, buffers, position ?? undefined);
       },
       writev: ((fd: number, buffers: readonly NodeJS.ArrayBufferView[], position: number, callback: (err: Error | null, n: number) => void) => {
@@ -531,7 +532,7 @@ export class PowerCutFileSystem {
         later(callback, (finish) => nodeFs.writev(fd, buffers, position, (err, n) => finish(err, n)));
       }) as typeof nodeFs.writev,
       writeSync: ((fd: number, buffer: NodeJS.ArrayBufferView | string, ...rest: unknown[]) => {
-        this.enter(generation, 'write', this.fdPath(fd), 'write');
+        this.enter(generation, 'write', this.fdPath(fd), 'write', true);
         return (nodeFs.writeSync as (...args: unknown[]) => number)(fd, buffer, ...rest);
       }) as typeof nodeFs.writeSync,
       write: ((fd: number, buffer: NodeJS.ArrayBufferView | string, ...rest: unknown[]) => {
@@ -547,13 +548,13 @@ export class PowerCutFileSystem {
         );
       }) as typeof nodeFs.write,
       fsyncSync: (fd: number) => {
-        this.enter(generation, syncOp(fd), this.fdPath(fd), 'fsync');
+        this.enter(generation, syncOp(fd), this.fdPath(fd), 'fsync', true);
         const commit = this.syncStart(fd);
         nodeFs.fsyncSync(fd);
         commit();
       },
       fdatasyncSync: (fd: number) => {
-        this.enter(generation, syncOp(fd), this.fdPath(fd), 'fdatasync');
+        this.enter(generation, syncOp(fd), this.fdPath(fd), 'fdatasync', true);
         const commit = this.syncStart(fd);
         nodeFs.fdatasyncSync(fd);
         commit();
@@ -589,7 +590,7 @@ export class PowerCutFileSystem {
         );
       }) as typeof nodeFs.fdatasync,
       ftruncateSync: (fd: number, len?: number) => {
-        this.enter(generation, 'truncate', this.fdPath(fd), 'ftruncate');
+        this.enter(generation, 'truncate', this.fdPath(fd), 'ftruncate', true);
         nodeFs.ftruncateSync(fd, len);
       },
       ftruncate: ((fd: number, ...rest: unknown[]) => {
@@ -605,7 +606,7 @@ export class PowerCutFileSystem {
       linkSync: (existing: nodeFs.PathLike, link: nodeFs.PathLike) => {
         const from = resolve(existing);
         const to = resolve(link);
-        this.enter(generation, 'link', to, 'link');
+        this.enter(generation, 'link', to, 'link', true);
         nodeFs.linkSync(existing, link);
         this.linked(from, to);
       },
@@ -628,7 +629,7 @@ export class PowerCutFileSystem {
       renameSync: (oldPath: nodeFs.PathLike, newPath: nodeFs.PathLike) => {
         const from = resolve(oldPath);
         const to = resolve(newPath);
-        this.enter(generation, 'rename', to, 'rename');
+        this.enter(generation, 'rename', to, 'rename', true);
         this.losing(this.lookup(to), to);
         nodeFs.renameSync(oldPath, newPath);
         this.renamed(from, to);
@@ -652,7 +653,7 @@ export class PowerCutFileSystem {
       }) as typeof nodeFs.rename,
       unlinkSync: (file: nodeFs.PathLike) => {
         const full = resolve(file);
-        this.enter(generation, 'unlink', full, 'unlink');
+        this.enter(generation, 'unlink', full, 'unlink', true);
         this.losing(this.lookup(full), full);
         nodeFs.unlinkSync(file);
         this.unlinked(full);

@@ -10,11 +10,14 @@
 // dropped segment's file to be gone before it sends on: a drop while the previous one's removal is
 // still under way removes its file synchronously (the last resort, which bounds the disk to one
 // segment past the cap), and that is not what this run is about.
+// Mode 'durable': a durable channel (every record written through, group commits, segments
+// removed once acknowledged: ack 'delivered'), the same steady spill and drain.
 import { createHopperStreams } from '../../lib/index.js';
 
 const [dataDir, turnsArg, mode = 'spill'] = process.argv.slice(2);
 const turns = Number(turnsArg);
 const dropping = mode === 'drop-oldest';
+const durable = mode === 'durable';
 // The shortest staleness window: the lock's heartbeat (a check of the lock and a touch of its
 // owner file, off the event loop too) beats every third of a second during the run.
 const hopper = createHopperStreams<string>({
@@ -23,6 +26,7 @@ const hopper = createHopperStreams<string>({
   maxSegmentBytes: 128 * 1024,
   staleLockMs: 1_000,
   ...(dropping ? { maxDiskBytes: 1024 * 1024, onFull: 'drop-oldest' as const } : {}),
+  ...(durable ? { name: 'events', durable: true, ack: 'delivered' as const } : {}),
 });
 /** What may wait for the disk before the producer waits a turn: a quarter of maxPendingDiskBytes. */
 const PACE_BYTES = 1024 * 1024;
@@ -49,7 +53,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 do {
   burst();
   await nextTurn();
-} while (hopper.stats().segments === 0 || hopper.stats().spilled === 0);
+} while (hopper.stats().segments === 0 || (durable ? hopper.stats().diskBytes : hopper.stats().spilled) === 0);
 while (hopper.stats().pendingDiskBytes > 0) await nextTurn();
 const sealedBefore = sealed;
 const removedBefore = removed;
@@ -77,8 +81,11 @@ if (!dropping) {
     if (value !== record(read)) throw new Error(`record ${read} came back as ${value}`);
     if (++read < sent) continue;
     // Removals of the last segments land within a few turns; then the break closes the channel
-    // (synchronously, by design).
+    // (synchronously, by design). A durable channel removes a segment once the ledger file says it
+    // is acknowledged: written fsyncIntervalMs after the acknowledgements moved.
     for (let turn = 0; turn < 20; turn++) await nextTurn();
+    for (let wait = 0; durable && wait < 1_000 && removed - removedBefore < sealed - sealedBefore; wait++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
     process.stderr.write(`DRAIN END ${JSON.stringify({ read, removed: removed - removedBefore })}\n`);
     break;
   }
