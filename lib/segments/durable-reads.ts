@@ -1,14 +1,13 @@
-import type { Stats } from 'node:fs';
 import { corruptSegmentError, ioError } from '../errors.js';
-import { blockData, checkSync, isProblem, parseBlockHeader } from '../ocf.js';
-import { BY_REFERENCE_BYTES } from '../record-codec.js';
-import { READ_ALONE_BYTES, decodeRecord } from './block-reader.js';
+import { decodeRecord } from './block-reader.js';
+import { blockFromBytes, openForReading, readAlone, readBytes } from './durable-read-io.js';
 import type { DurableSegment, DurableState } from './durable-state.js';
-import { READ_FLAGS, fsAsync, isSystemError } from './io.js';
+import { isSystemError } from './io.js';
 import { Corruption, LostRecords, WAIT } from './results.js';
 
 // The read side of the durable log: the next record in RN order, from the read cache, from a block
-// still waiting for the disk, or from its block in a segment file (read on the thread pool);
+// still waiting for the disk, or from its block in a segment file (opened and read on the thread
+// pool: durable-read-io.ts);
 // which block holds an RN; gaps passed over; damage recovery found, met when the reader gets there;
 // corruption met while reading (the `onCorrupt` policy: the error, or the records lost made a gap).
 // Reading never removes anything.
@@ -43,16 +42,6 @@ interface ReadAhead {
 
 /** Bytes of one read ahead at most (a block larger than this is read alone). */
 const READ_BYTES = 1024 * 1024;
-
-/**
- * A block of large records (as read-ahead.ts's readAlone says) is read alone, into a buffer of its
- * own: a large Buffer record the codec gives back as a view of the bytes read then keeps that
- * block alive, not a whole read of several.
- */
-function readAlone(segment: DurableSegment, block: number): boolean {
-  const bytes = segment.blockEnds[block]! - (segment.blockEnds[block - 1] ?? segment.headerLength);
-  return bytes >= READ_ALONE_BYTES && bytes >= segment.blockCounts[block]! * BY_REFERENCE_BYTES;
-}
 
 /** The block being read: its records' bytes, and where the next record starts. */
 interface ReadState {
@@ -149,7 +138,7 @@ export class DurableReads {
       if (pendingBlock !== undefined) {
         const bytes = pendingBlock.parts.length === 1 ? pendingBlock.parts[0]! : Buffer.concat(pendingBlock.parts);
         try {
-          const checked = this.blockFromBytes(bytes, start, segment);
+          const checked = blockFromBytes(bytes, start, segment);
           this.seat(segment, block, blockFirst, checked, rn);
         } catch (err) {
           throw err instanceof Corruption ? new Error(`hopper-streams: a block waiting for the disk does not frame: ${err.message}`) : err;
@@ -171,7 +160,7 @@ export class DurableReads {
           if (ahead.bytes !== undefined) {
             let data: Buffer | undefined;
             try {
-              data = this.blockFromBytes(ahead.bytes.subarray(start - ahead.start, end - ahead.start), start, segment);
+              data = blockFromBytes(ahead.bytes.subarray(start - ahead.start, end - ahead.start), start, segment);
             } catch (err) {
               // Read again below, where damage is reported as the policy says.
               if (!(err instanceof Corruption)) throw err;
@@ -251,20 +240,6 @@ export class DurableReads {
     return undefined;
   }
 
-  /** A block's records, uncompressed, from its bytes (framing, size and sync marker checked): throws a Corruption. */
-  private blockFromBytes(bytes: Buffer, offset: number, segment: DurableSegment): Buffer {
-    const frame = parseBlockHeader(bytes, 0, bytes.length);
-    if (isProblem(frame)) throw new Corruption(offset + frame.offset, frame.problem, 'block');
-    if (frame.end !== bytes.length) {
-      throw new Corruption(offset, `the block size says ${frame.end} bytes with its framing, the index ${bytes.length}`, 'block');
-    }
-    const badSync = checkSync(bytes, frame, segment.sync);
-    if (badSync !== undefined) throw new Corruption(offset + badSync.offset, badSync.problem, 'block');
-    const data = blockData(bytes, frame, segment.codec);
-    if (isProblem(data)) throw new Corruption(offset + data.offset, data.problem, 'block');
-    return data;
-  }
-
   /** Makes the block the one being read, positioned at `rn`: the records before it are decoded and passed over. */
   private seat(segment: DurableSegment, block: number, blockFirst: number, data: Buffer, rn: number): void {
     const state: ReadState = { segment, block, data, pos: 0, rn: blockFirst, end: blockFirst + segment.blockCounts[block]! };
@@ -282,7 +257,7 @@ export class DurableReads {
     try {
       if (this.readFd?.segment !== segment) {
         this.closeReadFd();
-        const fd = await this.open(segment);
+        const fd = await openForReading(log, segment);
         // Let go meanwhile (the log closed): the fd goes too.
         if (log.closed) {
           log.fds.close(fd);
@@ -290,9 +265,9 @@ export class DurableReads {
         }
         this.readFd = { segment, fd };
       }
-      const buffer = await this.readBlock(this.readFd.fd, start, end);
+      const buffer = await readBytes(log, this.readFd.fd, start, end);
       if (log.closed) return;
-      const data = this.blockFromBytes(buffer, start, segment);
+      const data = blockFromBytes(buffer, start, segment);
       this.seat(segment, block, blockFirst, data, rn);
       this.readAhead();
     } catch (err) {
@@ -311,55 +286,6 @@ export class DurableReads {
       this.loading = undefined;
       log.news();
     }
-  }
-
-  /**
-   * Opens `segment`'s file for reading on the thread pool and checks, on the descriptor, that it is
-   * the file this log made or recovered (device and inode): through a directory swapped for
-   * another, nothing is opened (the error the channel stops with). As the plain log judges an open
-   * (open.ts judgeOpening): a file gone, or replaced (by another file, a symbolic link or a special
-   * file), is a Corruption of the rest of the segment; another failure a system error (retried).
-   */
-  private async open(segment: DurableSegment): Promise<number> {
-    const log = this.log;
-    if (!(await log.directory.intactAsync())) {
-      throw (await log.directory.verifyAsync()) ?? ioError('opening a segment for reading', segment.file, new Error('the channel directory was replaced'));
-    }
-    let fd: number;
-    try {
-      fd = await fsAsync.open(log.fs, segment.file, READ_FLAGS);
-    } catch (err) {
-      const errno = (err as NodeJS.ErrnoException).code;
-      if (errno === 'ENOENT') throw new Corruption(0, 'the segment file is gone', 'rest-of-segment');
-      if (errno === 'ELOOP' || errno === 'ENXIO')
-        throw new Corruption(0, 'the segment file was replaced by a symbolic link or a special file', 'rest-of-segment');
-      throw err;
-    }
-    let stat: Stats;
-    try {
-      stat = await log.fds.track(fd, fsAsync.fstat(log.fs, fd));
-    } catch (err) {
-      log.fds.close(fd);
-      throw err;
-    }
-    if (!stat.isFile() || stat.dev !== segment.dev || stat.ino !== segment.ino) {
-      log.fds.close(fd);
-      throw new Corruption(0, `the segment file was replaced (by ${stat.isFile() ? 'another file' : 'a file that is not a regular file'})`, 'rest-of-segment');
-    }
-    return fd;
-  }
-
-  /** The bytes [start, end) of the file open at `fd`, read on the thread pool; throws a Corruption when the file is shorter. */
-  private async readBlock(fd: number, start: number, end: number): Promise<Buffer> {
-    const log = this.log;
-    const buffer = Buffer.allocUnsafe(end - start);
-    let got = 0;
-    while (got < buffer.length) {
-      const n = await log.fds.track(fd, fsAsync.read(log.fs, fd, buffer, got, buffer.length - got, start + got));
-      if (n === 0) throw new Corruption(start + got, 'the file is shorter than its blocks', 'rest-of-segment');
-      got += n;
-    }
-    return buffer;
   }
 
   /**
@@ -389,7 +315,7 @@ export class DurableReads {
     }
     if (endBlock === block) return;
     const ahead: ReadAhead = { segment, block, endBlock, start, end, bytes: undefined, failed: false, task: Promise.resolve() };
-    ahead.task = this.readBlock(readFd.fd, start, end).then(
+    ahead.task = readBytes(log, readFd.fd, start, end).then(
       (bytes) => {
         ahead.bytes = bytes;
         this.aheadLanded(ahead);

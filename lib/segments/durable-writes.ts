@@ -1,18 +1,15 @@
-import path from 'node:path';
 import { HopperError, ioError } from '../errors.js';
-import { OWNER_KEY, encodeBlockHeader, encodeHeader } from '../ocf.js';
-import { SegmentCreator, SyncMarkers, type Created } from './create.js';
+import { encodeBlockHeader } from '../ocf.js';
+import { DurableSegmentFiles } from './durable-segments.js';
 import { activeSegment, asError, type DurableSegment, type DurableState, type PendingBlock } from './durable-state.js';
 import { isSystemError, writeAll, writeAllAsync } from './io.js';
-import { segmentFileName } from './ledger.js';
-import { DURABLE_KEY, FIRST_KEY } from './durable-scan.js';
 import type { AppendResult } from './results.js';
 
 // The write side of the durable log: appends (every accepted record goes to disk, and to the read
 // cache while it keeps up), the block being filled handed to the writer (full, or when the event
 // loop turns) and assigned to a segment (planned when none is open: no I/O), the background task
-// that creates each segment's file (create.ts: draft, link, unlink, on the thread pool) before it
-// writes the segment's first block and then writes the waiting blocks in order, write faults
+// that has each segment's file made (durable-segments.ts) before it writes the segment's first
+// block and then writes the waiting blocks in order, write faults
 // (appends refused while one lasts; the retry timer kicks the writes again), and the last resort
 // when the disk falls behind (which may create a segment synchronously too).
 
@@ -36,15 +33,10 @@ export class DurableWrites {
   private behind = false;
   /** Synchronous writes made because more than maxPendingDiskBytes waited for the disk. */
   syncWrites = 0;
-  /** The segment whose file the background task is creating, if any. */
-  private creating: DurableSegment | undefined;
-  private readonly creator: SegmentCreator;
-  /** Sync markers for new segments, made ahead off the event loop. */
-  private readonly markers = new SyncMarkers();
+  private readonly files: DurableSegmentFiles;
 
   constructor(private readonly log: DurableState) {
-    // Numbers come from the log's state: a foreign file under a planned name makes it take the next.
-    this.creator = new SegmentCreator(log.fs, log.directory, log);
+    this.files = new DurableSegmentFiles(log);
   }
 
   /** The error disk writes are failing with, while they are retried. */
@@ -118,7 +110,7 @@ export class DurableWrites {
     const builder = log.builder;
     if (builder.count === 0 || log.closed) return;
     // No file operation here: a new segment is planned, and its file made by the background task.
-    const segment = activeSegment(log) ?? this.planSegment(log.builderFirst);
+    const segment = activeSegment(log) ?? this.files.plan(log.builderFirst);
     const data = builder.parts(log.options.codec);
     let dataLength = 0;
     for (const part of data) dataLength += part.length;
@@ -161,12 +153,9 @@ export class DurableWrites {
         // Being created in the background (a stalled disk): taken over, so that what waits stays
         // bounded. Segments are made in order (their numbers order them at recovery): none after it
         // is made before it.
-        if (block.segment === this.creating) {
-          this.creator.cancel();
-          this.creating = undefined;
-        }
+        this.files.takeOver(block.segment);
         try {
-          this.createSync(block.segment);
+          this.files.createSync(block.segment);
         } catch (err) {
           // Left to the background task, which retries.
           if (!(err instanceof HopperError)) throw err;
@@ -205,61 +194,14 @@ export class DurableWrites {
   }
 
   /**
-   * A new segment starting at record `first`, planned: its number, name and header chosen, its
-   * blocks assigned to it from now on; no file yet (see {@link create}).
-   */
-  private planSegment(first: number): DurableSegment {
-    const log = this.log;
-    const sync = this.markers.next();
-    const header = encodeHeader(log.schemaJson, log.options.codec, sync, {
-      [OWNER_KEY]: log.options.channel,
-      [DURABLE_KEY]: '1',
-      [FIRST_KEY]: String(first),
-    });
-    const seq = log.nextSeq++;
-    const segment: DurableSegment = {
-      seq,
-      file: path.join(log.directory.path, segmentFileName(seq)),
-      dev: 0,
-      ino: 0,
-      first,
-      records: 0,
-      size: header.length,
-      writtenSize: 0,
-      syncedSize: 0,
-      headerLength: header.length,
-      blockEnds: [],
-      blockCounts: [],
-      sync,
-      codec: log.options.codec,
-      created: false,
-      header,
-      fd: undefined,
-      sealed: false,
-      linkedUnsynced: false,
-      removing: false,
-    };
-    log.segments.push(segment);
-    log.fileBytes += header.length;
-    return segment;
-  }
-
-  /**
-   * The background task makes `segment`'s file before writing its first block, on the thread pool
-   * (SegmentCreator.createAsync): C1 a draft with the header in the lock directory, its identity
-   * from its descriptor, C2 linked into place, C3 the draft unlinked. False when it did not: the log
-   * closed meanwhile (what it made is removed), or it failed (a write fault, retried).
+   * The background task has `segment`'s file made before writing its first block (see
+   * DurableSegmentFiles.create). False when it was not: the log closed meanwhile, or it failed (a
+   * write fault, retried).
    */
   private async create(segment: DurableSegment): Promise<boolean> {
     const log = this.log;
-    const planned = segment.seq;
-    this.creating = segment;
     try {
-      const header = segment.header!;
-      // False: the log closed, or the last resort took the creation over (then the task goes on).
-      if (!(await this.creator.createAsync(segment, { parts: [header], length: header.length }, (made) => this.made(segment, made, planned)))) {
-        return !log.closed;
-      }
+      return await this.files.create(segment);
     } catch (err) {
       if (log.closed) return false;
       // The blocks stay waiting; the retry timer kicks the writes again.
@@ -267,39 +209,6 @@ export class DurableWrites {
       log.hooks.onFault({ operation: 'write', file: segment.file, error: this.writeFault });
       log.retry.schedule();
       return false;
-    } finally {
-      if (this.creating === segment) this.creating = undefined;
-    }
-    return true;
-  }
-
-  /** {@link create} on the event loop: the last resort, and the close. Throws ERR_HOPPER_IO. */
-  private createSync(segment: DurableSegment): void {
-    const planned = segment.seq;
-    const header = segment.header!;
-    this.made(segment, this.creator.createSync(segment, [{ parts: [header], length: header.length }]), planned);
-  }
-
-  /**
-   * `segment`'s file exists: its blocks can be written. Linked since the last directory fsync (the
-   * commit that covers its records syncs the directory first). A foreign file under its planned
-   * name gave it a later number: the segments planned after it (none of which is made: they are
-   * made in order) take numbers after that one, so that numbers still order them by record.
-   */
-  private made(segment: DurableSegment, made: Created, planned: number): void {
-    const log = this.log;
-    segment.fd = made.fd;
-    segment.dev = made.dev;
-    segment.ino = made.ino;
-    segment.created = true;
-    segment.header = undefined;
-    segment.writtenSize = Math.max(segment.writtenSize, segment.headerLength);
-    segment.linkedUnsynced = true;
-    if (segment.seq === planned) return;
-    for (const later of log.segments.slice(log.segments.indexOf(segment) + 1)) {
-      if (later.created) continue;
-      later.seq = log.nextSeq++;
-      later.file = path.join(log.directory.path, segmentFileName(later.seq));
     }
   }
 
@@ -404,7 +313,7 @@ export class DurableWrites {
       const block = log.pending[0]!;
       // A creation under way was stopped by stopCreating(): what it made goes (by identity), and the
       // file is made here, under its name or, if that is taken meanwhile, a later one.
-      if (!block.segment.created) this.createSync(block.segment);
+      if (!block.segment.created) this.files.createSync(block.segment);
       // A block in flight is written again, with the same bytes at the same place.
       if (!block.done || this.inFlight.includes(block)) writeAll(log.fs, block.segment.fd!, block.parts, block.length, block.position);
       if (!block.done) log.pendingTotal -= block.length;
@@ -416,11 +325,8 @@ export class DurableWrites {
     return written;
   }
 
-  /**
-   * At close, first: no creation goes on in the background past its next step, and what one under
-   * way made so far is removed (SegmentCreator.close); writeOutSync makes the file again.
-   */
+  /** At close, first: see DurableSegmentFiles.stop (writeOutSync makes the file again). */
   stopCreating(): void {
-    this.creator.close();
+    this.files.stop();
   }
 }
