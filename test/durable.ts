@@ -641,11 +641,7 @@ test('hopper.close() - durable, the Duplex and the streamx adapter: records writ
   for (let i = 0; i < 50; i++) streamx.writable.write(rec(i));
   await streamx.close();
   for (const name of ['duplex', 'streamx']) {
-    const again = createHopperStreams<Rec>(c.options({ ack: 'manual', name }));
-    again.writable.end();
-    const rest: number[] = [];
-    for await (const r of again.readable) rest.push(r.id);
-    t.deepEqual(rest, ids(0, 50), name);
+    t.deepEqual(await reopenAndRead(c, { name }), ids(0, 50), name);
   }
 });
 
@@ -658,11 +654,7 @@ test('hopper.close() - durable, the writable destroyed before end() (a failed pr
   for (let i = 0; i < 30; i++) hopper.writable.write(rec(i));
   hopper.writable.destroy(new Error('source failed'));
   await t.throwsAsync(hopper.close(), { code: 'ERR_HOPPER_PRODUCER_FAILED' });
-  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
-  again.writable.end();
-  const rest: number[] = [];
-  for await (const r of again.readable) rest.push(r.id);
-  t.deepEqual(rest, ids(0, 30));
+  t.deepEqual(await reopenAndRead(c), ids(0, 30));
 });
 
 test("hopper.close() - durable, everything delivered: the readable ends with 'end', as a non-durable hopper's does", async (t) => {
@@ -714,12 +706,13 @@ test('createHopperStream() and streamx - the Duplex and the streamx adapter have
   streamx.destroy();
 });
 
-/** Opens the channel again with node:fs and reads every record it delivers. */
-async function reopenAndRead(c: ReturnType<typeof channel>): Promise<number[]> {
-  const reopened = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
+/** Opens the channel again with node:fs (`ack: 'manual'`, and `options`), reads every record it delivers, and waits for its close. */
+async function reopenAndRead(c: ReturnType<typeof channel>, options: HopperOptions = {}): Promise<number[]> {
+  const reopened = createHopperStreams<Rec>(c.options({ ack: 'manual', ...options }));
   reopened.writable.end();
   const rest: number[] = [];
   for await (const r of reopened.readable) rest.push(r.id);
+  await reopened.close();
   return rest;
 }
 
@@ -1121,11 +1114,7 @@ test('createHopperStreams() durable - a backlog written with another schema refu
   await first.flush();
   first.destroy();
   t.throws(() => createHopperStreams(c.options({ schema: schemaB })), { code: 'ERR_HOPPER_SCHEMA_MISMATCH', message: /another schema/ });
-  const again = createHopperStreams<Rec>(c.options({ schema: schemaA, ack: 'manual' }));
-  again.writable.end();
-  const got: number[] = [];
-  for await (const r of again.readable) got.push(r.id);
-  t.deepEqual(got, ids(0, 5));
+  t.deepEqual(await reopenAndRead(c, { schema: schemaA }), ids(0, 5));
 });
 
 test('hopper.writable - blocks waiting for the disk go in one write; one that fails or is cut short is written again whole, nothing lost', async (t) => {
@@ -1278,12 +1267,7 @@ test('hopper.writable - durable: a foreign file under the name planned for a seg
   first.destroy();
   for (const name of foreign) t.is(fs.readFileSync(path.join(c.channelDir, name), 'utf8'), `not ours ${name}`, `${name} untouched`);
   t.true(c.segments().length > foreign.length + 2, 'several segments made past the foreign files');
-  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
-  again.writable.end();
-  const got: number[] = [];
-  for await (const r of again.readable) got.push(r.id);
-  t.deepEqual(got, ids(0, 200));
-  await again.close();
+  t.deepEqual(await reopenAndRead(c), ids(0, 200));
 });
 
 test('hopper.destroy() durable - during the link of a background segment creation: close() makes the file under the planned name; the link, when it lands, leaves nothing; the next open delivers every record', async (t) => {
@@ -1312,11 +1296,7 @@ test('hopper.destroy() durable - during the link of a background segment creatio
     [LEDGER_FILE],
     'no draft, no lock',
   );
-  const again = createHopperStreams<Rec>(c.options({ ack: 'manual' }));
-  again.writable.end();
-  const got: number[] = [];
-  for await (const r of again.readable) got.push(r.id);
-  t.deepEqual(got, ids(0, 10));
+  t.deepEqual(await reopenAndRead(c), ids(0, 10));
 });
 
 test('hopper.writable - durable: a segment creation that fails in the background (EMFILE) is reported with ERR_HOPPER_IO and retried; nothing is lost', async (t) => {
