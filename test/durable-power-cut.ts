@@ -377,16 +377,7 @@ for (const fsync of ['always', 'batch', 'never'] as const) {
  * block is written, then read, acknowledged and removed.
  */
 const ROLLOVER: Command[] = [
-  { kind: 'write', n: 20 },
-  { kind: 'settle' },
-  { kind: 'write', n: 20 },
-  { kind: 'settle' },
-  { kind: 'write', n: 20 },
-  { kind: 'settle' },
-  { kind: 'write', n: 20 },
-  { kind: 'settle' },
-  { kind: 'write', n: 20 },
-  { kind: 'settle' },
+  ...Array.from({ length: 5 }, (): Command[] => [{ kind: 'write', n: 20 }, { kind: 'settle' }]).flat(),
   { kind: 'write', n: 20 },
   { kind: 'tick' },
   { kind: 'read', n: 100 },

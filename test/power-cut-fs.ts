@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { tempDataDir } from './helpers/index.js';
 import { PAGE_BYTES, PowerCutFileSystem, type PowerCutReport } from './helpers/power-cut-fs.js';
@@ -240,14 +241,18 @@ test('PowerCutFileSystem - a truncation after the last sync is kept or undone', 
   t.is(seen.size, 2);
 });
 
+/** A model over a fresh directory with a lock directory in it: where a segment's draft and the segment go. */
+function draftAndSegment(t: Parameters<typeof model>[0], seed: number): { m: ReturnType<typeof model>['model']; draft: string; segment: string } {
+  const { dir, model: m } = model(t, seed);
+  const lockDir = path.join(dir.dataDir, 'hopper.lock');
+  fs.mkdirSync(lockDir);
+  return { m, draft: path.join(lockDir, 'draft'), segment: path.join(dir.dataDir, '000001.avro') };
+}
+
 test('PowerCutFileSystem - a hard link into place (the segment draft) is modelled per name', async (t) => {
   const seen = new Set<string>();
   for (let seed = 1; seed <= SEEDS; seed++) {
-    const { dir, model: m } = model(t, seed);
-    const lockDir = path.join(dir.dataDir, 'hopper.lock');
-    fs.mkdirSync(lockDir);
-    const draft = path.join(lockDir, 'draft');
-    const segment = path.join(dir.dataDir, '000001.avro');
+    const { m, draft, segment } = draftAndSegment(t, seed);
     const fd = m.fs.openSync(draft, CREATE);
     write(m, fd, 'header', 0);
     m.fs.linkSync(draft, segment);
@@ -266,14 +271,9 @@ test('PowerCutFileSystem - a hard link into place (the segment draft) is modelle
 });
 
 test('PowerCutFileSystem - an asynchronous segment creation (draft, header, link, unlink on the thread pool) is modelled as the synchronous one, and logged as asynchronous', async (t) => {
-  const { promisify } = await import('node:util');
   const seen = new Set<string>();
   for (let seed = 1; seed <= SEEDS; seed++) {
-    const { dir, model: m } = model(t, seed);
-    const lockDir = path.join(dir.dataDir, 'hopper.lock');
-    fs.mkdirSync(lockDir);
-    const draft = path.join(lockDir, 'draft');
-    const segment = path.join(dir.dataDir, '000001.avro');
+    const { m, draft, segment } = draftAndSegment(t, seed);
     const seam = m.fs as unknown as typeof fs;
     const fd = await promisify(seam.open)(draft, CREATE, 0o644);
     await promisify(seam.writev)(fd, [Buffer.from('header')], 0);
